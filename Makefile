@@ -1,0 +1,36 @@
+# The two commands: `make run` (serve the studio, embedded mode) and `make test`.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+INSTALLED := $(VENV)/.installed
+HOST ?= 127.0.0.1
+PORT ?= 8000
+
+.PHONY: install run test worker
+
+$(INSTALLED): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	# torch pinned first so no other requirement can pull a multi-GB CUDA build.
+	$(BIN)/python -m pip install --quiet "torch==2.13.0"
+	$(BIN)/python -m pip install --quiet -e ".[gpu,test]"
+	touch $(INSTALLED)
+
+install: $(INSTALLED)
+
+# Embedded mode: SQLite, in-memory channel layer, in-process worker, the tiny model
+# when none is configured. REDIS_URL and DATABASE_URL are ignored here on purpose.
+run: $(INSTALLED)
+	env -u REDIS_URL -u DATABASE_URL DEBUG=1 $(BIN)/python manage.py migrate --noinput
+	env -u REDIS_URL -u DATABASE_URL DEBUG=1 $(BIN)/python manage.py setup_demo
+	@echo "Serving the studio on http://$(HOST):$(PORT)/"
+	env -u REDIS_URL -u DATABASE_URL DEBUG=1 $(BIN)/python manage.py runserver --noreload $(HOST):$(PORT)
+
+# Uses PostgreSQL and Redis (and real Celery workers) when DATABASE_URL / REDIS_URL are set.
+test: $(INSTALLED)
+	$(BIN)/ruff check .
+	$(BIN)/python -m pytest
+
+# A GPU (or CPU) worker for the distributed mode; needs REDIS_URL and DATABASE_URL.
+worker: $(INSTALLED)
+	$(BIN)/celery -A studio worker -Q gpu --pool threads --concurrency 1 --prefetch-multiplier 1 --loglevel INFO

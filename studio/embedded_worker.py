@@ -1,0 +1,41 @@
+"""The embedded mode's worker: the same task code, run in one thread of the web process."""
+
+import logging
+from concurrent.futures import ThreadPoolExecutor
+
+from django.db import close_old_connections
+
+logger = logging.getLogger(__name__)
+
+_executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="embedded-worker")
+
+
+def _run(job_id):
+    from generation.tasks import run_generation_job
+
+    close_old_connections()
+    try:
+        run_generation_job.run(job_id)
+    except Exception:
+        logger.exception("Generation job %s crashed in the embedded worker", job_id)
+    finally:
+        close_old_connections()
+
+
+def submit_generation(job_id):
+    return _executor.submit(_run, job_id)
+
+
+def resume_unfinished_jobs():
+    """Requeue what a previous run of the server left queued or running."""
+    from generation.models import GenerationJob, JobStatus
+
+    GenerationJob.objects.filter(status=JobStatus.RUNNING).update(status=JobStatus.QUEUED)
+    for job_id in GenerationJob.objects.queued().order_by("created_at", "id").values_list(
+        "pk", flat=True
+    ):
+        submit_generation(job_id)
+
+
+def resume_unfinished_jobs_soon():
+    _executor.submit(resume_unfinished_jobs)

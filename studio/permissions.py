@@ -1,0 +1,56 @@
+"""The one place that answers "may this user do this to this object".
+
+Views ask through `require()`: outsiders get a 404 so they can't even learn that an
+object exists; members whose role is too low get a 403.
+"""
+
+from django.core.exceptions import PermissionDenied
+from django.http import Http404
+
+from studio.accounts.models import ROLE_RANK, Project, Role, Team
+
+# The least role each action needs, per kind of object.
+TEAM_ACTIONS = {
+    "view": Role.VIEWER,
+    "create_project": Role.EDITOR,
+    "invite": Role.ADMIN,
+    "manage_members": Role.ADMIN,
+    "delete": Role.OWNER,
+}
+PROJECT_ACTIONS = {
+    "view": Role.VIEWER,
+    "generate": Role.EDITOR,
+    "manage": Role.ADMIN,
+}
+
+
+def role_for(user, obj):
+    """The user's role on a team, or on a project through its team."""
+    if isinstance(obj, Team):
+        return obj.role_of(user)
+    if isinstance(obj, Project):
+        return obj.team.role_of(user)
+    raise TypeError(f"no roles on {type(obj).__name__}")
+
+
+def can(user, action, obj):
+    if isinstance(obj, Team):
+        needed = TEAM_ACTIONS[action]
+    elif isinstance(obj, Project):
+        needed = PROJECT_ACTIONS[action]
+    elif hasattr(obj, "project"):
+        # Objects that live in a project (jobs, images) follow the project's rules.
+        return can(user, action, obj.project)
+    else:
+        raise TypeError(f"no permissions defined for {type(obj).__name__}")
+    role = role_for(user, obj)
+    return role is not None and ROLE_RANK[role] >= ROLE_RANK[needed]
+
+
+def require(user, action, obj):
+    """Return obj if the user may do action to it; else 404 for outsiders, 403 for members."""
+    if can(user, action, obj):
+        return obj
+    if action != "view" and can(user, "view", obj):
+        raise PermissionDenied(f"Your role does not allow this ({action}).")
+    raise Http404

@@ -1,0 +1,58 @@
+"""Publishing events to browsers over the channel layer, from any thread.
+
+Workers publish from plain threads. Every publish is run on one long-lived event loop:
+the ASGI server's loop when this process serves websockets (the in-memory layer only
+works on the loop its sockets wait on), else a background loop thread, so a worker
+keeps one Redis connection instead of opening one per progress step.
+"""
+
+import asyncio
+import logging
+import threading
+
+from channels.layers import get_channel_layer
+
+logger = logging.getLogger(__name__)
+
+EVENT_MESSAGE_TYPE = "studio.event"
+PUBLISH_TIMEOUT_S = 10
+
+_lock = threading.Lock()
+_server_loop = None
+_background_loop = None
+
+
+def bind_server_loop(loop):
+    """Called by sockets when they connect: publish on the loop they listen on."""
+    global _server_loop
+    _server_loop = loop
+
+
+def _publish_loop():
+    global _background_loop
+    if _server_loop is not None and _server_loop.is_running():
+        return _server_loop
+    with _lock:
+        if _background_loop is None:
+            _background_loop = asyncio.new_event_loop()
+            threading.Thread(
+                target=_background_loop.run_forever, name="event-publisher", daemon=True
+            ).start()
+        return _background_loop
+
+
+async def apublish(group, payload):
+    await get_channel_layer().group_send(group, {"type": EVENT_MESSAGE_TYPE, "payload": payload})
+
+
+def publish(group, payload):
+    """Send payload (a JSON-able dict with a "type" such as "job.progress") to a group.
+
+    Best effort: a lost event never fails the work it reports on, because browsers
+    re-read the state over HTTP whenever their socket reconnects.
+    """
+    future = asyncio.run_coroutine_threadsafe(apublish(group, payload), _publish_loop())
+    try:
+        future.result(timeout=PUBLISH_TIMEOUT_S)
+    except Exception:
+        logger.warning("Could not publish %s to %s", payload.get("type"), group, exc_info=True)

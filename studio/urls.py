@@ -1,0 +1,9 @@
+from django.contrib import admin
+from django.urls import include, path
+
+urlpatterns = [
+    path("admin/", admin.site.urls),
+    path("", include("studio.accounts.urls")),
+    path("", include("generation.urls")),
+    path("", include("gallery.urls")),
+]
