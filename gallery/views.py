@@ -1,0 +1,41 @@
+from django.contrib.auth.decorators import login_required
+from django.http import FileResponse
+from django.shortcuts import get_object_or_404, render
+from django.views.decorators.http import require_GET
+
+from gallery.models import Image
+from studio.permissions import require
+
+
+def image_for(user, image_id):
+    image = get_object_or_404(
+        Image.objects.select_related("project__team", "created_by", "job__model"), pk=image_id
+    )
+    require(user, "view", image.project)
+    return image
+
+
+@login_required
+@require_GET
+def image_detail(request, image_id):
+    image = image_for(request.user, image_id)
+    return render(request, "gallery/image_detail.html", {"image": image})
+
+
+@login_required
+@require_GET
+def image_card(request, image_id):
+    image = image_for(request.user, image_id)
+    return render(request, "gallery/image_detail.html#thumb", {"image": image, "is_new": True})
+
+
+@login_required
+@require_GET
+def image_file(request, image_id):
+    """The original PNG, only to people who may see its project."""
+    image = image_for(request.user, image_id)
+    response = FileResponse(image.file.open("rb"), content_type="image/png")
+    response["Cache-Control"] = "private, max-age=3600"
+    if request.GET.get("download"):
+        response["Content-Disposition"] = f'attachment; filename="image-{image.pk}.png"'
+    return response

@@ -1,0 +1,16 @@
+"""Where a job goes once committed: a Celery queue, or the in-process worker."""
+
+from django.conf import settings
+
+GPU_QUEUE = "gpu"
+
+
+def enqueue_generation(job_id):
+    if settings.CELERY_BROKER_URL:
+        from generation.tasks import run_generation_job
+
+        run_generation_job.apply_async(args=[job_id], queue=GPU_QUEUE)
+    else:
+        from studio import embedded_worker
+
+        embedded_worker.submit_generation(job_id)

@@ -1,0 +1,148 @@
+"""Running a job on a worker. Imports torch (through gpu_workers): workers only."""
+
+import logging
+import os
+import socket
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import F, Q
+from django.utils import timezone
+
+from gallery.services import image_create_from_generation
+from generation.models import GenerationJob, JobStatus
+from gpu_workers.requests import GenerationCanceled, GenerationRequest
+from gpu_workers.runner import generate
+from studio.realtime.events import publish
+
+logger = logging.getLogger(__name__)
+
+
+def lease_deadline():
+    return timezone.now() + timedelta(seconds=settings.STUDIO_JOB_LEASE_S)
+
+
+def job_claim(job_id):
+    """Take the job: queued, or running on a worker whose lease lapsed (it died).
+
+    One conditional UPDATE, so two deliveries of one message never both run it.
+    """
+    claimable = Q(status=JobStatus.QUEUED) | Q(
+        status=JobStatus.RUNNING, lease_expires_at__lt=timezone.now()
+    )
+    claimed = GenerationJob.objects.filter(
+        claimable, pk=job_id, attempts__lt=settings.STUDIO_JOB_MAX_ATTEMPTS
+    ).update(
+        status=JobStatus.RUNNING,
+        attempts=F("attempts") + 1,
+        started_at=timezone.now(),
+        progress_step=0,
+        lease_expires_at=lease_deadline(),
+        worker=worker_name(),
+    )
+    return claimed == 1
+
+
+def worker_name():
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def job_fail_if_worn_out(job_id):
+    """A job whose workers kept dying is failed rather than retried forever."""
+    worn_out = GenerationJob.objects.filter(
+        pk=job_id,
+        status=JobStatus.RUNNING,
+        lease_expires_at__lt=timezone.now(),
+        attempts__gte=settings.STUDIO_JOB_MAX_ATTEMPTS,
+    ).select_related("project")
+    for job in worn_out:
+        job_mark_ended(
+            job,
+            JobStatus.FAILED,
+            f"The worker stopped during each of {job.attempts} attempts; giving up. Retry "
+            "with a smaller size or fewer steps, or ask an admin to check the GPU workers.",
+        )
+        publish(job.project.events_group(), job.event_payload(type="job.failed", error=job.error))
+
+
+def publish_queue_positions():
+    """Tell every waiting job its new place in line."""
+    waiting = GenerationJob.objects.queued().select_related("project").order_by("created_at", "id")
+    for position, job in enumerate(waiting, start=1):
+        publish(job.project.events_group(), job.event_payload(type="job.queued", position=position))
+
+
+def job_execute(*, job_id):
+    if not job_claim(job_id):
+        job_fail_if_worn_out(job_id)
+        logger.info("Job %s is not claimable; skipping this delivery", job_id)
+        return
+    job = GenerationJob.objects.select_related("project", "model", "created_by").get(pk=job_id)
+    group = job.project.events_group()
+    publish(group, job.event_payload(type="job.started"))
+    publish_queue_positions()
+
+    def on_step(step, total):
+        job.progress_step = step
+        GenerationJob.objects.filter(pk=job.pk).update(
+            progress_step=step, lease_expires_at=lease_deadline()
+        )
+        publish(group, job.event_payload(type="job.progress", step=step, total=total))
+
+    request = GenerationRequest(
+        model_source=job.model.source,
+        prompt=job.prompt,
+        negative_prompt=job.negative_prompt,
+        steps=job.steps,
+        guidance_scale=job.guidance_scale,
+        width=job.width,
+        height=job.height,
+        seed=job.seed,
+    )
+    try:
+        result = generate(request, on_step=on_step)
+        with transaction.atomic():
+            images = [
+                image_create_from_generation(
+                    job=job,
+                    pil_image=pil_image,
+                    seed=result.seed,
+                    sampler=result.sampler,
+                    scheduler_class=result.scheduler_class,
+                )
+                for pil_image in result.images
+            ]
+            job.status = JobStatus.FINISHED
+            job.finished_at = timezone.now()
+            job.save(update_fields=["status", "finished_at"])
+    except GenerationCanceled:
+        job_mark_ended(job, JobStatus.CANCELED, "Canceled.")
+        publish(group, job.event_payload(type="job.canceled"))
+        return
+    except Exception as error:
+        logger.exception("Job %s failed", job.pk)
+        job_mark_ended(job, JobStatus.FAILED, failure_reason(error))
+        publish(group, job.event_payload(type="job.failed", error=job.error))
+        return
+    publish(
+        group,
+        job.event_payload(
+            type="job.finished",
+            images=[image.event_payload() for image in images],
+        ),
+    )
+
+
+def job_mark_ended(job, status, error):
+    job.status = status
+    job.error = error
+    job.finished_at = timezone.now()
+    job.save(update_fields=["status", "error", "finished_at"])
+
+
+def failure_reason(error):
+    """A message a user can act on; the traceback stays in the worker's log."""
+    text = str(error).strip().splitlines()[0] if str(error).strip() else ""
+    reason = f"{type(error).__name__}: {text}" if text else type(error).__name__
+    return f"The worker could not generate this image ({reason[:400]})."

@@ -1,0 +1,86 @@
+from django import forms
+from django.conf import settings
+
+from generation.models import DiffusionModel
+
+MAX_SEED = 2**32 - 1
+MIN_SIDE = 64
+MAX_SIDE = 2048
+
+
+class GenerationForm(forms.Form):
+    prompt = forms.CharField(
+        max_length=2000,
+        widget=forms.Textarea(
+            attrs={"rows": 5, "class": "prompt-input", "placeholder": "Describe the image…"}
+        ),
+        error_messages={"required": "Write a prompt: describe what the image should show."},
+    )
+    negative_prompt = forms.CharField(
+        max_length=2000,
+        required=False,
+        widget=forms.Textarea(
+            attrs={"rows": 2, "class": "negative-input", "placeholder": "What to avoid…"}
+        ),
+    )
+    model = forms.ModelChoiceField(
+        queryset=DiffusionModel.objects.none(),
+        empty_label=None,
+        error_messages={"invalid_choice": "Unknown model: choose one from the list."},
+    )
+    steps = forms.IntegerField(min_value=1, max_value=settings.STUDIO_MAX_STEPS, initial=25)
+    guidance_scale = forms.FloatField(
+        label="CFG scale", min_value=0, max_value=30, initial=7.0,
+        widget=forms.NumberInput(attrs={"step": "0.5"}),
+    )
+    width = forms.IntegerField(
+        min_value=MIN_SIDE, max_value=MAX_SIDE, initial=512,
+        widget=forms.NumberInput(attrs={"step": "8"}),
+    )
+    height = forms.IntegerField(
+        min_value=MIN_SIDE, max_value=MAX_SIDE, initial=512,
+        widget=forms.NumberInput(attrs={"step": "8"}),
+    )
+    seed = forms.IntegerField(
+        min_value=0, max_value=MAX_SEED, required=False,
+        widget=forms.NumberInput(attrs={"placeholder": "Random"}),
+        help_text="Empty for a random seed; it is always recorded.",
+    )
+
+    def __init__(self, *args, models=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        if models is None:
+            models = DiffusionModel.objects.usable()
+        self.fields["model"].queryset = models
+
+    def clean_prompt(self):
+        prompt = self.cleaned_data["prompt"].strip()
+        if not prompt:
+            raise forms.ValidationError("Write a prompt: describe what the image should show.")
+        return prompt
+
+    def _clean_side(self, name):
+        value = self.cleaned_data[name]
+        if value % 8:
+            lower, upper = value - value % 8, value - value % 8 + 8
+            raise forms.ValidationError(
+                f"{name.capitalize()} must be a multiple of 8 (try {lower} or {upper})."
+            )
+        return value
+
+    def clean_width(self):
+        return self._clean_side("width")
+
+    def clean_height(self):
+        return self._clean_side("height")
+
+    def clean(self):
+        cleaned = super().clean()
+        width, height = cleaned.get("width"), cleaned.get("height")
+        if width and height and width * height > settings.STUDIO_MAX_PIXELS:
+            self.add_error(
+                "height",
+                f"{width}x{height} is too large: at most {settings.STUDIO_MAX_PIXELS:,} pixels "
+                "in all.",
+            )
+        return cleaned
