@@ -1,0 +1,317 @@
+"""One engine loop per device: it batches compatible requests and runs them together.
+
+Celery threads `submit()` plain requests and wait on the returned future. The loop takes the
+oldest queued request, waits up to `max_wait_ms` (counted from that request's arrival) for
+compatible ones, runs up to `max_batch` of them as one batch and completes each future.
+Progress, previews, cancel and the time limit stay per request inside a batch.
+"""
+
+import logging
+import math
+import threading
+import time
+from collections.abc import Callable, Iterable
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+
+import torch
+from PIL import Image
+
+from gpu_workers.config import WorkerConfig
+from gpu_workers.pipelines import load_pipeline, loaded_sources
+from gpu_workers.previews import latent_preview
+from gpu_workers.requests import (
+    GenerationCanceled,
+    GenerationFailed,
+    GenerationRequest,
+    GenerationResult,
+    WorkerShuttingDown,
+)
+from gpu_workers.samplers import A1111_SAMPLER_NAMES, a1111_sampler_name, fresh_scheduler
+from gpu_workers.txt2img import txt2img_batch
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class BatchKey:
+    """Requests with equal keys can run as one batch; prompts, seeds and guidance may differ."""
+
+    model_source: str
+    mode: str
+    width: int
+    height: int
+    steps: int
+    scheduler: str | None  # None: the model's own scheduler
+    adapters: tuple = ()  # LoRAs and other adapters, once requests can name them
+
+    @classmethod
+    def for_request(cls, request: GenerationRequest) -> "BatchKey":
+        return cls(
+            model_source=request.model_source,
+            mode="txt2img",
+            width=request.width,
+            height=request.height,
+            steps=request.steps,
+            scheduler=request.scheduler,
+        )
+
+
+@dataclass(eq=False)
+class _Job:
+    request: GenerationRequest
+    key: BatchKey
+    on_step: Callable[[int, int], None] | None
+    on_preview: Callable[[int, Image.Image], None] | None
+    should_cancel: Callable[[], bool] | None
+    future: Future = field(default_factory=Future)
+    submitted: float = field(default_factory=time.monotonic)
+    # Survives an out-of-memory retry, which replays steps already reported.
+    steps_reported: int = 0
+    last_preview: float = -math.inf
+
+    @property
+    def live(self) -> bool:
+        return not self.future.done()
+
+    def fail(self, error: BaseException) -> None:
+        # Without its traceback: the frames it holds keep the batch's tensors (GPU memory)
+        # alive for as long as the caller keeps the future. Tracebacks are logged instead.
+        self.future.set_exception(error.with_traceback(None))
+
+
+class Engine:
+    """Owns one device: every request for it runs on this engine's single loop thread."""
+
+    def __init__(
+        self,
+        config: WorkerConfig,
+        *,
+        max_batch: int = 8,
+        max_wait_ms: float = 25,
+        job_time_limit_s: float | None = None,
+        preview_interval_s: float = 0.25,
+    ):
+        if max_batch < 1:
+            raise ValueError(f"max_batch must be at least 1, not {max_batch}.")
+        self.config = config
+        self.max_batch = max_batch
+        self.max_wait_s = max_wait_ms / 1000
+        self.job_time_limit_s = job_time_limit_s
+        self.preview_interval_s = preview_interval_s  # per request; 0.25 s: about 4 per second
+        self._device = torch.device(config.device)
+        self._queue: list[_Job] = []
+        self._wakeup = threading.Condition()
+        self._stopping = False
+        self._thread: threading.Thread | None = None
+
+    def __enter__(self) -> "Engine":
+        return self.start()
+
+    def __exit__(self, *exc_info) -> None:
+        self.shutdown()
+
+    def start(self) -> "Engine":
+        with self._wakeup:
+            if self._thread is not None:
+                raise RuntimeError("This engine was already started.")
+            self._thread = threading.Thread(
+                target=self._loop, name=f"gpu-engine-{self.config.device}", daemon=True
+            )
+            self._thread.start()
+        return self
+
+    def submit(
+        self,
+        request: GenerationRequest,
+        *,
+        on_step: Callable[[int, int], None] | None = None,
+        on_preview: Callable[[int, Image.Image], None] | None = None,
+        should_cancel: Callable[[], bool] | None = None,
+    ) -> "Future[GenerationResult]":
+        """Queue `request`; thread-safe. The future gives the result or raises
+        GenerationCanceled, GenerationFailed or the error that stopped the batch.
+
+        The callbacks run on the engine's thread after each step and should be quick:
+        `on_step(step, total)` exactly `steps` times, `on_preview(step, image)` with a
+        latent-resolution RGB image at most every `preview_interval_s`, `should_cancel()`
+        after each step. A future canceled while still queued never runs.
+        """
+        _check(request)
+        job = _Job(request, BatchKey.for_request(request), on_step, on_preview, should_cancel)
+        with self._wakeup:
+            if self._stopping:
+                raise WorkerShuttingDown("The worker is shutting down and takes no new jobs.")
+            self._queue.append(job)
+            self._wakeup.notify()
+        return job.future
+
+    def shutdown(self, wait: bool = True) -> None:
+        """Stop taking jobs, fail the queued ones, let the running batch finish."""
+        with self._wakeup:
+            self._stopping = True
+            queued, self._queue = self._queue, []
+            self._wakeup.notify()
+        for job in queued:
+            if job.future.set_running_or_notify_cancel():
+                job.fail(WorkerShuttingDown("The worker shut down before this job started."))
+        if wait and self._thread is not None:
+            self._thread.join()
+
+    def preload(self, sources: Iterable[str]) -> None:
+        """Load models before the first job asks for them (e.g. at worker start)."""
+        for source in sources:
+            load_pipeline(source, self.config)
+
+    def warm_models(self) -> list[str]:
+        """Models loaded for this engine, least recently used first."""
+        return loaded_sources(self.config)
+
+    def _loop(self) -> None:
+        while (jobs := self._next_batch()) is not None:
+            if jobs:
+                self._run(jobs)
+
+    def _next_batch(self) -> list[_Job] | None:
+        """The oldest queued job and up to max_batch - 1 compatible ones; None when stopping."""
+        with self._wakeup:
+            while not self._queue and not self._stopping:
+                self._wakeup.wait()
+            if self._stopping:
+                return None
+            oldest = self._queue[0]
+            # A job that already waited behind a running batch does not wait any longer.
+            deadline = oldest.submitted + self.max_wait_s
+            while not self._stopping and self._count(oldest.key) < self.max_batch:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    break
+                self._wakeup.wait(remaining)
+            if self._stopping:
+                return None
+            batch = [job for job in self._queue if job.key == oldest.key][: self.max_batch]
+            self._queue = [job for job in self._queue if job not in batch]
+        # Once running, a future cannot be canceled any more; should_cancel takes over.
+        return [job for job in batch if job.future.set_running_or_notify_cancel()]
+
+    def _count(self, key: BatchKey) -> int:
+        return sum(job.key == key for job in self._queue)
+
+    def _run(self, jobs: list[_Job]) -> None:
+        try:
+            pipe = load_pipeline(jobs[0].key.model_source, self.config)
+        except Exception as error:
+            logger.exception("Could not load %s", jobs[0].key.model_source)
+            for job in jobs:
+                job.fail(error)
+            return
+        self._run_splitting_on_oom(pipe, jobs)
+
+    def _run_splitting_on_oom(self, pipe, jobs: list[_Job]) -> None:
+        try:
+            self._run_batch(pipe, jobs)
+            return
+        except torch.OutOfMemoryError:
+            logger.warning("Out of memory in a batch of %d on %s", len(jobs), self._device)
+        except Exception as error:
+            logger.exception("A batch of %d failed on %s", len(jobs), self._device)
+            for job in jobs:
+                if job.live:
+                    job.fail(error)
+            return
+        # Retried here, after the except block: its traceback held the failed batch's tensors.
+        if self._device.type == "cuda":
+            torch.cuda.empty_cache()
+        live = [job for job in jobs if job.live]
+        if len(live) > 1:
+            half = (len(live) + 1) // 2
+            self._run_splitting_on_oom(pipe, live[:half])
+            self._run_splitting_on_oom(pipe, live[half:])
+        elif live:
+            live[0].fail(GenerationFailed(_out_of_memory_reason(live[0].request, self._device)))
+
+    def _run_batch(self, pipe, jobs: list[_Job]) -> None:
+        started = time.monotonic()
+        scheduler = fresh_scheduler(pipe, jobs[0].key.scheduler)
+
+        def on_step_end(step, latents, denoised):
+            for row, job in enumerate(jobs):
+                if job.live:
+                    self._step_ended(job, step, time.monotonic() - started, denoised[row])
+            return [job.live for job in jobs]
+
+        images = txt2img_batch(
+            pipe,
+            [job.request for job in jobs],
+            scheduler=scheduler,
+            device=self._device,
+            callback_on_step_end=on_step_end,
+        )
+        elapsed_s = time.monotonic() - started
+        scheduler_class = type(scheduler).__name__
+        for job, image in zip(jobs, images, strict=True):
+            if job.live:
+                job.future.set_result(
+                    GenerationResult(
+                        images=[image],
+                        seed=job.request.seed,
+                        sampler=a1111_sampler_name(scheduler_class),
+                        scheduler_class=scheduler_class,
+                        elapsed_s=elapsed_s,
+                        batch_size=len(jobs),
+                    )
+                )
+
+    def _step_ended(self, job: _Job, step: int, elapsed_s: float, denoised: torch.Tensor) -> None:
+        """Time limit, progress, preview and cancel for one request, in that order."""
+        total = job.request.steps
+        try:
+            if self.job_time_limit_s is not None and elapsed_s > self.job_time_limit_s:
+                job.fail(
+                    GenerationFailed(
+                        f"Stopped at step {step} of {total}: the job ran longer than this "
+                        f"worker's limit of {self.job_time_limit_s:g} s. Try fewer steps or "
+                        "a smaller size."
+                    )
+                )
+                return
+            if step > job.steps_reported:
+                job.steps_reported = step
+                if job.on_step is not None:
+                    job.on_step(step, total)
+            now = time.monotonic()
+            # No preview at the last step: the image itself follows at once.
+            if job.on_preview is not None and step < total:
+                if now - job.last_preview >= self.preview_interval_s:
+                    job.last_preview = now
+                    job.on_preview(step, latent_preview(denoised))
+            if job.should_cancel is not None and job.should_cancel():
+                job.fail(GenerationCanceled(f"Canceled after step {step} of {total}."))
+        except Exception as error:
+            # A broken callback ends its own job, never its batch-mates'.
+            logger.exception("A callback of a job failed at step %d", step)
+            job.fail(error)
+
+
+def _check(request: GenerationRequest) -> None:
+    """Refuse at submit what would otherwise fail a whole batch later."""
+    if request.width <= 0 or request.height <= 0 or request.width % 8 or request.height % 8:
+        raise ValueError(
+            f"width and height must be positive multiples of 8, not {request.width}x"
+            f"{request.height}."
+        )
+    if request.steps < 1:
+        raise ValueError(f"steps must be at least 1, not {request.steps}.")
+    if request.scheduler is not None and request.scheduler not in A1111_SAMPLER_NAMES:
+        raise ValueError(
+            f"Unknown scheduler {request.scheduler!r}; use one of {', '.join(A1111_SAMPLER_NAMES)}."
+        )
+
+
+def _out_of_memory_reason(request: GenerationRequest, device: torch.device) -> str:
+    return (
+        f"Out of memory on {device} making one {request.width}x{request.height} image in "
+        f"{request.steps} steps, even alone (its batch was split and retried first). Try a "
+        "smaller size; the number of steps barely changes memory. On the worker, "
+        "STUDIO_VAE_TILING=1 or STUDIO_CPU_OFFLOAD=model need less GPU memory."
+    )

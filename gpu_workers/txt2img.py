@@ -1,0 +1,137 @@
+"""One txt2img batch, written out after StableDiffusionPipeline.__call__ (diffusers 0.42).
+
+The pipeline takes one guidance scale and one seed per call. A batch of independent requests
+needs a guidance scale and a noise generator per row, so the loop is spelled out here; the
+rest follows the pipeline line for line, so that a request alone gets the pipeline's image.
+"""
+
+import inspect
+from collections.abc import Callable, Sequence
+
+import torch
+from diffusers import StableDiffusionPipeline
+from diffusers.schedulers.scheduling_utils import SchedulerMixin
+from diffusers.utils.torch_utils import randn_tensor
+from PIL import Image
+
+from gpu_workers.requests import GenerationRequest
+
+# (step, latents, denoised) → per row, whether that row is still wanted.
+StepEndCallback = Callable[[int, torch.Tensor, torch.Tensor], list[bool]]
+
+
+@torch.no_grad()
+def txt2img_batch(
+    pipe: StableDiffusionPipeline,
+    requests: Sequence[GenerationRequest],
+    *,
+    scheduler: SchedulerMixin,
+    device: torch.device,
+    callback_on_step_end: StepEndCallback | None = None,
+) -> list[Image.Image | None]:
+    """One image per request, in order. The requests share size, steps and scheduler.
+
+    `callback_on_step_end(step, latents, denoised)` runs after each step (1..steps) and says
+    which rows are still wanted. An unwanted row keeps being denoised with the others
+    (multistep schedulers hold history for the whole batch) but is not decoded and comes
+    back as None; when no row is wanted the loop stops.
+    """
+    width, height, steps = requests[0].width, requests[0].height, requests[0].steps
+
+    # 1. Encode prompts. Every row gets a negative embedding; only CFG rows use theirs.
+    prompt_embeds, negative_prompt_embeds = pipe.encode_prompt(
+        [request.prompt for request in requests],
+        device,
+        num_images_per_prompt=1,
+        do_classifier_free_guidance=True,
+        negative_prompt=[request.negative_prompt for request in requests],
+    )
+
+    # 2. Guidance, per row. Guidance-distilled UNets (LCM) take it as an embedding instead of
+    # running CFG; otherwise, as in the pipeline, CFG runs only where guidance_scale > 1.
+    guidance = torch.tensor([request.guidance_scale for request in requests], device=device)
+    guidance = guidance.view(-1, 1, 1, 1)
+    timestep_cond = None
+    if pipe.unet.config.time_cond_proj_dim is not None:
+        cfg_rows = []
+        guidance_minus_one = torch.tensor([request.guidance_scale - 1 for request in requests])
+        timestep_cond = pipe.get_guidance_scale_embedding(
+            guidance_minus_one, embedding_dim=pipe.unet.config.time_cond_proj_dim
+        ).to(device=device, dtype=prompt_embeds.dtype)
+    else:
+        cfg_rows = [row for row, request in enumerate(requests) if request.guidance_scale > 1]
+    # Unconditional rows first, then one conditional row per request: for a single request
+    # exactly the pipeline's torch.cat([negative_prompt_embeds, prompt_embeds]).
+    encoder_hidden_states = torch.cat([negative_prompt_embeds[cfg_rows], prompt_embeds])
+
+    # 3. Timesteps, on this batch's own scheduler.
+    scheduler.set_timesteps(steps, device=device)
+    timesteps = scheduler.timesteps
+
+    # 4. Initial noise, drawn row by row from each request's own seed: a request's image
+    # never depends on its batch-mates.
+    generators = [torch.Generator(device=device).manual_seed(request.seed) for request in requests]
+    shape = (
+        len(requests),
+        pipe.unet.config.in_channels,
+        height // pipe.vae_scale_factor,
+        width // pipe.vae_scale_factor,
+    )
+    latents = randn_tensor(shape, generator=generators, device=device, dtype=prompt_embeds.dtype)
+    latents = latents * scheduler.init_noise_sigma
+    # Ancestral and SDE schedulers draw fresh noise every step, also from each row's generator.
+    step_kwargs = {}
+    if "generator" in inspect.signature(scheduler.step).parameters:
+        step_kwargs["generator"] = generators
+
+    # 5. Denoising loop.
+    num_warmup_steps = len(timesteps) - steps * scheduler.order
+    wanted = [True] * len(requests)
+    step = 0
+    for i, t in enumerate(timesteps):
+        latent_model_input = torch.cat([latents[cfg_rows], latents])
+        latent_model_input = scheduler.scale_model_input(latent_model_input, t)
+        noise_pred = pipe.unet(
+            latent_model_input,
+            t,
+            encoder_hidden_states=encoder_hidden_states,
+            timestep_cond=timestep_cond,
+            return_dict=False,
+        )[0]
+        noise_pred_uncond, noise_pred = noise_pred[: len(cfg_rows)], noise_pred[len(cfg_rows) :]
+        if cfg_rows:
+            noise_pred_text = noise_pred[cfg_rows]
+            # The pipeline multiplies by a Python float: the product is computed in float32
+            # and rounded to the latents' dtype before the sum. Same here, for fp16 too.
+            noise_pred[cfg_rows] = noise_pred_uncond + (
+                guidance[cfg_rows] * (noise_pred_text - noise_pred_uncond)
+            ).to(noise_pred.dtype)
+        output = scheduler.step(noise_pred, t, latents, **step_kwargs)
+        latents = output.prev_sample
+
+        # Heun makes two model calls per step and PLMS one extra: a step ends where the
+        # pipeline's progress bar counts one.
+        calls = i + 1
+        if calls == len(timesteps) or (calls > num_warmup_steps and calls % scheduler.order == 0):
+            step += 1
+            if callback_on_step_end is not None:
+                # Schedulers that predict the clean latents make better previews from them.
+                denoised = getattr(output, "pred_original_sample", None)
+                if denoised is None:
+                    denoised = latents
+                wanted = callback_on_step_end(step, latents, denoised)
+                if not any(wanted):
+                    break
+
+    # 6. Decode the wanted rows only.
+    images = [None] * len(requests)
+    rows = [row for row, keep in enumerate(wanted) if keep]
+    if rows:
+        scaled = latents[rows] / pipe.vae.config.scaling_factor
+        decoded = pipe.vae.decode(scaled, return_dict=False)[0]
+        decoded_images = pipe.image_processor.postprocess(decoded, output_type="pil")
+        for row, image in zip(rows, decoded_images, strict=True):
+            images[row] = image
+    # With CPU offload: every model back to the CPU, as the pipeline does after each call.
+    pipe.maybe_free_model_hooks()
+    return images
