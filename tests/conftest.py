@@ -1,0 +1,22 @@
+import shutil
+import tempfile
+from pathlib import Path
+
+import pytest
+from django.conf import settings
+
+
+@pytest.fixture(scope="session", autouse=True)
+def remove_test_media():
+    yield
+    media = Path(settings.MEDIA_ROOT)
+    if media.parent == Path(tempfile.gettempdir()) and media.name.startswith("studio-test-media-"):
+        shutil.rmtree(media, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory):
+    """The tiny random-weight SD1.5-architecture model, built once per test run."""
+    from gpu_workers.tiny_models import build_tiny_sd15
+
+    return build_tiny_sd15(tmp_path_factory.mktemp("models") / "tiny-sd15")

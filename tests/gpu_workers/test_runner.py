@@ -1,0 +1,141 @@
+import dataclasses
+import json
+import shutil
+import threading
+
+import numpy as np
+import pytest
+from diffusers import (
+    DDPMScheduler,
+    DPMSolverMultistepScheduler,
+    HeunDiscreteScheduler,
+    PNDMScheduler,
+)
+
+from gpu_workers.pipelines import load_pipeline
+from gpu_workers.requests import GenerationCanceled
+from gpu_workers.runner import generate
+
+
+def pixels(result):
+    return np.asarray(result.images[0])
+
+
+def test_generates_an_rgb_image_and_reports_every_step(tiny_request, cpu_config):
+    steps = []
+
+    result = generate(tiny_request, config=cpu_config, on_step=lambda *step: steps.append(step))
+
+    assert steps == [(1, 4), (2, 4), (3, 4), (4, 4)]
+    (image,) = result.images
+    assert image.mode == "RGB" and image.size == (64, 64)
+    assert result.seed == tiny_request.seed
+    assert (result.sampler, result.scheduler_class) == ("Euler", "EulerDiscreteScheduler")
+    assert result.elapsed_s > 0
+
+
+@pytest.mark.parametrize(("width", "height"), [(64, 48), (72, 40), (256, 256)])
+def test_requested_size_is_honoured(tiny_request, cpu_config, width, height):
+    request = dataclasses.replace(tiny_request, width=width, height=height, steps=2)
+
+    result = generate(request, config=cpu_config)
+
+    assert result.images[0].size == (width, height)
+
+
+def test_same_seed_same_pixels_other_seed_other_pixels(tiny_request, cpu_config):
+    first = generate(tiny_request, config=cpu_config)
+    again = generate(tiny_request, config=cpu_config)
+    other = generate(dataclasses.replace(tiny_request, seed=4321), config=cpu_config)
+
+    assert first.images[0].tobytes() == again.images[0].tobytes()
+    assert not np.array_equal(pixels(first), pixels(other))
+
+
+def test_cancel_stops_the_denoising_loop_and_raises(tiny_request, cpu_config):
+    request = dataclasses.replace(tiny_request, steps=6)
+    unet = load_pipeline(request.model_source, cpu_config).unet
+    unet_calls = []
+    hook = unet.register_forward_hook(lambda *_: unet_calls.append(1))
+    steps = []
+    try:
+        with pytest.raises(GenerationCanceled, match="step 2 of 6"):
+            generate(
+                request,
+                config=cpu_config,
+                on_step=lambda *step: steps.append(step),
+                should_cancel=lambda: len(steps) >= 2,
+            )
+    finally:
+        hook.remove()
+
+    assert steps == [(1, 6), (2, 6)]
+    assert len(unet_calls) == 2  # the four remaining steps never ran
+
+
+def test_pipeline_runs_normally_after_a_cancel(tiny_request, cpu_config):
+    with pytest.raises(GenerationCanceled):
+        generate(tiny_request, config=cpu_config, should_cancel=lambda: True)
+    steps = []
+
+    result = generate(tiny_request, config=cpu_config, on_step=lambda *step: steps.append(step))
+
+    assert len(steps) == tiny_request.steps
+    assert result.images
+
+
+def test_concurrent_jobs_on_one_pipeline_match_serial_runs(tiny_request, cpu_config):
+    requests = (tiny_request, dataclasses.replace(tiny_request, seed=99, steps=3))
+    expected = [pixels(generate(request, config=cpu_config)) for request in requests]
+    outcomes = [None] * len(requests)
+
+    def run(index, request):
+        try:
+            outcomes[index] = pixels(generate(request, config=cpu_config))
+        except Exception as error:  # reported by the assertion below, not lost in the thread
+            outcomes[index] = error
+
+    threads = [threading.Thread(target=run, args=item) for item in enumerate(requests)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    # The shared scheduler keeps per-run state; without the inference lock the runs clash.
+    for outcome, expected_pixels in zip(outcomes, expected, strict=True):
+        assert isinstance(outcome, np.ndarray), outcome
+        assert np.array_equal(outcome, expected_pixels)
+
+
+def with_scheduler(folder, scheduler_class, destination, **scheduler_config):
+    """A copy of a diffusers folder that uses another scheduler, as a model could ship."""
+    shutil.copytree(folder, destination)
+    config = json.loads((folder / "scheduler" / "scheduler_config.json").read_text())
+    scheduler = scheduler_class.from_config(config, **scheduler_config)
+    scheduler.save_pretrained(destination / "scheduler")
+    model_index = json.loads((destination / "model_index.json").read_text())
+    model_index["scheduler"] = ["diffusers", scheduler_class.__name__]
+    (destination / "model_index.json").write_text(json.dumps(model_index))
+    return destination
+
+
+@pytest.mark.parametrize(
+    ("scheduler_class", "scheduler_config", "sampler"),
+    [
+        (HeunDiscreteScheduler, {}, "Heun"),  # two model calls per step
+        (PNDMScheduler, {"skip_prk_steps": True}, "PLMS"),  # SD1.5's own; one extra call
+        (DPMSolverMultistepScheduler, {}, "DPM++ 2M"),
+        (DDPMScheduler, {"clip_sample": False}, "DDPMScheduler"),  # no A1111 name
+    ],
+)
+def test_other_schedulers_report_steps_and_their_a1111_name(
+    tiny_sd15, tiny_request, cpu_config, tmp_path, scheduler_class, scheduler_config, sampler
+):
+    folder = with_scheduler(tiny_sd15, scheduler_class, tmp_path / "model", **scheduler_config)
+    request = dataclasses.replace(tiny_request, model_source=str(folder), steps=3)
+    steps = []
+
+    result = generate(request, config=cpu_config, on_step=lambda *step: steps.append(step))
+
+    assert steps == [(1, 3), (2, 3), (3, 3)]
+    assert (result.sampler, result.scheduler_class) == (sampler, scheduler_class.__name__)

@@ -1,0 +1,24 @@
+"""Settings for the test suite: the real settings, with test defaults for what the
+environment does not set (plain HTTP, a throwaway key, media in a temporary folder)."""
+
+import os
+import tempfile
+
+os.environ.setdefault("SECRET_KEY", "test-secret-key-" + "t" * 40)
+os.environ.setdefault("SECURE_SSL_REDIRECT", "0")
+os.environ.setdefault("SESSION_COOKIE_SECURE", "0")
+os.environ.setdefault("CSRF_COOKIE_SECURE", "0")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")  # tests never reach a hub
+if "MEDIA_ROOT" not in os.environ:
+    # Removed at the end of the run by tests/conftest.py; server processes inherit it.
+    os.environ["MEDIA_ROOT"] = tempfile.mkdtemp(prefix="studio-test-media-")
+
+from studio.settings import *  # noqa: E402, F403
+
+WHITENOISE_USE_FINDERS = True
+WHITENOISE_AUTOREFRESH = True
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":  # noqa: F405
+    # A file, not memory: end-to-end tests start server processes that share it.
+    DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / "test.sqlite3")}  # noqa: F405

@@ -1,0 +1,145 @@
+from unittest import mock
+
+from django.urls import reverse
+
+from generation.models import GenerationJob, JobStatus
+from tests.base import StudioTestCase
+
+
+class JobCreateTestCase(StudioTestCase):
+    def setUp(self):
+        self.client.force_login(self.editor)
+        self.url = reverse("job_create", args=[self.project.pk])
+        self.params = {
+            "prompt": "a lighthouse at dusk, oil painting",
+            "negative_prompt": "blurry",
+            "model": self.model.pk,
+            "steps": 20,
+            "guidance_scale": 7.5,
+            "width": 512,
+            "height": 384,
+            "seed": 1234,
+        }
+
+    def post(self, **overrides):
+        data = {**self.params, **overrides}
+        with mock.patch("generation.services.enqueue_generation") as enqueue:
+            with self.captureOnCommitCallbacks(execute=True):
+                response = self.client.post(self.url, data, headers={"HX-Request": "true"})
+        return response, enqueue
+
+    def test_creates_a_queued_job_and_dispatches_it_on_commit(self):
+        response, enqueue = self.post()
+        self.assertEqual(response.status_code, 200)
+        job = GenerationJob.objects.get()
+        self.assertEqual(job.status, JobStatus.QUEUED)
+        self.assertEqual(job.created_by, self.editor)
+        self.assertEqual((job.width, job.height, job.steps, job.seed), (512, 384, 20, 1234))
+        self.assertEqual(job.negative_prompt, "blurry")
+        enqueue.assert_called_once_with(job.pk)
+        # The response redraws the form and the queue with the new job in it.
+        self.assertContains(response, f'data-job-id="{job.pk}"')
+        self.assertContains(response, 'id="generate-form"')
+
+    def test_an_empty_seed_is_chosen_and_recorded(self):
+        self.post(seed="")
+        job = GenerationJob.objects.get()
+        self.assertGreaterEqual(job.seed, 0)
+        self.assertLess(job.seed, 2**32)
+
+    def test_a_plain_form_post_redirects_to_the_studio(self):
+        with mock.patch("generation.services.enqueue_generation"):
+            response = self.client.post(self.url, self.params)
+        self.assertRedirects(response, reverse("project_studio", args=[self.project.pk]))
+
+    def assert_refused(self, field, message_part, **overrides):
+        response, enqueue = self.post(**overrides)
+        self.assertEqual(response.status_code, 422)
+        errors = response.context["form"].errors
+        self.assertIn(field, errors)
+        self.assertIn(message_part, " ".join(errors[field]))
+        self.assertContains(response, message_part, status_code=422)
+        self.assertFalse(GenerationJob.objects.exists())
+        enqueue.assert_not_called()
+
+    def test_empty_prompt(self):
+        self.assert_refused("prompt", "Write a prompt", prompt="")
+
+    def test_blank_prompt(self):
+        self.assert_refused("prompt", "Write a prompt", prompt="   \n ")
+
+    def test_zero_steps(self):
+        self.assert_refused("steps", "greater than or equal to 1", steps=0)
+
+    def test_too_many_steps(self):
+        self.assert_refused("steps", "less than or equal to 150", steps=1000)
+
+    def test_steps_not_a_number(self):
+        self.assert_refused("steps", "Enter a whole number", steps="many")
+
+    def test_width_not_a_multiple_of_8(self):
+        self.assert_refused("width", "multiple of 8 (try 512 or 520)", width=513)
+
+    def test_height_not_a_multiple_of_8(self):
+        self.assert_refused("height", "multiple of 8", height=100)
+
+    def test_size_too_large(self):
+        self.assert_refused("height", "too large", width=2048, height=2048)
+
+    def test_side_out_of_range(self):
+        self.assert_refused("width", "less than or equal to 2048", width=4096)
+
+    def test_unknown_model(self):
+        self.assert_refused("model", "Unknown model", model=999999)
+
+    def test_disabled_model(self):
+        self.model.is_enabled = False
+        self.model.save()
+        self.assert_refused("model", "Unknown model")
+
+    def test_negative_seed(self):
+        self.assert_refused("seed", "greater than or equal to 0", seed=-1)
+
+    def test_guidance_out_of_range(self):
+        self.assert_refused("guidance_scale", "less than or equal to 30", guidance_scale=99)
+
+    def test_viewer_cannot_generate(self):
+        self.client.force_login(self.viewer)
+        response, enqueue = self.post()
+        self.assertEqual(response.status_code, 403)
+        self.assertFalse(GenerationJob.objects.exists())
+        enqueue.assert_not_called()
+
+    def test_outsider_gets_404(self):
+        self.client.force_login(self.outsider)
+        response, _ = self.post()
+        self.assertEqual(response.status_code, 404)
+        self.assertFalse(GenerationJob.objects.exists())
+
+
+class JobDispatchTestCase(StudioTestCase):
+    def test_an_unreachable_queue_fails_the_job_visibly(self):
+        self.client.force_login(self.editor)
+        data = {"prompt": "a fox", "model": self.model.pk, "steps": 4, "guidance_scale": 7,
+                "width": 64, "height": 64}
+        with mock.patch("generation.services.enqueue_generation",
+                        side_effect=ConnectionError("redis down")):
+            with self.captureOnCommitCallbacks(execute=True):
+                response = self.client.post(reverse("job_create", args=[self.project.pk]), data)
+        self.assertEqual(response.status_code, 302)
+        job = GenerationJob.objects.get()
+        self.assertEqual(job.status, JobStatus.FAILED)
+        self.assertIn("queue could not be reached", job.error)
+
+    def test_members_are_told_a_job_is_queued(self):
+        self.client.force_login(self.editor)
+        data = {"prompt": "a fox", "model": self.model.pk, "steps": 4, "guidance_scale": 7,
+                "width": 64, "height": 64}
+        with mock.patch("generation.services.enqueue_generation"), \
+                mock.patch("generation.services.publish") as publish:
+            with self.captureOnCommitCallbacks(execute=True):
+                self.client.post(reverse("job_create", args=[self.project.pk]), data)
+        group, payload = publish.call_args.args
+        self.assertEqual(group, self.project.events_group())
+        self.assertEqual(payload["type"], "job.queued")
+        self.assertEqual(payload["position"], 1)

@@ -1,0 +1,136 @@
+"""The worker side of a job, in this process, on the tiny model: claim, run, save, report."""
+
+import io
+import json
+from unittest import mock
+
+import pytest
+from PIL import Image as PILImage
+
+from gallery.models import Image
+from generation.execution import job_execute
+from generation.models import DiffusionModel, GenerationJob, JobStatus
+from studio.accounts.models import Membership, Project, Role, Team, User
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def job(tiny_model_dir):
+    user = User.objects.create_user("ann", "ann@example.org", "pw")
+    team = Team.objects.create(name="T")
+    Membership.objects.create(team=team, user=user, role=Role.OWNER)
+    project = Project.objects.create(team=team, name="P")
+    model = DiffusionModel.objects.create(name="tiny-sd15", source=str(tiny_model_dir))
+    return GenerationJob.objects.create(
+        project=project, created_by=user, model=model, prompt="a red fox, watercolor",
+        negative_prompt="blurry, low quality", steps=5, guidance_scale=6.5, width=64,
+        height=48, seed=1234,
+    )
+
+
+def run(job):
+    with mock.patch("generation.execution.publish") as publish:
+        job_execute(job_id=job.pk)
+    return [payload for _, payload in (call.args for call in publish.call_args_list)]
+
+
+def test_runs_the_job_and_reports_every_step(job):
+    events = run(job)
+    types = [event["type"] for event in events]
+    assert types[0] == "job.started"
+    assert [e["step"] for e in events if e["type"] == "job.progress"] == [1, 2, 3, 4, 5]
+    assert types[-1] == "job.finished"
+    job.refresh_from_db()
+    assert job.status == JobStatus.FINISHED
+    assert job.attempts == 1
+    assert job.progress_step == 5
+    assert events[-1]["images"][0]["id"] == Image.objects.get(job=job).pk
+
+
+def test_saves_a_png_with_its_parameters(job):
+    run(job)
+    image = Image.objects.get(job=job)
+    png = PILImage.open(io.BytesIO(image.file.read()))
+    assert png.size == (64, 48)
+    assert png.info["parameters"] == (
+        "a red fox, watercolor\n"
+        "Negative prompt: blurry, low quality\n"
+        "Steps: 5, Sampler: Euler, CFG scale: 6.5, Seed: 1234, Size: 64x48, "
+        "Model: tiny-sd15, Version: studio 0.1.0"
+    )
+    spec = json.loads(png.info["studio"])
+    assert spec["seed"] == 1234
+    assert spec["scheduler"] == "EulerDiscreteScheduler"
+    assert spec["model"]["source"] == job.model.source
+
+
+def test_a_second_delivery_does_not_run_it_again(job):
+    run(job)
+    assert run(job) == []
+    job.refresh_from_db()
+    assert job.attempts == 1
+    assert Image.objects.filter(job=job).count() == 1
+
+
+def test_same_seed_gives_the_same_pixels(job):
+    run(job)
+    again = GenerationJob.objects.get(pk=job.pk)
+    again.pk = None
+    again.status = JobStatus.QUEUED
+    again.save()
+    run(again)
+    first, second = (PILImage.open(Image.objects.get(job=j).file) for j in (job, again))
+    assert first.tobytes() == second.tobytes()
+
+
+def test_a_model_that_cannot_load_fails_the_job_with_a_reason(job):
+    DiffusionModel.objects.filter(pk=job.model_id).update(source="/nowhere/no-such-model")
+    events = run(job)
+    job.refresh_from_db()
+    assert job.status == JobStatus.FAILED
+    assert job.error.startswith("The worker could not generate this image")
+    assert events[-1]["type"] == "job.failed"
+    assert events[-1]["error"] == job.error
+    assert not Image.objects.filter(job=job).exists()
+
+
+def test_a_running_job_with_a_live_lease_is_not_taken(job, settings):
+    from django.utils import timezone
+
+    GenerationJob.objects.filter(pk=job.pk).update(
+        status=JobStatus.RUNNING, attempts=1,
+        lease_expires_at=timezone.now() + timezone.timedelta(seconds=60),
+    )
+    assert run(job) == []
+    job.refresh_from_db()
+    assert job.attempts == 1
+
+
+def test_a_running_job_whose_worker_died_is_taken_over(job):
+    from django.utils import timezone
+
+    GenerationJob.objects.filter(pk=job.pk).update(
+        status=JobStatus.RUNNING, attempts=1, progress_step=2,
+        lease_expires_at=timezone.now() - timezone.timedelta(seconds=1),
+    )
+    events = run(job)
+    job.refresh_from_db()
+    assert job.status == JobStatus.FINISHED
+    assert job.attempts == 2
+    assert events[-1]["type"] == "job.finished"
+    assert Image.objects.filter(job=job).count() == 1
+
+
+def test_a_job_whose_workers_keep_dying_fails_with_a_reason(job, settings):
+    from django.utils import timezone
+
+    GenerationJob.objects.filter(pk=job.pk).update(
+        status=JobStatus.RUNNING, attempts=settings.STUDIO_JOB_MAX_ATTEMPTS,
+        lease_expires_at=timezone.now() - timezone.timedelta(seconds=1),
+    )
+    events = run(job)
+    job.refresh_from_db()
+    assert job.status == JobStatus.FAILED
+    assert "stopped during each of 3 attempts" in job.error
+    assert events[-1]["type"] == "job.failed"
