@@ -33,4 +33,4 @@ test: $(INSTALLED)
 
 # A GPU (or CPU) worker for the distributed mode; needs REDIS_URL and DATABASE_URL.
 worker: $(INSTALLED)
-	$(BIN)/celery -A studio worker -Q gpu --pool threads --concurrency 1 --prefetch-multiplier 1 --loglevel INFO
+	$(BIN)/celery -A studio worker -Q gpu --loglevel INFO

@@ -1,5 +1,7 @@
 """Running a job on a worker. Imports torch (through gpu_workers): workers only."""
 
+import base64
+import io
 import logging
 import os
 import socket
@@ -83,12 +85,21 @@ def job_execute(*, job_id):
     publish(group, job.event_payload(type="job.started"))
     publish_queue_positions()
 
+    previews = {}
+
+    def on_preview(step, image):
+        previews[step] = preview_data_url(image)
+
     def on_step(step, total):
         job.progress_step = step
         GenerationJob.objects.filter(pk=job.pk).update(
             progress_step=step, lease_expires_at=lease_deadline()
         )
-        publish(group, job.event_payload(type="job.progress", step=step, total=total))
+        event = job.event_payload(type="job.progress", step=step, total=total)
+        # The engine sends a step's preview just before the step, about 4 per second.
+        if step in previews:
+            event["preview"] = previews.pop(step)
+        publish(group, event)
 
     request = GenerationRequest(
         model_source=job.model.source,
@@ -101,7 +112,7 @@ def job_execute(*, job_id):
         seed=job.seed,
     )
     try:
-        result = generate(request, on_step=on_step)
+        result = generate(request, on_step=on_step, on_preview=on_preview)
         with transaction.atomic():
             images = [
                 image_create_from_generation(
@@ -132,6 +143,13 @@ def job_execute(*, job_id):
             images=[image.event_payload() for image in images],
         ),
     )
+
+
+def preview_data_url(image):
+    """A small JPEG data URL: at latent resolution it is a few kilobytes."""
+    buffer = io.BytesIO()
+    image.save(buffer, format="JPEG", quality=70)
+    return "data:image/jpeg;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
 def job_mark_ended(job, status, error):

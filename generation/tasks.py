@@ -1,4 +1,12 @@
+import logging
+import os
+import sys
+
 from celery import shared_task
+from celery.signals import worker_ready, worker_shutdown
+from celery.worker.control import inspect_command
+
+logger = logging.getLogger(__name__)
 
 
 @shared_task(name="generation.tasks.run_generation_job", acks_late=True)
@@ -7,3 +15,40 @@ def run_generation_job(job_id):
     from generation.execution import job_execute
 
     job_execute(job_id=job_id)
+
+
+def preload_sources():
+    """STUDIO_PRELOAD_MODELS: comma-separated Hub ids or folders a worker loads at start."""
+    raw = os.environ.get("STUDIO_PRELOAD_MODELS", "")
+    return [source.strip() for source in raw.split(",") if source.strip()]
+
+
+@worker_ready.connect
+def preload_models(**_):
+    sources = preload_sources()
+    if not sources:
+        return
+    from gpu_workers.config import WorkerConfig
+    from gpu_workers.runner import shared_engine
+
+    engine = shared_engine(WorkerConfig.from_env())
+    engine.preload(sources)
+    logger.info("Preloaded on %s: %s", engine.config.device, ", ".join(engine.warm_models()))
+
+
+@worker_shutdown.connect
+def finish_running_batches(**_):
+    # Celery's warm shutdown has already waited for running tasks, so nothing is left
+    # mid-batch; this stops the engine loops cleanly. CPU workers never loaded torch.
+    runner = sys.modules.get("gpu_workers.runner")
+    if runner is not None:
+        runner.shutdown_engines()
+
+
+@inspect_command()
+def warm_models(state):
+    """`celery -A studio inspect warm_models`: the models each worker has loaded, least
+    recently used first."""
+    from gpu_workers.pipelines import loaded_sources
+
+    return {"warm_models": loaded_sources()}

@@ -263,7 +263,7 @@ class Engine:
                 )
 
     def _step_ended(self, job: _Job, step: int, elapsed_s: float, denoised: torch.Tensor) -> None:
-        """Time limit, progress, preview and cancel for one request, in that order."""
+        """Time limit, preview, progress and cancel for one request, in that order."""
         total = job.request.steps
         try:
             if self.job_time_limit_s is not None and elapsed_s > self.job_time_limit_s:
@@ -275,16 +275,17 @@ class Engine:
                     )
                 )
                 return
+            now = time.monotonic()
+            # No preview at the last step: the image itself follows at once. A preview comes
+            # just before its step's progress, so a listener can send both as one event.
+            if job.on_preview is not None and step < total and step > job.steps_reported:
+                if now - job.last_preview >= self.preview_interval_s:
+                    job.last_preview = now
+                    job.on_preview(step, latent_preview(denoised))
             if step > job.steps_reported:
                 job.steps_reported = step
                 if job.on_step is not None:
                     job.on_step(step, total)
-            now = time.monotonic()
-            # No preview at the last step: the image itself follows at once.
-            if job.on_preview is not None and step < total:
-                if now - job.last_preview >= self.preview_interval_s:
-                    job.last_preview = now
-                    job.on_preview(step, latent_preview(denoised))
             if job.should_cancel is not None and job.should_cancel():
                 job.fail(GenerationCanceled(f"Canceled after step {step} of {total}."))
         except Exception as error:

@@ -3,11 +3,15 @@
 import logging
 from concurrent.futures import ThreadPoolExecutor
 
+from django.conf import settings
 from django.db import close_old_connections
 
 logger = logging.getLogger(__name__)
 
-_executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="embedded-worker")
+# As many threads as the engine batches, like a Celery GPU worker's thread pool.
+_executor = ThreadPoolExecutor(
+    max_workers=settings.STUDIO_MAX_BATCH, thread_name_prefix="embedded-worker"
+)
 
 
 def _run(job_id):

@@ -1,5 +1,6 @@
 """The worker side of a job, in this process, on the tiny model: claim, run, save, report."""
 
+import base64
 import io
 import json
 from unittest import mock
@@ -46,6 +47,16 @@ def test_runs_the_job_and_reports_every_step(job):
     assert job.attempts == 1
     assert job.progress_step == 5
     assert events[-1]["images"][0]["id"] == Image.objects.get(job=job).pk
+
+
+def test_progress_carries_a_small_preview_image(job):
+    events = run(job)
+    progress = [event for event in events if event["type"] == "job.progress"]
+    # The first preview comes at once, later ones at most about 4 per second.
+    assert progress[0]["preview"].startswith("data:image/jpeg;base64,")
+    preview = PILImage.open(io.BytesIO(base64.b64decode(progress[0]["preview"].split(",")[1])))
+    assert preview.size == (64 // 8, 48 // 8)
+    assert "preview" not in progress[-1]  # the image itself follows the last step
 
 
 def test_saves_a_png_with_its_parameters(job):

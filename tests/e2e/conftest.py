@@ -84,7 +84,7 @@ def studio_processes(django_db_setup, django_db_blocker, tmp_path_factory):
         processes.append(
             subprocess.Popen(
                 [sys.executable, "-m", "celery", "-A", "studio", "worker", "-Q", "gpu",
-                 "--pool", "threads", "--concurrency", "1", "--loglevel", "INFO",
+                 "--loglevel", "INFO",
                  "--hostname", f"e2e-{port}@%h"],
                 cwd=ROOT, env=env, stdout=worker_log.open("w"), stderr=subprocess.STDOUT,
             )

@@ -208,9 +208,10 @@ def test_every_request_in_a_batch_gets_every_step_and_throttled_previews(
         steps = [event for event in request_events if isinstance(event[1], int)]
         previews = [event for event in request_events if not isinstance(event[1], int)]
         assert steps == [(1, 4), (2, 4), (3, 4), (4, 4)]
-        # Every step but the last, whose image follows at once; each after its step's progress.
+        # Every step but the last, whose image follows at once; each just before its step's
+        # progress.
         assert [step for step, _ in previews] == [1, 2, 3]
-        assert request_events.index(previews[0]) == request_events.index((1, 4)) + 1
+        assert request_events.index(previews[0]) == request_events.index((1, 4)) - 1
         assert all(image.mode == "RGB" and image.size == (8, 8) for _, image in previews)
 
 

@@ -14,7 +14,7 @@ from diffusers import (
 
 from gpu_workers.pipelines import load_pipeline
 from gpu_workers.requests import GenerationCanceled
-from gpu_workers.runner import generate
+from gpu_workers.runner import engine_options_from_env, generate
 
 
 def pixels(result):
@@ -57,14 +57,14 @@ def test_cancel_stops_the_denoising_loop_and_raises(tiny_request, cpu_config):
     unet = load_pipeline(request.model_source, cpu_config).unet
     unet_calls = []
     hook = unet.register_forward_hook(lambda *_: unet_calls.append(1))
-    steps = []
+    steps, cancel_checks = [], []
     try:
         with pytest.raises(GenerationCanceled, match="step 2 of 6"):
             generate(
                 request,
                 config=cpu_config,
                 on_step=lambda *step: steps.append(step),
-                should_cancel=lambda: len(steps) >= 2,
+                should_cancel=lambda: cancel_checks.append(1) or len(cancel_checks) >= 2,
             )
     finally:
         hook.remove()
@@ -139,3 +139,39 @@ def test_other_schedulers_report_steps_and_their_a1111_name(
 
     assert steps == [(1, 3), (2, 3), (3, 3)]
     assert (result.sampler, result.scheduler_class) == (sampler, scheduler_class.__name__)
+
+
+def test_progress_callbacks_run_on_the_calling_thread(tiny_request, cpu_config):
+    threads = set()
+
+    generate(
+        tiny_request,
+        config=cpu_config,
+        on_step=lambda *step: threads.add(threading.current_thread()),
+        on_preview=lambda *preview: threads.add(threading.current_thread()),
+    )
+
+    assert threads == {threading.current_thread()}
+
+
+def test_engine_options_come_from_the_environment(monkeypatch):
+    monkeypatch.setenv("STUDIO_MAX_BATCH", "16")
+    monkeypatch.setenv("STUDIO_MAX_WAIT_MS", "0")
+    monkeypatch.setenv("STUDIO_JOB_TIME_LIMIT_S", "600")
+
+    assert engine_options_from_env() == {
+        "max_batch": 16,
+        "max_wait_ms": 0.0,
+        "job_time_limit_s": 600.0,
+    }
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [("STUDIO_MAX_BATCH", "0"), ("STUDIO_MAX_BATCH", "many"), ("STUDIO_MAX_WAIT_MS", "-1")],
+)
+def test_bad_engine_options_name_the_variable(monkeypatch, name, value):
+    monkeypatch.setenv(name, value)
+
+    with pytest.raises(ValueError, match=f"{name}={value!r}"):
+        engine_options_from_env()
