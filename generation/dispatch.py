@@ -2,14 +2,12 @@
 
 from django.conf import settings
 
-GPU_QUEUE = "gpu"
-
 
 def enqueue_generation(job_id):
     if settings.CELERY_BROKER_URL:
         from generation.tasks import run_generation_job
 
-        run_generation_job.apply_async(args=[job_id], queue=GPU_QUEUE)
+        run_generation_job.apply_async(args=[job_id], queue=settings.STUDIO_GPU_QUEUE)
     else:
         from studio import embedded_worker
 

@@ -5,6 +5,7 @@ import io
 import logging
 import os
 import socket
+import threading
 from datetime import timedelta
 
 from django.conf import settings
@@ -14,6 +15,8 @@ from django.utils import timezone
 
 from gallery.services import image_create_from_generation
 from generation.models import GenerationJob, JobStatus
+from generation.queue import service_order
+from generation.services import publish_queue_positions
 from gpu_workers.requests import GenerationCanceled, GenerationRequest
 from gpu_workers.runner import generate
 from studio.realtime.events import publish
@@ -25,14 +28,28 @@ def lease_deadline():
     return timezone.now() + timedelta(seconds=settings.STUDIO_JOB_LEASE_S)
 
 
-def job_claim(job_id):
+def job_claim_next(job_id):
+    """Claim the job to run for the message of `job_id`; its id, or None when none is left.
+
+    The message's own job first if its worker died (lapsed lease) so it is not overtaken
+    again, otherwise the queued job whose turn it is (generation.queue).
+    """
+    if job_claim(job_id, lapsed_only=True):
+        return job_id
+    for candidate in service_order():
+        if job_claim(candidate):
+            return candidate
+    return None
+
+
+def job_claim(job_id, *, lapsed_only=False):
     """Take the job: queued, or running on a worker whose lease lapsed (it died).
 
     One conditional UPDATE, so two deliveries of one message never both run it.
     """
-    claimable = Q(status=JobStatus.QUEUED) | Q(
-        status=JobStatus.RUNNING, lease_expires_at__lt=timezone.now()
-    )
+    claimable = Q(status=JobStatus.RUNNING, lease_expires_at__lt=timezone.now())
+    if not lapsed_only:
+        claimable |= Q(status=JobStatus.QUEUED)
     claimed = GenerationJob.objects.filter(
         claimable, pk=job_id, attempts__lt=settings.STUDIO_JOB_MAX_ATTEMPTS
     ).update(
@@ -68,19 +85,15 @@ def job_fail_if_worn_out(job_id):
         publish(job.project.events_group(), job.event_payload(type="job.failed", error=job.error))
 
 
-def publish_queue_positions():
-    """Tell every waiting job its new place in line."""
-    waiting = GenerationJob.objects.queued().select_related("project").order_by("created_at", "id")
-    for position, job in enumerate(waiting, start=1):
-        publish(job.project.events_group(), job.event_payload(type="job.queued", position=position))
-
-
 def job_execute(*, job_id):
-    if not job_claim(job_id):
+    claimed_id = job_claim_next(job_id)
+    if claimed_id is None:
         job_fail_if_worn_out(job_id)
-        logger.info("Job %s is not claimable; skipping this delivery", job_id)
+        logger.info("No job left to claim for the message of job %s", job_id)
         return
-    job = GenerationJob.objects.select_related("project", "model", "created_by").get(pk=job_id)
+    job = GenerationJob.objects.select_related("project", "model", "created_by").get(
+        pk=claimed_id
+    )
     group = job.project.events_group()
     publish(group, job.event_payload(type="job.started"))
     publish_queue_positions()
@@ -90,11 +103,15 @@ def job_execute(*, job_id):
     def on_preview(step, image):
         previews[step] = preview_data_url(image)
 
+    cancel = threading.Event()
+
     def on_step(step, total):
         job.progress_step = step
         GenerationJob.objects.filter(pk=job.pk).update(
             progress_step=step, lease_expires_at=lease_deadline()
         )
+        if GenerationJob.objects.filter(pk=job.pk, cancel_requested_at__isnull=False).exists():
+            cancel.set()
         event = job.event_payload(type="job.progress", step=step, total=total)
         # The engine sends a step's preview just before the step, about 4 per second.
         if step in previews:
@@ -112,7 +129,9 @@ def job_execute(*, job_id):
         seed=job.seed,
     )
     try:
-        result = generate(request, on_step=on_step, on_preview=on_preview)
+        result = generate(
+            request, on_step=on_step, on_preview=on_preview, should_cancel=cancel.is_set
+        )
         with transaction.atomic():
             images = [
                 image_create_from_generation(
@@ -127,8 +146,8 @@ def job_execute(*, job_id):
             job.status = JobStatus.FINISHED
             job.finished_at = timezone.now()
             job.save(update_fields=["status", "finished_at"])
-    except GenerationCanceled:
-        job_mark_ended(job, JobStatus.CANCELED, "Canceled.")
+    except GenerationCanceled as canceled:
+        job_mark_ended(job, JobStatus.CANCELED, str(canceled))
         publish(group, job.event_payload(type="job.canceled"))
         return
     except Exception as error:

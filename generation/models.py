@@ -1,10 +1,10 @@
 from django.conf import settings
 from django.db import models
-from django.db.models import Q
 from django.urls import reverse
 from django.utils import timezone
 
 from studio.accounts.models import Project
+from studio.permissions import can
 
 
 class ModelFamily(models.TextChoices):
@@ -50,6 +50,12 @@ class JobStatus(models.TextChoices):
     CANCELED = "canceled", "Canceled"
 
 
+class JobPriority(models.IntegerChoices):
+    NORMAL = 0, "Normal"
+    HIGH = 1, "High"
+    URGENT = 2, "Urgent"
+
+
 class GenerationJobQuerySet(models.QuerySet):
     def queued(self):
         return self.filter(status=JobStatus.QUEUED)
@@ -57,11 +63,11 @@ class GenerationJobQuerySet(models.QuerySet):
     def active(self):
         return self.filter(status__in=[JobStatus.QUEUED, JobStatus.RUNNING])
 
-    def ahead_of(self, job):
-        """Queued jobs that will be picked before this one (first come, first served)."""
-        return self.queued().filter(
-            Q(created_at__lt=job.created_at) | Q(created_at=job.created_at, pk__lt=job.pk)
-        )
+    def positions(self):
+        """{job id: place in line} for every queued job; 1 runs next."""
+        from generation.queue import service_order
+
+        return {pk: n for n, pk in enumerate(service_order(), start=1)}
 
 
 class GenerationJob(models.Model):
@@ -80,6 +86,10 @@ class GenerationJob(models.Model):
     status = models.CharField(
         max_length=10, choices=JobStatus.choices, default=JobStatus.QUEUED, db_index=True
     )
+    # Higher runs first; team admins raise it. Within a priority, users take turns.
+    priority = models.SmallIntegerField(choices=JobPriority.choices, default=JobPriority.NORMAL)
+    # Set when the owner cancels a running job; the worker stops at its next step.
+    cancel_requested_at = models.DateTimeField(null=True, blank=True)
     progress_step = models.PositiveIntegerField(default=0)
     attempts = models.PositiveIntegerField(default=0)
     # Renewed at every step by the worker running the job; once it lapses, the worker is
@@ -109,7 +119,29 @@ class GenerationJob(models.Model):
         """1 for the next job to run; None once the job has left the queue."""
         if self.status != JobStatus.QUEUED:
             return None
-        return GenerationJob.objects.ahead_of(self).count() + 1
+        return GenerationJob.objects.positions().get(self.pk)
+
+    def may_cancel(self, user):
+        """Its author or an admin of its project."""
+        return self.created_by_id == user.pk or can(user, "manage", self)
+
+    def may_retry(self, user):
+        return self.status in (JobStatus.FAILED, JobStatus.CANCELED) and can(
+            user, "generate", self
+        )
+
+    def parameters(self):
+        """What the generation form needs to make this job again."""
+        return {
+            "model": self.model_id,
+            "prompt": self.prompt,
+            "negative_prompt": self.negative_prompt,
+            "steps": self.steps,
+            "guidance_scale": self.guidance_scale,
+            "width": self.width,
+            "height": self.height,
+            "seed": self.seed,
+        }
 
     def progress_percent(self):
         if self.status == JobStatus.FINISHED:

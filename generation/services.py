@@ -55,3 +55,62 @@ def job_dispatch(job):
         job.project.events_group(),
         job.event_payload(type="job.queued", position=job.queue_position()),
     )
+
+
+def publish_queue_positions():
+    """Tell every waiting job its new place in line."""
+    positions = GenerationJob.objects.positions()
+    waiting = GenerationJob.objects.filter(pk__in=positions).select_related("project")
+    for job in waiting:
+        publish(
+            job.project.events_group(),
+            job.event_payload(type="job.queued", position=positions[job.pk]),
+        )
+
+
+def job_cancel(*, job, user):
+    """Cancel a queued job (it never runs) or ask a running one to stop at its next step.
+
+    Returns False when the job had already ended (nothing to cancel).
+    """
+    if not job.may_cancel(user):
+        raise PermissionDenied("Only the job's author or a project admin may cancel it.")
+    if not job.is_active():
+        return False
+    now = timezone.now()
+    if GenerationJob.objects.filter(pk=job.pk, status=JobStatus.QUEUED).update(
+        status=JobStatus.CANCELED,
+        error=f"Canceled by {user.get_username()} before it started.",
+        finished_at=now,
+    ):
+        job.refresh_from_db()
+        publish(job.project.events_group(), job.event_payload(type="job.canceled"))
+        publish_queue_positions()
+        return True
+    # Running (or just claimed): the worker checks this flag after every step.
+    return bool(
+        GenerationJob.objects.filter(pk=job.pk, status=JobStatus.RUNNING).update(
+            cancel_requested_at=now
+        )
+    )
+
+
+def job_retry(*, job, user):
+    """A new queued job with the same parameters (seed included) as a failed or canceled one."""
+    if not job.may_retry(user):
+        raise PermissionDenied("Only failed or canceled jobs can be retried, by an editor.")
+    params = {**job.parameters(), "model": job.model}
+    return job_create(user=user, project=job.project, params=params)
+
+
+def job_set_priority(*, job, user, priority):
+    """Team admins move a waiting job ahead (or back) in the queue."""
+    if not can(user, "manage", job):
+        raise PermissionDenied("Only team admins may change a job's priority.")
+    updated = GenerationJob.objects.filter(pk=job.pk, status=JobStatus.QUEUED).update(
+        priority=priority
+    )
+    if updated:
+        job.priority = priority
+        publish_queue_positions()
+    return bool(updated)

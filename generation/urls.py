@@ -7,4 +7,8 @@ urlpatterns = [
     path("projects/<int:project_id>/generate/", views.job_create, name="job_create"),
     path("projects/<int:project_id>/jobs/", views.project_jobs, name="project_jobs"),
     path("jobs/<int:job_id>/", views.job_status, name="job_detail"),
+    path("jobs/<int:job_id>/cancel/", views.job_cancel, name="job_cancel"),
+    path("jobs/<int:job_id>/retry/", views.job_retry, name="job_retry"),
+    path("jobs/<int:job_id>/priority/", views.job_priority, name="job_priority"),
+    path("queue/", views.my_queue, name="my_queue"),
 ]

@@ -1,16 +1,19 @@
+from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.http import JsonResponse
+from django.core.exceptions import PermissionDenied
+from django.http import Http404, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_POST
 
 from generation import services
 from generation.forms import GenerationForm
-from generation.models import DiffusionModel, GenerationJob, JobStatus
+from generation.models import DiffusionModel, GenerationJob, JobPriority, JobStatus
 from studio.accounts.models import Project
 from studio.permissions import can, require
 
 RECENT_JOBS = 20
 RECENT_IMAGES = 60
+MY_QUEUE_JOBS = 100
 
 
 def project_for(user, project_id, action):
@@ -30,14 +33,22 @@ def initial_parameters(model):
     }
 
 
-def recent_jobs(project):
-    """The project's latest jobs, each queued one with its place in the whole queue."""
+def recent_jobs(project, user):
+    """The project's latest jobs, each queued one with its place in the whole queue and
+    what `user` may do to it."""
     jobs = list(project.jobs.order_by("-created_at", "-id")[:RECENT_JOBS])
+    positions = {}
     if any(job.status == JobStatus.QUEUED for job in jobs):
-        queue = GenerationJob.objects.queued().order_by("created_at", "id")
-        positions = {pk: n for n, pk in enumerate(queue.values_list("pk", flat=True), start=1)}
-        for job in jobs:
-            job.position = positions.get(job.pk)
+        positions = GenerationJob.objects.positions()
+    is_admin, may_generate = can(user, "manage", project), can(user, "generate", project)
+    for job in jobs:
+        job.position = positions.get(job.pk)
+        job.can_cancel = job.is_active() and (is_admin or job.created_by_id == user.pk)
+        job.can_duplicate = may_generate
+        job.can_retry = may_generate and job.status in (JobStatus.FAILED, JobStatus.CANCELED)
+        job.can_raise_priority = (
+            is_admin and job.status == JobStatus.QUEUED and job.priority < JobPriority.URGENT
+        )
     return jobs
 
 
@@ -50,7 +61,7 @@ def studio_context(request, project, form=None):
     return {
         "project": project,
         "form": form,
-        "jobs": recent_jobs(project),
+        "jobs": recent_jobs(project, request.user),
         "images": images,
         "latest_image": images[0] if images else None,
         "may_generate": can(request.user, "generate", project),
@@ -62,7 +73,96 @@ def studio_context(request, project, form=None):
 @require_GET
 def project_studio(request, project_id):
     project = project_for(request.user, project_id, "view")
-    return render(request, "generation/studio.html", studio_context(request, project))
+    form = None
+    if "duplicate" in request.GET:
+        # Any job the user may see, also from another project, fills the form.
+        source = job_for(request.user, request.GET["duplicate"], "view")
+        form = GenerationForm(initial=source.parameters())
+    return render(request, "generation/studio.html", studio_context(request, project, form))
+
+
+def job_for(user, job_id, action):
+    if not str(job_id).isdigit():
+        raise Http404
+    job = get_object_or_404(
+        GenerationJob.objects.select_related("project__team", "created_by"), pk=job_id
+    )
+    require(user, action, job.project)
+    return job
+
+
+def job_list_response(request, job, *, status=200, message=""):
+    """The job's project queue (for HTMX) or back to its studio page."""
+    if message:
+        messages.add_message(request, messages.ERROR if status >= 400 else messages.INFO, message)
+    if not request.htmx:
+        return redirect(job.project)
+    context = {"project": job.project, "jobs": recent_jobs(job.project, request.user)}
+    return render(request, "generation/studio.html#job-list", context, status=status)
+
+
+@login_required
+@require_POST
+def job_cancel(request, job_id):
+    job = job_for(request.user, job_id, "view")
+    if not job.may_cancel(request.user):
+        raise PermissionDenied("Only the job's author or a project admin may cancel it.")
+    if not services.job_cancel(job=job, user=request.user):
+        return job_list_response(
+            request, job, status=409, message="This job has already ended; nothing to cancel."
+        )
+    return job_list_response(request, job)
+
+
+@login_required
+@require_POST
+def job_retry(request, job_id):
+    job = job_for(request.user, job_id, "generate")
+    if not job.may_retry(request.user):
+        return job_list_response(
+            request, job, status=409, message="Only failed or canceled jobs can be retried."
+        )
+    services.job_retry(job=job, user=request.user)
+    return job_list_response(request, job)
+
+
+@login_required
+@require_POST
+def job_priority(request, job_id):
+    job = job_for(request.user, job_id, "manage")
+    try:
+        priority = JobPriority(int(request.POST.get("priority", "")))
+    except ValueError:
+        allowed = ", ".join(f"{value} ({label})" for value, label in JobPriority.choices)
+        return job_list_response(
+            request, job, status=422, message=f"Priority must be one of {allowed}."
+        )
+    if not services.job_set_priority(job=job, user=request.user, priority=priority):
+        return job_list_response(
+            request, job, status=409, message="Only a waiting job's priority can change."
+        )
+    return job_list_response(request, job)
+
+
+@login_required
+@require_GET
+def my_queue(request):
+    """The user's own jobs across every project: waiting and running first, then recent."""
+    # Teams the user has left keep their jobs but no longer show them.
+    jobs = list(
+        GenerationJob.objects.filter(
+            created_by=request.user, project__team__memberships__user=request.user
+        )
+        .select_related("project__team", "model")
+        .order_by("-created_at", "-id")[:MY_QUEUE_JOBS]
+    )
+    if any(job.status == JobStatus.QUEUED for job in jobs):
+        positions = GenerationJob.objects.positions()
+        for job in jobs:
+            job.position = positions.get(job.pk)
+    active = [job for job in jobs if job.is_active()]
+    ended = [job for job in jobs if not job.is_active()]
+    return render(request, "generation/my_queue.html", {"active": active, "ended": ended})
 
 
 @login_required
@@ -90,7 +190,7 @@ def job_create(request, project_id):
 @require_GET
 def project_jobs(request, project_id):
     project = project_for(request.user, project_id, "view")
-    context = {"project": project, "jobs": recent_jobs(project)}
+    context = {"project": project, "jobs": recent_jobs(project, request.user)}
     return render(request, "generation/studio.html#job-list", context)
 
 

@@ -3,9 +3,11 @@
 import base64
 import io
 import json
+import re
 from unittest import mock
 
 import pytest
+from django.utils import timezone
 from PIL import Image as PILImage
 
 from gallery.models import Image
@@ -145,3 +147,48 @@ def test_a_job_whose_workers_keep_dying_fails_with_a_reason(job, settings):
     assert job.status == JobStatus.FAILED
     assert "stopped during each of 3 attempts" in job.error
     assert events[-1]["type"] == "job.failed"
+
+
+def test_a_running_job_canceled_by_its_owner_stops_within_a_step_or_two(job):
+    GenerationJob.objects.filter(pk=job.pk).update(steps=40)
+
+    def publish(group, payload):
+        if payload["type"] == "job.progress" and payload["step"] == 2:
+            GenerationJob.objects.filter(pk=job.pk).update(cancel_requested_at=timezone.now())
+        events.append(payload)
+
+    events = []
+    with mock.patch("generation.execution.publish", side_effect=publish):
+        job_execute(job_id=job.pk)
+
+    job.refresh_from_db()
+    assert job.status == JobStatus.CANCELED
+    # The worker sees the flag as it reports step 2; the engine, a step or so ahead of the
+    # reports, stops at its next step.
+    stopped_at = int(re.fullmatch(r"Canceled after step (\d+) of 40\.", job.error)[1])
+    assert 2 <= stopped_at < 40
+    assert [e["step"] for e in events if e["type"] == "job.progress"] == [
+        *range(1, stopped_at + 1)
+    ]
+    assert events[-1]["type"] == "job.canceled"
+    assert not Image.objects.filter(job=job).exists()
+
+
+def test_a_message_runs_the_job_whose_turn_it_is(job):
+    flood = [
+        GenerationJob.objects.create(**{**job.parameters(), "model": job.model},
+                                     project=job.project, created_by=job.created_by)
+        for _ in range(2)
+    ]
+    other = User.objects.create_user("bo", "bo@example.org", "pw")
+    Membership.objects.create(team=job.project.team, user=other, role=Role.EDITOR)
+    theirs = GenerationJob.objects.create(**{**job.parameters(), "model": job.model},
+                                          project=job.project, created_by=other)
+
+    run(job)  # the first in line: ann's oldest job
+    # ann has had a turn: on the message of her next job, bo's job runs.
+    run(GenerationJob.objects.get(pk=flood[1].pk))
+
+    assert GenerationJob.objects.get(pk=theirs.pk).status == JobStatus.FINISHED
+    assert GenerationJob.objects.get(pk=flood[0].pk).status == JobStatus.QUEUED
+    assert GenerationJob.objects.get(pk=flood[1].pk).status == JobStatus.QUEUED

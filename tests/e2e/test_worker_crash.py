@@ -22,6 +22,8 @@ pytestmark = [
     pytest.mark.skipif(not settings.REDIS_URL, reason="needs Redis and Celery (REDIS_URL)"),
 ]
 
+# Its own queue: the session's end-to-end worker, if one was started, must not take the job.
+QUEUE = "gpu-crash-test"
 # Short enough for a test; real deployments keep both longer than their longest job.
 VISIBILITY_TIMEOUT_S = 4
 LEASE_S = 2
@@ -39,8 +41,8 @@ def start_worker(name, logs):
     }
     log = (logs / f"{name}.log").open("w")
     return subprocess.Popen(
-        [sys.executable, "-m", "celery", "-A", "studio", "worker", "-Q", "gpu", "--pool",
-         "threads", "--concurrency", "1", "--prefetch-multiplier", "1", "--loglevel", "INFO",
+        [sys.executable, "-m", "celery", "-A", "studio", "worker", "-Q", QUEUE,
+         "--concurrency", "1", "--loglevel", "INFO",
          "--hostname", f"{name}@%h"],
         cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
     )
@@ -58,8 +60,9 @@ def wait_for(condition, timeout, what):
 
 def test_killed_worker_job_finishes_once_on_the_other_worker(tiny_model_dir, tmp_path, settings):
     settings.STUDIO_JOB_LEASE_S = LEASE_S
+    settings.STUDIO_GPU_QUEUE = QUEUE
     subprocess.run(
-        [sys.executable, "-m", "celery", "-A", "studio", "purge", "-f", "-Q", "gpu"],
+        [sys.executable, "-m", "celery", "-A", "studio", "purge", "-f", "-Q", QUEUE],
         cwd=ROOT, check=True, capture_output=True,
         env={**os.environ, "DJANGO_SETTINGS_MODULE": "tests.settings"},
     )

@@ -1,0 +1,55 @@
+"""The order in which workers take queued jobs: by priority, then users take turns.
+
+A Celery queue is first in, first out, so one user's 50 jobs would run before anyone
+else's one. Instead every message only says "a job is waiting": the worker that takes it
+claims whichever queued job is fairest to run now (`job_claim_next`). There is one message
+per queued job, so every job still runs once.
+"""
+
+from collections import defaultdict
+from datetime import UTC, datetime
+
+from django.db.models import Count, Max
+
+from generation.models import GenerationJob, JobStatus
+
+_NEVER = datetime.min.replace(tzinfo=UTC)
+
+
+def service_order():
+    """Ids of every queued job, the next to run first.
+
+    Higher priority first. Within a priority, one job per user per round, the users in the
+    order: fewest jobs running now, then longest since one of theirs started; each user's
+    own jobs oldest first. Three queries, whatever the length of the queue.
+    """
+    queued = list(
+        GenerationJob.objects.queued()
+        .order_by("created_at", "id")
+        .values_list("pk", "created_by_id", "priority")
+    )
+    if not queued:
+        return []
+    users = {user_id for _, user_id, _ in queued}
+    running = dict(
+        GenerationJob.objects.filter(status=JobStatus.RUNNING, created_by__in=users)
+        .values_list("created_by")
+        .annotate(Count("pk"))
+    )
+    last_started = dict(
+        GenerationJob.objects.filter(created_by__in=users, started_at__isnull=False)
+        .values_list("created_by")
+        .annotate(Max("started_at"))
+    )
+
+    by_priority = defaultdict(lambda: defaultdict(list))
+    for pk, user_id, priority in queued:
+        by_priority[priority][user_id].append(pk)
+    order = []
+    for priority in sorted(by_priority, reverse=True):
+        lines = by_priority[priority]
+        # Dicts keep insertion order: ties go to the user whose oldest job came first.
+        turns = sorted(lines, key=lambda u: (running.get(u, 0), last_started.get(u, _NEVER)))
+        for round_number in range(max(len(jobs) for jobs in lines.values())):
+            order.extend(lines[u][round_number] for u in turns if round_number < len(lines[u]))
+    return order
