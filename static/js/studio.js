@@ -9,6 +9,7 @@
   const canvasStage = document.getElementById("canvas-stage");
   const canvasProgress = document.getElementById("canvas-progress");
   let retryDelay = 500;
+  let previewJobId = null; // the job whose step preview is on the canvas
 
   function refreshJobs() {
     document.body.dispatchEvent(new CustomEvent("studio:refresh-jobs"));
@@ -36,25 +37,58 @@
     progress.hidden = false;
     progress.classList.remove("is-indeterminate");
     progress.querySelector(".progress-bar").style.width = percent + "%";
+    progress.setAttribute("aria-valuenow", percent);
     item.querySelector("[data-job-meta]").textContent = "Step " + event.step + " / " + event.total;
     canvasProgress.hidden = false;
     canvasProgress.querySelector(".progress-bar").style.width = percent + "%";
+    canvasProgress.querySelector(".progress").setAttribute("aria-valuenow", percent);
     canvasProgress.querySelector("[data-canvas-meta]").textContent =
       "Step " + event.step + " / " + event.total;
   }
 
-  function showImage(image) {
-    let img = document.getElementById("canvas-image");
-    if (!img) {
-      const empty = document.getElementById("canvas-empty");
-      if (empty) empty.remove();
-      img = document.createElement("img");
-      img.id = "canvas-image";
-      img.className = "canvas-image";
-      canvasStage.prepend(img);
+  // A job.progress event may carry a small JPEG data URL of the current latents.
+  function showPreview(jobId, dataUrl) {
+    let preview = document.getElementById("canvas-preview");
+    if (!preview) {
+      preview = document.createElement("img");
+      preview.id = "canvas-preview";
+      preview.className = "canvas-preview";
+      preview.alt = ""; // transient: the progress text says what is happening
+      // Blur by a third of an upscaled preview pixel: enough to soften the blocks at any
+      // stage size, little enough to keep the shapes.
+      preview.addEventListener("load", function () {
+        const scale = Math.min(preview.clientWidth / preview.naturalWidth,
+                               preview.clientHeight / preview.naturalHeight);
+        preview.style.setProperty("--preview-blur", (scale / 3).toFixed(1) + "px");
+      });
+      canvasProgress.before(preview);
     }
-    img.src = image.url;
+    preview.src = dataUrl;
+    previewJobId = jobId;
+    canvasStage.classList.add("is-previewing");
+  }
+
+  function clearPreview(jobId) {
+    if (jobId !== previewJobId) return; // another job's preview is showing
+    const preview = document.getElementById("canvas-preview");
+    if (preview) preview.remove();
+    previewJobId = null;
+    canvasStage.classList.remove("is-previewing");
+  }
+
+  function showImage(jobId, image) {
+    const img = document.createElement("img");
+    img.id = "canvas-image";
+    img.className = "canvas-image";
     img.alt = image.alt || "";
+    img.src = image.url;
+    // Swap once decoded, so the preview gives way to the image without a blank frame.
+    img.decode().catch(function () {}).then(function () {
+      const old = document.getElementById("canvas-image") || document.getElementById("canvas-empty");
+      if (old) old.remove();
+      canvasStage.prepend(img);
+      clearPreview(jobId);
+    });
     const galleryEmpty = document.getElementById("gallery-empty");
     if (galleryEmpty) galleryEmpty.remove();
     htmx.ajax("GET", "/images/" + image.id + "/card/", { target: "#gallery-grid", swap: "afterbegin" });
@@ -78,17 +112,22 @@
       case "job.progress":
         if (item.dataset.status !== "running") setStatus(item, "running", "Running");
         showProgress(item, event);
+        if (event.preview) showPreview(event.job_id, event.preview);
         break;
       case "job.finished":
         setStatus(item, "finished", "Finished");
         item.querySelector(".progress").hidden = true;
         canvasProgress.hidden = true;
-        item.querySelector("[data-job-meta]").textContent = "Done";
-        event.images.forEach(showImage);
+        event.images.forEach(function (image) {
+          showImage(event.job_id, image);
+        });
+        // The server's card has the final details and the actions an ended job allows.
+        refreshJobs();
         break;
       case "job.failed":
       case "job.canceled":
         canvasProgress.hidden = true;
+        clearPreview(event.job_id);
         refreshJobs();
         break;
     }
@@ -131,9 +170,17 @@
     }
   });
 
+  // Only the generate form's own request: thumbnail and queue refreshes must not leave
+  // the button spinning. The response swaps in a fresh form (and button).
   document.body.addEventListener("htmx:beforeRequest", function (event) {
-    const button = event.target.querySelector && event.target.querySelector("[data-generate]");
+    const form = event.detail.elt.closest && event.detail.elt.closest("#generate-form");
+    const button = form && form.querySelector("[data-generate]");
     if (button) button.classList.add("is-loading");
+  });
+  document.body.addEventListener("htmx:afterRequest", function (event) {
+    const form = event.detail.elt.closest && event.detail.elt.closest("#generate-form");
+    const button = form && form.querySelector("[data-generate]");
+    if (button) button.classList.remove("is-loading");
   });
 
   connect();
