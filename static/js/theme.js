@@ -23,8 +23,10 @@
     theme = theme === "light" ? "light" : "dark";
     root.setAttribute("data-theme", theme);
     var buttons = document.querySelectorAll("[data-theme-toggle]");
+    // The toggle is an icon: its name says what a press does.
     for (var i = 0; i < buttons.length; i++) {
       buttons[i].title = label(theme);
+      buttons[i].setAttribute("aria-label", label(theme));
     }
     return theme;
   }
