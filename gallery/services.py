@@ -1,4 +1,5 @@
 import io
+from importlib import metadata
 
 from django.core.files.base import ContentFile
 
@@ -7,13 +8,26 @@ from gallery.models import Image
 from studio import __version__ as studio_version
 
 
-def job_infotext(job, *, seed, sampler):
+def library_versions():
+    """What made the image, for reproducing it; read from package metadata (no torch import)."""
+    versions = {"studio": studio_version}
+    for package in ("diffusers", "torch", "transformers"):
+        try:
+            versions[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            pass
+    return versions
+
+
+def job_infotext(job, *, seed, sampler, schedule_type=None):
+    """A1111's infotext, its fields in A1111's order."""
     return a1111_infotext(
         prompt=job.prompt,
         negative_prompt=job.negative_prompt,
         fields=[
             ("Steps", job.steps),
             ("Sampler", sampler),
+            ("Schedule type", schedule_type),
             ("CFG scale", format_number(job.guidance_scale)),
             ("Seed", seed),
             ("Size", f"{job.width}x{job.height}"),
@@ -23,9 +37,12 @@ def job_infotext(job, *, seed, sampler):
     )
 
 
-def image_create_from_generation(*, job, pil_image, seed, sampler, scheduler_class):
-    """Save one generated image as a PNG carrying its parameters, and its Image row."""
-    parameters = job_infotext(job, seed=seed, sampler=sampler)
+def image_create_from_generation(*, job, pil_image, result):
+    """Save one image of a GenerationResult as a PNG carrying its parameters, and its row."""
+    parameters = job_infotext(
+        job, seed=result.seed, sampler=result.sampler, schedule_type=result.schedule_type
+    )
+    seed = result.seed
     spec = {
         "job_id": job.pk,
         "mode": "txt2img",
@@ -37,9 +54,9 @@ def image_create_from_generation(*, job, pil_image, seed, sampler, scheduler_cla
         "width": job.width,
         "height": job.height,
         "seed": seed,
-        "scheduler": scheduler_class,
-        "sampler": sampler,
-        "version": studio_version,
+        "sampler": job.sampler or None,
+        "scheduler": {"class": result.scheduler_class, "config": result.scheduler_config},
+        "versions": library_versions(),
     }
     buffer = io.BytesIO()
     pil_image.save(buffer, format="PNG", pnginfo=png_info(parameters=parameters, spec=spec))

@@ -127,6 +127,7 @@ def job_execute(*, job_id):
         width=job.width,
         height=job.height,
         seed=job.seed,
+        sampler=job.sampler or job.model.default_sampler or None,
     )
     try:
         result = generate(
@@ -134,13 +135,7 @@ def job_execute(*, job_id):
         )
         with transaction.atomic():
             images = [
-                image_create_from_generation(
-                    job=job,
-                    pil_image=pil_image,
-                    seed=result.seed,
-                    sampler=result.sampler,
-                    scheduler_class=result.scheduler_class,
-                )
+                image_create_from_generation(job=job, pil_image=pil_image, result=result)
                 for pil_image in result.images
             ]
             job.status = JobStatus.FINISHED

@@ -1,7 +1,7 @@
 from django import forms
 from django.conf import settings
 
-from generation.models import DiffusionModel
+from generation.models import SAMPLER_CHOICES, DiffusionModel
 
 MAX_SEED = 2**32 - 1
 MIN_SIDE = 64
@@ -40,6 +40,14 @@ class GenerationForm(forms.Form):
     height = forms.IntegerField(
         min_value=MIN_SIDE, max_value=MAX_SIDE, initial=512,
         widget=forms.NumberInput(attrs={"step": "8"}),
+    )
+    sampler = forms.ChoiceField(
+        choices=[("", "Model default"), *SAMPLER_CHOICES],
+        required=False,
+        error_messages={
+            "invalid_choice": "Unknown sampler %(value)s: choose one from the list "
+            f"({', '.join(name for name, _ in SAMPLER_CHOICES)})."
+        },
     )
     seed = forms.IntegerField(
         min_value=0, max_value=MAX_SEED, required=False,

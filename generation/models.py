@@ -3,8 +3,11 @@ from django.db import models
 from django.urls import reverse
 from django.utils import timezone
 
+from gpu_workers.samplers import SAMPLERS
 from studio.accounts.models import Project
 from studio.permissions import can
+
+SAMPLER_CHOICES = [(name, name) for name in SAMPLERS]
 
 
 class ModelFamily(models.TextChoices):
@@ -30,6 +33,8 @@ class DiffusionModel(models.Model):
     default_height = models.PositiveIntegerField(default=512)
     default_steps = models.PositiveIntegerField(default=25)
     default_guidance_scale = models.FloatField(default=7.0)
+    # An A1111 sampler name (gpu_workers.samplers); blank: the scheduler the model ships with.
+    default_sampler = models.CharField(max_length=40, blank=True, choices=SAMPLER_CHOICES)
     is_enabled = models.BooleanField(default=True)
     created_at = models.DateTimeField(default=timezone.now)
 
@@ -83,6 +88,8 @@ class GenerationJob(models.Model):
     width = models.PositiveIntegerField()
     height = models.PositiveIntegerField()
     seed = models.BigIntegerField()
+    # Blank: the model's default sampler.
+    sampler = models.CharField(max_length=40, blank=True, choices=SAMPLER_CHOICES)
     status = models.CharField(
         max_length=10, choices=JobStatus.choices, default=JobStatus.QUEUED, db_index=True
     )
@@ -141,6 +148,7 @@ class GenerationJob(models.Model):
             "width": self.width,
             "height": self.height,
             "seed": self.seed,
+            "sampler": self.sampler,
         }
 
     def progress_percent(self):

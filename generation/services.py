@@ -34,6 +34,7 @@ def job_create(*, user, project, params):
             width=params["width"],
             height=params["height"],
             seed=random_seed() if seed is None else seed,
+            sampler=params.get("sampler") or "",
         )
         transaction.on_commit(lambda: job_dispatch(job))
     return job

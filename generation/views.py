@@ -30,6 +30,7 @@ def initial_parameters(model):
         "guidance_scale": model.default_guidance_scale,
         "width": model.default_width,
         "height": model.default_height,
+        "sampler": model.default_sampler,
     }
 
 

@@ -6,6 +6,7 @@ compatible ones, runs up to `max_batch` of them as one batch and completes each 
 Progress, previews, cancel and the time limit stay per request inside a batch.
 """
 
+import json
 import logging
 import math
 import threading
@@ -27,7 +28,7 @@ from gpu_workers.requests import (
     GenerationResult,
     WorkerShuttingDown,
 )
-from gpu_workers.samplers import A1111_SAMPLER_NAMES, a1111_sampler_name, fresh_scheduler
+from gpu_workers.samplers import SAMPLERS, fresh_scheduler, sampler_of
 from gpu_workers.txt2img import txt2img_batch
 
 logger = logging.getLogger(__name__)
@@ -42,7 +43,7 @@ class BatchKey:
     width: int
     height: int
     steps: int
-    scheduler: str | None  # None: the model's own scheduler
+    sampler: str | None  # None: the model's own scheduler
     adapters: tuple = ()  # LoRAs and other adapters, once requests can name them
 
     @classmethod
@@ -53,7 +54,7 @@ class BatchKey:
             width=request.width,
             height=request.height,
             steps=request.steps,
-            scheduler=request.scheduler,
+            sampler=request.sampler,
         )
 
 
@@ -232,7 +233,7 @@ class Engine:
 
     def _run_batch(self, pipe, jobs: list[_Job]) -> None:
         started = time.monotonic()
-        scheduler = fresh_scheduler(pipe, jobs[0].key.scheduler)
+        scheduler = fresh_scheduler(pipe, jobs[0].key.sampler)
 
         def on_step_end(step, latents, denoised):
             for row, job in enumerate(jobs):
@@ -248,15 +249,17 @@ class Engine:
             callback_on_step_end=on_step_end,
         )
         elapsed_s = time.monotonic() - started
-        scheduler_class = type(scheduler).__name__
+        sampler = sampler_of(scheduler, jobs[0].key.sampler)
         for job, image in zip(jobs, images, strict=True):
             if job.live:
                 job.future.set_result(
                     GenerationResult(
                         images=[image],
                         seed=job.request.seed,
-                        sampler=a1111_sampler_name(scheduler_class),
-                        scheduler_class=scheduler_class,
+                        sampler=sampler.infotext_name,
+                        schedule_type=sampler.schedule_type,
+                        scheduler_class=type(scheduler).__name__,
+                        scheduler_config=json.loads(scheduler.to_json_string()),
                         elapsed_s=elapsed_s,
                         batch_size=len(jobs),
                     )
@@ -303,10 +306,8 @@ def _check(request: GenerationRequest) -> None:
         )
     if request.steps < 1:
         raise ValueError(f"steps must be at least 1, not {request.steps}.")
-    if request.scheduler is not None and request.scheduler not in A1111_SAMPLER_NAMES:
-        raise ValueError(
-            f"Unknown scheduler {request.scheduler!r}; use one of {', '.join(A1111_SAMPLER_NAMES)}."
-        )
+    if request.sampler is not None and request.sampler not in SAMPLERS:
+        raise ValueError(f"Unknown sampler {request.sampler!r}; use one of {', '.join(SAMPLERS)}.")
 
 
 def _out_of_memory_reason(request: GenerationRequest, device: torch.device) -> str:

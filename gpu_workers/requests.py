@@ -13,17 +13,19 @@ class GenerationRequest:
     width: int
     height: int
     seed: int
-    # diffusers scheduler class name, e.g. "EulerAncestralDiscreteScheduler"; None: the one the
-    # model ships with.
-    scheduler: str | None = None
+    # A1111 sampler name (gpu_workers.samplers.SAMPLERS), e.g. "DPM++ 2M Karras"; None: the
+    # scheduler the model ships with.
+    sampler: str | None = None
 
 
 @dataclass(frozen=True)
 class GenerationResult:
     images: list  # list[PIL.Image.Image], RGB
     seed: int
-    sampler: str  # A1111 sampler name of the scheduler used, e.g. "Euler"
-    scheduler_class: str  # e.g. "EulerDiscreteScheduler"
+    sampler: str  # A1111's "Sampler" field for the scheduler used, e.g. "DPM++ 2M"
+    schedule_type: str | None  # A1111's "Schedule type", e.g. "Karras"; None: the default
+    scheduler_class: str  # e.g. "DPMSolverMultistepScheduler"
+    scheduler_config: dict  # the scheduler's full config, to reproduce the run
     elapsed_s: float  # time its batch ran, from start to decoded images (queue wait excluded)
     batch_size: int = 1  # requests that ran together with this one, itself included
 

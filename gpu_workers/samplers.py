@@ -1,31 +1,79 @@
-"""The schedulers a request may name, and the sampler names AUTOMATIC1111 shows for them."""
+"""Samplers by the names AUTOMATIC1111 users know, and the diffusers schedulers behind them.
 
-import diffusers
-from diffusers import DiffusionPipeline
-from diffusers.schedulers.scheduling_utils import SchedulerMixin
+The mapping follows diffusers' own table (docs: api/schedulers/overview). A1111 since 1.9
+writes a "Karras" sampler as the sampler plus "Schedule type: Karras" in its infotext.
+Importing this module does not import torch: web nodes list the names in their forms.
+"""
 
-# diffusers scheduler class → the sampler name AUTOMATIC1111 shows (and writes in infotext).
-A1111_SAMPLER_NAMES = {
-    "EulerDiscreteScheduler": "Euler",
-    "EulerAncestralDiscreteScheduler": "Euler a",
-    "DPMSolverMultistepScheduler": "DPM++ 2M",
-    "DDIMScheduler": "DDIM",
-    "PNDMScheduler": "PLMS",
-    "UniPCMultistepScheduler": "UniPC",
-    "LMSDiscreteScheduler": "LMS",
-    "HeunDiscreteScheduler": "Heun",
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class Sampler:
+    name: str  # as A1111 lists it, e.g. "DPM++ 2M Karras"
+    scheduler_class: str  # diffusers class name
+    config: dict = field(default_factory=dict)  # overrides on the model's scheduler config
+    schedule_type: str | None = None  # A1111's "Schedule type", when not the default
+
+    @property
+    def infotext_name(self) -> str:
+        """The "Sampler" field A1111 writes: the name without its schedule type."""
+        suffix = f" {self.schedule_type}"
+        return self.name.removesuffix(suffix) if self.schedule_type else self.name
+
+
+SAMPLERS = {
+    sampler.name: sampler
+    for sampler in (
+        Sampler("Euler", "EulerDiscreteScheduler"),
+        Sampler("Euler a", "EulerAncestralDiscreteScheduler"),
+        Sampler("DPM++ 2M", "DPMSolverMultistepScheduler"),
+        Sampler(
+            "DPM++ 2M Karras",
+            "DPMSolverMultistepScheduler",
+            {"use_karras_sigmas": True},
+            "Karras",
+        ),
+        Sampler(
+            "DPM++ SDE Karras",
+            "DPMSolverSinglestepScheduler",
+            {"use_karras_sigmas": True},
+            "Karras",
+        ),
+        Sampler("DDIM", "DDIMScheduler"),
+        Sampler("UniPC", "UniPCMultistepScheduler"),
+        Sampler("LCM", "LCMScheduler"),  # for LCM-distilled models and LoRAs
+        Sampler("Heun", "HeunDiscreteScheduler"),
+        Sampler("LMS", "LMSDiscreteScheduler"),
+        # What SD 1.5 ships with; A1111's PLMS has no Runge-Kutta warm-up steps.
+        Sampler("PLMS", "PNDMScheduler", {"skip_prk_steps": True}),
+    )
 }
 
 
-def a1111_sampler_name(scheduler_class: str) -> str:
-    return A1111_SAMPLER_NAMES.get(scheduler_class, scheduler_class)
+def sampler_for_class(scheduler_class: str) -> Sampler:
+    """The plain (non-Karras) sampler of a model's own scheduler class; unknown classes keep
+    their class name, as A1111 has no name for them."""
+    for sampler in SAMPLERS.values():
+        if sampler.scheduler_class == scheduler_class and not sampler.schedule_type:
+            return sampler
+    return Sampler(scheduler_class, scheduler_class)
 
 
-def fresh_scheduler(pipe: DiffusionPipeline, name: str | None) -> SchedulerMixin:
+def fresh_scheduler(pipe, sampler_name: str | None):
     """A new scheduler for one run, built from the model's scheduler config.
 
     Schedulers keep per-run state (step index, multistep history), so runs never share one.
-    `name` is a class from A1111_SAMPLER_NAMES; None keeps the model's own class.
+    `sampler_name` is a key of SAMPLERS; None keeps the model's own scheduler.
     """
-    scheduler_class = type(pipe.scheduler) if name is None else getattr(diffusers, name)
-    return scheduler_class.from_config(pipe.scheduler.config)
+    import diffusers
+
+    if sampler_name is None:
+        return type(pipe.scheduler).from_config(pipe.scheduler.config)
+    sampler = SAMPLERS[sampler_name]
+    scheduler_class = getattr(diffusers, sampler.scheduler_class)
+    return scheduler_class.from_config(pipe.scheduler.config, **sampler.config)
+
+
+def sampler_of(scheduler, sampler_name: str | None) -> Sampler:
+    return SAMPLERS[sampler_name] if sampler_name else sampler_for_class(type(scheduler).__name__)

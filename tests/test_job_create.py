@@ -100,6 +100,14 @@ class JobCreateTestCase(StudioTestCase):
     def test_negative_seed(self):
         self.assert_refused("seed", "greater than or equal to 0", seed=-1)
 
+    def test_unknown_sampler(self):
+        self.assert_refused("sampler", "Unknown sampler Karras: choose one from the list (Euler,",
+                            sampler="Karras")
+
+    def test_a_chosen_sampler_is_recorded(self):
+        self.post(sampler="DPM++ SDE Karras")
+        self.assertEqual(GenerationJob.objects.get().sampler, "DPM++ SDE Karras")
+
     def test_guidance_out_of_range(self):
         self.assert_refused("guidance_scale", "less than or equal to 30", guidance_scale=99)
 

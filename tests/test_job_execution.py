@@ -74,8 +74,30 @@ def test_saves_a_png_with_its_parameters(job):
     )
     spec = json.loads(png.info["studio"])
     assert spec["seed"] == 1234
-    assert spec["scheduler"] == "EulerDiscreteScheduler"
+    assert spec["scheduler"]["class"] == "EulerDiscreteScheduler"
+    assert spec["scheduler"]["config"]["beta_schedule"] == "scaled_linear"
+    assert spec["versions"]["diffusers"].startswith("0.42")
     assert spec["model"]["source"] == job.model.source
+
+
+def test_a_karras_sampler_is_written_as_a1111_writes_it(job):
+    GenerationJob.objects.filter(pk=job.pk).update(sampler="DPM++ 2M Karras")
+    run(job)
+    png = PILImage.open(Image.objects.get(job=job).file)
+    assert "Steps: 5, Sampler: DPM++ 2M, Schedule type: Karras, CFG scale: 6.5," in (
+        png.info["parameters"]
+    )
+    spec = json.loads(png.info["studio"])
+    assert spec["sampler"] == "DPM++ 2M Karras"
+    assert spec["scheduler"]["class"] == "DPMSolverMultistepScheduler"
+    assert spec["scheduler"]["config"]["use_karras_sigmas"] is True
+
+
+def test_the_models_default_sampler_applies_when_the_job_names_none(job):
+    DiffusionModel.objects.filter(pk=job.model_id).update(default_sampler="DDIM")
+    run(job)
+    png = PILImage.open(Image.objects.get(job=job).file)
+    assert "Sampler: DDIM," in png.info["parameters"]
 
 
 def test_a_second_delivery_does_not_run_it_again(job):

@@ -80,7 +80,7 @@ def test_batch_key_ignores_what_may_differ_inside_a_batch(tiny_request):
         dataclasses.replace(tiny_request, width=128),
         dataclasses.replace(tiny_request, height=128),
         dataclasses.replace(tiny_request, steps=5),
-        dataclasses.replace(tiny_request, scheduler="DDIMScheduler"),
+        dataclasses.replace(tiny_request, sampler="DDIM"),
     ]
 
     assert all(BatchKey.for_request(request) == key for request in same)
@@ -140,7 +140,7 @@ def test_batched_equals_alone(make_engine, varied_requests, tiny_request):
 def test_a_named_scheduler_gets_per_request_step_noise(make_engine, plain_pipeline, tiny_request):
     # Euler a draws new noise every step: from each request's own generator.
     requests = [
-        dataclasses.replace(tiny_request, scheduler="EulerAncestralDiscreteScheduler", seed=seed)
+        dataclasses.replace(tiny_request, sampler="Euler a", seed=seed)
         for seed in (1, 2, 3)
     ]
     plain_pipeline.scheduler, model_scheduler = (
@@ -230,7 +230,7 @@ def test_previews_are_throttled_per_request(make_engine, tiny_request):
         ({"width": 60}, "multiples of 8, not 60x64"),
         ({"height": 0}, "multiples of 8, not 64x0"),
         ({"steps": 0}, "steps must be at least 1"),
-        ({"scheduler": "Karras"}, "Unknown scheduler 'Karras'"),
+        ({"sampler": "Karras"}, "Unknown sampler 'Karras'"),
     ],
 )
 def test_bad_requests_are_refused_at_submit(make_engine, tiny_request, change, message):
