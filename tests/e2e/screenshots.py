@@ -35,7 +35,7 @@ class Shooter:
             )
             for label, (width, height) in VIEWPORTS.items():
                 self.page.set_viewport_size({"width": width, "height": height})
-                self.page.wait_for_timeout(150)  # let layout transitions settle
+                self.page.wait_for_timeout(300)  # let transitions and fade-ins settle
                 path = self.out / f"{name}-{label}-{theme}.png"
                 self.page.screenshot(path=str(path), full_page=full_page)
                 print(path)
@@ -103,9 +103,16 @@ def main():
         page.wait_for_timeout(400)  # the new thumbnail fades in
         shots.shoot("studio-finished")
 
-        page.locator("#gallery-grid figure.thumb a").first.click()
+        thumb = page.locator("#gallery-grid figure.thumb a").first
+        thumb.click()
+        expect(page.locator("#lightbox")).to_be_visible()
+        shots.shoot("lightbox")
+        page.keyboard.press("Escape")
+        page.goto(base + thumb.get_attribute("href"))
         shots.shoot("image-detail")
 
+        page.goto(base + "/queue/")
+        shots.shoot("my-queue", full_page=True)
         page.goto(base + "/")
         shots.shoot("dashboard", full_page=True)
 

@@ -19,9 +19,11 @@ pytestmark = [
     pytest.mark.skipif(not os.path.exists(CHROMIUM), reason="Debian's chromium is not installed"),
 ]
 
-# Records every width the running job's progress bar takes, from inside the page.
+# Records every width the running job's progress bar takes, and whether a step preview
+# showed on the canvas, from inside the page.
 WATCH_PROGRESS = """
 window.progressWidths = [];
+window.previewShown = false;
 new MutationObserver(() => {
   document.querySelectorAll('li.job .progress-bar').forEach((bar) => {
     const width = bar.style.width;
@@ -29,6 +31,8 @@ new MutationObserver(() => {
       window.progressWidths.push(width);
     }
   });
+  const preview = document.getElementById('canvas-preview');
+  if (preview && preview.src.startsWith('data:image/jpeg')) window.previewShown = true;
 }).observe(document.body, {subtree: true, attributes: true, childList: true});
 """
 
@@ -73,6 +77,9 @@ def test_sign_in_generate_and_see_the_image(studio_processes, tiny_model_dir):
             "alt", "a lighthouse at dusk, oil painting"
         )
         expect(page.locator("[data-generate]")).not_to_have_class(re.compile("is-loading"))
+        # The final image replaced the step previews.
+        expect(page.locator("#canvas-preview")).to_have_count(0)
+        assert page.evaluate("window.previewShown"), "no step preview showed on the canvas"
         widths = page.evaluate("window.progressWidths")
         page.screenshot(path=str(ARTIFACTS / "studio-after-generate.png"))
         browser.close()
