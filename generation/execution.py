@@ -1,6 +1,7 @@
 """Running a job on a worker. Imports torch (through gpu_workers): workers only."""
 
 import base64
+import dataclasses
 import io
 import logging
 import os
@@ -18,7 +19,7 @@ from generation.models import GenerationJob, JobStatus
 from generation.queue import service_order
 from generation.services import publish_queue_positions
 from gpu_workers.requests import GenerationCanceled, GenerationRequest
-from gpu_workers.runner import generate
+from gpu_workers.runner import generate_all
 from studio.realtime.events import publish
 
 logger = logging.getLogger(__name__)
@@ -128,14 +129,20 @@ def job_execute(*, job_id):
         height=job.height,
         seed=job.seed,
         sampler=job.sampler or job.model.default_sampler or None,
+        clip_skip=job.clip_skip,
     )
+    # A1111's batch: one image per seed, counting up from the job's.
+    requests = [
+        dataclasses.replace(request, seed=(job.seed + n) % 2**32) for n in range(job.batch_size)
+    ]
     try:
-        result = generate(
-            request, on_step=on_step, on_preview=on_preview, should_cancel=cancel.is_set
+        results = generate_all(
+            requests, on_step=on_step, on_preview=on_preview, should_cancel=cancel.is_set
         )
         with transaction.atomic():
             images = [
                 image_create_from_generation(job=job, pil_image=pil_image, result=result)
+                for result in results
                 for pil_image in result.images
             ]
             job.status = JobStatus.FINISHED

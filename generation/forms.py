@@ -6,6 +6,7 @@ from generation.models import SAMPLER_CHOICES, DiffusionModel
 MAX_SEED = 2**32 - 1
 MIN_SIDE = 64
 MAX_SIDE = 2048
+MAX_CLIP_SKIP = 12  # the layers of CLIP ViT-L
 
 
 class GenerationForm(forms.Form):
@@ -49,6 +50,21 @@ class GenerationForm(forms.Form):
             f"({', '.join(name for name, _ in SAMPLER_CHOICES)})."
         },
     )
+    clip_skip = forms.IntegerField(
+        required=False,
+        min_value=1, max_value=MAX_CLIP_SKIP, initial=1,
+        help_text="1 uses the text encoder's last layer; 2 suits many anime-style models.",
+    )
+    batch_size = forms.IntegerField(
+        required=False,
+        min_value=1, max_value=settings.STUDIO_MAX_BATCH_SIZE, initial=1,
+        help_text="Images made together in one job.",
+    )
+    batch_count = forms.IntegerField(
+        required=False,
+        min_value=1, max_value=settings.STUDIO_MAX_BATCH_COUNT, initial=1,
+        help_text="Jobs queued one after another; seeds follow on.",
+    )
     seed = forms.IntegerField(
         min_value=0, max_value=MAX_SEED, required=False,
         widget=forms.NumberInput(attrs={"placeholder": "Random"}),
@@ -60,6 +76,15 @@ class GenerationForm(forms.Form):
         if models is None:
             models = DiffusionModel.objects.usable()
         self.fields["model"].queryset = models
+
+    def clean_clip_skip(self):
+        return self.cleaned_data["clip_skip"] or 1  # left empty: the usual 1
+
+    def clean_batch_size(self):
+        return self.cleaned_data["batch_size"] or 1
+
+    def clean_batch_count(self):
+        return self.cleaned_data["batch_count"] or 1
 
     def clean_prompt(self):
         prompt = self.cleaned_data["prompt"].strip()

@@ -90,6 +90,9 @@ class GenerationJob(models.Model):
     seed = models.BigIntegerField()
     # Blank: the model's default sampler.
     sampler = models.CharField(max_length=40, blank=True, choices=SAMPLER_CHOICES)
+    clip_skip = models.PositiveSmallIntegerField(default=1)  # A1111's: 1 = the last layer
+    # Images made together, with seeds seed, seed + 1, ... (A1111's "Batch size").
+    batch_size = models.PositiveSmallIntegerField(default=1)
     status = models.CharField(
         max_length=10, choices=JobStatus.choices, default=JobStatus.QUEUED, db_index=True
     )
@@ -149,6 +152,8 @@ class GenerationJob(models.Model):
             "height": self.height,
             "seed": self.seed,
             "sampler": self.sampler,
+            "clip_skip": self.clip_skip,
+            "batch_size": self.batch_size,
         }
 
     def progress_percent(self):

@@ -35,9 +35,29 @@ def job_create(*, user, project, params):
             height=params["height"],
             seed=random_seed() if seed is None else seed,
             sampler=params.get("sampler") or "",
+            clip_skip=params.get("clip_skip") or 1,
+            batch_size=params.get("batch_size") or 1,
         )
         transaction.on_commit(lambda: job_dispatch(job))
     return job
+
+
+def jobs_create(*, user, project, params):
+    """`batch_count` jobs (A1111's "Batch count"), all or none. As in A1111, each image's
+    seed follows the previous one's: job n starts at seed + n * batch_size."""
+    count = params.get("batch_count") or 1
+    seed = params.get("seed")
+    seed = random_seed() if seed is None else seed
+    batch_size = params.get("batch_size") or 1
+    with transaction.atomic():
+        return [
+            job_create(
+                user=user,
+                project=project,
+                params={**params, "seed": (seed + n * batch_size) % 2**32},
+            )
+            for n in range(count)
+        ]
 
 
 def job_dispatch(job):

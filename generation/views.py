@@ -177,13 +177,12 @@ def job_create(request, project_id):
         if request.htmx:
             template += "#generate-form"
         return render(request, template, context, status=422)
-    job = services.job_create(user=request.user, project=project, params=form.cleaned_data)
+    services.jobs_create(user=request.user, project=project, params=form.cleaned_data)
     if not request.htmx:
         return redirect(project)
-    # Keep what the user typed (the seed goes back to random) and show the new job.
+    # Keep what the user typed (the seed goes back to random) and show the new jobs.
     params = {**form.cleaned_data, "model": form.cleaned_data["model"].pk, "seed": None}
     context = studio_context(request, project, form=GenerationForm(initial=params))
-    context["new_job"] = job
     return render(request, "generation/studio.html#generate-response", context)
 
 

@@ -33,6 +33,9 @@ from gpu_workers.txt2img import txt2img_batch
 
 logger = logging.getLogger(__name__)
 
+# CLIP ViT-L has 12 layers; skipping more leaves too little of the prompt's meaning.
+MAX_CLIP_SKIP = 12
+
 
 @dataclass(frozen=True)
 class BatchKey:
@@ -44,6 +47,7 @@ class BatchKey:
     height: int
     steps: int
     sampler: str | None  # None: the model's own scheduler
+    clip_skip: int
     adapters: tuple = ()  # LoRAs and other adapters, once requests can name them
 
     @classmethod
@@ -55,6 +59,7 @@ class BatchKey:
             height=request.height,
             steps=request.steps,
             sampler=request.sampler,
+            clip_skip=request.clip_skip,
         )
 
 
@@ -306,6 +311,8 @@ def _check(request: GenerationRequest) -> None:
         )
     if request.steps < 1:
         raise ValueError(f"steps must be at least 1, not {request.steps}.")
+    if not 1 <= request.clip_skip <= MAX_CLIP_SKIP:
+        raise ValueError(f"clip_skip must be 1 to {MAX_CLIP_SKIP}, not {request.clip_skip}.")
     if request.sampler is not None and request.sampler not in SAMPLERS:
         raise ValueError(f"Unknown sampler {request.sampler!r}; use one of {', '.join(SAMPLERS)}.")
 

@@ -16,6 +16,9 @@ class GenerationRequest:
     # A1111 sampler name (gpu_workers.samplers.SAMPLERS), e.g. "DPM++ 2M Karras"; None: the
     # scheduler the model ships with.
     sampler: str | None = None
+    # A1111's "Clip skip": 1 uses the text encoder's last layer, 2 the one before it (what
+    # anime-style SD1.5 models expect), and so on.
+    clip_skip: int = 1
 
 
 @dataclass(frozen=True)

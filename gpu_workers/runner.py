@@ -23,8 +23,8 @@ def generate(
     on_preview: Callable[[int, Image.Image], None] | None = None,
     should_cancel: Callable[[], bool] | None = None,
 ) -> GenerationResult:
-    """Generate images for `request`, waiting for the result. Concurrent calls for compatible
-    requests run as one batch.
+    """Generate the image for `request`, waiting for the result. Concurrent calls for
+    compatible requests run as one batch.
 
     `on_step(step, total)` after every denoising step (1..steps) and `on_preview(step, image)`
     now and then run on the calling thread, so they may use its database connection; all of
@@ -32,27 +32,63 @@ def generate(
     after every step and must be quick and thread-safe (e.g. `threading.Event.is_set`); when
     it returns True the run stops and GenerationCanceled is raised.
     """
-    if config is None:
-        config = WorkerConfig.from_env()
-    updates = queue.SimpleQueue()
-    future = shared_engine(config).submit(
-        request,
-        on_step=lambda step, total: updates.put((on_step, step, total)),
-        on_preview=lambda step, image: updates.put((on_preview, step, image)),
+    [result] = generate_all(
+        [request],
+        config=config,
+        on_step=on_step,
+        on_preview=on_preview,
         should_cancel=should_cancel,
     )
+    return result
+
+
+def generate_all(
+    requests: list[GenerationRequest],
+    *,
+    config: WorkerConfig | None = None,
+    on_step: Callable[[int, int], None] | None = None,
+    on_preview: Callable[[int, Image.Image], None] | None = None,
+    should_cancel: Callable[[], bool] | None = None,
+) -> list[GenerationResult]:
+    """Several images of one job (a batch size above 1), as `generate` makes one.
+
+    The requests are submitted together, so the engine batches them when they fit. A step
+    counts once every image has made it; previews show the first image. If one request
+    fails or is canceled, so is the whole call (the error of the first one that did).
+    """
+    if config is None:
+        config = WorkerConfig.from_env()
+    engine = shared_engine(config)
+    updates = queue.SimpleQueue()
+    steps_made = [0] * len(requests)
+    futures = [
+        engine.submit(
+            request,
+            on_step=lambda step, total, row=row: updates.put(("step", row, step, total)),
+            on_preview=lambda step, image, row=row: updates.put(("preview", row, step, image)),
+            should_cancel=should_cancel,
+        )
+        for row, request in enumerate(requests)
+    ]
+    reported = 0
     while True:
         try:
-            callback, *args = updates.get(timeout=0.05)
+            kind, row, step, value = updates.get(timeout=0.05)
         except queue.Empty:
-            # The engine queues every update before it completes the future: once it is
+            # The engine queues every update before it completes a future: once all are
             # done, an empty queue means nothing more will come.
-            if future.done() and updates.empty():
+            if all(future.done() for future in futures) and updates.empty():
                 break
             continue
-        if callback is not None:
-            callback(*args)
-    return future.result()
+        if kind == "preview" and row == 0 and on_preview is not None:
+            on_preview(step, value)
+        elif kind == "step":
+            steps_made[row] = step
+            if min(steps_made) > reported:
+                reported = min(steps_made)
+                if on_step is not None:
+                    on_step(reported, value)
+    return [future.result() for future in futures]
 
 
 def shared_engine(config: WorkerConfig) -> Engine:

@@ -20,6 +20,30 @@ from gpu_workers.requests import GenerationRequest
 StepEndCallback = Callable[[int, torch.Tensor, torch.Tensor], list[bool]]
 
 
+def clip_skipped_embeds(pipe, prompts, device, clip_skip):
+    """Prompt embeddings from the text encoder's layer `clip_skip` counted from the end
+    (A1111's "Clip skip"; 1 is the last layer: None, encode_prompt's own path).
+
+    The pipeline's own clip_skip path reaches for `text_encoder.text_model`, which
+    transformers 5 no longer has; this is that path with the layer norm found either way.
+    Like the pipeline, negative prompts keep the last layer.
+    """
+    if clip_skip == 1:
+        return None
+    prompts = pipe.maybe_convert_prompt(prompts, pipe.tokenizer)  # textual inversion tokens
+    ids = pipe.tokenizer(
+        prompts,
+        padding="max_length",
+        max_length=pipe.tokenizer.model_max_length,
+        truncation=True,
+        return_tensors="pt",
+    ).input_ids.to(device)
+    encoder = pipe.text_encoder
+    hidden_states = encoder(ids, output_hidden_states=True).hidden_states[-clip_skip]
+    final_layer_norm = getattr(encoder, "text_model", encoder).final_layer_norm
+    return final_layer_norm(hidden_states).to(dtype=encoder.dtype, device=device)
+
+
 @torch.no_grad()
 def txt2img_batch(
     pipe: StableDiffusionPipeline,
@@ -29,7 +53,8 @@ def txt2img_batch(
     device: torch.device,
     callback_on_step_end: StepEndCallback | None = None,
 ) -> list[Image.Image | None]:
-    """One image per request, in order. The requests share size, steps and scheduler.
+    """One image per request, in order. The requests share size, steps, scheduler and clip
+    skip.
 
     `callback_on_step_end(step, latents, denoised)` runs after each step (1..steps) and says
     which rows are still wanted. An unwanted row keeps being denoised with the others
@@ -37,14 +62,17 @@ def txt2img_batch(
     back as None; when no row is wanted the loop stops.
     """
     width, height, steps = requests[0].width, requests[0].height, requests[0].steps
+    clip_skip = requests[0].clip_skip
 
     # 1. Encode prompts. Every row gets a negative embedding; only CFG rows use theirs.
+    prompts = [request.prompt for request in requests]
     prompt_embeds, negative_prompt_embeds = pipe.encode_prompt(
-        [request.prompt for request in requests],
+        prompts,
         device,
         num_images_per_prompt=1,
         do_classifier_free_guidance=True,
         negative_prompt=[request.negative_prompt for request in requests],
+        prompt_embeds=clip_skipped_embeds(pipe, prompts, device, clip_skip),
     )
 
     # 2. Guidance, per row. Guidance-distilled UNets (LCM) take it as an embedding instead of

@@ -108,6 +108,23 @@ class JobCreateTestCase(StudioTestCase):
         self.post(sampler="DPM++ SDE Karras")
         self.assertEqual(GenerationJob.objects.get().sampler, "DPM++ SDE Karras")
 
+    def test_batch_size_out_of_range(self):
+        self.assert_refused("batch_size", "less than or equal to 8", batch_size=9)
+
+    def test_batch_count_out_of_range(self):
+        self.assert_refused("batch_count", "greater than or equal to 1", batch_count=0)
+
+    def test_clip_skip_out_of_range(self):
+        self.assert_refused("clip_skip", "less than or equal to 12", clip_skip=13)
+
+    def test_batch_count_queues_that_many_jobs_with_following_seeds(self):
+        response, enqueue = self.post(batch_count=3, batch_size=2, seed=100, clip_skip=2)
+        self.assertEqual(response.status_code, 200)
+        jobs = GenerationJob.objects.order_by("pk")
+        self.assertEqual([job.seed for job in jobs], [100, 102, 104])
+        self.assertEqual({(job.batch_size, job.clip_skip) for job in jobs}, {(2, 2)})
+        self.assertEqual(enqueue.call_count, 3)
+
     def test_guidance_out_of_range(self):
         self.assert_refused("guidance_scale", "less than or equal to 30", guidance_scale=99)
 

@@ -100,6 +100,17 @@ def test_the_models_default_sampler_applies_when_the_job_names_none(job):
     assert "Sampler: DDIM," in png.info["parameters"]
 
 
+def test_a_batch_size_job_saves_one_image_per_seed(job):
+    GenerationJob.objects.filter(pk=job.pk).update(batch_size=3)
+    events = run(job)
+    images = Image.objects.filter(job=job).order_by("seed")
+    assert [image.seed for image in images] == [1234, 1235, 1236]
+    assert [e["step"] for e in events if e["type"] == "job.progress"] == [1, 2, 3, 4, 5]
+    assert len(events[-1]["images"]) == 3
+    assert "Seed: 1235," in images[1].parameters
+    assert len({image.file.read() for image in images}) == 3
+
+
 def test_a_second_delivery_does_not_run_it_again(job):
     run(job)
     assert run(job) == []

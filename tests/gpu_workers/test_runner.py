@@ -1,3 +1,4 @@
+import copy
 import dataclasses
 import json
 import shutil
@@ -5,16 +6,18 @@ import threading
 
 import numpy as np
 import pytest
+import torch
 from diffusers import (
     DDPMScheduler,
     DPMSolverMultistepScheduler,
     HeunDiscreteScheduler,
     PNDMScheduler,
+    StableDiffusionPipeline,
 )
 
 from gpu_workers.pipelines import load_pipeline
 from gpu_workers.requests import GenerationCanceled
-from gpu_workers.runner import engine_options_from_env, generate
+from gpu_workers.runner import engine_options_from_env, generate, generate_all
 
 
 def pixels(result):
@@ -175,3 +178,64 @@ def test_bad_engine_options_name_the_variable(monkeypatch, name, value):
 
     with pytest.raises(ValueError, match=f"{name}={value!r}"):
         engine_options_from_env()
+
+
+def test_a_batch_size_above_one_reports_each_step_once_all_images_made_it(
+    tiny_request, cpu_config
+):
+    requests = [dataclasses.replace(tiny_request, seed=tiny_request.seed + n) for n in range(3)]
+    steps, previews = [], []
+
+    results = generate_all(
+        requests,
+        config=cpu_config,
+        on_step=lambda *step: steps.append(step),
+        on_preview=lambda *preview: previews.append(preview),
+    )
+
+    assert [result.seed for result in results] == [1234, 1235, 1236]
+    assert steps == [(step, 4) for step in range(1, 5)]
+    assert previews and all(image.size == (8, 8) for _, image in previews)
+    assert len({result.images[0].tobytes() for result in results}) == 3
+
+
+def test_canceling_a_batch_size_job_cancels_every_image(tiny_request, cpu_config):
+    requests = [dataclasses.replace(tiny_request, seed=n) for n in range(2)]
+    with pytest.raises(GenerationCanceled):
+        generate_all(requests, config=cpu_config, should_cancel=lambda: True)
+
+
+def test_clip_skip_2_is_the_text_encoder_without_its_last_layer(
+    tiny_request, cpu_config, plain_pipeline
+):
+    skipped = dataclasses.replace(tiny_request, clip_skip=2)
+    # The tiny text encoder has 2 layers: skipping one is the pipeline with only the first.
+    # The negative prompt keeps the last layer (as in diffusers), so it is left empty here.
+    skipped = dataclasses.replace(skipped, negative_prompt="", guidance_scale=1.0)
+    one_layer = copy.deepcopy(plain_pipeline.text_encoder)
+    layers = getattr(one_layer, "text_model", one_layer).encoder.layers
+    del layers[1:]
+    pipe = StableDiffusionPipeline(
+        **{**plain_pipeline.components, "text_encoder": one_layer},
+        requires_safety_checker=False,
+    )
+
+    result = generate(skipped, config=cpu_config)
+
+    expected = pipe(
+        prompt=skipped.prompt,
+        num_inference_steps=skipped.steps,
+        guidance_scale=skipped.guidance_scale,
+        width=skipped.width,
+        height=skipped.height,
+        generator=torch.Generator("cpu").manual_seed(skipped.seed),
+    ).images[0]
+    assert np.array_equal(pixels(result), np.asarray(expected))
+    not_skipped = dataclasses.replace(skipped, clip_skip=1)
+    assert not np.array_equal(pixels(result), pixels(generate(not_skipped, config=cpu_config)))
+
+
+@pytest.mark.parametrize("clip_skip", [0, 13])
+def test_clip_skip_out_of_range_is_refused(tiny_request, cpu_config, clip_skip):
+    with pytest.raises(ValueError, match=f"clip_skip must be 1 to 12, not {clip_skip}"):
+        generate(dataclasses.replace(tiny_request, clip_skip=clip_skip), config=cpu_config)
