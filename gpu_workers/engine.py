@@ -19,6 +19,7 @@ import torch
 from PIL import Image
 
 from gpu_workers.config import WorkerConfig
+from gpu_workers.denoise import denoise_batch
 from gpu_workers.pipelines import load_pipeline, loaded_sources
 from gpu_workers.previews import latent_preview
 from gpu_workers.requests import (
@@ -29,7 +30,6 @@ from gpu_workers.requests import (
     WorkerShuttingDown,
 )
 from gpu_workers.samplers import SAMPLERS, fresh_scheduler, sampler_of
-from gpu_workers.txt2img import txt2img_batch
 
 logger = logging.getLogger(__name__)
 
@@ -48,18 +48,20 @@ class BatchKey:
     steps: int
     sampler: str | None  # None: the model's own scheduler
     clip_skip: int
+    strength: float | None  # img2img only
     adapters: tuple = ()  # LoRAs and other adapters, once requests can name them
 
     @classmethod
     def for_request(cls, request: GenerationRequest) -> "BatchKey":
         return cls(
             model_source=request.model_source,
-            mode="txt2img",
+            mode=request.mode,
             width=request.width,
             height=request.height,
             steps=request.steps,
             sampler=request.sampler,
             clip_skip=request.clip_skip,
+            strength=None if request.init_image is None else request.strength,
         )
 
 
@@ -139,9 +141,10 @@ class Engine:
         GenerationCanceled, GenerationFailed or the error that stopped the batch.
 
         The callbacks run on the engine's thread after each step and should be quick:
-        `on_step(step, total)` exactly `steps` times, `on_preview(step, image)` with a
-        latent-resolution RGB image at most every `preview_interval_s`, `should_cancel()`
-        after each step. A future canceled while still queued never runs.
+        `on_step(step, total)` once per step run (total: `request.denoising_steps()`),
+        `on_preview(step, image)` with a latent-resolution RGB image at most every
+        `preview_interval_s`, `should_cancel()` after each step. A future canceled while
+        still queued never runs.
         """
         _check(request)
         job = _Job(request, BatchKey.for_request(request), on_step, on_preview, should_cancel)
@@ -246,7 +249,7 @@ class Engine:
                     self._step_ended(job, step, time.monotonic() - started, denoised[row])
             return [job.live for job in jobs]
 
-        images = txt2img_batch(
+        images = denoise_batch(
             pipe,
             [job.request for job in jobs],
             scheduler=scheduler,
@@ -272,7 +275,7 @@ class Engine:
 
     def _step_ended(self, job: _Job, step: int, elapsed_s: float, denoised: torch.Tensor) -> None:
         """Time limit, preview, progress and cancel for one request, in that order."""
-        total = job.request.steps
+        total = job.request.denoising_steps()
         try:
             if self.job_time_limit_s is not None and elapsed_s > self.job_time_limit_s:
                 job.fail(
@@ -315,6 +318,19 @@ def _check(request: GenerationRequest) -> None:
         raise ValueError(f"clip_skip must be 1 to {MAX_CLIP_SKIP}, not {request.clip_skip}.")
     if request.sampler is not None and request.sampler not in SAMPLERS:
         raise ValueError(f"Unknown sampler {request.sampler!r}; use one of {', '.join(SAMPLERS)}.")
+    if request.init_image is not None:
+        size = getattr(request.init_image, "size", None)
+        if size != (request.width, request.height):
+            raise ValueError(
+                f"init_image must be a {request.width}x{request.height} image, not {size}."
+            )
+        if not 0 < request.strength <= 1:
+            raise ValueError(f"strength must be above 0 and at most 1, not {request.strength}.")
+        if request.denoising_steps() < 1:
+            raise ValueError(
+                f"strength {request.strength:g} of {request.steps} steps runs no step at all; "
+                "raise the strength or the steps."
+            )
 
 
 def _out_of_memory_reason(request: GenerationRequest, device: torch.device) -> str:

@@ -19,6 +19,20 @@ class GenerationRequest:
     # A1111's "Clip skip": 1 uses the text encoder's last layer, 2 the one before it (what
     # anime-style SD1.5 models expect), and so on.
     clip_skip: int = 1
+    # img2img: the source image (PIL, RGB, exactly width x height) and how much of it to
+    # redraw, 0..1 (A1111's "Denoising strength"). None: txt2img.
+    init_image: object = None
+    strength: float = 0.75
+
+    @property
+    def mode(self) -> str:
+        return "txt2img" if self.init_image is None else "img2img"
+
+    def denoising_steps(self) -> int:
+        """Steps actually run: img2img skips the first (1 - strength) of them, as A1111 does."""
+        if self.init_image is None:
+            return self.steps
+        return min(int(self.steps * self.strength), self.steps)
 
 
 @dataclass(frozen=True)

@@ -1,8 +1,9 @@
-"""One txt2img batch, written out after StableDiffusionPipeline.__call__ (diffusers 0.42).
+"""One batch of txt2img or img2img requests, written out after StableDiffusionPipeline and
+StableDiffusionImg2ImgPipeline.__call__ (diffusers 0.42).
 
-The pipeline takes one guidance scale and one seed per call. A batch of independent requests
+The pipelines take one guidance scale and one seed per call. A batch of independent requests
 needs a guidance scale and a noise generator per row, so the loop is spelled out here; the
-rest follows the pipeline line for line, so that a request alone gets the pipeline's image.
+rest follows the pipelines line for line, so that a request alone gets the pipeline's image.
 """
 
 import inspect
@@ -10,6 +11,9 @@ from collections.abc import Callable, Sequence
 
 import torch
 from diffusers import StableDiffusionPipeline
+from diffusers.pipelines.stable_diffusion.pipeline_stable_diffusion_img2img import (
+    retrieve_latents,
+)
 from diffusers.schedulers.scheduling_utils import SchedulerMixin
 from diffusers.utils.torch_utils import randn_tensor
 from PIL import Image
@@ -44,8 +48,24 @@ def clip_skipped_embeds(pipe, prompts, device, clip_skip):
     return final_layer_norm(hidden_states).to(dtype=encoder.dtype, device=device)
 
 
+def noised_image_latents(pipe, requests, scheduler, first_timestep, generators, device, dtype):
+    """img2img's starting point: each source image encoded by the VAE (sampled with its row's
+    generator, as the pipeline does) and noised to the first timestep."""
+    images = pipe.image_processor.preprocess([request.init_image for request in requests])
+    images = images.to(device=device, dtype=dtype)
+    image_latents = torch.cat(
+        [
+            retrieve_latents(pipe.vae.encode(images[row : row + 1]), generator=generators[row])
+            for row in range(len(requests))
+        ]
+    )
+    image_latents = pipe.vae.config.scaling_factor * image_latents
+    noise = randn_tensor(image_latents.shape, generator=generators, device=device, dtype=dtype)
+    return scheduler.add_noise(image_latents, noise, first_timestep.repeat(len(requests)))
+
+
 @torch.no_grad()
-def txt2img_batch(
+def denoise_batch(
     pipe: StableDiffusionPipeline,
     requests: Sequence[GenerationRequest],
     *,
@@ -53,8 +73,8 @@ def txt2img_batch(
     device: torch.device,
     callback_on_step_end: StepEndCallback | None = None,
 ) -> list[Image.Image | None]:
-    """One image per request, in order. The requests share size, steps, scheduler and clip
-    skip.
+    """One image per request, in order. The requests share mode, size, steps, strength,
+    scheduler and clip skip (gpu_workers.engine.BatchKey).
 
     `callback_on_step_end(step, latents, denoised)` runs after each step (1..steps) and says
     which rows are still wanted. An unwanted row keeps being denoised with the others
@@ -92,28 +112,40 @@ def txt2img_batch(
     # exactly the pipeline's torch.cat([negative_prompt_embeds, prompt_embeds]).
     encoder_hidden_states = torch.cat([negative_prompt_embeds[cfg_rows], prompt_embeds])
 
-    # 3. Timesteps, on this batch's own scheduler.
+    # 3. Timesteps, on this batch's own scheduler. img2img starts part way, at its strength.
     scheduler.set_timesteps(steps, device=device)
     timesteps = scheduler.timesteps
+    denoising_steps = requests[0].denoising_steps()
+    if requests[0].init_image is not None:
+        t_start = steps - denoising_steps
+        timesteps = timesteps[t_start * scheduler.order :]
+        if hasattr(scheduler, "set_begin_index"):
+            scheduler.set_begin_index(t_start * scheduler.order)
 
-    # 4. Initial noise, drawn row by row from each request's own seed: a request's image
+    # 4. Initial latents, drawn row by row from each request's own seed: a request's image
     # never depends on its batch-mates.
     generators = [torch.Generator(device=device).manual_seed(request.seed) for request in requests]
-    shape = (
-        len(requests),
-        pipe.unet.config.in_channels,
-        height // pipe.vae_scale_factor,
-        width // pipe.vae_scale_factor,
-    )
-    latents = randn_tensor(shape, generator=generators, device=device, dtype=prompt_embeds.dtype)
-    latents = latents * scheduler.init_noise_sigma
+    if requests[0].init_image is None:
+        shape = (
+            len(requests),
+            pipe.unet.config.in_channels,
+            height // pipe.vae_scale_factor,
+            width // pipe.vae_scale_factor,
+        )
+        dtype = prompt_embeds.dtype
+        latents = randn_tensor(shape, generator=generators, device=device, dtype=dtype)
+        latents = latents * scheduler.init_noise_sigma
+    else:
+        latents = noised_image_latents(
+            pipe, requests, scheduler, timesteps[:1], generators, device, prompt_embeds.dtype
+        )
     # Ancestral and SDE schedulers draw fresh noise every step, also from each row's generator.
     step_kwargs = {}
     if "generator" in inspect.signature(scheduler.step).parameters:
         step_kwargs["generator"] = generators
 
     # 5. Denoising loop.
-    num_warmup_steps = len(timesteps) - steps * scheduler.order
+    num_warmup_steps = len(timesteps) - denoising_steps * scheduler.order
     wanted = [True] * len(requests)
     step = 0
     for i, t in enumerate(timesteps):
