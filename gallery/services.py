@@ -32,6 +32,8 @@ def job_infotext(job, *, seed, sampler, schedule_type=None):
             ("Seed", seed),
             ("Size", f"{job.width}x{job.height}"),
             ("Model", job.model.name),
+            ("Denoising strength", format_number(job.strength) if job.mode == "img2img" else None),
+            ("Clip skip", job.clip_skip if job.clip_skip > 1 else None),
             ("Version", f"studio {studio_version}"),
         ],
     )
@@ -45,7 +47,11 @@ def image_create_from_generation(*, job, pil_image, result):
     seed = result.seed
     spec = {
         "job_id": job.pk,
-        "mode": "txt2img",
+        "mode": job.mode,
+        "source_image_id": job.source_image_id,
+        "strength": job.strength if job.mode == "img2img" else None,
+        "clip_skip": job.clip_skip,
+        "batch_size": job.batch_size,
         "model": {"name": job.model.name, "source": job.model.source},
         "prompt": job.prompt,
         "negative_prompt": job.negative_prompt,

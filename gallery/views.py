@@ -4,7 +4,7 @@ from django.shortcuts import get_object_or_404, render
 from django.views.decorators.http import require_GET
 
 from gallery.models import Image
-from studio.permissions import require
+from studio.permissions import can, require
 
 
 def image_for(user, image_id):
@@ -19,7 +19,8 @@ def image_for(user, image_id):
 @require_GET
 def image_detail(request, image_id):
     image = image_for(request.user, image_id)
-    return render(request, "gallery/image_detail.html", {"image": image})
+    context = {"image": image, "may_generate": can(request.user, "generate", image.project)}
+    return render(request, "gallery/image_detail.html", context)
 
 
 @login_required

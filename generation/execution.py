@@ -13,12 +13,13 @@ from django.conf import settings
 from django.db import transaction
 from django.db.models import F, Q
 from django.utils import timezone
+from PIL import Image as PILImage
 
 from gallery.services import image_create_from_generation
-from generation.models import GenerationJob, JobStatus
+from generation.models import GenerationJob, JobMode, JobStatus
 from generation.queue import service_order
 from generation.services import publish_queue_positions
-from gpu_workers.requests import GenerationCanceled, GenerationRequest
+from gpu_workers.requests import GenerationCanceled, GenerationFailed, GenerationRequest
 from gpu_workers.runner import generate_all
 from studio.realtime.events import publish
 
@@ -92,9 +93,9 @@ def job_execute(*, job_id):
         job_fail_if_worn_out(job_id)
         logger.info("No job left to claim for the message of job %s", job_id)
         return
-    job = GenerationJob.objects.select_related("project", "model", "created_by").get(
-        pk=claimed_id
-    )
+    job = GenerationJob.objects.select_related(
+        "project", "model", "created_by", "source_image"
+    ).get(pk=claimed_id)
     group = job.project.events_group()
     publish(group, job.event_payload(type="job.started"))
     publish_queue_positions()
@@ -119,23 +120,8 @@ def job_execute(*, job_id):
             event["preview"] = previews.pop(step)
         publish(group, event)
 
-    request = GenerationRequest(
-        model_source=job.model.source,
-        prompt=job.prompt,
-        negative_prompt=job.negative_prompt,
-        steps=job.steps,
-        guidance_scale=job.guidance_scale,
-        width=job.width,
-        height=job.height,
-        seed=job.seed,
-        sampler=job.sampler or job.model.default_sampler or None,
-        clip_skip=job.clip_skip,
-    )
-    # A1111's batch: one image per seed, counting up from the job's.
-    requests = [
-        dataclasses.replace(request, seed=(job.seed + n) % 2**32) for n in range(job.batch_size)
-    ]
     try:
+        requests = generation_requests(job)
         results = generate_all(
             requests, on_step=on_step, on_preview=on_preview, should_cancel=cancel.is_set
         )
@@ -164,6 +150,44 @@ def job_execute(*, job_id):
             images=[image.event_payload() for image in images],
         ),
     )
+
+
+def generation_requests(job):
+    """The job as plain requests for gpu_workers: one per image of its batch."""
+    request = GenerationRequest(
+        model_source=job.model.source,
+        prompt=job.prompt,
+        negative_prompt=job.negative_prompt,
+        steps=job.steps,
+        guidance_scale=job.guidance_scale,
+        width=job.width,
+        height=job.height,
+        seed=job.seed,
+        sampler=job.sampler or job.model.default_sampler or None,
+        clip_skip=job.clip_skip,
+        init_image=source_pixels(job),
+        strength=job.strength,
+    )
+    # A1111's batch: one image per seed, counting up from the job's.
+    return [
+        dataclasses.replace(request, seed=(job.seed + n) % 2**32) for n in range(job.batch_size)
+    ]
+
+
+def source_pixels(job):
+    """img2img's source, resized to the job's size as A1111's "Just resize" does; None for
+    txt2img."""
+    if job.mode != JobMode.IMG2IMG:
+        return None
+    if job.source_upload:
+        file = job.source_upload
+    elif job.source_image is not None:
+        file = job.source_image.file
+    else:
+        raise GenerationFailed("Its source image was deleted before the job ran.")
+    with file.open("rb") as opened:
+        image = PILImage.open(opened).convert("RGB")
+    return image.resize((job.width, job.height), PILImage.Resampling.LANCZOS)
 
 
 def preview_data_url(image):

@@ -1,7 +1,10 @@
 from django import forms
 from django.conf import settings
 
+from gallery.models import Image
+from gallery.uploads import UploadRejected, image_from_upload
 from generation.models import SAMPLER_CHOICES, DiffusionModel
+from studio.permissions import can
 
 MAX_SEED = 2**32 - 1
 MIN_SIDE = 64
@@ -65,14 +68,31 @@ class GenerationForm(forms.Form):
         min_value=1, max_value=settings.STUDIO_MAX_BATCH_COUNT, initial=1,
         help_text="Jobs queued one after another; seeds follow on.",
     )
+    source_image = forms.IntegerField(required=False, widget=forms.HiddenInput)
+    source_upload = forms.FileField(
+        required=False,
+        label="Source image",
+        widget=forms.ClearableFileInput(attrs={"accept": "image/png,image/jpeg,image/webp"}),
+        help_text="img2img: PNG, JPEG or WebP; it is resized to the chosen size.",
+    )
+    strength = forms.FloatField(
+        required=False,
+        label="Denoising strength",
+        min_value=0.01,
+        max_value=1,
+        initial=0.75,
+        widget=forms.NumberInput(attrs={"step": "0.05"}),
+        help_text="How much of the source to redraw: low keeps it, 1 replaces it.",
+    )
     seed = forms.IntegerField(
         min_value=0, max_value=MAX_SEED, required=False,
         widget=forms.NumberInput(attrs={"placeholder": "Random"}),
         help_text="Empty for a random seed; it is always recorded.",
     )
 
-    def __init__(self, *args, models=None, **kwargs):
+    def __init__(self, *args, models=None, user=None, **kwargs):
         super().__init__(*args, **kwargs)
+        self.user = user
         if models is None:
             models = DiffusionModel.objects.usable()
         self.fields["model"].queryset = models
@@ -85,6 +105,29 @@ class GenerationForm(forms.Form):
 
     def clean_batch_count(self):
         return self.cleaned_data["batch_count"] or 1
+
+    def clean_source_image(self):
+        """The gallery image to start from, if the user may see it."""
+        image_id = self.cleaned_data["source_image"]
+        if image_id is None:
+            return None
+        image = Image.objects.select_related("project__team").filter(pk=image_id).first()
+        if image is None or self.user is None or not can(self.user, "view", image):
+            raise forms.ValidationError("Unknown source image: pick one from a gallery you see.")
+        return image
+
+    def clean_source_upload(self):
+        upload = self.cleaned_data["source_upload"]
+        if not upload:
+            return None
+        try:
+            return image_from_upload(upload)
+        except UploadRejected as error:
+            raise forms.ValidationError(str(error)) from error
+
+    def clean_strength(self):
+        strength = self.cleaned_data["strength"]
+        return 0.75 if strength is None else strength
 
     def clean_prompt(self):
         prompt = self.cleaned_data["prompt"].strip()
@@ -115,5 +158,17 @@ class GenerationForm(forms.Form):
                 "height",
                 f"{width}x{height} is too large: at most {settings.STUDIO_MAX_PIXELS:,} pixels "
                 "in all.",
+            )
+        if cleaned.get("source_image") and cleaned.get("source_upload"):
+            self.add_error(
+                "source_upload", "Use either an uploaded image or a gallery image, not both."
+            )
+        has_source = cleaned.get("source_image") or cleaned.get("source_upload")
+        steps, strength = cleaned.get("steps"), cleaned.get("strength")
+        if has_source and steps and strength and int(steps * strength) < 1:
+            self.add_error(
+                "strength",
+                f"At {strength:g} of {steps} steps not one step runs; raise the strength or "
+                "the steps.",
             )
         return cleaned

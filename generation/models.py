@@ -55,6 +55,11 @@ class JobStatus(models.TextChoices):
     CANCELED = "canceled", "Canceled"
 
 
+class JobMode(models.TextChoices):
+    TXT2IMG = "txt2img", "Text to image"
+    IMG2IMG = "img2img", "Image to image"
+
+
 class JobPriority(models.IntegerChoices):
     NORMAL = 0, "Normal"
     HIGH = 1, "High"
@@ -93,6 +98,18 @@ class GenerationJob(models.Model):
     clip_skip = models.PositiveSmallIntegerField(default=1)  # A1111's: 1 = the last layer
     # Images made together, with seeds seed, seed + 1, ... (A1111's "Batch size").
     batch_size = models.PositiveSmallIntegerField(default=1)
+    # img2img: the source is a gallery image or an upload (rebuilt from its pixels, stored
+    # under a server-chosen name), redrawn at `strength` (A1111's "Denoising strength").
+    source_image = models.ForeignKey(
+        "gallery.Image",
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="derived_jobs",
+    )
+    source_upload = models.FileField(max_length=300, blank=True)
+    strength = models.FloatField(default=0.75)
+    mode = models.CharField(max_length=10, choices=JobMode.choices, default=JobMode.TXT2IMG)
     status = models.CharField(
         max_length=10, choices=JobStatus.choices, default=JobStatus.QUEUED, db_index=True
     )
@@ -154,6 +171,8 @@ class GenerationJob(models.Model):
             "sampler": self.sampler,
             "clip_skip": self.clip_skip,
             "batch_size": self.batch_size,
+            "source_image": self.source_image_id,
+            "strength": self.strength,
         }
 
     def progress_percent(self):

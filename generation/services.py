@@ -4,9 +4,11 @@ import secrets
 from django.core.exceptions import PermissionDenied
 from django.db import transaction
 from django.utils import timezone
+from PIL import Image as PILImage
 
+from gallery.uploads import upload_store
 from generation.dispatch import enqueue_generation
-from generation.models import GenerationJob, JobStatus
+from generation.models import GenerationJob, JobMode, JobStatus
 from studio.permissions import can
 from studio.realtime.events import publish
 
@@ -37,6 +39,12 @@ def job_create(*, user, project, params):
             sampler=params.get("sampler") or "",
             clip_skip=params.get("clip_skip") or 1,
             batch_size=params.get("batch_size") or 1,
+            source_image=params.get("source_image"),
+            source_upload=params.get("source_upload") or "",
+            strength=params.get("strength") or 0.75,
+            mode=JobMode.IMG2IMG
+            if params.get("source_image") or params.get("source_upload")
+            else JobMode.TXT2IMG,
         )
         transaction.on_commit(lambda: job_dispatch(job))
     return job
@@ -49,6 +57,9 @@ def jobs_create(*, user, project, params):
     seed = params.get("seed")
     seed = random_seed() if seed is None else seed
     batch_size = params.get("batch_size") or 1
+    if isinstance(params.get("source_upload"), PILImage.Image):
+        # Stored once, shared by the jobs: a storage name from here on.
+        params = {**params, "source_upload": upload_store(params["source_upload"], project=project)}
     with transaction.atomic():
         return [
             job_create(

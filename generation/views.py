@@ -5,6 +5,7 @@ from django.http import Http404, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_POST
 
+from gallery.models import Image
 from generation import services
 from generation.forms import GenerationForm
 from generation.models import DiffusionModel, GenerationJob, JobPriority, JobStatus
@@ -79,7 +80,28 @@ def project_studio(request, project_id):
         # Any job the user may see, also from another project, fills the form.
         source = job_for(request.user, request.GET["duplicate"], "view")
         form = GenerationForm(initial=source.parameters())
+    elif "source" in request.GET:
+        # "Use as source" on an image the user may see: img2img from it.
+        image = source_image_for(request.user, request.GET["source"])
+        default_model = DiffusionModel.objects.usable().first()
+        initial = {
+            **initial_parameters(default_model),
+            "prompt": image.prompt,
+            "negative_prompt": image.negative_prompt,
+            "width": image.width,
+            "height": image.height,
+            "source_image": image.pk,
+        }
+        form = GenerationForm(initial=initial)
     return render(request, "generation/studio.html", studio_context(request, project, form))
+
+
+def source_image_for(user, image_id):
+    if not str(image_id).isdigit():
+        raise Http404
+    image = get_object_or_404(Image.objects.select_related("project__team"), pk=image_id)
+    require(user, "view", image.project)
+    return image
 
 
 def job_for(user, job_id, action):
@@ -170,7 +192,7 @@ def my_queue(request):
 @require_POST
 def job_create(request, project_id):
     project = project_for(request.user, project_id, "generate")
-    form = GenerationForm(request.POST)
+    form = GenerationForm(request.POST, request.FILES, user=request.user)
     if not form.is_valid():
         context = studio_context(request, project, form=form)
         template = "generation/studio.html"
@@ -181,7 +203,14 @@ def job_create(request, project_id):
     if not request.htmx:
         return redirect(project)
     # Keep what the user typed (the seed goes back to random) and show the new jobs.
-    params = {**form.cleaned_data, "model": form.cleaned_data["model"].pk, "seed": None}
+    source = form.cleaned_data["source_image"]
+    params = {
+        **form.cleaned_data,
+        "model": form.cleaned_data["model"].pk,
+        "seed": None,
+        "source_image": source.pk if source else None,
+        "source_upload": None,
+    }
     context = studio_context(request, project, form=GenerationForm(initial=params))
     return render(request, "generation/studio.html#generate-response", context)
 

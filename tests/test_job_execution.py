@@ -7,12 +7,14 @@ import re
 from unittest import mock
 
 import pytest
+from django.core.files.base import ContentFile
+from django.core.files.storage import default_storage
 from django.utils import timezone
 from PIL import Image as PILImage
 
 from gallery.models import Image
 from generation.execution import job_execute
-from generation.models import DiffusionModel, GenerationJob, JobStatus
+from generation.models import DiffusionModel, GenerationJob, JobMode, JobStatus
 from studio.accounts.models import Membership, Project, Role, Team, User
 
 pytestmark = pytest.mark.django_db
@@ -109,6 +111,36 @@ def test_a_batch_size_job_saves_one_image_per_seed(job):
     assert len(events[-1]["images"]) == 3
     assert "Seed: 1235," in images[1].parameters
     assert len({image.file.read() for image in images}) == 3
+
+
+def test_an_img2img_job_starts_from_its_source_image(job):
+    source = io.BytesIO()
+    PILImage.effect_noise((96, 80), 50).convert("RGB").save(source, format="PNG")
+    name = default_storage.save("uploads/test/source.png", ContentFile(source.getvalue()))
+    GenerationJob.objects.filter(pk=job.pk).update(
+        mode=JobMode.IMG2IMG, source_upload=name, strength=0.6, clip_skip=2
+    )
+
+    events = run(job)
+
+    # 5 steps at strength 0.6: A1111 runs int(5 * 0.6) = 3 of them.
+    assert [e["step"] for e in events if e["type"] == "job.progress"] == [1, 2, 3]
+    image = Image.objects.get(job=job)
+    assert (image.width, image.height) == (64, 48)  # resized to the job's size
+    assert "Model: tiny-sd15, Denoising strength: 0.6, Clip skip: 2, Version:" in (
+        image.parameters
+    )
+    spec = json.loads(PILImage.open(image.file).info["studio"])
+    assert (spec["mode"], spec["strength"]) == ("img2img", 0.6)
+
+
+def test_an_img2img_job_whose_source_was_deleted_fails_with_a_reason(job):
+    GenerationJob.objects.filter(pk=job.pk).update(mode=JobMode.IMG2IMG)
+    events = run(job)
+    job.refresh_from_db()
+    assert job.status == JobStatus.FAILED
+    assert "source image was deleted" in job.error
+    assert events[-1]["type"] == "job.failed"
 
 
 def test_a_second_delivery_does_not_run_it_again(job):
