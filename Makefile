@@ -6,7 +6,7 @@ INSTALLED := $(VENV)/.installed
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: install run test worker
+.PHONY: install run test worker bench
 
 $(INSTALLED): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -34,3 +34,13 @@ test: $(INSTALLED)
 # A GPU (or CPU) worker for the distributed mode; needs REDIS_URL and DATABASE_URL.
 worker: $(INSTALLED)
 	$(BIN)/celery -A studio worker -Q gpu --loglevel INFO
+
+# CPU benchmarks into docs/BENCHMARKS.md (its CPU section is replaced): the engine vs plain
+# diffusers on the tiny model, and event latency worker → browser socket on the configured
+# channel layer (Redis when REDIS_URL is set). The event benchmark gets a database of its
+# own: starting the app resumes unfinished jobs. GPU: python -m gpu_workers.bench.gpu --help
+bench: $(INSTALLED)
+	$(BIN)/python -m gpu_workers.bench.engine_cpu --json var/bench/engine_cpu.json
+	env DATABASE_URL=sqlite:///$(CURDIR)/var/bench/events.sqlite3 DEBUG=1 $(BIN)/python manage.py migrate --noinput --verbosity 0
+	env DATABASE_URL=sqlite:///$(CURDIR)/var/bench/events.sqlite3 DEBUG=1 $(BIN)/python manage.py bench_events --json var/bench/events.json
+	$(BIN)/python -m gpu_workers.bench.report docs/BENCHMARKS.md --engine var/bench/engine_cpu.json --events var/bench/events.json --command "make bench"

@@ -111,7 +111,9 @@ def events_lines(events: dict) -> list[str]:
         f"{events['sent']} `job.progress` events, one every {events['interval_ms']:g} ms, "
         "published with `studio.realtime.events.publish(group, payload)` to a project's "
         "group and received by a logged-in member's websocket on "
-        "`ws/projects/<id>/`; latency from just before `publish` to receipt.",
+        "`ws/projects/<id>/`; latency from just before `publish` to receipt. Every fourth "
+        "carries a 64x64 JPEG preview, as the worker sends about 4 a second (of noise, so "
+        "larger than a real one).",
         "",
         "| payload | events received | size (bytes) | p50 (ms) | p95 (ms) | max (ms) |",
         "| --- | ---: | ---: | ---: | ---: | ---: |",

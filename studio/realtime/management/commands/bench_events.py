@@ -1,0 +1,334 @@
+"""Event latency from a worker's publish to a logged-in browser's project socket.
+
+Starts the real ASGI app (`studio.asgi`) with daphne on a free port and the configured
+channel layer, creates a throwaway project member, logs them in through the login form,
+connects a websocket client to ws/projects/<id>/ and times
+`studio.realtime.events.publish(group, payload)` → receipt by the client.
+
+- Redis layer (REDIS_URL set): daphne runs in a subprocess, as a web node does, and this
+  process publishes through Redis, as a GPU worker does.
+- In-memory layer: it delivers only inside one process, so daphne runs in this process
+  and the publisher in a thread beside it, which is how the embedded mode runs its worker.
+
+The websocket client is a thread of this process in both cases. Starting the app in the
+embedded mode resumes unfinished jobs like any server start: give the benchmark a database
+of its own (`make bench` does).
+"""
+
+import base64
+import io
+import json
+import math
+import random
+import re
+import secrets
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.parse
+import urllib.request
+from http.cookiejar import CookieJar
+from pathlib import Path
+
+from django.conf import settings
+from django.core.management.base import BaseCommand, CommandError
+from django.db import connection
+from PIL import Image
+
+from studio.accounts.models import Membership, Project, Role, Team, User
+from studio.realtime import events
+
+WARMUP_EVENTS = 10  # the first ones open connections and bind loops
+PREVIEW_EVERY = 4  # the engine sends about 4 previews per second, steps come faster
+RECEIVE_TIMEOUT_S = 10
+
+
+class Command(BaseCommand):
+    help = (
+        "Measure event latency from studio.realtime.events.publish to a logged-in "
+        "browser's project websocket, on the configured channel layer."
+    )
+
+    def add_arguments(self, parser):
+        parser.add_argument("--events", type=int, default=300, help="events to time")
+        parser.add_argument(
+            "--interval-ms", type=float, default=5, help="pause between two publishes"
+        )
+        parser.add_argument("--json", type=Path, help="also write the results here")
+
+    def handle(self, *args, **options):
+        try:
+            import websockets.sync.client  # noqa: F401  (the `test` extra installs it)
+        except ImportError as error:
+            raise CommandError("bench_events needs `pip install websockets`.") from error
+        if options["events"] < 1:
+            raise CommandError("--events must be at least 1.")
+
+        layer = settings.CHANNEL_LAYERS["default"]["BACKEND"]
+        password = secrets.token_urlsafe(12)
+        user, team, project = _throwaway_member(password)
+        port = _free_port()
+        client = _Browser(
+            port=port,
+            username=user.username,
+            password=password,
+            project=project,
+            count=options["events"],
+            interval_s=options["interval_ms"] / 1000,
+        )
+        try:
+            if layer.endswith("InMemoryChannelLayer"):
+                mode = (
+                    "It delivers only within a process, so daphne, the publisher (a thread, "
+                    "as the embedded worker is) and the websocket client share one."
+                )
+                payloads = _measure_in_process(client, port)
+            else:
+                mode = (
+                    "daphne in its own process, as a web node; the publisher, as a worker, "
+                    "and the websocket client in another; events go through the layer's "
+                    "server (Redis)."
+                )
+                payloads = _measure_with_server_process(client, port)
+        finally:
+            team.delete()
+            user.delete()
+
+        results = {
+            "layer": layer,
+            "mode": mode,
+            "database": connection.vendor,
+            "sent": options["events"],
+            "interval_ms": options["interval_ms"],
+            "payloads": payloads,
+        }
+        if options["json"]:
+            options["json"].parent.mkdir(parents=True, exist_ok=True)
+            options["json"].write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
+        self.stdout.write(f"Channel layer: {layer}")
+        for name, numbers in payloads.items():
+            self.stdout.write(
+                f"{name}: {numbers['received']}/{numbers['sent']} received, "
+                f"p50 {numbers['p50_ms']:.2f} ms, p95 {numbers['p95_ms']:.2f} ms, "
+                f"max {numbers['max_ms']:.2f} ms"
+            )
+
+
+def _throwaway_member(password):
+    user = User.objects.create_user(f"bench-events-{secrets.token_hex(4)}", password=password)
+    team = Team.objects.create(name="Event latency benchmark")
+    Membership.objects.create(team=team, user=user, role=Role.VIEWER)
+    project = Project.objects.create(team=team, name="Event latency benchmark", created_by=user)
+    return user, team, project
+
+
+def _measure_in_process(client, port):
+    # daphne.server installs Twisted's asyncio reactor; Django imported it already (the
+    # daphne app), before anything else could install another.
+    from daphne.server import Server
+    from twisted.internet import reactor
+
+    from studio.asgi import application
+
+    server = Server(
+        application,
+        endpoints=[f"tcp:port={port}:interface=127.0.0.1"],
+        signal_handlers=False,  # the reactor stops when the measuring thread is done
+    )
+    outcome = {}
+    server_stopped = threading.Event()
+
+    def measure():
+        try:
+            _wait_for_http(client.base_url + "/login/", alive=lambda: not server_stopped.is_set())
+            outcome["payloads"] = client.measure()
+        except BaseException as error:
+            outcome["error"] = error
+        finally:
+            reactor.callFromThread(server.stop)
+
+    thread = threading.Thread(target=measure, name="bench-events", daemon=True)
+    thread.start()
+    server.run()  # returns once stopped: by the measuring thread, or failing to listen
+    server_stopped.set()
+    thread.join()
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["payloads"]
+
+
+def _measure_with_server_process(client, port):
+    with tempfile.TemporaryFile("w+") as log:
+        # Same environment, so the same settings, database and Redis.
+        server = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "daphne",
+                "-b",
+                "127.0.0.1",
+                "-p",
+                str(port),
+                "studio.asgi:application",
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            try:
+                _wait_for_http(client.base_url + "/login/", alive=lambda: server.poll() is None)
+            except RuntimeError as error:
+                log.seek(0)
+                raise CommandError(f"{error}. daphne's output:\n{log.read()}") from error
+            return client.measure()
+        finally:
+            server.terminate()
+            try:
+                server.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                server.kill()
+
+
+class _Browser:
+    """A logged-in browser tab on the project page, and the worker that publishes to it."""
+
+    def __init__(self, *, port, username, password, project, count, interval_s):
+        self.base_url = f"http://127.0.0.1:{port}"
+        self.socket_url = f"ws://127.0.0.1:{port}/ws/projects/{project.pk}/"
+        self.username = username
+        self.password = password
+        self.group = project.events_group()
+        self.count = count
+        self.interval_s = interval_s
+
+    def measure(self):
+        """Publish `count` events (every PREVIEW_EVERY-th with a preview) and time each."""
+        from websockets.sync.client import connect
+
+        headers = {"Cookie": f"{settings.SESSION_COOKIE_NAME}={self._log_in()}"}
+        with connect(
+            self.socket_url, origin=self.base_url, additional_headers=headers, proxy=None
+        ) as socket_:
+            for seq in range(WARMUP_EVENTS):
+                events.publish(self.group, _payload(seq, with_preview=False))
+                socket_.recv(timeout=RECEIVE_TIMEOUT_S)
+
+            latencies = {}  # seq → seconds
+            receiver = threading.Thread(
+                target=self._receive, args=(socket_, latencies), name="bench-browser"
+            )
+            receiver.start()
+            for seq in range(self.count):
+                events.publish(self.group, _payload(seq, with_preview=seq % PREVIEW_EVERY == 0))
+                time.sleep(self.interval_s)
+            receiver.join()
+
+        payloads = {}
+        for name, with_preview in (("job.progress", False), ("job.progress + preview", True)):
+            sent = [seq for seq in range(self.count) if (seq % PREVIEW_EVERY == 0) == with_preview]
+            if not sent:
+                continue
+            received_ms = [latencies[seq] * 1000 for seq in sent if seq in latencies]
+            if not received_ms:
+                raise CommandError(f"None of the {len(sent)} {name} events arrived.")
+            payloads[name] = {
+                "sent": len(sent),
+                "received": len(received_ms),
+                "bytes": len(json.dumps(_payload(sent[0], with_preview=with_preview))),
+                "p50_ms": _percentile(received_ms, 50),
+                "p95_ms": _percentile(received_ms, 95),
+                "max_ms": max(received_ms),
+            }
+        return payloads
+
+    def _receive(self, socket_, latencies):
+        """Until every event arrived, or none came for RECEIVE_TIMEOUT_S (a lost event)."""
+        while len(latencies) < self.count:
+            try:
+                message = json.loads(socket_.recv(timeout=RECEIVE_TIMEOUT_S))
+            except TimeoutError:
+                return
+            latencies[message["seq"]] = time.perf_counter() - message["sent_at"]
+
+    def _log_in(self):
+        """Log in through the login form, as a browser does; returns the session id."""
+        cookies = CookieJar()
+        opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(cookies))
+        with opener.open(self.base_url + "/login/", timeout=30) as response:
+            page = response.read().decode()
+        token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page).group(1)
+        form = {"username": self.username, "password": self.password, "csrfmiddlewaretoken": token}
+        request = urllib.request.Request(
+            self.base_url + "/login/",
+            data=urllib.parse.urlencode(form).encode(),
+            headers={"Referer": self.base_url + "/login/"},
+        )
+        with opener.open(request, timeout=30):
+            pass
+        session_id = next(
+            (c.value for c in cookies if c.name == settings.SESSION_COOKIE_NAME), None
+        )
+        if session_id is None:
+            raise CommandError(f"Logging in as {self.username} through /login/ failed.")
+        return session_id
+
+
+def _payload(seq, *, with_preview):
+    """A job.progress event as the worker sends it, plus a sequence number and send time."""
+    payload = {
+        "type": "job.progress",
+        "job_id": 0,
+        "project_id": 0,
+        "status": "running",
+        "step": seq,
+        "total": 25,
+        "seq": seq,
+        # perf_counter is CLOCK_MONOTONIC: one clock for the sender and the receiver.
+        "sent_at": time.perf_counter(),
+    }
+    if with_preview:
+        payload["preview"] = _PREVIEW
+    return payload
+
+
+def _preview_data_url():
+    """A preview as the worker sends it: a JPEG at latent size (64x64 for a 512x512 image),
+    of noise, which compresses worst: an upper bound on a real preview's size."""
+    image = Image.frombytes("RGB", (64, 64), random.Random(0).randbytes(64 * 64 * 3))
+    buffer = io.BytesIO()
+    image.save(buffer, format="JPEG", quality=70)
+    return "data:image/jpeg;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+_PREVIEW = _preview_data_url()
+
+
+def _percentile(values, q):
+    """Linear interpolation between the closest ranks, as numpy.percentile does by default
+    (numpy is not a web-node dependency)."""
+    ordered = sorted(values)
+    rank = (len(ordered) - 1) * q / 100
+    low, high = math.floor(rank), math.ceil(rank)
+    return ordered[low] + (ordered[high] - ordered[low]) * (rank - low)
+
+
+def _free_port():
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _wait_for_http(url, *, alive, timeout_s=60):
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if not alive():
+            raise RuntimeError(f"the server stopped before answering {url}")
+        try:
+            urllib.request.urlopen(url, timeout=2).close()
+            return
+        except OSError:
+            time.sleep(0.2)
+    raise RuntimeError(f"the server did not answer {url} in {timeout_s} s")

@@ -1,0 +1,190 @@
+"""The benchmarks run and report sensible numbers, at their smallest settings.
+
+Timings on a shared CPU vary too much to assert on; structure and signs do not.
+"""
+
+import ast
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from django.conf import settings
+from django.db import connection
+
+from gpu_workers.bench import engine_cpu, gpu, report
+
+ROOT = Path(__file__).resolve().parents[2]
+TIMING_KEYS = (
+    "wall_s",
+    "images_per_s",
+    "latency_p50_s",
+    "latency_p95_s",
+    "first_step_p50_s",
+    "first_step_p95_s",
+)
+
+
+def assert_sensible_timings(numbers, jobs):
+    assert numbers["jobs"] == jobs
+    assert all(numbers[key] > 0 for key in TIMING_KEYS)
+    assert numbers["latency_p50_s"] <= numbers["latency_p95_s"]
+    assert numbers["first_step_p50_s"] <= numbers["first_step_p95_s"]
+    # A job's first step ends before its image does.
+    assert numbers["first_step_p50_s"] < numbers["latency_p95_s"]
+
+
+@pytest.fixture(scope="module")
+def engine_results(tiny_sd15):
+    return engine_cpu.run(model_dir=tiny_sd15, jobs=3, size=64, steps=2, max_batch=3)
+
+
+def test_engine_cpu_bench_compares_the_engine_with_plain_diffusers(engine_results):
+    assert_sensible_timings(engine_results["plain"], jobs=3)
+    assert_sensible_timings(engine_results["engine"], jobs=3)
+    assert engine_results["speedup"] == pytest.approx(
+        engine_results["engine"]["images_per_s"] / engine_results["plain"]["images_per_s"]
+    )
+    assert engine_results["settings"]["width"] == 64
+    machine = engine_results["machine"]
+    assert machine["cores"] >= 1 and machine["torch"] and machine["cpu"]
+
+
+def test_gpu_script_runs_on_the_cpu_with_tiny_configs(tmp_path):
+    markdown = tmp_path / "BENCHMARKS.md"
+    results = gpu.main(
+        ["--device", "cpu", "--tiny", "--steps", "2", "--jobs", "1", "--rounds", "1"]
+        + ["--concurrency", "1", "2", "--write", str(markdown), "--json", str(tmp_path / "r.json")]
+    )
+    assert results["matmul_flops_per_s"] > 0
+    assert json.loads((tmp_path / "r.json").read_text())["archs"].keys() == {"sd15", "sdxl"}
+
+    sd15 = results["archs"]["sd15"]
+    assert sd15["flops_per_image"] > 0 and sd15["floor_s_per_image"] > 0
+    assert [(run["runner"], run["concurrency"]) for run in sd15["runs"]] == [
+        ("plain diffusers", 1),
+        ("engine", 1),
+        ("engine", 2),
+    ]
+    for run in sd15["runs"]:
+        assert_sensible_timings(run, jobs=run["jobs"])
+        assert run["vs_floor"] > 0 and run["vs_plain"] > 0
+    assert sd15["runs"][0]["vs_plain"] == 1
+
+    # The engine cannot run SDXL pipelines yet: plain diffusers and the floor are still
+    # measured, and the section says why the engine is missing.
+    sdxl = results["archs"]["sdxl"]
+    assert sdxl["flops_per_image"] > sd15["flops_per_image"]
+    assert sdxl["runs"][0]["runner"] == "plain diffusers"
+    if len(sdxl["runs"]) == 1:
+        assert "Engine not measured" in sdxl["notes"][0]
+
+    text = markdown.read_text()
+    assert "<!-- bench:gpu-sd15-tiny -->" in text and "<!-- bench:gpu-sdxl-tiny -->" in text
+    assert "python -m gpu_workers.bench.gpu --device cpu --tiny" in text
+    assert text.count("Machine: ") == 2
+
+
+def test_write_section_replaces_its_section_and_keeps_the_rest(tmp_path):
+    path = tmp_path / "BENCHMARKS.md"
+    report.write_section(path, "cpu", "## CPU\n\nold numbers")
+    report.write_section(path, "gpu-sd15", "## GPU\n\nsd15 numbers")
+    path.write_text(path.read_text() + "\nA note someone wrote by hand.\n")
+
+    report.write_section(path, "cpu", "## CPU\n\nnew numbers")
+
+    text = path.read_text()
+    assert text.startswith("# Benchmarks")
+    assert "new numbers" in text and "old numbers" not in text
+    assert text.count("<!-- bench:cpu -->") == 1
+    assert "sd15 numbers" in text and "A note someone wrote by hand." in text
+    assert text.index("new numbers") < text.index("sd15 numbers")
+
+
+def test_report_writes_the_cpu_section_from_the_json_files(engine_results, tmp_path):
+    events = {
+        "layer": "channels.layers.InMemoryChannelLayer",
+        "mode": "In one process.",
+        "database": "sqlite",
+        "sent": 4,
+        "interval_ms": 5,
+        "payloads": {
+            "job.progress": {
+                "sent": 4,
+                "received": 4,
+                "bytes": 130,
+                "p50_ms": 1.0,
+                "p95_ms": 2.0,
+                "max_ms": 3.0,
+            }
+        },
+    }
+    (tmp_path / "engine.json").write_text(json.dumps(engine_results))
+    (tmp_path / "events.json").write_text(json.dumps(events))
+    markdown = tmp_path / "BENCHMARKS.md"
+    args = ["--engine", str(tmp_path / "engine.json"), "--events", str(tmp_path / "events.json")]
+
+    report.main([str(markdown), *args, "--command", "make bench"])
+    report.main([str(markdown), *args, "--command", "make bench"])
+
+    text = markdown.read_text()
+    assert text.count("<!-- bench:cpu -->") == 1
+    assert "Command: `make bench`" in text
+    assert "| engine, 3 concurrent |" in text
+    assert "InMemoryChannelLayer" in text and "| job.progress | 4 of 4 |" in text
+
+
+def test_bench_package_never_imports_django():
+    # Checked on the source: importing the modules takes torch and diffusers seconds, and
+    # what they import from gpu_workers is checked Django-free by test_package.py.
+    for module in (ROOT / "gpu_workers" / "bench").glob("*.py"):
+        for node in ast.walk(ast.parse(module.read_text())):
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                names = [node.module or ""]
+            else:
+                continue
+            assert not any(name.split(".")[0] == "django" for name in names), module.name
+
+
+@pytest.mark.django_db(transaction=True)
+def test_bench_events_times_publish_to_a_logged_in_socket(tmp_path):
+    out = tmp_path / "events.json"
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "tests.settings",
+        "DATABASE_URL": _test_database_url(),
+        "REDIS_URL": settings.REDIS_URL,
+        "MEDIA_ROOT": str(settings.MEDIA_ROOT),
+    }
+    subprocess.run(
+        [sys.executable, "manage.py", "bench_events", "--events", "8", "--json", str(out)],
+        cwd=ROOT,
+        env=env,
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
+
+    results = json.loads(out.read_text())
+    expected_layer = "RedisChannelLayer" if settings.REDIS_URL else "InMemoryChannelLayer"
+    assert results["layer"].endswith(expected_layer)
+    payloads = results["payloads"]
+    assert payloads.keys() == {"job.progress", "job.progress + preview"}
+    assert sum(numbers["sent"] for numbers in payloads.values()) == 8
+    for numbers in payloads.values():
+        assert numbers["received"] == numbers["sent"]
+        assert 0 < numbers["p50_ms"] <= numbers["p95_ms"] <= numbers["max_ms"]
+    assert payloads["job.progress + preview"]["bytes"] > payloads["job.progress"]["bytes"]
+
+
+def _test_database_url():
+    """The test database, for the command's process (as the end-to-end tests do)."""
+    db = connection.settings_dict
+    if db["ENGINE"] == "django.db.backends.sqlite3":
+        return f"sqlite:///{db['NAME']}"
+    auth = db["USER"] + (f":{db['PASSWORD']}" if db["PASSWORD"] else "")
+    return f"postgres://{auth}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
