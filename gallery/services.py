@@ -19,6 +19,15 @@ def library_versions():
     return versions
 
 
+def denoising_strength(job):
+    """A1111 writes one: the hires pass's when there is one, else img2img's."""
+    if job.has_hires_fix():
+        return format_number(job.hires_strength)
+    if job.mode == "img2img":
+        return format_number(job.strength)
+    return None
+
+
 def job_infotext(job, *, seed, sampler, schedule_type=None):
     """A1111's infotext, its fields in A1111's order."""
     return a1111_infotext(
@@ -32,8 +41,12 @@ def job_infotext(job, *, seed, sampler, schedule_type=None):
             ("Seed", seed),
             ("Size", f"{job.width}x{job.height}"),
             ("Model", job.model.name),
-            ("Denoising strength", format_number(job.strength) if job.mode == "img2img" else None),
+            ("Denoising strength", denoising_strength(job)),
             ("Clip skip", job.clip_skip if job.clip_skip > 1 else None),
+            ("Hires upscale", format_number(job.hires_scale) if job.has_hires_fix() else None),
+            # Only when set: 0 means "as many as the first pass".
+            ("Hires steps", (job.hires_steps or None) if job.has_hires_fix() else None),
+            ("Hires upscaler", "Lanczos" if job.has_hires_fix() else None),
             ("Version", f"studio {studio_version}"),
         ],
     )
@@ -52,6 +65,14 @@ def image_create_from_generation(*, job, pil_image, result):
         "strength": job.strength if job.mode == "img2img" else None,
         "clip_skip": job.clip_skip,
         "batch_size": job.batch_size,
+        "hires": {
+            "scale": job.hires_scale,
+            "steps": job.hires_steps or job.steps,
+            "strength": job.hires_strength,
+            "upscaler": "Lanczos",
+        }
+        if job.has_hires_fix()
+        else None,
         "model": {"name": job.model.name, "source": job.model.source},
         "prompt": job.prompt,
         "negative_prompt": job.negative_prompt,

@@ -101,30 +101,36 @@ def job_execute(*, job_id):
     publish_queue_positions()
 
     previews = {}
-
-    def on_preview(step, image):
-        previews[step] = preview_data_url(image)
-
     cancel = threading.Event()
 
-    def on_step(step, total):
-        job.progress_step = step
-        GenerationJob.objects.filter(pk=job.pk).update(
-            progress_step=step, lease_expires_at=lease_deadline()
-        )
-        if GenerationJob.objects.filter(pk=job.pk, cancel_requested_at__isnull=False).exists():
-            cancel.set()
-        event = job.event_payload(type="job.progress", step=step, total=total)
-        # The engine sends a step's preview just before the step, about 4 per second.
-        if step in previews:
-            event["preview"] = previews.pop(step)
-        publish(group, event)
+    def progress(steps_before):
+        """Callbacks for one pass; steps count on from the passes before it."""
+
+        def on_preview(step, image):
+            previews[steps_before + step] = preview_data_url(image)
+
+        def on_step(step, total):
+            step += steps_before
+            job.progress_step = step
+            GenerationJob.objects.filter(pk=job.pk).update(
+                progress_step=step, lease_expires_at=lease_deadline()
+            )
+            if GenerationJob.objects.filter(pk=job.pk, cancel_requested_at__isnull=False).exists():
+                cancel.set()
+            event = job.event_payload(type="job.progress", step=step)
+            # The engine sends a step's preview just before the step, about 4 per second.
+            if step in previews:
+                event["preview"] = previews.pop(step)
+            publish(group, event)
+
+        return {"on_step": on_step, "on_preview": on_preview, "should_cancel": cancel.is_set}
 
     try:
         requests = generation_requests(job)
-        results = generate_all(
-            requests, on_step=on_step, on_preview=on_preview, should_cancel=cancel.is_set
-        )
+        results = generate_all(requests, **progress(0))
+        if job.has_hires_fix():
+            requests = hires_requests(job, requests, results)
+            results = generate_all(requests, **progress(job.first_pass_steps()))
         with transaction.atomic():
             images = [
                 image_create_from_generation(job=job, pil_image=pil_image, result=result)
@@ -171,6 +177,23 @@ def generation_requests(job):
     # A1111's batch: one image per seed, counting up from the job's.
     return [
         dataclasses.replace(request, seed=(job.seed + n) % 2**32) for n in range(job.batch_size)
+    ]
+
+
+def hires_requests(job, first_requests, first_results):
+    """Hires fix's second pass: each first image upscaled (Lanczos) and redrawn by img2img at
+    the larger size, with the same seed."""
+    width, height = job.hires_size()
+    return [
+        dataclasses.replace(
+            request,
+            width=width,
+            height=height,
+            steps=job.hires_steps or job.steps,
+            init_image=result.images[0].resize((width, height), PILImage.Resampling.LANCZOS),
+            strength=job.hires_strength,
+        )
+        for request, result in zip(first_requests, first_results, strict=True)
     ]
 
 

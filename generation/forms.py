@@ -84,6 +84,24 @@ class GenerationForm(forms.Form):
         widget=forms.NumberInput(attrs={"step": "0.05"}),
         help_text="How much of the source to redraw: low keeps it, 1 replaces it.",
     )
+    hires_fix = forms.BooleanField(
+        required=False,
+        label="Hires fix",
+        help_text="Make the image, upscale it, then redraw it at the larger size.",
+    )
+    hires_scale = forms.FloatField(
+        required=False, label="Upscale by", min_value=1.05, max_value=4, initial=2,
+        widget=forms.NumberInput(attrs={"step": "0.05"}),
+    )
+    hires_steps = forms.IntegerField(
+        required=False, label="Hires steps", min_value=0,
+        max_value=settings.STUDIO_MAX_STEPS, initial=0,
+        help_text="0: as many as the first pass.",
+    )
+    hires_strength = forms.FloatField(
+        required=False, label="Hires denoising", min_value=0.01, max_value=1, initial=0.5,
+        widget=forms.NumberInput(attrs={"step": "0.05"}),
+    )
     seed = forms.IntegerField(
         min_value=0, max_value=MAX_SEED, required=False,
         widget=forms.NumberInput(attrs={"placeholder": "Random"}),
@@ -129,6 +147,34 @@ class GenerationForm(forms.Form):
         strength = self.cleaned_data["strength"]
         return 0.75 if strength is None else strength
 
+    def clean_hires_scale(self):
+        return self.cleaned_data["hires_scale"] or 2.0
+
+    def clean_hires_steps(self):
+        return self.cleaned_data["hires_steps"] or 0
+
+    def clean_hires_strength(self):
+        return self.cleaned_data["hires_strength"] or 0.5
+
+    def _clean_hires_fix(self, cleaned):
+        width, height, steps = cleaned.get("width"), cleaned.get("height"), cleaned.get("steps")
+        scale, strength = cleaned.get("hires_scale"), cleaned.get("hires_strength")
+        if not (width and height and steps and scale and strength):
+            return  # the field's own error says what is wrong
+        final_width, final_height = (int(side * scale) // 8 * 8 for side in (width, height))
+        if final_width * final_height > settings.STUDIO_MAX_PIXELS:
+            self.add_error(
+                "hires_scale",
+                f"{width}x{height} upscaled by {scale:g} is {final_width}x{final_height}, more "
+                f"than the {settings.STUDIO_MAX_PIXELS:,} pixels allowed; lower the factor.",
+            )
+        hires_steps = cleaned.get("hires_steps") or steps
+        if int(hires_steps * strength) < 1:
+            self.add_error(
+                "hires_strength",
+                f"At {strength:g} of {hires_steps} steps the hires pass runs no step; raise it.",
+            )
+
     def clean_prompt(self):
         prompt = self.cleaned_data["prompt"].strip()
         if not prompt:
@@ -163,6 +209,8 @@ class GenerationForm(forms.Form):
             self.add_error(
                 "source_upload", "Use either an uploaded image or a gallery image, not both."
             )
+        if cleaned.get("hires_fix"):
+            self._clean_hires_fix(cleaned)
         has_source = cleaned.get("source_image") or cleaned.get("source_upload")
         steps, strength = cleaned.get("steps"), cleaned.get("strength")
         if has_source and steps and strength and int(steps * strength) < 1:

@@ -3,6 +3,7 @@ from django.db import models
 from django.urls import reverse
 from django.utils import timezone
 
+from gpu_workers.requests import img2img_steps
 from gpu_workers.samplers import SAMPLERS
 from studio.accounts.models import Project
 from studio.permissions import can
@@ -110,6 +111,11 @@ class GenerationJob(models.Model):
     source_upload = models.FileField(max_length=300, blank=True)
     strength = models.FloatField(default=0.75)
     mode = models.CharField(max_length=10, choices=JobMode.choices, default=JobMode.TXT2IMG)
+    # Hires fix (A1111's): the first image upscaled by `hires_scale`, then redrawn by img2img
+    # at that size with its own steps (0: as many as the first pass) and strength.
+    hires_scale = models.FloatField(default=1.0)
+    hires_steps = models.PositiveIntegerField(default=0)
+    hires_strength = models.FloatField(default=0.5)
     status = models.CharField(
         max_length=10, choices=JobStatus.choices, default=JobStatus.QUEUED, db_index=True
     )
@@ -138,6 +144,26 @@ class GenerationJob(models.Model):
 
     def get_absolute_url(self):
         return reverse("job_detail", args=[self.pk])
+
+    def has_hires_fix(self):
+        return self.hires_scale > 1
+
+    def hires_size(self):
+        """The final size: the first pass scaled, rounded down to multiples of 8."""
+        return tuple(int(side * self.hires_scale) // 8 * 8 for side in (self.width, self.height))
+
+    def first_pass_steps(self):
+        if self.mode == JobMode.IMG2IMG:
+            return img2img_steps(self.steps, self.strength)
+        return self.steps
+
+    def hires_pass_steps(self):
+        return img2img_steps(self.hires_steps or self.steps, self.hires_strength)
+
+    def total_steps(self):
+        """Denoising steps the worker reports, every pass included."""
+        hires = self.hires_pass_steps() if self.has_hires_fix() else 0
+        return self.first_pass_steps() + hires
 
     def is_active(self):
         return self.status in (JobStatus.QUEUED, JobStatus.RUNNING)
@@ -173,12 +199,17 @@ class GenerationJob(models.Model):
             "batch_size": self.batch_size,
             "source_image": self.source_image_id,
             "strength": self.strength,
+            "hires_fix": self.has_hires_fix(),
+            "hires_scale": self.hires_scale if self.has_hires_fix() else 2.0,
+            "hires_steps": self.hires_steps,
+            "hires_strength": self.hires_strength,
         }
 
     def progress_percent(self):
         if self.status == JobStatus.FINISHED:
             return 100
-        return round(100 * self.progress_step / self.steps) if self.steps else 0
+        total = self.total_steps()
+        return round(100 * self.progress_step / total) if total else 0
 
     def event_payload(self, **extra):
         """The fields every job event carries; the browser needs nothing else to redraw."""
@@ -187,6 +218,6 @@ class GenerationJob(models.Model):
             "project_id": self.project_id,
             "status": self.status,
             "step": self.progress_step,
-            "total": self.steps,
+            "total": self.total_steps(),
             **extra,
         }

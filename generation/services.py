@@ -42,6 +42,9 @@ def job_create(*, user, project, params):
             source_image=params.get("source_image"),
             source_upload=params.get("source_upload") or "",
             strength=params.get("strength") or 0.75,
+            hires_scale=params["hires_scale"] if params.get("hires_fix") else 1.0,
+            hires_steps=params.get("hires_steps") or 0,
+            hires_strength=params.get("hires_strength") or 0.5,
             mode=JobMode.IMG2IMG
             if params.get("source_image") or params.get("source_upload")
             else JobMode.TXT2IMG,

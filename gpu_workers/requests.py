@@ -32,7 +32,12 @@ class GenerationRequest:
         """Steps actually run: img2img skips the first (1 - strength) of them, as A1111 does."""
         if self.init_image is None:
             return self.steps
-        return min(int(self.steps * self.strength), self.steps)
+        return img2img_steps(self.steps, self.strength)
+
+
+def img2img_steps(steps: int, strength: float) -> int:
+    """The steps img2img runs out of `steps` at `strength` (diffusers' and A1111's count)."""
+    return min(int(steps * strength), steps)
 
 
 @dataclass(frozen=True)

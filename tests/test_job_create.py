@@ -125,6 +125,22 @@ class JobCreateTestCase(StudioTestCase):
         self.assertEqual({(job.batch_size, job.clip_skip) for job in jobs}, {(2, 2)})
         self.assertEqual(enqueue.call_count, 3)
 
+    def test_hires_fix_is_recorded_only_when_switched_on(self):
+        self.post(hires_scale=1.5, hires_steps=10)
+        self.post(hires_fix="on", hires_scale=1.5, hires_steps=10, hires_strength=0.4)
+        off, on = GenerationJob.objects.order_by("pk")
+        self.assertEqual(off.hires_scale, 1.0)
+        self.assertEqual((on.hires_scale, on.hires_steps, on.hires_strength), (1.5, 10, 0.4))
+        self.assertEqual(on.hires_size(), (768, 576))
+
+    def test_hires_fix_beyond_the_pixel_limit(self):
+        self.assert_refused("hires_scale", "512x384 upscaled by 4 is 2048x1536",
+                            hires_fix="on", hires_scale=4)
+
+    def test_hires_fix_that_runs_no_step(self):
+        self.assert_refused("hires_strength", "the hires pass runs no step",
+                            hires_fix="on", hires_steps=2, hires_strength=0.2)
+
     def test_guidance_out_of_range(self):
         self.assert_refused("guidance_scale", "less than or equal to 30", guidance_scale=99)
 

@@ -143,6 +143,25 @@ def test_an_img2img_job_whose_source_was_deleted_fails_with_a_reason(job):
     assert events[-1]["type"] == "job.failed"
 
 
+def test_hires_fix_upscales_then_redraws_at_the_larger_size(job):
+    GenerationJob.objects.filter(pk=job.pk).update(
+        hires_scale=1.5, hires_steps=4, hires_strength=0.5
+    )
+
+    events = run(job)
+
+    # 5 first-pass steps, then int(4 * 0.5) = 2 hires steps, counted on.
+    progress = [e for e in events if e["type"] == "job.progress"]
+    assert [(e["step"], e["total"]) for e in progress] == [(n, 7) for n in range(1, 8)]
+    image = Image.objects.get(job=job)
+    assert (image.width, image.height) == (96, 72)
+    assert PILImage.open(image.file).size == (96, 72)
+    assert image.parameters.endswith(
+        "Size: 64x48, Model: tiny-sd15, Denoising strength: 0.5, Hires upscale: 1.5, "
+        "Hires steps: 4, Hires upscaler: Lanczos, Version: studio 0.1.0"
+    )
+
+
 def test_a_second_delivery_does_not_run_it_again(job):
     run(job)
     assert run(job) == []
@@ -240,15 +259,18 @@ def test_a_running_job_canceled_by_its_owner_stops_within_a_step_or_two(job):
 
 
 def test_a_message_runs_the_job_whose_turn_it_is(job):
-    flood = [
-        GenerationJob.objects.create(**{**job.parameters(), "model": job.model},
-                                     project=job.project, created_by=job.created_by)
-        for _ in range(2)
-    ]
+    def copy_of_job(**fields):
+        copy = GenerationJob.objects.get(pk=job.pk)
+        copy.pk = None
+        for name, value in fields.items():
+            setattr(copy, name, value)
+        copy.save()
+        return copy
+
+    flood = [copy_of_job() for _ in range(2)]
     other = User.objects.create_user("bo", "bo@example.org", "pw")
     Membership.objects.create(team=job.project.team, user=other, role=Role.EDITOR)
-    theirs = GenerationJob.objects.create(**{**job.parameters(), "model": job.model},
-                                          project=job.project, created_by=other)
+    theirs = copy_of_job(created_by=other)
 
     run(job)  # the first in line: ann's oldest job
     # ann has had a turn: on the message of her next job, bo's job runs.
