@@ -8,9 +8,11 @@ rest follows the pipelines line for line, so that a request alone gets the pipel
 
 import inspect
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 import torch
 from diffusers import StableDiffusionPipeline
+from diffusers.image_processor import VaeImageProcessor
 from diffusers.pipelines.stable_diffusion.pipeline_stable_diffusion_img2img import (
     retrieve_latents,
 )
@@ -18,7 +20,7 @@ from diffusers.schedulers.scheduling_utils import SchedulerMixin
 from diffusers.utils.torch_utils import randn_tensor
 from PIL import Image
 
-from gpu_workers.requests import GenerationRequest
+from gpu_workers.requests import GenerationFailed, GenerationRequest
 
 # (step, latents, denoised) → per row, whether that row is still wanted.
 StepEndCallback = Callable[[int, torch.Tensor, torch.Tensor], list[bool]]
@@ -48,20 +50,75 @@ def clip_skipped_embeds(pipe, prompts, device, clip_skip):
     return final_layer_norm(hidden_states).to(dtype=encoder.dtype, device=device)
 
 
+def encoded_rows(pipe, images, generators):
+    """VAE latents of each image, sampled with its row's generator, as the pipelines do."""
+    latents = [
+        retrieve_latents(pipe.vae.encode(images[row : row + 1]), generator=generators[row])
+        for row in range(len(generators))
+    ]
+    return pipe.vae.config.scaling_factor * torch.cat(latents)
+
+
 def noised_image_latents(pipe, requests, scheduler, first_timestep, generators, device, dtype):
-    """img2img's starting point: each source image encoded by the VAE (sampled with its row's
-    generator, as the pipeline does) and noised to the first timestep."""
+    """img2img's starting point: each source image encoded by the VAE and noised to the
+    first timestep."""
     images = pipe.image_processor.preprocess([request.init_image for request in requests])
-    images = images.to(device=device, dtype=dtype)
-    image_latents = torch.cat(
-        [
-            retrieve_latents(pipe.vae.encode(images[row : row + 1]), generator=generators[row])
-            for row in range(len(requests))
-        ]
-    )
-    image_latents = pipe.vae.config.scaling_factor * image_latents
+    image_latents = encoded_rows(pipe, images.to(device=device, dtype=dtype), generators)
     noise = randn_tensor(image_latents.shape, generator=generators, device=device, dtype=dtype)
     return scheduler.add_noise(image_latents, noise, first_timestep.repeat(len(requests)))
+
+
+@dataclass
+class InpaintState:
+    """What an inpaint batch carries through the loop, after StableDiffusionInpaintPipeline."""
+
+    latents: torch.Tensor
+    noise: torch.Tensor
+    image_latents: torch.Tensor | None  # the source, kept outside the mask (4-channel UNets)
+    mask: torch.Tensor  # at latent resolution, 1 where the image is redrawn
+    masked_image_latents: torch.Tensor  # what 9-channel inpainting UNets also see
+
+
+def inpaint_start(pipe, requests, scheduler, first_timestep, generators, device, dtype):
+    height, width = requests[0].height, requests[0].width
+    init_image = pipe.image_processor.preprocess(
+        [request.init_image for request in requests], height=height, width=width
+    ).to(dtype=torch.float32)
+    strength_max = requests[0].strength == 1.0
+    # Plain models are steered by blending the noised source back in outside the mask after
+    # every step; inpainting models (9 input channels) see mask and source themselves.
+    blends = pipe.unet.config.in_channels == 4
+    image_latents = None
+    if blends or not strength_max:
+        image_latents = encoded_rows(pipe, init_image.to(device=device, dtype=dtype), generators)
+    shape = (
+        len(requests),
+        pipe.vae.config.latent_channels,
+        height // pipe.vae_scale_factor,
+        width // pipe.vae_scale_factor,
+    )
+    noise = randn_tensor(shape, generator=generators, device=device, dtype=dtype)
+    if strength_max:
+        latents = noise * scheduler.init_noise_sigma
+    else:
+        latents = scheduler.add_noise(image_latents, noise, first_timestep.repeat(len(requests)))
+    mask_processor = VaeImageProcessor(
+        vae_scale_factor=pipe.vae_scale_factor,
+        do_normalize=False,
+        do_binarize=True,
+        do_convert_grayscale=True,
+    )
+    mask_condition = mask_processor.preprocess(
+        [request.mask_image for request in requests], height=height, width=width
+    )
+    masked_image = init_image * (mask_condition < 0.5)
+    mask = torch.nn.functional.interpolate(
+        mask_condition, size=(height // pipe.vae_scale_factor, width // pipe.vae_scale_factor)
+    ).to(device=device, dtype=dtype)
+    masked_image_latents = encoded_rows(
+        pipe, masked_image.to(device=device, dtype=dtype), generators
+    )
+    return InpaintState(latents, noise, image_latents, mask, masked_image_latents)
 
 
 @torch.no_grad()
@@ -125,7 +182,18 @@ def denoise_batch(
     # 4. Initial latents, drawn row by row from each request's own seed: a request's image
     # never depends on its batch-mates.
     generators = [torch.Generator(device=device).manual_seed(request.seed) for request in requests]
-    if requests[0].init_image is None:
+    mode = requests[0].mode
+    if pipe.unet.config.in_channels == 9 and mode != "inpaint":
+        raise GenerationFailed(
+            "This is an inpainting model: use it to inpaint or outpaint, with a mask."
+        )
+    inpaint = None
+    if mode == "inpaint":
+        inpaint = inpaint_start(
+            pipe, requests, scheduler, timesteps[:1], generators, device, prompt_embeds.dtype
+        )
+        latents = inpaint.latents
+    elif mode == "txt2img":
         shape = (
             len(requests),
             pipe.unet.config.in_channels,
@@ -151,6 +219,12 @@ def denoise_batch(
     for i, t in enumerate(timesteps):
         latent_model_input = torch.cat([latents[cfg_rows], latents])
         latent_model_input = scheduler.scale_model_input(latent_model_input, t)
+        if inpaint is not None and pipe.unet.config.in_channels == 9:
+            mask = torch.cat([inpaint.mask[cfg_rows], inpaint.mask])
+            masked = torch.cat(
+                [inpaint.masked_image_latents[cfg_rows], inpaint.masked_image_latents]
+            )
+            latent_model_input = torch.cat([latent_model_input, mask, masked], dim=1)
         noise_pred = pipe.unet(
             latent_model_input,
             t,
@@ -168,6 +242,13 @@ def denoise_batch(
             ).to(noise_pred.dtype)
         output = scheduler.step(noise_pred, t, latents, **step_kwargs)
         latents = output.prev_sample
+        if inpaint is not None and pipe.unet.config.in_channels == 4:
+            # Outside the mask, the source noised to where the next step starts.
+            source = inpaint.image_latents
+            if i < len(timesteps) - 1:
+                next_timestep = torch.tensor([timesteps[i + 1]])
+                source = scheduler.add_noise(source, inpaint.noise, next_timestep)
+            latents = (1 - inpaint.mask) * source + inpaint.mask * latents
 
         # Heun makes two model calls per step and PLMS one extra: a step ends where the
         # pipeline's progress bar counts one.

@@ -208,7 +208,9 @@ class Engine:
 
     def _run(self, jobs: list[_Job]) -> None:
         try:
-            pipe = load_pipeline(jobs[0].key.model_source, self.config)
+            pipe = load_pipeline(
+                jobs[0].key.model_source, self.config, model_config=jobs[0].request.model_config
+            )
         except Exception as error:
             logger.exception("Could not load %s", jobs[0].key.model_source)
             for job in jobs:
@@ -318,6 +320,8 @@ def _check(request: GenerationRequest) -> None:
         raise ValueError(f"clip_skip must be 1 to {MAX_CLIP_SKIP}, not {request.clip_skip}.")
     if request.sampler is not None and request.sampler not in SAMPLERS:
         raise ValueError(f"Unknown sampler {request.sampler!r}; use one of {', '.join(SAMPLERS)}.")
+    if request.mask_image is not None and request.init_image is None:
+        raise ValueError("mask_image needs an init_image to inpaint.")
     if request.init_image is not None:
         size = getattr(request.init_image, "size", None)
         if size != (request.width, request.height):
@@ -326,6 +330,11 @@ def _check(request: GenerationRequest) -> None:
             )
         if not 0 < request.strength <= 1:
             raise ValueError(f"strength must be above 0 and at most 1, not {request.strength}.")
+        if request.mask_image is not None and getattr(request.mask_image, "size", None) != size:
+            raise ValueError(
+                f"mask_image must be the init_image's size, {size}, not "
+                f"{getattr(request.mask_image, 'size', None)}."
+            )
         if request.denoising_steps() < 1:
             raise ValueError(
                 f"strength {request.strength:g} of {request.steps} steps runs no step at all; "

@@ -5,7 +5,9 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True)
 class GenerationRequest:
-    model_source: str  # Hub id ("runwayml/stable-diffusion-v1-5") or local diffusers folder path
+    # Hub id ("runwayml/stable-diffusion-v1-5"), local diffusers folder or local single-file
+    # .safetensors checkpoint
+    model_source: str
     prompt: str
     negative_prompt: str
     steps: int
@@ -13,6 +15,9 @@ class GenerationRequest:
     width: int
     height: int
     seed: int
+    # A single-file checkpoint's component configs: a diffusers folder or Hub id of the same
+    # architecture. None: the standard configs for its architecture (Hub or its cache).
+    model_config: str | None = None
     # A1111 sampler name (gpu_workers.samplers.SAMPLERS), e.g. "DPM++ 2M Karras"; None: the
     # scheduler the model ships with.
     sampler: str | None = None
@@ -23,10 +28,15 @@ class GenerationRequest:
     # redraw, 0..1 (A1111's "Denoising strength"). None: txt2img.
     init_image: object = None
     strength: float = 0.75
+    # Inpaint (with init_image): a PIL image of init_image's size, white where the image is
+    # redrawn, black where it is kept. Outpainting is inpainting a canvas made larger.
+    mask_image: object = None
 
     @property
     def mode(self) -> str:
-        return "txt2img" if self.init_image is None else "img2img"
+        if self.init_image is None:
+            return "txt2img"
+        return "img2img" if self.mask_image is None else "inpaint"
 
     def denoising_steps(self) -> int:
         """Steps actually run: img2img skips the first (1 - strength) of them, as A1111 does."""

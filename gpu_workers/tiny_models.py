@@ -26,8 +26,10 @@ TINY_SD15_NAME = "tiny-sd15"
 _TINY_MERGES = ["t h", "i n", "a n", "e r", "o n</w>", "th e</w>", "c a", "ca t</w>"]
 
 
-def build_tiny_sd15(path: str | Path) -> Path:
-    """Build the tiny SD1.5-architecture pipeline as a diffusers folder at `path`.
+def build_tiny_sd15(path: str | Path, *, inpaint: bool = False) -> Path:
+    """Build the tiny SD1.5-architecture pipeline as a diffusers folder at `path`; with
+    `inpaint`, an inpainting model's: its UNet also takes the mask and the masked image's
+    latents (9 input channels, as in stable-diffusion-inpainting).
 
     Idempotent: a folder that already has a model_index.json is returned untouched.
     """
@@ -43,7 +45,8 @@ def build_tiny_sd15(path: str | Path) -> Path:
         # global RNG state as it was.
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(0)
-            pipe = _tiny_sd15_pipeline(build_dir / "tokenizer")
+            in_channels = 9 if inpaint else 4
+            pipe = _tiny_sd15_pipeline(build_dir / "tokenizer", unet_in_channels=in_channels)
         pipe.save_pretrained(build_dir, safe_serialization=True)
         try:
             build_dir.rename(path)  # replaces an empty folder, refuses a non-empty one
@@ -57,7 +60,7 @@ def build_tiny_sd15(path: str | Path) -> Path:
     return path
 
 
-def _tiny_sd15_pipeline(tokenizer_dir: Path) -> StableDiffusionPipeline:
+def _tiny_sd15_pipeline(tokenizer_dir: Path, *, unet_in_channels: int) -> StableDiffusionPipeline:
     tokenizer = tiny_clip_tokenizer(tokenizer_dir)
     text_encoder = CLIPTextModel(
         CLIPTextConfig(
@@ -78,7 +81,7 @@ def _tiny_sd15_pipeline(tokenizer_dir: Path) -> StableDiffusionPipeline:
     # cut from four resolutions to two and from 320..1280 channels to 32..64.
     unet = UNet2DConditionModel(
         sample_size=8,  # latents; ×8 = 64 px default size
-        in_channels=4,
+        in_channels=unet_in_channels,
         out_channels=4,
         down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
         up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"),
