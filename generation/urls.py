@@ -6,6 +6,11 @@ urlpatterns = [
     path("projects/<int:project_id>/", views.project_studio, name="project_studio"),
     path("projects/<int:project_id>/generate/", views.job_create, name="job_create"),
     path("projects/<int:project_id>/jobs/", views.project_jobs, name="project_jobs"),
+    path(
+        "projects/<int:project_id>/import-parameters/",
+        views.parameters_import,
+        name="parameters_import",
+    ),
     path("jobs/<int:job_id>/", views.job_status, name="job_detail"),
     path("jobs/<int:job_id>/cancel/", views.job_cancel, name="job_cancel"),
     path("jobs/<int:job_id>/retry/", views.job_retry, name="job_retry"),

@@ -1,14 +1,24 @@
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
+from django.core.files.uploadhandler import FileUploadHandler
 from django.http import Http404, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.csrf import csrf_exempt, csrf_protect
 from django.views.decorators.http import require_GET, require_POST
 
 from gallery.models import Image
 from generation import services
 from generation.forms import GenerationForm
 from generation.models import DiffusionModel, GenerationJob, JobPriority, JobStatus
+from generation.parameters_import import (
+    ParameterImportError,
+    display_name,
+    match_model,
+    read_png_parameters,
+    shorten,
+)
 from studio.accounts.models import Project
 from studio.permissions import can, require
 
@@ -237,3 +247,120 @@ def job_status(request, job_id):
             images=[image.event_payload() for image in job.images.all()],
         )
     )
+
+
+# -- Import parameters from an image ------------------------------------------------------
+
+
+class ImportUploadLimit(FileUploadHandler):
+    """Passes on at most one byte past the limit of the `image` file (enough for the import
+    to say it is too large) and nothing of any other file, so an oversized upload never
+    reaches memory or disk whatever its headers claim."""
+
+    def __init__(self, request, limit):
+        super().__init__(request)
+        self.limit = limit
+
+    def new_file(self, field_name, *args, **kwargs):
+        super().new_file(field_name, *args, **kwargs)
+        self.keep = field_name == "image"
+
+    def receive_data_chunk(self, raw_data, start):
+        if not self.keep or start > self.limit:
+            return None
+        return raw_data[: self.limit + 1 - start]
+
+    def file_complete(self, file_size):
+        return None
+
+
+def current_parameters(data, models):
+    """What the form held when the user imported; kept wherever the image says nothing."""
+    default_model = models.first()
+    if "prompt" not in data:  # not posted from the form: start from the model's defaults
+        return initial_parameters(default_model)
+    values = {
+        name: data.get(name)
+        for name in GenerationForm.base_fields
+        if name in data and name != "source_upload"
+    }
+    values["hires_fix"] = bool(data.get("hires_fix"))  # an unticked box is not posted
+    posted = data.get("model", "")
+    model = models.filter(pk=posted).first() if posted.isdigit() else None
+    values["model"] = (model or default_model).pk if (model or default_model) else None
+    return values
+
+
+def form_data(values):
+    """Form data (as a browser would post it) for values of GenerationForm fields."""
+    data = {}
+    for name, value in values.items():
+        if value is None or value is False:
+            continue
+        data[name] = "on" if value is True else str(value)
+    return data
+
+
+def import_response(request, project, form, notice, *, status=200):
+    context = studio_context(request, project, form=form)
+    context["import_notice"] = notice
+    template = "generation/studio.html"
+    if request.htmx:
+        template += "#generate-form"
+    return render(request, template, context, status=status)
+
+
+@csrf_exempt  # checked by _parameters_import, once the upload limit is in place
+@login_required
+@require_POST
+def parameters_import(request, project_id):
+    """Fill the generate form from the parameters embedded in an image (PNG from this
+    studio, AUTOMATIC1111 or ComfyUI; A1111 JPEG/WebP); the form is not submitted."""
+    limit = settings.STUDIO_MAX_UPLOAD_BYTES
+    request.upload_handlers.insert(0, ImportUploadLimit(request, limit))
+    return _parameters_import(request, project_id, limit)
+
+
+@csrf_protect
+def _parameters_import(request, project_id, limit):
+    project = project_for(request.user, project_id, "generate")
+    models = DiffusionModel.objects.usable()
+    current = current_parameters(request.POST, models)
+    upload = request.FILES.get("image")
+    file_name = display_name(upload.name if upload else "")
+    try:
+        if upload is None:
+            raise ParameterImportError(
+                "Choose a PNG, WebP or JPEG image to import its parameters."
+            )
+        imported = read_png_parameters(upload, max_bytes=limit)
+    except ParameterImportError as error:
+        notice = {"level": "error", "title": f"Nothing imported from {file_name}",
+                  "text": str(error)}
+        form = GenerationForm(initial=current, models=models)
+        return import_response(request, project, form, notice, status=422)
+
+    model = match_model(imported.model_name, models)
+    not_applied = list(imported.not_applied)
+    if imported.model_name and model is None:
+        kept = models.filter(pk=current.get("model")).first()
+        not_applied.insert(
+            0,
+            f"Model: {shorten(imported.model_name)} (not in your library; "
+            f"kept {kept.name if kept else 'none'})",
+        )
+    values = {**current, **imported.values}
+    if model is not None:
+        values["model"] = model.pk
+    # The form stays the one validator: imported values it refuses show as field errors.
+    form = GenerationForm(form_data(values), models=models, user=request.user)
+    if form.is_valid():
+        form = GenerationForm(initial=values, models=models)
+    applied = ", ".join(imported.applied_labels(model_applied=model is not None))
+    notice = {
+        "level": "warning" if not_applied or form.is_bound else "success",
+        "title": f"Imported from {file_name} ({imported.source_label})",
+        "text": f"Filled: {applied}." + (" Check the highlighted fields." if form.is_bound else ""),
+        "not_applied": not_applied,
+    }
+    return import_response(request, project, form, notice)

@@ -215,15 +215,115 @@
 
   // Only the generate form's own request: thumbnail and queue refreshes must not leave
   // the button spinning. The response swaps in a fresh form (and button).
+  function requestButton(elt) {
+    if (isImport(elt)) return elt.closest(".btn"); // the "Import from image" label
+    const form = elt.closest && elt.closest("#generate-form");
+    return form && form.querySelector("[data-generate]");
+  }
   document.body.addEventListener("htmx:beforeRequest", function (event) {
-    const form = event.detail.elt.closest && event.detail.elt.closest("#generate-form");
-    const button = form && form.querySelector("[data-generate]");
+    const button = requestButton(event.detail.elt);
     if (button) button.classList.add("is-loading");
   });
   document.body.addEventListener("htmx:afterRequest", function (event) {
-    const form = event.detail.elt.closest && event.detail.elt.closest("#generate-form");
-    const button = form && form.querySelector("[data-generate]");
+    const button = requestButton(event.detail.elt);
     if (button) button.classList.remove("is-loading");
+  });
+
+  // Parameter import: "Import from image" posts the chosen file with the form's values
+  // (templates/generation/import_control.html) and the answer is the form, filled. A file
+  // dropped anywhere on the page goes through that same input.
+  const dropOverlay = document.getElementById("drop-overlay");
+  let dragDepth = 0;
+  let dragFromPage = false; // a thumbnail dragged within the page is no import
+  let keptSourceFiles = null; // the img2img upload, carried over the form swap
+
+  function isImport(elt) {
+    return Boolean(elt && elt.matches && elt.matches("[data-import-image]"));
+  }
+
+  function importInput() {
+    return document.querySelector("#generate-form [data-import-image]");
+  }
+
+  function draggingFiles(event) {
+    return !dragFromPage && event.dataTransfer &&
+      Array.from(event.dataTransfer.types).includes("Files") && importInput() !== null;
+  }
+
+  // Dropped on a file input (e.g. the source image), a file is that input's own.
+  function onFileInput(event) {
+    return event.target.closest && event.target.closest("input[type=file]") !== null;
+  }
+
+  function hideDropOverlay() {
+    dragDepth = 0;
+    if (dropOverlay) dropOverlay.hidden = true;
+  }
+
+  function importFile(file) {
+    const input = importInput();
+    const transfer = new DataTransfer();
+    transfer.items.add(file);
+    input.files = transfer.files;
+    input.dispatchEvent(new Event("change", { bubbles: true }));
+  }
+
+  document.addEventListener("dragstart", function () {
+    dragFromPage = true;
+  });
+  document.addEventListener("dragend", function () {
+    dragFromPage = false;
+    hideDropOverlay();
+  });
+  document.addEventListener("dragenter", function (event) {
+    if (!draggingFiles(event)) return;
+    dragDepth += 1;
+    if (dropOverlay) dropOverlay.hidden = onFileInput(event);
+  });
+  document.addEventListener("dragover", function (event) {
+    if (!draggingFiles(event)) return;
+    if (dropOverlay) dropOverlay.hidden = onFileInput(event);
+    if (onFileInput(event)) return;
+    event.preventDefault(); // accept the drop here instead of opening the file
+    event.dataTransfer.dropEffect = "copy";
+  });
+  document.addEventListener("dragleave", function (event) {
+    if (!draggingFiles(event)) return;
+    dragDepth = Math.max(0, dragDepth - 1);
+    if (dragDepth === 0) hideDropOverlay();
+  });
+  document.addEventListener("drop", function (event) {
+    if (!draggingFiles(event)) return;
+    hideDropOverlay();
+    if (event.defaultPrevented || onFileInput(event)) return; // someone else's drop
+    event.preventDefault();
+    if (event.dataTransfer.files.length) importFile(event.dataTransfer.files[0]);
+  });
+
+  // The new form cannot hold a file the server never saw: hand the source upload over.
+  document.body.addEventListener("htmx:beforeSwap", function (event) {
+    const config = event.detail.requestConfig;
+    if (!config || !isImport(config.elt)) return;
+    const source = document.querySelector("#generate-form input[name=source_upload]");
+    keptSourceFiles = null;
+    if (source && source.files.length) {
+      const transfer = new DataTransfer();
+      Array.from(source.files).forEach(function (file) {
+        transfer.items.add(file);
+      });
+      keptSourceFiles = transfer.files;
+    }
+  });
+  document.body.addEventListener("htmx:afterSwap", function (event) {
+    const config = event.detail.requestConfig;
+    if (!config || !isImport(config.elt)) return;
+    const source = document.querySelector("#generate-form input[name=source_upload]");
+    if (source && keptSourceFiles) source.files = keptSourceFiles;
+    keptSourceFiles = null;
+    const notice = document.querySelector("#generate-form [data-import-notice]");
+    if (notice) notice.scrollIntoView({ block: "nearest" });
+    const input = importInput();
+    if (input) input.focus({ preventScroll: true }); // keyboard users keep their place
   });
 
   connect();

@@ -1,0 +1,36 @@
+"""Read generation parameters back out of an image, for the studio form.
+
+Three sources, tried in this order:
+
+- images made by this studio: the `studio` JSON chunk (the full spec, see
+  gallery/services.py), completed by its A1111 `parameters` text;
+- AUTOMATIC1111 (and Forge, SD.Next, and others writing its format): the `parameters`
+  text chunk of a PNG, or the EXIF UserComment of a JPEG or WebP;
+- ComfyUI: the `prompt` chunk, its API-format graph (node id -> {class_type, inputs}).
+
+Values come back as GenerationForm field values; the form stays their one validator
+(ranges, multiples of 8, the model the user may use). What a source holds that the form
+cannot apply is listed in `not_applied`, never dropped silently. Input that cannot be read
+(not an allowed image, corrupt, too big, no parameters, malformed metadata) raises
+ParameterImportError with a message for the user.
+"""
+
+from .a1111 import parse_a1111_infotext
+from .comfyui import parse_comfyui_prompt
+from .common import ImportedParameters, ParameterImportError, display_name, shorten
+from .files import read_png_parameters
+from .library import match_model
+from .studio import parse_studio_metadata, parse_studio_spec
+
+__all__ = [
+    "ImportedParameters",
+    "ParameterImportError",
+    "display_name",
+    "match_model",
+    "parse_a1111_infotext",
+    "parse_comfyui_prompt",
+    "parse_studio_metadata",
+    "parse_studio_spec",
+    "read_png_parameters",
+    "shorten",
+]

@@ -1,0 +1,160 @@
+"""AUTOMATIC1111's infotext: prompt lines, "Negative prompt:", one line of settings."""
+
+import json
+import re
+
+from .common import (
+    HIRES_UPSCALER,
+    SOURCE_IMAGE_NOTE,
+    ImportedParameters,
+    ParameterImportError,
+    float_value,
+    int_value,
+    sampler_name_for,
+    shorten,
+    size_value,
+)
+
+# A1111's own pattern (modules/infotext_utils.py): values are plain up to the next comma,
+# or JSON-quoted when they hold a comma, colon or newline. Keys are bounded and the quoted
+# value possessive, so the time stays linear in the length of any line.
+PARAM_RE = re.compile(r'(\w[\w \-/]{0,79}?)\s*:\s*("(?:\\.|[^\\"])*+"|[^,]*)(?:,|$)')
+# A settings line holds at least one of these (A1111 writes Steps first, always).
+A1111_KEYS = {"steps", "sampler", "cfg scale", "seed", "size", "model", "model hash"}
+# Fields the form applies; everything else is reported.
+A1111_APPLIED = {
+    "Steps", "Sampler", "Schedule type", "CFG scale", "Seed", "Size", "Model", "Clip skip",
+    "Batch size", "Version", "Denoising strength", "Hires upscale", "Hires steps",
+    "Hires upscaler",
+}
+# Written by A1111 for information only; nothing to apply or to warn about.
+A1111_INFORMATIONAL = {"Batch pos"}
+
+
+def _settings_fields(line):
+    """[(key, raw value)] if `line` is A1111's settings line, else None."""
+    if line.startswith("Negative prompt:"):
+        return None
+    fields, last_end = [], 0
+    for match in PARAM_RE.finditer(line):
+        _extend_last(fields, line[last_end : match.start()])
+        fields.append((match[1].strip(), match[2].strip()))
+        last_end = match.end()
+    _extend_last(fields, line[last_end:])
+    # A prompt line may look like "style: watercolor, mood: calm"; settings hold Steps,
+    # Sampler, Seed and the like.
+    if any(key.lower() in A1111_KEYS for key, _ in fields):
+        return fields
+    return None
+
+
+def _extend_last(fields, skipped):
+    """Text between fields is a value's unquoted comma (some extensions write them): A1111
+    drops the rest of the value; keep it with the value it belongs to."""
+    skipped = skipped.strip(" ,")
+    if skipped and fields:
+        key, value = fields[-1]
+        fields[-1] = (key, f"{value}, {skipped}")
+
+
+def _unquote(raw, key):
+    if len(raw) >= 2 and raw[0] == '"' and raw[-1] == '"':
+        try:
+            value = json.loads(raw)
+        except ValueError as error:
+            raise ParameterImportError(
+                f"{key}: the quoted value {shorten(raw)} is malformed."
+            ) from error
+        return str(value)
+    return raw
+
+
+def parse_a1111_infotext(text) -> ImportedParameters:
+    """A1111's "parameters" text: prompt lines, an optional "Negative prompt:" (which may
+    span lines), then one line of "Key: value" settings."""
+    if not isinstance(text, str) or not text.strip():
+        raise ParameterImportError("The image's parameters text is empty.")
+    result = ImportedParameters(source="a1111")
+    *lines, last = text.strip().replace("\r\n", "\n").split("\n")
+    fields = _settings_fields(last)
+    if fields is None:
+        lines.append(last)
+        fields = []
+    prompt, negative, in_negative = [], [], False
+    for line in lines:
+        if line.startswith("Negative prompt:"):
+            in_negative = True
+            line = line[len("Negative prompt:") :].strip()
+        (negative if in_negative else prompt).append(line)
+    result.values["prompt"] = "\n".join(prompt).strip()
+    result.values["negative_prompt"] = "\n".join(negative).strip()
+    if not fields:
+        result.report("Settings", "none in the image: only the prompts were imported")
+        return result
+
+    settings = {}
+    for key, raw in fields:
+        if key in settings:
+            result.report(key, f"given twice; the first value ({shorten(settings[key])}) was used")
+            continue
+        settings[key] = raw
+    values = {key: _unquote(raw, key) if key in A1111_APPLIED else raw
+              for key, raw in settings.items()}
+
+    if "Steps" in values:
+        result.values["steps"] = int_value(values["Steps"], "Steps")
+    if "CFG scale" in values:
+        result.values["guidance_scale"] = float_value(values["CFG scale"], "CFG scale")
+    if "Seed" in values:
+        result.values["seed"] = int_value(values["Seed"], "Seed")
+    if "Size" in values:
+        result.values["width"], result.values["height"] = size_value(values["Size"])
+    if "Sampler" in values:
+        name = sampler_name_for(values["Sampler"], values.get("Schedule type"), result)
+        if name:
+            result.values["sampler"] = name
+    elif "Schedule type" in values:
+        result.report("Schedule type", values["Schedule type"])
+    if "Model" in values:
+        result.model_name = values["Model"].strip()
+    # A1111 leaves these out at their defaults.
+    result.values["clip_skip"] = int_value(values.get("Clip skip", 1), "Clip skip")
+    result.values["batch_size"] = int_value(values.get("Batch size", 1), "Batch size")
+    _a1111_hires_and_strength(values, result)
+    if "Version" in values:
+        result.version = shorten(values["Version"])
+    for key, raw in settings.items():
+        if key not in A1111_APPLIED and key not in A1111_INFORMATIONAL:
+            result.report(key, _unquote_lenient(raw))
+    return result
+
+
+def _a1111_hires_and_strength(values, result):
+    """A1111 writes one "Denoising strength": the hires pass's when there is one (txt2img),
+    else img2img's."""
+    strength = values.get("Denoising strength")
+    if strength is not None:
+        strength = float_value(strength, "Denoising strength")
+    result.values["hires_fix"] = "Hires upscale" in values
+    if "Hires upscale" in values:
+        result.values["hires_scale"] = float_value(values["Hires upscale"], "Hires upscale")
+        result.values["hires_steps"] = int_value(values.get("Hires steps", 0), "Hires steps")
+        if strength is not None:
+            result.values["hires_strength"] = strength
+        upscaler = values.get("Hires upscaler", HIRES_UPSCALER)
+        if upscaler.strip().lower() != HIRES_UPSCALER.lower():
+            result.report("Hires upscaler", f"{upscaler} ({HIRES_UPSCALER} is used here)")
+    else:
+        for key in ("Hires steps", "Hires upscaler"):
+            if key in values:
+                result.report(key, values[key])
+        if strength is not None:
+            result.values["strength"] = strength
+            result.report(*SOURCE_IMAGE_NOTE)
+
+
+def _unquote_lenient(raw):
+    try:
+        return _unquote(raw, "")
+    except ParameterImportError:
+        return raw

@@ -1,0 +1,310 @@
+"""ComfyUI's `prompt` chunk: the API-format graph it ran (node id -> class_type, inputs)."""
+
+import math
+
+from .common import (
+    ImportedParameters,
+    ParameterImportError,
+    float_value,
+    int_value,
+    load_json,
+    sampler_name_for,
+    shorten,
+    text_value,
+)
+
+COMFY_SAMPLERS = {
+    "euler": "Euler",
+    "euler_ancestral": "Euler a",
+    "heun": "Heun",
+    "dpm_2": "DPM2",
+    "dpm_2_ancestral": "DPM2 a",
+    "lms": "LMS",
+    "dpm_fast": "DPM fast",
+    "dpm_adaptive": "DPM adaptive",
+    "dpmpp_2s_ancestral": "DPM++ 2S a",
+    "dpmpp_sde": "DPM++ SDE",
+    "dpmpp_sde_gpu": "DPM++ SDE",
+    "dpmpp_2m": "DPM++ 2M",
+    "dpmpp_2m_sde": "DPM++ 2M SDE",
+    "dpmpp_2m_sde_gpu": "DPM++ 2M SDE",
+    "dpmpp_3m_sde": "DPM++ 3M SDE",
+    "dpmpp_3m_sde_gpu": "DPM++ 3M SDE",
+    "ddpm": "DDPM",
+    "lcm": "LCM",
+    "ddim": "DDIM",
+    "uni_pc": "UniPC",
+    "uni_pc_bh2": "UniPC",  # diffusers' UniPC solves with bh2 too
+    "ipndm": "iPNDM",
+    "deis": "DEIS",
+}
+COMFY_SCHEDULES = {
+    "normal": "",
+    "karras": "Karras",
+    "exponential": "Exponential",
+    "sgm_uniform": "SGM Uniform",
+    "simple": "Simple",
+    "ddim_uniform": "DDIM uniform",
+    "beta": "Beta",
+    "kl_optimal": "KL Optimal",
+    "linear_quadratic": "Linear quadratic",
+}
+COMFY_SAMPLER_NODES = ("KSampler", "KSamplerAdvanced")
+COMFY_CHECKPOINT_NODES = ("CheckpointLoaderSimple", "CheckpointLoader")
+COMFY_TEXT_NODES = ("CLIPTextEncode", "CLIPTextEncodeSDXL")
+# Nodes that only decode, save or show the result: nothing in them to apply.
+COMFY_OUTPUT_NODES = {"VAEDecode", "VAEDecodeTiled", "SaveImage", "PreviewImage"}
+MAX_LINK_DEPTH = 64
+
+
+def _is_link(value):
+    return (
+        isinstance(value, list)
+        and len(value) == 2
+        and isinstance(value[0], (str, int))
+        and not isinstance(value[0], bool)
+        and isinstance(value[1], int)
+    )
+
+
+class _ComfyGraph:
+    def __init__(self, graph, result):
+        if not isinstance(graph, dict) or not graph:
+            raise ParameterImportError(
+                "The ComfyUI prompt is not an API-format graph (node id → class_type, inputs)."
+            )
+        self.nodes = {}
+        for node_id, node in graph.items():
+            if (
+                not isinstance(node, dict)
+                or not isinstance(node.get("class_type"), str)
+                or not isinstance(node.get("inputs", {}), dict)
+            ):
+                raise ParameterImportError(
+                    f"The ComfyUI prompt is malformed: node {shorten(node_id)} has no "
+                    "class_type or inputs."
+                )
+            self.nodes[str(node_id)] = node
+        self.result = result
+        self.used = set()  # nodes whose content the form applies
+
+    def node(self, link):
+        if not _is_link(link):
+            return None, None
+        node = self.nodes.get(str(link[0]))
+        if node is None:
+            raise ParameterImportError(
+                f"The ComfyUI prompt is malformed: a link points to node {link[0]}, "
+                "which is not in the graph."
+            )
+        return str(link[0]), node
+
+    def inputs(self, node):
+        return node.get("inputs") or {}
+
+    def value(self, node, name, label, convert):
+        """An input's value, following a link to a primitive node (e.g. a shared seed)."""
+        value = self.inputs(node).get(name)
+        for _ in range(MAX_LINK_DEPTH):
+            if not _is_link(value):
+                break
+            source_id, source = self.node(value)
+            scalars = {
+                key: item for key, item in self.inputs(source).items() if not _is_link(item)
+            }
+            preferred = [key for key in (name, "value", "text", "string", "seed", "int",
+                                         "float") if key in scalars]
+            if preferred:
+                value = scalars[preferred[0]]
+            elif len(scalars) == 1:
+                value = next(iter(scalars.values()))
+            else:
+                links = [item for item in self.inputs(source).values() if _is_link(item)]
+                if len(links) != 1:
+                    self.result.report(label, f"computed by a {source['class_type']} node")
+                    return None
+                value = links[0]
+            self.used.add(source_id)
+        if _is_link(value):
+            self.result.report(label, "linked through too many nodes")
+            return None
+        if value is None:
+            return None
+        return convert(value, label)
+
+    def follow(self, link, wanted, through):
+        """The first node of a class in `wanted` up the chain from `link`, passing through
+        each node by its input named in `through` (e.g. LoraLoader by "model")."""
+        node_id, node = self.node(link)
+        for _ in range(MAX_LINK_DEPTH):
+            if node is None or node["class_type"] in wanted:
+                return node_id, node
+            next_link = next(
+                (self.inputs(node)[name] for name in through
+                 if _is_link(self.inputs(node).get(name))),
+                None,
+            )
+            node_id, node = self.node(next_link)
+        return None, None
+
+    def prompt_text(self, link, label):
+        # Conditioning passes through ControlNet, area and combine nodes; those are
+        # reported as nodes not applied.
+        node_id, node = self.node(link)
+        for _ in range(MAX_LINK_DEPTH):
+            if node is None:
+                break
+            if node["class_type"] in COMFY_TEXT_NODES:
+                self.used.add(node_id)
+                if node["class_type"] == "CLIPTextEncodeSDXL":
+                    text = self.value(node, "text_g", label, text_value)
+                    text_l = self.value(node, "text_l", label, text_value)
+                    if text_l and text_l != text:
+                        self.result.report(f"{label} (CLIP-L text)", text_l)
+                    return text, node
+                return self.value(node, "text", label, text_value), node
+            inputs = self.inputs(node)
+            if node["class_type"] == "ControlNetApplyAdvanced" and _is_link(link):
+                through = "negative" if link[1] == 1 else "positive"
+            else:
+                through = next(
+                    (name for name in ("conditioning", "conditioning_1", "conditioning_to",
+                                       label.split()[0].lower())
+                     if _is_link(inputs.get(name))),
+                    None,
+                )
+            if through is None:
+                break
+            link = inputs.get(through)
+            node_id, node = self.node(link)
+        self.result.report(label, "not found in the workflow")
+        return None, None
+
+
+def parse_comfyui_prompt(graph) -> ImportedParameters:
+    """ComfyUI's `prompt` chunk: the graph it ran, in API format. Reads the sampler node
+    whose latent starts from an EmptyLatentImage (the first pass), its prompts, size,
+    checkpoint and CLIP skip; other nodes that change the image are reported."""
+    if isinstance(graph, (str, bytes)):
+        graph = load_json(graph, "ComfyUI prompt")
+    result = ImportedParameters(source="comfyui")
+    comfy = _ComfyGraph(graph, result)
+
+    samplers = [(node_id, node) for node_id, node in comfy.nodes.items()
+                if node["class_type"] in COMFY_SAMPLER_NODES]
+    if not samplers:
+        raise ParameterImportError(
+            "The ComfyUI workflow has no KSampler node: there are no parameters to import."
+        )
+
+    def first_pass(item):
+        _, latent = comfy.node(comfy.inputs(item[1]).get("latent_image"))
+        starts_empty = latent is not None and latent["class_type"] == "EmptyLatentImage"
+        return (not starts_empty, int(item[0]) if item[0].isdigit() else math.inf, item[0])
+
+    sampler_id, sampler = min(samplers, key=first_pass)
+    comfy.used.add(sampler_id)
+    result.values["hires_fix"] = False  # a second pass is reported below
+    advanced = sampler["class_type"] == "KSamplerAdvanced"
+
+    seed = comfy.value(sampler, "noise_seed" if advanced else "seed", "Seed", int_value)
+    if seed is not None:
+        result.values["seed"] = seed
+    steps = comfy.value(sampler, "steps", "Steps", int_value)
+    if steps is not None:
+        result.values["steps"] = steps
+    cfg = comfy.value(sampler, "cfg", "CFG scale", float_value)
+    if cfg is not None:
+        result.values["guidance_scale"] = cfg
+    sampler_name = comfy.value(sampler, "sampler_name", "Sampler", text_value)
+    scheduler = comfy.value(sampler, "scheduler", "Scheduler", text_value) or "normal"
+    if sampler_name:
+        schedule = COMFY_SCHEDULES.get(scheduler, scheduler)
+        if sampler_name == "ddim" and scheduler == "ddim_uniform":
+            schedule = ""
+        a1111_name = COMFY_SAMPLERS.get(sampler_name, sampler_name)
+        name = sampler_name_for(a1111_name, schedule, result)
+        if name:
+            result.values["sampler"] = name
+    if advanced:
+        if comfy.inputs(sampler).get("add_noise") == "disable":
+            result.report("Add noise", "disable")
+        start = comfy.inputs(sampler).get("start_at_step", 0)
+        end = comfy.inputs(sampler).get("end_at_step", 10000)
+        if start not in (0, None) or (isinstance(end, int) and steps and end < steps):
+            result.report("Sampling steps", f"{start} to {end} of {steps}")
+    else:
+        denoise = comfy.value(sampler, "denoise", "Denoise", float_value)
+        if denoise is not None and denoise != 1:
+            result.report("Denoise", denoise)
+
+    positive, positive_node = comfy.prompt_text(comfy.inputs(sampler).get("positive"),
+                                                "Positive prompt")
+    if positive is not None:
+        result.values["prompt"] = positive
+    negative, _ = comfy.prompt_text(comfy.inputs(sampler).get("negative"), "Negative prompt")
+    result.values["negative_prompt"] = negative or ""
+
+    checkpoint_id, checkpoint = comfy.follow(
+        comfy.inputs(sampler).get("model"), COMFY_CHECKPOINT_NODES, ("model",)
+    )
+    if checkpoint is None:  # e.g. a custom loader: fall back on any checkpoint node
+        checkpoint_id, checkpoint = next(
+            ((node_id, node) for node_id, node in comfy.nodes.items()
+             if node["class_type"] in COMFY_CHECKPOINT_NODES),
+            (None, None),
+        )
+    if checkpoint is not None:
+        comfy.used.add(checkpoint_id)
+        name = comfy.value(checkpoint, "ckpt_name", "Model", text_value)
+        if name:
+            result.model_name = name.strip()
+    else:
+        result.report("Model", "no checkpoint loader in the workflow")
+
+    result.values["clip_skip"] = 1
+    if positive_node is not None:
+        clip_id, clip_node = comfy.follow(comfy.inputs(positive_node).get("clip"),
+                                          ("CLIPSetLastLayer",) + COMFY_CHECKPOINT_NODES,
+                                          ("clip",))
+        if clip_node is not None and clip_node["class_type"] == "CLIPSetLastLayer":
+            layer = comfy.value(clip_node, "stop_at_clip_layer", "Clip skip", int_value)
+            if layer is not None:
+                result.values["clip_skip"] = -layer if layer < 0 else layer
+                comfy.used.add(clip_id)
+
+    latent_id, latent = comfy.node(comfy.inputs(sampler).get("latent_image"))
+    if latent is not None and latent["class_type"] == "EmptyLatentImage":
+        comfy.used.add(latent_id)
+        for name, label in (("width", "Width"), ("height", "Height"),
+                            ("batch_size", "Batch size")):
+            value = comfy.value(latent, name, label, int_value)
+            if value is not None:
+                result.values[name] = value
+    elif latent is not None:
+        result.report("Latent image", f"from a {latent['class_type']} node (not an empty "
+                                      "latent: e.g. image to image)")
+
+    for node_id, node in comfy.nodes.items():
+        if node_id not in comfy.used and node["class_type"] not in COMFY_OUTPUT_NODES:
+            result.report(*_comfy_node_note(node_id, node, comfy))
+    return result
+
+
+def _comfy_node_note(node_id, node, comfy):
+    """(label, value) for a node the form does not apply."""
+    kind, inputs = node["class_type"], comfy.inputs(node)
+    if kind in ("LoraLoader", "LoraLoaderModelOnly"):
+        weight = inputs.get("strength_model")
+        suffix = f" ({weight})" if weight is not None and not _is_link(weight) else ""
+        return "LoRA", f"{inputs.get('lora_name')}{suffix}"
+    if kind == "VAELoader":
+        return "VAE", inputs.get("vae_name")
+    if kind in COMFY_SAMPLER_NODES:
+        return "Second sampler pass", f"{kind} node {node_id} (e.g. hires fix or refiner)"
+    if kind in ("LoadImage", "VAEEncode", "VAEEncodeForInpaint"):
+        return "Source image", f"{kind} node {node_id} (image to image is not imported)"
+    if kind in ("LatentUpscale", "LatentUpscaleBy", "ImageScale", "ImageScaleBy",
+                "UpscaleModelLoader", "ImageUpscaleWithModel"):
+        return "Upscale", f"{kind} node {node_id}"
+    return "ComfyUI node", f"{kind} ({node_id})"

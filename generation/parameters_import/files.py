@@ -1,0 +1,151 @@
+"""Opening an uploaded image safely and finding the metadata it carries."""
+
+import io
+import struct
+
+from PIL import ExifTags, Image, UnidentifiedImageError
+
+from .a1111 import parse_a1111_infotext
+from .comfyui import parse_comfyui_prompt
+from .common import ImportedParameters, ParameterImportError
+from .studio import parse_studio_metadata
+
+ALLOWED_FORMATS = ("PNG", "WEBP", "JPEG")
+
+
+
+def read_png_parameters(file, *, max_bytes=None) -> ImportedParameters:
+    """The parameters embedded in an uploaded PNG, WebP or JPEG (a file object or bytes).
+
+    Reads at most `max_bytes` (default: settings.STUDIO_MAX_UPLOAD_BYTES, the limit of
+    every image upload) whatever the upload claims, and opens it with Pillow's PNG, WebP and
+    JPEG decoders only.
+    """
+    if max_bytes is None:
+        from django.conf import settings
+
+        max_bytes = settings.STUDIO_MAX_UPLOAD_BYTES
+    data = file if isinstance(file, bytes) else file.read(max_bytes + 1)
+    if len(data) > max_bytes:
+        limit = (f"{max_bytes / 2**20:.3g} MB" if max_bytes >= 2**20
+                 else f"{max_bytes / 2**10:.3g} kB")
+        raise ParameterImportError(f"The file is too large to import: at most {limit}.")
+    if not data:
+        raise ParameterImportError("The file is empty: choose a PNG, WebP or JPEG image.")
+    chunks = _metadata_chunks(data)
+    if "studio" in chunks:
+        return parse_studio_metadata(chunks["studio"], chunks.get("parameters"))
+    if "parameters" in chunks:
+        return parse_a1111_infotext(chunks["parameters"])
+    if "prompt" in chunks:
+        return parse_comfyui_prompt(chunks["prompt"])
+    if "workflow" in chunks:
+        raise ParameterImportError(
+            "This ComfyUI image holds only its editor workflow, not the API-format prompt: "
+            "save it again with ComfyUI's Save Image node to import it."
+        )
+    raise ParameterImportError(
+        "This image holds no generation parameters: only PNGs (or JPEG/WebP) saved by this "
+        "studio, AUTOMATIC1111 or ComfyUI with their metadata can be imported."
+    )
+
+
+def _metadata_chunks(data):
+    """{name: text} of the metadata an image carries, after checking it is a sound image."""
+    try:
+        with Image.open(io.BytesIO(data), formats=ALLOWED_FORMATS) as image:
+            _check_pixels(image)
+            chunks = _text_chunks(image)
+            if image.format == "PNG":
+                image.verify()  # every chunk's CRC up to IEND: catches truncated files
+            elif image.format == "JPEG":
+                image.draft("RGB", (image.width // 8 or 1, image.height // 8 or 1))
+                image.load()  # decoded at 1/8 scale: cheap, and catches truncated files
+            else:
+                image.load()
+    except ParameterImportError:
+        raise
+    except Image.DecompressionBombError as error:
+        raise ParameterImportError(_too_many_pixels_message()) from error
+    except UnidentifiedImageError as error:
+        if not _has_allowed_signature(data):
+            raise ParameterImportError(
+                "This file is not a PNG, WebP or JPEG image: choose an image saved by this "
+                "studio, AUTOMATIC1111 or ComfyUI."
+            ) from error
+        raise ParameterImportError(DAMAGED) from error
+    except (OSError, SyntaxError, ValueError, EOFError, TypeError, IndexError,
+            struct.error) as error:
+        # Pillow reports truncated and corrupt files with any of these.
+        raise ParameterImportError(DAMAGED) from error
+    return chunks
+
+
+DAMAGED = "The image is damaged or incomplete and cannot be read: save or download it again."
+
+
+def _has_allowed_signature(data):
+    return (
+        data.startswith(b"\x89PNG\r\n\x1a\n")
+        or data.startswith(b"\xff\xd8\xff")
+        or (data.startswith(b"RIFF") and data[8:12] == b"WEBP")
+    )
+
+
+def _check_pixels(image):
+    # Pillow refuses twice its limit itself (DecompressionBombError) and only warns above
+    # it; an import refuses anything above it.
+    limit = Image.MAX_IMAGE_PIXELS
+    if limit and image.width * image.height > limit:
+        raise ParameterImportError(_too_many_pixels_message())
+
+
+def _too_many_pixels_message():
+    limit = Image.MAX_IMAGE_PIXELS
+    return (
+        f"The image has too many pixels to open safely (at most {limit:,}); it may be a "
+        "decompression bomb. Import from a smaller copy."
+    )
+
+
+def _text_chunks(image):
+    chunks = {}
+    for key, value in image.info.items():
+        if isinstance(value, str) and key in ("studio", "parameters", "prompt", "workflow"):
+            chunks[key] = _fix_utf8(value)
+    if "parameters" not in chunks and image.format in ("JPEG", "WEBP"):
+        # A1111 writes JPEG and WebP parameters as the EXIF UserComment.
+        try:
+            exif = image.getexif().get_ifd(ExifTags.IFD.Exif)
+            text = _user_comment(exif.get(ExifTags.Base.UserComment))
+        except Exception:  # malformed EXIF, in any of the ways Pillow may meet it
+            text = ""
+        if not text and isinstance(image.info.get("comment"), bytes):
+            text = image.info["comment"].decode("utf-8", errors="replace")
+        if text.strip():
+            chunks["parameters"] = text
+    return chunks
+
+
+def _fix_utf8(text):
+    """PNG tEXt is Latin-1 by the standard; many tools write UTF-8 there all the same."""
+    try:
+        return text.encode("latin-1").decode("utf-8")
+    except (UnicodeEncodeError, UnicodeDecodeError):
+        return text
+
+
+def _user_comment(raw):
+    """An EXIF UserComment: an 8-byte charset code, then the text."""
+    if isinstance(raw, str):
+        return raw.strip("\0")
+    if not isinstance(raw, bytes):
+        return ""
+    prefix, body = bytes(raw[:8]), bytes(raw[8:])
+    if prefix == b"UNICODE\0":
+        # piexif (A1111) writes UTF-16 big-endian; some tools write little-endian.
+        even_zeros = body[0::2].count(0)
+        odd_zeros = body[1::2].count(0)
+        encoding = "utf-16-le" if odd_zeros > even_zeros else "utf-16-be"
+        return body.decode(encoding, errors="replace").strip("\0")
+    return body.decode("utf-8", errors="replace").strip("\0")

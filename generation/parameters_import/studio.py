@@ -1,0 +1,119 @@
+"""This studio's JSON spec (gallery/services.py), completed by its A1111 infotext."""
+
+import json
+
+from .a1111 import parse_a1111_infotext
+from .common import (
+    HIRES_UPSCALER,
+    SOURCE_IMAGE_NOTE,
+    ImportedParameters,
+    ParameterImportError,
+    float_value,
+    int_value,
+    load_json,
+    sampler_name_for,
+    shorten,
+    text_value,
+)
+
+# Keys of the spec (gallery/services.py image_create_from_generation) that need no action:
+# they describe how the image was made, and the form fields above already carry it.
+STUDIO_INFORMATIONAL = {"job_id", "scheduler", "versions", "source_image_id"}
+STUDIO_FIELDS = {
+    "prompt": text_value,
+    "negative_prompt": text_value,
+    "steps": int_value,
+    "guidance_scale": float_value,
+    "width": int_value,
+    "height": int_value,
+    "seed": int_value,
+    "clip_skip": int_value,
+    "batch_size": int_value,
+}
+
+
+def parse_studio_metadata(spec_text, parameters_text=None) -> ImportedParameters:
+    """The studio's JSON spec, completed by its A1111 text for fields the spec lacks."""
+    spec = load_json(spec_text, "studio metadata") if isinstance(spec_text, str) else spec_text
+    result = parse_studio_spec(spec)
+    if parameters_text:
+        try:
+            infotext = parse_a1111_infotext(parameters_text)
+        except ParameterImportError as error:
+            result.report("A1111 parameters text", f"unreadable ({error})")
+            return result
+        for name, value in infotext.values.items():
+            result.values.setdefault(name, value)
+        result.model_name = result.model_name or infotext.model_name
+        labels = result.reported_labels()
+        for note in infotext.not_applied:
+            if note.split(": ", 1)[0] not in labels:
+                result.not_applied.append(note)
+        result.version = result.version or infotext.version
+    return result
+
+
+def parse_studio_spec(spec) -> ImportedParameters:
+    if not isinstance(spec, dict) or not isinstance(spec.get("prompt"), str):
+        raise ParameterImportError("The studio metadata is malformed: it holds no prompt.")
+    result = ImportedParameters(source="studio")
+    for key, value in spec.items():
+        label = "CFG scale" if key == "guidance_scale" else key.replace("_", " ").capitalize()
+        if key in STUDIO_FIELDS:
+            if value is not None:
+                result.values[key] = STUDIO_FIELDS[key](value, label)
+        elif key == "sampler":
+            if value:  # None: the model's default
+                name = sampler_name_for(text_value(value, "Sampler"), None, result)
+                if name:
+                    result.values["sampler"] = name
+            else:
+                result.values["sampler"] = ""
+        elif key == "model":
+            name = value.get("name") if isinstance(value, dict) else value
+            result.model_name = text_value(name, "Model name").strip()
+            if isinstance(value, dict) and value.get("hash"):
+                result.report("Model hash", value["hash"])
+        elif key == "mode":
+            if value == "img2img":
+                result.report(*SOURCE_IMAGE_NOTE)
+            elif value not in (None, "txt2img"):
+                result.report("Mode", f"{value} (imported as text to image)")
+        elif key == "strength":
+            if value is not None:
+                result.values["strength"] = float_value(value, "Denoising strength")
+        elif key == "hires":
+            _studio_hires(value, result)
+        elif key == "versions":
+            if isinstance(value, dict) and value.get("studio"):
+                result.version = shorten(f"v{value['studio']}")
+        elif key not in STUDIO_INFORMATIONAL and value not in (None, "", [], {}):
+            result.report(label, _summary(value))
+    return result
+
+
+def _studio_hires(hires, result):
+    result.values["hires_fix"] = bool(hires)
+    if not hires:
+        return
+    if not isinstance(hires, dict):
+        raise ParameterImportError("The studio metadata is malformed: its hires fix is not an "
+                                   "object.")
+    for key, value in hires.items():
+        if key == "scale":
+            result.values["hires_scale"] = float_value(value, "Hires upscale")
+        elif key == "steps":
+            result.values["hires_steps"] = int_value(value, "Hires steps")
+        elif key == "strength":
+            result.values["hires_strength"] = float_value(value, "Hires denoising strength")
+        elif key == "upscaler":
+            if str(value).lower() != HIRES_UPSCALER.lower():
+                result.report("Hires upscaler", f"{value} ({HIRES_UPSCALER} is used here)")
+        elif value not in (None, "", [], {}):
+            result.report(f"Hires {key.replace('_', ' ')}", _summary(value))
+
+
+def _summary(value):
+    if isinstance(value, (dict, list)):
+        return json.dumps(value, ensure_ascii=False, sort_keys=True)
+    return value
