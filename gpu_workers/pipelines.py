@@ -9,12 +9,21 @@ import logging
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 from diffusers import DiffusionPipeline, StableDiffusionImg2ImgPipeline, StableDiffusionPipeline
 from diffusers.models.attention_processor import AttnProcessor, AttnProcessor2_0
+from huggingface_hub import constants as hub_constants
 
+from gpu_workers.checkpoints import (
+    PICKLE_SUFFIXES,
+    CheckpointError,
+    checkpoint_architecture,
+    refuse_pickle,
+)
 from gpu_workers.config import WorkerConfig
+from gpu_workers.requests import GenerationFailed
 
 logger = logging.getLogger(__name__)
 
@@ -35,20 +44,25 @@ _cache: OrderedDict[tuple[str, WorkerConfig], _Entry] = OrderedDict()
 _cache_lock = threading.Lock()
 
 
-def load_pipeline(source: str, config: WorkerConfig, *, mode: str = "txt2img") -> DiffusionPipeline:
-    """The pipeline for a Hub id or a local diffusers folder, loaded on first use."""
+def load_pipeline(
+    source: str,
+    config: WorkerConfig,
+    *,
+    mode: str = "txt2img",
+    model_config: str | None = None,
+) -> DiffusionPipeline:
+    """The pipeline for a Hub id, a local diffusers folder or a local single-file
+    `.safetensors` checkpoint, loaded on first use.
+
+    `model_config` (a diffusers folder or Hub id of the same architecture) describes a
+    single-file checkpoint's components; without it diffusers fetches the standard configs
+    for the checkpoint's architecture from the Hub (or its cache).
+    """
     key = (source, config)
     with _cache_lock:
         entry = _cache.get(key)
         if entry is None:
-            # One code path for Hub ids and local folders. Moderation of outputs is the
-            # studio's job, so the pipeline's own safety checker is not loaded.
-            pipe = StableDiffusionPipeline.from_pretrained(
-                source,
-                dtype=config.dtype,
-                safety_checker=None,
-                requires_safety_checker=False,
-            )
+            pipe = _load(source, config, model_config)
             # Still on the CPU: room is made on the device before the weights move there.
             entry = _Entry(pipelines={"txt2img": pipe}, nbytes=pipeline_bytes(pipe))
             _make_room(config, entry.nbytes, incoming=source)
@@ -58,6 +72,82 @@ def load_pipeline(source: str, config: WorkerConfig, *, mode: str = "txt2img") -
         if mode not in entry.pipelines:
             entry.pipelines[mode] = MODES[mode].from_pipe(entry.pipelines["txt2img"])
         return entry.pipelines[mode]
+
+
+# SD 1.x and 2.x share these pipelines; anything else would fail deep inside the UNet.
+SUPPORTED_PIPELINES = frozenset({"StableDiffusionPipeline", "StableDiffusionImg2ImgPipeline"})
+SDXL_REFUSAL = "SDXL models are not supported by this worker yet; choose an SD 1.x or 2.x model."
+
+
+def is_single_file(source: str) -> bool:
+    return Path(source).suffix.lower() in {".safetensors", *PICKLE_SUFFIXES}
+
+
+def _load(source: str, config: WorkerConfig, model_config: str | None) -> DiffusionPipeline:
+    # Moderation of outputs is the studio's job, so the pipeline's own safety checker is not
+    # loaded.
+    options = {"dtype": config.dtype, "safety_checker": None, "requires_safety_checker": False}
+    if is_single_file(source):
+        return _load_single_file(source, model_config, options)
+    # One code path for Hub ids and local folders.
+    check_pipeline_class(source)
+    return StableDiffusionPipeline.from_pretrained(source, **options)
+
+
+def pipeline_class_name(source: str) -> str:
+    """`_class_name` from a diffusers folder's or Hub repo's model_index.json; nothing else
+    is read or downloaded."""
+    try:
+        return DiffusionPipeline.load_config(source)["_class_name"]
+    except (OSError, ValueError, KeyError) as error:
+        raise GenerationFailed(
+            f"{source} is not a diffusers pipeline this worker can read (no usable "
+            f"model_index.json: {error})."
+        ) from error
+
+
+def check_pipeline_class(source: str) -> None:
+    """Refuse, with a message a user can act on, pipelines this worker cannot run."""
+    class_name = pipeline_class_name(source)
+    if class_name in SUPPORTED_PIPELINES:
+        return
+    if "StableDiffusionXL" in class_name:
+        raise GenerationFailed(SDXL_REFUSAL)
+    raise GenerationFailed(
+        f"{class_name} models are not supported by this worker: it runs Stable Diffusion 1.x "
+        "and 2.x text-to-image pipelines."
+    )
+
+
+def _load_single_file(source: str, model_config: str | None, options: dict) -> DiffusionPipeline:
+    path = Path(source)
+    try:
+        refuse_pickle(path)
+        if not path.is_file():
+            raise GenerationFailed(f"The checkpoint file {source} does not exist on this worker.")
+        architecture = checkpoint_architecture(path)  # the header only: no tensor is read
+    except CheckpointError as error:
+        raise GenerationFailed(str(error)) from error
+    if architecture == "sdxl":
+        raise GenerationFailed(SDXL_REFUSAL)
+    if model_config:
+        check_pipeline_class(model_config)
+    try:
+        return StableDiffusionPipeline.from_single_file(
+            str(path),
+            config=model_config or None,
+            local_files_only=hub_constants.HF_HUB_OFFLINE,
+            **options,
+        )
+    except Exception as error:
+        if model_config or not hub_constants.HF_HUB_OFFLINE:
+            raise
+        raise GenerationFailed(
+            f"{path.name} needs the component configs of a standard {architecture} model, "
+            "which are not in this worker's Hugging Face cache, and downloads are off "
+            "(HF_HUB_OFFLINE). Set the model's Diffusers config in the library to a local "
+            "diffusers folder of the same architecture."
+        ) from error
 
 
 def loaded_sources(config: WorkerConfig | None = None) -> list[str]:

@@ -20,6 +20,10 @@ def from_pretrained_calls(monkeypatch, tiny_sd15):
     monkeypatch.setattr(
         pipelines.StableDiffusionPipeline, "from_pretrained", recording_from_pretrained
     )
+    # The pipeline class is checked first (model_index.json only); offline, a Hub id's is
+    # the tiny model's too.
+    tiny_class = pipelines.pipeline_class_name(str(tiny_sd15))
+    monkeypatch.setattr(pipelines, "pipeline_class_name", lambda source: tiny_class)
     return calls
 
 

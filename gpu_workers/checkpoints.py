@@ -1,0 +1,221 @@
+"""Single-file Stable Diffusion checkpoints (A1111 / original LDM layout, `.safetensors`).
+
+Two jobs, both without loading a model:
+
+- `checkpoint_architecture(path)` tells from the tensor names in the file's header which
+  architecture a checkpoint has, so the worker refuses an SDXL or non-SD file with a clear
+  message before diffusers builds anything.
+- `save_original_layout(pipe, path)` writes a diffusers SD 1.x/2.x pipeline as one
+  original-layout `.safetensors` file: the inverse of the conversion diffusers'
+  `from_single_file` does. Tests and the offline demo use it to make a single-file
+  checkpoint from the tiny model.
+
+Pickled checkpoints (`.ckpt`, `.pt`, `.bin`) are never opened: unpickling runs code.
+"""
+
+from pathlib import Path
+
+PICKLE_SUFFIXES = frozenset({".ckpt", ".pt", ".pth", ".bin", ".pkl", ".pickle"})
+
+UNET_PREFIX = "model.diffusion_model."
+VAE_PREFIX = "first_stage_model."
+CLIP_PREFIX = "cond_stage_model.transformer."  # SD 1.x: OpenAI CLIP ViT-L, transformers layout
+
+# Tensor-name prefixes that identify an architecture, first match wins.
+_ARCHITECTURE_MARKERS = [
+    ("conditioner.embedders.1.", "sdxl"),  # SDXL base: CLIP ViT-L + OpenCLIP ViT-bigG
+    ("conditioner.embedders.0.model.", "sdxl"),  # SDXL refiner: OpenCLIP ViT-bigG only
+    ("cond_stage_model.model.", "sd2"),  # SD 2.x: OpenCLIP ViT-H
+    (CLIP_PREFIX, "sd15"),
+]
+
+
+class CheckpointError(ValueError):
+    """The file is not a Stable Diffusion checkpoint this code can read; says why."""
+
+
+def refuse_pickle(path: str | Path) -> None:
+    suffix = Path(path).suffix.lower()
+    if suffix in PICKLE_SUFFIXES:
+        raise CheckpointError(
+            f"{Path(path).name} is a pickle-based checkpoint ({suffix}); pickles are never "
+            "loaded because opening one can run arbitrary code. Convert it to .safetensors."
+        )
+
+
+def tensor_names(path: str | Path) -> list[str]:
+    """The tensor names in a `.safetensors` header; no tensor is read."""
+    from safetensors import safe_open
+
+    refuse_pickle(path)
+    try:
+        with safe_open(str(path), framework="numpy") as opened:
+            return list(opened.keys())
+    except Exception as error:  # SafetensorError, OSError: the header is what is wrong
+        raise CheckpointError(
+            f"{Path(path).name} is not a valid .safetensors file ({error})."
+        ) from error
+
+
+def checkpoint_architecture(path: str | Path) -> str:
+    """"sd15", "sd2" or "sdxl" for a single-file checkpoint, from its tensor names only."""
+    names = tensor_names(path)
+    if not any(name.startswith(UNET_PREFIX) for name in names):
+        raise CheckpointError(
+            f"{Path(path).name} has no {UNET_PREFIX}* tensors, so it is not a full Stable "
+            "Diffusion checkpoint (a LoRA, a VAE or an embedding, perhaps?)."
+        )
+    for prefix, architecture in _ARCHITECTURE_MARKERS:
+        if any(name.startswith(prefix) for name in names):
+            return architecture
+    raise CheckpointError(
+        f"{Path(path).name} has a UNet but no text encoder this worker recognises."
+    )
+
+
+# --- diffusers → original layout --------------------------------------------------------
+
+# Module names that differ inside a UNet resnet block (diffusers → LDM).
+_UNET_RESNET = {
+    "norm1": "in_layers.0",
+    "conv1": "in_layers.2",
+    "norm2": "out_layers.0",
+    "conv2": "out_layers.3",
+    "time_emb_proj": "emb_layers.1",
+    "conv_shortcut": "skip_connection",
+}
+_UNET_TOP = {
+    "time_embedding.linear_1": "time_embed.0",
+    "time_embedding.linear_2": "time_embed.2",
+    "conv_in": "input_blocks.0.0",
+    "conv_norm_out": "out.0",
+    "conv_out": "out.2",
+}
+_VAE_TOP = {"conv_norm_out": "norm_out"}
+_VAE_ATTENTION = {
+    "group_norm": "norm",
+    "to_q": "q",
+    "to_k": "k",
+    "to_v": "v",
+    "to_out.0": "proj_out",
+}
+
+
+def _split(key: str, depth: int) -> tuple[list[str], str]:
+    parts = key.split(".")
+    return parts[:depth], ".".join(parts[depth:])
+
+
+def _rename_head(rest: str, table: dict[str, str]) -> str:
+    """Replace the longest module name in `table` that starts `rest`."""
+    for old in sorted(table, key=len, reverse=True):
+        if rest == old or rest.startswith(old + "."):
+            return table[old] + rest[len(old) :]
+    return rest
+
+
+def unet_to_original(state_dict: dict, layers_per_block: int) -> dict:
+    """A diffusers UNet2DConditionModel state dict in LDM's `model.diffusion_model.` names."""
+    per_level = layers_per_block + 1  # resnets (+ attentions), then a down/upsampler
+    out = {}
+    for key, tensor in state_dict.items():
+        parts = key.split(".")
+        if parts[0] == "down_blocks":
+            level, part, index, rest = int(parts[1]), parts[2], parts[3], ".".join(parts[4:])
+            if part == "downsamplers":
+                name = f"input_blocks.{level * per_level + per_level}.0.op.{rest[len('conv.'):]}"
+            else:
+                block = level * per_level + int(index) + 1
+                if part == "resnets":
+                    name = f"input_blocks.{block}.0.{_rename_head(rest, _UNET_RESNET)}"
+                else:
+                    name = f"input_blocks.{block}.1.{rest}"
+        elif parts[0] == "up_blocks":
+            level, part, index, rest = int(parts[1]), parts[2], parts[3], ".".join(parts[4:])
+            if part == "upsamplers":
+                block = level * per_level + layers_per_block
+                has_attention = any(
+                    k.startswith(f"up_blocks.{level}.attentions.") for k in state_dict
+                )
+                name = f"output_blocks.{block}.{2 if has_attention else 1}.{rest}"
+            else:
+                block = level * per_level + int(index)
+                if part == "resnets":
+                    name = f"output_blocks.{block}.0.{_rename_head(rest, _UNET_RESNET)}"
+                else:
+                    name = f"output_blocks.{block}.1.{rest}"
+        elif parts[0] == "mid_block":
+            part, index, rest = parts[1], int(parts[2]), ".".join(parts[3:])
+            if part == "resnets":
+                name = f"middle_block.{2 * index}.{_rename_head(rest, _UNET_RESNET)}"
+            else:
+                name = f"middle_block.{2 * index + 1}.{rest}"
+        else:
+            name = _rename_head(key, _UNET_TOP)
+        out[UNET_PREFIX + name] = tensor
+    return out
+
+
+def vae_to_original(state_dict: dict, num_blocks: int) -> dict:
+    """A diffusers AutoencoderKL state dict in LDM's `first_stage_model.` names."""
+    out = {}
+    for key, tensor in state_dict.items():
+        parts = key.split(".")
+        coder = parts[0]
+        if coder not in ("encoder", "decoder"):  # quant_conv, post_quant_conv
+            out[VAE_PREFIX + key] = tensor
+            continue
+        part = parts[1]
+        if part in ("down_blocks", "up_blocks"):
+            level = int(parts[2])
+            ldm_level = level if part == "down_blocks" else num_blocks - 1 - level
+            ldm_part = "down" if part == "down_blocks" else "up"
+            kind, rest = parts[3], ".".join(parts[5:])
+            if kind == "resnets":
+                rest = rest.replace("conv_shortcut", "nin_shortcut")
+                name = f"{coder}.{ldm_part}.{ldm_level}.block.{parts[4]}.{rest}"
+            else:  # downsamplers.0 / upsamplers.0
+                sampler = "downsample" if kind == "downsamplers" else "upsample"
+                name = f"{coder}.{ldm_part}.{ldm_level}.{sampler}.{rest}"
+        elif part == "mid_block":
+            kind, index, rest = parts[2], int(parts[3]), ".".join(parts[4:])
+            if kind == "resnets":
+                rest = rest.replace("conv_shortcut", "nin_shortcut")
+                name = f"{coder}.mid.block_{index + 1}.{rest}"
+            else:
+                name = f"{coder}.mid.attn_1.{_rename_head(rest, _VAE_ATTENTION)}"
+                if tensor.ndim == 2:  # LDM's attention projections are 1x1 convolutions
+                    tensor = tensor[:, :, None, None]
+        else:
+            name = f"{coder}.{_rename_head('.'.join(parts[1:]), _VAE_TOP)}"
+        out[VAE_PREFIX + name] = tensor
+    return out
+
+
+def clip_to_original(state_dict: dict) -> dict:
+    """A transformers CLIPTextModel state dict in LDM's `cond_stage_model.transformer.` names.
+
+    transformers 5.6 dropped the `text_model.` level from CLIPTextModel; checkpoints keep it.
+    """
+    return {
+        CLIP_PREFIX + (key if key.startswith("text_model.") else "text_model." + key): value
+        for key, value in state_dict.items()
+    }
+
+
+def save_original_layout(pipe, path: str | Path) -> Path:
+    """Write an SD 1.x diffusers pipeline (UNet, VAE, CLIP text encoder) as one
+    original-layout `.safetensors` checkpoint, the kind A1111 and civitai share."""
+    from safetensors.torch import save_file
+
+    path = Path(path)
+    unet_config, vae_config = pipe.unet.config, pipe.vae.config
+    tensors = {
+        **unet_to_original(pipe.unet.state_dict(), unet_config.layers_per_block),
+        **vae_to_original(pipe.vae.state_dict(), len(vae_config.down_block_types)),
+        **clip_to_original(pipe.text_encoder.state_dict()),
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # Contiguous copies: safetensors refuses views and shared storage.
+    save_file({key: value.contiguous().clone() for key, value in tensors.items()}, str(path))
+    return path
