@@ -69,6 +69,18 @@ def worker_name():
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
+def lease_seconds_left(job_id):
+    """For a job running on another worker: seconds until its lease lapses (at least 1)."""
+    lease = (
+        GenerationJob.objects.filter(pk=job_id, status=JobStatus.RUNNING)
+        .values_list("lease_expires_at", flat=True)
+        .first()
+    )
+    if lease is None:
+        return None
+    return max(1.0, (lease - timezone.now()).total_seconds() + 1)
+
+
 def job_fail_if_worn_out(job_id):
     """A job whose workers kept dying is failed rather than retried forever."""
     worn_out = GenerationJob.objects.filter(
@@ -88,11 +100,21 @@ def job_fail_if_worn_out(job_id):
 
 
 def job_execute(*, job_id):
+    """Run the job whose turn it is for the message of `job_id`.
+
+    Returns None, or seconds after which to look again: the message's own job is running
+    on another worker whose lease is live. Should that worker die, this message takes the
+    job over once the lease lapses, whatever the broker's visibility timeout.
+    """
     claimed_id = job_claim_next(job_id)
     if claimed_id is None:
         job_fail_if_worn_out(job_id)
-        logger.info("No job left to claim for the message of job %s", job_id)
-        return
+        lease_left = lease_seconds_left(job_id)
+        logger.info(
+            "No job to claim for the message of job %s%s", job_id,
+            f"; it runs elsewhere, looking again in {lease_left:.0f} s" if lease_left else "",
+        )
+        return lease_left
     job = GenerationJob.objects.select_related(
         "project", "model", "created_by", "source_image"
     ).get(pk=claimed_id)
@@ -162,6 +184,7 @@ def generation_requests(job):
     """The job as plain requests for gpu_workers: one per image of its batch."""
     request = GenerationRequest(
         model_source=job.model.source,
+        model_config=job.model.config_source or None,
         prompt=job.prompt,
         negative_prompt=job.negative_prompt,
         steps=job.steps,

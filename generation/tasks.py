@@ -9,12 +9,17 @@ from celery.worker.control import inspect_command
 logger = logging.getLogger(__name__)
 
 
-@shared_task(name="generation.tasks.run_generation_job", acks_late=True)
-def run_generation_job(job_id):
+@shared_task(name="generation.tasks.run_generation_job", acks_late=True, bind=True)
+def run_generation_job(self, job_id):
     # Imported here so web nodes, which only enqueue, never import torch.
     from generation.execution import job_execute
 
-    job_execute(job_id=job_id)
+    look_again_in = job_execute(job_id=job_id)
+    # The job runs on another worker: keep a message for it until it ends, so that if that
+    # worker dies the job is taken over once its lease lapses. (The embedded worker is one
+    # process: nothing else can die under it.)
+    if look_again_in and not self.request.called_directly:
+        raise self.retry(countdown=look_again_in, max_retries=None)
 
 
 def preload_sources():

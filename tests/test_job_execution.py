@@ -7,6 +7,7 @@ import re
 from unittest import mock
 
 import pytest
+from celery.exceptions import Retry
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 from django.utils import timezone
@@ -15,6 +16,7 @@ from PIL import Image as PILImage
 from gallery.models import Image
 from generation.execution import job_execute
 from generation.models import DiffusionModel, GenerationJob, JobMode, JobStatus
+from generation.tasks import run_generation_job
 from studio.accounts.models import Membership, Project, Role, Team, User
 
 pytestmark = pytest.mark.django_db
@@ -202,6 +204,28 @@ def test_a_running_job_with_a_live_lease_is_not_taken(job, settings):
     assert run(job) == []
     job.refresh_from_db()
     assert job.attempts == 1
+
+
+def test_a_message_for_a_job_running_elsewhere_comes_back_when_the_lease_lapses(job):
+    GenerationJob.objects.filter(pk=job.pk).update(
+        status=JobStatus.RUNNING, attempts=1,
+        lease_expires_at=timezone.now() + timezone.timedelta(seconds=30),
+    )
+    with mock.patch("generation.execution.publish"):
+        assert 30 <= job_execute(job_id=job.pk) <= 31
+
+    with mock.patch.object(run_generation_job, "retry", side_effect=Retry()) as retry:
+        run_generation_job.apply(args=[job.pk])
+    [call] = retry.call_args_list
+    assert call.kwargs["max_retries"] is None
+    assert 30 <= call.kwargs["countdown"] <= 31
+
+
+def test_a_message_for_an_ended_job_is_simply_done(job):
+    GenerationJob.objects.filter(pk=job.pk).update(status=JobStatus.FINISHED)
+    with mock.patch.object(run_generation_job, "retry") as retry:
+        run_generation_job.apply(args=[job.pk])
+    retry.assert_not_called()
 
 
 def test_a_running_job_whose_worker_died_is_taken_over(job):
