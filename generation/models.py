@@ -1,3 +1,5 @@
+import hashlib
+
 from django.conf import settings
 from django.db import models
 from django.urls import reverse
@@ -221,3 +223,35 @@ class GenerationJob(models.Model):
             "total": self.total_steps(),
             **extra,
         }
+
+
+def prompt_key(prompt):
+    """A fixed-size key for a prompt's text: prompts are too long for a unique index."""
+    return hashlib.sha256(prompt.encode()).hexdigest()
+
+
+class PromptFavourite(models.Model):
+    """A prompt a user starred in their prompt history; one per user and prompt text."""
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="prompt_favourites"
+    )
+    prompt = models.TextField()
+    prompt_hash = models.CharField(max_length=64, editable=False)
+    negative_prompt = models.TextField(blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["user", "prompt_hash"], name="one_favourite_per_user_and_prompt"
+            )
+        ]
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self):
+        return f"{self.user}: {self.prompt[:40]}"
+
+    def save(self, *args, **kwargs):
+        self.prompt_hash = prompt_key(self.prompt)
+        super().save(*args, **kwargs)
