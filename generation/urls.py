@@ -1,6 +1,6 @@
 from django.urls import path
 
-from generation import views
+from generation import history_views, views
 
 urlpatterns = [
     path("projects/<int:project_id>/", views.project_studio, name="project_studio"),
@@ -16,4 +16,15 @@ urlpatterns = [
     path("jobs/<int:job_id>/retry/", views.job_retry, name="job_retry"),
     path("jobs/<int:job_id>/priority/", views.job_priority, name="job_priority"),
     path("queue/", views.my_queue, name="my_queue"),
+    path("history/", history_views.prompt_history_view, name="prompt_history"),
+    path(
+        "projects/<int:project_id>/history/",
+        history_views.project_prompt_history,
+        name="project_prompt_history",
+    ),
+    path(
+        "jobs/<int:job_id>/favourite/",
+        history_views.prompt_favourite_toggle,
+        name="prompt_favourite",
+    ),
 ]
