@@ -1,13 +1,23 @@
 from django.contrib import admin
 
-from generation.models import DiffusionModel, GenerationJob
+from generation.library_forms import DiffusionModelForm
+from generation.models import DiffusionModel, GenerationJob, TeamModelSetting
 
 
 @admin.register(DiffusionModel)
 class DiffusionModelAdmin(admin.ModelAdmin):
-    list_display = ["name", "family", "source", "is_enabled"]
-    list_filter = ["family", "is_enabled"]
+    form = DiffusionModelForm  # the library's checks: sources, duplicates, defaults
+    list_display = ["name", "kind", "family", "source_kind", "source", "min_role", "is_enabled"]
+    list_filter = ["kind", "family", "source_kind", "min_role", "is_enabled"]
     search_fields = ["name", "source"]
+
+
+@admin.register(TeamModelSetting)
+class TeamModelSettingAdmin(admin.ModelAdmin):
+    list_display = ["model", "team", "is_enabled", "min_role", "updated_by", "updated_at"]
+    list_filter = ["is_enabled", "min_role"]
+    list_select_related = ["model", "team", "updated_by"]
+    raw_id_fields = ["team", "model", "updated_by"]
 
 
 @admin.register(GenerationJob)

@@ -12,6 +12,29 @@ MAX_SIDE = 2048
 MAX_CLIP_SKIP = 12  # the layers of CLIP ViT-L
 
 
+class LibraryModelField(forms.ModelChoiceField):
+    """The model to generate with, among those the user may use. A library model the user
+    may not use is refused with the reason, not as an unknown choice."""
+
+    refusal = None  # model -> why the user may not use it (None: they may); set by the form
+
+    def to_python(self, value):
+        try:
+            return super().to_python(value)
+        except forms.ValidationError:
+            known = None
+            if self.refusal is not None and str(value).isdigit():
+                known = DiffusionModel.objects.filter(pk=value).first()
+            reason = self.refusal(known) if known is not None else None
+            if reason:
+                raise forms.ValidationError(
+                    f"You may not use “{known.name}” in this project: {reason} Choose one "
+                    "from the list.",
+                    code="not_allowed",
+                ) from None
+            raise
+
+
 class GenerationForm(forms.Form):
     prompt = forms.CharField(
         max_length=2000,
@@ -27,7 +50,7 @@ class GenerationForm(forms.Form):
             attrs={"rows": 2, "class": "negative-input", "placeholder": "What to avoid…"}
         ),
     )
-    model = forms.ModelChoiceField(
+    model = LibraryModelField(
         queryset=DiffusionModel.objects.none(),
         empty_label=None,
         error_messages={"invalid_choice": "Unknown model: choose one from the list."},
@@ -108,9 +131,15 @@ class GenerationForm(forms.Form):
         help_text="Empty for a random seed; it is always recorded.",
     )
 
-    def __init__(self, *args, models=None, user=None, **kwargs):
+    def __init__(self, *args, models=None, user=None, project=None, **kwargs):
+        """`models`: those offered; with `user` and `project` and no `models`, the ones the
+        user may use in the project (DiffusionModelQuerySet.available_to)."""
         super().__init__(*args, **kwargs)
         self.user = user
+        if user is not None and project is not None:
+            if models is None:
+                models = DiffusionModel.objects.available_to(user, project)
+            self.fields["model"].refusal = lambda model: model.refusal_reason(user, project.team)
         if models is None:
             models = DiffusionModel.objects.usable()
         self.fields["model"].queryset = models

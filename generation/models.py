@@ -7,7 +7,7 @@ from django.utils import timezone
 
 from gpu_workers.requests import img2img_steps
 from gpu_workers.samplers import SAMPLERS
-from studio.accounts.models import Project
+from studio.accounts.models import ROLE_RANK, Project, Role
 from studio.permissions import can
 
 SAMPLER_CHOICES = [(name, name) for name in SAMPLERS]
@@ -19,18 +19,111 @@ class ModelFamily(models.TextChoices):
     SDXL = "sdxl", "Stable Diffusion XL"
 
 
+# Families the studio's workers can generate with; the library may hold others already.
+GENERATION_FAMILIES = (ModelFamily.SD15, ModelFamily.SD2)
+
+_LOOK_UP = object()  # refusal_reason's "not given": None means the team has no setting
+
+
+class ModelKind(models.TextChoices):
+    CHECKPOINT = "checkpoint", "Checkpoint"
+    CONTROLNET = "controlnet", "ControlNet"
+    IP_ADAPTER = "ip_adapter", "IP-Adapter"
+
+
+class SourceKind(models.TextChoices):
+    HUB = "hub", "Hugging Face Hub id"
+    FOLDER = "folder", "Diffusers folder"
+    FILE = "file", "Single .safetensors file"
+
+
+def guess_source_kind(source):
+    """What a source string most likely is: a local file, a local folder or a Hub id."""
+    source = source.strip()
+    if source.lower().endswith((".safetensors", ".ckpt", ".pt", ".pth", ".bin")):
+        return SourceKind.FILE
+    if source.startswith(("/", "~", ".", "\\")) or source.count("/") != 1 or ":" in source:
+        return SourceKind.FOLDER
+    return SourceKind.HUB
+
+
+def roles_at_least(role):
+    """The roles ranked at or above `role`."""
+    return [name for name, rank in ROLE_RANK.items() if rank >= ROLE_RANK[role]]
+
+
+def roles_up_to(role):
+    """The roles ranked at or below `role`: the minimum roles a `role` member satisfies."""
+    return [name for name, rank in ROLE_RANK.items() if rank <= ROLE_RANK[role]]
+
+
 class DiffusionModelQuerySet(models.QuerySet):
     def usable(self):
         return self.filter(is_enabled=True)
 
+    def search(self, text="", family="", kind=""):
+        """The library list's search (name or source contains `text`) and filters."""
+        found = self
+        if text:
+            found = found.filter(models.Q(name__icontains=text) | models.Q(source__icontains=text))
+        if family:
+            found = found.filter(family=family)
+        if kind:
+            found = found.filter(kind=kind)
+        return found
+
+    def available_to(self, user, project):
+        """Checkpoints `user` may generate with in `project`, in one query: enabled in the
+        library and for the project's team, of a family the workers run, and the user's
+        role at least the model's minimum (the team's setting, else the library's)."""
+        team = project.team
+        role = team.role_of(user)
+        if role is None or ROLE_RANK[role] < ROLE_RANK[Role.EDITOR]:
+            return self.none()
+        allowed = roles_up_to(role)
+        settings_rows = TeamModelSetting.objects.filter(team=team)
+        return (
+            self.usable()
+            .filter(kind=ModelKind.CHECKPOINT, family__in=GENERATION_FAMILIES)
+            .exclude(pk__in=settings_rows.filter(is_enabled=False).values("model"))
+            # The team's minimum role, where it set one, replaces the library's.
+            .exclude(
+                pk__in=settings_rows.exclude(min_role="")
+                .exclude(min_role__in=allowed)
+                .values("model")
+            )
+            .filter(
+                models.Q(min_role__in=allowed)
+                | models.Q(pk__in=settings_rows.filter(min_role__in=allowed).values("model"))
+            )
+        )
+
 
 class DiffusionModel(models.Model):
-    """A checkpoint in the model library: a Hub id or a local diffusers folder."""
+    """An entry in the model library: a checkpoint (what the studio generates with), a
+    ControlNet or an IP-Adapter, from a Hub id, a local diffusers folder or a single local
+    `.safetensors` file. Site-wide; each team can switch it off or raise its minimum role."""
 
-    name = models.CharField(max_length=100, unique=True)
-    source = models.CharField(
-        max_length=500, help_text="Hugging Face Hub id or a local diffusers folder path."
+    name = models.CharField(
+        max_length=100,
+        unique=True,
+        error_messages={"unique": "A model with this name is already in the library."},
     )
+    kind = models.CharField(
+        max_length=12, choices=ModelKind.choices, default=ModelKind.CHECKPOINT, db_index=True
+    )
+    source_kind = models.CharField(
+        "source type", max_length=10, choices=SourceKind.choices, default=SourceKind.HUB
+    )
+    source = models.CharField(
+        max_length=500,
+        help_text="A Hugging Face Hub id (owner/name), a diffusers folder or a .safetensors "
+        "file, as the workers see it.",
+    )
+    # Single-file checkpoints: the component configs (a diffusers folder or Hub id of the
+    # same architecture); blank: the standard ones for the checkpoint's architecture.
+    config_source = models.CharField("diffusers config", max_length=500, blank=True)
+    description = models.CharField(max_length=300, blank=True)
     family = models.CharField(max_length=10, choices=ModelFamily.choices, default=ModelFamily.SD15)
     default_width = models.PositiveIntegerField(default=512)
     default_height = models.PositiveIntegerField(default=512)
@@ -38,7 +131,11 @@ class DiffusionModel(models.Model):
     default_guidance_scale = models.FloatField(default=7.0)
     # An A1111 sampler name (gpu_workers.samplers); blank: the scheduler the model ships with.
     default_sampler = models.CharField(max_length=40, blank=True, choices=SAMPLER_CHOICES)
-    is_enabled = models.BooleanField(default=True)
+    # The least team role that may generate with it; each team may set its own.
+    min_role = models.CharField(
+        "minimum role", max_length=10, choices=Role.choices, default=Role.EDITOR
+    )
+    is_enabled = models.BooleanField("enabled", default=True)
     created_at = models.DateTimeField(default=timezone.now)
 
     objects = DiffusionModelQuerySet.as_manager()
@@ -48,6 +145,66 @@ class DiffusionModel(models.Model):
 
     def __str__(self):
         return self.name
+
+    def get_absolute_url(self):
+        return reverse("model_edit", args=[self.pk])
+
+    def generates_in_studio(self):
+        return self.kind == ModelKind.CHECKPOINT and self.family in GENERATION_FAMILIES
+
+    def refusal_reason(self, user, team, setting=_LOOK_UP):
+        """Why `user` may not generate with this model in `team`'s projects, or None if
+        they may. Agrees with DiffusionModelQuerySet.available_to. `setting`: the team's
+        TeamModelSetting for this model or None, if the caller has already fetched it.
+        """
+        if not self.is_enabled:
+            return "it is switched off in the model library."
+        if self.kind != ModelKind.CHECKPOINT:
+            return f"it is a {self.get_kind_display()} model, not a checkpoint."
+        if self.family not in GENERATION_FAMILIES:
+            return f"{self.get_family_display()} models can't generate in the studio yet."
+        if setting is _LOOK_UP:
+            setting = TeamModelSetting.objects.filter(team=team, model=self).first()
+        if setting is not None and not setting.is_enabled:
+            return f"the team {team.name} has switched it off."
+        role = team.role_of(user)
+        needed = (setting.min_role if setting is not None else "") or self.min_role
+        if role is None or ROLE_RANK[role] < max(ROLE_RANK[needed], ROLE_RANK[Role.EDITOR]):
+            have = Role(role).label if role else "not a member"
+            return f"it needs the {Role(needed).label} role in {team.name} (you are {have})."
+        return None
+
+
+class TeamModelSetting(models.Model):
+    """A team's own setting for a library model: switched off for the team, or a minimum
+    role of its own (blank: the library's). No row: the library's defaults."""
+
+    team = models.ForeignKey(
+        "accounts.Team", on_delete=models.CASCADE, related_name="model_settings"
+    )
+    model = models.ForeignKey(
+        DiffusionModel, on_delete=models.CASCADE, related_name="team_settings"
+    )
+    is_enabled = models.BooleanField("enabled for this team", default=True)
+    min_role = models.CharField(
+        "minimum role", max_length=10, choices=Role.choices, blank=True
+    )
+    updated_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True,
+        related_name="+",
+    )
+    updated_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["team", "model"], name="one_model_setting_per_team")
+        ]
+
+    def __str__(self):
+        return f"{self.model} in {self.team}"
+
+    def effective_min_role(self):
+        return self.min_role or self.model.min_role
 
 
 class JobStatus(models.TextChoices):

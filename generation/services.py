@@ -19,10 +19,17 @@ def random_seed():
     return secrets.randbelow(2**32)
 
 
+class ModelNotAllowed(PermissionDenied):
+    """The user may not generate with this model in this project; the message says why."""
+
+
 def job_create(*, user, project, params):
     """Create a queued job from validated form data and dispatch it once committed."""
     if not can(user, "generate", project):
         raise PermissionDenied("Your role in this project does not allow generating.")
+    refusal = params["model"].refusal_reason(user, project.team)
+    if refusal:
+        raise ModelNotAllowed(f"You may not use “{params['model'].name}” here: {refusal}")
     seed = params.get("seed")
     with transaction.atomic():
         job = GenerationJob.objects.create(

@@ -65,10 +65,12 @@ def recent_jobs(project, user):
 
 
 def studio_context(request, project, form=None):
-    models = DiffusionModel.objects.usable()
+    # Only the models this user may generate with here, whichever way the form was made.
+    models = DiffusionModel.objects.available_to(request.user, project)
     default_model = models.first()
     if form is None:
         form = GenerationForm(initial=initial_parameters(default_model), models=models)
+    form.fields["model"].queryset = models
     images = list(project.images.order_by("-created_at", "-id")[:RECENT_IMAGES])
     return {
         "project": project,
@@ -78,6 +80,7 @@ def studio_context(request, project, form=None):
         "latest_image": images[0] if images else None,
         "may_generate": can(request.user, "generate", project),
         "has_models": default_model is not None,
+        "library_is_empty": default_model is None and not DiffusionModel.objects.exists(),
     }
 
 
@@ -93,7 +96,7 @@ def project_studio(request, project_id):
     elif "source" in request.GET:
         # "Use as source" on an image the user may see: img2img from it.
         image = source_image_for(request.user, request.GET["source"])
-        default_model = DiffusionModel.objects.usable().first()
+        default_model = DiffusionModel.objects.available_to(request.user, project).first()
         initial = {
             **initial_parameters(default_model),
             "prompt": image.prompt,
@@ -155,7 +158,10 @@ def job_retry(request, job_id):
         return job_list_response(
             request, job, status=409, message="Only failed or canceled jobs can be retried."
         )
-    services.job_retry(job=job, user=request.user)
+    try:
+        services.job_retry(job=job, user=request.user)
+    except services.ModelNotAllowed as error:
+        return job_list_response(request, job, status=403, message=str(error))
     return job_list_response(request, job)
 
 
@@ -202,7 +208,7 @@ def my_queue(request):
 @require_POST
 def job_create(request, project_id):
     project = project_for(request.user, project_id, "generate")
-    form = GenerationForm(request.POST, request.FILES, user=request.user)
+    form = GenerationForm(request.POST, request.FILES, user=request.user, project=project)
     if not form.is_valid():
         context = studio_context(request, project, form=form)
         template = "generation/studio.html"

@@ -15,6 +15,7 @@ TEAM_ACTIONS = {
     "create_project": Role.EDITOR,
     "invite": Role.ADMIN,
     "manage_members": Role.ADMIN,
+    "manage_models": Role.ADMIN,  # the team's own settings for library models
     "delete": Role.OWNER,
 }
 PROJECT_ACTIONS = {

@@ -5,5 +5,6 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("", include("studio.accounts.urls")),
     path("", include("generation.urls")),
+    path("", include("generation.library_urls")),
     path("", include("gallery.urls")),
 ]

@@ -95,7 +95,7 @@ class JobCreateTestCase(StudioTestCase):
     def test_disabled_model(self):
         self.model.is_enabled = False
         self.model.save()
-        self.assert_refused("model", "Unknown model")
+        self.assert_refused("model", "it is switched off in the model library")
 
     def test_negative_seed(self):
         self.assert_refused("seed", "greater than or equal to 0", seed=-1)

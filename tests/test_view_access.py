@@ -37,6 +37,9 @@ class ViewAccessTestCase(StudioTestCase):
             ("get", reverse("image_detail", args=[self.image.pk]), None, "viewer"),
             ("get", reverse("image_card", args=[self.image.pk]), None, "viewer"),
             ("get", reverse("image_file", args=[self.image.pk]), None, "viewer"),
+            ("get", reverse("team_models", args=[self.team.pk]), None, "viewer"),
+            ("post", reverse("team_model_setting", args=[self.team.pk, self.model.pk]),
+             {f"m{self.model.pk}-is_enabled": "on"}, "admin"),
         ]
 
     def request(self, method, url, data):

@@ -1,7 +1,15 @@
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
-from generation.models import DiffusionModel, ModelFamily
+from generation.models import (
+    SAMPLER_CHOICES,
+    DiffusionModel,
+    ModelFamily,
+    ModelKind,
+    SourceKind,
+    guess_source_kind,
+)
+from studio.accounts.models import Role
 
 
 def register_tiny_model():
@@ -14,6 +22,8 @@ def register_tiny_model():
         name=TINY_SD15_NAME,
         defaults={
             "source": str(path),
+            "source_kind": SourceKind.FOLDER,
+            "kind": ModelKind.CHECKPOINT,
             "family": ModelFamily.SD15,
             "default_width": 256,
             "default_height": 256,
@@ -26,16 +36,51 @@ def register_tiny_model():
 
 
 class Command(BaseCommand):
-    help = "Register a model (Hub id or local diffusers folder) in the library, or --tiny."
+    help = (
+        "Register a model in the library (a Hub id, a local diffusers folder or a local "
+        ".safetensors file), or --tiny. The same checks as the library's Add model page "
+        "apply; registering an existing name updates it."
+    )
 
     def add_arguments(self, parser):
-        parser.add_argument("source", nargs="?", help="Hub id or local diffusers folder path")
+        parser.add_argument(
+            "source", nargs="?", help="Hub id (owner/name), diffusers folder or .safetensors file"
+        )
         parser.add_argument("--name", help="Name shown in the studio (default: the source)")
+        parser.add_argument("--kind", choices=ModelKind.values, default=ModelKind.CHECKPOINT)
+        parser.add_argument(
+            "--source-kind",
+            choices=SourceKind.values,
+            help="hub, folder or file (default: guessed from the source)",
+        )
         parser.add_argument("--family", choices=ModelFamily.values, default=ModelFamily.SD15)
+        parser.add_argument(
+            "--config",
+            default="",
+            help="single .safetensors checkpoints: a diffusers folder or Hub id with its "
+            "component configs (needed offline)",
+        )
+        parser.add_argument("--description", default="")
         parser.add_argument("--width", type=int, default=512)
         parser.add_argument("--height", type=int, default=512)
         parser.add_argument("--steps", type=int, default=25)
         parser.add_argument("--guidance-scale", type=float, default=7.0)
+        parser.add_argument(
+            "--sampler",
+            default="",
+            choices=["", *(name for name, _ in SAMPLER_CHOICES)],
+            metavar="SAMPLER",
+            help="default A1111 sampler name, e.g. 'DPM++ 2M Karras' (default: the model's own)",
+        )
+        parser.add_argument(
+            "--min-role",
+            choices=[Role.EDITOR, Role.ADMIN, Role.OWNER],
+            default=Role.EDITOR,
+            help="least team role that may generate with it (teams may set their own)",
+        )
+        parser.add_argument(
+            "--disabled", action="store_true", help="register it switched off for every team"
+        )
         parser.add_argument(
             "--tiny", action="store_true", help="Build and register the tiny offline test model"
         )
@@ -44,18 +89,39 @@ class Command(BaseCommand):
         if options["tiny"]:
             model = register_tiny_model()
         elif options["source"]:
-            model, _ = DiffusionModel.objects.update_or_create(
-                name=options["name"] or options["source"],
-                defaults={
-                    "source": options["source"],
-                    "family": options["family"],
-                    "default_width": options["width"],
-                    "default_height": options["height"],
-                    "default_steps": options["steps"],
-                    "default_guidance_scale": options["guidance_scale"],
-                    "is_enabled": True,
-                },
-            )
+            model = self.register(options)
         else:
-            raise CommandError("Give a Hub id or folder path, or --tiny.")
+            raise CommandError("Give a Hub id, folder or .safetensors path, or --tiny.")
         self.stdout.write(f"Registered model {model.name!r} ({model.source}).")
+
+    def register(self, options):
+        # The library's form is the one validator: same checks and messages as the web page.
+        from generation.library_forms import DiffusionModelForm
+
+        source = options["source"]
+        name = options["name"] or source
+        data = {
+            "name": name,
+            "kind": options["kind"],
+            "family": options["family"],
+            "source_kind": options["source_kind"] or guess_source_kind(source),
+            "source": source,
+            "config_source": options["config"],
+            "description": options["description"],
+            "default_width": options["width"],
+            "default_height": options["height"],
+            "default_steps": options["steps"],
+            "default_guidance_scale": options["guidance_scale"],
+            "default_sampler": options["sampler"],
+            "min_role": options["min_role"],
+            "is_enabled": not options["disabled"],
+        }
+        form = DiffusionModelForm(data, instance=DiffusionModel.objects.filter(name=name).first())
+        if not form.is_valid():
+            problems = "\n".join(
+                f"  {form[field].label if field in form.fields else field}: {message}"
+                for field, messages in form.errors.items()
+                for message in messages
+            )
+            raise CommandError(f"{name} was not registered:\n{problems}")
+        return form.save()

@@ -4,7 +4,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand
 
 from generation.management.commands.register_model import register_tiny_model
-from generation.models import DiffusionModel
+from generation.models import DiffusionModel, guess_source_kind
 from studio.accounts.models import Membership, Project, Role, Team, User
 
 
@@ -26,7 +26,10 @@ class Command(BaseCommand):
         if settings.STUDIO_DEFAULT_MODEL:
             DiffusionModel.objects.get_or_create(
                 name=settings.STUDIO_DEFAULT_MODEL,
-                defaults={"source": settings.STUDIO_DEFAULT_MODEL},
+                defaults={
+                    "source": settings.STUDIO_DEFAULT_MODEL,
+                    "source_kind": guess_source_kind(settings.STUDIO_DEFAULT_MODEL),
+                },
             )
         elif not DiffusionModel.objects.usable().exists():
             self.stdout.write("No model configured: building the tiny offline model…")

@@ -1,0 +1,171 @@
+"""Checks that a model library entry points at something a worker can load.
+
+Local paths are checked on this machine, which sees the model storage as the workers do.
+Nothing is loaded: a diffusers folder is recognised by its config files, a single-file
+checkpoint by its `.safetensors` header (`safetensors.safe_open`, no tensor is read). Pickled
+checkpoints are refused by name, never opened.
+"""
+
+import json
+import re
+from pathlib import Path
+
+from django.core.exceptions import ValidationError
+
+from generation.models import ModelFamily, ModelKind, SourceKind
+from gpu_workers.checkpoints import (
+    PICKLE_SUFFIXES,
+    CheckpointError,
+    checkpoint_architecture,
+    tensor_names,
+)
+
+# Hugging Face repo ids: owner/name, letters, digits, "-", "_", "."; at most 96 characters
+# each; no "--" or ".."; neither starts nor ends with "-" or ".".
+_HUB_PART = r"[A-Za-z0-9](?:[A-Za-z0-9_.-]{0,94}[A-Za-z0-9_])?"
+HUB_ID = re.compile(rf"^{_HUB_PART}/{_HUB_PART}$")
+HUB_EXAMPLE = "runwayml/stable-diffusion-v1-5"
+
+_XL_HINT = "XL"  # every SDXL pipeline class name has it: StableDiffusionXLPipeline, ...
+
+
+def validate_hub_id(value):
+    value = value.strip()
+    if value.startswith(("http://", "https://", "huggingface.co/", "hf.co/")):
+        raise ValidationError(
+            f"Write the Hub id as owner/name (e.g. {HUB_EXAMPLE}), not a web address."
+        )
+    if not HUB_ID.match(value) or "--" in value or ".." in value:
+        raise ValidationError(
+            f"“{value}” is not a Hub id: write it as owner/name, e.g. {HUB_EXAMPLE}."
+        )
+    return value
+
+
+def _local_path(value, what):
+    path = Path(value.strip()).expanduser()
+    if not path.is_absolute():
+        raise ValidationError(
+            f"Write the {what}'s full path (starting with /): workers and web nodes run in "
+            "different folders."
+        )
+    return path
+
+
+def _pipeline_class(folder):
+    """`_class_name` from a diffusers folder's model_index.json, or a ValidationError."""
+    try:
+        return json.loads((folder / "model_index.json").read_text(encoding="utf-8"))[
+            "_class_name"
+        ]
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        raise ValidationError(
+            f"{folder}/model_index.json is not a readable diffusers model index ({error})."
+        ) from error
+
+
+def validate_folder(value, kind, family=None):
+    """A diffusers folder for `kind`; returns the normalised path. For checkpoints, also
+    checks that the pipeline's class agrees with `family`."""
+    folder = _local_path(value, "folder")
+    if folder.is_file():
+        raise ValidationError(
+            f"{folder} is a file, not a folder: choose “{SourceKind.FILE.label}” as the "
+            "source type."
+        )
+    if not folder.is_dir():
+        raise ValidationError(
+            f"There is no folder at {folder}. The path must exist on this server, as the "
+            "workers see it."
+        )
+    if kind == ModelKind.CHECKPOINT:
+        if not (folder / "model_index.json").is_file():
+            raise ValidationError(
+                f"{folder} has no model_index.json, so it is not a diffusers pipeline folder."
+            )
+        _check_family(_pipeline_class(folder), family)
+    elif kind == ModelKind.CONTROLNET:
+        if not ((folder / "config.json").is_file() or (folder / "model_index.json").is_file()):
+            raise ValidationError(
+                f"{folder} has no config.json, so it is not a diffusers ControlNet folder."
+            )
+    elif not any(folder.glob("*.safetensors")) and not any(folder.glob("*/*.safetensors")):
+        raise ValidationError(f"{folder} holds no .safetensors weights for an IP-Adapter.")
+    return str(folder)
+
+
+def _check_family(class_name, family):
+    if family is None:
+        return
+    is_xl = _XL_HINT in class_name
+    if is_xl and family != ModelFamily.SDXL:
+        raise ValidationError(
+            f"This is an SDXL model ({class_name}): set the family to "
+            f"“{ModelFamily.SDXL.label}”.",
+            code="family",
+        )
+    if not is_xl and family == ModelFamily.SDXL:
+        raise ValidationError(
+            f"This is not an SDXL model ({class_name}): set the family to SD 1.x or 2.x.",
+            code="family",
+        )
+
+
+def validate_single_file(value, kind, family=None):
+    """A `.safetensors` file whose header is valid; returns the normalised path. A
+    checkpoint's architecture, read from its tensor names, must agree with `family`."""
+    path = _local_path(value, "file")
+    suffix = path.suffix.lower()
+    if suffix in PICKLE_SUFFIXES:
+        raise ValidationError(
+            f"{path.name} is a pickle-based checkpoint ({suffix}). The studio never loads "
+            "pickles, because opening one can run any code: convert it to .safetensors "
+            "first."
+        )
+    if suffix != ".safetensors":
+        raise ValidationError(f"{path.name} is not a .safetensors file.")
+    if path.is_dir():
+        raise ValidationError(
+            f"{path} is a folder: choose “{SourceKind.FOLDER.label}” as the source type."
+        )
+    if not path.is_file():
+        raise ValidationError(
+            f"There is no file at {path}. The path must exist on this server, as the workers "
+            "see it."
+        )
+    try:
+        if not tensor_names(path):
+            raise ValidationError(f"{path.name} holds no tensors.")
+        if kind == ModelKind.CHECKPOINT:
+            architecture = checkpoint_architecture(path)
+    except CheckpointError as error:
+        raise ValidationError(str(error)) from error
+    if kind == ModelKind.CHECKPOINT and family is not None and architecture != family:
+        raise ValidationError(
+            f"{path.name} is a {ModelFamily(architecture).label} checkpoint: set the family "
+            f"to “{ModelFamily(architecture).label}”.",
+            code="family",
+        )
+    return str(path)
+
+
+def validate_source(value, *, source_kind, kind, family=None):
+    """The normalised source, or a ValidationError that says what is wrong and what to do."""
+    if source_kind == SourceKind.HUB:
+        return validate_hub_id(value)
+    if source_kind == SourceKind.FOLDER:
+        return validate_folder(value, kind, family)
+    return validate_single_file(value, kind, family)
+
+
+def validate_config_source(value):
+    """A single-file checkpoint's component configs: a Hub id or a local diffusers folder."""
+    value = value.strip()
+    if not value.startswith(("/", "~")):
+        return validate_hub_id(value)
+    folder = _local_path(value, "folder")
+    if not (folder / "model_index.json").is_file():
+        raise ValidationError(
+            f"{folder} is not a diffusers folder (no model_index.json there)."
+        )
+    return str(folder)
