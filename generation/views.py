@@ -330,7 +330,7 @@ def parameters_import(request, project_id):
 @csrf_protect
 def _parameters_import(request, project_id, limit):
     project = project_for(request.user, project_id, "generate")
-    models = DiffusionModel.objects.usable()
+    models = DiffusionModel.objects.available_to(request.user, project)
     current = current_parameters(request.POST, models)
     upload = request.FILES.get("image")
     file_name = display_name(upload.name if upload else "")

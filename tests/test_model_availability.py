@@ -124,6 +124,25 @@ class ModelAvailabilityTestCase(StudioTestCase):
         response = self.client.get(url, {"duplicate": job.pk})
         self.assertNotIn("Admins only", self.offered(response))
 
+    def test_an_imported_png_never_selects_a_model_the_user_may_not_use(self):
+        from django.core.files.uploadedfile import SimpleUploadedFile
+
+        from tests.test_parameters_import import A1111_INFOTEXT, png_bytes
+
+        DiffusionModel.objects.create(  # the infotext's "Model:"
+            name="v1-5-pruned-emaonly", source="owner/v15", min_role=Role.ADMIN
+        )
+        image = SimpleUploadedFile(
+            "a.png", png_bytes({"parameters": A1111_INFOTEXT}), content_type="image/png"
+        )
+        self.client.force_login(self.editor)
+        response = self.client.post(
+            reverse("parameters_import", args=[self.project.pk]), {"image": image},
+            headers={"HX-Request": "true"},
+        )
+        self.assertEqual(response.context["form"].initial["model"], self.sd2.pk)
+        self.assertNotIn("v1-5-pruned-emaonly", self.offered(response))
+
     # --- jobs ---------------------------------------------------------------------
 
     def post_job(self, user, model):
