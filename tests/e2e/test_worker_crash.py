@@ -24,8 +24,10 @@ pytestmark = [
 
 # Its own queue: the session's end-to-end worker, if one was started, must not take the job.
 QUEUE = "gpu-crash-test"
-# Short enough for a test; real deployments keep both longer than their longest job.
-VISIBILITY_TIMEOUT_S = 4
+# Short enough for a test. The visibility timeout is even shorter than the job, so the
+# broker hands its message out again while the first worker still runs it: recovery must
+# not depend on it (real deployments keep it longer than their longest job).
+VISIBILITY_TIMEOUT_S = 1
 LEASE_S = 2
 
 
