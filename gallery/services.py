@@ -5,6 +5,7 @@ from django.core.files.base import ContentFile
 
 from gallery.metadata import a1111_infotext, format_number, png_info
 from gallery.models import Image
+from generation.models import OUTPAINT_SIDES
 from studio import __version__ as studio_version
 
 
@@ -20,10 +21,12 @@ def library_versions():
 
 
 def denoising_strength(job):
-    """A1111 writes one: the hires pass's when there is one, else img2img's."""
+    """A1111 writes one: the hires pass's when there is one, else that of the image mode."""
     if job.has_hires_fix():
         return format_number(job.hires_strength)
-    if job.mode == "img2img":
+    if job.mode == "outpaint":
+        return "1"  # what it adds is drawn from noise
+    if job.mode != "txt2img":
         return format_number(job.strength)
     return None
 
@@ -62,7 +65,10 @@ def image_create_from_generation(*, job, pil_image, result):
         "job_id": job.pk,
         "mode": job.mode,
         "source_image_id": job.source_image_id,
-        "strength": job.strength if job.mode == "img2img" else None,
+        "strength": float(denoising_strength(job)) if job.mode != "txt2img" else None,
+        "outpaint": {side.removeprefix("outpaint_"): getattr(job, side) for side in OUTPAINT_SIDES}
+        if job.mode == "outpaint"
+        else None,
         "clip_skip": job.clip_skip,
         "batch_size": job.batch_size,
         "hires": {

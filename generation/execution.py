@@ -14,6 +14,7 @@ from django.db import transaction
 from django.db.models import F, Q
 from django.utils import timezone
 from PIL import Image as PILImage
+from PIL import ImageFilter
 
 from gallery.services import image_create_from_generation
 from generation.models import GenerationJob, JobMode, JobStatus
@@ -24,6 +25,9 @@ from gpu_workers.runner import generate_all
 from studio.realtime.events import publish
 
 logger = logging.getLogger(__name__)
+
+OUTPAINT_SEAM = 8  # pixels of the source redrawn along each extended side
+OUTPAINT_BACKGROUND_BLUR = 16
 
 
 def lease_deadline():
@@ -182,6 +186,7 @@ def job_execute(*, job_id):
 
 def generation_requests(job):
     """The job as plain requests for gpu_workers: one per image of its batch."""
+    init_image, mask_image = source_and_mask(job)
     request = GenerationRequest(
         model_source=job.model.source,
         model_config=job.model.config_source or None,
@@ -194,8 +199,10 @@ def generation_requests(job):
         seed=job.seed,
         sampler=job.sampler or job.model.default_sampler or None,
         clip_skip=job.clip_skip,
-        init_image=source_pixels(job),
-        strength=job.strength,
+        init_image=init_image,
+        mask_image=mask_image,
+        # What outpainting adds has nothing to keep: it is drawn from noise.
+        strength=1.0 if job.mode == JobMode.OUTPAINT else job.strength,
     )
     # A1111's batch: one image per seed, counting up from the job's.
     return [
@@ -220,20 +227,55 @@ def hires_requests(job, first_requests, first_results):
     ]
 
 
-def source_pixels(job):
-    """img2img's source, resized to the job's size as A1111's "Just resize" does; None for
-    txt2img."""
-    if job.mode != JobMode.IMG2IMG:
-        return None
-    if job.source_upload:
-        file = job.source_upload
-    elif job.source_image is not None:
-        file = job.source_image.file
-    else:
+def source_and_mask(job):
+    """The job's source image and mask at its size, as gpu_workers takes them: (None, None)
+    for txt2img; the source resized as A1111's "Just resize" does; for outpainting, the
+    source on the larger canvas and a mask over what is added."""
+    if job.mode == JobMode.TXT2IMG:
+        return None, None
+    source = stored_image(job.source_upload or (job.source_image and job.source_image.file))
+    if source is None:
         raise GenerationFailed("Its source image was deleted before the job ran.")
+    size = (job.width, job.height)
+    if job.mode == JobMode.IMG2IMG:
+        return source.resize(size, PILImage.Resampling.LANCZOS), None
+    if job.mode == JobMode.INPAINT:
+        mask = stored_image(job.mask_upload)
+        if mask is None:
+            raise GenerationFailed("Its mask was deleted before the job ran.")
+        # Nearest: the mask stays black and white.
+        mask = mask.convert("L").resize(size, PILImage.Resampling.NEAREST)
+        return source.resize(size, PILImage.Resampling.LANCZOS), mask
+    return outpaint_canvas(job, source)
+
+
+def stored_image(file):
+    """An RGB image from storage, or None when there is no file."""
+    if not file:
+        return None
     with file.open("rb") as opened:
-        image = PILImage.open(opened).convert("RGB")
-    return image.resize((job.width, job.height), PILImage.Resampling.LANCZOS)
+        return PILImage.open(opened).convert("RGB")
+
+
+def outpaint_canvas(job, source):
+    """The source on the job's larger canvas, the added area filled with a blurred stretch
+    of the source (colours for the model to continue), and the mask: the added area plus
+    a seam of OUTPAINT_SEAM pixels into the source on each extended side, redrawn so the
+    two blend."""
+    left, top, right, bottom = job.source_box()
+    source = source.resize((right - left, bottom - top), PILImage.Resampling.LANCZOS)
+    canvas = source.resize((job.width, job.height), PILImage.Resampling.BILINEAR)
+    canvas = canvas.filter(ImageFilter.GaussianBlur(OUTPAINT_BACKGROUND_BLUR))
+    canvas.paste(source, (left, top))
+    mask = PILImage.new("L", (job.width, job.height), 255)
+    kept = (
+        left + (OUTPAINT_SEAM if job.outpaint_left else 0),
+        top + (OUTPAINT_SEAM if job.outpaint_top else 0),
+        right - (OUTPAINT_SEAM if job.outpaint_right else 0),
+        bottom - (OUTPAINT_SEAM if job.outpaint_bottom else 0),
+    )
+    mask.paste(0, kept)
+    return canvas, mask
 
 
 def preview_data_url(image):

@@ -1,15 +1,21 @@
+import base64
+import binascii
+
 from django import forms
 from django.conf import settings
+from django.core.files.base import ContentFile
 
 from gallery.models import Image
 from gallery.uploads import UploadRejected, image_from_upload
-from generation.models import SAMPLER_CHOICES, DiffusionModel
+from generation.models import OUTPAINT_SIDES, SAMPLER_CHOICES, DiffusionModel
 from studio.permissions import can
 
 MAX_SEED = 2**32 - 1
 MIN_SIDE = 64
 MAX_SIDE = 2048
 MAX_CLIP_SKIP = 12  # the layers of CLIP ViT-L
+MAX_OUTPAINT = 1024
+MASK_DATA_PREFIX = "data:image/png;base64,"
 
 
 class LibraryModelField(forms.ModelChoiceField):
@@ -107,6 +113,24 @@ class GenerationForm(forms.Form):
         widget=forms.NumberInput(attrs={"step": "0.05"}),
         help_text="How much of the source to redraw: low keeps it, 1 replaces it.",
     )
+    # The painted mask, as the painter sends it: a PNG data URL.
+    mask_data = forms.CharField(required=False, widget=forms.HiddenInput)
+    outpaint_left = forms.IntegerField(
+        required=False, label="Left", min_value=0, max_value=MAX_OUTPAINT, initial=0,
+        widget=forms.NumberInput(attrs={"step": "8"}),
+    )
+    outpaint_right = forms.IntegerField(
+        required=False, label="Right", min_value=0, max_value=MAX_OUTPAINT, initial=0,
+        widget=forms.NumberInput(attrs={"step": "8"}),
+    )
+    outpaint_top = forms.IntegerField(
+        required=False, label="Top", min_value=0, max_value=MAX_OUTPAINT, initial=0,
+        widget=forms.NumberInput(attrs={"step": "8"}),
+    )
+    outpaint_bottom = forms.IntegerField(
+        required=False, label="Bottom", min_value=0, max_value=MAX_OUTPAINT, initial=0,
+        widget=forms.NumberInput(attrs={"step": "8"}),
+    )
     hires_fix = forms.BooleanField(
         required=False,
         label="Hires fix",
@@ -171,6 +195,62 @@ class GenerationForm(forms.Form):
             return image_from_upload(upload)
         except UploadRejected as error:
             raise forms.ValidationError(str(error)) from error
+
+    def clean_mask_data(self):
+        """The painted mask as a greyscale PIL image, checked like any uploaded image."""
+        data = self.cleaned_data["mask_data"].strip()
+        if not data:
+            return None
+        if not data.startswith(MASK_DATA_PREFIX):
+            raise forms.ValidationError("The mask must be a PNG painted in the mask editor.")
+        try:
+            png = base64.b64decode(data.removeprefix(MASK_DATA_PREFIX), validate=True)
+        except (binascii.Error, ValueError) as error:
+            raise forms.ValidationError("The mask is damaged; paint it again.") from error
+        try:
+            mask = image_from_upload(ContentFile(png, name="mask.png"))
+        except UploadRejected as error:
+            raise forms.ValidationError(f"Mask: {error}") from error
+        return mask.convert("L")
+
+    def _clean_outpaint_side(self, name):
+        value = self.cleaned_data[name] or 0
+        if value % 8:
+            raise forms.ValidationError(f"Use a multiple of 8 (try {value - value % 8}).")
+        return value
+
+    def clean_outpaint_left(self):
+        return self._clean_outpaint_side("outpaint_left")
+
+    def clean_outpaint_right(self):
+        return self._clean_outpaint_side("outpaint_right")
+
+    def clean_outpaint_top(self):
+        return self._clean_outpaint_side("outpaint_top")
+
+    def clean_outpaint_bottom(self):
+        return self._clean_outpaint_side("outpaint_bottom")
+
+    def _clean_image_modes(self, cleaned):
+        """Mask and outpaint need a source, and exclude each other."""
+        has_source = cleaned.get("source_image") or cleaned.get("source_upload")
+        left, right, top, bottom = (cleaned.get(side) or 0 for side in OUTPAINT_SIDES)
+        outpaint = any((left, right, top, bottom))
+        if cleaned.get("mask_data") is not None and not has_source:
+            self.add_error("mask_data", "Choose a source image to paint the mask on.")
+        if outpaint and not has_source:
+            self.add_error("outpaint_left", "Choose a source image to extend.")
+        if outpaint and cleaned.get("mask_data") is not None:
+            self.add_error("mask_data", "Outpaint makes its own mask: remove the painted one.")
+        width, height = cleaned.get("width"), cleaned.get("height")
+        if outpaint and width and height:
+            final_width, final_height = width + left + right, height + top + bottom
+            if final_width * final_height > settings.STUDIO_MAX_PIXELS:
+                self.add_error(
+                    "outpaint_left",
+                    f"Extended to {final_width}x{final_height}, more than the "
+                    f"{settings.STUDIO_MAX_PIXELS:,} pixels allowed; extend less.",
+                )
 
     def clean_strength(self):
         strength = self.cleaned_data["strength"]
@@ -240,6 +320,7 @@ class GenerationForm(forms.Form):
             )
         if cleaned.get("hires_fix"):
             self._clean_hires_fix(cleaned)
+        self._clean_image_modes(cleaned)
         has_source = cleaned.get("source_image") or cleaned.get("source_upload")
         steps, strength = cleaned.get("steps"), cleaned.get("strength")
         if has_source and steps and strength and int(steps * strength) < 1:

@@ -11,6 +11,7 @@ from studio.accounts.models import ROLE_RANK, Project, Role
 from studio.permissions import can
 
 SAMPLER_CHOICES = [(name, name) for name in SAMPLERS]
+OUTPAINT_SIDES = ("outpaint_left", "outpaint_right", "outpaint_top", "outpaint_bottom")
 
 
 class ModelFamily(models.TextChoices):
@@ -218,6 +219,8 @@ class JobStatus(models.TextChoices):
 class JobMode(models.TextChoices):
     TXT2IMG = "txt2img", "Text to image"
     IMG2IMG = "img2img", "Image to image"
+    INPAINT = "inpaint", "Inpaint"
+    OUTPAINT = "outpaint", "Outpaint"
 
 
 class JobPriority(models.IntegerChoices):
@@ -270,6 +273,14 @@ class GenerationJob(models.Model):
     source_upload = models.FileField(max_length=300, blank=True)
     strength = models.FloatField(default=0.75)
     mode = models.CharField(max_length=10, choices=JobMode.choices, default=JobMode.TXT2IMG)
+    # Inpaint: the mask painted over the source (white: redraw), stored like an upload.
+    mask_upload = models.FileField(max_length=300, blank=True)
+    # Outpaint: pixels added on each side of the source; the job's width and height are the
+    # final canvas, the source fills the rest.
+    outpaint_left = models.PositiveIntegerField(default=0)
+    outpaint_right = models.PositiveIntegerField(default=0)
+    outpaint_top = models.PositiveIntegerField(default=0)
+    outpaint_bottom = models.PositiveIntegerField(default=0)
     # Hires fix (A1111's): the first image upscaled by `hires_scale`, then redrawn by img2img
     # at that size with its own steps (0: as many as the first pass) and strength.
     hires_scale = models.FloatField(default=1.0)
@@ -312,9 +323,18 @@ class GenerationJob(models.Model):
         return tuple(int(side * self.hires_scale) // 8 * 8 for side in (self.width, self.height))
 
     def first_pass_steps(self):
-        if self.mode == JobMode.IMG2IMG:
-            return img2img_steps(self.steps, self.strength)
-        return self.steps
+        if self.mode == JobMode.TXT2IMG:
+            return self.steps
+        return img2img_steps(self.steps, self.strength)
+
+    def source_box(self):
+        """Where the source sits on the canvas: (left, top, right, bottom)."""
+        return (
+            self.outpaint_left,
+            self.outpaint_top,
+            self.width - self.outpaint_right,
+            self.height - self.outpaint_bottom,
+        )
 
     def hires_pass_steps(self):
         return img2img_steps(self.hires_steps or self.steps, self.hires_strength)
@@ -350,8 +370,9 @@ class GenerationJob(models.Model):
             "negative_prompt": self.negative_prompt,
             "steps": self.steps,
             "guidance_scale": self.guidance_scale,
-            "width": self.width,
-            "height": self.height,
+            # The source's size: outpainting adds its sides again.
+            "width": self.width - self.outpaint_left - self.outpaint_right,
+            "height": self.height - self.outpaint_top - self.outpaint_bottom,
             "seed": self.seed,
             "sampler": self.sampler,
             "clip_skip": self.clip_skip,
@@ -362,6 +383,7 @@ class GenerationJob(models.Model):
             "hires_scale": self.hires_scale if self.has_hires_fix() else 2.0,
             "hires_steps": self.hires_steps,
             "hires_strength": self.hires_strength,
+            **{side: getattr(self, side) for side in OUTPAINT_SIDES},
         }
 
     def progress_percent(self):

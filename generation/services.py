@@ -8,7 +8,7 @@ from PIL import Image as PILImage
 
 from gallery.uploads import upload_store
 from generation.dispatch import enqueue_generation
-from generation.models import GenerationJob, JobMode, JobStatus
+from generation.models import OUTPAINT_SIDES, GenerationJob, JobMode, JobStatus
 from studio.permissions import can
 from studio.realtime.events import publish
 
@@ -31,6 +31,7 @@ def job_create(*, user, project, params):
     if refusal:
         raise ModelNotAllowed(f"You may not use “{params['model'].name}” here: {refusal}")
     seed = params.get("seed")
+    left, right, top, bottom = (params.get(side) or 0 for side in OUTPAINT_SIDES)
     with transaction.atomic():
         job = GenerationJob.objects.create(
             project=project,
@@ -40,8 +41,9 @@ def job_create(*, user, project, params):
             negative_prompt=params.get("negative_prompt", ""),
             steps=params["steps"],
             guidance_scale=params["guidance_scale"],
-            width=params["width"],
-            height=params["height"],
+            # Outpainting makes the canvas larger than the source by what it adds.
+            width=params["width"] + left + right,
+            height=params["height"] + top + bottom,
             seed=random_seed() if seed is None else seed,
             sampler=params.get("sampler") or "",
             clip_skip=params.get("clip_skip") or 1,
@@ -52,12 +54,25 @@ def job_create(*, user, project, params):
             hires_scale=params["hires_scale"] if params.get("hires_fix") else 1.0,
             hires_steps=params.get("hires_steps") or 0,
             hires_strength=params.get("hires_strength") or 0.5,
-            mode=JobMode.IMG2IMG
-            if params.get("source_image") or params.get("source_upload")
-            else JobMode.TXT2IMG,
+            mode=job_mode(params),
+            mask_upload=params.get("mask_data") or "",
+            outpaint_left=left,
+            outpaint_right=right,
+            outpaint_top=top,
+            outpaint_bottom=bottom,
         )
         transaction.on_commit(lambda: job_dispatch(job))
     return job
+
+
+def job_mode(params):
+    if not (params.get("source_image") or params.get("source_upload")):
+        return JobMode.TXT2IMG
+    if params.get("mask_data"):
+        return JobMode.INPAINT
+    if any(params.get(side) for side in OUTPAINT_SIDES):
+        return JobMode.OUTPAINT
+    return JobMode.IMG2IMG
 
 
 def jobs_create(*, user, project, params):
@@ -67,9 +82,10 @@ def jobs_create(*, user, project, params):
     seed = params.get("seed")
     seed = random_seed() if seed is None else seed
     batch_size = params.get("batch_size") or 1
-    if isinstance(params.get("source_upload"), PILImage.Image):
-        # Stored once, shared by the jobs: a storage name from here on.
-        params = {**params, "source_upload": upload_store(params["source_upload"], project=project)}
+    # Uploaded images are stored once and shared by the jobs: storage names from here on.
+    for name in ("source_upload", "mask_data"):
+        if isinstance(params.get(name), PILImage.Image):
+            params = {**params, name: upload_store(params[name], project=project)}
     with transaction.atomic():
         return [
             job_create(
@@ -141,7 +157,14 @@ def job_retry(*, job, user):
     """A new queued job with the same parameters (seed included) as a failed or canceled one."""
     if not job.may_retry(user):
         raise PermissionDenied("Only failed or canceled jobs can be retried, by an editor.")
-    params = {**job.parameters(), "model": job.model}
+    params = {
+        **job.parameters(),
+        "model": job.model,
+        # The same stored files, not copies: uploads are never changed once stored.
+        "source_image": job.source_image,
+        "source_upload": job.source_upload.name,
+        "mask_data": job.mask_upload.name,
+    }
     return job_create(user=user, project=job.project, params=params)
 
 

@@ -226,6 +226,7 @@ def job_create(request, project_id):
         "seed": None,
         "source_image": source.pk if source else None,
         "source_upload": None,
+        "mask_data": "",  # a new source needs a new mask
     }
     context = studio_context(request, project, form=GenerationForm(initial=params))
     return render(request, "generation/studio.html#generate-response", context)

@@ -6,6 +6,7 @@ import json
 import re
 from unittest import mock
 
+import numpy as np
 import pytest
 from celery.exceptions import Retry
 from django.core.files.base import ContentFile
@@ -14,7 +15,7 @@ from django.utils import timezone
 from PIL import Image as PILImage
 
 from gallery.models import Image
-from generation.execution import job_execute
+from generation.execution import job_execute, source_and_mask
 from generation.models import DiffusionModel, GenerationJob, JobMode, JobStatus
 from generation.tasks import run_generation_job
 from studio.accounts.models import Membership, Project, Role, Team, User
@@ -134,6 +135,67 @@ def test_an_img2img_job_starts_from_its_source_image(job):
     )
     spec = json.loads(PILImage.open(image.file).info["studio"])
     assert (spec["mode"], spec["strength"]) == ("img2img", 0.6)
+
+
+def stored_png(image, name):
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return default_storage.save(f"uploads/test/{name}.png", ContentFile(buffer.getvalue()))
+
+
+def test_an_inpaint_job_redraws_only_inside_its_mask(job):
+    source = PILImage.effect_noise((64, 48), 40).convert("RGB")
+    mask = PILImage.new("L", (64, 48), 0)
+    mask.paste(255, (16, 8, 48, 40))
+    GenerationJob.objects.filter(pk=job.pk).update(
+        mode=JobMode.INPAINT, source_upload=stored_png(source, "source"),
+        mask_upload=stored_png(mask, "mask"), strength=1.0,
+    )
+
+    events = run(job)
+
+    assert events[-1]["type"] == "job.finished", events[-1]
+    result = np.asarray(PILImage.open(Image.objects.get(job=job).file).convert("RGB")).astype(int)
+    original = np.asarray(source).astype(int)
+    # The tiny VAE does not reproduce pixels, so compare how much each region moved.
+    outside = np.abs(result - original)[:4, :].mean()
+    inside = np.abs(result - original)[16:32, 24:40].mean()
+    assert inside > outside
+    assert "Denoising strength: 1," in Image.objects.get(job=job).parameters
+
+
+def test_an_outpaint_job_extends_the_canvas(job):
+    source = PILImage.new("RGB", (32, 48), (200, 30, 30))
+    GenerationJob.objects.filter(pk=job.pk).update(
+        mode=JobMode.OUTPAINT, source_upload=stored_png(source, "source"),
+        outpaint_left=16, outpaint_right=16, strength=0.5,
+    )
+
+    events = run(job)
+
+    assert events[-1]["type"] == "job.finished", events[-1]
+    image = Image.objects.get(job=job)
+    assert (image.width, image.height) == (64, 48)
+    # Outpainting draws the new area from noise: every step runs, whatever the strength.
+    assert [e["step"] for e in events if e["type"] == "job.progress"][-1] == 5
+
+
+def test_outpaint_canvas_and_mask(job):
+    source = PILImage.new("RGB", (10, 10), (0, 200, 0))
+    GenerationJob.objects.filter(pk=job.pk).update(
+        mode=JobMode.OUTPAINT, source_upload=stored_png(source, "source"),
+        width=64, height=48, outpaint_left=16, outpaint_top=8,
+    )
+    job.refresh_from_db()
+
+    canvas, mask = source_and_mask(job)
+
+    assert canvas.size == mask.size == (64, 48)
+    assert canvas.getpixel((40, 30)) == (0, 200, 0)  # the source, resized into its box
+    assert mask.getpixel((4, 4)) == 255  # added: redrawn
+    assert mask.getpixel((20, 12)) == 255  # the seam into the source: redrawn
+    assert mask.getpixel((40, 30)) == 0  # the source: kept
+    assert mask.getpixel((63, 47)) == 0  # not extended on the right or bottom: no seam
 
 
 def test_an_img2img_job_whose_source_was_deleted_fails_with_a_reason(job):

@@ -1,0 +1,132 @@
+// Inpaint mask painter: paint over the source image where it should be redrawn.
+// The mask travels with the generate form as a PNG data URL (white: redraw, black: keep)
+// in its hidden `mask_data` input; the server checks it like any uploaded image.
+(function () {
+  "use strict";
+
+  const dialog = document.getElementById("mask-dialog");
+  if (!dialog) return;
+  const stage = dialog.querySelector("[data-mask-stage]");
+  const picture = dialog.querySelector("[data-mask-picture]");
+  const canvas = dialog.querySelector("[data-mask-canvas]");
+  const sizeInput = dialog.querySelector("[data-mask-size]");
+  const context = canvas.getContext("2d");
+  let erasing = false;
+  let painting = false;
+  let objectUrl = null;
+
+  function form() {
+    return document.getElementById("generate-form");
+  }
+
+  // The chosen gallery image, or the file picked for upload.
+  function sourceUrl() {
+    const thumb = form().querySelector(".source-thumb img");
+    if (thumb) return thumb.src;
+    const file = form().querySelector("input[name=source_upload]");
+    if (file && file.files.length) {
+      if (objectUrl) URL.revokeObjectURL(objectUrl);
+      objectUrl = URL.createObjectURL(file.files[0]);
+      return objectUrl;
+    }
+    return null;
+  }
+
+  function setStatus() {
+    const status = form().querySelector("[data-mask-status]");
+    const hasMask = form().querySelector("input[name=mask_data]").value !== "";
+    if (status) status.textContent = hasMask ? "Mask painted: inpaint" : "No mask: img2img";
+  }
+
+  function open() {
+    const url = sourceUrl();
+    if (!url) {
+      const status = form().querySelector("[data-mask-status]");
+      if (status) status.textContent = "Choose a source image first.";
+      return;
+    }
+    picture.onload = function () {
+      canvas.width = picture.naturalWidth;
+      canvas.height = picture.naturalHeight;
+      const saved = form().querySelector("input[name=mask_data]").value;
+      context.fillStyle = "#000";
+      context.fillRect(0, 0, canvas.width, canvas.height);
+      if (saved) {
+        const previous = new Image();
+        previous.onload = function () {
+          context.drawImage(previous, 0, 0, canvas.width, canvas.height);
+        };
+        previous.src = saved;
+      }
+      dialog.showModal();
+    };
+    picture.src = url;
+  }
+
+  function point(event) {
+    const box = canvas.getBoundingClientRect();
+    return {
+      x: ((event.clientX - box.left) / box.width) * canvas.width,
+      y: ((event.clientY - box.top) / box.height) * canvas.height,
+      scale: canvas.width / box.width,
+    };
+  }
+
+  function dab(event) {
+    const at = point(event);
+    context.fillStyle = erasing ? "#000" : "#fff";
+    context.beginPath();
+    context.arc(at.x, at.y, (Number(sizeInput.value) / 2) * at.scale, 0, Math.PI * 2);
+    context.fill();
+  }
+
+  canvas.addEventListener("pointerdown", function (event) {
+    painting = true;
+    canvas.setPointerCapture(event.pointerId);
+    dab(event);
+  });
+  canvas.addEventListener("pointermove", function (event) {
+    if (painting) dab(event);
+  });
+  canvas.addEventListener("pointerup", function () {
+    painting = false;
+  });
+
+  dialog.addEventListener("click", function (event) {
+    const button = event.target.closest("[data-mask-tool]");
+    if (!button) return;
+    const tool = button.dataset.maskTool;
+    if (tool === "brush" || tool === "eraser") {
+      erasing = tool === "eraser";
+      dialog.querySelectorAll("[data-mask-tool=brush],[data-mask-tool=eraser]").forEach(function (b) {
+        b.setAttribute("aria-pressed", String(b === button));
+      });
+    } else if (tool === "invert") {
+      const pixels = context.getImageData(0, 0, canvas.width, canvas.height);
+      for (let i = 0; i < pixels.data.length; i += 4) {
+        const value = 255 - pixels.data[i];
+        pixels.data[i] = pixels.data[i + 1] = pixels.data[i + 2] = value;
+      }
+      context.putImageData(pixels, 0, 0);
+    } else if (tool === "clear") {
+      context.fillStyle = "#000";
+      context.fillRect(0, 0, canvas.width, canvas.height);
+    } else if (tool === "done") {
+      form().querySelector("input[name=mask_data]").value = canvas.toDataURL("image/png");
+      setStatus();
+      dialog.close();
+    } else if (tool === "remove") {
+      form().querySelector("input[name=mask_data]").value = "";
+      setStatus();
+      dialog.close();
+    }
+  });
+
+  document.addEventListener("click", function (event) {
+    if (event.target.closest("[data-mask-open]")) open();
+  });
+
+  stage.addEventListener("contextmenu", function (event) {
+    event.preventDefault();
+  });
+})();
