@@ -128,6 +128,22 @@ def job_execute(*, job_id):
 
     previews = {}
     cancel = threading.Event()
+    # This attempt's hold on the job. Should its lease lapse anyway (a stalled worker) and
+    # another attempt take the job over, every write below finds nothing and this attempt
+    # stops: a job is finished, its images saved and its end announced exactly once.
+    held = GenerationJob.objects.filter(
+        pk=job.pk, status=JobStatus.RUNNING, attempts=job.attempts
+    )
+
+    def renew_lease():
+        """True while this attempt holds the job; stops the run on a cancel request."""
+        if not held.update(lease_expires_at=lease_deadline()):
+            logger.warning("Job %s was taken over by another attempt; stopping", job.pk)
+            cancel.set()
+            return False
+        if held.filter(cancel_requested_at__isnull=False).exists():
+            cancel.set()
+        return True
 
     def progress(steps_before):
         """Callbacks for one pass; steps count on from the passes before it."""
@@ -138,18 +154,28 @@ def job_execute(*, job_id):
         def on_step(step, total):
             step += steps_before
             job.progress_step = step
-            GenerationJob.objects.filter(pk=job.pk).update(
-                progress_step=step, lease_expires_at=lease_deadline()
-            )
-            if GenerationJob.objects.filter(pk=job.pk, cancel_requested_at__isnull=False).exists():
-                cancel.set()
+            held.update(progress_step=step)
+            if not renew_lease():
+                return
             event = job.event_payload(type="job.progress", step=step)
             # The engine sends a step's preview just before the step, about 4 per second.
             if step in previews:
                 event["preview"] = previews.pop(step)
             publish(group, event)
 
-        return {"on_step": on_step, "on_preview": on_preview, "should_cancel": cancel.is_set}
+        return {
+            "on_step": on_step,
+            "on_preview": on_preview,
+            "should_cancel": cancel.is_set,
+            # Loading a model or waiting for a batch can outlast the lease: renew it.
+            "on_wait": renew_lease,
+            "wait_interval_s": settings.STUDIO_JOB_LEASE_S / 4,
+        }
+
+    def end(status, error=""):
+        """Record how the job ended, if this attempt still holds it."""
+        job.status, job.error, job.finished_at = status, error, timezone.now()
+        return held.update(status=status, error=error, finished_at=job.finished_at)
 
     try:
         requests = generation_requests(job)
@@ -158,23 +184,23 @@ def job_execute(*, job_id):
             requests = hires_requests(job, requests, results)
             results = generate_all(requests, **progress(job.first_pass_steps()))
         with transaction.atomic():
+            if not end(JobStatus.FINISHED):
+                logger.warning("Job %s was taken over by another attempt; result dropped", job.pk)
+                return None
             images = [
                 image_create_from_generation(job=job, pil_image=pil_image, result=result)
                 for result in results
                 for pil_image in result.images
             ]
-            job.status = JobStatus.FINISHED
-            job.finished_at = timezone.now()
-            job.save(update_fields=["status", "finished_at"])
     except GenerationCanceled as canceled:
-        job_mark_ended(job, JobStatus.CANCELED, str(canceled))
-        publish(group, job.event_payload(type="job.canceled"))
-        return
+        if end(JobStatus.CANCELED, str(canceled)):
+            publish(group, job.event_payload(type="job.canceled"))
+        return None
     except Exception as error:
         logger.exception("Job %s failed", job.pk)
-        job_mark_ended(job, JobStatus.FAILED, failure_reason(error))
-        publish(group, job.event_payload(type="job.failed", error=job.error))
-        return
+        if end(JobStatus.FAILED, failure_reason(error)):
+            publish(group, job.event_payload(type="job.failed", error=job.error))
+        return None
     publish(
         group,
         job.event_payload(
@@ -182,6 +208,7 @@ def job_execute(*, job_id):
             images=[image.event_payload() for image in images],
         ),
     )
+    return None
 
 
 def generation_requests(job):

@@ -3,6 +3,7 @@
 import os
 import queue
 import threading
+import time
 from collections.abc import Callable
 
 from PIL import Image
@@ -49,12 +50,16 @@ def generate_all(
     on_step: Callable[[int, int], None] | None = None,
     on_preview: Callable[[int, Image.Image], None] | None = None,
     should_cancel: Callable[[], bool] | None = None,
+    on_wait: Callable[[], None] | None = None,
+    wait_interval_s: float = 1.0,
 ) -> list[GenerationResult]:
     """Several images of one job (a batch size above 1), as `generate` makes one.
 
     The requests are submitted together, so the engine batches them when they fit. A step
     counts once every image has made it; previews show the first image. If one request
     fails or is canceled, so is the whole call (the error of the first one that did).
+    `on_wait()` runs on the calling thread about every `wait_interval_s` while no step
+    comes (queued, loading the model, decoding): a worker renews its job's lease there.
     """
     if config is None:
         config = WorkerConfig.from_env()
@@ -71,7 +76,11 @@ def generate_all(
         for row, request in enumerate(requests)
     ]
     reported = 0
+    waited_since = time.monotonic()
     while True:
+        if on_wait is not None and time.monotonic() - waited_since >= wait_interval_s:
+            on_wait()
+            waited_since = time.monotonic()
         try:
             kind, row, step, value = updates.get(timeout=0.05)
         except queue.Empty:
@@ -83,6 +92,7 @@ def generate_all(
         if kind == "preview" and row == 0 and on_preview is not None:
             on_preview(step, value)
         elif kind == "step":
+            waited_since = time.monotonic()
             steps_made[row] = step
             if min(steps_made) > reported:
                 reported = min(steps_made)

@@ -4,6 +4,7 @@ import base64
 import io
 import json
 import re
+import time
 from unittest import mock
 
 import numpy as np
@@ -11,13 +12,15 @@ import pytest
 from celery.exceptions import Retry
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
+from django.db.models import F
 from django.utils import timezone
 from PIL import Image as PILImage
 
 from gallery.models import Image
-from generation.execution import job_execute, source_and_mask
+from generation.execution import job_execute, lease_deadline, source_and_mask
 from generation.models import DiffusionModel, GenerationJob, JobMode, JobStatus
 from generation.tasks import run_generation_job
+from gpu_workers.pipelines import load_pipeline
 from studio.accounts.models import Membership, Project, Role, Team, User
 
 pytestmark = pytest.mark.django_db
@@ -288,6 +291,44 @@ def test_a_message_for_an_ended_job_is_simply_done(job):
     with mock.patch.object(run_generation_job, "retry") as retry:
         run_generation_job.apply(args=[job.pk])
     retry.assert_not_called()
+
+
+def test_an_attempt_that_lost_the_job_to_another_drops_its_result(job):
+    def publish(group, payload):
+        if payload["type"] == "job.progress" and payload["step"] == 2:
+            # Another worker took the job over (this attempt's lease had lapsed).
+            GenerationJob.objects.filter(pk=job.pk).update(attempts=F("attempts") + 1)
+        events.append(payload)
+
+    events = []
+    with mock.patch("generation.execution.publish", side_effect=publish):
+        job_execute(job_id=job.pk)
+
+    job.refresh_from_db()
+    assert (job.status, job.attempts) == (JobStatus.RUNNING, 2)  # the other attempt's now
+    assert not Image.objects.filter(job=job).exists()
+    assert [e["type"] for e in events if e["type"] != "job.progress"][-1] == "job.started"
+    assert [e["step"] for e in events if e["type"] == "job.progress"][-1] <= 3
+
+
+def test_the_lease_is_renewed_while_the_model_loads(job, settings):
+    settings.STUDIO_JOB_LEASE_S = 0.2  # renewed every 0.05 s while no step comes
+
+    def slow_load(*args, **kwargs):
+        time.sleep(0.5)  # longer than the lease
+        return load_pipeline(*args, **kwargs)
+
+    with (
+        mock.patch("gpu_workers.engine.load_pipeline", side_effect=slow_load),
+        mock.patch("generation.execution.publish"),
+        mock.patch("generation.execution.lease_deadline", wraps=lease_deadline) as deadline,
+    ):
+        job_execute(job_id=job.pk)
+
+    # The claim, one per step (5) and several while the model loaded.
+    assert deadline.call_count >= 1 + 5 + 4
+    job.refresh_from_db()
+    assert (job.status, job.attempts) == (JobStatus.FINISHED, 1)
 
 
 def test_a_running_job_whose_worker_died_is_taken_over(job):

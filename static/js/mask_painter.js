@@ -13,6 +13,7 @@
   const context = canvas.getContext("2d");
   let erasing = false;
   let painting = false;
+  let last = null; // the previous point of the stroke being painted
   let objectUrl = null;
 
   function form() {
@@ -72,24 +73,33 @@
     };
   }
 
-  function dab(event) {
+  // A round-capped line from the last point, so fast strokes stay continuous.
+  function stroke(event) {
     const at = point(event);
-    context.fillStyle = erasing ? "#000" : "#fff";
+    const from = last || at;
+    context.strokeStyle = erasing ? "#000" : "#fff";
+    context.lineWidth = Number(sizeInput.value) * at.scale;
+    context.lineCap = "round";
+    context.lineJoin = "round";
     context.beginPath();
-    context.arc(at.x, at.y, (Number(sizeInput.value) / 2) * at.scale, 0, Math.PI * 2);
-    context.fill();
+    context.moveTo(from.x, from.y);
+    context.lineTo(at.x, at.y);
+    context.stroke();
+    last = at;
   }
 
   canvas.addEventListener("pointerdown", function (event) {
     painting = true;
+    last = null;
     canvas.setPointerCapture(event.pointerId);
-    dab(event);
+    stroke(event);
   });
   canvas.addEventListener("pointermove", function (event) {
-    if (painting) dab(event);
+    if (painting) stroke(event);
   });
   canvas.addEventListener("pointerup", function () {
     painting = false;
+    last = null;
   });
 
   dialog.addEventListener("click", function (event) {
