@@ -6,6 +6,7 @@ Every option is explicit here and applied in one place when a pipeline loads
 
 import os
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 
@@ -32,6 +33,10 @@ class WorkerConfig:
     # Parameter bytes the model cache may keep on this device; None: 3/4 of the GPU's memory
     # (the rest is for activations), no limit on a CPU.
     model_cache_bytes: int | None = None
+    # LoRA files are copied here, named by their SHA-256, before they are loaded.
+    lora_cache_dir: str = str(Path.home() / ".cache" / "studio" / "loras")
+    # Adapters kept loaded in a pipeline, so that switching between them is cheap.
+    max_loaded_loras: int = 8
 
     @classmethod
     def from_env(cls) -> "WorkerConfig":
@@ -40,7 +45,8 @@ class WorkerConfig:
         STUDIO_DEVICE: auto|cpu|cuda|cuda:N; STUDIO_DTYPE: auto|fp16|bf16|fp32;
         STUDIO_ATTENTION: sdpa|eager; STUDIO_CHANNELS_LAST, STUDIO_COMPILE, STUDIO_VAE_SLICING,
         STUDIO_VAE_TILING: 1|0; STUDIO_CPU_OFFLOAD: none|model|sequential;
-        STUDIO_MODEL_CACHE_BYTES: an integer.
+        STUDIO_MODEL_CACHE_BYTES: an integer; STUDIO_LORA_CACHE_DIR: a folder;
+        STUDIO_MAX_LOADED_LORAS: an integer.
         """
         device = os.environ.get("STUDIO_DEVICE", "auto").strip().lower()
         if device == "auto":
@@ -80,6 +86,9 @@ class WorkerConfig:
             vae_tiling=_flag("STUDIO_VAE_TILING", default=False),
             cpu_offload=cpu_offload,
             model_cache_bytes=_bytes("STUDIO_MODEL_CACHE_BYTES"),
+            lora_cache_dir=os.environ.get("STUDIO_LORA_CACHE_DIR", "").strip()
+            or cls.lora_cache_dir,
+            max_loaded_loras=_count("STUDIO_MAX_LOADED_LORAS", default=cls.max_loaded_loras),
         )
 
 
@@ -112,4 +121,13 @@ def _bytes(name: str) -> int | None:
         return None
     if not value.isdigit() or int(value) == 0:
         raise ValueError(f"{name}={value!r} is not a positive number of bytes, e.g. 8000000000.")
+    return int(value)
+
+
+def _count(name: str, *, default: int) -> int:
+    value = os.environ.get(name, "").strip()
+    if not value:
+        return default
+    if not value.isdigit() or int(value) == 0:
+        raise ValueError(f"{name}={value!r} is not a positive whole number, e.g. {default}.")
     return int(value)

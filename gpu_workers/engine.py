@@ -20,6 +20,7 @@ from PIL import Image
 
 from gpu_workers.config import WorkerConfig
 from gpu_workers.denoise import denoise_batch
+from gpu_workers.loras import activate_loras
 from gpu_workers.pipelines import load_pipeline, loaded_sources
 from gpu_workers.previews import latent_preview
 from gpu_workers.requests import (
@@ -49,7 +50,7 @@ class BatchKey:
     sampler: str | None  # None: the model's own scheduler
     clip_skip: int
     strength: float | None  # img2img only
-    adapters: tuple = ()  # LoRAs and other adapters, once requests can name them
+    adapters: tuple = ()  # (LoRA SHA-256, weight) pairs: set_adapters applies to a batch
 
     @classmethod
     def for_request(cls, request: GenerationRequest) -> "BatchKey":
@@ -62,6 +63,7 @@ class BatchKey:
             sampler=request.sampler,
             clip_skip=request.clip_skip,
             strength=None if request.init_image is None else request.strength,
+            adapters=tuple((lora.sha256, lora.weight) for lora in request.loras),
         )
 
 
@@ -211,8 +213,9 @@ class Engine:
             pipe = load_pipeline(
                 jobs[0].key.model_source, self.config, model_config=jobs[0].request.model_config
             )
+            activate_loras(pipe, jobs[0].request.loras, self.config)
         except Exception as error:
-            logger.exception("Could not load %s", jobs[0].key.model_source)
+            logger.exception("Could not prepare %s", jobs[0].key.model_source)
             for job in jobs:
                 job.fail(error)
             return

@@ -31,6 +31,7 @@ class GenerationRequest:
     # Inpaint (with init_image): a PIL image of init_image's size, white where the image is
     # redrawn, black where it is kept. Outpainting is inpainting a canvas made larger.
     mask_image: object = None
+    loras: tuple = ()  # LoraRef items, stacked
 
     @property
     def mode(self) -> str:
@@ -48,6 +49,17 @@ class GenerationRequest:
 def img2img_steps(steps: int, strength: float) -> int:
     """The steps img2img runs out of `steps` at `strength` (diffusers' and A1111's count)."""
     return min(int(steps * strength), steps)
+
+
+@dataclass(frozen=True)
+class LoraRef:
+    """A LoRA to apply: its file (on storage the worker can read) and the weight to use.
+    The SHA-256 names it: the worker caches the file by it and checks it."""
+
+    sha256: str
+    source: str
+    weight: float = 1.0
+    name: str = ""  # for messages
 
 
 @dataclass(frozen=True)
