@@ -24,7 +24,7 @@ FIELD_LABELS = {
     "hires_fix": "hires fix",
 }
 HIRES_UPSCALER = "Lanczos"  # the one upscaler the hires fix has here
-SOURCE_IMAGE_NOTE = ("Source image", "none in the file (img2img); pick one under Source image")
+SOURCE_IMAGE_NOTE = ("Source image", "none in the file (img2img); pick one under From an image")
 MAX_NOTE_VALUE = 60  # characters of a value shown in the "not applied" list
 
 
