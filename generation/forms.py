@@ -41,6 +41,14 @@ class LibraryModelField(forms.ModelChoiceField):
             raise
 
 
+def outpaint_side(label):
+    """Pixels outpainting adds on one side of the source."""
+    return forms.IntegerField(
+        required=False, label=label, min_value=0, max_value=MAX_OUTPAINT, initial=0,
+        widget=forms.NumberInput(attrs={"step": "8"}),
+    )
+
+
 class GenerationForm(forms.Form):
     prompt = forms.CharField(
         max_length=2000,
@@ -115,22 +123,10 @@ class GenerationForm(forms.Form):
     )
     # The painted mask, as the painter sends it: a PNG data URL.
     mask_data = forms.CharField(required=False, widget=forms.HiddenInput)
-    outpaint_left = forms.IntegerField(
-        required=False, label="Left", min_value=0, max_value=MAX_OUTPAINT, initial=0,
-        widget=forms.NumberInput(attrs={"step": "8"}),
-    )
-    outpaint_right = forms.IntegerField(
-        required=False, label="Right", min_value=0, max_value=MAX_OUTPAINT, initial=0,
-        widget=forms.NumberInput(attrs={"step": "8"}),
-    )
-    outpaint_top = forms.IntegerField(
-        required=False, label="Top", min_value=0, max_value=MAX_OUTPAINT, initial=0,
-        widget=forms.NumberInput(attrs={"step": "8"}),
-    )
-    outpaint_bottom = forms.IntegerField(
-        required=False, label="Bottom", min_value=0, max_value=MAX_OUTPAINT, initial=0,
-        widget=forms.NumberInput(attrs={"step": "8"}),
-    )
+    outpaint_left = outpaint_side("Left")
+    outpaint_right = outpaint_side("Right")
+    outpaint_top = outpaint_side("Top")
+    outpaint_bottom = outpaint_side("Bottom")
     hires_fix = forms.BooleanField(
         required=False,
         label="Hires fix",

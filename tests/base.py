@@ -47,6 +47,30 @@ class StudioTestCase(TestCase):
         }
 
 
+class GenerateFormTestCase(StudioTestCase):
+    """Posts the studio's generate form (as HTMX does) with `self.url` and `self.params`,
+    dispatch mocked; `assert_refused` checks a field's error and that no job was made."""
+
+    def post(self, **overrides):
+        from unittest import mock
+
+        with mock.patch("generation.services.enqueue_generation"):
+            with self.captureOnCommitCallbacks(execute=True):
+                return self.client.post(
+                    self.url, {**self.params, **overrides}, headers={"HX-Request": "true"}
+                )
+
+    def assert_refused(self, field, message, **overrides):
+        from generation.models import GenerationJob
+
+        jobs_before = GenerationJob.objects.count()
+        response = self.post(**overrides)
+        self.assertEqual(response.status_code, 422)
+        self.assertIn(message, " ".join(response.context["form"].errors[field]))
+        self.assertContains(response, message, status_code=422)
+        self.assertEqual(GenerationJob.objects.count(), jobs_before)
+
+
 def make_job(project, user, model, **fields):
     from generation.models import GenerationJob
 

@@ -11,7 +11,7 @@ from PIL import Image as PILImage
 from PIL import PngImagePlugin
 
 from generation.models import GenerationJob, JobMode
-from tests.base import StudioTestCase, make_image, make_job
+from tests.base import GenerateFormTestCase, StudioTestCase, make_image, make_job
 
 
 def png_upload(size=(80, 60), name="source.png", **save_options):
@@ -21,7 +21,7 @@ def png_upload(size=(80, 60), name="source.png", **save_options):
     return SimpleUploadedFile(name, buffer.getvalue(), content_type="image/png")
 
 
-class Img2ImgFormTestCase(StudioTestCase):
+class Img2ImgFormTestCase(GenerateFormTestCase):
     def setUp(self):
         self.url = reverse("job_create", args=[self.project.pk])
         self.client.force_login(self.editor)
@@ -34,21 +34,6 @@ class Img2ImgFormTestCase(StudioTestCase):
             "height": 64,
             "strength": 0.5,
         }
-
-    def post(self, **overrides):
-        with mock.patch("generation.services.enqueue_generation"):
-            with self.captureOnCommitCallbacks(execute=True):
-                return self.client.post(
-                    self.url, {**self.params, **overrides}, headers={"HX-Request": "true"}
-                )
-
-    def assert_refused(self, field, message, **overrides):
-        jobs_before = GenerationJob.objects.count()
-        response = self.post(**overrides)
-        self.assertEqual(response.status_code, 422)
-        self.assertIn(message, " ".join(response.context["form"].errors[field]))
-        self.assertContains(response, message, status_code=422)
-        self.assertEqual(GenerationJob.objects.count(), jobs_before)
 
     def test_an_upload_is_rebuilt_from_its_pixels_and_stored_under_our_name(self):
         info = PngImagePlugin.PngInfo()

@@ -12,7 +12,7 @@ from PIL import Image as PILImage
 
 from generation.models import GenerationJob, JobMode, JobStatus
 from generation.services import job_retry
-from tests.base import StudioTestCase, make_image, make_job
+from tests.base import GenerateFormTestCase, make_image, make_job
 
 
 def mask_data_url(size=(64, 64), box=(16, 16, 48, 48)):
@@ -23,7 +23,7 @@ def mask_data_url(size=(64, 64), box=(16, 16, 48, 48)):
     return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
 
 
-class ImageModesFormTestCase(StudioTestCase):
+class ImageModesFormTestCase(GenerateFormTestCase):
     def setUp(self):
         self.url = reverse("job_create", args=[self.project.pk])
         self.client.force_login(self.editor)
@@ -37,21 +37,6 @@ class ImageModesFormTestCase(StudioTestCase):
             "height": 64,
             "source_image": self.source.pk,
         }
-
-    def post(self, **overrides):
-        with mock.patch("generation.services.enqueue_generation"):
-            with self.captureOnCommitCallbacks(execute=True):
-                return self.client.post(
-                    self.url, {**self.params, **overrides}, headers={"HX-Request": "true"}
-                )
-
-    def assert_refused(self, field, message, **overrides):
-        jobs_before = GenerationJob.objects.count()
-        response = self.post(**overrides)
-        self.assertEqual(response.status_code, 422)
-        self.assertIn(message, " ".join(response.context["form"].errors[field]))
-        self.assertContains(response, message, status_code=422)
-        self.assertEqual(GenerationJob.objects.count(), jobs_before)
 
     def test_a_painted_mask_makes_an_inpaint_job(self):
         self.assertEqual(self.post(mask_data=mask_data_url(), strength=0.9).status_code, 200)
