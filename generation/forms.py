@@ -8,6 +8,7 @@ from django.core.files.base import ContentFile
 from gallery.models import Image
 from gallery.uploads import UploadRejected, image_from_upload
 from generation.models import OUTPAINT_SIDES, SAMPLER_CHOICES, DiffusionModel
+from studio.moderation.services import screen_generation_form
 from studio.permissions import can
 
 MAX_SEED = 2**32 - 1
@@ -156,6 +157,7 @@ class GenerationForm(forms.Form):
         user may use in the project (DiffusionModelQuerySet.available_to)."""
         super().__init__(*args, **kwargs)
         self.user = user
+        self.project = project
         if user is not None and project is not None:
             if models is None:
                 models = DiffusionModel.objects.available_to(user, project)
@@ -317,6 +319,7 @@ class GenerationForm(forms.Form):
         if cleaned.get("hires_fix"):
             self._clean_hires_fix(cleaned)
         self._clean_image_modes(cleaned)
+        screen_generation_form(self, cleaned)
         has_source = cleaned.get("source_image") or cleaned.get("source_upload")
         steps, strength = cleaned.get("steps"), cleaned.get("strength")
         if has_source and steps and strength and int(steps * strength) < 1:

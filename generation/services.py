@@ -9,6 +9,7 @@ from PIL import Image as PILImage
 from gallery.uploads import upload_store
 from generation.dispatch import enqueue_generation
 from generation.models import OUTPAINT_SIDES, GenerationJob, JobMode, JobStatus
+from studio.moderation.services import generation_screen
 from studio.permissions import can
 from studio.realtime.events import publish
 
@@ -27,6 +28,13 @@ def job_create(*, user, project, params):
     """Create a queued job from validated form data and dispatch it once committed."""
     if not can(user, "generate", project):
         raise PermissionDenied("Your role in this project does not allow generating.")
+    # Before any transaction: a refused prompt is logged even when the caller rolls back.
+    generation_screen(
+        user=user,
+        project=project,
+        prompt=params["prompt"],
+        negative_prompt=params.get("negative_prompt", ""),
+    )
     refusal = params["model"].refusal_reason(user, project.team)
     if refusal:
         raise ModelNotAllowed(f"You may not use “{params['model'].name}” here: {refusal}")
@@ -86,6 +94,12 @@ def jobs_create(*, user, project, params):
     for name in ("source_upload", "mask_data"):
         if isinstance(params.get(name), PILImage.Image):
             params = {**params, name: upload_store(params[name], project=project)}
+    generation_screen(
+        user=user,
+        project=project,
+        prompt=params["prompt"],
+        negative_prompt=params.get("negative_prompt", ""),
+    )
     with transaction.atomic():
         return [
             job_create(

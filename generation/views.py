@@ -20,6 +20,7 @@ from generation.parameters_import import (
     shorten,
 )
 from studio.accounts.models import Project
+from studio.moderation.services import GenerationRefused
 from studio.permissions import can, require
 
 RECENT_JOBS = 20
@@ -160,7 +161,7 @@ def job_retry(request, job_id):
         )
     try:
         services.job_retry(job=job, user=request.user)
-    except services.ModelNotAllowed as error:
+    except (services.ModelNotAllowed, GenerationRefused) as error:
         return job_list_response(request, job, status=403, message=str(error))
     return job_list_response(request, job)
 

@@ -54,6 +54,7 @@ INSTALLED_APPS = [
     "template_partials",
     "studio.accounts",
     "studio.realtime",
+    "studio.moderation",
     "generation",
     "gallery",
 ]

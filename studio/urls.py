@@ -5,6 +5,7 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("", include("studio.accounts.urls")),
     path("", include("generation.urls")),
+    path("", include("studio.moderation.urls")),
     path("", include("generation.library_urls")),
     path("", include("gallery.urls")),
 ]
