@@ -7,10 +7,18 @@ from django.utils import timezone
 
 from studio.accounts.models import Project
 
+# Thumbnails, by their long side in pixels: grids use them, never originals.
+THUMBNAIL_SIZES = (256, 512)
+
 
 def image_upload_path(image, filename):
     # Server-chosen, unguessable names; the file is only ever served through image_file.
     return f"images/{image.project_id}/{uuid.uuid4().hex}.png"
+
+
+def thumbnail_path(image, size):
+    """A thumbnail's storage name: server-chosen, served only through image_thumbnail."""
+    return f"thumbnails/{image.project_id}/{uuid.uuid4().hex}-{size}.webp"
 
 
 class Image(models.Model):
@@ -32,6 +40,9 @@ class Image(models.Model):
     negative_prompt = models.TextField(blank=True)
     seed = models.BigIntegerField()
     parameters = models.TextField(help_text="A1111-style infotext, as written into the PNG.")
+    # {"256": storage name, ...}: WebP thumbnails made on the CPU queue after the image is
+    # saved (gallery.tasks); empty until then, and grids show the original meanwhile.
+    thumbnails = models.JSONField(default=dict, blank=True, editable=False)
     created_at = models.DateTimeField(default=timezone.now, db_index=True)
 
     class Meta:
@@ -45,6 +56,31 @@ class Image(models.Model):
 
     def file_url(self):
         return reverse("image_file", args=[self.pk])
+
+    def thumbnail_name(self, size):
+        return (self.thumbnails or {}).get(str(size))
+
+    def has_thumbnails(self):
+        return all(self.thumbnail_name(size) for size in THUMBNAIL_SIZES)
+
+    def thumbnail_url(self, size):
+        return reverse("image_thumbnail", args=[self.pk, size])
+
+    @property
+    def thumb_url(self):
+        """The small thumbnail for a grid, or the original while it is not made yet."""
+        if self.thumbnail_name(THUMBNAIL_SIZES[0]):
+            return self.thumbnail_url(THUMBNAIL_SIZES[0])
+        return self.file_url()
+
+    @property
+    def thumb_srcset(self):
+        """Every thumbnail made, for <img srcset> ("" while there are none)."""
+        return ", ".join(
+            f"{self.thumbnail_url(size)} {size}w"
+            for size in THUMBNAIL_SIZES
+            if self.thumbnail_name(size)
+        )
 
     def alt_text(self):
         return self.prompt[:200]

@@ -1,8 +1,11 @@
 import io
+from functools import partial
 from importlib import metadata
 
 from django.core.files.base import ContentFile
+from django.db import transaction
 
+from gallery.dispatch import enqueue_thumbnails
 from gallery.metadata import a1111_infotext, format_number, png_info
 from gallery.models import Image
 from generation.models import OUTPAINT_SIDES
@@ -106,4 +109,10 @@ def image_create_from_generation(*, job, pil_image, result):
     )
     image.file.save("generated.png", ContentFile(buffer.getvalue()), save=False)
     image.save()
+    image_thumbnails_schedule(image=image)
     return image
+
+
+def image_thumbnails_schedule(*, image):
+    """Thumbnails are made on the CPU queue once the image's row is committed."""
+    transaction.on_commit(partial(enqueue_thumbnails, image.pk))

@@ -30,6 +30,25 @@ def submit_generation(job_id):
     return _executor.submit(_run, job_id)
 
 
+# CPU tasks (thumbnails): one thread of their own, so they never wait behind generation.
+_cpu_executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="embedded-cpu")
+
+
+def _run_task(task, args):
+    close_old_connections()
+    try:
+        task.run(*args)
+    except Exception:
+        logger.exception("Task %s%r crashed in the embedded worker", task.name, args)
+    finally:
+        close_old_connections()
+
+
+def submit_cpu_task(task, *args):
+    """Run a Celery task's code in the CPU thread, as a `default` queue worker would."""
+    return _cpu_executor.submit(_run_task, task, args)
+
+
 def resume_unfinished_jobs():
     """Requeue what a previous run of the server left queued or running."""
     from generation.models import GenerationJob, JobStatus

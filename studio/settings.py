@@ -155,7 +155,12 @@ CELERY_BROKER_URL = REDIS_URL or None
 # The queue GPU workers consume (`celery -A studio worker -Q gpu`); one name per kind of GPU
 # host if a deployment wants to route jobs, e.g. "gpu-h100".
 STUDIO_GPU_QUEUE = os.environ.get("STUDIO_GPU_QUEUE", "gpu")
-CELERY_TASK_ROUTES = {"generation.tasks.run_generation_job": {"queue": STUDIO_GPU_QUEUE}}
+# CPU work (thumbnails): `celery -A studio worker -Q default` on any host.
+STUDIO_CPU_QUEUE = os.environ.get("STUDIO_CPU_QUEUE", "default")
+CELERY_TASK_ROUTES = {
+    "generation.tasks.run_generation_job": {"queue": STUDIO_GPU_QUEUE},
+    "gallery.tasks.make_thumbnails": {"queue": STUDIO_CPU_QUEUE},
+}
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
