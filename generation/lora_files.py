@@ -1,0 +1,316 @@
+"""LoRA files: checked and described from their `.safetensors` header, never loaded.
+
+`read_lora_file(path, file_name)` refuses anything that is not a LoRA in a valid
+`.safetensors` file (pickles, renamed or not, cut-short files, damaged headers, full
+checkpoints) with a message that says what to do, and otherwise returns what the header
+tells: the layout (kohya or diffusers/peft), the base model family, the rank, trigger
+words, the training resolution. Only the header is read (`safetensors.safe_open` maps the
+file; tensor shapes come from the header); no tensor is loaded and nothing here imports
+torch, so web nodes run it.
+"""
+
+import json
+import re
+import struct
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+PICKLE_SUFFIXES = frozenset({".ckpt", ".pt", ".pth", ".bin", ".pkl", ".pickle"})
+# safetensors' own limit on the JSON header.
+MAX_HEADER_BYTES = 100 * 1024 * 1024
+# Metadata values kept with the library entry (the full header stays in the file).
+METADATA_VALUE_CHARS = 300
+TRIGGER_WORDS = 10
+
+# Width of the UNet's cross-attention input (its text embedding), per base family.
+CROSS_ATTENTION_FAMILY = {768: "sd15", 1024: "sd2", 2048: "sdxl", 1280: "sdxl"}
+# Width of a text encoder's hidden states, when only the text encoder has LoRA layers.
+TEXT_ENCODER_FAMILY = {768: "sd15", 1024: "sd2"}
+
+_DOWN_MARKERS = (".lora_down.weight", ".lora_A.weight", ".lora.down.weight", "_lora.down.weight")
+_UP_MARKERS = (".lora_up.weight", ".lora_B.weight", ".lora.up.weight", "_lora.up.weight")
+
+
+class LoraFileError(ValueError):
+    """The file is not a LoRA the studio accepts; the message says why and what to do."""
+
+
+@dataclass
+class LoraInfo:
+    layout: str  # "kohya" or "diffusers" (peft / diffusers names)
+    family: str | None  # "sd15", "sd2", "sdxl"; None: the header does not tell
+    family_evidence: str  # how the family was found, for messages ("" when unknown)
+    rank: int | None
+    alpha: float | None
+    trigger_words: list[str] = field(default_factory=list)
+    resolution: str = ""  # "512x512"
+    base_model: str = ""  # the model it was trained on, as the metadata names it
+    title: str = ""  # a name the metadata suggests
+    tensor_count: int = 0
+    metadata: dict = field(default_factory=dict)  # short metadata values, for the detail page
+
+    @property
+    def family_is_certain(self):
+        """Read from tensor shapes or key names, not merely from metadata."""
+        return self.family is not None and not self.family_evidence.startswith("metadata")
+
+
+def refuse_by_name(file_name):
+    """Refuse a file whose name is not `.safetensors` (pickles get their own reason)."""
+    name = Path(file_name or "").name or "The file"
+    suffix = Path(name).suffix.lower()
+    if suffix in PICKLE_SUFFIXES:
+        raise LoraFileError(
+            f"{name} is a pickle-based file ({suffix}). The studio accepts LoRAs only as "
+            ".safetensors, because opening a pickle can run any code on the server: convert "
+            "it to .safetensors (kohya's and diffusers' tools do) and upload that."
+        )
+    if suffix != ".safetensors":
+        raise LoraFileError(
+            f"{name} is not a .safetensors file. Upload the LoRA's .safetensors file "
+            "(.ckpt, .pt and .bin files are refused)."
+        )
+
+
+def read_lora_file(path, file_name=""):
+    """A LoraInfo for the `.safetensors` LoRA at `path`, or a LoraFileError."""
+    name = Path(file_name or str(path)).name
+    refuse_by_name(name)
+    _read_header(Path(path), name)
+    keys, shapes, metadata = _open_checked(path, name)
+    if not keys:
+        raise LoraFileError(f"{name} holds no tensors, so it is not a LoRA.")
+    _refuse_non_lora(keys, name)
+    layout = "kohya" if any(key.startswith("lora_") for key in keys) else "diffusers"
+    family, evidence = detect_family(keys, shapes, metadata)
+    info = LoraInfo(
+        layout=layout,
+        family=family,
+        family_evidence=evidence,
+        rank=_rank(keys, shapes, metadata),
+        alpha=_float(metadata.get("ss_network_alpha")),
+        trigger_words=trigger_words(metadata),
+        resolution=training_resolution(metadata),
+        base_model=_base_model(metadata),
+        title=(metadata.get("modelspec.title") or metadata.get("ss_output_name") or "").strip(),
+        tensor_count=len(keys),
+        metadata=short_metadata(metadata),
+    )
+    return info
+
+
+# -- The container ------------------------------------------------------------------------
+
+
+def _read_header(path, name):
+    """The JSON header, checked against the file's size: a clear message for files that
+    are pickles, cut short or damaged, before safetensors' own checks."""
+    size = path.stat().st_size
+    if size == 0:
+        raise LoraFileError(f"{name} is empty.")
+    with path.open("rb") as opened:
+        start = opened.read(9)
+        # A safetensors header is a JSON object right after its 8-byte length; a pickle
+        # starts with its protocol (0x80, 2..5), torch's zip format with "PK".
+        looks_pickled = start[:1] == b"\x80" and start[1:2] in (b"\x02", b"\x03", b"\x04", b"\x05")
+        if start[8:9] != b"{" and (looks_pickled or start[:4] == b"PK\x03\x04"):
+            raise LoraFileError(
+                f"{name} is not a safetensors file: it is a pickled PyTorch file (.ckpt/.pt) "
+                "with its name changed. The studio never opens pickles, because that can run "
+                "any code: convert it to .safetensors and upload that."
+            )
+        if len(start) < 9:
+            raise LoraFileError(f"{name} is cut short: it ends inside its header.")
+        (header_size,) = struct.unpack("<Q", start[:8])
+        if header_size > MAX_HEADER_BYTES or header_size < 2:
+            raise LoraFileError(
+                f"{name} is not a valid safetensors file: its header length is impossible "
+                f"({header_size:,} bytes)."
+            )
+        if 8 + header_size > size:
+            raise LoraFileError(
+                f"{name} is cut short: it ends inside its header. Upload the whole file again."
+            )
+        opened.seek(8)
+        raw = opened.read(header_size)
+    try:
+        header = json.loads(raw.decode("utf-8"))
+        if not isinstance(header, dict):
+            raise ValueError("not a JSON object")
+        ends = [
+            int(entry["data_offsets"][1])
+            for key, entry in header.items()
+            if key != "__metadata__"
+        ]
+    except (UnicodeDecodeError, ValueError, TypeError, KeyError, IndexError) as error:
+        raise LoraFileError(
+            f"{name} has a damaged header ({str(error)[:80]}): it is not a valid safetensors "
+            "file."
+        ) from error
+    expected = 8 + header_size + max(ends, default=0)
+    if size < expected:
+        raise LoraFileError(
+            f"{name} is cut short: its header announces {expected:,} bytes but the file has "
+            f"{size:,}. Upload the whole file again."
+        )
+    return header
+
+
+def _open_checked(path, name):
+    """Tensor names, their shapes and the metadata, through safetensors' own validation."""
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="numpy") as opened:
+            keys = list(opened.keys())
+            shapes = {key: list(opened.get_slice(key).get_shape()) for key in keys}
+            metadata = dict(opened.metadata() or {})
+    except Exception as error:  # SafetensorError: what the library found wrong
+        raise LoraFileError(
+            f"{name} is not a valid safetensors file ({str(error)[:120]})."
+        ) from error
+    return keys, shapes, metadata
+
+
+def _refuse_non_lora(keys, name):
+    if any(key.endswith(_DOWN_MARKERS) for key in keys):
+        return
+    if any(key.startswith(("model.diffusion_model.", "conditioner.")) for key in keys) or any(
+        key.startswith(("down_blocks.", "unet.down_blocks.")) and ".lora" not in key
+        for key in keys
+    ):
+        raise LoraFileError(
+            f"{name} is a full model, not a LoRA: site staff add checkpoints in the Model "
+            "library."
+        )
+    if any(key in ("emb_params", "string_to_param") or key.startswith("clip_") for key in keys):
+        raise LoraFileError(
+            f"{name} is a textual-inversion embedding, not a LoRA; embeddings can't be "
+            "uploaded here yet."
+        )
+    raise LoraFileError(
+        f"{name} holds no LoRA weights (no lora_down / lora_A tensors). LyCORIS variants "
+        "(LoHa, LoKr) and other adapters are not supported."
+    )
+
+
+# -- What the header tells ----------------------------------------------------------------
+
+
+def detect_family(keys, shapes, metadata):
+    """(family, evidence) from tensor shapes and names first, then the kohya / modelspec
+    metadata; (None, "") when nothing tells."""
+    for key in keys:
+        if not key.endswith(_DOWN_MARKERS):
+            continue
+        flat = key.replace(".", "_")
+        if "attn2" in flat and "to_k" in flat:
+            width = shapes[key][1] if len(shapes[key]) >= 2 else None
+            if width in CROSS_ATTENTION_FAMILY:
+                return CROSS_ATTENTION_FAMILY[width], f"cross-attention width {width}"
+    if any(key.startswith(("lora_te1_", "lora_te2_", "text_encoder_2.")) for key in keys):
+        return "sdxl", "two text encoders"
+    for key in keys:
+        if key.endswith(_DOWN_MARKERS) and key.startswith(("lora_te_", "text_encoder.", "te.")):
+            width = shapes[key][1] if len(shapes[key]) >= 2 else None
+            if width in TEXT_ENCODER_FAMILY:
+                return TEXT_ENCODER_FAMILY[width], f"text encoder width {width}"
+    family = _metadata_family(metadata)
+    if family:
+        return family, "metadata"
+    return None, ""
+
+
+def _metadata_family(metadata):
+    version = (metadata.get("ss_base_model_version") or "").lower()
+    architecture = (metadata.get("modelspec.architecture") or "").lower()
+    if version.startswith("sdxl") or "stable-diffusion-xl" in architecture:
+        return "sdxl"
+    if version.startswith("sd_v2") or architecture.startswith("stable-diffusion-v2"):
+        return "sd2"
+    if str(metadata.get("ss_v2", "")).lower() == "true":
+        return "sd2"
+    if version.startswith("sd_v1") or architecture.startswith("stable-diffusion-v1"):
+        return "sd15"
+    model_name = (metadata.get("ss_sd_model_name") or "").lower()
+    if "xl" in model_name:
+        return "sdxl"
+    if model_name and re.search(r"(^|[^0-9])(1[._-]?5|v1)", model_name):
+        return "sd15"
+    return None
+
+
+def _rank(keys, shapes, metadata):
+    declared = metadata.get("ss_network_dim", "")
+    if str(declared).isdigit() and int(declared) > 0:
+        return int(declared)
+    ranks = Counter(
+        shapes[key][0] for key in keys if key.endswith(_DOWN_MARKERS) and shapes[key]
+    )
+    return ranks.most_common(1)[0][0] if ranks else None
+
+
+def _float(value):
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def trigger_words(metadata, limit=TRIGGER_WORDS):
+    """The trigger phrase the metadata names, else the training captions' most frequent
+    tags (kohya's ss_tag_frequency: {dataset folder: {tag: count}})."""
+    phrase = (metadata.get("modelspec.trigger_phrase") or "").strip()
+    if phrase:
+        return [word.strip() for word in phrase.split(",") if word.strip()][:limit]
+    try:
+        frequencies = json.loads(metadata.get("ss_tag_frequency") or "{}")
+    except ValueError:
+        return []
+    counts = Counter()
+    if isinstance(frequencies, dict):
+        for tags in frequencies.values():
+            if not isinstance(tags, dict):
+                continue
+            for tag, count in tags.items():
+                tag = str(tag).strip()
+                if tag and isinstance(count, (int, float)):
+                    counts[tag] += count
+    ranked = sorted(counts.items(), key=lambda item: (-item[1], item[0]))
+    return [tag for tag, _ in ranked[:limit]]
+
+
+def training_resolution(metadata):
+    """"512x512" from ss_resolution ("(512, 512)", "512", "[1024,1024]") or modelspec."""
+    for key in ("ss_resolution", "modelspec.resolution"):
+        numbers = [int(n) for n in re.findall(r"\d+", metadata.get(key) or "")]
+        if len(numbers) == 1:
+            return f"{numbers[0]}x{numbers[0]}"
+        if len(numbers) >= 2:
+            return f"{numbers[0]}x{numbers[1]}"
+    return ""
+
+
+def _base_model(metadata):
+    for key in ("ss_sd_model_name", "modelspec.architecture", "ss_base_model_version"):
+        value = (metadata.get(key) or "").strip()
+        if value:
+            return value[:200]
+    return ""
+
+
+def short_metadata(metadata):
+    """Metadata worth showing: short values only (tag lists and dataset dumps stay in the
+    file)."""
+    kept = {}
+    for key, value in sorted(metadata.items()):
+        text = str(value)
+        if key in ("ss_tag_frequency", "ss_dataset_dirs", "ss_datasets", "ss_bucket_info"):
+            continue
+        if len(text) > METADATA_VALUE_CHARS:
+            text = text[: METADATA_VALUE_CHARS - 1] + "…"
+        kept[key[:100]] = text
+        if len(kept) >= 60:
+            break
+    return kept
