@@ -384,6 +384,12 @@ class GenerationJob(models.Model):
             "hires_steps": self.hires_steps,
             "hires_strength": self.hires_strength,
             **{side: getattr(self, side) for side in OUTPAINT_SIDES},
+            # LoRAs picked in the form; those written in the prompt come back with it.
+            "loras": [
+                {"id": used.lora_id, "weight": used.weight}
+                for used in self.job_loras.all()
+                if not used.in_prompt and used.lora_id
+            ],
         }
 
     def progress_percent(self):
@@ -434,3 +440,7 @@ class PromptFavourite(models.Model):
     def save(self, *args, **kwargs):
         self.prompt_hash = prompt_key(self.prompt)
         super().save(*args, **kwargs)
+
+
+# The LoRA library lives in its own module; imported here so Django registers its models.
+from generation.lora_models import JobLora, Lora  # noqa: E402, F401

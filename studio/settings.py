@@ -194,6 +194,9 @@ STUDIO_MAX_BATCH_COUNT = int(os.environ.get("STUDIO_MAX_BATCH_COUNT", "16"))
 # Uploaded source images (img2img and later modes).
 STUDIO_MAX_UPLOAD_BYTES = int(os.environ.get("STUDIO_MAX_UPLOAD_BYTES", str(20 * 1024 * 1024)))
 STUDIO_MAX_UPLOAD_PIXELS = int(os.environ.get("STUDIO_MAX_UPLOAD_PIXELS", str(4096 * 4096)))
+# LoRA files uploaded to a team's library (.safetensors only), and LoRAs stacked per job.
+STUDIO_MAX_LORA_BYTES = int(os.environ.get("STUDIO_MAX_LORA_BYTES", str(1024**3)))
+STUDIO_MAX_LORAS_PER_JOB = int(os.environ.get("STUDIO_MAX_LORAS_PER_JOB", "8"))
 # A running job's worker renews its lease at every step; a lapsed lease means it died.
 STUDIO_JOB_LEASE_S = float(os.environ.get("STUDIO_JOB_LEASE_S", "120"))
 STUDIO_JOB_MAX_ATTEMPTS = int(os.environ.get("STUDIO_JOB_MAX_ATTEMPTS", "3"))

@@ -7,5 +7,6 @@ urlpatterns = [
     path("", include("generation.urls")),
     path("", include("studio.moderation.urls")),
     path("", include("generation.library_urls")),
+    path("", include("generation.lora_urls")),
     path("", include("gallery.urls")),
 ]
