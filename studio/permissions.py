@@ -16,6 +16,7 @@ TEAM_ACTIONS = {
     "invite": Role.ADMIN,
     "manage_members": Role.ADMIN,
     "manage_models": Role.ADMIN,  # the team's own settings for library models
+    "manage_policy": Role.ADMIN,  # the team's prompt policy (blocked terms, allow-list)
     "manage_loras": Role.EDITOR,  # upload, edit and delete the team's LoRAs
     "manage_policy": Role.ADMIN,  # the team's prompt policy (blocked terms, allow-list)
     "delete": Role.OWNER,

@@ -1,0 +1,159 @@
+"""The moderator panel: case queue, case actions, audit log, policies.
+
+Every panel page answers 404 to anyone who moderates nothing, so the panel's existence
+isn't advertised; team moderators see and act on their teams' cases only."""
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.db import transaction
+from django.http import Http404
+from django.shortcuts import get_object_or_404, redirect, render
+from django.utils import timezone
+from django.views.decorators.http import require_POST
+
+from studio.accounts.models import Team
+from studio.moderation.forms import CaseActionForm, CaseFilterForm, PolicyForm, PolicyTestForm
+from studio.moderation.models import (
+    AuditEntry,
+    Case,
+    CaseKind,
+    Policy,
+    is_moderator,
+    is_site_moderator,
+    policies_for,
+)
+from studio.moderation.policy import find_matches
+from studio.moderation.services import audit, case_resolve
+from studio.permissions import require
+
+
+def require_moderator(user):
+    if not is_moderator(user):
+        raise Http404
+
+
+@login_required
+def case_queue(request):
+    require_moderator(request.user)
+    filters = CaseFilterForm(request.GET or None)
+    filters.is_valid()
+    chosen = getattr(filters, "cleaned_data", {})
+    cases = Case.objects.visible_to(request.user).select_related("subject_user", "team")
+    status = chosen.get("status") or "open"
+    if status != "all":
+        cases = cases.filter(status=status)
+    if chosen.get("kind"):
+        cases = cases.filter(kind=chosen["kind"])
+    open_counts = {
+        kind: Case.objects.visible_to(request.user).open().filter(kind=kind).count()
+        for kind, _ in CaseKind.choices
+    }
+    context = {
+        "cases": cases.order_by("created_at", "id")[:200],
+        "filters": filters,
+        "status": status,
+        "kind": chosen.get("kind") or "",
+        "kinds": [(kind, label, open_counts[kind]) for kind, label in CaseKind.choices],
+        "action_form": CaseActionForm(),
+        "site_moderator": is_site_moderator(request.user),
+        "now": timezone.now(),
+    }
+    return render(request, "moderation/queue.html", context)
+
+
+def case_for(user, case_id):
+    require_moderator(user)
+    return get_object_or_404(Case.objects.visible_to(user), pk=case_id)
+
+
+@login_required
+@require_POST
+def case_act(request, case_id):
+    case = case_for(request.user, case_id)
+    form = CaseActionForm(request.POST)
+    if not form.is_valid():
+        messages.error(request, "Choose an action and a reason.")
+        return redirect("moderation_queue")
+    action = form.cleaned_data["action"]
+    if action == "ban" and not is_site_moderator(request.user):
+        messages.error(request, "Only site moderators suspend accounts; escalate instead.")
+        return redirect("moderation_queue")
+    try:
+        case_resolve(
+            case=case, moderator=request.user, action=action,
+            reason_code=form.cleaned_data["reason_code"], note=form.cleaned_data["note"],
+            days=form.cleaned_data["days"] if form.cleaned_data["days"] is not None else 7,
+        )
+    except ValueError as error:
+        messages.error(request, str(error))
+    else:
+        messages.success(request, f"Case {case.pk}: {case.get_resolution_display()}.")
+    return redirect("moderation_queue")
+
+
+@login_required
+def audit_log(request):
+    require_moderator(request.user)
+    entries = AuditEntry.objects.visible_to(request.user).select_related("actor", "team")
+    action = request.GET.get("action", "").strip()
+    if action:
+        entries = entries.filter(action__startswith=action)
+    return render(
+        request, "moderation/audit_log.html", {"entries": entries[:300], "action": action}
+    )
+
+
+def policy_page(request, policy, *, back_url, title):
+    """Edit a policy and try sample prompts against the policies that apply with it."""
+    form = PolicyForm(instance=policy)
+    if request.method == "POST":
+        before = {name: getattr(policy, name) for name in PolicyForm.Meta.fields}
+        form = PolicyForm(request.POST, instance=policy)
+        if form.is_valid():
+            with transaction.atomic():
+                policy = form.save(commit=False)
+                policy.updated_by = request.user
+                policy.save()
+                audit(
+                    actor=request.user, action="policy.update",
+                    target=f"policy:{policy.team_id or 'site'}", team=policy.team,
+                    before=before,
+                    after={name: getattr(policy, name) for name in PolicyForm.Meta.fields},
+                )
+            messages.success(request, "Policy saved.")
+            return redirect(back_url)
+    tester = PolicyTestForm(request.GET if "sample" in request.GET else None)
+    results = None
+    if tester.is_bound and tester.is_valid():
+        applying = policies_for(policy.team)
+        results = [
+            (label, text, find_matches(text, applying))
+            for label, text in (
+                ("Prompt", tester.cleaned_data["sample"]),
+                ("Negative prompt", tester.cleaned_data["sample_negative"]),
+            )
+            if text
+        ]
+    context = {
+        "form": form, "tester": tester, "results": results, "policy": policy, "title": title,
+        "team": policy.team,
+    }
+    return render(request, "moderation/policy.html", context)
+
+
+@login_required
+def site_policy(request):
+    if not is_site_moderator(request.user):
+        raise Http404
+    policy = Policy.objects.filter(team__isnull=True).first() or Policy()
+    return policy_page(
+        request, policy, back_url=request.path, title="Site prompt policy"
+    )
+
+
+@login_required
+def team_policy(request, team_id):
+    team = get_object_or_404(Team, pk=team_id)
+    require(request.user, "manage_policy", team)
+    policy = Policy.objects.filter(team=team).first() or Policy(team=team)
+    return policy_page(request, policy, back_url=request.path, title=f"{team.name}: prompt policy")
