@@ -5,10 +5,10 @@ Two jobs, both without loading a model:
 - `checkpoint_architecture(path)` tells from the tensor names in the file's header which
   architecture a checkpoint has, so the worker refuses an SDXL or non-SD file with a clear
   message before diffusers builds anything.
-- `save_original_layout(pipe, path)` writes a diffusers SD 1.x/2.x pipeline as one
+- `save_original_layout(pipe, path)` writes a diffusers SD 1.x or SDXL pipeline as one
   original-layout `.safetensors` file: the inverse of the conversion diffusers'
   `from_single_file` does. Tests and the offline demo use it to make a single-file
-  checkpoint from the tiny model.
+  checkpoint from the tiny models.
 
 Pickled checkpoints (`.ckpt`, `.pt`, `.bin`) are never opened: unpickling runs code.
 """
@@ -20,6 +20,9 @@ PICKLE_SUFFIXES = frozenset({".ckpt", ".pt", ".pth", ".bin", ".pkl", ".pickle"})
 UNET_PREFIX = "model.diffusion_model."
 VAE_PREFIX = "first_stage_model."
 CLIP_PREFIX = "cond_stage_model.transformer."  # SD 1.x: OpenAI CLIP ViT-L, transformers layout
+# SDXL: CLIP ViT-L in transformers' layout, then OpenCLIP ViT-bigG in OpenCLIP's.
+SDXL_CLIP_PREFIX = "conditioner.embedders.0.transformer."
+SDXL_OPEN_CLIP_PREFIX = "conditioner.embedders.1.model."
 
 # Tensor-name prefixes that identify an architecture, first match wins.
 _ARCHITECTURE_MARKERS = [
@@ -87,6 +90,8 @@ _UNET_RESNET = {
 _UNET_TOP = {
     "time_embedding.linear_1": "time_embed.0",
     "time_embedding.linear_2": "time_embed.2",
+    "add_embedding.linear_1": "label_emb.0.0",  # SDXL's sizes and pooled prompt
+    "add_embedding.linear_2": "label_emb.0.2",
     "conv_in": "input_blocks.0.0",
     "conv_norm_out": "out.0",
     "conv_out": "out.2",
@@ -192,28 +197,76 @@ def vae_to_original(state_dict: dict, num_blocks: int) -> dict:
     return out
 
 
-def clip_to_original(state_dict: dict) -> dict:
-    """A transformers CLIPTextModel state dict in LDM's `cond_stage_model.transformer.` names.
+def clip_to_original(state_dict: dict, prefix: str = CLIP_PREFIX) -> dict:
+    """A transformers CLIPTextModel state dict in LDM's `cond_stage_model.transformer.` names
+    (or under another `prefix`).
 
     transformers 5.6 dropped the `text_model.` level from CLIPTextModel; checkpoints keep it.
     """
     return {
-        CLIP_PREFIX + (key if key.startswith("text_model.") else "text_model." + key): value
+        prefix + (key if key.startswith("text_model.") else "text_model." + key): value
         for key, value in state_dict.items()
     }
 
 
+# Inside one transformer layer of a CLIP text model (transformers → OpenCLIP).
+_OPEN_CLIP_LAYER = {
+    "self_attn.out_proj": "attn.out_proj",
+    "layer_norm1": "ln_1",
+    "layer_norm2": "ln_2",
+    "mlp.fc1": "mlp.c_fc",
+    "mlp.fc2": "mlp.c_proj",
+}
+
+
+def open_clip_to_original(state_dict: dict, prefix: str = SDXL_OPEN_CLIP_PREFIX) -> dict:
+    """A transformers CLIPTextModelWithProjection state dict in OpenCLIP's names, as SDXL
+    checkpoints hold ViT-bigG: q, k and v fused into one in_proj, the projection transposed."""
+    import torch  # here: web nodes import this module and have no torch
+
+    state_dict = {key.removeprefix("text_model."): value for key, value in state_dict.items()}
+    out = {
+        "token_embedding.weight": state_dict.pop("embeddings.token_embedding.weight"),
+        "positional_embedding": state_dict.pop("embeddings.position_embedding.weight"),
+        "ln_final.weight": state_dict.pop("final_layer_norm.weight"),
+        "ln_final.bias": state_dict.pop("final_layer_norm.bias"),
+        "text_projection": state_dict.pop("text_projection.weight").T,
+    }
+    state_dict.pop("embeddings.position_ids", None)
+    layers = {int(key.split(".")[2]) for key in state_dict if key.startswith("encoder.layers.")}
+    for index in sorted(layers):
+        layer = f"encoder.layers.{index}."
+        block = f"transformer.resblocks.{index}."
+        for kind in ("weight", "bias"):
+            out[f"{block}attn.in_proj_{kind}"] = torch.cat(
+                [state_dict.pop(f"{layer}self_attn.{name}_proj.{kind}") for name in "qkv"]
+            )
+        for key in [key for key in state_dict if key.startswith(layer)]:
+            out[block + _rename_head(key[len(layer) :], _OPEN_CLIP_LAYER)] = state_dict.pop(key)
+    if state_dict:
+        raise ValueError(f"Tensors with no OpenCLIP name: {sorted(state_dict)}")
+    return {prefix + key: value for key, value in out.items()}
+
+
 def save_original_layout(pipe, path: str | Path) -> Path:
-    """Write an SD 1.x diffusers pipeline (UNet, VAE, CLIP text encoder) as one
-    original-layout `.safetensors` checkpoint, the kind A1111 and civitai share."""
+    """Write an SD 1.x diffusers pipeline (UNet, VAE, CLIP text encoder) or an SDXL one (two
+    text encoders) as one original-layout `.safetensors` checkpoint, the kind A1111 and
+    civitai share."""
     from safetensors.torch import save_file
 
     path = Path(path)
     unet_config, vae_config = pipe.unet.config, pipe.vae.config
+    if getattr(pipe, "text_encoder_2", None) is not None:
+        text_encoders = {
+            **clip_to_original(pipe.text_encoder.state_dict(), SDXL_CLIP_PREFIX),
+            **open_clip_to_original(pipe.text_encoder_2.state_dict()),
+        }
+    else:
+        text_encoders = clip_to_original(pipe.text_encoder.state_dict())
     tensors = {
         **unet_to_original(pipe.unet.state_dict(), unet_config.layers_per_block),
         **vae_to_original(pipe.vae.state_dict(), len(vae_config.down_block_types)),
-        **clip_to_original(pipe.text_encoder.state_dict()),
+        **text_encoders,
     }
     path.parent.mkdir(parents=True, exist_ok=True)
     # Contiguous copies: safetensors refuses views and shared storage.

@@ -1,5 +1,6 @@
-"""One batch of txt2img or img2img requests, written out after StableDiffusionPipeline and
-StableDiffusionImg2ImgPipeline.__call__ (diffusers 0.42).
+"""One batch of txt2img, img2img or inpaint requests, written out after StableDiffusionPipeline,
+StableDiffusionImg2ImgPipeline, StableDiffusionInpaintPipeline and their SDXL counterparts'
+__call__ (diffusers 0.42).
 
 The pipelines take one guidance scale and one seed per call. A batch of independent requests
 needs a guidance scale and a noise generator per row, so the loop is spelled out here; the
@@ -11,7 +12,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
-from diffusers import StableDiffusionPipeline
+from diffusers import StableDiffusionPipeline, StableDiffusionXLPipeline
 from diffusers.image_processor import VaeImageProcessor
 from diffusers.pipelines.stable_diffusion.pipeline_stable_diffusion_img2img import (
     retrieve_latents,
@@ -20,6 +21,7 @@ from diffusers.schedulers.scheduling_utils import SchedulerMixin
 from diffusers.utils.torch_utils import randn_tensor
 from PIL import Image
 
+from gpu_workers.pipelines import SDXL, pipeline_family
 from gpu_workers.requests import GenerationFailed, GenerationRequest
 
 # (step, latents, denoised) → per row, whether that row is still wanted.
@@ -59,11 +61,111 @@ def encoded_rows(pipe, images, generators):
     return pipe.vae.config.scaling_factor * torch.cat(latents)
 
 
+def sdxl_encoded_rows(pipe, images, generators, *, latents_stats=True):
+    """encoded_rows as the SDXL pipelines encode: the VAE in float32 where its config says
+    it overflows in float16 (force_upcast), and, for img2img (`latents_stats`), latents
+    normalised by the VAE's latents_mean and latents_std where it has them."""
+    vae, dtype = pipe.vae, images.dtype
+    # A float32 VAE has nothing to upcast (and casting it would only log warnings).
+    upcast = vae.config.force_upcast and vae.dtype != torch.float32
+    if upcast:
+        images = images.float()
+        vae.to(dtype=torch.float32)
+    latents = [
+        retrieve_latents(vae.encode(images[row : row + 1]), generator=generators[row])
+        for row in range(len(generators))
+    ]
+    if upcast:
+        vae.to(dtype)
+    latents = torch.cat(latents).to(dtype)
+    mean, std = _latents_mean_and_std(vae, latents)
+    if latents_stats and mean is not None:
+        return (latents - mean) * vae.config.scaling_factor / std
+    return vae.config.scaling_factor * latents
+
+
+def _latents_mean_and_std(vae, like):
+    """The VAE's per-channel latents mean and std (4, 1, 1), if its config has both."""
+    mean = getattr(vae.config, "latents_mean", None)
+    std = getattr(vae.config, "latents_std", None)
+    if mean is None or std is None:
+        return None, None
+    return (
+        torch.tensor(mean).view(1, 4, 1, 1).to(device=like.device, dtype=like.dtype),
+        torch.tensor(std).view(1, 4, 1, 1).to(device=like.device, dtype=like.dtype),
+    )
+
+
+def sdxl_decoded(pipe, latents):
+    """The SDXL pipelines' decode: in float32 where the VAE would overflow in float16, then
+    the pipeline's watermark if it has one."""
+    vae = pipe.vae
+    needs_upcasting = vae.dtype == torch.float16 and vae.config.force_upcast
+    if needs_upcasting:
+        vae.to(dtype=torch.float32)
+        latents = latents.to(torch.float32)
+    mean, std = _latents_mean_and_std(vae, latents)
+    if mean is not None:
+        latents = latents * std / vae.config.scaling_factor + mean
+    else:
+        latents = latents / vae.config.scaling_factor
+    image = vae.decode(latents, return_dict=False)[0]
+    if needs_upcasting:
+        vae.to(dtype=torch.float16)
+    if getattr(pipe, "watermark", None) is not None:
+        image = pipe.watermark.apply_watermark(image)
+    return image
+
+
+def sdxl_prompt_embeds(pipe, requests, device, clip_skip):
+    """SDXL's encode_prompt for a batch: both text encoders' hidden states side by side,
+    and the second's pooled output.
+
+    An empty negative prompt is no negative prompt, as in the pipeline called without one
+    (and in A1111): zeros where the model asks for them (force_zeros_for_empty_prompt).
+    A1111's clip skip counts from SDXL's default layer, the penultimate: clip skip 2 is
+    the pipeline's clip_skip=1. Like the pipeline, negative prompts keep the default layer.
+    """
+    negatives = [request.negative_prompt or None for request in requests]
+    prompt_embeds, negative_prompt_embeds, pooled, negative_pooled = pipe.encode_prompt(
+        prompt=[request.prompt for request in requests],
+        device=device,
+        num_images_per_prompt=1,
+        do_classifier_free_guidance=True,
+        negative_prompt=None if not any(negatives) else [text or "" for text in negatives],
+        clip_skip=None if clip_skip == 1 else clip_skip - 1,
+    )
+    if pipe.config.force_zeros_for_empty_prompt:
+        zeroed = [row for row, text in enumerate(negatives) if text is None]
+        negative_prompt_embeds[zeroed] = 0
+        negative_pooled[zeroed] = 0
+    return prompt_embeds, negative_prompt_embeds, pooled, negative_pooled
+
+
+def sdxl_time_ids(pipe, requests, dtype, device):
+    """Each row's size conditioning, as the pipelines make it for an image made whole at the
+    requested size: original size and target size (height, width), crop (0, 0). The
+    negative ones are the same."""
+    height, width = requests[0].height, requests[0].width
+    time_ids = [height, width, 0, 0, height, width]
+    projection_dim = pipe.text_encoder_2.config.projection_dim
+    passed = pipe.unet.config.addition_time_embed_dim * len(time_ids) + projection_dim
+    expected = pipe.unet.add_embedding.linear_1.in_features
+    if passed != expected:
+        # An SDXL refiner (aesthetic score instead of the target size) or a broken config.
+        raise GenerationFailed(
+            f"This model's UNet expects added conditioning of length {expected}, but SDXL's "
+            f"sizes and pooled prompt make {passed}: it is not an SDXL base model."
+        )
+    return torch.tensor([time_ids] * len(requests), dtype=dtype, device=device)
+
+
 def noised_image_latents(pipe, requests, scheduler, first_timestep, generators, device, dtype):
     """img2img's starting point: each source image encoded by the VAE and noised to the
     first timestep."""
     images = pipe.image_processor.preprocess([request.init_image for request in requests])
-    image_latents = encoded_rows(pipe, images.to(device=device, dtype=dtype), generators)
+    encode = sdxl_encoded_rows if pipeline_family(pipe) == SDXL else encoded_rows
+    image_latents = encode(pipe, images.to(device=device, dtype=dtype), generators)
     noise = randn_tensor(image_latents.shape, generator=generators, device=device, dtype=dtype)
     return scheduler.add_noise(image_latents, noise, first_timestep.repeat(len(requests)))
 
@@ -88,9 +190,20 @@ def inpaint_start(pipe, requests, scheduler, first_timestep, generators, device,
     # Plain models are steered by blending the noised source back in outside the mask after
     # every step; inpainting models (9 input channels) see mask and source themselves.
     blends = pipe.unet.config.in_channels == 4
+    sdxl = pipeline_family(pipe) == SDXL
+    encode = encoded_rows
+    if sdxl:
+
+        def encode(pipe, images, generators):
+            return sdxl_encoded_rows(pipe, images, generators, latents_stats=False)
+
     image_latents = None
     if blends or not strength_max:
-        image_latents = encoded_rows(pipe, init_image.to(device=device, dtype=dtype), generators)
+        image_latents = encode(pipe, init_image.to(device=device, dtype=dtype), generators)
+        if sdxl:
+            # The SDXL pipeline's repeat() leaves them contiguous, whatever layout the VAE
+            # gave; the UNet's convolutions pick their kernels by layout.
+            image_latents = image_latents.contiguous()
     shape = (
         len(requests),
         pipe.vae.config.latent_channels,
@@ -115,15 +228,13 @@ def inpaint_start(pipe, requests, scheduler, first_timestep, generators, device,
     mask = torch.nn.functional.interpolate(
         mask_condition, size=(height // pipe.vae_scale_factor, width // pipe.vae_scale_factor)
     ).to(device=device, dtype=dtype)
-    masked_image_latents = encoded_rows(
-        pipe, masked_image.to(device=device, dtype=dtype), generators
-    )
+    masked_image_latents = encode(pipe, masked_image.to(device=device, dtype=dtype), generators)
     return InpaintState(latents, noise, image_latents, mask, masked_image_latents)
 
 
 @torch.no_grad()
 def denoise_batch(
-    pipe: StableDiffusionPipeline,
+    pipe: StableDiffusionPipeline | StableDiffusionXLPipeline,
     requests: Sequence[GenerationRequest],
     *,
     scheduler: SchedulerMixin,
@@ -140,17 +251,23 @@ def denoise_batch(
     """
     width, height, steps = requests[0].width, requests[0].height, requests[0].steps
     clip_skip = requests[0].clip_skip
+    sdxl = pipeline_family(pipe) == SDXL
 
     # 1. Encode prompts. Every row gets a negative embedding; only CFG rows use theirs.
     prompts = [request.prompt for request in requests]
-    prompt_embeds, negative_prompt_embeds = pipe.encode_prompt(
-        prompts,
-        device,
-        num_images_per_prompt=1,
-        do_classifier_free_guidance=True,
-        negative_prompt=[request.negative_prompt for request in requests],
-        prompt_embeds=clip_skipped_embeds(pipe, prompts, device, clip_skip),
-    )
+    if sdxl:
+        prompt_embeds, negative_prompt_embeds, pooled, negative_pooled = sdxl_prompt_embeds(
+            pipe, requests, device, clip_skip
+        )
+    else:
+        prompt_embeds, negative_prompt_embeds = pipe.encode_prompt(
+            prompts,
+            device,
+            num_images_per_prompt=1,
+            do_classifier_free_guidance=True,
+            negative_prompt=[request.negative_prompt for request in requests],
+            prompt_embeds=clip_skipped_embeds(pipe, prompts, device, clip_skip),
+        )
 
     # 2. Guidance, per row. Guidance-distilled UNets (LCM) take it as an embedding instead of
     # running CFG; otherwise, as in the pipeline, CFG runs only where guidance_scale > 1.
@@ -168,6 +285,14 @@ def denoise_batch(
     # Unconditional rows first, then one conditional row per request: for a single request
     # exactly the pipeline's torch.cat([negative_prompt_embeds, prompt_embeds]).
     encoder_hidden_states = torch.cat([negative_prompt_embeds[cfg_rows], prompt_embeds])
+    added_cond_kwargs = None
+    if sdxl:
+        # SDXL's added conditions, row for row like the prompts.
+        time_ids = sdxl_time_ids(pipe, requests, prompt_embeds.dtype, device)
+        added_cond_kwargs = {
+            "text_embeds": torch.cat([negative_pooled[cfg_rows], pooled]).to(device),
+            "time_ids": torch.cat([time_ids[cfg_rows], time_ids]),
+        }
 
     # 3. Timesteps, on this batch's own scheduler. img2img starts part way, at its strength.
     scheduler.set_timesteps(steps, device=device)
@@ -178,6 +303,8 @@ def denoise_batch(
         timesteps = timesteps[t_start * scheduler.order :]
         if hasattr(scheduler, "set_begin_index"):
             scheduler.set_begin_index(t_start * scheduler.order)
+    elif sdxl and hasattr(scheduler, "set_begin_index"):
+        scheduler.set_begin_index(0)  # SDXL's txt2img pipeline does; SD's leaves it unset
 
     # 4. Initial latents, drawn row by row from each request's own seed: a request's image
     # never depends on its batch-mates.
@@ -230,6 +357,7 @@ def denoise_batch(
             t,
             encoder_hidden_states=encoder_hidden_states,
             timestep_cond=timestep_cond,
+            added_cond_kwargs=added_cond_kwargs,
             return_dict=False,
         )[0]
         noise_pred_uncond, noise_pred = noise_pred[: len(cfg_rows)], noise_pred[len(cfg_rows) :]
@@ -268,8 +396,11 @@ def denoise_batch(
     images = [None] * len(requests)
     rows = [row for row, keep in enumerate(wanted) if keep]
     if rows:
-        scaled = latents[rows] / pipe.vae.config.scaling_factor
-        decoded = pipe.vae.decode(scaled, return_dict=False)[0]
+        if sdxl:
+            decoded = sdxl_decoded(pipe, latents[rows])
+        else:
+            scaled = latents[rows] / pipe.vae.config.scaling_factor
+            decoded = pipe.vae.decode(scaled, return_dict=False)[0]
         decoded_images = pipe.image_processor.postprocess(decoded, output_type="pil")
         for row, image in zip(rows, decoded_images, strict=True):
             images[row] = image

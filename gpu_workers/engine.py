@@ -21,7 +21,7 @@ from PIL import Image
 from gpu_workers.config import WorkerConfig
 from gpu_workers.denoise import denoise_batch
 from gpu_workers.loras import activate_loras
-from gpu_workers.pipelines import load_pipeline, loaded_sources
+from gpu_workers.pipelines import load_pipeline, loaded_sources, model_family
 from gpu_workers.previews import latent_preview
 from gpu_workers.requests import (
     GenerationCanceled,
@@ -51,6 +51,9 @@ class BatchKey:
     clip_skip: int
     strength: float | None  # img2img only
     adapters: tuple = ()  # (LoRA SHA-256, weight) pairs: set_adapters applies to a batch
+    # SD (1.x, 2.x) or SDXL, never mixed in a batch: their prompts and latents differ in
+    # kind. None: not known before the model loads (a Hub id not in the local cache).
+    family: str | None = None
 
     @classmethod
     def for_request(cls, request: GenerationRequest) -> "BatchKey":
@@ -64,6 +67,7 @@ class BatchKey:
             clip_skip=request.clip_skip,
             strength=None if request.init_image is None else request.strength,
             adapters=tuple((lora.sha256, lora.weight) for lora in request.loras),
+            family=model_family(request.model_source),
         )
 
 
@@ -297,7 +301,7 @@ class Engine:
             if job.on_preview is not None and step < total and step > job.steps_reported:
                 if now - job.last_preview >= self.preview_interval_s:
                     job.last_preview = now
-                    job.on_preview(step, latent_preview(denoised))
+                    job.on_preview(step, latent_preview(denoised, job.key.family))
             if step > job.steps_reported:
                 job.steps_reported = step
                 if job.on_step is not None:

@@ -5,6 +5,7 @@ counted in bytes of parameters and buffers): loading a model that does not fit e
 least recently used ones on the same device first.
 """
 
+import json
 import logging
 import threading
 from collections import OrderedDict
@@ -12,24 +13,42 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from diffusers import DiffusionPipeline, StableDiffusionImg2ImgPipeline, StableDiffusionPipeline
+from diffusers import (
+    DiffusionPipeline,
+    StableDiffusionImg2ImgPipeline,
+    StableDiffusionPipeline,
+    StableDiffusionXLImg2ImgPipeline,
+    StableDiffusionXLInpaintPipeline,
+    StableDiffusionXLPipeline,
+)
 from diffusers.models.attention_processor import AttnProcessor, AttnProcessor2_0
 from huggingface_hub import constants as hub_constants
+from huggingface_hub import try_to_load_from_cache
 
 from gpu_workers.checkpoints import (
     PICKLE_SUFFIXES,
     CheckpointError,
     checkpoint_architecture,
     refuse_pickle,
+    tensor_names,
 )
 from gpu_workers.config import WorkerConfig
 from gpu_workers.requests import GenerationFailed
 
 logger = logging.getLogger(__name__)
 
+# Model families as the engine tells them apart: a batch never mixes two (BatchKey.family).
+SD = "sd"  # Stable Diffusion 1.x and 2.x: one CLIP text encoder
+SDXL = "sdxl"  # two text encoders; the pooled prompt and the sizes are added conditioning
+
 # Every mode is built on the txt2img pipeline's components with from_pipe, so a model costs
 # its memory once however many modes use it.
 MODES = {"txt2img": StableDiffusionPipeline, "img2img": StableDiffusionImg2ImgPipeline}
+SDXL_MODES = {
+    "txt2img": StableDiffusionXLPipeline,
+    "img2img": StableDiffusionXLImg2ImgPipeline,
+    "inpaint": StableDiffusionXLInpaintPipeline,
+}
 
 
 @dataclass
@@ -63,6 +82,7 @@ def load_pipeline(
         entry = _cache.get(key)
         if entry is None:
             pipe = _load(source, config, model_config)
+            _families[source] = pipeline_family(pipe)
             # Still on the CPU: room is made on the device before the weights move there.
             entry = _Entry(pipelines={"txt2img": pipe}, nbytes=pipeline_bytes(pipe))
             _make_room(config, entry.nbytes, incoming=source)
@@ -70,13 +90,68 @@ def load_pipeline(
             _cache[key] = entry
         _cache.move_to_end(key)
         if mode not in entry.pipelines:
-            entry.pipelines[mode] = MODES[mode].from_pipe(entry.pipelines["txt2img"])
+            txt2img = entry.pipelines["txt2img"]
+            modes = SDXL_MODES if pipeline_family(txt2img) == SDXL else MODES
+            entry.pipelines[mode] = modes[mode].from_pipe(txt2img)
         return entry.pipelines[mode]
 
 
 # SD 1.x and 2.x share these pipelines; anything else would fail deep inside the UNet.
 SUPPORTED_PIPELINES = frozenset({"StableDiffusionPipeline", "StableDiffusionImg2ImgPipeline"})
-SDXL_REFUSAL = "SDXL models are not supported by this worker yet; choose an SD 1.x or 2.x model."
+# SDXL base models and their fine-tunes, whatever mode their folder was saved for.
+SDXL_PIPELINES = frozenset(
+    {
+        "StableDiffusionXLPipeline",
+        "StableDiffusionXLImg2ImgPipeline",
+        "StableDiffusionXLInpaintPipeline",
+    }
+)
+SDXL_REFINER_REFUSAL = (
+    "SDXL refiner models (one text encoder, aesthetic-score conditioning) are not supported "
+    "by this worker; choose an SDXL base model or a fine-tune of one."
+)
+
+# source → family, for sources loaded or recognised once.
+_families: dict[str, str] = {}
+
+
+def pipeline_family(pipe: DiffusionPipeline) -> str:
+    """SDXL or SD for a loaded pipeline."""
+    return SDXL if isinstance(pipe, tuple(SDXL_MODES.values())) else SD
+
+
+def model_family(source: str) -> str | None:
+    """SDXL or SD for a source, without loading or downloading anything: from the loaded
+    pipeline, a folder's (or the local Hub cache's) model_index.json or a single file's
+    header. None when that does not tell (a Hub id not in the cache, a source that is not
+    a model): loading it will say why."""
+    family = _families.get(source)
+    if family is not None:
+        return family
+    try:
+        if is_single_file(source):
+            family = SDXL if checkpoint_architecture(source) == "sdxl" else SD
+        else:
+            index = Path(source) / "model_index.json"
+            if not Path(source).is_dir():
+                cached = try_to_load_from_cache(source, "model_index.json")
+                if not isinstance(cached, str):
+                    return None
+                index = Path(cached)
+            family = _family_of_class(json.loads(index.read_text())["_class_name"])
+    except (CheckpointError, OSError, ValueError, KeyError, TypeError):
+        return None
+    if family is not None:
+        _families[source] = family
+    return family
+
+
+def _family_of_class(class_name: str) -> str | None:
+    if class_name in SUPPORTED_PIPELINES:
+        return SD
+    if class_name in SDXL_PIPELINES:
+        return SDXL
+    return None
 
 
 def is_single_file(source: str) -> bool:
@@ -84,14 +159,21 @@ def is_single_file(source: str) -> bool:
 
 
 def _load(source: str, config: WorkerConfig, model_config: str | None) -> DiffusionPipeline:
+    if is_single_file(source):
+        return _load_single_file(source, model_config, config)
+    # One code path for Hub ids and local folders.
+    family = check_pipeline_class(source)
+    if family == SDXL:
+        return StableDiffusionXLPipeline.from_pretrained(source, **_load_options(SDXL, config))
+    return StableDiffusionPipeline.from_pretrained(source, **_load_options(SD, config))
+
+
+def _load_options(family: str, config: WorkerConfig) -> dict:
+    if family == SDXL:
+        return {"dtype": config.dtype}  # SDXL pipelines have no safety checker
     # Moderation of outputs is the studio's job, so the pipeline's own safety checker is not
     # loaded.
-    options = {"dtype": config.dtype, "safety_checker": None, "requires_safety_checker": False}
-    if is_single_file(source):
-        return _load_single_file(source, model_config, options)
-    # One code path for Hub ids and local folders.
-    check_pipeline_class(source)
-    return StableDiffusionPipeline.from_pretrained(source, **options)
+    return {"dtype": config.dtype, "safety_checker": None, "requires_safety_checker": False}
 
 
 def pipeline_class_name(source: str) -> str:
@@ -106,20 +188,29 @@ def pipeline_class_name(source: str) -> str:
         ) from error
 
 
-def check_pipeline_class(source: str) -> None:
-    """Refuse, with a message a user can act on, pipelines this worker cannot run."""
+def check_pipeline_class(source: str) -> str:
+    """The family of a folder's or Hub repo's pipeline; refuses, with a message a user can
+    act on, pipelines this worker cannot run."""
     class_name = pipeline_class_name(source)
-    if class_name in SUPPORTED_PIPELINES:
-        return
-    if "StableDiffusionXL" in class_name:
-        raise GenerationFailed(SDXL_REFUSAL)
-    raise GenerationFailed(
-        f"{class_name} models are not supported by this worker: it runs Stable Diffusion 1.x "
-        "and 2.x text-to-image pipelines."
-    )
+    family = _family_of_class(class_name)
+    if family == SDXL and _is_sdxl_refiner(DiffusionPipeline.load_config(source)):
+        raise GenerationFailed(SDXL_REFINER_REFUSAL)
+    if family is None:
+        raise GenerationFailed(
+            f"{class_name} models are not supported by this worker: it runs Stable Diffusion "
+            "1.x, 2.x and XL text-to-image pipelines."
+        )
+    return family
 
 
-def _load_single_file(source: str, model_config: str | None, options: dict) -> DiffusionPipeline:
+def _is_sdxl_refiner(model_index: dict) -> bool:
+    # The refiner has only OpenCLIP's encoder: no first text encoder or tokenizer.
+    return not (model_index.get("text_encoder") or [None])[0]
+
+
+def _load_single_file(
+    source: str, model_config: str | None, config: WorkerConfig
+) -> DiffusionPipeline:
     path = Path(source)
     try:
         refuse_pickle(path)
@@ -128,16 +219,24 @@ def _load_single_file(source: str, model_config: str | None, options: dict) -> D
         architecture = checkpoint_architecture(path)  # the header only: no tensor is read
     except CheckpointError as error:
         raise GenerationFailed(str(error)) from error
-    if architecture == "sdxl":
-        raise GenerationFailed(SDXL_REFUSAL)
-    if model_config:
-        check_pipeline_class(model_config)
+    family = SDXL if architecture == "sdxl" else SD
+    # SDXL base checkpoints hold both text encoders; the refiner only OpenCLIP's.
+    if family == SDXL and not any(
+        name.startswith("conditioner.embedders.1.") for name in tensor_names(path)
+    ):
+        raise GenerationFailed(SDXL_REFINER_REFUSAL)
+    if model_config and check_pipeline_class(model_config) != family:
+        raise GenerationFailed(
+            f"{path.name} is an {architecture.upper()} checkpoint but its Diffusers config "
+            f"{model_config} is not: set a config of the same architecture."
+        )
+    pipeline_class = StableDiffusionXLPipeline if family == SDXL else StableDiffusionPipeline
     try:
-        return StableDiffusionPipeline.from_single_file(
+        return pipeline_class.from_single_file(
             str(path),
             config=model_config or None,
             local_files_only=hub_constants.HF_HUB_OFFLINE,
-            **options,
+            **_load_options(family, config),
         )
     except Exception as error:
         if model_config or not hub_constants.HF_HUB_OFFLINE:

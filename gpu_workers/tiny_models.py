@@ -16,11 +16,18 @@ from diffusers import (
     AutoencoderKL,
     EulerDiscreteScheduler,
     StableDiffusionPipeline,
+    StableDiffusionXLPipeline,
     UNet2DConditionModel,
 )
-from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
+from transformers import (
+    CLIPTextConfig,
+    CLIPTextModel,
+    CLIPTextModelWithProjection,
+    CLIPTokenizer,
+)
 
 TINY_SD15_NAME = "tiny-sd15"
+TINY_SDXL_NAME = "tiny-sdxl"
 
 # A few BPE merges so the tokenizer really merges; the rest of the vocabulary is bytes.
 _TINY_MERGES = ["t h", "i n", "a n", "e r", "o n</w>", "th e</w>", "c a", "ca t</w>"]
@@ -33,6 +40,31 @@ def build_tiny_sd15(path: str | Path, *, inpaint: bool = False) -> Path:
 
     Idempotent: a folder that already has a model_index.json is returned untouched.
     """
+    in_channels = 9 if inpaint else 4
+    return _build_folder(
+        path,
+        lambda build_dir: _tiny_sd15_pipeline(
+            build_dir / "tokenizer", unet_in_channels=in_channels
+        ),
+    )
+
+
+def build_tiny_sdxl(path: str | Path, *, inpaint: bool = False) -> Path:
+    """Build the tiny SDXL-architecture pipeline as a diffusers folder at `path`: two text
+    encoders (the second with a projection, whose pooled output conditions the UNet with
+    the sizes), a UNet with SDXL's "text_time" added conditioning; with `inpaint`, a UNet
+    with 9 input channels, as in stable-diffusion-xl-1.0-inpainting.
+
+    Idempotent: a folder that already has a model_index.json is returned untouched.
+    """
+    in_channels = 9 if inpaint else 4
+    return _build_folder(
+        path, lambda build_dir: _tiny_sdxl_pipeline(build_dir, unet_in_channels=in_channels)
+    )
+
+
+def _build_folder(path: str | Path, make_pipeline) -> Path:
+    """`make_pipeline(build_dir)`, seeded, saved as a diffusers folder at `path`."""
     path = Path(path)
     if (path / "model_index.json").exists():
         return path
@@ -45,8 +77,7 @@ def build_tiny_sd15(path: str | Path, *, inpaint: bool = False) -> Path:
         # global RNG state as it was.
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(0)
-            in_channels = 9 if inpaint else 4
-            pipe = _tiny_sd15_pipeline(build_dir / "tokenizer", unet_in_channels=in_channels)
+            pipe = make_pipeline(build_dir)
         pipe.save_pretrained(build_dir, safe_serialization=True)
         try:
             build_dir.rename(path)  # replaces an empty folder, refuses a non-empty one
@@ -91,29 +122,8 @@ def _tiny_sd15_pipeline(tokenizer_dir: Path, *, unet_in_channels: int) -> Stable
         norm_num_groups=32,
         cross_attention_dim=text_encoder.config.hidden_size,
     )
-    # Four blocks, like SD's VAE, so images are 8× the latents; 8 and 16 channels only.
-    vae = AutoencoderKL(
-        in_channels=3,
-        out_channels=3,
-        down_block_types=("DownEncoderBlock2D",) * 4,
-        up_block_types=("UpDecoderBlock2D",) * 4,
-        block_out_channels=(8, 16, 16, 16),
-        layers_per_block=1,
-        norm_num_groups=8,
-        latent_channels=4,
-        sample_size=64,
-        scaling_factor=0.18215,
-    )
-    # SD1.5's noise schedule; Euler is what A1111 users know as "Euler".
-    scheduler = EulerDiscreteScheduler(
-        num_train_timesteps=1000,
-        beta_start=0.00085,
-        beta_end=0.012,
-        beta_schedule="scaled_linear",
-        prediction_type="epsilon",
-        timestep_spacing="leading",
-        steps_offset=1,
-    )
+    vae = _tiny_vae(scaling_factor=0.18215)
+    scheduler = _sd_scheduler()
     return StableDiffusionPipeline(
         vae=vae,
         text_encoder=text_encoder,
@@ -126,9 +136,104 @@ def _tiny_sd15_pipeline(tokenizer_dir: Path, *, unet_in_channels: int) -> Stable
     )
 
 
-def tiny_clip_tokenizer(directory: Path) -> CLIPTokenizer:
+def _tiny_vae(*, scaling_factor: float) -> AutoencoderKL:
+    # Four blocks, like SD's VAE, so images are 8× the latents; 8 and 16 channels only.
+    return AutoencoderKL(
+        in_channels=3,
+        out_channels=3,
+        down_block_types=("DownEncoderBlock2D",) * 4,
+        up_block_types=("UpDecoderBlock2D",) * 4,
+        block_out_channels=(8, 16, 16, 16),
+        layers_per_block=1,
+        norm_num_groups=8,
+        latent_channels=4,
+        sample_size=64,
+        scaling_factor=scaling_factor,
+    )
+
+
+def _sd_scheduler() -> EulerDiscreteScheduler:
+    # SD1.5's noise schedule, which SDXL kept; Euler is what A1111 users know as "Euler".
+    return EulerDiscreteScheduler(
+        num_train_timesteps=1000,
+        beta_start=0.00085,
+        beta_end=0.012,
+        beta_schedule="scaled_linear",
+        prediction_type="epsilon",
+        timestep_spacing="leading",
+        steps_offset=1,
+    )
+
+
+def _tiny_sdxl_pipeline(build_dir: Path, *, unet_in_channels: int) -> StableDiffusionXLPipeline:
+    # SDXL's first tokenizer pads with its end token, the second (OpenCLIP's) with "!".
+    tokenizer = tiny_clip_tokenizer(build_dir / "tokenizer")
+    tokenizer_2 = tiny_clip_tokenizer(build_dir / "tokenizer_2", pad_token="!")
+
+    def text_config(tokenizer: CLIPTokenizer, hidden_size: int, hidden_act: str):
+        return CLIPTextConfig(
+            vocab_size=len(tokenizer),
+            hidden_size=hidden_size,
+            intermediate_size=2 * hidden_size,
+            projection_dim=hidden_size,  # as in ViT-bigG, whose projection keeps its width
+            num_hidden_layers=3,  # clip skip 2 still has a layer before the penultimate
+            num_attention_heads=4,
+            max_position_embeddings=tokenizer.model_max_length,
+            hidden_act=hidden_act,
+            bos_token_id=tokenizer.bos_token_id,
+            eos_token_id=tokenizer.eos_token_id,
+            pad_token_id=tokenizer.pad_token_id,
+        )
+
+    # CLIP ViT-L (quick_gelu) and the wider OpenCLIP ViT-bigG (gelu, with a text projection
+    # whose pooled output is one of SDXL's added conditions). Their widths differ, as in
+    # SDXL (768 and 1280): single-file loading tells the two apart by width.
+    text_encoder = CLIPTextModel(text_config(tokenizer, 32, "quick_gelu"))
+    text_encoder_2 = CLIPTextModelWithProjection(text_config(tokenizer_2, 48, "gelu"))
+    # SDXL's layout: a plain block at the highest resolution, then cross-attention blocks
+    # with linear projections and several transformer layers; the two encoders' hidden
+    # states side by side as cross-attention context; sizes and the pooled prompt as an
+    # added embedding ("text_time": 6 size numbers × addition_time_embed_dim + pooled).
+    # Cut from three resolutions to two and from 320..1280 channels to 32..64.
+    addition_time_embed_dim = 8
+    unet = UNet2DConditionModel(
+        sample_size=8,  # latents; ×8 = 64 px default size
+        in_channels=unet_in_channels,
+        out_channels=4,
+        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+        up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+        block_out_channels=(32, 64),
+        layers_per_block=2,
+        transformer_layers_per_block=(1, 2),
+        attention_head_dim=(2, 4),
+        use_linear_projection=True,
+        norm_num_groups=32,
+        cross_attention_dim=(
+            text_encoder.config.hidden_size + text_encoder_2.config.hidden_size
+        ),
+        addition_embed_type="text_time",
+        addition_time_embed_dim=addition_time_embed_dim,
+        projection_class_embeddings_input_dim=(
+            6 * addition_time_embed_dim + text_encoder_2.config.projection_dim
+        ),
+    )
+    return StableDiffusionXLPipeline(
+        vae=_tiny_vae(scaling_factor=0.13025),  # SDXL VAE's scaling factor
+        text_encoder=text_encoder,
+        text_encoder_2=text_encoder_2,
+        tokenizer=tokenizer,
+        tokenizer_2=tokenizer_2,
+        unet=unet,
+        scheduler=_sd_scheduler(),
+        force_zeros_for_empty_prompt=True,  # as SDXL base: no negative prompt → zeros
+        add_watermarker=False,
+    )
+
+
+def tiny_clip_tokenizer(directory: Path, *, pad_token: str | None = None) -> CLIPTokenizer:
     """A byte-level BPE tokenizer laid out like CLIP's: bytes, bytes + "</w>", merges,
-    then the two special tokens. Written as vocab.json/merges.txt, the files CLIP ships."""
+    then the two special tokens. Written as vocab.json/merges.txt, the files CLIP ships.
+    `pad_token`: None pads with the end token, as OpenAI's CLIP does."""
     byte_chars = _bytes_to_unicode()
     tokens = (
         byte_chars
@@ -145,7 +250,9 @@ def tiny_clip_tokenizer(directory: Path) -> CLIPTokenizer:
         "#version: 0.2\n" + "\n".join(_TINY_MERGES) + "\n", encoding="utf-8"
     )
     # 77 tokens, as in SD1.5; the pipeline pads every prompt to this length.
-    return CLIPTokenizer.from_pretrained(directory, model_max_length=77)
+    if pad_token is None:
+        return CLIPTokenizer.from_pretrained(directory, model_max_length=77)
+    return CLIPTokenizer.from_pretrained(directory, model_max_length=77, pad_token=pad_token)
 
 
 def _bytes_to_unicode() -> list[str]:
@@ -167,6 +274,13 @@ def _bytes_to_unicode() -> list[str]:
 
 
 if __name__ == "__main__":
-    if len(sys.argv) != 2:
-        sys.exit(f"usage: python -m gpu_workers.tiny_models PATH  (builds {TINY_SD15_NAME})")
-    print(build_tiny_sd15(sys.argv[1]))
+    arguments = sys.argv[1:]
+    sdxl = arguments[:1] == ["--sdxl"]
+    if sdxl:
+        arguments = arguments[1:]
+    if len(arguments) != 1:
+        sys.exit(
+            f"usage: python -m gpu_workers.tiny_models [--sdxl] PATH  (builds "
+            f"{TINY_SD15_NAME}, or {TINY_SDXL_NAME} with --sdxl)"
+        )
+    print((build_tiny_sdxl if sdxl else build_tiny_sd15)(arguments[0]))

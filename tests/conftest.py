@@ -20,3 +20,11 @@ def tiny_model_dir(tmp_path_factory):
     from gpu_workers.tiny_models import build_tiny_sd15
 
     return build_tiny_sd15(tmp_path_factory.mktemp("models") / "tiny-sd15")
+
+
+@pytest.fixture(scope="session")
+def tiny_sdxl_model_dir(tmp_path_factory):
+    """The tiny random-weight SDXL-architecture model, built once per test run."""
+    from gpu_workers.tiny_models import build_tiny_sdxl
+
+    return build_tiny_sdxl(tmp_path_factory.mktemp("models") / "tiny-sdxl")

@@ -1,6 +1,7 @@
 """load_pipeline's sources beyond a diffusers folder: a single-file `.safetensors` checkpoint
 (built here from the tiny model in the original SD layout), and the sources it refuses with
-a clear message before diffusers builds anything: SDXL, other pipelines, pickles."""
+a clear message before diffusers builds anything: other pipelines, pickles. SDXL's
+sources are in test_sdxl.py."""
 
 import dataclasses
 import json
@@ -83,22 +84,6 @@ def test_without_configs_offline_the_message_says_what_to_set(
 
 
 @pytest.mark.usefixtures("empty_pipeline_cache")
-def test_an_sdxl_folder_is_refused_before_loading(tmp_path, cpu_config, monkeypatch):
-    (tmp_path / "model_index.json").write_text(
-        json.dumps({"_class_name": "StableDiffusionXLPipeline", "_diffusers_version": "0.42.1"})
-    )
-    loads = []
-    monkeypatch.setattr(
-        pipelines.StableDiffusionPipeline, "from_pretrained", lambda *a, **k: loads.append(a)
-    )
-
-    with pytest.raises(GenerationFailed, match="SDXL models are not supported by this worker"):
-        load_pipeline(str(tmp_path), cpu_config)
-    assert loads == []
-    assert loaded_sources() == []
-
-
-@pytest.mark.usefixtures("empty_pipeline_cache")
 def test_other_pipelines_are_refused_by_class(tmp_path, cpu_config):
     (tmp_path / "model_index.json").write_text(json.dumps({"_class_name": "FluxPipeline"}))
 
@@ -110,21 +95,6 @@ def test_other_pipelines_are_refused_by_class(tmp_path, cpu_config):
 def test_a_folder_without_model_index_is_refused(tmp_path, cpu_config):
     with pytest.raises(GenerationFailed, match="not a diffusers pipeline"):
         load_pipeline(str(tmp_path), cpu_config)
-
-
-@pytest.mark.usefixtures("empty_pipeline_cache")
-def test_an_sdxl_single_file_is_refused_from_its_header(tmp_path, cpu_config):
-    path = tiny_tensors(
-        tmp_path / "xl.safetensors",
-        [
-            "model.diffusion_model.input_blocks.0.0.weight",
-            "conditioner.embedders.0.transformer.text_model.embeddings.position_embedding.weight",
-            "conditioner.embedders.1.model.positional_embedding",
-        ],
-    )
-
-    with pytest.raises(GenerationFailed, match="SDXL models are not supported by this worker"):
-        load_pipeline(str(path), cpu_config)
 
 
 @pytest.mark.usefixtures("empty_pipeline_cache")
