@@ -216,3 +216,34 @@ class PolicyPageTests(ModerationTestCase):
         self.client.force_login(self.admin)
         self.client.post(url, {"blocked_terms": "clown", "regexes": "", "allowed_terms": ""})
         self.assertEqual(Policy.objects.get().team, self.team)
+
+
+class LinksAndCommandTests(ModerationTestCase):
+    def test_dashboard_links_the_panel_for_moderators_only(self):
+        queue = reverse("moderation_queue")
+        cases = ((self.moderator, True), (self.team_moderator, True), (self.owner, False))
+        for user, shown in cases:
+            self.client.force_login(user)
+            response = self.client.get(reverse("dashboard"))
+            with self.subTest(user=user.username):
+                self.assertEqual(f'href="{queue}"' in response.content.decode(), shown)
+
+    def test_team_page_links_the_policy_for_admins(self):
+        url = reverse("team_policy", args=[self.team.pk])
+        for user, shown in ((self.admin, True), (self.editor, False)):
+            self.client.force_login(user)
+            response = self.client.get(reverse("team_detail", args=[self.team.pk]))
+            with self.subTest(user=user.username):
+                self.assertEqual(f'href="{url}"' in response.content.decode(), shown)
+
+    def test_moderator_command(self):
+        from io import StringIO
+
+        from django.core.management import call_command
+
+        call_command("moderator", "dave", "--team", str(self.team.pk), stdout=StringIO())
+        self.assertTrue(Moderator.objects.filter(user=self.viewer, team=self.team).exists())
+        call_command("moderator", "dave", stdout=StringIO())
+        self.assertTrue(Moderator.objects.filter(user=self.viewer, team=None).exists())
+        call_command("moderator", "dave", "--remove", stdout=StringIO())
+        self.assertFalse(Moderator.objects.filter(user=self.viewer, team=None).exists())
