@@ -94,6 +94,30 @@ class PanelAccessTests(ModerationTestCase):
         self.assertContains(response, f'data-case-id="{self.case.pk}"')
 
 
+class QueueContentTests(ModerationTestCase):
+    def test_repeat_cases_show_the_blocked_prompts_and_the_users_standing(self):
+        from studio.moderation.models import PromptBlock
+
+        PromptBlock.objects.create(
+            user=self.editor, team=self.team, field="prompt", term="gore", text="so much gore"
+        )
+        PromptBlock.objects.create(
+            user=self.editor, team=self.other_team, field="prompt", term="x", text="elsewhere"
+        )
+        Standing.objects.create(user=self.editor, warnings=2)
+        self.client.force_login(self.moderator)
+        response = self.client.get(reverse("moderation_queue"))
+        self.assertContains(response, "so much gore")
+        self.assertNotContains(response, "elsewhere")
+        self.assertContains(response, "2 warnings")
+
+    def test_site_moderators_filter_by_team(self):
+        self.client.force_login(self.moderator)
+        response = self.client.get(reverse("moderation_queue"), {"team": self.other_team.pk})
+        self.assertContains(response, f'data-case-id="{self.other_case.pk}"')
+        self.assertNotContains(response, f'data-case-id="{self.case.pk}"')
+
+
 class CaseActionTests(ModerationTestCase):
     def test_dismiss_resolves_and_is_audited(self):
         self.client.force_login(self.team_moderator)

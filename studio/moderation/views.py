@@ -18,12 +18,13 @@ from studio.moderation.models import (
     Case,
     CaseKind,
     Policy,
+    PromptBlock,
     is_moderator,
     is_site_moderator,
     policies_for,
 )
 from studio.moderation.policy import find_matches
-from studio.moderation.services import audit, case_resolve
+from studio.moderation.services import REPEAT_WINDOW, audit, case_resolve
 from studio.permissions import require
 
 
@@ -38,18 +39,28 @@ def case_queue(request):
     filters = CaseFilterForm(request.GET or None)
     filters.is_valid()
     chosen = getattr(filters, "cleaned_data", {})
-    cases = Case.objects.visible_to(request.user).select_related("subject_user", "team")
+    cases = Case.objects.visible_to(request.user).select_related(
+        "subject_user__standing", "team"
+    )
     status = chosen.get("status") or "open"
     if status != "all":
         cases = cases.filter(status=status)
     if chosen.get("kind"):
         cases = cases.filter(kind=chosen["kind"])
+    if chosen.get("team"):
+        cases = cases.filter(team_id=chosen["team"])
+    cases = list(cases.order_by("created_at", "id")[:200])
+    attach_recent_blocks(cases)
     open_counts = {
         kind: Case.objects.visible_to(request.user).open().filter(kind=kind).count()
         for kind, _ in CaseKind.choices
     }
     context = {
-        "cases": cases.order_by("created_at", "id")[:200],
+        "cases": cases,
+        "teams": Team.objects.filter(
+            pk__in=Case.objects.visible_to(request.user).values("team_id")
+        ),
+        "team_id": chosen.get("team"),
         "filters": filters,
         "status": status,
         "kind": chosen.get("kind") or "",
@@ -59,6 +70,32 @@ def case_queue(request):
         "now": timezone.now(),
     }
     return render(request, "moderation/queue.html", context)
+
+
+RECENT_BLOCKS = 5
+
+
+def attach_recent_blocks(cases):
+    """Each prompt-repeat case's latest blocked prompts, as `case.recent_blocks`, in one
+    query for the page."""
+    repeat = [case for case in cases if case.kind == CaseKind.PROMPT_REPEAT]
+    for case in cases:
+        case.recent_blocks = []
+    if not repeat:
+        return
+    blocks = PromptBlock.objects.filter(
+        user_id__in={case.subject_user_id for case in repeat},
+        team_id__in={case.team_id for case in repeat},
+        created_at__gte=min(case.created_at for case in repeat) - REPEAT_WINDOW,
+    ).order_by("-created_at", "-id")[:1000]
+    for block in blocks:
+        for case in repeat:
+            if (
+                (block.user_id, block.team_id) == (case.subject_user_id, case.team_id)
+                and len(case.recent_blocks) < RECENT_BLOCKS
+                and block.created_at >= case.created_at - REPEAT_WINDOW
+            ):
+                case.recent_blocks.append(block)
 
 
 def case_for(user, case_id):
