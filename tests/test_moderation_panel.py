@@ -42,6 +42,7 @@ class PanelAccessTests(ModerationTestCase):
         return [
             reverse("moderation_queue"),
             reverse("moderation_audit"),
+            reverse("moderation_suspensions"),
             reverse("moderation_site_policy"),
         ]
 
@@ -163,6 +164,37 @@ class CaseActionTests(ModerationTestCase):
         )
         self.assertContains(response, "may not generate images until", status_code=422)
         self.assertContains(response, "Against the terms of service", status_code=422)
+
+    def test_team_moderators_escalate_to_site_moderators(self):
+        self.client.force_login(self.team_moderator)
+        self.act(self.case, action="escalate", note="needs a suspension")
+        self.case.refresh_from_db()
+        self.assertEqual((self.case.status, self.case.escalated), ("open", True))
+        entry = AuditEntry.objects.get()
+        self.assertEqual((entry.action, entry.before["escalated"]), ("case.escalate", False))
+        self.client.force_login(self.moderator)
+        response = self.client.get(reverse("moderation_queue"), {"status": "escalated"})
+        self.assertContains(response, f'data-case-id="{self.case.pk}"')
+        self.assertNotContains(response, f'data-case-id="{self.other_case.pk}"')
+
+    def test_site_moderators_lift_suspensions(self):
+        from studio.moderation.services import user_sanction
+
+        user_sanction(user=self.editor, moderator=self.moderator, action="ban", reason_code="spam")
+        url = reverse("moderation_suspensions")
+        for user in (self.team_moderator, self.owner):
+            self.client.force_login(user)
+            self.assertEqual(self.client.get(url).status_code, 404)
+            self.assertEqual(
+                self.client.post(url, {"user": self.editor.pk, "reason_code": "other"}).status_code,
+                404,
+            )
+        self.client.force_login(self.moderator)
+        self.assertContains(self.client.get(url), f'data-user-id="{self.editor.pk}"')
+        response = self.client.post(url, {"user": self.editor.pk, "reason_code": "false_positive"})
+        self.assertRedirects(response, url)
+        self.assertFalse(Standing.objects.get(user=self.editor).is_suspended())
+        self.assertEqual(AuditEntry.objects.filter(action="user.unsuspend").count(), 1)
 
     def test_team_moderators_cannot_suspend(self):
         self.client.force_login(self.team_moderator)

@@ -27,7 +27,7 @@ class PolicyTestForm(forms.Form):
 class CaseActionForm(forms.Form):
     action = forms.ChoiceField(
         choices=[("approve", "Approve"), ("dismiss", "Dismiss"), ("warn", "Warn user"),
-                 ("ban", "Suspend user")]
+                 ("ban", "Suspend user"), ("escalate", "Escalate")]
     )
     reason_code = forms.ChoiceField(label="Reason", choices=REASON_CODES)
     note = forms.CharField(
@@ -41,6 +41,8 @@ class CaseActionForm(forms.Form):
 class CaseFilterForm(forms.Form):
     kind = forms.ChoiceField(choices=[("", "All reasons"), *CaseKind.choices], required=False)
     status = forms.ChoiceField(
-        choices=[("open", "Open"), ("resolved", "Resolved"), ("all", "All")], required=False
+        choices=[("open", "Open"), ("escalated", "Escalated"), ("resolved", "Resolved"),
+                 ("all", "All")],
+        required=False,
     )
     team = forms.IntegerField(required=False, widget=forms.HiddenInput)

@@ -204,6 +204,8 @@ class Case(models.Model):
     status = models.CharField(max_length=10, choices=CaseStatus.choices, default=CaseStatus.OPEN)
     resolution = models.CharField(max_length=10, choices=Resolution.choices, blank=True)
     count = models.PositiveIntegerField(default=1)
+    # A team moderator handed it to the site moderators (who alone may suspend).
+    escalated = models.BooleanField(default=False)
     summary = models.CharField(max_length=500, blank=True)
     created_at = models.DateTimeField(default=timezone.now, db_index=True)
     updated_at = models.DateTimeField(default=timezone.now)
@@ -221,6 +223,7 @@ class Case(models.Model):
             "status": self.status,
             "resolution": self.resolution,
             "count": self.count,
+            "escalated": self.escalated,
             "kind": self.kind,
             "subject_user": self.subject_user_id,
             "subject_image": self.subject_image_id,

@@ -184,6 +184,39 @@ def case_resolve(*, case, moderator, action, reason_code, note="", days=7):
     return case
 
 
+def case_escalate(*, case, moderator, reason_code, note=""):
+    """Hand an open case to the site moderators; it stays open. Audited."""
+    if case.status != CaseStatus.OPEN:
+        raise ValueError("This case is already resolved.")
+    if case.escalated:
+        raise ValueError("This case is already with the site moderators.")
+    with transaction.atomic():
+        before = case.snapshot()
+        case.escalated = True
+        case.updated_at = timezone.now()
+        case.save(update_fields=["escalated", "updated_at"])
+        audit(
+            actor=moderator, action="case.escalate", target=f"case:{case.pk}", team=case.team,
+            reason_code=reason_code, note=note, before=before, after=case.snapshot(),
+        )
+    return case
+
+
+def suspension_lift(*, user, moderator, reason_code, note=""):
+    """End a user's suspension now. Audited."""
+    with transaction.atomic():
+        standing = Standing.objects.select_for_update().get(user=user)
+        before = standing.snapshot()
+        standing.suspended_until = None
+        standing.reason = ""
+        standing.save(update_fields=["suspended_until", "reason"])
+        audit(
+            actor=moderator, action="user.unsuspend", target=f"user:{user.pk}",
+            reason_code=reason_code, note=note, before=before, after=standing.snapshot(),
+        )
+    return standing
+
+
 def user_sanction(*, user, moderator, action, reason_code, note="", days=7, team=None):
     """Warn a user, or suspend their generating for `days` (0: until lifted); audited."""
     standing, _ = Standing.objects.select_for_update().get_or_create(user=user)

@@ -17,14 +17,23 @@ from studio.moderation.models import (
     AuditEntry,
     Case,
     CaseKind,
+    CaseStatus,
     Policy,
     PromptBlock,
+    Standing,
     is_moderator,
     is_site_moderator,
     policies_for,
 )
 from studio.moderation.policy import find_matches
-from studio.moderation.services import REPEAT_WINDOW, audit, case_resolve
+from studio.moderation.services import (
+    REASON_CODES,
+    REPEAT_WINDOW,
+    audit,
+    case_escalate,
+    case_resolve,
+    suspension_lift,
+)
 from studio.permissions import require
 
 
@@ -43,7 +52,9 @@ def case_queue(request):
         "subject_user__standing", "team"
     )
     status = chosen.get("status") or "open"
-    if status != "all":
+    if status == "escalated":
+        cases = cases.filter(status=CaseStatus.OPEN, escalated=True)
+    elif status != "all":
         cases = cases.filter(status=status)
     if chosen.get("kind"):
         cases = cases.filter(kind=chosen["kind"])
@@ -112,8 +123,23 @@ def case_act(request, case_id):
         messages.error(request, "Choose an action and a reason.")
         return redirect("moderation_queue")
     action = form.cleaned_data["action"]
-    if action == "ban" and not is_site_moderator(request.user):
+    site_moderator = is_site_moderator(request.user)
+    if action == "ban" and not site_moderator:
         messages.error(request, "Only site moderators suspend accounts; escalate instead.")
+        return redirect("moderation_queue")
+    if action == "escalate":
+        if site_moderator:
+            messages.error(request, "Site moderators decide escalated cases themselves.")
+            return redirect("moderation_queue")
+        try:
+            case_escalate(
+                case=case, moderator=request.user,
+                reason_code=form.cleaned_data["reason_code"], note=form.cleaned_data["note"],
+            )
+        except ValueError as error:
+            messages.error(request, str(error))
+        else:
+            messages.success(request, f"Case {case.pk} is with the site moderators.")
         return redirect("moderation_queue")
     try:
         case_resolve(
@@ -129,15 +155,46 @@ def case_act(request, case_id):
 
 
 @login_required
+def suspensions(request):
+    """Site moderators: who is suspended now, and lifting a suspension."""
+    if not is_site_moderator(request.user):
+        raise Http404
+    if request.method == "POST":
+        standing = get_object_or_404(Standing, user_id=request.POST.get("user"))
+        reason_code = request.POST.get("reason_code", "")
+        if reason_code not in dict(REASON_CODES):
+            messages.error(request, "Choose a reason.")
+        elif not standing.is_suspended():
+            messages.error(request, f"{standing.user.username} is not suspended.")
+        else:
+            suspension_lift(
+                user=standing.user, moderator=request.user, reason_code=reason_code,
+                note=request.POST.get("note", "")[:2000],
+            )
+            messages.success(request, f"{standing.user.username} may generate again.")
+        return redirect("moderation_suspensions")
+    standings = (
+        Standing.objects.filter(suspended_until__gt=timezone.now())
+        .select_related("user")
+        .order_by("suspended_until")
+    )
+    context = {"standings": standings, "reason_codes": REASON_CODES, "site_moderator": True}
+    return render(request, "moderation/suspensions.html", context)
+
+
+@login_required
 def audit_log(request):
     require_moderator(request.user)
     entries = AuditEntry.objects.visible_to(request.user).select_related("actor", "team")
     action = request.GET.get("action", "").strip()
     if action:
         entries = entries.filter(action__startswith=action)
-    return render(
-        request, "moderation/audit_log.html", {"entries": entries[:300], "action": action}
-    )
+    context = {
+        "entries": entries[:300],
+        "action": action,
+        "site_moderator": is_site_moderator(request.user),
+    }
+    return render(request, "moderation/audit_log.html", context)
 
 
 def policy_page(request, policy, *, back_url, title):
