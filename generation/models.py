@@ -21,7 +21,7 @@ class ModelFamily(models.TextChoices):
 
 
 # Families the studio's workers can generate with; the library may hold others already.
-GENERATION_FAMILIES = (ModelFamily.SD15, ModelFamily.SD2)
+GENERATION_FAMILIES = (ModelFamily.SD15, ModelFamily.SD2, ModelFamily.SDXL)
 
 _LOOK_UP = object()  # refusal_reason's "not given": None means the team has no setting
 

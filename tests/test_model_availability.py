@@ -20,6 +20,9 @@ from studio.accounts.models import Role
 from tests.base import StudioTestCase, make_job
 
 
+# Every family in the library generates now; these workers stand for ones that run SD only,
+# so that "Some XL" is a checkpoint of a family they don't run.
+@mock.patch("generation.models.GENERATION_FAMILIES", (ModelFamily.SD15, ModelFamily.SD2))
 class ModelAvailabilityTestCase(StudioTestCase):
     @classmethod
     def setUpTestData(cls):
@@ -203,3 +206,27 @@ class ModelAvailabilityTestCase(StudioTestCase):
         with self.assertRaisesMessage(services.ModelNotAllowed, "has switched it off"):
             services.job_create(user=self.editor, project=self.project, params=params)
         self.assertFalse(GenerationJob.objects.exists())
+
+
+class SdxlAvailabilityTestCase(StudioTestCase):
+    def test_sdxl_checkpoints_are_offered_and_take_jobs(self):
+        xl = DiffusionModel.objects.create(
+            name="Some XL", source="owner/xl", family=ModelFamily.SDXL,
+            default_width=1024, default_height=1024,
+        )
+        self.assertIsNone(xl.refusal_reason(self.editor, self.team))
+        self.assertIn("Some XL", DiffusionModel.objects.available_to(self.editor, self.project)
+                      .values_list("name", flat=True))
+        self.client.force_login(self.editor)
+        data = {"prompt": "a red fox", "model": xl.pk, "steps": 4, "guidance_scale": 7,
+                "width": 1024, "height": 768}
+        with mock.patch("generation.services.enqueue_generation") as enqueue:
+            with self.captureOnCommitCallbacks(execute=True):
+                response = self.client.post(
+                    reverse("job_create", args=[self.project.pk]), data,
+                    headers={"HX-Request": "true"},
+                )
+        self.assertEqual(response.status_code, 200)
+        job = GenerationJob.objects.get()
+        self.assertEqual((job.model, job.width, job.height), (xl, 1024, 768))
+        enqueue.assert_called_once()

@@ -61,8 +61,12 @@ class Command(BaseCommand):
             "component configs (needed offline)",
         )
         parser.add_argument("--description", default="")
-        parser.add_argument("--width", type=int, default=512)
-        parser.add_argument("--height", type=int, default=512)
+        parser.add_argument(
+            "--width", type=int, help="default width (default: 1024 for SDXL, else 512)"
+        )
+        parser.add_argument(
+            "--height", type=int, help="default height (default: 1024 for SDXL, else 512)"
+        )
         parser.add_argument("--steps", type=int, default=25)
         parser.add_argument("--guidance-scale", type=float, default=7.0)
         parser.add_argument(
@@ -100,6 +104,8 @@ class Command(BaseCommand):
 
         source = options["source"]
         name = options["name"] or source
+        # The size each family was trained at.
+        side = 1024 if options["family"] == ModelFamily.SDXL else 512
         data = {
             "name": name,
             "kind": options["kind"],
@@ -108,8 +114,8 @@ class Command(BaseCommand):
             "source": source,
             "config_source": options["config"],
             "description": options["description"],
-            "default_width": options["width"],
-            "default_height": options["height"],
+            "default_width": side if options["width"] is None else options["width"],
+            "default_height": side if options["height"] is None else options["height"],
             "default_steps": options["steps"],
             "default_guidance_scale": options["guidance_scale"],
             "default_sampler": options["sampler"],
