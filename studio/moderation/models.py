@@ -72,12 +72,25 @@ class Policy(models.Model):
             raise ValidationError(errors)
 
     def compiled(self):
-        return matching.CompiledPolicy(
-            blocked_terms=self.blocked_terms,
-            regexes=self.regexes,
-            allowed_terms=self.allowed_terms,
-            scope=self.scope,
-        )
+        """The lists compiled, reused while the saved policy is unchanged (every generate
+        request checks the prompt, so compiling hundreds of patterns each time adds up)."""
+        key = (self.pk, self.updated_at, self.scope)
+        compiled = _compiled_cache.get(key) if self.pk else None
+        if compiled is None:
+            compiled = matching.CompiledPolicy(
+                blocked_terms=self.blocked_terms,
+                regexes=self.regexes,
+                allowed_terms=self.allowed_terms,
+                scope=self.scope,
+            )
+            if self.pk:
+                if len(_compiled_cache) > 256:
+                    _compiled_cache.clear()
+                _compiled_cache[key] = compiled
+        return compiled
+
+
+_compiled_cache = {}  # (pk, updated_at, scope) -> CompiledPolicy
 
 
 def policies_for(team):
