@@ -47,6 +47,11 @@ class Image(models.Model):
 
     class Meta:
         ordering = ["-created_at", "-id"]
+        indexes = [
+            # Gallery grids: a project's or a user's images, newest first, in keyset pages.
+            models.Index(fields=["project", "-created_at", "-id"], name="image_project_newest"),
+            models.Index(fields=["created_by", "-created_at", "-id"], name="image_user_newest"),
+        ]
 
     def __str__(self):
         return f"Image {self.pk}"

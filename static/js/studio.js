@@ -151,6 +151,8 @@
     };
   }
 
+  // The gallery's lightbox is static/js/lightbox.js, shared with the gallery pages.
+
   // Ctrl/Cmd+Enter generates from anywhere on the page.
   document.addEventListener("keydown", function (event) {
     if (event.key === "Enter" && (event.ctrlKey || event.metaKey)) {
@@ -162,54 +164,11 @@
     }
   });
 
-  // Lightbox: a thumbnail opens its image large; the arrow keys step through the gallery.
-  const lightbox = document.getElementById("lightbox");
-  let lightboxLink = null; // the thumbnail link whose image is showing
-
-  function openLightbox(link) {
-    const alt = link.querySelector("img").alt;
-    const image = lightbox.querySelector(".lightbox-image");
-    image.src = link.dataset.full;
-    image.alt = alt;
-    lightbox.querySelector(".lightbox-prompt").textContent = alt;
-    lightbox.querySelector("[data-lightbox-details]").href = link.getAttribute("href");
-    lightbox.querySelector("[data-lightbox-download]").href = link.dataset.full + "?download=1";
-    lightboxLink = link;
-    if (!lightbox.open) lightbox.showModal();
-  }
-
-  function stepLightbox(delta) {
-    const links = Array.from(document.querySelectorAll("#gallery-grid .thumb > a"));
-    const next = links[links.indexOf(lightboxLink) + delta];
-    if (next) openLightbox(next);
-  }
-
-  lightbox.addEventListener("click", function (event) {
-    const step = event.target.closest("[data-lightbox-step]");
-    if (step) stepLightbox(Number(step.dataset.lightboxStep));
-    // The dialog fills the screen: a click on its bare background closes it.
-    if (event.target === lightbox || event.target.closest("[data-lightbox-close]")) lightbox.close();
-  });
-  lightbox.addEventListener("keydown", function (event) {
-    if (event.key === "ArrowLeft") stepLightbox(-1);
-    if (event.key === "ArrowRight") stepLightbox(1);
-  });
-  // Back to the thumbnail last shown, so keyboard users keep their place in the grid.
-  lightbox.addEventListener("close", function () {
-    lightboxLink.focus();
-  });
-
   document.addEventListener("click", function (event) {
     if (event.target.closest("[data-random-seed]")) {
       const seed = document.querySelector("#generate-form input[name=seed]");
       seed.value = "";
       seed.focus();
-    }
-    // A plain click opens the lightbox; a modified one still opens the details page.
-    const thumb = event.target.closest("#gallery-grid .thumb > a");
-    if (thumb && !(event.ctrlKey || event.metaKey || event.shiftKey || event.altKey)) {
-      event.preventDefault();
-      openLightbox(thumb);
     }
   });
 

@@ -1,0 +1,107 @@
+"""Gallery grids: which images a page shows, its filters and keyset pages (newest first).
+
+A page costs the same few queries however many images there are: the images of the page
+(one query, with what their cards need), the filter choices (one query each) and the
+viewer's role. Pages are keyset pages on (created_at, id), so new images arriving while a
+user scrolls neither repeat nor skip any.
+"""
+
+from dataclasses import dataclass
+from datetime import UTC, datetime, time, timedelta
+
+from django.contrib.auth import get_user_model
+from django.db.models import Q
+
+from gallery.models import Image
+from generation.models import DiffusionModel
+from generation.prompt_history import search
+from studio.accounts.models import Project
+
+PAGE_SIZE = 40
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def project_images(project):
+    return Image.objects.filter(project=project)
+
+
+def team_images(team):
+    return Image.objects.filter(project__team=team)
+
+
+def user_images(user):
+    """The user's own images in the teams they are still in."""
+    return Image.objects.filter(created_by=user, project__team__memberships__user=user)
+
+
+def encode_cursor(image):
+    since_epoch = image.created_at - EPOCH
+    micros = (since_epoch.days * 86_400 + since_epoch.seconds) * 1_000_000
+    return f"{micros + since_epoch.microseconds}.{image.pk}"
+
+
+def decode_cursor(text):
+    """(created_at, id) from a cursor, or None for anything that is not one."""
+    micros, _, pk = (text or "").partition(".")
+    if not (micros.isdigit() and pk.isdigit()) or len(micros) > 18 or len(pk) > 18:
+        return None
+    return EPOCH + timedelta(microseconds=int(micros)), int(pk)
+
+
+def filter_images(images, filters):
+    """`filters`: GalleryFilterForm.cleaned_data (the valid fields only)."""
+    if filters.get("q"):
+        images = search(images, filters["q"])
+    if filters.get("model"):
+        images = images.filter(job__model=filters["model"])
+    if filters.get("user"):
+        images = images.filter(created_by=filters["user"])
+    if filters.get("project"):
+        images = images.filter(project=filters["project"])
+    if filters.get("mode"):
+        images = images.filter(job__mode=filters["mode"])
+    if filters.get("date_from"):
+        images = images.filter(created_at__gte=datetime.combine(filters["date_from"], time(), UTC))
+    if filters.get("date_to"):
+        day_after = filters["date_to"] + timedelta(days=1)
+        images = images.filter(created_at__lt=datetime.combine(day_after, time(), UTC))
+    return images
+
+
+@dataclass
+class Page:
+    images: list
+    next_cursor: str | None
+
+
+def image_page(images, cursor=None, size=None):
+    """One page of `images`, newest first, starting after `cursor`."""
+    size = size or PAGE_SIZE
+    after = decode_cursor(cursor) if cursor else None
+    if after is not None:
+        created_at, pk = after
+        images = images.filter(Q(created_at__lt=created_at) | Q(created_at=created_at, pk__lt=pk))
+    rows = list(
+        images.select_related("project", "created_by").order_by("-created_at", "-pk")[: size + 1]
+    )
+    more = len(rows) > size
+    rows = rows[:size]
+    return Page(images=rows, next_cursor=encode_cursor(rows[-1]) if more else None)
+
+
+def filter_choices(scope, *, users=True, projects=False):
+    """What the filters offer: the models (and users, projects) found in `scope`."""
+    choices = {
+        "models": DiffusionModel.objects.filter(pk__in=scope.values("job__model")).order_by("name")
+    }
+    if users:
+        choices["users"] = (
+            get_user_model()
+            .objects.filter(pk__in=scope.values("created_by"))
+            .order_by("username")
+        )
+    if projects:
+        choices["projects"] = Project.objects.filter(pk__in=scope.values("project")).order_by(
+            "name"
+        )
+    return choices

@@ -1,0 +1,76 @@
+"""Gallery pages: a project's, a team's and the user's own images, as thumbnail grids with
+filters and infinite scroll."""
+
+from django.contrib.auth.decorators import login_required
+from django.shortcuts import get_object_or_404, render
+from django.utils.cache import patch_vary_headers
+from django.views.decorators.http import require_GET
+
+from gallery import browse
+from gallery.forms import GalleryFilterForm
+from studio.accounts.models import Project, Team
+from studio.permissions import can, require
+
+TEMPLATE = "gallery/gallery.html"
+
+
+def gallery_response(request, scope, context, *, users=True, projects=False):
+    """The whole page, or for HTMX the results (filters changed) or the next page."""
+    form = GalleryFilterForm(
+        request.GET, choices=browse.filter_choices(scope, users=users, projects=projects)
+    )
+    filters = form.filters()
+    images = browse.filter_images(scope, filters)
+    cursor = request.GET.get("cursor", "")
+    if not browse.decode_cursor(cursor):
+        cursor = ""  # not one of ours: start at the top
+    page = browse.image_page(images, cursor)
+    context = {
+        **context,
+        "form": form,
+        "filtered": bool(filters),
+        "page": page,
+        "images": page.images,
+        "show_meta": True,
+    }
+    template = TEMPLATE
+    if request.htmx and not request.htmx.history_restore_request:
+        template += "#page" if cursor else "#results"
+    if not cursor:
+        context["total"] = images.count()
+    response = render(request, template, context)
+    # The same address answers with a page or a fragment: caches must keep them apart.
+    patch_vary_headers(response, ["HX-Request"])
+    return response
+
+
+@login_required
+@require_GET
+def project_gallery(request, project_id):
+    project = get_object_or_404(Project.objects.select_related("team"), pk=project_id)
+    require(request.user, "view", project)
+    context = {
+        "title": f"{project.name} gallery",
+        "kind": "project",
+        "project": project,
+        "team": project.team,
+        "may_generate": can(request.user, "generate", project),
+    }
+    return gallery_response(request, browse.project_images(project), context)
+
+
+@login_required
+@require_GET
+def team_gallery(request, team_id):
+    team = require(request.user, "view", get_object_or_404(Team, pk=team_id))
+    context = {"title": f"{team.name} gallery", "kind": "team", "team": team}
+    return gallery_response(request, browse.team_images(team), context, projects=True)
+
+
+@login_required
+@require_GET
+def my_images(request):
+    context = {"title": "My images", "kind": "mine"}
+    return gallery_response(
+        request, browse.user_images(request.user), context, users=False, projects=True
+    )

@@ -1,0 +1,68 @@
+from django import forms
+from django.contrib.auth import get_user_model
+
+from generation.models import DiffusionModel, JobMode
+from generation.prompt_history import MAX_QUERY_LENGTH, clean_query
+from studio.accounts.models import Project
+
+
+class UserChoiceField(forms.ModelChoiceField):
+    def label_from_instance(self, obj):
+        return obj.display_name()
+
+
+class GalleryFilterForm(forms.Form):
+    """A gallery's filters (GET). Choices are limited to what the gallery holds; a value
+    outside them is an error on that field, and the other filters still apply."""
+
+    q = forms.CharField(label="Search prompts", required=False, max_length=MAX_QUERY_LENGTH)
+    model = forms.ModelChoiceField(
+        queryset=DiffusionModel.objects.none(), required=False, empty_label="Any model"
+    )
+    user = UserChoiceField(
+        label="Made by", queryset=get_user_model().objects.none(), required=False,
+        empty_label="Anyone",
+    )
+    project = forms.ModelChoiceField(
+        queryset=Project.objects.none(), required=False, empty_label="Any project"
+    )
+    mode = forms.ChoiceField(
+        choices=[("", "Any mode"), *JobMode.choices], required=False
+    )
+    date_from = forms.DateField(
+        label="From", required=False, widget=forms.DateInput(attrs={"type": "date"})
+    )
+    date_to = forms.DateField(
+        label="To", required=False, widget=forms.DateInput(attrs={"type": "date"})
+    )
+
+    def __init__(self, data, *, choices):
+        super().__init__(data)
+        self.fields["model"].queryset = choices["models"]
+        for name, key in (("user", "users"), ("project", "projects")):
+            if key in choices:
+                self.fields[name].queryset = choices[key]
+            else:
+                del self.fields[name]
+        self.fields["q"].widget.attrs.update(
+            {"type": "search", "placeholder": "Search prompts…", "autocomplete": "off",
+             "spellcheck": "false"}
+        )
+
+    def clean_q(self):
+        return clean_query(self.cleaned_data["q"])
+
+    def clean(self):
+        cleaned = super().clean()
+        start, end = cleaned.get("date_from"), cleaned.get("date_to")
+        if start and end and start > end:
+            self.add_error("date_to", "The end date is before the start date.")
+        return cleaned
+
+    def filters(self):
+        """The valid filters, whatever else is wrong."""
+        self.is_valid()
+        return {name: value for name, value in self.cleaned_data.items() if value}
+
+    def is_filtered(self):
+        return bool(self.filters())
