@@ -52,6 +52,39 @@ def clip_skipped_embeds(pipe, prompts, device, clip_skip):
     return final_layer_norm(hidden_states).to(dtype=encoder.dtype, device=device)
 
 
+def varied_noise(noise, requests, device):
+    """A1111's variation seed: each row's noise moved towards the noise of its variation
+    seed by its variation strength, along the sphere Gaussian noise lives on, so a small
+    strength gives a close variation of the image its seed alone makes. Rows without a
+    variation are returned untouched, and the rows' generators are not drawn from."""
+    rows = [row for row, request in enumerate(requests) if request.variation_strength > 0]
+    if not rows:
+        return noise
+    noise = noise.clone()
+    for row in rows:
+        request = requests[row]
+        generator = torch.Generator(device=device).manual_seed(request.variation_seed)
+        other = randn_tensor(
+            noise[row : row + 1].shape, generator=generator, device=device, dtype=noise.dtype
+        )[0]
+        noise[row] = slerp(request.variation_strength, noise[row], other)
+    return noise
+
+
+def slerp(fraction, start, end):
+    """Spherical interpolation between two tensors, `fraction` of the way to `end`."""
+    start_flat, end_flat = start.flatten().float(), end.flatten().float()
+    cosine = torch.dot(start_flat / start_flat.norm(), end_flat / end_flat.norm()).clamp(-1, 1)
+    omega = torch.acos(cosine)
+    if omega.abs() < 1e-4:  # (nearly) parallel: the straight line is the same path
+        mixed = (1 - fraction) * start_flat + fraction * end_flat
+    else:
+        mixed = (
+            torch.sin((1 - fraction) * omega) * start_flat + torch.sin(fraction * omega) * end_flat
+        ) / torch.sin(omega)
+    return mixed.reshape(start.shape).to(start.dtype)
+
+
 def encoded_rows(pipe, images, generators):
     """VAE latents of each image, sampled with its row's generator, as the pipelines do."""
     latents = [
@@ -329,6 +362,7 @@ def denoise_batch(
         )
         dtype = prompt_embeds.dtype
         latents = randn_tensor(shape, generator=generators, device=device, dtype=dtype)
+        latents = varied_noise(latents, requests, device)
         latents = latents * scheduler.init_noise_sigma
     else:
         latents = noised_image_latents(

@@ -327,6 +327,12 @@ def _check(request: GenerationRequest) -> None:
         raise ValueError(f"clip_skip must be 1 to {MAX_CLIP_SKIP}, not {request.clip_skip}.")
     if request.sampler is not None and request.sampler not in SAMPLERS:
         raise ValueError(f"Unknown sampler {request.sampler!r}; use one of {', '.join(SAMPLERS)}.")
+    if not 0 <= request.variation_strength <= 1:
+        raise ValueError(
+            f"variation_strength must be 0 to 1, not {request.variation_strength}."
+        )
+    if request.variation_strength and request.init_image is not None:
+        raise ValueError("Variation seeds apply to txt2img only.")
     if request.mask_image is not None and request.init_image is None:
         raise ValueError("mask_image needs an init_image to inpaint.")
     if request.init_image is not None:

@@ -32,6 +32,10 @@ class GenerationRequest:
     # redrawn, black where it is kept. Outpainting is inpainting a canvas made larger.
     mask_image: object = None
     loras: tuple = ()  # LoraRef items, stacked
+    # txt2img variations (A1111's "Variation seed"): the seed's noise moved towards this
+    # seed's by `variation_strength` (0: none, 1: the variation seed's image).
+    variation_seed: int = 0
+    variation_strength: float = 0.0
 
     @property
     def mode(self) -> str:
