@@ -270,23 +270,6 @@ def flops_per_image(pipe, request, device: str) -> int:
     return one + (request.steps - 1) * (two - one)
 
 
-def engine_unsupported(arch_key: str, *, device: str, dtype: torch.dtype, scratch: Path):
-    """Why the engine cannot run this architecture, from one job on its tiny variant; None
-    when it can. Cheaper than finding out after saving gigabytes of real-size weights."""
-    tiny = ARCHS[arch_key]["tiny"]
-    folder = scratch / f"probe-{arch_key}"
-    build_pipeline(tiny, device=device, dtype=dtype, scratch=scratch).save_pretrained(folder)
-    request = make_requests(
-        str(folder), 1, width=tiny.size, height=tiny.size, steps=1, guidance=GUIDANCE
-    )[0]
-    with Engine(WorkerConfig(device=device, dtype=dtype), max_wait_ms=0) as engine:
-        try:
-            engine.submit(request).result()
-        except Exception as error:
-            return f"{type(error).__name__}: {error}"
-    return None
-
-
 def bench_arch(arch_key: str, args, scratch: Path, matmul_rate: float) -> dict:
     arch = ARCHS[arch_key]["tiny" if args.tiny else "full"]
     size, steps = args.size or arch.size, args.steps or arch.steps
@@ -311,12 +294,8 @@ def bench_arch(arch_key: str, args, scratch: Path, matmul_rate: float) -> dict:
     floor_s = flops / matmul_rate
     log(f"{_count(flops)}FLOP per image, floor {floor_s:.4f} s per image")
 
-    unsupported = engine_unsupported(
-        arch_key, device=args.device, dtype=args.dtype, scratch=scratch
-    )
-    if unsupported is None:
-        # Saved before any compile, which wraps the UNet's forward.
-        pipe.save_pretrained(folder)
+    # Saved before any compile, which wraps the UNet's forward.
+    pipe.save_pretrained(folder)
 
     runs = []
     for compiled in args.compile:
@@ -331,33 +310,20 @@ def bench_arch(arch_key: str, args, scratch: Path, matmul_rate: float) -> dict:
     if args.device.startswith("cuda"):
         torch.cuda.empty_cache()
 
-    notes = []
-    if unsupported is not None:
-        notes.append(
-            f"Engine not measured: it cannot run the {arch.name} yet ({unsupported}). "
-            "Plain diffusers and the floor are measured."
-        )
-        log(notes[-1])
-    else:
-        for compiled in args.compile:
-            config = WorkerConfig(device=args.device, dtype=args.dtype, compile=compiled)
-            engine = Engine(config, max_batch=max(args.concurrency), max_wait_ms=MAX_WAIT_MS)
-            with engine:
-                engine.preload([str(folder)])
-                for concurrency in args.concurrency:
-                    # One warm-up per batch size: torch.compile and cuDNN specialize on it.
-                    run_engine(engine, requests(concurrency, WARMUP_STEPS), concurrency=concurrency)
-                    jobs = max(args.jobs, concurrency * args.rounds)
-                    numbers = run_engine(engine, requests(jobs, steps), concurrency=concurrency)
-                    runs.append(
-                        {
-                            "runner": "engine",
-                            "compile": compiled,
-                            "concurrency": concurrency,
-                            **numbers,
-                        }
-                    )
-                    log(_run_line(runs[-1]))
+    for compiled in args.compile:
+        config = WorkerConfig(device=args.device, dtype=args.dtype, compile=compiled)
+        engine = Engine(config, max_batch=max(args.concurrency), max_wait_ms=MAX_WAIT_MS)
+        with engine:
+            engine.preload([str(folder)])
+            for concurrency in args.concurrency:
+                # One warm-up per batch size: torch.compile and cuDNN specialize on it.
+                run_engine(engine, requests(concurrency, WARMUP_STEPS), concurrency=concurrency)
+                jobs = max(args.jobs, concurrency * args.rounds)
+                numbers = run_engine(engine, requests(jobs, steps), concurrency=concurrency)
+                runs.append(
+                    {"runner": "engine", "compile": compiled, "concurrency": concurrency, **numbers}
+                )
+                log(_run_line(runs[-1]))
 
     baseline = runs[0]["images_per_s"]
     for run in runs:
@@ -376,7 +342,6 @@ def bench_arch(arch_key: str, args, scratch: Path, matmul_rate: float) -> dict:
         "max_batch": max(args.concurrency),
         "max_wait_ms": MAX_WAIT_MS,
         "runs": runs,
-        "notes": notes,
     }
 
 
@@ -426,7 +391,6 @@ def arch_markdown(result: dict, common: dict) -> str:
             f"| {run['first_step_p50_s']:.3f} / {run['first_step_p95_s']:.3f} "
             f"| {run['vs_floor']:.1f}x |"
         )
-    lines.extend(["", *result["notes"]])
     return "\n".join(lines)
 
 

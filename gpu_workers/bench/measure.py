@@ -84,7 +84,9 @@ def run_plain(pipe, requests: list[GenerationRequest], *, device: str, queued: b
 def plain_call_kwargs(request: GenerationRequest, device: str) -> dict:
     return {
         "prompt": request.prompt,
-        "negative_prompt": request.negative_prompt,
+        # An empty one is none, as the engine reads it: SDXL then uses zeros instead of
+        # encoding it; SD encodes "" either way.
+        "negative_prompt": request.negative_prompt or None,
         "num_inference_steps": request.steps,
         "guidance_scale": request.guidance_scale,
         "width": request.width,

@@ -61,25 +61,21 @@ def test_gpu_script_runs_on_the_cpu_with_tiny_configs(tmp_path):
     assert results["matmul_flops_per_s"] > 0
     assert json.loads((tmp_path / "r.json").read_text())["archs"].keys() == {"sd15", "sdxl"}
 
-    sd15 = results["archs"]["sd15"]
-    assert sd15["flops_per_image"] > 0 and sd15["floor_s_per_image"] > 0
-    assert [(run["runner"], run["concurrency"]) for run in sd15["runs"]] == [
-        ("plain diffusers", 1),
-        ("engine", 1),
-        ("engine", 2),
-    ]
-    for run in sd15["runs"]:
-        assert_sensible_timings(run, jobs=run["jobs"])
-        assert run["vs_floor"] > 0 and run["vs_plain"] > 0
-    assert sd15["runs"][0]["vs_plain"] == 1
-
-    # The engine cannot run SDXL pipelines yet: plain diffusers and the floor are still
-    # measured, and the section says why the engine is missing.
-    sdxl = results["archs"]["sdxl"]
+    # Both architectures: plain diffusers, then the engine at each concurrency.
+    for arch in results["archs"].values():
+        assert arch["flops_per_image"] > 0 and arch["floor_s_per_image"] > 0
+        assert [(run["runner"], run["concurrency"]) for run in arch["runs"]] == [
+            ("plain diffusers", 1),
+            ("engine", 1),
+            ("engine", 2),
+        ]
+        for run in arch["runs"]:
+            assert_sensible_timings(run, jobs=run["jobs"])
+            assert run["vs_floor"] > 0 and run["vs_plain"] > 0
+        assert arch["runs"][0]["vs_plain"] == 1
+    sd15, sdxl = results["archs"]["sd15"], results["archs"]["sdxl"]
     assert sdxl["flops_per_image"] > sd15["flops_per_image"]
-    assert sdxl["runs"][0]["runner"] == "plain diffusers"
-    if len(sdxl["runs"]) == 1:
-        assert "Engine not measured" in sdxl["notes"][0]
+    assert "text_encoder_2" in sdxl["params"]
 
     text = markdown.read_text()
     assert "<!-- bench:gpu-sd15-tiny -->" in text and "<!-- bench:gpu-sdxl-tiny -->" in text
