@@ -8,6 +8,7 @@ from django.db import transaction
 from gallery.dispatch import enqueue_thumbnails
 from gallery.metadata import a1111_infotext, format_number, png_info
 from gallery.models import Image
+from generation.lora_services import infotext_prompt, lora_hashes
 from generation.models import OUTPAINT_SIDES
 from studio import __version__ as studio_version
 
@@ -36,8 +37,9 @@ def denoising_strength(job):
 
 def job_infotext(job, *, seed, sampler, schedule_type=None):
     """A1111's infotext, its fields in A1111's order."""
+    job_loras = list(job.job_loras.all())
     return a1111_infotext(
-        prompt=job.prompt,
+        prompt=infotext_prompt(job.prompt, job_loras),
         negative_prompt=job.negative_prompt,
         fields=[
             ("Steps", job.steps),
@@ -53,6 +55,7 @@ def job_infotext(job, *, seed, sampler, schedule_type=None):
             # Only when set: 0 means "as many as the first pass".
             ("Hires steps", (job.hires_steps or None) if job.has_hires_fix() else None),
             ("Hires upscaler", "Lanczos" if job.has_hires_fix() else None),
+            ("Lora hashes", lora_hashes(job_loras)),
             ("Version", f"studio {studio_version}"),
         ],
     )
@@ -83,6 +86,11 @@ def image_create_from_generation(*, job, pil_image, result):
         if job.has_hires_fix()
         else None,
         "model": {"name": job.model.name, "source": job.model.source},
+        "loras": [
+            {"name": used.name, "sha256": used.sha256, "weight": used.weight,
+             "in_prompt": used.in_prompt}
+            for used in job.job_loras.all()
+        ],
         "prompt": job.prompt,
         "negative_prompt": job.negative_prompt,
         "steps": job.steps,

@@ -17,6 +17,8 @@ from PIL import Image as PILImage
 from PIL import ImageFilter
 
 from gallery.services import image_create_from_generation
+from generation.lora_services import job_lora_refs
+from generation.lora_syntax import prompt_without_lora_tags
 from generation.models import GenerationJob, JobMode, JobStatus
 from generation.queue import service_order
 from generation.services import publish_queue_positions
@@ -217,7 +219,8 @@ def generation_requests(job):
     request = GenerationRequest(
         model_source=job.model.source,
         model_config=job.model.config_source or None,
-        prompt=job.prompt,
+        # <lora:…> tags are applied as adapters, not read by the text encoder.
+        prompt=prompt_without_lora_tags(job.prompt),
         negative_prompt=job.negative_prompt,
         steps=job.steps,
         guidance_scale=job.guidance_scale,
@@ -230,6 +233,7 @@ def generation_requests(job):
         mask_image=mask_image,
         # What outpainting adds has nothing to keep: it is drawn from noise.
         strength=1.0 if job.mode == JobMode.OUTPAINT else job.strength,
+        loras=job_lora_refs(job),
     )
     # A1111's batch: one image per seed, counting up from the job's.
     return [

@@ -7,6 +7,7 @@ from django.core.files.base import ContentFile
 
 from gallery.models import Image
 from gallery.uploads import UploadRejected, image_from_upload
+from generation.lora_forms import LoraStackField, ModelSelect, clean_lora_stack
 from generation.models import OUTPAINT_SIDES, SAMPLER_CHOICES, DiffusionModel
 from studio.moderation.services import screen_generation_form
 from studio.permissions import can
@@ -65,9 +66,13 @@ class GenerationForm(forms.Form):
             attrs={"rows": 2, "class": "negative-input", "placeholder": "What to avoid…"}
         ),
     )
+    # LoRAs picked in the form ("lora" and "lora_weight" rows); <lora:name:weight> tags in
+    # the prompt join them when the form is cleaned.
+    loras = LoraStackField()
     model = LibraryModelField(
         queryset=DiffusionModel.objects.none(),
         empty_label=None,
+        widget=ModelSelect,  # each option says its family: the LoRA picker follows it
         error_messages={"invalid_choice": "Unknown model: choose one from the list."},
     )
     steps = forms.IntegerField(min_value=1, max_value=settings.STUDIO_MAX_STEPS, initial=25)
@@ -320,6 +325,7 @@ class GenerationForm(forms.Form):
             self._clean_hires_fix(cleaned)
         self._clean_image_modes(cleaned)
         screen_generation_form(self, cleaned)
+        clean_lora_stack(self, cleaned, self.project.team if self.project else None)
         has_source = cleaned.get("source_image") or cleaned.get("source_upload")
         steps, strength = cleaned.get("steps"), cleaned.get("strength")
         if has_source and steps and strength and int(steps * strength) < 1:

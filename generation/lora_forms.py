@@ -166,6 +166,18 @@ class LoraEditForm(LoraDetailsMixin, forms.ModelForm):
 # -- The generate form's LoRA stack -------------------------------------------------------
 
 
+class ModelSelect(forms.Select):
+    """The generate form's model menu: each option carries its family (data-family), so
+    the LoRA picker offers only LoRAs made for the chosen model."""
+
+    def create_option(self, name, value, *args, **kwargs):
+        option = super().create_option(name, value, *args, **kwargs)
+        instance = getattr(value, "instance", None)
+        if instance is not None:
+            option["attrs"]["data-family"] = instance.family
+        return option
+
+
 class LoraStackWidget(forms.Widget):
     """Rows posted as parallel lists: `lora` (library ids) and `lora_weight`."""
 

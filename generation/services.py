@@ -8,6 +8,12 @@ from PIL import Image as PILImage
 
 from gallery.uploads import upload_store
 from generation.dispatch import enqueue_generation
+from generation.lora_services import (
+    LoraGone,
+    job_lora_stack,
+    job_loras_record,
+    lora_stack_refusal,
+)
 from generation.models import OUTPAINT_SIDES, GenerationJob, JobMode, JobStatus
 from studio.moderation.services import generation_screen
 from studio.permissions import can
@@ -38,6 +44,10 @@ def job_create(*, user, project, params):
     refusal = params["model"].refusal_reason(user, project.team)
     if refusal:
         raise ModelNotAllowed(f"You may not use “{params['model'].name}” here: {refusal}")
+    loras = params.get("loras") or []
+    refusal = lora_stack_refusal(project=project, model=params["model"], loras=loras)
+    if refusal:
+        raise ModelNotAllowed(refusal)
     seed = params.get("seed")
     left, right, top, bottom = (params.get(side) or 0 for side in OUTPAINT_SIDES)
     with transaction.atomic():
@@ -69,6 +79,7 @@ def job_create(*, user, project, params):
             outpaint_top=top,
             outpaint_bottom=bottom,
         )
+        job_loras_record(job=job, loras=loras)
         transaction.on_commit(lambda: job_dispatch(job))
     return job
 
@@ -171,6 +182,10 @@ def job_retry(*, job, user):
     """A new queued job with the same parameters (seed included) as a failed or canceled one."""
     if not job.may_retry(user):
         raise PermissionDenied("Only failed or canceled jobs can be retried, by an editor.")
+    try:
+        loras = job_lora_stack(job)
+    except LoraGone as error:
+        raise ModelNotAllowed(str(error)) from error
     params = {
         **job.parameters(),
         "model": job.model,
@@ -178,6 +193,7 @@ def job_retry(*, job, user):
         "source_image": job.source_image,
         "source_upload": job.source_upload.name,
         "mask_data": job.mask_upload.name,
+        "loras": loras,
     }
     return job_create(user=user, project=job.project, params=params)
 

@@ -50,8 +50,9 @@ class ProjectStudioTestCase(StudioTestCase):
         self.client.force_login(self.editor)
         for _ in range(3):
             make_image(make_job(self.project, self.editor, self.model))
-        # Queued jobs here: their places in line cost three queries (generation.queue).
-        with self.assertNumQueries(12) as small:
+        # Queued jobs here: their places in line cost three queries (generation.queue); the
+        # team's LoRAs for the picker one.
+        with self.assertNumQueries(13) as small:
             self.client.get(self.url)
         for _ in range(12):
             make_image(make_job(self.project, self.editor, self.model))

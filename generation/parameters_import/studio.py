@@ -57,6 +57,7 @@ def parse_studio_spec(spec) -> ImportedParameters:
     if not isinstance(spec, dict) or not isinstance(spec.get("prompt"), str):
         raise ParameterImportError("The studio metadata is malformed: it holds no prompt.")
     result = ImportedParameters(source="studio")
+    picked_tags = []
     for key, value in spec.items():
         label = "CFG scale" if key == "guidance_scale" else key.replace("_", " ").capitalize()
         if key in STUDIO_FIELDS:
@@ -84,12 +85,32 @@ def parse_studio_spec(spec) -> ImportedParameters:
                 result.values["strength"] = float_value(value, "Denoising strength")
         elif key == "hires":
             _studio_hires(value, result)
+        elif key == "loras":
+            picked_tags = _studio_lora_tags(value)
         elif key == "versions":
             if isinstance(value, dict) and value.get("studio"):
                 result.version = shorten(f"v{value['studio']}")
         elif key not in STUDIO_INFORMATIONAL and value not in (None, "", [], {}):
             result.report(label, _summary(value))
+    if picked_tags and "prompt" in result.values:
+        # LoRAs picked in the form come back as <lora:name:weight> tags in the prompt.
+        result.values["prompt"] = " ".join([result.values["prompt"], *picked_tags])
     return result
+
+
+def _studio_lora_tags(loras):
+    """<lora:name:weight> tags for the LoRAs that were picked in the form; those written
+    in the prompt are in the prompt already."""
+    if not isinstance(loras, list):
+        raise ParameterImportError("The studio metadata is malformed: its LoRAs are not a list.")
+    tags = []
+    for lora in loras:
+        if not isinstance(lora, dict) or not isinstance(lora.get("name"), str):
+            raise ParameterImportError("The studio metadata is malformed: a LoRA has no name.")
+        if not lora.get("in_prompt"):
+            weight = float_value(lora.get("weight", 1), f"LoRA {shorten(lora['name'])} weight")
+            tags.append(f"<lora:{lora['name']}:{weight:g}>")
+    return tags
 
 
 def _studio_hires(hires, result):
