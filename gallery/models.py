@@ -5,7 +5,7 @@ from django.db import models
 from django.urls import reverse
 from django.utils import timezone
 
-from studio.accounts.models import Project
+from studio.accounts.models import Project, Team
 
 # Thumbnails, by their long side in pixels: grids use them, never originals.
 THUMBNAIL_SIZES = (256, 512)
@@ -19,6 +19,14 @@ def image_upload_path(image, filename):
 def thumbnail_path(image, size):
     """A thumbnail's storage name: server-chosen, served only through image_thumbnail."""
     return f"thumbnails/{image.project_id}/{uuid.uuid4().hex}-{size}.webp"
+
+
+class ImageQuerySet(models.QuerySet):
+    def visible_to(self, user):
+        """Images `user` may see anywhere: those of the projects they are a member of."""
+        if not user.is_authenticated:
+            return self.none()
+        return self.filter(project__team__in=Team.objects.filter(memberships__user=user))
 
 
 class Image(models.Model):
@@ -45,6 +53,8 @@ class Image(models.Model):
     thumbnails = models.JSONField(default=dict, blank=True, editable=False)
     created_at = models.DateTimeField(default=timezone.now, db_index=True)
 
+    objects = ImageQuerySet.as_manager()
+
     class Meta:
         ordering = ["-created_at", "-id"]
         indexes = [
@@ -61,6 +71,14 @@ class Image(models.Model):
 
     def file_url(self):
         return reverse("image_file", args=[self.pk])
+
+    def download_url(self):
+        """The original PNG as an attachment, its parameters embedded."""
+        return reverse("image_file", args=[self.pk]) + "?download=1"
+
+    def clean_download_url(self):
+        """A copy re-encoded from the pixels alone: no parameters, no metadata."""
+        return reverse("image_download_clean", args=[self.pk])
 
     def thumbnail_name(self, size):
         return (self.thumbnails or {}).get(str(size))

@@ -11,6 +11,12 @@ urlpatterns = [
     path("images/<int:image_id>/", views.image_detail, name="image_detail"),
     path("images/<int:image_id>/card/", views.image_card, name="image_card"),
     path("images/<int:image_id>/file/", views.image_file, name="image_file"),
+    path("images/<int:image_id>/remix/", views.image_remix, name="image_remix"),
+    path(
+        "images/<int:image_id>/download/clean/",
+        views.image_download_clean,
+        name="image_download_clean",
+    ),
     path(
         "images/<int:image_id>/thumbnail/<int:size>/",
         views.image_thumbnail,

@@ -93,7 +93,13 @@ def project_studio(request, project_id):
     if "duplicate" in request.GET:
         # Any job the user may see, also from another project, fills the form.
         source = job_for(request.user, request.GET["duplicate"], "view")
-        form = GenerationForm(initial=source.parameters())
+        initial = source.parameters()
+        # Remix of one image of the job (gallery): that image's own seed, alone.
+        image_id = request.GET.get("image", "")
+        image = source.images.filter(pk=image_id).first() if image_id.isdigit() else None
+        if image is not None:
+            initial.update(seed=image.seed, batch_size=1)
+        form = GenerationForm(initial=initial)
     elif "source" in request.GET:
         # "Use as source" on an image the user may see: img2img from it.
         image = source_image_for(request.user, request.GET["source"])
