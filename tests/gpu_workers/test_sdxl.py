@@ -12,6 +12,7 @@ what "identical" and "up to one grey level" mean on a CPU):
 
 import dataclasses
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -20,6 +21,7 @@ from diffusers import (
     StableDiffusionXLImg2ImgPipeline,
     StableDiffusionXLInpaintPipeline,
     StableDiffusionXLPipeline,
+    UNet2DConditionModel,
 )
 from PIL import Image
 from safetensors.torch import load_file, save_file
@@ -194,6 +196,30 @@ def test_a_named_sampler_gives_the_pipelines_image(make_engine, plain_sdxl, sdxl
     result = run_batch(make_engine(max_batch=1, max_wait_ms=0), [request])[0]
 
     assert np.array_equal(pixels(result), plain_txt2img(pipe, request))
+
+
+def test_guidance_embedding_unets_batch_too(make_engine, tiny_sdxl, tmp_path, sdxl_request):
+    """LCM-distilled SDXL UNets take guidance as an input instead of running CFG."""
+    folder = shutil.copytree(tiny_sdxl, tmp_path / "lcm-sdxl")
+    config = json.loads((folder / "unet" / "config.json").read_text())
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        unet = UNet2DConditionModel.from_config({**config, "time_cond_proj_dim": 16})
+    unet.save_pretrained(folder / "unet")
+    requests = [
+        dataclasses.replace(sdxl_request, model_source=str(folder), guidance_scale=guidance)
+        for guidance in (8.0, 2.0)
+    ]
+    pipe = StableDiffusionXLPipeline.from_pretrained(folder, dtype=torch.float32)
+    pipe.set_progress_bar_config(disable=True)
+
+    alone = run_batch(make_engine(max_batch=1, max_wait_ms=0), requests)
+    batched = run_batch(make_engine(max_wait_ms=0), requests)
+
+    for alone_result, batched_result, request in zip(alone, batched, requests, strict=True):
+        assert np.array_equal(pixels(alone_result), plain_txt2img(pipe, request))
+        assert_same_image_up_to_rounding(pixels(batched_result), pixels(alone_result))
+    assert not np.array_equal(pixels(alone[0]), pixels(alone[1]))  # guidance was used
 
 
 def test_img2img_alone_and_in_a_batch(make_engine, plain_sdxl, sdxl_request, source_image):
