@@ -35,7 +35,7 @@ def denoising_strength(job):
     return None
 
 
-def job_infotext(job, *, seed, sampler, schedule_type=None):
+def job_infotext(job, *, seed, sampler, schedule_type=None, variation_seed=None):
     """A1111's infotext, its fields in A1111's order."""
     job_loras = list(job.job_loras.all())
     return a1111_infotext(
@@ -49,6 +49,11 @@ def job_infotext(job, *, seed, sampler, schedule_type=None):
             ("Seed", seed),
             ("Size", f"{job.width}x{job.height}"),
             ("Model", job.model.name),
+            ("Variation seed", variation_seed if job.variation_strength else None),
+            (
+                "Variation seed strength",
+                format_number(job.variation_strength) if job.variation_strength else None,
+            ),
             ("Denoising strength", denoising_strength(job)),
             ("Clip skip", job.clip_skip if job.clip_skip > 1 else None),
             ("Hires upscale", format_number(job.hires_scale) if job.has_hires_fix() else None),
@@ -64,13 +69,20 @@ def job_infotext(job, *, seed, sampler, schedule_type=None):
 def image_create_from_generation(*, job, pil_image, result):
     """Save one image of a GenerationResult as a PNG carrying its parameters, and its row."""
     parameters = job_infotext(
-        job, seed=result.seed, sampler=result.sampler, schedule_type=result.schedule_type
+        job,
+        seed=result.seed,
+        sampler=result.sampler,
+        schedule_type=result.schedule_type,
+        variation_seed=result.variation_seed,
     )
     seed = result.seed
     spec = {
         "job_id": job.pk,
         "mode": job.mode,
         "source_image_id": job.source_image_id,
+        "variation": {"seed": result.variation_seed, "strength": job.variation_strength}
+        if job.variation_strength
+        else None,
         "strength": float(denoising_strength(job)) if job.mode != "txt2img" else None,
         "outpaint": {side.removeprefix("outpaint_"): getattr(job, side) for side in OUTPAINT_SIDES}
         if job.mode == "outpaint"

@@ -235,7 +235,17 @@ def generation_requests(job):
         strength=1.0 if job.mode == JobMode.OUTPAINT else job.strength,
         loras=job_lora_refs(job),
     )
-    # A1111's batch: one image per seed, counting up from the job's.
+    # A1111's batch: one image per seed, counting up from the job's; with variations the
+    # seed stays and the variation seeds count up instead.
+    if job.variation_strength:
+        return [
+            dataclasses.replace(
+                request,
+                variation_seed=(job.variation_seed + n) % 2**32,
+                variation_strength=job.variation_strength,
+            )
+            for n in range(job.batch_size)
+        ]
     return [
         dataclasses.replace(request, seed=(job.seed + n) % 2**32) for n in range(job.batch_size)
     ]

@@ -156,6 +156,16 @@ class GenerationForm(forms.Form):
         widget=forms.NumberInput(attrs={"placeholder": "Random"}),
         help_text="Empty for a random seed; it is always recorded.",
     )
+    variation_seed = forms.IntegerField(
+        min_value=0, max_value=MAX_SEED, required=False,
+        widget=forms.NumberInput(attrs={"placeholder": "Random"}),
+    )
+    variation_strength = forms.FloatField(
+        required=False, min_value=0, max_value=1, initial=0,
+        widget=forms.NumberInput(attrs={"step": "0.05"}),
+        help_text="Above 0: variations of the seed's image, more different as it grows "
+        "(text to image only).",
+    )
 
     def __init__(self, *args, models=None, user=None, project=None, **kwargs):
         """`models`: those offered; with `user` and `project` and no `models`, the ones the
@@ -243,6 +253,10 @@ class GenerationForm(forms.Form):
             self.add_error("mask_data", "Choose a source image to paint the mask on.")
         if outpaint and not has_source:
             self.add_error("outpaint_left", "Choose a source image to extend.")
+        if has_source and cleaned.get("variation_strength"):
+            self.add_error(
+                "variation_strength", "Variations are for text to image: set it to 0."
+            )
         if outpaint and cleaned.get("mask_data") is not None:
             self.add_error("mask_data", "Outpaint makes its own mask: remove the painted one.")
         width, height = cleaned.get("width"), cleaned.get("height")
@@ -258,6 +272,9 @@ class GenerationForm(forms.Form):
     def clean_strength(self):
         strength = self.cleaned_data["strength"]
         return 0.75 if strength is None else strength
+
+    def clean_variation_strength(self):
+        return self.cleaned_data["variation_strength"] or 0.0
 
     def clean_hires_scale(self):
         return self.cleaned_data["hires_scale"] or 2.0

@@ -261,6 +261,9 @@ class GenerationJob(models.Model):
     clip_skip = models.PositiveSmallIntegerField(default=1)  # A1111's: 1 = the last layer
     # Images made together, with seeds seed, seed + 1, ... (A1111's "Batch size").
     batch_size = models.PositiveSmallIntegerField(default=1)
+    # Variations (A1111's "Variation seed"): the seed's noise moved towards this seed's.
+    variation_seed = models.BigIntegerField(null=True, blank=True)
+    variation_strength = models.FloatField(default=0.0)
     # img2img: the source is a gallery image or an upload (rebuilt from its pixels, stored
     # under a server-chosen name), redrawn at `strength` (A1111's "Denoising strength").
     source_image = models.ForeignKey(
@@ -377,6 +380,8 @@ class GenerationJob(models.Model):
             "sampler": self.sampler,
             "clip_skip": self.clip_skip,
             "batch_size": self.batch_size,
+            "variation_seed": self.variation_seed,
+            "variation_strength": self.variation_strength,
             "source_image": self.source_image_id,
             "strength": self.strength,
             "hires_fix": self.has_hires_fix(),

@@ -66,6 +66,8 @@ def job_create(*, user, project, params):
             sampler=params.get("sampler") or "",
             clip_skip=params.get("clip_skip") or 1,
             batch_size=params.get("batch_size") or 1,
+            variation_strength=params.get("variation_strength") or 0.0,
+            variation_seed=variation_seed(params),
             source_image=params.get("source_image"),
             source_upload=params.get("source_upload") or "",
             strength=params.get("strength") or 0.75,
@@ -82,6 +84,14 @@ def job_create(*, user, project, params):
         job_loras_record(job=job, loras=loras)
         transaction.on_commit(lambda: job_dispatch(job))
     return job
+
+
+def variation_seed(params):
+    """The variation seed, chosen at random when variations are asked for without one."""
+    if not params.get("variation_strength"):
+        return params.get("variation_seed")
+    seed = params.get("variation_seed")
+    return random_seed() if seed is None else seed
 
 
 def job_mode(params):

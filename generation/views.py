@@ -11,7 +11,7 @@ from django.views.decorators.http import require_GET, require_POST
 from gallery.models import Image
 from generation import services
 from generation.forms import GenerationForm
-from generation.models import DiffusionModel, GenerationJob, JobPriority, JobStatus
+from generation.models import DiffusionModel, GenerationJob, JobMode, JobPriority, JobStatus
 from generation.parameters_import import (
     ParameterImportError,
     display_name,
@@ -99,6 +99,9 @@ def project_studio(request, project_id):
         image = source.images.filter(pk=image_id).first() if image_id.isdigit() else None
         if image is not None:
             initial.update(seed=image.seed, batch_size=1)
+            if "variations" in request.GET and source.mode == JobMode.TXT2IMG:
+                # Close variations of that image: its seed, new variation seeds.
+                initial.update(batch_size=4, variation_strength=0.25, variation_seed=None)
         form = GenerationForm(initial=initial)
     elif "source" in request.GET:
         # "Use as source" on an image the user may see: img2img from it.

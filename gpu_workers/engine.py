@@ -273,6 +273,7 @@ class Engine:
                     GenerationResult(
                         images=[image],
                         seed=job.request.seed,
+                        variation_seed=job.request.variation_seed,
                         sampler=sampler.infotext_name,
                         schedule_type=sampler.schedule_type,
                         scheduler_class=type(scheduler).__name__,

@@ -76,6 +76,7 @@ class GenerationResult:
     scheduler_config: dict  # the scheduler's full config, to reproduce the run
     elapsed_s: float  # time its batch ran, from start to decoded images (queue wait excluded)
     batch_size: int = 1  # requests that ran together with this one, itself included
+    variation_seed: int = 0  # the request's, for the record (used only with a strength)
 
 
 class GenerationCanceled(Exception):

@@ -406,3 +406,17 @@ def test_a_message_runs_the_job_whose_turn_it_is(job):
     assert GenerationJob.objects.get(pk=theirs.pk).status == JobStatus.FINISHED
     assert GenerationJob.objects.get(pk=flood[0].pk).status == JobStatus.QUEUED
     assert GenerationJob.objects.get(pk=flood[1].pk).status == JobStatus.QUEUED
+
+
+def test_a_variations_job_keeps_its_seed_and_counts_variation_seeds_up(job):
+    GenerationJob.objects.filter(pk=job.pk).update(
+        batch_size=2, variation_seed=500, variation_strength=0.2
+    )
+    run(job)
+    images = list(Image.objects.filter(job=job).order_by("pk"))
+    assert [image.seed for image in images] == [1234, 1234]
+    assert "Model: tiny-sd15, Variation seed: 500, Variation seed strength: 0.2," in (
+        images[0].parameters
+    )
+    assert "Variation seed: 501," in images[1].parameters
+    assert PILImage.open(images[0].file).tobytes() != PILImage.open(images[1].file).tobytes()
