@@ -85,7 +85,7 @@ class LoraUploadForm(LoraDetailsMixin, forms.Form):
     name = forms.CharField(
         required=False,
         max_length=100,
-        help_text="Empty: from the file. The prompt calls it <lora:name:weight>.",
+        help_text="Empty: from the file. The prompt calls it &lt;lora:name:weight&gt;.",
     )
     family = forms.ChoiceField(
         label="Base family",
@@ -128,7 +128,8 @@ class LoraUploadForm(LoraDetailsMixin, forms.Form):
         if not family and not info.family:
             self.add_error(
                 "family",
-                "The file does not say which base model it was made for: choose its family.",
+                "The file does not say which base model it was made for: choose its family "
+                "(and the file again).",
             )
         elif family and info.family_is_certain and family != info.family:
             self.add_error(
@@ -151,7 +152,7 @@ class LoraEditForm(LoraDetailsMixin, forms.ModelForm):
         super().__init__(*args, **kwargs)
         self.team = self.instance.team
         self.instance_for_name = self.instance
-        self.fields["name"].help_text = "The prompt calls it <lora:name:weight>."
+        self.fields["name"].help_text = "The prompt calls it &lt;lora:name:weight&gt;."
 
     def clean_name(self):
         name = super().clean_name()

@@ -104,6 +104,12 @@ class Lora(models.Model):
     def trigger_word_list(self):
         return [word.strip() for word in self.trigger_words.split(",") if word.strip()]
 
+    def default_weight_label(self):
+        return format_weight(self.default_weight)
+
+    def alpha_label(self):
+        return "" if self.alpha is None else format_weight(self.alpha)
+
     def prompt_tag(self, weight=None):
         weight = self.default_weight if weight is None else weight
         return f"<lora:{self.name}:{format_weight(weight)}>"
@@ -140,3 +146,6 @@ class JobLora(models.Model):
 
     def short_hash(self):
         return self.sha256[:12]
+
+    def weight_label(self):
+        return format_weight(self.weight)
