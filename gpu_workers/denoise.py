@@ -233,10 +233,9 @@ def inpaint_start(pipe, requests, scheduler, first_timestep, generators, device,
     image_latents = None
     if blends or not strength_max:
         image_latents = encode(pipe, init_image.to(device=device, dtype=dtype), generators)
-        if sdxl:
-            # The SDXL pipeline's repeat() leaves them contiguous, whatever layout the VAE
-            # gave; the UNet's convolutions pick their kernels by layout.
-            image_latents = image_latents.contiguous()
+        # The pipelines' repeat() leaves them contiguous, whatever layout the VAE gave; the
+        # UNet's convolutions pick their kernels by layout, so the pixels depend on it.
+        image_latents = image_latents.contiguous()
     shape = (
         len(requests),
         pipe.vae.config.latent_channels,
