@@ -7,7 +7,6 @@ from PIL import Image as PILImage
 from gallery.models import Image
 from generation.models import roles_at_least
 from studio.accounts.models import Project, Role
-from studio.permissions import can
 
 LINEAGE_LIMIT = 12
 
@@ -18,7 +17,7 @@ def image_lineage(*, user, image):
     counted as hidden, never described."""
     job = image.job
     source = job.source_image if job is not None else None
-    source_visible = source is not None and can(user, "view", source)
+    source_visible = source is not None and source.may_view(user)
     children = Image.objects.visible_to(user).filter(job__source_image=image)
     return {
         "source": source if source_visible else None,
@@ -31,6 +30,8 @@ def image_lineage(*, user, image):
 
 def remix_projects(user):
     """The projects `user` may generate in: where a remix can open."""
+    if not user.is_authenticated:
+        return Project.objects.none()
     return (
         Project.objects.filter(
             team__memberships__user=user, team__memberships__role__in=roles_at_least(Role.EDITOR)

@@ -1,7 +1,9 @@
+import secrets
 import uuid
 
 from django.conf import settings
 from django.db import models
+from django.db.models import Q
 from django.urls import reverse
 from django.utils import timezone
 
@@ -21,12 +23,36 @@ def thumbnail_path(image, size):
     return f"thumbnails/{image.project_id}/{uuid.uuid4().hex}-{size}.webp"
 
 
+class Visibility(models.TextChoices):
+    """Who may see an image (its project's members always may)."""
+
+    PROJECT = "project", "Project"
+    TEAM = "team", "Team"
+    UNLISTED = "unlisted", "Anyone with the link"
+    PUBLIC = "public", "Public"
+
+
+class ModerationStatus(models.TextChoices):
+    PENDING = "pending", "Not scanned yet"
+    PASSED = "passed", "Passed"
+    FAILED = "failed", "Failed"
+
+
+def share_token():
+    return secrets.token_urlsafe(24)
+
+
 class ImageQuerySet(models.QuerySet):
     def visible_to(self, user):
-        """Images `user` may see anywhere: those of the projects they are a member of."""
+        """Images `user` may see anywhere (as Image.may_view answers for one): those of
+        the projects they are a member of, team-visible ones of their teams, and public
+        ones that passed moderation. Unlisted images are seen through their link only."""
+        public = Q(visibility=Visibility.PUBLIC, moderation_status=ModerationStatus.PASSED)
         if not user.is_authenticated:
-            return self.none()
-        return self.filter(project__team__in=Team.objects.filter(memberships__user=user))
+            return self.filter(public)
+        # Project members are their team's members: that also covers team visibility.
+        member = Q(project__team__in=Team.objects.filter(memberships__user=user))
+        return self.filter(public | member)
 
 
 class Image(models.Model):
@@ -51,6 +77,15 @@ class Image(models.Model):
     # {"256": storage name, ...}: WebP thumbnails made on the CPU queue after the image is
     # saved (gallery.tasks); empty until then, and grids show the original meanwhile.
     thumbnails = models.JSONField(default=dict, blank=True, editable=False)
+    # Who may see it, set by its project's editors; public also needs a passed scan.
+    visibility = models.CharField(
+        max_length=10, choices=Visibility.choices, default=Visibility.PROJECT
+    )
+    moderation_status = models.CharField(
+        max_length=10, choices=ModerationStatus.choices, default=ModerationStatus.PENDING
+    )
+    # The secret of its "anyone with the link" URL; made the first time it is shared so.
+    share_token = models.CharField(max_length=64, unique=True, null=True, blank=True)
     created_at = models.DateTimeField(default=timezone.now, db_index=True)
 
     objects = ImageQuerySet.as_manager()
@@ -68,6 +103,37 @@ class Image(models.Model):
 
     def get_absolute_url(self):
         return reverse("image_detail", args=[self.pk])
+
+    # Who may see it -------------------------------------------------------------------
+
+    def is_public(self):
+        return (
+            self.visibility == Visibility.PUBLIC
+            and self.moderation_status == ModerationStatus.PASSED
+        )
+
+    def may_view(self, user):
+        """Its project's members; its team's for team visibility (today the same people:
+        projects are open to their whole team); anyone once public. Unlisted images are
+        seen through their link (shared_by_link), not here."""
+        from studio.permissions import can
+
+        if self.is_public():
+            return True
+        if not user.is_authenticated:
+            return False
+        if can(user, "view", self.project):
+            return True
+        return self.visibility == Visibility.TEAM and self.project.team.role_of(user) is not None
+
+    def shared_by_link(self):
+        """Whether its link (share_url) opens it for anyone."""
+        return bool(self.share_token) and (
+            self.visibility == Visibility.UNLISTED or self.is_public()
+        )
+
+    def share_url(self):
+        return reverse("image_shared", args=[self.share_token]) if self.share_token else ""
 
     def file_url(self):
         return reverse("image_file", args=[self.pk])

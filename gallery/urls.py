@@ -17,6 +17,21 @@ urlpatterns = [
         views.image_download_clean,
         name="image_download_clean",
     ),
+    path("images/<int:image_id>/visibility/", views.image_visibility, name="image_visibility"),
+    path("images/<int:image_id>/share-link/", views.image_share_reset, name="image_share_reset"),
+    # Secret links: anyone who has one sees the image while it is shared by link.
+    path("shared/<str:token>/", views.image_shared, name="image_shared"),
+    path("shared/<str:token>/file/", views.image_shared_file, name="image_shared_file"),
+    path(
+        "shared/<str:token>/thumbnail/<int:size>/",
+        views.image_shared_thumbnail,
+        name="image_shared_thumbnail",
+    ),
+    path(
+        "shared/<str:token>/download/clean/",
+        views.image_shared_clean,
+        name="image_shared_clean",
+    ),
     path(
         "images/<int:image_id>/thumbnail/<int:size>/",
         views.image_thumbnail,

@@ -1,52 +1,203 @@
+"""One image: its page, fragment, files and downloads, to whoever may see it (its project's
+members, its team's when team-visible, anyone once public), or through its secret link
+while it is shared by link. Everyone else gets a 404 (anonymous users: the login page)."""
+
+from functools import wraps
+
+from django.contrib import messages
 from django.contrib.auth.decorators import login_required
+from django.contrib.auth.views import redirect_to_login
+from django.core.exceptions import PermissionDenied
 from django.http import FileResponse, Http404, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
-from django.views.decorators.http import require_GET
+from django.views.decorators.http import require_GET, require_POST
 
 from gallery.detail import image_lineage, png_without_metadata, remix_projects
-from gallery.models import THUMBNAIL_SIZES, Image
+from gallery.models import THUMBNAIL_SIZES, Image, Visibility
+from gallery.sharing import (
+    VisibilityRefused,
+    image_set_visibility,
+    image_share_link_reset,
+    public_refusal,
+)
 from studio.accounts.models import Project
 from studio.permissions import can, require
 
+DETAIL = "gallery/image_detail.html"
+RELATED = ("project__team", "created_by", "job__model", "job__source_image__project__team")
 
-def image_for(user, image_id):
-    image = get_object_or_404(
-        Image.objects.select_related(
-            "project__team", "created_by", "job__model", "job__source_image__project__team"
-        ),
-        pk=image_id,
-    )
-    require(user, "view", image.project)
+
+def viewable_image(view):
+    """Resolve `image_id` to an image the user may see, or answer for them: the login
+    page for anonymous users (whether or not it exists), else 404."""
+
+    @wraps(view)
+    def wrapper(request, image_id, *args, **kwargs):
+        image = Image.objects.select_related(*RELATED).filter(pk=image_id).first()
+        if image is None or not image.may_view(request.user):
+            if not request.user.is_authenticated:
+                return redirect_to_login(request.get_full_path())
+            raise Http404
+        return view(request, image, *args, **kwargs)
+
+    return wrapper
+
+
+def shared_image(view):
+    """Resolve a secret link's token to its image while it is shared by link, else 404."""
+
+    @wraps(view)
+    def wrapper(request, token, *args, **kwargs):
+        image = get_object_or_404(Image.objects.select_related(*RELATED), share_token=token)
+        if not image.shared_by_link():
+            raise Http404
+        return view(request, image, *args, **kwargs)
+
+    return wrapper
+
+
+def editable_image(request, image_id):
+    """An image whose visibility the user may set: 404 unless a member, 403 below editor."""
+    image = get_object_or_404(Image.objects.select_related(*RELATED), pk=image_id)
+    require(request.user, "generate", image.project)
     return image
 
 
-@login_required
-@require_GET
-def image_detail(request, image_id):
-    """The image, every parameter of its job, its lineage, and what can be done with it."""
-    image = image_for(request.user, image_id)
-    may_generate = can(request.user, "generate", image.project)
-    projects = list(remix_projects(request.user)) if image.job_id else []
-    context = {
+# -- Responses shared by the member URLs and the secret-link URLs -------------------------
+
+
+def file_response(image, *, download=False):
+    response = FileResponse(image.file.open("rb"), content_type="image/png")
+    response["Cache-Control"] = "private, max-age=3600"
+    if download:
+        response["Content-Disposition"] = f'attachment; filename="image-{image.pk}.png"'
+    return response
+
+
+def thumbnail_response(image, size, original_url):
+    if size not in THUMBNAIL_SIZES:
+        raise Http404
+    name = image.thumbnail_name(size)
+    try:
+        handle = image.file.storage.open(name, "rb") if name else None
+    except FileNotFoundError:
+        handle = None
+    if handle is None:  # not made yet: the original meanwhile
+        response = HttpResponseRedirect(original_url)
+        response["Cache-Control"] = "private, no-cache"
+        return response
+    response = FileResponse(handle, content_type="image/webp")
+    response["Cache-Control"] = "private, max-age=86400"
+    return response
+
+
+def clean_response(image):
+    response = HttpResponse(png_without_metadata(image), content_type="image/png")
+    response["Content-Disposition"] = f'attachment; filename="image-{image.pk}-clean.png"'
+    response["Cache-Control"] = "private, max-age=3600"
+    return response
+
+
+def member_urls(image):
+    return {
+        "file": image.file_url(),
+        "download": image.download_url(),
+        "clean": image.clean_download_url(),
+        "thumb": image.thumb_url,
+    }
+
+
+def shared_urls(image):
+    token = image.share_token
+    thumb = reverse("image_shared_thumbnail", args=[token, THUMBNAIL_SIZES[0]])
+    return {
+        "file": reverse("image_shared_file", args=[token]),
+        "download": reverse("image_shared_file", args=[token]) + "?download=1",
+        "clean": reverse("image_shared_clean", args=[token]),
+        "thumb": thumb if image.has_thumbnails() else reverse("image_shared_file", args=[token]),
+    }
+
+
+def sharing_context(request, image, error=""):
+    """The "Who can see it" panel: the image's project members see it, editors change it."""
+    user = request.user
+    return {
+        "may_share": user.is_authenticated and can(user, "generate", image.project),
+        "visibility_choices": Visibility.choices,
+        "public_refusal": public_refusal(image),
+        "sharing_error": error,
+        "share_absolute_url": request.build_absolute_uri(image.share_url())
+        if image.share_token
+        else "",
+    }
+
+
+def detail_context(request, image, *, shared=False):
+    user = request.user
+    is_member = user.is_authenticated and can(user, "view", image.project)
+    may_generate = is_member and can(user, "generate", image.project)
+    projects = list(remix_projects(user)) if image.job_id and is_member else []
+    return {
         "image": image,
         "job": image.job,
+        "shared": shared,
+        "is_member": is_member,
+        "urls": shared_urls(image) if shared else member_urls(image),
         "may_generate": may_generate,
         "remix_projects": projects,
         "remix_default": image.project if may_generate else (projects[0] if projects else None),
-        **image_lineage(user=request.user, image=image),
+        **image_lineage(user=user, image=image),
+        **sharing_context(request, image),
     }
-    return render(request, "gallery/image_detail.html", context)
+
+
+# -- Member (and public) URLs -------------------------------------------------------------
+
+
+@require_GET
+@viewable_image
+def image_detail(request, image):
+    """The image, every parameter of its job, its lineage, and what can be done with it."""
+    return render(request, DETAIL, detail_context(request, image))
+
+
+@require_GET
+@viewable_image
+def image_card(request, image):
+    return render(request, f"{DETAIL}#thumb", {"image": image, "is_new": True})
+
+
+@require_GET
+@viewable_image
+def image_file(request, image):
+    """The original PNG, with its parameters."""
+    return file_response(image, download=bool(request.GET.get("download")))
+
+
+@require_GET
+@viewable_image
+def image_thumbnail(request, image, size):
+    """A WebP thumbnail, to the same people as the original; the original until it is made."""
+    return thumbnail_response(image, size, image.file_url())
+
+
+@require_GET
+@viewable_image
+def image_download_clean(request, image):
+    """A copy of the image rebuilt from its pixels: no parameters or other metadata."""
+    return clean_response(image)
 
 
 @login_required
 @require_GET
-def image_remix(request, image_id):
+@viewable_image
+def image_remix(request, image):
     """The studio of a project the user may generate in (the image's own unless another is
     chosen), its form filled with every parameter of the image's job and the image's seed."""
-    image = image_for(request.user, image_id)
     if image.job_id is None:
         raise Http404("This image's job is gone: there is nothing to remix.")
+    require(request.user, "view", image.project)  # the job's parameters are the project's
     project_id = request.GET.get("project", "")
     if project_id:
         if not project_id.isdigit():
@@ -59,52 +210,70 @@ def image_remix(request, image_id):
     return redirect(f"{studio}?duplicate={image.job_id}&image={image.pk}")
 
 
-@login_required
-@require_GET
-def image_download_clean(request, image_id):
-    """A copy of the image rebuilt from its pixels: no parameters or other metadata."""
-    image = image_for(request.user, image_id)
-    response = HttpResponse(png_without_metadata(image), content_type="image/png")
-    response["Content-Disposition"] = f'attachment; filename="image-{image.pk}-clean.png"'
-    response["Cache-Control"] = "private, max-age=3600"
-    return response
+# -- Visibility ---------------------------------------------------------------------------
+
+
+def sharing_response(request, image, *, error="", status=200):
+    if not request.htmx:
+        if error:
+            messages.error(request, error)
+        return redirect(image)
+    context = {"image": image, **sharing_context(request, image, error)}
+    return render(request, f"{DETAIL}#sharing", context, status=status)
 
 
 @login_required
-@require_GET
-def image_card(request, image_id):
-    image = image_for(request.user, image_id)
-    return render(request, "gallery/image_detail.html#thumb", {"image": image, "is_new": True})
-
-
-@login_required
-@require_GET
-def image_file(request, image_id):
-    """The original PNG, only to people who may see its project."""
-    image = image_for(request.user, image_id)
-    response = FileResponse(image.file.open("rb"), content_type="image/png")
-    response["Cache-Control"] = "private, max-age=3600"
-    if request.GET.get("download"):
-        response["Content-Disposition"] = f'attachment; filename="image-{image.pk}.png"'
-    return response
-
-
-@login_required
-@require_GET
-def image_thumbnail(request, image_id, size):
-    """A WebP thumbnail, to the same people as the original; the original until it is made."""
-    image = image_for(request.user, image_id)
-    if size not in THUMBNAIL_SIZES:
-        raise Http404
-    name = image.thumbnail_name(size)
+@require_POST
+def image_visibility(request, image_id):
+    """Editors set who may see the image; public is refused until a moderation scan passed."""
+    image = editable_image(request, image_id)
     try:
-        handle = image.file.storage.open(name, "rb") if name else None
-    except FileNotFoundError:
-        handle = None
-    if handle is None:
-        response = HttpResponseRedirect(image.file_url())
-        response["Cache-Control"] = "private, no-cache"
-        return response
-    response = FileResponse(handle, content_type="image/webp")
-    response["Cache-Control"] = "private, max-age=86400"
-    return response
+        image_set_visibility(
+            image=image, user=request.user, visibility=request.POST.get("visibility", "")
+        )
+    except VisibilityRefused as refused:
+        image.refresh_from_db(fields=["visibility", "share_token"])
+        return sharing_response(request, image, error=refused.message, status=422)
+    if not request.htmx:
+        messages.success(request, f"Visible to: {image.get_visibility_display().lower()}.")
+    return sharing_response(request, image)
+
+
+@login_required
+@require_POST
+def image_share_reset(request, image_id):
+    """A new secret link; the old one stops working."""
+    image = editable_image(request, image_id)
+    if not image.share_token:
+        raise PermissionDenied("This image has no link yet.")
+    image_share_link_reset(image=image, user=request.user)
+    if not request.htmx:
+        messages.success(request, "New link made: the old one no longer opens the image.")
+    return sharing_response(request, image)
+
+
+# -- Secret-link URLs (anyone with the link, signed in or not) ---------------------------
+
+
+@require_GET
+@shared_image
+def image_shared(request, image):
+    return render(request, DETAIL, detail_context(request, image, shared=True))
+
+
+@require_GET
+@shared_image
+def image_shared_file(request, image):
+    return file_response(image, download=bool(request.GET.get("download")))
+
+
+@require_GET
+@shared_image
+def image_shared_thumbnail(request, image, size):
+    return thumbnail_response(image, size, reverse("image_shared_file", args=[image.share_token]))
+
+
+@require_GET
+@shared_image
+def image_shared_clean(request, image):
+    return clean_response(image)

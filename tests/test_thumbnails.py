@@ -130,7 +130,7 @@ class ThumbnailDispatchTestCase(StudioTestCase):
         job = make_job(self.project, self.editor, self.model)
         result = SimpleNamespace(
             seed=42, sampler="Euler", schedule_type=None, scheduler_class="EulerDiscrete",
-            scheduler_config={},
+            scheduler_config={}, variation_seed=None,
         )
         with mock.patch("gallery.services.enqueue_thumbnails") as enqueue:
             with self.captureOnCommitCallbacks(execute=False) as callbacks:

@@ -1,0 +1,50 @@
+"""Who may see an image: its visibility (set by its project's editors) and its link."""
+
+from django.core.exceptions import PermissionDenied, ValidationError
+
+from gallery.models import ModerationStatus, Visibility, share_token
+from studio.permissions import can
+
+
+class VisibilityRefused(ValidationError):
+    """The image can't take that visibility; the message says why and what to do."""
+
+
+def public_refusal(image):
+    """Why the image can't be public yet, or None if it may be."""
+    if image.moderation_status == ModerationStatus.PASSED:
+        return None
+    if image.moderation_status == ModerationStatus.FAILED:
+        return "This image failed its moderation scan, so it can't be made public."
+    return (
+        "Public images must pass a moderation scan first, and this one has not been "
+        "scanned (scans are not available yet). Share it with your team or by link meanwhile."
+    )
+
+
+def image_set_visibility(*, image, user, visibility):
+    """Set who may see the image; public only once a moderation scan passed. An image
+    shared by link gets its secret link the first time and keeps it."""
+    if not can(user, "generate", image.project):
+        raise PermissionDenied("Only the project's editors may change who sees its images.")
+    if visibility not in Visibility.values:
+        allowed = ", ".join(label.lower() for label in Visibility.labels)
+        raise VisibilityRefused(f"Choose who may see it: {allowed}.")
+    if visibility == Visibility.PUBLIC and (refusal := public_refusal(image)):
+        raise VisibilityRefused(refusal)
+    image.visibility = visibility
+    fields = ["visibility"]
+    if visibility in (Visibility.UNLISTED, Visibility.PUBLIC) and not image.share_token:
+        image.share_token = share_token()
+        fields.append("share_token")
+    image.save(update_fields=fields)
+    return image
+
+
+def image_share_link_reset(*, image, user):
+    """A new secret link: whoever had the old one loses access."""
+    if not can(user, "generate", image.project):
+        raise PermissionDenied("Only the project's editors may change who sees its images.")
+    image.share_token = share_token()
+    image.save(update_fields=["share_token"])
+    return image
