@@ -8,7 +8,7 @@ from unittest import mock
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 from django.core.management import call_command
-from django.test import override_settings
+from django.test import TransactionTestCase, override_settings
 from django.urls import reverse
 from PIL import Image as PILImage
 
@@ -287,3 +287,22 @@ class BackfillCommandTestCase(StudioTestCase):
         self.assertTrue(set(image.thumbnails.values()).isdisjoint(old.values()))
         for name in old.values():
             self.assertFalse(default_storage.exists(name))
+
+
+class EmbeddedWorkerTestCase(TransactionTestCase):
+    """The embedded mode: the task runs in the web process's CPU thread, on its own
+    database connection, once the image is committed."""
+
+    def test_the_cpu_thread_makes_them(self):
+        from generation.models import DiffusionModel
+        from studio import embedded_worker
+        from studio.accounts.models import Project, Team, User
+
+        user = User.objects.create_user("ann", "ann@example.org", "pw")
+        project = Project.objects.create(team=Team.objects.create(name="T"), name="P")
+        model = DiffusionModel.objects.create(name="m", source="/m")
+        image = make_image(make_job(project, user, model))
+        future = embedded_worker.submit_cpu_task(make_thumbnails, image.pk)
+        future.result(timeout=60)
+        image.refresh_from_db()
+        self.assertTrue(image.has_thumbnails())
