@@ -142,6 +142,7 @@ class ThumbnailDispatchTestCase(StudioTestCase):
                 callback()
         enqueue.assert_called_once_with(image.pk)
 
+    @override_settings(CELERY_BROKER_URL=None)
     def test_embedded_mode_runs_in_process(self):
         with mock.patch("studio.embedded_worker.submit_cpu_task") as submit:
             enqueue_thumbnails(7)
