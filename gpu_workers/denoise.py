@@ -21,6 +21,7 @@ from diffusers.schedulers.scheduling_utils import SchedulerMixin
 from diffusers.utils.torch_utils import randn_tensor
 from PIL import Image
 
+from gpu_workers.control import control_image_from
 from gpu_workers.pipelines import SDXL, pipeline_family
 from gpu_workers.requests import GenerationFailed, GenerationRequest
 
@@ -264,6 +265,61 @@ def inpaint_start(pipe, requests, scheduler, first_timestep, generators, device,
     return InpaintState(latents, noise, image_latents, mask, masked_image_latents)
 
 
+@dataclass
+class ControlState:
+    """What a ControlNet batch carries through the loop, after
+    StableDiffusionControlNetPipeline."""
+
+    controlnet: torch.nn.Module
+    images: torch.Tensor  # conditioning images, rows as the UNet's (uncond rows, then all)
+    scales: list[float]  # per model call: the scale, or 0 outside guidance start..end
+
+
+def control_start(pipe, requests, controlnet, cfg_rows, timesteps, device) -> ControlState:
+    """Each row's conditioning image (made here from the request's image: canny edges),
+    preprocessed as the pipeline's control_image_processor does, and the scale of each
+    model call."""
+    if pipeline_family(pipe) == SDXL:
+        raise GenerationFailed("ControlNet runs with SD 1.x and 2.x models only, not SDXL.")
+    if controlnet is None:
+        raise GenerationFailed("A ControlNet request needs its ControlNet model loaded.")
+    width, height = requests[0].width, requests[0].height
+    conditioning = [
+        control_image_from(
+            request.control.image,
+            width,
+            height,
+            module=request.control.module,
+            low_threshold=request.control.low_threshold,
+            high_threshold=request.control.high_threshold,
+        )
+        for request in requests
+    ]
+    processor = VaeImageProcessor(
+        vae_scale_factor=pipe.vae_scale_factor, do_convert_rgb=True, do_normalize=False
+    )
+    images = processor.preprocess(conditioning, height=height, width=width)
+    # The pipeline's repeat_interleave leaves them contiguous, whatever layout the image
+    # processor gave; convolutions pick their kernels by layout, so the pixels depend on it.
+    images = images.to(dtype=torch.float32).contiguous()
+    images = images.to(device=device, dtype=controlnet.dtype)
+    images = torch.cat([images[cfg_rows], images])
+    # One scale and span per batch (BatchKey.control); the pipeline's controlnet_keep.
+    control = requests[0].control
+    scales = [
+        control.conditioning_scale
+        * (
+            1.0
+            - float(
+                i / len(timesteps) < control.guidance_start
+                or (i + 1) / len(timesteps) > control.guidance_end
+            )
+        )
+        for i in range(len(timesteps))
+    ]
+    return ControlState(controlnet, images, scales)
+
+
 @torch.no_grad()
 def denoise_batch(
     pipe: StableDiffusionPipeline | StableDiffusionXLPipeline,
@@ -272,6 +328,7 @@ def denoise_batch(
     scheduler: SchedulerMixin,
     device: torch.device,
     callback_on_step_end: StepEndCallback | None = None,
+    controlnet: torch.nn.Module | None = None,
 ) -> list[Image.Image | None]:
     """One image per request, in order. The requests share mode, size, steps, strength,
     scheduler and clip skip (gpu_workers.engine.BatchKey).
@@ -280,6 +337,9 @@ def denoise_batch(
     which rows are still wanted. An unwanted row keeps being denoised with the others
     (multistep schedulers hold history for the whole batch) but is not decoded and comes
     back as None; when no row is wanted the loop stops.
+
+    Requests with a `control` (one ControlNet, scale and span for the batch) need the
+    loaded `controlnet`; each row has its own conditioning image.
     """
     width, height, steps = requests[0].width, requests[0].height, requests[0].steps
     clip_skip = requests[0].clip_skip
@@ -367,6 +427,11 @@ def denoise_batch(
         latents = noised_image_latents(
             pipe, requests, scheduler, timesteps[:1], generators, device, prompt_embeds.dtype
         )
+    control = None
+    if requests[0].control is not None:
+        if mode == "inpaint":
+            raise GenerationFailed("ControlNet runs with txt2img and img2img, not inpaint.")
+        control = control_start(pipe, requests, controlnet, cfg_rows, timesteps, device)
     # Ancestral and SDE schedulers draw fresh noise every step, also from each row's generator.
     step_kwargs = {}
     if "generator" in inspect.signature(scheduler.step).parameters:
@@ -385,6 +450,21 @@ def denoise_batch(
                 [inpaint.masked_image_latents[cfg_rows], inpaint.masked_image_latents]
             )
             latent_model_input = torch.cat([latent_model_input, mask, masked], dim=1)
+        residuals = {}
+        if control is not None:
+            down_block_res_samples, mid_block_res_sample = control.controlnet(
+                latent_model_input,
+                t,
+                encoder_hidden_states=encoder_hidden_states,
+                controlnet_cond=control.images,
+                conditioning_scale=control.scales[i],
+                guess_mode=False,
+                return_dict=False,
+            )
+            residuals = {
+                "down_block_additional_residuals": down_block_res_samples,
+                "mid_block_additional_residual": mid_block_res_sample,
+            }
         noise_pred = pipe.unet(
             latent_model_input,
             t,
@@ -392,6 +472,7 @@ def denoise_batch(
             timestep_cond=timestep_cond,
             added_cond_kwargs=added_cond_kwargs,
             return_dict=False,
+            **residuals,
         )[0]
         noise_pred_uncond, noise_pred = noise_pred[: len(cfg_rows)], noise_pred[len(cfg_rows) :]
         if cfg_rows:

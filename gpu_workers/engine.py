@@ -19,9 +19,10 @@ import torch
 from PIL import Image
 
 from gpu_workers.config import WorkerConfig
+from gpu_workers.control import MAX_CONDITIONING_SCALE, MODULES, check_thresholds
 from gpu_workers.denoise import denoise_batch
 from gpu_workers.loras import activate_loras
-from gpu_workers.pipelines import load_pipeline, loaded_sources, model_family
+from gpu_workers.pipelines import load_controlnet, load_pipeline, loaded_sources, model_family
 from gpu_workers.previews import latent_preview
 from gpu_workers.requests import (
     GenerationCanceled,
@@ -54,6 +55,9 @@ class BatchKey:
     # SD (1.x, 2.x) or SDXL, never mixed in a batch: their prompts and latents differ in
     # kind. None: not known before the model loads (a Hub id not in the local cache).
     family: str | None = None
+    # ControlNet: (model source, conditioning scale, guidance start, guidance end); the
+    # conditioning images are per row. None: no ControlNet.
+    control: tuple | None = None
 
     @classmethod
     def for_request(cls, request: GenerationRequest) -> "BatchKey":
@@ -68,6 +72,14 @@ class BatchKey:
             strength=None if request.init_image is None else request.strength,
             adapters=tuple((lora.sha256, lora.weight) for lora in request.loras),
             family=model_family(request.model_source),
+            control=None
+            if request.control is None
+            else (
+                request.control.model_source,
+                request.control.conditioning_scale,
+                request.control.guidance_start,
+                request.control.guidance_end,
+            ),
         )
 
 
@@ -218,16 +230,19 @@ class Engine:
                 jobs[0].key.model_source, self.config, model_config=jobs[0].request.model_config
             )
             activate_loras(pipe, jobs[0].request.loras, self.config)
+            controlnet = None
+            if jobs[0].key.control is not None:
+                controlnet = load_controlnet(jobs[0].key.control[0], self.config)
         except Exception as error:
             logger.exception("Could not prepare %s", jobs[0].key.model_source)
             for job in jobs:
                 job.fail(error)
             return
-        self._run_splitting_on_oom(pipe, jobs)
+        self._run_splitting_on_oom(pipe, jobs, controlnet)
 
-    def _run_splitting_on_oom(self, pipe, jobs: list[_Job]) -> None:
+    def _run_splitting_on_oom(self, pipe, jobs: list[_Job], controlnet=None) -> None:
         try:
-            self._run_batch(pipe, jobs)
+            self._run_batch(pipe, jobs, controlnet)
             return
         except torch.OutOfMemoryError:
             logger.warning("Out of memory in a batch of %d on %s", len(jobs), self._device)
@@ -243,12 +258,12 @@ class Engine:
         live = [job for job in jobs if job.live]
         if len(live) > 1:
             half = (len(live) + 1) // 2
-            self._run_splitting_on_oom(pipe, live[:half])
-            self._run_splitting_on_oom(pipe, live[half:])
+            self._run_splitting_on_oom(pipe, live[:half], controlnet)
+            self._run_splitting_on_oom(pipe, live[half:], controlnet)
         elif live:
             live[0].fail(GenerationFailed(_out_of_memory_reason(live[0].request, self._device)))
 
-    def _run_batch(self, pipe, jobs: list[_Job]) -> None:
+    def _run_batch(self, pipe, jobs: list[_Job], controlnet=None) -> None:
         started = time.monotonic()
         scheduler = fresh_scheduler(pipe, jobs[0].key.sampler)
 
@@ -264,6 +279,7 @@ class Engine:
             scheduler=scheduler,
             device=self._device,
             callback_on_step_end=on_step_end,
+            controlnet=controlnet,
         )
         elapsed_s = time.monotonic() - started
         sampler = sampler_of(scheduler, jobs[0].key.sampler)
@@ -329,11 +345,11 @@ def _check(request: GenerationRequest) -> None:
     if request.sampler is not None and request.sampler not in SAMPLERS:
         raise ValueError(f"Unknown sampler {request.sampler!r}; use one of {', '.join(SAMPLERS)}.")
     if not 0 <= request.variation_strength <= 1:
-        raise ValueError(
-            f"variation_strength must be 0 to 1, not {request.variation_strength}."
-        )
+        raise ValueError(f"variation_strength must be 0 to 1, not {request.variation_strength}.")
     if request.variation_strength and request.init_image is not None:
         raise ValueError("Variation seeds apply to txt2img only.")
+    if request.control is not None:
+        _check_control(request)
     if request.mask_image is not None and request.init_image is None:
         raise ValueError("mask_image needs an init_image to inpaint.")
     if request.init_image is not None:
@@ -354,6 +370,32 @@ def _check(request: GenerationRequest) -> None:
                 f"strength {request.strength:g} of {request.steps} steps runs no step at all; "
                 "raise the strength or the steps."
             )
+
+
+def _check_control(request: GenerationRequest) -> None:
+    control = request.control
+    if request.mask_image is not None:
+        raise ValueError("ControlNet applies to txt2img and img2img, not to inpaint.")
+    size = getattr(control.image, "size", None)
+    if size != (request.width, request.height):
+        raise ValueError(
+            f"The ControlNet image must be a {request.width}x{request.height} image, not {size}."
+        )
+    if not 0 <= control.conditioning_scale <= MAX_CONDITIONING_SCALE:
+        raise ValueError(
+            f"The ControlNet conditioning scale must be 0 to {MAX_CONDITIONING_SCALE:g}, not "
+            f"{control.conditioning_scale}."
+        )
+    if not 0 <= control.guidance_start < control.guidance_end <= 1:
+        raise ValueError(
+            f"ControlNet guidance start and end must satisfy 0 <= start < end <= 1, not "
+            f"{control.guidance_start} and {control.guidance_end}."
+        )
+    if control.module not in MODULES:
+        raise ValueError(
+            f"Unknown ControlNet preprocessor {control.module!r}; use one of {', '.join(MODULES)}."
+        )
+    check_thresholds(control.low_threshold, control.high_threshold)
 
 
 def _out_of_memory_reason(request: GenerationRequest, device: torch.device) -> str:

@@ -36,6 +36,8 @@ class GenerationRequest:
     # seed's by `variation_strength` (0: none, 1: the variation seed's image).
     variation_seed: int = 0
     variation_strength: float = 0.0
+    # ControlNet (ControlRef) or None.
+    control: object = None
 
     @property
     def mode(self) -> str:
@@ -64,6 +66,28 @@ class LoraRef:
     source: str
     weight: float = 1.0
     name: str = ""  # for messages
+
+
+@dataclass(frozen=True)
+class ControlRef:
+    """A ControlNet to condition a request on (SD 1.x / 2.x).
+
+    `image`: the user's image (PIL, RGB, exactly the request's size); the worker turns it
+    into the conditioning image with `module` (gpu_workers.control: "canny" edges with the
+    two thresholds, or "none": the image is the conditioning already). `model_source`: a
+    Hub id or local diffusers folder of a ControlNetModel. It acts with `conditioning_scale`
+    (A1111's "Weight") from `guidance_start` to `guidance_end`, fractions of the steps run
+    (A1111's "Guidance Start/End")."""
+
+    model_source: str
+    image: object
+    conditioning_scale: float = 1.0
+    guidance_start: float = 0.0
+    guidance_end: float = 1.0
+    module: str = "canny"
+    low_threshold: int = 100
+    high_threshold: int = 200
+    name: str = ""  # the library's name, for messages and the infotext
 
 
 @dataclass(frozen=True)

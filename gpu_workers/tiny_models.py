@@ -14,6 +14,7 @@ from pathlib import Path
 import torch
 from diffusers import (
     AutoencoderKL,
+    ControlNetModel,
     EulerDiscreteScheduler,
     StableDiffusionPipeline,
     StableDiffusionXLPipeline,
@@ -28,6 +29,7 @@ from transformers import (
 
 TINY_SD15_NAME = "tiny-sd15"
 TINY_SDXL_NAME = "tiny-sdxl"
+TINY_CONTROLNET_NAME = "tiny-controlnet-sd15"
 
 # A few BPE merges so the tokenizer really merges; the rest of the vocabulary is bytes.
 _TINY_MERGES = ["t h", "i n", "a n", "e r", "o n</w>", "th e</w>", "c a", "ca t</w>"]
@@ -63,10 +65,40 @@ def build_tiny_sdxl(path: str | Path, *, inpaint: bool = False) -> Path:
     )
 
 
-def _build_folder(path: str | Path, make_pipeline) -> Path:
+def build_tiny_controlnet(path: str | Path) -> Path:
+    """Build a tiny ControlNet for the tiny SD1.5 model as a diffusers folder at `path`:
+    `ControlNetModel.from_unet` of a UNet of the tiny SD1.5 architecture, with its
+    conditioning embedding reaching the latents' resolution (÷8) in four blocks.
+
+    A ControlNet made from a UNet starts with zero convolutions (its residuals are zero
+    until trained); here they get random weights too, so that the ControlNet visibly steers
+    the image, as a trained one does.
+
+    Idempotent: a folder that already has a config.json is returned untouched.
+    """
+    return _build_folder(path, lambda build_dir: _tiny_controlnet(), marker="config.json")
+
+
+def _tiny_controlnet() -> ControlNetModel:
+    controlnet = ControlNetModel.from_unet(
+        _tiny_sd15_unet(in_channels=4, cross_attention_dim=32),
+        conditioning_embedding_out_channels=(8, 16, 16, 32),
+    )
+    zero_convs = [
+        *controlnet.controlnet_down_blocks,
+        controlnet.controlnet_mid_block,
+        controlnet.controlnet_cond_embedding.conv_out,
+    ]
+    for conv in zero_convs:
+        torch.nn.init.normal_(conv.weight, std=0.05)
+        torch.nn.init.normal_(conv.bias, std=0.05)
+    return controlnet
+
+
+def _build_folder(path: str | Path, make_pipeline, *, marker: str = "model_index.json") -> Path:
     """`make_pipeline(build_dir)`, seeded, saved as a diffusers folder at `path`."""
     path = Path(path)
-    if (path / "model_index.json").exists():
+    if (path / marker).exists():
         return path
     path.parent.mkdir(parents=True, exist_ok=True)
     # Built next to the target and renamed into place, so an interrupted build never leaves
@@ -82,7 +114,7 @@ def _build_folder(path: str | Path, make_pipeline) -> Path:
         try:
             build_dir.rename(path)  # replaces an empty folder, refuses a non-empty one
         except OSError:
-            if not (path / "model_index.json").exists():
+            if not (path / marker).exists():
                 raise
             # Another process finished the same build first; its folder is as good as ours.
     finally:
@@ -108,19 +140,8 @@ def _tiny_sd15_pipeline(tokenizer_dir: Path, *, unet_in_channels: int) -> Stable
             pad_token_id=tokenizer.pad_token_id,
         )
     )
-    # SD1.5's layout (cross-attention blocks, then a plain block at the lowest resolution),
-    # cut from four resolutions to two and from 320..1280 channels to 32..64.
-    unet = UNet2DConditionModel(
-        sample_size=8,  # latents; ×8 = 64 px default size
-        in_channels=unet_in_channels,
-        out_channels=4,
-        down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
-        up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"),
-        block_out_channels=(32, 64),
-        layers_per_block=1,
-        attention_head_dim=8,
-        norm_num_groups=32,
-        cross_attention_dim=text_encoder.config.hidden_size,
+    unet = _tiny_sd15_unet(
+        in_channels=unet_in_channels, cross_attention_dim=text_encoder.config.hidden_size
     )
     vae = _tiny_vae(scaling_factor=0.18215)
     scheduler = _sd_scheduler()
@@ -133,6 +154,23 @@ def _tiny_sd15_pipeline(tokenizer_dir: Path, *, unet_in_channels: int) -> Stable
         safety_checker=None,
         feature_extractor=None,
         requires_safety_checker=False,
+    )
+
+
+def _tiny_sd15_unet(*, in_channels: int, cross_attention_dim: int) -> UNet2DConditionModel:
+    # SD1.5's layout (cross-attention blocks, then a plain block at the lowest resolution),
+    # cut from four resolutions to two and from 320..1280 channels to 32..64.
+    return UNet2DConditionModel(
+        sample_size=8,  # latents; ×8 = 64 px default size
+        in_channels=in_channels,
+        out_channels=4,
+        down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
+        up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"),
+        block_out_channels=(32, 64),
+        layers_per_block=1,
+        attention_head_dim=8,
+        norm_num_groups=32,
+        cross_attention_dim=cross_attention_dim,
     )
 
 
@@ -208,9 +246,7 @@ def _tiny_sdxl_pipeline(build_dir: Path, *, unet_in_channels: int) -> StableDiff
         attention_head_dim=(2, 4),
         use_linear_projection=True,
         norm_num_groups=32,
-        cross_attention_dim=(
-            text_encoder.config.hidden_size + text_encoder_2.config.hidden_size
-        ),
+        cross_attention_dim=(text_encoder.config.hidden_size + text_encoder_2.config.hidden_size),
         addition_embed_type="text_time",
         addition_time_embed_dim=addition_time_embed_dim,
         projection_class_embeddings_input_dim=(
