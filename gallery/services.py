@@ -35,6 +35,25 @@ def denoising_strength(job):
     return None
 
 
+def controlnet_infotext(job):
+    """A1111's ControlNet extension's unit, as it writes it (quoted by a1111_infotext)."""
+    if job.control_model_id is None:
+        return None
+    return ", ".join(
+        f"{name}: {value}"
+        for name, value in [
+            ("Module", "canny"),
+            ("Model", job.control_model.name),
+            ("Weight", format_number(job.control_scale)),
+            ("Resize Mode", "Just Resize"),
+            ("Threshold A", job.control_low_threshold),
+            ("Threshold B", job.control_high_threshold),
+            ("Guidance Start", 0),
+            ("Guidance End", 1),
+        ]
+    )
+
+
 def job_infotext(job, *, seed, sampler, schedule_type=None, variation_seed=None):
     """A1111's infotext, its fields in A1111's order."""
     job_loras = list(job.job_loras.all())
@@ -61,6 +80,7 @@ def job_infotext(job, *, seed, sampler, schedule_type=None, variation_seed=None)
             ("Hires steps", (job.hires_steps or None) if job.has_hires_fix() else None),
             ("Hires upscaler", "Lanczos" if job.has_hires_fix() else None),
             ("Lora hashes", lora_hashes(job_loras)),
+            ("ControlNet 0", controlnet_infotext(job)),
             ("Version", f"studio {studio_version}"),
         ],
     )
@@ -98,6 +118,16 @@ def image_create_from_generation(*, job, pil_image, result):
         if job.has_hires_fix()
         else None,
         "model": {"name": job.model.name, "source": job.model.source},
+        "controlnet": {
+            "module": "canny",
+            "model": {"name": job.control_model.name, "source": job.control_model.source},
+            "image_id": job.control_image_id,
+            "weight": job.control_scale,
+            "low_threshold": job.control_low_threshold,
+            "high_threshold": job.control_high_threshold,
+        }
+        if job.control_model_id
+        else None,
         "loras": [
             {"name": used.name, "sha256": used.sha256, "weight": used.weight,
              "in_prompt": used.in_prompt}

@@ -22,7 +22,12 @@ from generation.lora_syntax import prompt_without_lora_tags
 from generation.models import GenerationJob, JobMode, JobStatus
 from generation.queue import service_order
 from generation.services import publish_queue_positions
-from gpu_workers.requests import GenerationCanceled, GenerationFailed, GenerationRequest
+from gpu_workers.requests import (
+    ControlRef,
+    GenerationCanceled,
+    GenerationFailed,
+    GenerationRequest,
+)
 from gpu_workers.runner import generate_all
 from studio.realtime.events import publish
 
@@ -122,7 +127,7 @@ def job_execute(*, job_id):
         )
         return lease_left
     job = GenerationJob.objects.select_related(
-        "project", "model", "created_by", "source_image"
+        "project", "model", "created_by", "source_image", "control_model", "control_image"
     ).get(pk=claimed_id)
     group = job.project.events_group()
     publish(group, job.event_payload(type="job.started"))
@@ -234,6 +239,7 @@ def generation_requests(job):
         # What outpainting adds has nothing to keep: it is drawn from noise.
         strength=1.0 if job.mode == JobMode.OUTPAINT else job.strength,
         loras=job_lora_refs(job),
+        control=control_ref(job),
     )
     # A1111's batch: one image per seed, counting up from the job's; with variations the
     # seed stays and the variation seeds count up instead.
@@ -263,9 +269,33 @@ def hires_requests(job, first_requests, first_results):
             steps=job.hires_steps or job.steps,
             init_image=result.images[0].resize((width, height), PILImage.Resampling.LANCZOS),
             strength=job.hires_strength,
+            # The ControlNet steers the hires pass too, its image at the larger size.
+            control=request.control
+            and dataclasses.replace(
+                request.control,
+                image=request.control.image.resize((width, height), PILImage.Resampling.LANCZOS),
+            ),
         )
         for request, result in zip(first_requests, first_results, strict=True)
     ]
+
+
+def control_ref(job):
+    """The job's ControlNet for gpu_workers, or None: the control image at the job's size
+    (the worker takes its canny edges with the job's thresholds)."""
+    if job.control_model is None:
+        return None
+    image = stored_image(job.control_upload or (job.control_image and job.control_image.file))
+    if image is None:
+        raise GenerationFailed("Its ControlNet image was deleted before the job ran.")
+    return ControlRef(
+        model_source=job.control_model.source,
+        image=image.resize((job.width, job.height), PILImage.Resampling.LANCZOS),
+        conditioning_scale=job.control_scale,
+        low_threshold=job.control_low_threshold,
+        high_threshold=job.control_high_threshold,
+        name=job.control_model.name,
+    )
 
 
 def source_and_mask(job):

@@ -8,7 +8,19 @@ from django.core.files.base import ContentFile
 from gallery.models import Image
 from gallery.uploads import UploadRejected, image_from_upload
 from generation.lora_forms import LoraStackField, ModelSelect, clean_lora_stack
-from generation.models import OUTPAINT_SIDES, SAMPLER_CHOICES, DiffusionModel
+from generation.models import (
+    OUTPAINT_SIDES,
+    SAMPLER_CHOICES,
+    DiffusionModel,
+    ModelFamily,
+    ModelKind,
+)
+from gpu_workers.control import (
+    DEFAULT_HIGH_THRESHOLD,
+    DEFAULT_LOW_THRESHOLD,
+    MAX_CONDITIONING_SCALE,
+    MAX_THRESHOLD,
+)
 from studio.moderation.services import screen_generation_form
 from studio.permissions import can
 
@@ -167,6 +179,35 @@ class GenerationForm(forms.Form):
         "(text to image only).",
     )
 
+    # ControlNet (canny): the edges of an image steer the composition.
+    control_model = forms.ModelChoiceField(
+        queryset=DiffusionModel.objects.none(),
+        required=False,
+        label="ControlNet model",
+        empty_label="None",
+        error_messages={"invalid_choice": "Unknown ControlNet model: choose one from the list."},
+    )
+    control_image = forms.IntegerField(required=False, widget=forms.HiddenInput)
+    control_upload = forms.FileField(
+        required=False,
+        label="Control image",
+        widget=forms.ClearableFileInput(attrs={"accept": "image/png,image/jpeg,image/webp"}),
+        help_text="Its canny edges guide the image; it is resized to the chosen size.",
+    )
+    control_low_threshold = forms.IntegerField(
+        required=False, label="Canny low threshold", min_value=0, max_value=MAX_THRESHOLD,
+        initial=DEFAULT_LOW_THRESHOLD,
+    )
+    control_high_threshold = forms.IntegerField(
+        required=False, label="Canny high threshold", min_value=0, max_value=MAX_THRESHOLD,
+        initial=DEFAULT_HIGH_THRESHOLD,
+    )
+    control_scale = forms.FloatField(
+        required=False, label="Control weight", min_value=0, max_value=MAX_CONDITIONING_SCALE,
+        initial=1.0, widget=forms.NumberInput(attrs={"step": "0.05"}),
+        help_text="How strongly the edges steer the image (A1111's ControlNet weight).",
+    )
+
     def __init__(self, *args, models=None, user=None, project=None, **kwargs):
         """`models`: those offered; with `user` and `project` and no `models`, the ones the
         user may use in the project (DiffusionModelQuerySet.available_to)."""
@@ -180,6 +221,79 @@ class GenerationForm(forms.Form):
         if models is None:
             models = DiffusionModel.objects.usable()
         self.fields["model"].queryset = models
+        controlnets = DiffusionModel.objects.usable().filter(kind=ModelKind.CONTROLNET)
+        if project is not None:
+            controlnets = controlnets.exclude(
+                team_settings__team=project.team, team_settings__is_enabled=False
+            )
+        self.fields["control_model"].queryset = controlnets.order_by("name")
+
+    def clean_control_image(self):
+        """The gallery image whose edges guide the image, if the user may see it."""
+        image_id = self.cleaned_data["control_image"]
+        if image_id is None:
+            return None
+        image = Image.objects.select_related("project__team").filter(pk=image_id).first()
+        if image is None or self.user is None or not can(self.user, "view", image):
+            raise forms.ValidationError("Unknown control image: pick one from a gallery you see.")
+        return image
+
+    def clean_control_upload(self):
+        upload = self.cleaned_data["control_upload"]
+        if not upload:
+            return None
+        try:
+            return image_from_upload(upload)
+        except UploadRejected as error:
+            raise forms.ValidationError(str(error)) from error
+
+    def clean_control_low_threshold(self):
+        value = self.cleaned_data["control_low_threshold"]
+        return DEFAULT_LOW_THRESHOLD if value is None else value
+
+    def clean_control_high_threshold(self):
+        value = self.cleaned_data["control_high_threshold"]
+        return DEFAULT_HIGH_THRESHOLD if value is None else value
+
+    def clean_control_scale(self):
+        value = self.cleaned_data["control_scale"]
+        return 1.0 if value is None else value
+
+    def _clean_control(self, cleaned):
+        control = cleaned.get("control_model")
+        has_image = cleaned.get("control_image") or cleaned.get("control_upload")
+        if cleaned.get("control_image") and cleaned.get("control_upload"):
+            self.add_error(
+                "control_upload",
+                "Use either an uploaded control image or a gallery image, not both.",
+            )
+        if control is None:
+            if has_image:
+                self.add_error("control_model", "Choose a ControlNet model for the control image.")
+            return
+        if not has_image:
+            self.add_error("control_upload", "Choose the image whose edges guide the ControlNet.")
+        model = cleaned.get("model")
+        if model is not None and model.family == ModelFamily.SDXL:
+            self.add_error(
+                "control_model", "ControlNet works with SD 1.x and 2.x models here, not SDXL."
+            )
+        elif model is not None and control.family != model.family:
+            self.add_error(
+                "control_model",
+                f"“{control.name}” is a {control.get_family_display()} ControlNet; "
+                f"“{model.name}” is {model.get_family_display()}. Choose one of the same family.",
+            )
+        if cleaned.get("mask_data") is not None or any(
+            cleaned.get(side) for side in OUTPAINT_SIDES
+        ):
+            self.add_error("control_model", "ControlNet works with text to image and img2img only.")
+        low, high = cleaned.get("control_low_threshold"), cleaned.get("control_high_threshold")
+        if low is not None and high is not None and low > high:
+            self.add_error(
+                "control_low_threshold",
+                f"The low threshold ({low}) must not be above the high one ({high}).",
+            )
 
     def clean_clip_skip(self):
         return self.cleaned_data["clip_skip"] or 1  # left empty: the usual 1
@@ -341,6 +455,7 @@ class GenerationForm(forms.Form):
         if cleaned.get("hires_fix"):
             self._clean_hires_fix(cleaned)
         self._clean_image_modes(cleaned)
+        self._clean_control(cleaned)
         screen_generation_form(self, cleaned)
         clean_lora_stack(self, cleaned, self.project.team if self.project else None)
         has_source = cleaned.get("source_image") or cleaned.get("source_upload")

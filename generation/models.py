@@ -289,6 +289,28 @@ class GenerationJob(models.Model):
     hires_scale = models.FloatField(default=1.0)
     hires_steps = models.PositiveIntegerField(default=0)
     hires_strength = models.FloatField(default=0.5)
+    # ControlNet (canny): a library ControlNet conditioned on the edges of an image (a
+    # gallery image or an upload), with the canny thresholds and the conditioning scale
+    # (A1111's "Weight"). No control model: no ControlNet.
+    control_model = models.ForeignKey(
+        DiffusionModel,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="control_jobs",
+        limit_choices_to={"kind": ModelKind.CONTROLNET},
+    )
+    control_image = models.ForeignKey(
+        "gallery.Image",
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="control_jobs",
+    )
+    control_upload = models.FileField(max_length=300, blank=True)
+    control_low_threshold = models.PositiveSmallIntegerField(default=100)
+    control_high_threshold = models.PositiveSmallIntegerField(default=200)
+    control_scale = models.FloatField(default=1.0)
     status = models.CharField(
         max_length=10, choices=JobStatus.choices, default=JobStatus.QUEUED, db_index=True
     )
@@ -388,6 +410,11 @@ class GenerationJob(models.Model):
             "hires_scale": self.hires_scale if self.has_hires_fix() else 2.0,
             "hires_steps": self.hires_steps,
             "hires_strength": self.hires_strength,
+            "control_model": self.control_model_id,
+            "control_image": self.control_image_id,
+            "control_low_threshold": self.control_low_threshold,
+            "control_high_threshold": self.control_high_threshold,
+            "control_scale": self.control_scale,
             **{side: getattr(self, side) for side in OUTPAINT_SIDES},
             # LoRAs picked in the form; those written in the prompt come back with it.
             "loras": [

@@ -80,10 +80,25 @@ def job_create(*, user, project, params):
             outpaint_right=right,
             outpaint_top=top,
             outpaint_bottom=bottom,
+            **control_fields(params),
         )
         job_loras_record(job=job, loras=loras)
         transaction.on_commit(lambda: job_dispatch(job))
     return job
+
+
+def control_fields(params):
+    """The job's ControlNet fields: none set without a control model."""
+    if params.get("control_model") is None:
+        return {}
+    return {
+        "control_model": params["control_model"],
+        "control_image": params.get("control_image"),
+        "control_upload": params.get("control_upload") or "",
+        "control_low_threshold": params.get("control_low_threshold", 100),
+        "control_high_threshold": params.get("control_high_threshold", 200),
+        "control_scale": params.get("control_scale", 1.0),
+    }
 
 
 def variation_seed(params):
@@ -112,7 +127,7 @@ def jobs_create(*, user, project, params):
     seed = random_seed() if seed is None else seed
     batch_size = params.get("batch_size") or 1
     # Uploaded images are stored once and shared by the jobs: storage names from here on.
-    for name in ("source_upload", "mask_data"):
+    for name in ("source_upload", "mask_data", "control_upload"):
         if isinstance(params.get(name), PILImage.Image):
             params = {**params, name: upload_store(params[name], project=project)}
     generation_screen(
@@ -203,6 +218,9 @@ def job_retry(*, job, user):
         "source_image": job.source_image,
         "source_upload": job.source_upload.name,
         "mask_data": job.mask_upload.name,
+        "control_model": job.control_model,
+        "control_image": job.control_image,
+        "control_upload": job.control_upload.name,
         "loras": loras,
     }
     return job_create(user=user, project=job.project, params=params)

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from generation import history_views, views
+from generation import control_views, history_views, views
 
 urlpatterns = [
     path("projects/<int:project_id>/", views.project_studio, name="project_studio"),
@@ -10,6 +10,11 @@ urlpatterns = [
         "projects/<int:project_id>/import-parameters/",
         views.parameters_import,
         name="parameters_import",
+    ),
+    path(
+        "projects/<int:project_id>/control-preview/",
+        control_views.control_preview,
+        name="control_preview",
     ),
     path("jobs/<int:job_id>/", views.job_status, name="job_detail"),
     path("jobs/<int:job_id>/cancel/", views.job_cancel, name="job_cancel"),

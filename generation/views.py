@@ -237,6 +237,9 @@ def job_create(request, project_id):
         "source_image": source.pk if source else None,
         "source_upload": None,
         "mask_data": "",  # a new source needs a new mask
+        "control_model": control.pk if (control := form.cleaned_data["control_model"]) else None,
+        "control_image": image.pk if (image := form.cleaned_data["control_image"]) else None,
+        "control_upload": None,
     }
     context = studio_context(request, project, form=GenerationForm(initial=params))
     return render(request, "generation/studio.html#generate-response", context)
@@ -299,7 +302,7 @@ def current_parameters(data, models):
     values = {
         name: data.get(name)
         for name in GenerationForm.base_fields
-        if name in data and name != "source_upload"
+        if name in data and name not in ("source_upload", "control_upload")
     }
     values["hires_fix"] = bool(data.get("hires_fix"))  # an unticked box is not posted
     posted = data.get("model", "")
