@@ -9,6 +9,10 @@ os.environ.setdefault("SECURE_SSL_REDIRECT", "0")
 os.environ.setdefault("SESSION_COOKIE_SECURE", "0")
 os.environ.setdefault("CSRF_COOKIE_SECURE", "0")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # tests never reach a hub
+# Workers in tests (and the servers they start) cache LoRA files here, not in the home folder.
+os.environ.setdefault(
+    "STUDIO_LORA_CACHE_DIR", os.path.join(tempfile.gettempdir(), "studio-test-lora-cache")
+)
 if "MEDIA_ROOT" not in os.environ:
     # Removed at the end of the run by tests/conftest.py; server processes inherit it.
     os.environ["MEDIA_ROOT"] = tempfile.mkdtemp(prefix="studio-test-media-")

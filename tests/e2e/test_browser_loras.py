@@ -3,8 +3,6 @@ a weight, see only LoRAs of the chosen model's family, generate with it and find
 image. Drives Debian's chromium through Playwright; screenshots go to test-artifacts/."""
 
 import os
-import tempfile
-from pathlib import Path
 
 import pytest
 
@@ -14,11 +12,6 @@ from studio.accounts.models import Membership, Project, Role, Team, User
 from tests.e2e.test_browser_generate import ARTIFACTS, CHROMIUM, launch
 from tests.gpu_workers.test_loras import build_lora
 from tests.lora_builders import make_lora
-
-# The server's embedded worker caches LoRA files here rather than in the home folder.
-os.environ.setdefault(
-    "STUDIO_LORA_CACHE_DIR", str(Path(tempfile.gettempdir()) / "studio-test-lora-cache")
-)
 
 pytestmark = [
     pytest.mark.browser,

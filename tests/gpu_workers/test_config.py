@@ -8,6 +8,7 @@ from gpu_workers.config import WorkerConfig
 def clean_env(monkeypatch):
     monkeypatch.delenv("STUDIO_DEVICE", raising=False)
     monkeypatch.delenv("STUDIO_DTYPE", raising=False)
+    monkeypatch.delenv("STUDIO_LORA_CACHE_DIR", raising=False)
 
 
 def test_auto_picks_cuda_in_half_precision_or_cpu_in_full_precision():
