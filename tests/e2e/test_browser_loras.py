@@ -76,10 +76,10 @@ def test_upload_stack_and_generate_with_a_lora(studio_processes, tiny_model_dir,
         page.screenshot(path=str(ARTIFACTS / "studio-lora-stack.png"))
 
         # Another family's model: the stacked LoRA says it doesn't fit.
-        page.get_by_label("Model").select_option(label="xl-base")
+        page.get_by_label("Model", exact=True).select_option(label="xl-base")
         expect(row.locator("[data-lora-mismatch]")).to_be_visible()
         expect(add.locator("option[data-family=sdxl]")).to_be_enabled()
-        page.get_by_label("Model").select_option(label="tiny-sd15")
+        page.get_by_label("Model", exact=True).select_option(label="tiny-sd15")
         expect(row.locator("[data-lora-mismatch]")).to_be_hidden()
 
         page.keyboard.press("Control+Enter")
