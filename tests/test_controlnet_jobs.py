@@ -346,3 +346,53 @@ def test_the_hires_pass_keeps_the_controlnet_at_the_larger_size(tiny_model_dir):
     (second,) = hires_requests(job, first, results)
     assert second.control.image.size == (128, 128) == (second.width, second.height)
     assert second.control.model_source == "/models/canny"
+
+
+def test_a1111_controlnet_unit_fills_weight_and_thresholds():
+    from generation.parameters_import import parse_a1111_infotext
+
+    imported = parse_a1111_infotext(
+        "a house\nSteps: 20, Sampler: Euler, CFG scale: 7, Seed: 1, Size: 512x512, "
+        'Model: sd15, ControlNet 0: "Module: canny, Model: control_v11p_sd15_canny [d14c016b], '
+        "Weight: 0.6, Resize Mode: Crop and Resize, Threshold A: 80, Threshold B: 160, "
+        'Guidance Start: 0, Guidance End: 1", Version: v1.10.1'
+    )
+    assert imported.values["control_scale"] == 0.6
+    assert (
+        imported.values["control_low_threshold"],
+        imported.values["control_high_threshold"],
+    ) == (
+        80,
+        160,
+    )
+    assert any(
+        note.startswith("ControlNet: control_v11p_sd15_canny") for note in imported.not_applied
+    )
+
+    depth = parse_a1111_infotext(
+        'a house\nSteps: 20, Seed: 1, ControlNet 0: "Module: depth_midas, Model: x, Weight: 1"'
+    )
+    assert "control_scale" not in depth.values
+    assert "ControlNet: depth_midas (only canny edges are supported here)" in depth.not_applied
+
+
+def test_the_studio_spec_controlnet_fills_weight_and_thresholds():
+    from generation.parameters_import import parse_studio_spec
+
+    imported = parse_studio_spec(
+        {
+            "prompt": "a house",
+            "controlnet": {
+                "module": "canny",
+                "model": {"name": "tiny-canny", "source": "/m"},
+                "image_id": 3,
+                "weight": 0.75,
+                "low_threshold": 50,
+                "high_threshold": 150,
+            },
+        }
+    )
+    assert imported.values["control_scale"] == 0.75
+    assert imported.values["control_low_threshold"] == 50
+    assert imported.values["control_high_threshold"] == 150
+    assert any(note.startswith("ControlNet: tiny-canny") for note in imported.not_applied)

@@ -25,7 +25,7 @@ A1111_KEYS = {"steps", "sampler", "cfg scale", "seed", "size", "model", "model h
 A1111_APPLIED = {
     "Steps", "Sampler", "Schedule type", "CFG scale", "Seed", "Size", "Model", "Clip skip",
     "Batch size", "Version", "Denoising strength", "Hires upscale", "Hires steps",
-    "Hires upscaler",
+    "Hires upscaler", "ControlNet 0",
 }
 # Written by A1111 for information only; nothing to apply or to warn about.
 A1111_INFORMATIONAL = {"Batch pos"}
@@ -121,12 +121,41 @@ def parse_a1111_infotext(text) -> ImportedParameters:
     result.values["clip_skip"] = int_value(values.get("Clip skip", 1), "Clip skip")
     result.values["batch_size"] = int_value(values.get("Batch size", 1), "Batch size")
     _a1111_hires_and_strength(values, result)
+    if "ControlNet 0" in values:
+        _a1111_controlnet(values["ControlNet 0"], result)
     if "Version" in values:
         result.version = shorten(values["Version"])
     for key, raw in settings.items():
         if key not in A1111_APPLIED and key not in A1111_INFORMATIONAL:
             result.report(key, _unquote_lenient(raw))
     return result
+
+
+def _a1111_controlnet(unit, result):
+    """A1111's ControlNet extension's first unit ("Module: canny, Model: ..., Weight: 1,
+    Threshold A: 100, Threshold B: 200, ..."): its weight and canny thresholds fill the
+    form; the model and the control image (not in the PNG) are for the user to choose."""
+    fields = {}
+    for part in unit.split(", "):
+        key, _, value = part.partition(": ")
+        fields[key.strip()] = value.strip()
+    module = fields.get("Module", "")
+    if module and module != "canny":
+        result.report("ControlNet", f"{module} (only canny edges are supported here)")
+        return
+    if "Weight" in fields:
+        result.values["control_scale"] = float_value(fields["Weight"], "ControlNet weight")
+    if module == "canny":
+        for key, name in (
+            ("Threshold A", "control_low_threshold"),
+            ("Threshold B", "control_high_threshold"),
+        ):
+            if key in fields:
+                result.values[name] = int(float_value(fields[key], f"ControlNet {key}"))
+    result.report(
+        "ControlNet",
+        f"{fields.get('Model', 'a model')} (choose the ControlNet model and its control image)",
+    )
 
 
 def _a1111_hires_and_strength(values, result):

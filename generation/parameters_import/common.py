@@ -22,6 +22,8 @@ FIELD_LABELS = {
     "batch_size": "batch size",
     "strength": "denoising strength",
     "hires_fix": "hires fix",
+    "control_scale": "ControlNet weight",
+    "control_low_threshold": "canny thresholds",
 }
 HIRES_UPSCALER = "Lanczos"  # the one upscaler the hires fix has here
 SOURCE_IMAGE_NOTE = ("Source image", "none in the file (img2img); pick one under From an image")

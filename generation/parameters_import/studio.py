@@ -85,6 +85,8 @@ def parse_studio_spec(spec) -> ImportedParameters:
                 result.values["strength"] = float_value(value, "Denoising strength")
         elif key == "hires":
             _studio_hires(value, result)
+        elif key == "controlnet":
+            _studio_controlnet(value, result)
         elif key == "loras":
             picked_tags = _studio_lora_tags(value)
         elif key == "versions":
@@ -111,6 +113,28 @@ def _studio_lora_tags(loras):
             weight = float_value(lora.get("weight", 1), f"LoRA {shorten(lora['name'])} weight")
             tags.append(f"<lora:{lora['name']}:{weight:g}>")
     return tags
+
+
+def _studio_controlnet(control, result):
+    """The ControlNet's weight and thresholds fill the form; its model and control image
+    are for the user to choose again."""
+    if not control:
+        return
+    if not isinstance(control, dict):
+        raise ParameterImportError(
+            "The studio metadata is malformed: its ControlNet is not an object."
+        )
+    if control.get("weight") is not None:
+        result.values["control_scale"] = float_value(control["weight"], "ControlNet weight")
+    for key in ("low_threshold", "high_threshold"):
+        if control.get(key) is not None:
+            result.values[f"control_{key}"] = int_value(control[key], f"ControlNet {key}")
+    model = control.get("model")
+    name = model.get("name") if isinstance(model, dict) else model
+    result.report(
+        "ControlNet",
+        f"{name or 'a model'} (choose the ControlNet model and its control image)",
+    )
 
 
 def _studio_hires(hires, result):
