@@ -230,22 +230,10 @@ class GenerationForm(forms.Form):
 
     def clean_control_image(self):
         """The gallery image whose edges guide the image, if the user may see it."""
-        image_id = self.cleaned_data["control_image"]
-        if image_id is None:
-            return None
-        image = Image.objects.select_related("project__team").filter(pk=image_id).first()
-        if image is None or self.user is None or not can(self.user, "view", image):
-            raise forms.ValidationError("Unknown control image: pick one from a gallery you see.")
-        return image
+        return self._visible_gallery_image("control_image", "control image")
 
     def clean_control_upload(self):
-        upload = self.cleaned_data["control_upload"]
-        if not upload:
-            return None
-        try:
-            return image_from_upload(upload)
-        except UploadRejected as error:
-            raise forms.ValidationError(str(error)) from error
+        return self._clean_image_upload("control_upload")
 
     def clean_control_low_threshold(self):
         value = self.cleaned_data["control_low_threshold"]
@@ -306,16 +294,23 @@ class GenerationForm(forms.Form):
 
     def clean_source_image(self):
         """The gallery image to start from, if the user may see it."""
-        image_id = self.cleaned_data["source_image"]
+        return self._visible_gallery_image("source_image", "source image")
+
+    def clean_source_upload(self):
+        return self._clean_image_upload("source_upload")
+
+    def _visible_gallery_image(self, field, what):
+        image_id = self.cleaned_data[field]
         if image_id is None:
             return None
         image = Image.objects.select_related("project__team").filter(pk=image_id).first()
         if image is None or self.user is None or not can(self.user, "view", image):
-            raise forms.ValidationError("Unknown source image: pick one from a gallery you see.")
+            raise forms.ValidationError(f"Unknown {what}: pick one from a gallery you see.")
         return image
 
-    def clean_source_upload(self):
-        upload = self.cleaned_data["source_upload"]
+    def _clean_image_upload(self, field):
+        """An uploaded image, checked and rebuilt from its pixels (gallery.uploads)."""
+        upload = self.cleaned_data[field]
         if not upload:
             return None
         try:
