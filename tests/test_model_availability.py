@@ -104,7 +104,12 @@ class ModelAvailabilityTestCase(StudioTestCase):
         self.assertEqual(self.offered(response), ["Admins only", "SD 2.1", "tiny-sd15"])
         self.assertContains(response, "Admins only")
         self.assertNotContains(response, "Some XL")
-        self.assertNotContains(response, "Canny")
+        # A ControlNet is offered in the ControlNet section, never as the model.
+        self.assertNotIn("Canny", self.offered(response))
+        self.assertEqual(
+            [model.name for model in response.context["form"].fields["control_model"].queryset],
+            ["Canny"],
+        )
 
     def test_the_default_model_is_one_the_user_may_use(self):
         self.set_team(self.admins_only, min_role=Role.EDITOR)
