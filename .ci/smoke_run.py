@@ -29,7 +29,9 @@ def main(base_url, log_path):
     _, page = client.get("/")
     project_path = re.search(rb'href="(/projects/\d+/)"', page).group(1).decode()
     _, studio = client.get(project_path)
-    model_id = re.search(rb'<option value="(\d+)" selected>', studio).group(1).decode()
+    # The model menu's selected option (options may carry more attributes after it).
+    model_select = re.search(rb'<select name="model".*?</select>', studio, re.DOTALL).group(0)
+    model_id = re.search(rb'<option value="(\d+)" selected', model_select).group(1).decode()
     status, body = client.post(
         project_path + "generate/",
         {"prompt": "smoke test: a red bicycle", "model": model_id, "steps": 8,
