@@ -76,6 +76,6 @@ def test_paint_a_mask_and_inpaint(studio_processes, tiny_model_dir):
     from PIL import Image as PILImage
 
     mask = PILImage.open(job.mask_upload).convert("L")
-    painted = sum(1 for value in mask.getdata() if value > 127)
+    painted = sum(mask.histogram()[128:])
     assert 0 < painted < mask.width * mask.height  # some of it, not all of it
     assert Image.objects.filter(job=job).count() == 1
