@@ -142,9 +142,10 @@ def job_execute(*, job_id):
         pk=job.pk, status=JobStatus.RUNNING, attempts=job.attempts
     )
 
-    def renew_lease():
-        """True while this attempt holds the job; stops the run on a cancel request."""
-        if not held.update(lease_expires_at=lease_deadline()):
+    def renew_lease(**fields):
+        """Renew the lease (and write `fields`) in one update. True while this attempt holds
+        the job; stops the run on a cancel request."""
+        if not held.update(lease_expires_at=lease_deadline(), **fields):
             logger.warning("Job %s was taken over by another attempt; stopping", job.pk)
             cancel.set()
             return False
@@ -161,8 +162,7 @@ def job_execute(*, job_id):
         def on_step(step, total):
             step += steps_before
             job.progress_step = step
-            held.update(progress_step=step)
-            if not renew_lease():
+            if not renew_lease(progress_step=step):
                 return
             event = job.event_payload(type="job.progress", step=step)
             # The engine sends a step's preview just before the step, about 4 per second.

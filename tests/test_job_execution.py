@@ -420,3 +420,19 @@ def test_a_variations_job_keeps_its_seed_and_counts_variation_seeds_up(job):
     )
     assert "Variation seed: 501," in images[1].parameters
     assert PILImage.open(images[0].file).tobytes() != PILImage.open(images[1].file).tobytes()
+
+
+def test_each_step_writes_the_job_once(job):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    with CaptureQueriesContext(connection) as queries, mock.patch("generation.execution.publish"):
+        job_execute(job_id=job.pk)
+
+    job_table = 'UPDATE "generation_generationjob"'
+    updates = [query["sql"] for query in queries if query["sql"].startswith(job_table)]
+    set_clauses = [sql.split("WHERE")[0] for sql in updates]
+    steps = [clause for clause in set_clauses if '"status"' not in clause]
+    # One UPDATE per step: its progress and the lease renewal together.
+    assert len(steps) == 5
+    assert all('"progress_step"' in clause and '"lease_expires_at"' in clause for clause in steps)
