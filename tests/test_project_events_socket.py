@@ -76,3 +76,42 @@ async def test_publish_from_a_worker_thread_reaches_the_socket(two_users):
     await asyncio.to_thread(events.publish, ann_project.events_group(), payload)
     assert await socket.receive_json_from(timeout=2) == payload
     await socket.disconnect()
+
+
+@pytest.fixture
+def team_with_member(two_users):
+    (ann, ann_project), _ = two_users
+    cal = User.objects.create_user("cal", "cal@example.org", "pw")
+    membership = Membership.objects.create(team=ann_project.team, user=cal, role=Role.EDITOR)
+    return ann, cal, ann_project, membership
+
+
+async def test_removed_member_socket_is_closed_and_gets_no_more_events(team_with_member):
+    from channels.db import database_sync_to_async
+
+    from studio.accounts.services import membership_remove
+
+    ann, cal, project, membership = team_with_member
+    ann_socket, _, _ = await connect(ann, project)
+    cal_socket, connected, _ = await connect(cal, project)
+    assert connected
+
+    await database_sync_to_async(membership_remove)(membership=membership)
+
+    assert await cal_socket.receive_output(timeout=2) == {
+        "type": "websocket.close",
+        "code": CLOSE_NOT_ALLOWED,
+    }
+    await events.apublish(project.events_group(), {"type": "job.finished", "job_id": 2})
+    assert (await ann_socket.receive_json_from())["type"] == "job.finished"
+    assert await cal_socket.receive_nothing(timeout=0.3)
+    await ann_socket.disconnect()
+
+
+async def test_access_check_keeps_sockets_of_users_who_still_may_see(team_with_member):
+    ann, _, project, _ = team_with_member
+    socket, _, _ = await connect(ann, project)
+    await asyncio.to_thread(events.access_changed, ann.pk)
+    await events.apublish(project.events_group(), {"type": "job.progress", "step": 2})
+    assert await socket.receive_json_from(timeout=2) == {"type": "job.progress", "step": 2}
+    await socket.disconnect()

@@ -2,6 +2,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from studio.accounts.models import Membership, Project, Role, Team
+from studio.realtime import events
 
 
 @transaction.atomic
@@ -13,6 +14,13 @@ def team_create(*, user, name):
 
 def project_create(*, user, team, name, description=""):
     return Project.objects.create(team=team, name=name, description=description, created_by=user)
+
+
+def membership_remove(*, membership):
+    """Remove a member from a team; their open project sockets close once it is committed."""
+    user_id = membership.user_id
+    membership.delete()
+    transaction.on_commit(lambda: events.access_changed(user_id))
 
 
 class InvitationError(Exception):

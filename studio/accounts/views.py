@@ -146,7 +146,7 @@ def member_update(request, team_id, membership_id):
         messages.error(request, "The owner's role can't be changed or removed here.")
         return redirect(team)
     if request.POST.get("action") == "remove":
-        membership.delete()
+        services.membership_remove(membership=membership)
         messages.success(request, f"{membership.user.display_name()} was removed from the team.")
         return redirect(team)
     form = MemberRoleForm(request.POST)

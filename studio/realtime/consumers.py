@@ -29,13 +29,29 @@ class ProjectEventsConsumer(AsyncJsonWebsocketConsumer):
             await self.close(code=CLOSE_NOT_ALLOWED)
             return
         events.bind_server_loop(asyncio.get_running_loop())
-        self.group = project.events_group()
-        await self.channel_layer.group_add(self.group, self.channel_name)
+        self.project_id = project.pk
+        self.groups_joined = [
+            project.events_group(),
+            events.user_access_group(self.scope["user"].pk),
+        ]
+        for group in self.groups_joined:
+            await self.channel_layer.group_add(group, self.channel_name)
         await self.accept()
 
     async def disconnect(self, code):
-        if hasattr(self, "group"):
-            await self.channel_layer.group_discard(self.group, self.channel_name)
+        await self.leave_groups()
+
+    async def leave_groups(self):
+        for group in getattr(self, "groups_joined", []):
+            await self.channel_layer.group_discard(group, self.channel_name)
+        self.groups_joined = []
+
+    async def access_changed(self, message):
+        # A member removed from the team must stop receiving events at once, not when
+        # they next reload the page.
+        if await visible_project(self.scope["user"], self.project_id) is None:
+            await self.leave_groups()
+            await self.close(code=CLOSE_NOT_ALLOWED)
 
     async def studio_event(self, message):
         await self.send_json(message["payload"])

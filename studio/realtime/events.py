@@ -15,6 +15,8 @@ from channels.layers import get_channel_layer
 logger = logging.getLogger(__name__)
 
 EVENT_MESSAGE_TYPE = "studio.event"
+# Server-side only: tells a user's open sockets to re-check what they may still see.
+ACCESS_CHANGED_MESSAGE_TYPE = "access.changed"
 PUBLISH_TIMEOUT_S = 10
 
 _lock = threading.Lock()
@@ -43,6 +45,25 @@ def _publish_loop():
 
 async def apublish(group, payload):
     await get_channel_layer().group_send(group, {"type": EVENT_MESSAGE_TYPE, "payload": payload})
+
+
+def user_access_group(user_id):
+    """Every socket of one user joins this group, so a change of their access reaches them."""
+    return f"user-{user_id}-access"
+
+
+def access_changed(user_id):
+    """Make the user's open sockets re-check their access (and close where it is gone)."""
+    future = asyncio.run_coroutine_threadsafe(
+        get_channel_layer().group_send(
+            user_access_group(user_id), {"type": ACCESS_CHANGED_MESSAGE_TYPE}
+        ),
+        _publish_loop(),
+    )
+    try:
+        future.result(timeout=PUBLISH_TIMEOUT_S)
+    except Exception:
+        logger.warning("Could not tell user %s's sockets to re-check", user_id, exc_info=True)
 
 
 def publish(group, payload):
