@@ -42,6 +42,14 @@ def share_token():
     return secrets.token_urlsafe(24)
 
 
+class ReviewStatus(models.TextChoices):
+    """Where an image stands in its team's review (set by the project's editors)."""
+
+    UNREVIEWED = "unreviewed", "Unreviewed"
+    APPROVED = "approved", "Approved"
+    REJECTED = "rejected", "Rejected"
+
+
 class ImageQuerySet(models.QuerySet):
     def visible_to(self, user):
         """Images `user` may see anywhere (as Image.may_view answers for one): those of
@@ -53,6 +61,21 @@ class ImageQuerySet(models.QuerySet):
         # Project members are their team's members: that also covers team visibility.
         member = Q(project__team__in=Team.objects.filter(memberships__user=user))
         return self.filter(public | member)
+
+
+class LiveImageManager(models.Manager.from_queryset(ImageQuerySet)):
+    """Images that are not deleted. The default manager (and so every related manager,
+    prefetch and form field): a deleted image is gone from every page and query at once.
+    Image.all_objects sees deleted ones too, for undo and purge (gallery.deletion)."""
+
+    def get_queryset(self):
+        return super().get_queryset().filter(deleted_at__isnull=True)
+
+
+def live_image_count(relation="images"):
+    """COUNT of an annotation over `relation` that leaves deleted images out (joins do not
+    go through the default manager)."""
+    return models.Count(relation, filter=Q(**{f"{relation}__deleted_at__isnull": True}))
 
 
 class Image(models.Model):
@@ -87,8 +110,26 @@ class Image(models.Model):
     # The secret of its "anyone with the link" URL; made the first time it is shared so.
     share_token = models.CharField(max_length=64, unique=True, null=True, blank=True)
     created_at = models.DateTimeField(default=timezone.now, db_index=True)
+    # Team review (gallery.review): editors approve or reject; comments are ImageComments.
+    review_status = models.CharField(
+        max_length=10, choices=ReviewStatus.choices, default=ReviewStatus.UNREVIEWED
+    )
+    reviewed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True,
+        related_name="+",
+    )
+    reviewed_at = models.DateTimeField(null=True, blank=True)
+    # Soft delete (gallery.deletion): hidden everywhere at once, restorable until the undo
+    # window ends, then purged with its files. Images deleted together share a deletion id.
+    deleted_at = models.DateTimeField(null=True, blank=True)
+    deleted_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True,
+        related_name="+",
+    )
+    deletion_id = models.UUIDField(null=True, blank=True, db_index=True)
 
-    objects = ImageQuerySet.as_manager()
+    objects = LiveImageManager()
+    all_objects = ImageQuerySet.as_manager()
 
     class Meta:
         ordering = ["-created_at", "-id"]
@@ -96,6 +137,10 @@ class Image(models.Model):
             # Gallery grids: a project's or a user's images, newest first, in keyset pages.
             models.Index(fields=["project", "-created_at", "-id"], name="image_project_newest"),
             models.Index(fields=["created_by", "-created_at", "-id"], name="image_user_newest"),
+            # The purge's "deleted before the undo window" scan: deleted rows only.
+            models.Index(
+                fields=["deleted_at"], condition=Q(deleted_at__isnull=False), name="image_deleted"
+            ),
         ]
 
     def __str__(self):
@@ -181,3 +226,21 @@ class Image(models.Model):
             "detail_url": self.get_absolute_url(),
             "alt": self.alt_text(),
         }
+
+
+class ImageComment(models.Model):
+    """One message in an image's review thread; its team's members read and write them."""
+
+    image = models.ForeignKey(Image, on_delete=models.CASCADE, related_name="comments")
+    author = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, related_name="+"
+    )
+    body = models.TextField()
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["created_at", "id"]
+        indexes = [models.Index(fields=["image", "created_at"], name="comment_image_oldest")]
+
+    def __str__(self):
+        return f"Comment {self.pk} on image {self.image_id}"
