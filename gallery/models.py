@@ -72,10 +72,12 @@ class LiveImageManager(models.Manager.from_queryset(ImageQuerySet)):
         return super().get_queryset().filter(deleted_at__isnull=True)
 
 
-def live_image_count(relation="images"):
+def live_image_count(relation="images", *, distinct=False):
     """COUNT of an annotation over `relation` that leaves deleted images out (joins do not
     go through the default manager)."""
-    return models.Count(relation, filter=Q(**{f"{relation}__deleted_at__isnull": True}))
+    return models.Count(
+        relation, distinct=distinct, filter=Q(**{f"{relation}__deleted_at__isnull": True})
+    )
 
 
 class Image(models.Model):
@@ -244,3 +246,7 @@ class ImageComment(models.Model):
 
     def __str__(self):
         return f"Comment {self.pk} on image {self.image_id}"
+
+
+from gallery.collection_models import Collection, CollectionItem  # noqa: E402, F401
+from gallery.reaction_models import Favourite, Like  # noqa: E402, F401

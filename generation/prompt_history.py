@@ -17,7 +17,7 @@ from django.db import connection
 from django.db.models import Count, F, Max, Q, Window
 from django.db.models.functions import RowNumber
 
-from gallery.models import Image
+from gallery.models import Image, live_image_count
 from generation.models import GenerationJob, PromptFavourite, prompt_key
 from studio.accounts.models import Membership
 from studio.permissions import can
@@ -123,7 +123,7 @@ def prompt_entries(*, user, jobs, query="", favourites_only=False, page=1):
         jobs.values("prompt")
         .annotate(
             runs=Count("pk", distinct=True),
-            image_count=Count("images", distinct=True),
+            image_count=live_image_count(distinct=True),
             last_run_at=Max("created_at"),
             last_id=Max("pk"),
         )

@@ -1,11 +1,11 @@
 from django.contrib import messages
 from django.contrib.auth import login
 from django.contrib.auth.decorators import login_required
-from django.db.models import Count, Prefetch
+from django.db.models import Prefetch
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
-from gallery.models import Image
+from gallery.models import Image, live_image_count
 from studio.accounts import services
 from studio.accounts.forms import (
     InvitationForm,
@@ -45,7 +45,7 @@ def dashboard(request):
         .prefetch_related(
             Prefetch(
                 "projects",
-                queryset=Project.objects.annotate(image_count=Count("images")).prefetch_related(
+                queryset=Project.objects.annotate(image_count=live_image_count()).prefetch_related(
                     cover_images_prefetch()
                 ),
             )
@@ -72,7 +72,7 @@ def team_create(request):
 @login_required
 def team_detail(request, team_id):
     team = require(request.user, "view", get_object_or_404(Team, pk=team_id))
-    projects = team.projects.annotate(image_count=Count("images")).prefetch_related(
+    projects = team.projects.annotate(image_count=live_image_count()).prefetch_related(
         cover_images_prefetch()
     )
     memberships = team.memberships.select_related("user")
