@@ -34,6 +34,16 @@ class Policy(models.Model):
         help_text="One per line: phrases that are fine even though they contain a blocked "
         "word (false positives).",
     )
+    # Image scan thresholds (a scanner's score of its unsafe labels, 0 to 1). Blank: the
+    # site's (or the settings' defaults); a team's can only be stricter than the site's.
+    scan_flag_at = models.FloatField(
+        "flag for review at", null=True, blank=True,
+        help_text="Images scoring at least this are hidden until a moderator decides.",
+    )
+    scan_block_at = models.FloatField(
+        "block at", null=True, blank=True,
+        help_text="Images scoring at least this are blocked outright.",
+    )
     updated_at = models.DateTimeField(auto_now=True)
     updated_by = models.ForeignKey(
         USER, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
@@ -68,6 +78,17 @@ class Policy(models.Model):
                 problems.insert(0, f"At most {matching.MAX_ENTRIES} entries.")
             if problems:
                 errors[field] = problems
+        for field in ("scan_flag_at", "scan_block_at"):
+            value = getattr(self, field)
+            if value is not None and not 0 < value <= 1:
+                errors[field] = ["Use a score between 0 and 1 (for example 0.6)."]
+        if (
+            self.scan_flag_at is not None
+            and self.scan_block_at is not None
+            and "scan_flag_at" not in errors
+            and self.scan_flag_at > self.scan_block_at
+        ):
+            errors["scan_flag_at"] = ["Flag at a score no higher than the one that blocks."]
         if errors:
             raise ValidationError(errors)
 
@@ -178,6 +199,7 @@ class CaseKind(models.TextChoices):
     REPORT = "report", "Report"
     SCAN_FLAG = "scan_flag", "Scan flag"
     HASH_MATCH = "hash_match", "Hash match"
+    APPEAL = "appeal", "Appeal"
 
 
 class CaseStatus(models.TextChoices):
@@ -190,6 +212,9 @@ class Resolution(models.TextChoices):
     DISMISSED = "dismissed", "Dismissed"
     WARNED = "warned", "User warned"
     BANNED = "banned", "User suspended"
+    REMOVED = "removed", "Removed"
+    UPHELD = "upheld", "Appeal upheld"
+    DENIED = "denied", "Appeal denied"
 
 
 class CaseQuerySet(models.QuerySet):
@@ -201,6 +226,10 @@ class CaseQuerySet(models.QuerySet):
 
     def open(self):
         return self.filter(status=CaseStatus.OPEN)
+
+    def queue(self):
+        """Everything but appeals, which have a queue of their own."""
+        return self.exclude(kind=CaseKind.APPEAL)
 
 
 class Case(models.Model):
@@ -214,6 +243,7 @@ class Case(models.Model):
         USER, null=True, blank=True, on_delete=models.CASCADE, related_name="moderation_cases"
     )
     subject_image_id = models.PositiveBigIntegerField(null=True, blank=True)
+    subject_lora_id = models.PositiveBigIntegerField(null=True, blank=True)
     status = models.CharField(max_length=10, choices=CaseStatus.choices, default=CaseStatus.OPEN)
     resolution = models.CharField(max_length=10, choices=Resolution.choices, blank=True)
     count = models.PositiveIntegerField(default=1)
@@ -240,16 +270,22 @@ class Case(models.Model):
             "kind": self.kind,
             "subject_user": self.subject_user_id,
             "subject_image": self.subject_image_id,
+            "subject_lora": self.subject_lora_id,
         }
 
 
 class Standing(models.Model):
-    """A user's standing with the site: warnings and a generation suspension."""
+    """A user's standing with the site: warnings, a generation suspension and a publishing
+    suspension (strikes set both; a moderator's ban sets the first)."""
 
     user = models.OneToOneField(USER, on_delete=models.CASCADE, related_name="standing")
     warnings = models.PositiveIntegerField(default=0)
     suspended_until = models.DateTimeField(null=True, blank=True)
     reason = models.CharField(max_length=300, blank=True)
+    # The generation suspension came from strikes (so it follows them as they expire or
+    # are lifted), not from a moderator's ban (which only a moderator lifts).
+    suspended_by_strikes = models.BooleanField(default=False)
+    publishing_suspended_until = models.DateTimeField(null=True, blank=True)
 
     def __str__(self):
         return f"Standing of {self.user}"
@@ -257,9 +293,19 @@ class Standing(models.Model):
     def is_suspended(self, now=None):
         return self.suspended_until is not None and self.suspended_until > (now or timezone.now())
 
+    def is_publishing_suspended(self, now=None):
+        until = self.publishing_suspended_until
+        return until is not None and until > (now or timezone.now())
+
     def snapshot(self):
-        until = self.suspended_until
-        return {"warnings": self.warnings, "suspended_until": until.isoformat() if until else None}
+        def iso(moment):
+            return moment.isoformat() if moment else None
+
+        return {
+            "warnings": self.warnings,
+            "suspended_until": iso(self.suspended_until),
+            "publishing_suspended_until": iso(self.publishing_suspended_until),
+        }
 
 
 PERMANENT = timedelta(days=365 * 100)
@@ -314,3 +360,168 @@ class AuditEntry(models.Model):
 
     def delete(self, *args, **kwargs):
         raise AppendOnly("Audit entries are never deleted.")
+
+
+# Images: scans, perceptual hashes, removals and strikes ---------------------------------
+
+
+class ScanDecision(models.TextChoices):
+    PASS = "pass", "Passed"
+    FLAG = "flag", "Flagged for review"
+    BLOCK = "block", "Blocked"
+
+
+class ImageScan(models.Model):
+    """One image's moderation scan: the scanner's per-label scores, its PDQ hash, and
+    what they decided. Made once per image on the `moderation` queue."""
+
+    image = models.OneToOneField(
+        "gallery.Image", on_delete=models.CASCADE, related_name="scan", primary_key=True
+    )
+    scanner = models.CharField(max_length=100)  # e.g. "nudenet 3.4.2", "none"
+    scores = models.JSONField(default=dict, blank=True)  # {label: 0..1}
+    top_label = models.CharField(max_length=100, blank=True)
+    top_score = models.FloatField(default=0)
+    decision = models.CharField(max_length=10, choices=ScanDecision.choices)
+    pdq_hash = models.CharField("PDQ hash", max_length=64, blank=True, db_index=True)
+    pdq_quality = models.PositiveSmallIntegerField("PDQ quality", default=0)
+    # The blocked hash it matched (then the decision is "block"), and how many bits apart.
+    matched_hash = models.ForeignKey(
+        "BlockedHash", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    match_distance = models.PositiveSmallIntegerField(null=True, blank=True)
+    scanned_at = models.DateTimeField(default=timezone.now)
+
+    def __str__(self):
+        return f"Scan of image {self.image_id}: {self.decision}"
+
+    def ranked_scores(self):
+        """(label, score) pairs, highest first."""
+        return sorted(self.scores.items(), key=lambda item: -item[1])
+
+    def summary(self):
+        if self.matched_hash_id:
+            return f"matches removed content ({self.match_distance} bits apart)"
+        if not self.scores and self.scanner == "none":
+            return "no classifier installed: only the hash was checked"
+        if self.top_label:
+            return f"{self.top_label} {self.top_score:.2f}"
+        return "nothing detected"
+
+
+class BlockedHash(models.Model):
+    """The PDQ hash of content moderators removed: new images within
+    STUDIO_HASH_MATCH_DISTANCE bits of it are blocked."""
+
+    pdq_hash = models.CharField("PDQ hash", max_length=64, unique=True)
+    source_image_id = models.PositiveBigIntegerField(null=True, blank=True)
+    reason_code = models.CharField(max_length=40, blank=True)
+    added_by = models.ForeignKey(USER, null=True, on_delete=models.SET_NULL, related_name="+")
+    created_at = models.DateTimeField(default=timezone.now)
+
+    def __str__(self):
+        return f"Blocked hash {self.pdq_hash[:12]}…"
+
+
+class RemovalQuerySet(models.QuerySet):
+    def strikes(self, user, now=None):
+        """The user's strikes that count now: not expired, not lifted by an appeal."""
+        return self.filter(
+            owner=user, restored_at__isnull=True, strike_expires_at__gt=now or timezone.now()
+        )
+
+
+class Removal(models.Model):
+    """A moderator removed an image or a LoRA: it is out of public view, its owner was told
+    why and got a strike that expires. The owner may appeal once."""
+
+    image_id = models.PositiveBigIntegerField(null=True, blank=True)
+    lora_id = models.PositiveBigIntegerField(null=True, blank=True)
+    owner = models.ForeignKey(USER, null=True, on_delete=models.CASCADE, related_name="removals")
+    team = models.ForeignKey(
+        "accounts.Team", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    case = models.ForeignKey(
+        Case, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    moderator = models.ForeignKey(USER, null=True, on_delete=models.SET_NULL, related_name="+")
+    reason_code = models.CharField(max_length=40)
+    note = models.TextField(blank=True)
+    # What to put back if an appeal is upheld.
+    before = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    strike_expires_at = models.DateTimeField()
+    appeal_note = models.TextField(blank=True)
+    appealed_at = models.DateTimeField(null=True, blank=True)
+    appeal_case = models.OneToOneField(
+        Case, null=True, blank=True, on_delete=models.SET_NULL, related_name="appealed_removal"
+    )
+    restored_at = models.DateTimeField(null=True, blank=True)
+
+    objects = RemovalQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self):
+        return f"Removal {self.pk} of {self.subject_label()}"
+
+    def get_absolute_url(self):
+        from django.urls import reverse
+
+        return reverse("moderation_removal", args=[self.pk])
+
+    def subject_label(self):
+        return f"image #{self.image_id}" if self.image_id else f"LoRA #{self.lora_id}"
+
+    def reason_label(self):
+        from studio.moderation.services import REASON_CODES
+
+        return dict(REASON_CODES).get(self.reason_code, self.reason_code)
+
+    def strike_active(self, now=None):
+        return self.restored_at is None and self.strike_expires_at > (now or timezone.now())
+
+    def may_appeal(self):
+        return self.appealed_at is None and self.restored_at is None
+
+
+class ReportReason(models.TextChoices):
+    TOS = "tos", "Breaks the terms of service"
+    NSFW = "nsfw", "Sexual or explicit content"
+    OWNERSHIP = "ownership", "Uses someone else's work or likeness"
+    SPAM = "spam", "Spam"
+    OTHER = "other", "Something else"
+
+
+class Report(models.Model):
+    """A signed-in user's report of an image, a LoRA or a user; reports of one item share
+    one open case (its count goes up)."""
+
+    reporter = models.ForeignKey(USER, on_delete=models.CASCADE, related_name="reports_made")
+    case = models.ForeignKey(Case, on_delete=models.CASCADE, related_name="reports")
+    reason = models.CharField(max_length=20, choices=ReportReason.choices)
+    note = models.TextField(blank=True, max_length=2000)
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self):
+        return f"Report by {self.reporter} ({self.reason})"
+
+
+class Notification(models.Model):
+    """A message to a user from the moderators (a removal and why, an appeal's outcome)."""
+
+    user = models.ForeignKey(USER, on_delete=models.CASCADE, related_name="notifications")
+    message = models.CharField(max_length=500)
+    url = models.CharField(max_length=300, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    read_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self):
+        return f"To {self.user}: {self.message[:40]}"

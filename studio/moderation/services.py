@@ -19,6 +19,7 @@ from studio.moderation.models import (
     policies_for,
 )
 from studio.moderation.policy import find_matches
+from studio.moderation.scanning import UploadBlocked, upload_screen
 
 REPEAT_BLOCKS = 3  # blocks by one user within REPEAT_WINDOW open a case
 REPEAT_WINDOW = timedelta(hours=1)
@@ -101,6 +102,20 @@ def screen_generation_form(form, cleaned):
         form.add_error(blocked.field, str(blocked))
     except UserSuspended as suspended:
         form.add_error(None, str(suspended))
+        return
+    for field in UPLOAD_FIELDS:
+        picture = cleaned.get(field)
+        if picture is None or not hasattr(picture, "getbands"):
+            continue
+        try:
+            upload_screen(user=form.user, project=form.project, picture=picture)
+        except UploadBlocked as blocked:
+            form.add_error(field, str(blocked))
+
+
+# The generate form's uploaded images (PIL images once cleaned) that are checked against
+# the blocklist of removed content; the painted mask carries no content of its own.
+UPLOAD_FIELDS = ("source_upload", "control_upload")
 
 
 def prompt_block_log(*, user, team, field, term, text):

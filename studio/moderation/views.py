@@ -6,32 +6,45 @@ isn't advertised; team moderators see and act on their teams' cases only."""
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.db import transaction
-from django.http import Http404
+from django.db.models import Count
+from django.http import FileResponse, Http404
 from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_POST
 
+from gallery.models import THUMBNAIL_SIZES, Image
+from generation.lora_models import Lora
 from studio.accounts.models import Team
-from studio.moderation.forms import CaseActionForm, CaseFilterForm, PolicyForm, PolicyTestForm
+from studio.moderation.forms import (
+    ACTION_CHOICES,
+    BulkActionForm,
+    CaseActionForm,
+    CaseFilterForm,
+    PolicyForm,
+    PolicyTestForm,
+)
 from studio.moderation.models import (
     AuditEntry,
     Case,
     CaseKind,
     CaseStatus,
+    ImageScan,
     Policy,
     PromptBlock,
+    Removal,
+    Report,
     Standing,
     is_moderator,
     is_site_moderator,
     policies_for,
 )
 from studio.moderation.policy import find_matches
+from studio.moderation.removals import case_decide
 from studio.moderation.services import (
     REASON_CODES,
     REPEAT_WINDOW,
     audit,
-    case_escalate,
-    case_resolve,
     suspension_lift,
 )
 from studio.permissions import require
@@ -42,45 +55,78 @@ def require_moderator(user):
         raise Http404
 
 
+QUEUE_KINDS = [choice for choice in CaseKind.choices if choice[0] != CaseKind.APPEAL]
+
+
 @login_required
-def case_queue(request):
+def case_queue(request, appeals=False):
+    """The case queue (appeals have their own, `appeals=True`): oldest first, filtered by
+    reason, status and team; image cases show their scan scores and a blurred image."""
     require_moderator(request.user)
     filters = CaseFilterForm(request.GET or None)
     filters.is_valid()
     chosen = getattr(filters, "cleaned_data", {})
-    cases = Case.objects.visible_to(request.user).select_related(
-        "subject_user__standing", "team"
-    )
+    visible = Case.objects.visible_to(request.user)
+    visible = visible.filter(kind=CaseKind.APPEAL) if appeals else visible.queue()
+    cases = visible.select_related("subject_user__standing", "team")
     status = chosen.get("status") or "open"
     if status == "escalated":
         cases = cases.filter(status=CaseStatus.OPEN, escalated=True)
     elif status != "all":
         cases = cases.filter(status=status)
-    if chosen.get("kind"):
-        cases = cases.filter(kind=chosen["kind"])
+    kind = "" if appeals else chosen.get("kind") or ""
+    if kind:
+        cases = cases.filter(kind=kind)
     if chosen.get("team"):
         cases = cases.filter(team_id=chosen["team"])
     cases = list(cases.order_by("created_at", "id")[:200])
     attach_recent_blocks(cases)
-    open_counts = {
-        kind: Case.objects.visible_to(request.user).open().filter(kind=kind).count()
-        for kind, _ in CaseKind.choices
-    }
+    attach_subjects(cases)
+    open_counts = dict(
+        visible.open().values_list("kind").annotate(count=Count("id")).values_list("kind", "count")
+    )
     context = {
         "cases": cases,
-        "teams": Team.objects.filter(
-            pk__in=Case.objects.visible_to(request.user).values("team_id")
-        ),
+        "appeals": appeals,
+        "teams": Team.objects.filter(pk__in=visible.values("team_id")),
         "team_id": chosen.get("team"),
         "filters": filters,
         "status": status,
-        "kind": chosen.get("kind") or "",
-        "kinds": [(kind, label, open_counts[kind]) for kind, label in CaseKind.choices],
+        "kind": kind,
+        "kinds": [(value, label, open_counts.get(value, 0)) for value, label in QUEUE_KINDS],
+        "open_appeals": Case.objects.visible_to(request.user).open()
+        .filter(kind=CaseKind.APPEAL).count(),
         "action_form": CaseActionForm(),
         "site_moderator": is_site_moderator(request.user),
         "now": timezone.now(),
     }
     return render(request, "moderation/queue.html", context)
+
+
+def attach_subjects(cases):
+    """Each case's image (`case.image`, with `case.scan`), LoRA, reports and removal, in a
+    few queries for the page."""
+    image_ids = {case.subject_image_id for case in cases if case.subject_image_id}
+    lora_ids = {case.subject_lora_id for case in cases if case.subject_lora_id}
+    images = Image.objects.select_related("project").in_bulk(image_ids)
+    scans = ImageScan.objects.in_bulk(image_ids)
+    loras = Lora.objects.only("pk", "name", "is_public").in_bulk(lora_ids) if lora_ids else {}
+    reports = {}
+    for report in Report.objects.filter(case__in=cases).select_related("reporter")[:2000]:
+        reports.setdefault(report.case_id, []).append(report)
+    removals = {
+        removal.appeal_case_id: removal
+        for removal in Removal.objects.filter(appeal_case__in=cases).select_related("moderator")
+    }
+    for case in cases:
+        case.image = images.get(case.subject_image_id)
+        case.scan = scans.get(case.subject_image_id)
+        case.lora = loras.get(case.subject_lora_id)
+        case.report_list = reports.get(case.pk, [])[:RECENT_REPORTS]
+        case.removal = removals.get(case.pk)
+
+
+RECENT_REPORTS = 5
 
 
 RECENT_BLOCKS = 5
@@ -119,39 +165,87 @@ def case_for(user, case_id):
 def case_act(request, case_id):
     case = case_for(request.user, case_id)
     form = CaseActionForm(request.POST)
+    back = queue_url(case)
     if not form.is_valid():
         messages.error(request, "Choose an action and a reason.")
-        return redirect("moderation_queue")
-    action = form.cleaned_data["action"]
-    site_moderator = is_site_moderator(request.user)
-    if action == "ban" and not site_moderator:
-        messages.error(request, "Only site moderators suspend accounts; escalate instead.")
-        return redirect("moderation_queue")
-    if action == "escalate":
-        if site_moderator:
-            messages.error(request, "Site moderators decide escalated cases themselves.")
-            return redirect("moderation_queue")
-        try:
-            case_escalate(
-                case=case, moderator=request.user,
-                reason_code=form.cleaned_data["reason_code"], note=form.cleaned_data["note"],
-            )
-        except ValueError as error:
-            messages.error(request, str(error))
-        else:
-            messages.success(request, f"Case {case.pk} is with the site moderators.")
-        return redirect("moderation_queue")
+        return redirect(back)
+    data = form.cleaned_data
     try:
-        case_resolve(
-            case=case, moderator=request.user, action=action,
-            reason_code=form.cleaned_data["reason_code"], note=form.cleaned_data["note"],
-            days=form.cleaned_data["days"] if form.cleaned_data["days"] is not None else 7,
+        case_decide(
+            case=case, moderator=request.user, action=data["action"],
+            reason_code=data["reason_code"], note=data["note"],
+            days=data["days"] if data["days"] is not None else 7,
+            site_moderator=is_site_moderator(request.user),
         )
     except ValueError as error:
         messages.error(request, str(error))
     else:
-        messages.success(request, f"Case {case.pk}: {case.get_resolution_display()}.")
-    return redirect("moderation_queue")
+        messages.success(request, f"Case {case.pk}: {done_label(case, data['action'])}.")
+    return redirect(back)
+
+
+def queue_url(case):
+    return reverse("moderation_appeals" if case.kind == CaseKind.APPEAL else "moderation_queue")
+
+
+def done_label(case, action):
+    if action == "escalate":
+        return "with the site moderators"
+    case.refresh_from_db()
+    return case.get_resolution_display().lower()
+
+
+@login_required
+@require_POST
+def case_bulk(request):
+    """One action for every selected case; each is decided (and audited) on its own, and
+    the page says which were refused and why."""
+    require_moderator(request.user)
+    visible = Case.objects.visible_to(request.user)
+    posted = [int(pk) for pk in request.POST.getlist("cases") if pk.isdigit()]
+    found = {case.pk: case for case in visible.filter(pk__in=posted)}
+    form = BulkActionForm(request.POST, case_ids=list(found))
+    appeals = request.POST.get("queue") == "appeals"
+    back = reverse("moderation_appeals" if appeals else "moderation_queue")
+    if not form.is_valid():
+        first = next(iter(form.errors.values()))[0]
+        messages.error(request, f"Bulk action: {first}")
+        return redirect(back)
+    data = form.cleaned_data
+    done, refused = [], []
+    for pk in data["cases"]:
+        try:
+            case_decide(
+                case=found[pk], moderator=request.user, action=data["action"],
+                reason_code=data["reason_code"], note=data["note"],
+                days=data["days"] if data["days"] is not None else 7,
+                site_moderator=is_site_moderator(request.user),
+            )
+        except ValueError as error:
+            refused.append(f"case {pk}: {error}")
+        else:
+            done.append(str(pk))
+    if done:
+        label = dict(ACTION_CHOICES)[data["action"]]
+        messages.success(request, f"{label}: cases {', '.join(done)}.")
+    for reason in refused:
+        messages.error(request, reason)
+    return redirect(back)
+
+
+@login_required
+def case_image(request, case_id):
+    """The image a case is about, for the moderators who see the case (they are not
+    members of its project, so the gallery's URLs are closed to them)."""
+    case = case_for(request.user, case_id)
+    image = get_object_or_404(Image, pk=case.subject_image_id or 0)
+    name = image.thumbnail_name(THUMBNAIL_SIZES[-1])
+    if name and image.file.storage.exists(name):
+        response = FileResponse(image.file.storage.open(name, "rb"), content_type="image/webp")
+    else:
+        response = FileResponse(image.file.open("rb"), content_type="image/png")
+    response["Cache-Control"] = "private, no-store"
+    return response
 
 
 @login_required
