@@ -60,6 +60,8 @@ def filter_images(images, filters):
         images = images.filter(project=filters["project"])
     if filters.get("mode"):
         images = images.filter(job__mode=filters["mode"])
+    if filters.get("review"):
+        images = images.filter(review_status=filters["review"])
     if filters.get("date_from"):
         images = images.filter(created_at__gte=datetime.combine(filters["date_from"], time(), UTC))
     if filters.get("date_to"):

@@ -55,6 +55,7 @@ def project_gallery(request, project_id):
         "project": project,
         "team": project.team,
         "may_generate": can(request.user, "generate", project),
+        "may_delete_images": can(request.user, "delete_images", project),
     }
     return gallery_response(request, browse.project_images(project), context)
 

@@ -5,7 +5,7 @@ import io
 from PIL import Image as PILImage
 
 from gallery.models import Image
-from generation.models import roles_at_least
+from generation.models import JobMode, roles_at_least
 from studio.accounts.models import Project, Role
 
 LINEAGE_LIMIT = 12
@@ -17,11 +17,17 @@ def image_lineage(*, user, image):
     counted as hidden, never described."""
     job = image.job
     source = job.source_image if job is not None else None
-    source_visible = source is not None and source.may_view(user)
+    # Deleted (restorable for a while) or already purged, which left the job without one.
+    source_deleted = (source is not None and source.deleted_at is not None) or (
+        job is not None and source is None and job.mode != JobMode.TXT2IMG
+        and not job.source_upload
+    )
+    source_visible = source is not None and not source_deleted and source.may_view(user)
     children = Image.objects.visible_to(user).filter(job__source_image=image)
     return {
         "source": source if source_visible else None,
-        "source_hidden": source is not None and not source_visible,
+        "source_hidden": source is not None and not source_deleted and not source_visible,
+        "source_deleted": source_deleted,
         "source_upload": job is not None and source is None and bool(job.source_upload),
         "children": list(children.order_by("-created_at", "-pk")[:LINEAGE_LIMIT]),
         "children_count": children.count(),

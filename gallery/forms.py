@@ -1,6 +1,7 @@
 from django import forms
 from django.contrib.auth import get_user_model
 
+from gallery.models import ReviewStatus
 from generation.models import DiffusionModel, JobMode
 from generation.prompt_history import MAX_QUERY_LENGTH, clean_query
 from studio.accounts.models import Project
@@ -28,6 +29,9 @@ class GalleryFilterForm(forms.Form):
     )
     mode = forms.ChoiceField(
         choices=[("", "Any mode"), *JobMode.choices], required=False
+    )
+    review = forms.ChoiceField(
+        label="Review", choices=[("", "Any review state"), *ReviewStatus.choices], required=False
     )
     date_from = forms.DateField(
         label="From", required=False, widget=forms.DateInput(attrs={"type": "date"})

@@ -1,4 +1,4 @@
-from django.urls import path
+from django.urls import include, path
 
 from gallery import browse_views, views
 
@@ -37,4 +37,6 @@ urlpatterns = [
         views.image_thumbnail,
         name="image_thumbnail",
     ),
+    path("", include("gallery.review_urls")),  # review state and comments
+    path("", include("gallery.deletion_urls")),  # delete, undo, recently deleted
 ]

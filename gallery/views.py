@@ -13,8 +13,10 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 
+from gallery.deletion import deletion_offer
 from gallery.detail import image_lineage, png_without_metadata, remix_projects
 from gallery.models import THUMBNAIL_SIZES, Image, Visibility
+from gallery.review import review_context
 from gallery.sharing import (
     VisibilityRefused,
     image_set_visibility,
@@ -25,7 +27,9 @@ from studio.accounts.models import Project
 from studio.permissions import can, require
 
 DETAIL = "gallery/image_detail.html"
-RELATED = ("project__team", "created_by", "job__model", "job__source_image__project__team")
+RELATED = (
+    "project__team", "created_by", "reviewed_by", "job__model", "job__source_image__project__team"
+)
 
 
 def viewable_image(view):
@@ -149,6 +153,8 @@ def detail_context(request, image, *, shared=False):
         "remix_default": image.project if may_generate else (projects[0] if projects else None),
         **image_lineage(user=user, image=image),
         **sharing_context(request, image),
+        **(review_context(user=user, image=image) if is_member else {}),
+        **deletion_offer(user=user, image=image),
     }
 
 

@@ -10,6 +10,7 @@ from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 from django.conf import settings  # noqa: E402
 
+from gallery import dispatch as gallery_dispatch  # noqa: E402
 from studio import embedded_worker  # noqa: E402
 from studio.realtime.routing import websocket_urlpatterns  # noqa: E402
 
@@ -25,3 +26,4 @@ application = ProtocolTypeRouter(
 if not settings.CELERY_BROKER_URL:
     # Embedded mode: pick up what a previous run of the server left unfinished.
     embedded_worker.resume_unfinished_jobs_soon()
+    gallery_dispatch.resume_purge()

@@ -23,6 +23,8 @@ TEAM_ACTIONS = {
 PROJECT_ACTIONS = {
     "view": Role.VIEWER,
     "generate": Role.EDITOR,
+    "review": Role.EDITOR,  # approve or reject its images, delete any comment on them
+    "delete_images": Role.EDITOR,  # soft delete, undo (gallery.deletion)
     "manage": Role.ADMIN,
 }
 

@@ -160,6 +160,7 @@ STUDIO_CPU_QUEUE = os.environ.get("STUDIO_CPU_QUEUE", "default")
 CELERY_TASK_ROUTES = {
     "generation.tasks.run_generation_job": {"queue": STUDIO_GPU_QUEUE},
     "gallery.tasks.make_thumbnails": {"queue": STUDIO_CPU_QUEUE},
+    "gallery.tasks.purge_deleted_images": {"queue": STUDIO_CPU_QUEUE},
 }
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
@@ -200,6 +201,9 @@ STUDIO_MAX_LORAS_PER_JOB = int(os.environ.get("STUDIO_MAX_LORAS_PER_JOB", "8"))
 # A running job's worker renews its lease at every step; a lapsed lease means it died.
 STUDIO_JOB_LEASE_S = float(os.environ.get("STUDIO_JOB_LEASE_S", "120"))
 STUDIO_JOB_MAX_ATTEMPTS = int(os.environ.get("STUDIO_JOB_MAX_ATTEMPTS", "3"))
+# Deleted images can be restored for this long (default a day), then are purged with
+# their files (gallery.deletion; `manage.py purge_deleted_images`).
+STUDIO_DELETE_UNDO_SECONDS = int(os.environ.get("STUDIO_DELETE_UNDO_SECONDS", str(24 * 3600)))
 
 # Production hardening, on whenever DEBUG is off.
 SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", not DEBUG)
