@@ -174,9 +174,12 @@ class Image(models.Model):
         return self.visibility == Visibility.TEAM and self.project.team.role_of(user) is not None
 
     def shared_by_link(self):
-        """Whether its link (share_url) opens it for anyone."""
-        return bool(self.share_token) and (
-            self.visibility == Visibility.UNLISTED or self.is_public()
+        """Whether its link (share_url) opens it for anyone: never while a scan flagged it
+        or moderators removed it (failed), until they decide."""
+        return (
+            bool(self.share_token)
+            and self.moderation_status != ModerationStatus.FAILED
+            and (self.visibility == Visibility.UNLISTED or self.is_public())
         )
 
     def share_url(self):

@@ -11,6 +11,7 @@ from gallery.models import Image
 from generation.lora_services import infotext_prompt, lora_hashes
 from generation.models import OUTPAINT_SIDES
 from studio import __version__ as studio_version
+from studio.moderation.scanning import image_scan_schedule
 
 
 def library_versions():
@@ -160,6 +161,7 @@ def image_create_from_generation(*, job, pil_image, result):
     image.file.save("generated.png", ContentFile(buffer.getvalue()), save=False)
     image.save()
     image_thumbnails_schedule(image=image)
+    image_scan_schedule(image=image)
     return image
 
 

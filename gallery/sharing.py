@@ -3,6 +3,7 @@
 from django.core.exceptions import PermissionDenied, ValidationError
 
 from gallery.models import ModerationStatus, Visibility, share_token
+from studio.moderation.removals import publishing_refusal
 from studio.permissions import can
 
 
@@ -18,7 +19,8 @@ def public_refusal(image):
         return "This image failed its moderation scan, so it can't be made public."
     return (
         "Public images must pass a moderation scan first, and this one has not been "
-        "scanned (scans are not available yet). Share it with your team or by link meanwhile."
+        "scanned yet (it takes a moment after it is made). Share it with your team or by "
+        "link meanwhile."
     )
 
 
@@ -31,6 +33,8 @@ def image_set_visibility(*, image, user, visibility):
         allowed = ", ".join(label.lower() for label in Visibility.labels)
         raise VisibilityRefused(f"Choose who may see it: {allowed}.")
     if visibility == Visibility.PUBLIC and (refusal := public_refusal(image)):
+        raise VisibilityRefused(refusal)
+    if visibility == Visibility.PUBLIC and (refusal := publishing_refusal(user)):
         raise VisibilityRefused(refusal)
     image.visibility = visibility
     fields = ["visibility"]

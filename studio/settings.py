@@ -157,9 +157,12 @@ CELERY_BROKER_URL = REDIS_URL or None
 STUDIO_GPU_QUEUE = os.environ.get("STUDIO_GPU_QUEUE", "gpu")
 # CPU work (thumbnails): `celery -A studio worker -Q default` on any host.
 STUDIO_CPU_QUEUE = os.environ.get("STUDIO_CPU_QUEUE", "default")
+# Image scans (classifier and perceptual hash) run on CPU workers consuming this queue.
+STUDIO_MODERATION_QUEUE = os.environ.get("STUDIO_MODERATION_QUEUE", "moderation")
 CELERY_TASK_ROUTES = {
     "generation.tasks.run_generation_job": {"queue": STUDIO_GPU_QUEUE},
     "gallery.tasks.make_thumbnails": {"queue": STUDIO_CPU_QUEUE},
+    "studio.moderation.tasks.scan_image": {"queue": STUDIO_MODERATION_QUEUE},
     "gallery.tasks.purge_deleted_images": {"queue": STUDIO_CPU_QUEUE},
 }
 CELERY_TASK_ACKS_LATE = True
@@ -204,6 +207,21 @@ STUDIO_JOB_MAX_ATTEMPTS = int(os.environ.get("STUDIO_JOB_MAX_ATTEMPTS", "3"))
 # Deleted images can be restored for this long (default a day), then are purged with
 # their files (gallery.deletion; `manage.py purge_deleted_images`).
 STUDIO_DELETE_UNDO_SECONDS = int(os.environ.get("STUDIO_DELETE_UNDO_SECONDS", str(24 * 3600)))
+
+# Moderation (studio.moderation; README "Moderation"). The image scanner is a dotted path
+# to a class with scan(picture) -> ScanResult; blank: NudeNet when the `moderation` extra is
+# installed, else a scanner that records "no classifier installed" and passes.
+STUDIO_IMAGE_SCANNER = os.environ.get("STUDIO_IMAGE_SCANNER", "")
+# Default scan thresholds (a site policy may set others; a team's may only be stricter).
+STUDIO_SCAN_FLAG_AT = float(os.environ.get("STUDIO_SCAN_FLAG_AT", "0.5"))
+STUDIO_SCAN_BLOCK_AT = float(os.environ.get("STUDIO_SCAN_BLOCK_AT", "0.85"))
+# A new image whose PDQ hash is within this many bits (of 256) of removed content is blocked.
+STUDIO_HASH_MATCH_DISTANCE = int(os.environ.get("STUDIO_HASH_MATCH_DISTANCE", "31"))
+# Strikes from removals expire; this many active ones suspend publishing / generating.
+STUDIO_STRIKE_DAYS = int(os.environ.get("STUDIO_STRIKE_DAYS", "90"))
+STUDIO_STRIKES_SUSPEND_PUBLISHING = int(os.environ.get("STUDIO_STRIKES_SUSPEND_PUBLISHING", "2"))
+STUDIO_STRIKES_SUSPEND_GENERATION = int(os.environ.get("STUDIO_STRIKES_SUSPEND_GENERATION", "3"))
+STUDIO_REPORTS_PER_HOUR = int(os.environ.get("STUDIO_REPORTS_PER_HOUR", "10"))
 
 # Production hardening, on whenever DEBUG is off.
 SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", not DEBUG)

@@ -77,13 +77,15 @@ def studio_processes(django_db_setup, django_db_blocker, tmp_path_factory):
         mode = "Celery worker process on Redis"
         # Messages left by an earlier run would name jobs of another test database.
         subprocess.run(
-            [sys.executable, "-m", "celery", "-A", "studio", "purge", "-f", "-Q", "gpu,default"],
+            [sys.executable, "-m", "celery", "-A", "studio", "purge", "-f",
+             "-Q", "gpu,default,moderation"],
             cwd=ROOT, env=env, check=True, capture_output=True,
         )
         worker_log = logs / "worker.log"
         processes.append(
             subprocess.Popen(
-                [sys.executable, "-m", "celery", "-A", "studio", "worker", "-Q", "gpu,default",
+                [sys.executable, "-m", "celery", "-A", "studio", "worker",
+                 "-Q", "gpu,default,moderation",
                  "--loglevel", "INFO",
                  "--hostname", f"e2e-{port}@%h"],
                 cwd=ROOT, env=env, stdout=worker_log.open("w"), stderr=subprocess.STDOUT,
