@@ -55,6 +55,31 @@ def controlnet_infotext(job):
     )
 
 
+def ip_adapter_infotext(job):
+    """The IP-Adapter as A1111's ControlNet extension writes it: one more unit, whose
+    module names the CLIP image encoder's preprocessor."""
+    if job.ip_adapter_model_id is None:
+        return None
+    family = "sdxl" if job.ip_adapter_model.family == "sdxl" else "sd15"
+    return ", ".join(
+        f"{name}: {value}"
+        for name, value in [
+            ("Module", f"ip-adapter_clip_{family}"),
+            ("Model", job.ip_adapter_model.name),
+            ("Weight", format_number(job.ip_adapter_scale)),
+            ("Resize Mode", "Crop and Resize"),
+            ("Guidance Start", 0),
+            ("Guidance End", 1),
+        ]
+    )
+
+
+def controlnet_units(job):
+    """A1111's "ControlNet 0", "ControlNet 1": the ControlNet first, then the IP-Adapter."""
+    units = [unit for unit in (controlnet_infotext(job), ip_adapter_infotext(job)) if unit]
+    return [(f"ControlNet {number}", unit) for number, unit in enumerate(units)]
+
+
 def job_infotext(job, *, seed, sampler, schedule_type=None, variation_seed=None):
     """A1111's infotext, its fields in A1111's order."""
     job_loras = list(job.job_loras.all())
@@ -81,7 +106,7 @@ def job_infotext(job, *, seed, sampler, schedule_type=None, variation_seed=None)
             ("Hires steps", (job.hires_steps or None) if job.has_hires_fix() else None),
             ("Hires upscaler", "Lanczos" if job.has_hires_fix() else None),
             ("Lora hashes", lora_hashes(job_loras)),
-            ("ControlNet 0", controlnet_infotext(job)),
+            *controlnet_units(job),
             ("Version", f"studio {studio_version}"),
         ],
     )
@@ -128,6 +153,13 @@ def image_create_from_generation(*, job, pil_image, result):
             "high_threshold": job.control_high_threshold,
         }
         if job.control_model_id
+        else None,
+        "ip_adapter": {
+            "model": {"name": job.ip_adapter_model.name, "source": job.ip_adapter_model.source},
+            "image_id": job.ip_adapter_image_id,
+            "scale": job.ip_adapter_scale,
+        }
+        if job.ip_adapter_model_id
         else None,
         "loras": [
             {"name": used.name, "sha256": used.sha256, "weight": used.weight,

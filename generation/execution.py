@@ -27,6 +27,7 @@ from gpu_workers.requests import (
     GenerationCanceled,
     GenerationFailed,
     GenerationRequest,
+    IPAdapterRef,
 )
 from gpu_workers.runner import generate_all
 from studio.realtime.events import publish
@@ -127,7 +128,14 @@ def job_execute(*, job_id):
         )
         return lease_left
     job = GenerationJob.objects.select_related(
-        "project", "model", "created_by", "source_image", "control_model", "control_image"
+        "project",
+        "model",
+        "created_by",
+        "source_image",
+        "control_model",
+        "control_image",
+        "ip_adapter_model",
+        "ip_adapter_image",
     ).get(pk=claimed_id)
     group = job.project.events_group()
     publish(group, job.event_payload(type="job.started"))
@@ -240,6 +248,7 @@ def generation_requests(job):
         strength=1.0 if job.mode == JobMode.OUTPAINT else job.strength,
         loras=job_lora_refs(job),
         control=control_ref(job),
+        ip_adapter=ip_adapter_ref(job),
     )
     # A1111's batch: one image per seed, counting up from the job's; with variations the
     # seed stays and the variation seeds count up instead.
@@ -295,6 +304,24 @@ def control_ref(job):
         low_threshold=job.control_low_threshold,
         high_threshold=job.control_high_threshold,
         name=job.control_model.name,
+    )
+
+
+def ip_adapter_ref(job):
+    """The job's IP-Adapter image prompt for gpu_workers, or None. The image goes as it is:
+    the adapter's image encoder resizes it."""
+    if job.ip_adapter_model is None:
+        return None
+    image = stored_image(
+        job.ip_adapter_upload or (job.ip_adapter_image and job.ip_adapter_image.file)
+    )
+    if image is None:
+        raise GenerationFailed("Its IP-Adapter image prompt was deleted before the job ran.")
+    return IPAdapterRef(
+        model_source=job.ip_adapter_model.source,
+        image=image,
+        scale=job.ip_adapter_scale,
+        name=job.ip_adapter_model.name,
     )
 
 

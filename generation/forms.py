@@ -21,6 +21,7 @@ from gpu_workers.control import (
     MAX_CONDITIONING_SCALE,
     MAX_THRESHOLD,
 )
+from gpu_workers.requests import MAX_IP_ADAPTER_SCALE
 from studio.moderation.services import screen_generation_form
 from studio.permissions import can
 
@@ -208,6 +209,28 @@ class GenerationForm(forms.Form):
         help_text="How strongly the edges steer the image (A1111's ControlNet weight).",
     )
 
+    # IP-Adapter: an image prompt, its look and subject steer the image.
+    ip_adapter_model = LibraryModelField(
+        queryset=DiffusionModel.objects.none(),
+        required=False,
+        label="IP-Adapter model",
+        empty_label="None",
+        error_messages={"invalid_choice": "Unknown IP-Adapter model: choose one from the list."},
+    )
+    ip_adapter_image = forms.IntegerField(required=False, widget=forms.HiddenInput)
+    ip_adapter_upload = forms.FileField(
+        required=False,
+        label="Image prompt",
+        widget=forms.ClearableFileInput(attrs={"accept": "image/png,image/jpeg,image/webp"}),
+        help_text="PNG, JPEG or WebP: its subject and style steer the image, with the prompt.",
+    )
+    ip_adapter_scale = forms.FloatField(
+        required=False, label="Image prompt weight", min_value=0,
+        max_value=MAX_IP_ADAPTER_SCALE, initial=0.6,
+        widget=forms.NumberInput(attrs={"step": "0.05"}),
+        help_text="0 ignores the image; 1 and above let it dominate the text.",
+    )
+
     def __init__(self, *args, models=None, user=None, project=None, **kwargs):
         """`models`: those offered; with `user` and `project` and no `models`, the ones the
         user may use in the project (DiffusionModelQuerySet.available_to)."""
@@ -227,6 +250,50 @@ class GenerationForm(forms.Form):
                 team_settings__team=project.team, team_settings__is_enabled=False
             )
         self.fields["control_model"].queryset = controlnets.order_by("name")
+        ip_adapters = DiffusionModel.objects.usable().filter(kind=ModelKind.IP_ADAPTER)
+        if user is not None and project is not None:
+            ip_adapters = DiffusionModel.objects.available_to(
+                user, project, kind=ModelKind.IP_ADAPTER
+            )
+            self.fields["ip_adapter_model"].refusal = lambda model: model.refusal_reason(
+                user, project.team, kind=ModelKind.IP_ADAPTER
+            )
+        self.fields["ip_adapter_model"].queryset = ip_adapters.order_by("name")
+
+    def clean_ip_adapter_image(self):
+        """The gallery image used as the image prompt, if the user may see it."""
+        return self._visible_gallery_image("ip_adapter_image", "image prompt")
+
+    def clean_ip_adapter_upload(self):
+        return self._clean_image_upload("ip_adapter_upload")
+
+    def clean_ip_adapter_scale(self):
+        value = self.cleaned_data["ip_adapter_scale"]
+        return 0.6 if value is None else value
+
+    def _clean_ip_adapter(self, cleaned):
+        adapter = cleaned.get("ip_adapter_model")
+        has_image = cleaned.get("ip_adapter_image") or cleaned.get("ip_adapter_upload")
+        if cleaned.get("ip_adapter_image") and cleaned.get("ip_adapter_upload"):
+            self.add_error(
+                "ip_adapter_upload",
+                "Use either an uploaded image prompt or a gallery image, not both.",
+            )
+        if adapter is None:
+            if has_image:
+                self.add_error(
+                    "ip_adapter_model", "Choose an IP-Adapter model for the image prompt."
+                )
+            return
+        if not has_image:
+            self.add_error("ip_adapter_upload", "Choose the image the IP-Adapter should follow.")
+        model = cleaned.get("model")
+        if model is not None and adapter.family != model.family:
+            self.add_error(
+                "ip_adapter_model",
+                f"“{adapter.name}” is a {adapter.get_family_display()} IP-Adapter; "
+                f"“{model.name}” is {model.get_family_display()}. Choose one of the same family.",
+            )
 
     def clean_control_image(self):
         """The gallery image whose edges guide the image, if the user may see it."""
@@ -451,6 +518,7 @@ class GenerationForm(forms.Form):
             self._clean_hires_fix(cleaned)
         self._clean_image_modes(cleaned)
         self._clean_control(cleaned)
+        self._clean_ip_adapter(cleaned)
         screen_generation_form(self, cleaned)
         clean_lora_stack(self, cleaned, self.project.team if self.project else None)
         has_source = cleaned.get("source_image") or cleaned.get("source_upload")

@@ -73,10 +73,11 @@ class DiffusionModelQuerySet(models.QuerySet):
             found = found.filter(kind=kind)
         return found
 
-    def available_to(self, user, project):
-        """Checkpoints `user` may generate with in `project`, in one query: enabled in the
-        library and for the project's team, of a family the workers run, and the user's
-        role at least the model's minimum (the team's setting, else the library's)."""
+    def available_to(self, user, project, kind=ModelKind.CHECKPOINT):
+        """Models of `kind` (checkpoints: those `user` may generate with) in `project`, in
+        one query: enabled in the library and for the project's team, of a family the
+        workers run, and the user's role at least the model's minimum (the team's
+        setting, else the library's)."""
         team = project.team
         role = team.role_of(user)
         if role is None or ROLE_RANK[role] < ROLE_RANK[Role.EDITOR]:
@@ -85,7 +86,7 @@ class DiffusionModelQuerySet(models.QuerySet):
         settings_rows = TeamModelSetting.objects.filter(team=team)
         return (
             self.usable()
-            .filter(kind=ModelKind.CHECKPOINT, family__in=GENERATION_FAMILIES)
+            .filter(kind=kind, family__in=GENERATION_FAMILIES)
             .exclude(pk__in=settings_rows.filter(is_enabled=False).values("model"))
             # The team's minimum role, where it set one, replaces the library's.
             .exclude(
@@ -153,15 +154,20 @@ class DiffusionModel(models.Model):
     def generates_in_studio(self):
         return self.kind == ModelKind.CHECKPOINT and self.family in GENERATION_FAMILIES
 
-    def refusal_reason(self, user, team, setting=_LOOK_UP):
-        """Why `user` may not generate with this model in `team`'s projects, or None if
-        they may. Agrees with DiffusionModelQuerySet.available_to. `setting`: the team's
-        TeamModelSetting for this model or None, if the caller has already fetched it.
+    def refusal_reason(self, user, team, setting=_LOOK_UP, kind=ModelKind.CHECKPOINT):
+        """Why `user` may not use this model as a `kind` (checkpoints: generate with it) in
+        `team`'s projects, or None if they may. Agrees with
+        DiffusionModelQuerySet.available_to. `setting`: the team's TeamModelSetting for
+        this model or None, if the caller has already fetched it.
         """
         if not self.is_enabled:
             return "it is switched off in the model library."
-        if self.kind != ModelKind.CHECKPOINT:
-            return f"it is a {self.get_kind_display()} model, not a checkpoint."
+        if self.kind != kind:
+            wanted = {ModelKind.CHECKPOINT: "a checkpoint", ModelKind.CONTROLNET: "a ControlNet"}
+            return (
+                f"it is a {self.get_kind_display()} model, not "
+                f"{wanted.get(kind, 'an IP-Adapter')}."
+            )
         if self.family not in GENERATION_FAMILIES:
             return f"{self.get_family_display()} models can't generate in the studio yet."
         if setting is _LOOK_UP:
@@ -311,6 +317,25 @@ class GenerationJob(models.Model):
     control_low_threshold = models.PositiveSmallIntegerField(default=100)
     control_high_threshold = models.PositiveSmallIntegerField(default=200)
     control_scale = models.FloatField(default=1.0)
+    # IP-Adapter: a library IP-Adapter and its image prompt (a gallery image or an upload),
+    # at a scale (A1111's "Weight"). No adapter: no image prompt.
+    ip_adapter_model = models.ForeignKey(
+        DiffusionModel,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="ip_adapter_jobs",
+        limit_choices_to={"kind": ModelKind.IP_ADAPTER},
+    )
+    ip_adapter_image = models.ForeignKey(
+        "gallery.Image",
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="ip_adapter_jobs",
+    )
+    ip_adapter_upload = models.FileField(max_length=300, blank=True)
+    ip_adapter_scale = models.FloatField(default=0.6)
     status = models.CharField(
         max_length=10, choices=JobStatus.choices, default=JobStatus.QUEUED, db_index=True
     )
@@ -415,6 +440,9 @@ class GenerationJob(models.Model):
             "control_low_threshold": self.control_low_threshold,
             "control_high_threshold": self.control_high_threshold,
             "control_scale": self.control_scale,
+            "ip_adapter_model": self.ip_adapter_model_id,
+            "ip_adapter_image": self.ip_adapter_image_id,
+            "ip_adapter_scale": self.ip_adapter_scale,
             **{side: getattr(self, side) for side in OUTPAINT_SIDES},
             # LoRAs picked in the form; those written in the prompt come back with it.
             "loras": [
@@ -476,3 +504,5 @@ class PromptFavourite(models.Model):
 
 # The LoRA library lives in its own module; imported here so Django registers its models.
 from generation.lora_models import JobLora, Lora  # noqa: E402, F401
+from generation.subject_models import Subject, SubjectConsent, SubjectImage  # noqa: E402, F401
+from generation.training_models import TrainingRun, TrainingSample  # noqa: E402, F401

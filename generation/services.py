@@ -14,7 +14,7 @@ from generation.lora_services import (
     job_loras_record,
     lora_stack_refusal,
 )
-from generation.models import OUTPAINT_SIDES, GenerationJob, JobMode, JobStatus
+from generation.models import OUTPAINT_SIDES, GenerationJob, JobMode, JobStatus, ModelKind
 from studio.moderation.services import generation_screen
 from studio.permissions import can
 from studio.realtime.events import publish
@@ -48,6 +48,10 @@ def job_create(*, user, project, params):
     refusal = lora_stack_refusal(project=project, model=params["model"], loras=loras)
     if refusal:
         raise ModelNotAllowed(refusal)
+    adapter = params.get("ip_adapter_model")
+    refusal = adapter and adapter.refusal_reason(user, project.team, kind=ModelKind.IP_ADAPTER)
+    if refusal:
+        raise ModelNotAllowed(f"You may not use the IP-Adapter “{adapter.name}” here: {refusal}")
     seed = params.get("seed")
     left, right, top, bottom = (params.get(side) or 0 for side in OUTPAINT_SIDES)
     with transaction.atomic():
@@ -81,6 +85,7 @@ def job_create(*, user, project, params):
             outpaint_top=top,
             outpaint_bottom=bottom,
             **control_fields(params),
+            **ip_adapter_fields(params),
         )
         job_loras_record(job=job, loras=loras)
         transaction.on_commit(lambda: job_dispatch(job))
@@ -98,6 +103,18 @@ def control_fields(params):
         "control_low_threshold": params.get("control_low_threshold", 100),
         "control_high_threshold": params.get("control_high_threshold", 200),
         "control_scale": params.get("control_scale", 1.0),
+    }
+
+
+def ip_adapter_fields(params):
+    """The job's IP-Adapter fields: none set without an adapter."""
+    if params.get("ip_adapter_model") is None:
+        return {}
+    return {
+        "ip_adapter_model": params["ip_adapter_model"],
+        "ip_adapter_image": params.get("ip_adapter_image"),
+        "ip_adapter_upload": params.get("ip_adapter_upload") or "",
+        "ip_adapter_scale": params.get("ip_adapter_scale", 0.6),
     }
 
 
@@ -127,7 +144,7 @@ def jobs_create(*, user, project, params):
     seed = random_seed() if seed is None else seed
     batch_size = params.get("batch_size") or 1
     # Uploaded images are stored once and shared by the jobs: storage names from here on.
-    for name in ("source_upload", "mask_data", "control_upload"):
+    for name in ("source_upload", "mask_data", "control_upload", "ip_adapter_upload"):
         if isinstance(params.get(name), PILImage.Image):
             params = {**params, name: upload_store(params[name], project=project)}
     generation_screen(
@@ -221,6 +238,9 @@ def job_retry(*, job, user):
         "control_model": job.control_model,
         "control_image": job.control_image,
         "control_upload": job.control_upload.name,
+        "ip_adapter_model": job.ip_adapter_model,
+        "ip_adapter_image": job.ip_adapter_image,
+        "ip_adapter_upload": job.ip_adapter_upload.name,
         "loras": loras,
     }
     return job_create(user=user, project=job.project, params=params)

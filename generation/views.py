@@ -11,7 +11,14 @@ from django.views.decorators.http import require_GET, require_POST
 from gallery.models import Image
 from generation import services
 from generation.forms import GenerationForm
-from generation.models import DiffusionModel, GenerationJob, JobMode, JobPriority, JobStatus
+from generation.models import (
+    DiffusionModel,
+    GenerationJob,
+    JobMode,
+    JobPriority,
+    JobStatus,
+    ModelKind,
+)
 from generation.parameters_import import (
     ParameterImportError,
     display_name,
@@ -72,6 +79,9 @@ def studio_context(request, project, form=None):
     if form is None:
         form = GenerationForm(initial=initial_parameters(default_model), models=models)
     form.fields["model"].queryset = models
+    form.fields["ip_adapter_model"].queryset = DiffusionModel.objects.available_to(
+        request.user, project, kind=ModelKind.IP_ADAPTER
+    ).order_by("name")
     images = list(project.images.order_by("-created_at", "-id")[:RECENT_IMAGES])
     return {
         "project": project,
@@ -240,6 +250,11 @@ def job_create(request, project_id):
         "control_model": control.pk if (control := form.cleaned_data["control_model"]) else None,
         "control_image": image.pk if (image := form.cleaned_data["control_image"]) else None,
         "control_upload": None,
+        "ip_adapter_model": adapter.pk
+        if (adapter := form.cleaned_data["ip_adapter_model"])
+        else None,
+        "ip_adapter_image": image.pk if (image := form.cleaned_data["ip_adapter_image"]) else None,
+        "ip_adapter_upload": None,
     }
     context = studio_context(request, project, form=GenerationForm(initial=params))
     return render(request, "generation/studio.html#generate-response", context)

@@ -22,6 +22,7 @@ from diffusers.utils.torch_utils import randn_tensor
 from PIL import Image
 
 from gpu_workers.control import control_image_from
+from gpu_workers.ip_adapters import image_embeds, ip_adapter_active, load_ip_adapter
 from gpu_workers.pipelines import SDXL, pipeline_family
 from gpu_workers.requests import GenerationFailed, GenerationRequest
 
@@ -339,8 +340,27 @@ def denoise_batch(
     back as None; when no row is wanted the loop stops.
 
     Requests with a `control` (one ControlNet, scale and span for the batch) need the
-    loaded `controlnet`; each row has its own conditioning image.
+    loaded `controlnet`; each row has its own conditioning image. Requests with an
+    `ip_adapter` (one adapter and scale for the batch) each have their own image prompt;
+    the adapter is in the UNet for this batch only.
     """
+    options = {
+        "scheduler": scheduler,
+        "device": device,
+        "callback_on_step_end": callback_on_step_end,
+        "controlnet": controlnet,
+    }
+    ip_adapter = requests[0].ip_adapter
+    if ip_adapter is None:
+        return _denoise(pipe, requests, **options)
+    adapter = load_ip_adapter(ip_adapter.model_source, device, pipe.unet.dtype)
+    with ip_adapter_active(pipe.unet, adapter, ip_adapter.scale) as projection:
+        return _denoise(pipe, requests, ip_adapter=(adapter, projection), **options)
+
+
+def _denoise(
+    pipe, requests, *, scheduler, device, callback_on_step_end, controlnet, ip_adapter=None
+):
     width, height, steps = requests[0].width, requests[0].height, requests[0].steps
     clip_skip = requests[0].clip_skip
     sdxl = pipeline_family(pipe) == SDXL
@@ -384,6 +404,13 @@ def denoise_batch(
         added_cond_kwargs = {
             "text_embeds": torch.cat([negative_pooled[cfg_rows], pooled]).to(device),
             "time_ids": torch.cat([time_ids[cfg_rows], time_ids]),
+        }
+    if ip_adapter is not None:
+        adapter, projection = ip_adapter
+        images = [request.ip_adapter.image for request in requests]
+        added_cond_kwargs = {
+            **(added_cond_kwargs or {}),
+            "image_embeds": image_embeds(adapter, images, projection, cfg_rows, device),
         }
 
     # 3. Timesteps, on this batch's own scheduler. img2img starts part way, at its strength.

@@ -25,6 +25,7 @@ from gpu_workers.loras import activate_loras
 from gpu_workers.pipelines import load_controlnet, load_pipeline, loaded_sources, model_family
 from gpu_workers.previews import latent_preview
 from gpu_workers.requests import (
+    MAX_IP_ADAPTER_SCALE,
     GenerationCanceled,
     GenerationFailed,
     GenerationRequest,
@@ -58,6 +59,8 @@ class BatchKey:
     # ControlNet: (model source, conditioning scale, guidance start, guidance end); the
     # conditioning images are per row. None: no ControlNet.
     control: tuple | None = None
+    # IP-Adapter: (model source, scale); the image prompts are per row. None: no adapter.
+    ip_adapter: tuple | None = None
 
     @classmethod
     def for_request(cls, request: GenerationRequest) -> "BatchKey":
@@ -80,6 +83,9 @@ class BatchKey:
                 request.control.guidance_start,
                 request.control.guidance_end,
             ),
+            ip_adapter=None
+            if request.ip_adapter is None
+            else (request.ip_adapter.model_source, request.ip_adapter.scale),
         )
 
 
@@ -350,6 +356,8 @@ def _check(request: GenerationRequest) -> None:
         raise ValueError("Variation seeds apply to txt2img only.")
     if request.control is not None:
         _check_control(request)
+    if request.ip_adapter is not None:
+        _check_ip_adapter(request)
     if request.mask_image is not None and request.init_image is None:
         raise ValueError("mask_image needs an init_image to inpaint.")
     if request.init_image is not None:
@@ -396,6 +404,16 @@ def _check_control(request: GenerationRequest) -> None:
             f"Unknown ControlNet preprocessor {control.module!r}; use one of {', '.join(MODULES)}."
         )
     check_thresholds(control.low_threshold, control.high_threshold)
+
+
+def _check_ip_adapter(request: GenerationRequest) -> None:
+    ip_adapter = request.ip_adapter
+    if getattr(ip_adapter.image, "size", None) is None:
+        raise ValueError("The IP-Adapter needs an image (PIL) as its image prompt.")
+    if not 0 <= ip_adapter.scale <= MAX_IP_ADAPTER_SCALE:
+        raise ValueError(
+            f"The IP-Adapter scale must be 0 to {MAX_IP_ADAPTER_SCALE:g}, not {ip_adapter.scale}."
+        )
 
 
 def _out_of_memory_reason(request: GenerationRequest, device: torch.device) -> str:

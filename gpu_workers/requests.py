@@ -38,6 +38,8 @@ class GenerationRequest:
     variation_strength: float = 0.0
     # ControlNet (ControlRef) or None.
     control: object = None
+    # IP-Adapter image prompt (IPAdapterRef) or None.
+    ip_adapter: object = None
 
     @property
     def mode(self) -> str:
@@ -88,6 +90,26 @@ class ControlRef:
     low_threshold: int = 100
     high_threshold: int = 200
     name: str = ""  # the library's name, for messages and the infotext
+
+
+# diffusers' and A1111's range for the IP-Adapter scale ("Weight").
+MAX_IP_ADAPTER_SCALE = 2.0
+
+
+@dataclass(frozen=True)
+class IPAdapterRef:
+    """An IP-Adapter image prompt (SD 1.x / 2.x and SDXL).
+
+    `model_source`: the adapter's weights, a local `.safetensors` file with `image_proj.*`
+    and `ip_adapter.*` tensors (diffusers' load_ip_adapter layout) or a folder holding one;
+    its CLIP image encoder is the `image_encoder` folder next to the file. `image`: the
+    user's image (PIL, RGB, any size: the encoder's processor resizes it). `scale`: how
+    strongly the image steers the result (A1111's "Weight"; 0 leaves the text alone)."""
+
+    model_source: str
+    image: object
+    scale: float = 1.0
+    name: str = ""  # the library's name, for messages
 
 
 @dataclass(frozen=True)

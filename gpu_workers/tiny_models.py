@@ -20,16 +20,21 @@ from diffusers import (
     StableDiffusionXLPipeline,
     UNet2DConditionModel,
 )
+from safetensors.torch import save_file
 from transformers import (
     CLIPTextConfig,
     CLIPTextModel,
     CLIPTextModelWithProjection,
     CLIPTokenizer,
+    CLIPVisionConfig,
+    CLIPVisionModelWithProjection,
 )
 
 TINY_SD15_NAME = "tiny-sd15"
 TINY_SDXL_NAME = "tiny-sdxl"
 TINY_CONTROLNET_NAME = "tiny-controlnet-sd15"
+TINY_IP_ADAPTER_NAME = "tiny-ip-adapter-sd15"
+TINY_IP_ADAPTER_WEIGHTS = "ip-adapter.safetensors"
 
 # A few BPE merges so the tokenizer really merges; the rest of the vocabulary is bytes.
 _TINY_MERGES = ["t h", "i n", "a n", "e r", "o n</w>", "th e</w>", "c a", "ca t</w>"]
@@ -233,25 +238,10 @@ def _tiny_sdxl_pipeline(build_dir: Path, *, unet_in_channels: int) -> StableDiff
     # states side by side as cross-attention context; sizes and the pooled prompt as an
     # added embedding ("text_time": 6 size numbers × addition_time_embed_dim + pooled).
     # Cut from three resolutions to two and from 320..1280 channels to 32..64.
-    addition_time_embed_dim = 8
-    unet = UNet2DConditionModel(
-        sample_size=8,  # latents; ×8 = 64 px default size
+    unet = _tiny_sdxl_unet(
         in_channels=unet_in_channels,
-        out_channels=4,
-        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
-        up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
-        block_out_channels=(32, 64),
-        layers_per_block=2,
-        transformer_layers_per_block=(1, 2),
-        attention_head_dim=(2, 4),
-        use_linear_projection=True,
-        norm_num_groups=32,
-        cross_attention_dim=(text_encoder.config.hidden_size + text_encoder_2.config.hidden_size),
-        addition_embed_type="text_time",
-        addition_time_embed_dim=addition_time_embed_dim,
-        projection_class_embeddings_input_dim=(
-            6 * addition_time_embed_dim + text_encoder_2.config.projection_dim
-        ),
+        cross_attention_dim=text_encoder.config.hidden_size + text_encoder_2.config.hidden_size,
+        pooled_dim=text_encoder_2.config.projection_dim,
     )
     return StableDiffusionXLPipeline(
         vae=_tiny_vae(scaling_factor=0.13025),  # SDXL VAE's scaling factor
@@ -264,6 +254,102 @@ def _tiny_sdxl_pipeline(build_dir: Path, *, unet_in_channels: int) -> StableDiff
         force_zeros_for_empty_prompt=True,  # as SDXL base: no negative prompt → zeros
         add_watermarker=False,
     )
+
+
+def _tiny_sdxl_unet(
+    *, in_channels: int, cross_attention_dim: int, pooled_dim: int
+) -> UNet2DConditionModel:
+    addition_time_embed_dim = 8
+    return UNet2DConditionModel(
+        sample_size=8,  # latents; ×8 = 64 px default size
+        in_channels=in_channels,
+        out_channels=4,
+        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+        up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+        block_out_channels=(32, 64),
+        layers_per_block=2,
+        transformer_layers_per_block=(1, 2),
+        attention_head_dim=(2, 4),
+        use_linear_projection=True,
+        norm_num_groups=32,
+        cross_attention_dim=cross_attention_dim,
+        addition_embed_type="text_time",
+        addition_time_embed_dim=addition_time_embed_dim,
+        projection_class_embeddings_input_dim=6 * addition_time_embed_dim + pooled_dim,
+    )
+
+
+def build_tiny_ip_adapter(path: str | Path, *, sdxl: bool = False) -> Path:
+    """Build a tiny IP-Adapter for the tiny SD1.5 model (or, with `sdxl`, the tiny SDXL
+    one) as a folder at `path`, laid out like h94/IP-Adapter's: `ip-adapter.safetensors`
+    (`image_proj.*`: the image embedding projected to 4 extra context tokens;
+    `ip_adapter.<n>.to_k_ip/to_v_ip`: a key and value projection for those tokens in every
+    cross-attention layer, numbered as diffusers' load_ip_adapter reads them) and a tiny
+    CLIPVisionModelWithProjection in `image_encoder/`.
+
+    Idempotent: a folder that already has the weights is returned untouched.
+    """
+    return _build_folder(
+        path, lambda build_dir: _TinyIPAdapter(sdxl=sdxl), marker=TINY_IP_ADAPTER_WEIGHTS
+    )
+
+
+class _TinyIPAdapter:
+    """The tiny adapter's tensors and image encoder, saved as build_tiny_ip_adapter says."""
+
+    def __init__(self, *, sdxl: bool):
+        if sdxl:
+            unet = _tiny_sdxl_unet(in_channels=4, cross_attention_dim=80, pooled_dim=48)
+        else:
+            unet = _tiny_sd15_unet(in_channels=4, cross_attention_dim=32)
+        cross_attention_dim = unet.config.cross_attention_dim
+        self.image_encoder = CLIPVisionModelWithProjection(
+            CLIPVisionConfig(
+                hidden_size=32,
+                intermediate_size=64,
+                projection_dim=32,
+                num_hidden_layers=2,
+                num_attention_heads=4,
+                image_size=32,
+                patch_size=8,
+            )
+        )
+        embed_dim = self.image_encoder.config.projection_dim
+        projection = torch.nn.Linear(embed_dim, 4 * cross_attention_dim)
+        norm = torch.nn.LayerNorm(cross_attention_dim)
+        torch.nn.init.normal_(norm.weight, mean=1.0, std=0.1)
+        self.tensors = {
+            "image_proj.proj.weight": projection.weight,
+            "image_proj.proj.bias": projection.bias,
+            "image_proj.norm.weight": norm.weight,
+            "image_proj.norm.bias": norm.bias,
+        }
+        cross_attention = [
+            name for name in unet.attn_processors if not name.endswith("attn1.processor")
+        ]
+        for number, name in enumerate(cross_attention):
+            hidden_size = _block_width(unet, name)
+            for projected in ("to_k_ip", "to_v_ip"):
+                layer = torch.nn.Linear(cross_attention_dim, hidden_size, bias=False)
+                self.tensors[f"ip_adapter.{2 * number + 1}.{projected}.weight"] = layer.weight
+
+    def save_pretrained(self, directory: Path, *, safe_serialization: bool) -> None:
+        tensors = {name: tensor.detach().contiguous() for name, tensor in self.tensors.items()}
+        save_file(tensors, directory / TINY_IP_ADAPTER_WEIGHTS)
+        self.image_encoder.save_pretrained(
+            directory / "image_encoder", safe_serialization=safe_serialization
+        )
+
+
+def _block_width(unet: UNet2DConditionModel, processor_name: str) -> int:
+    """The channels of the UNet block an attention processor is in (diffusers' rule)."""
+    channels = unet.config.block_out_channels
+    if processor_name.startswith("mid_block"):
+        return channels[-1]
+    block = int(processor_name.split(".")[1])
+    if processor_name.startswith("up_blocks"):
+        return list(reversed(channels))[block]
+    return channels[block]
 
 
 def tiny_clip_tokenizer(directory: Path, *, pad_token: str | None = None) -> CLIPTokenizer:

@@ -25,8 +25,10 @@ A1111_KEYS = {"steps", "sampler", "cfg scale", "seed", "size", "model", "model h
 A1111_APPLIED = {
     "Steps", "Sampler", "Schedule type", "CFG scale", "Seed", "Size", "Model", "Clip skip",
     "Batch size", "Version", "Denoising strength", "Hires upscale", "Hires steps",
-    "Hires upscaler", "ControlNet 0",
+    "Hires upscaler",
 }
+# The ControlNet extension's units: "ControlNet 0", "ControlNet 1", ...
+CONTROLNET_UNIT_RE = re.compile(r"ControlNet \d")
 # Written by A1111 for information only; nothing to apply or to warn about.
 A1111_INFORMATIONAL = {"Batch pos"}
 
@@ -98,8 +100,12 @@ def parse_a1111_infotext(text) -> ImportedParameters:
             result.report(key, f"given twice; the first value ({shorten(settings[key])}) was used")
             continue
         settings[key] = raw
-    values = {key: _unquote(raw, key) if key in A1111_APPLIED else raw
-              for key, raw in settings.items()}
+    values = {
+        key: _unquote(raw, key)
+        if key in A1111_APPLIED or CONTROLNET_UNIT_RE.fullmatch(key)
+        else raw
+        for key, raw in settings.items()
+    }
 
     if "Steps" in values:
         result.values["steps"] = int_value(values["Steps"], "Steps")
@@ -121,25 +127,38 @@ def parse_a1111_infotext(text) -> ImportedParameters:
     result.values["clip_skip"] = int_value(values.get("Clip skip", 1), "Clip skip")
     result.values["batch_size"] = int_value(values.get("Batch size", 1), "Batch size")
     _a1111_hires_and_strength(values, result)
-    if "ControlNet 0" in values:
-        _a1111_controlnet(values["ControlNet 0"], result)
+    for key in sorted(key for key in values if CONTROLNET_UNIT_RE.fullmatch(key)):
+        _a1111_controlnet(values[key], result)
     if "Version" in values:
         result.version = shorten(values["Version"])
     for key, raw in settings.items():
-        if key not in A1111_APPLIED and key not in A1111_INFORMATIONAL:
+        if (
+            key not in A1111_APPLIED
+            and key not in A1111_INFORMATIONAL
+            and not CONTROLNET_UNIT_RE.fullmatch(key)
+        ):
             result.report(key, _unquote_lenient(raw))
     return result
 
 
 def _a1111_controlnet(unit, result):
-    """A1111's ControlNet extension's first unit ("Module: canny, Model: ..., Weight: 1,
-    Threshold A: 100, Threshold B: 200, ..."): its weight and canny thresholds fill the
-    form; the model and the control image (not in the PNG) are for the user to choose."""
+    """A unit of A1111's ControlNet extension ("Module: canny, Model: ..., Weight: 1,
+    Threshold A: 100, Threshold B: 200, ..."): a canny unit's weight and thresholds, or an
+    IP-Adapter unit's weight, fill the form; the model and the image (not in the PNG) are
+    for the user to choose."""
     fields = {}
     for part in unit.split(", "):
         key, _, value = part.partition(": ")
         fields[key.strip()] = value.strip()
     module = fields.get("Module", "")
+    if module.startswith("ip-adapter"):
+        if "Weight" in fields:
+            result.values["ip_adapter_scale"] = float_value(fields["Weight"], "IP-Adapter weight")
+        result.report(
+            "IP-Adapter",
+            f"{fields.get('Model', 'a model')} (choose the IP-Adapter model and its image prompt)",
+        )
+        return
     if module and module != "canny":
         result.report("ControlNet", f"{module} (only canny edges are supported here)")
         return

@@ -24,6 +24,7 @@ FIELD_LABELS = {
     "hires_fix": "hires fix",
     "control_scale": "ControlNet weight",
     "control_low_threshold": "canny thresholds",
+    "ip_adapter_scale": "image prompt weight",
 }
 HIRES_UPSCALER = "Lanczos"  # the one upscaler the hires fix has here
 SOURCE_IMAGE_NOTE = ("Source image", "none in the file (img2img); pick one under From an image")

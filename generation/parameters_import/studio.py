@@ -87,6 +87,8 @@ def parse_studio_spec(spec) -> ImportedParameters:
             _studio_hires(value, result)
         elif key == "controlnet":
             _studio_controlnet(value, result)
+        elif key == "ip_adapter":
+            _studio_ip_adapter(value, result)
         elif key == "loras":
             picked_tags = _studio_lora_tags(value)
         elif key == "versions":
@@ -134,6 +136,24 @@ def _studio_controlnet(control, result):
     result.report(
         "ControlNet",
         f"{name or 'a model'} (choose the ControlNet model and its control image)",
+    )
+
+
+def _studio_ip_adapter(ip_adapter, result):
+    """The IP-Adapter's scale fills the form; its model and image prompt are for the user
+    to choose again."""
+    if not ip_adapter:
+        return
+    if not isinstance(ip_adapter, dict):
+        raise ParameterImportError(
+            "The studio metadata is malformed: its IP-Adapter is not an object."
+        )
+    if ip_adapter.get("scale") is not None:
+        result.values["ip_adapter_scale"] = float_value(ip_adapter["scale"], "IP-Adapter scale")
+    model = ip_adapter.get("model")
+    name = model.get("name") if isinstance(model, dict) else model
+    result.report(
+        "IP-Adapter", f"{name or 'a model'} (choose the IP-Adapter model and its image prompt)"
     )
 
 

@@ -1,0 +1,140 @@
+"""IP-Adapter image prompts on a worker, as diffusers' IPAdapterMixin applies them.
+
+An adapter's weights (the image projection and the extra key/value projections of every
+cross-attention layer) and its CLIP image encoder are loaded once per worker and kept,
+like ControlNets. They are put into a pipeline's UNet only while a batch that uses them
+runs (`ip_adapter_active`), then the UNet's own attention processors come back: the next
+batch on the worker, with or without an adapter, never sees this one.
+"""
+
+import contextlib
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from diffusers.models.embeddings import ImageProjection
+from safetensors import safe_open
+from transformers import CLIPImageProcessor, CLIPVisionModelWithProjection
+
+from gpu_workers.requests import GenerationFailed
+
+IMAGE_ENCODER_FOLDER = "image_encoder"
+
+
+@dataclass
+class LoadedIPAdapter:
+    state_dict: dict  # {"image_proj": {...}, "ip_adapter": {...}} on the device
+    image_encoder: CLIPVisionModelWithProjection
+    feature_extractor: CLIPImageProcessor
+
+
+# (source, device, dtype) → the adapter. Adapters are small next to the pipelines they
+# steer (an SD1.5 one is 22M parameters, its ViT-H encoder 630M); they stay loaded.
+_adapters: dict[tuple[str, str, torch.dtype], LoadedIPAdapter] = {}
+_adapters_lock = threading.Lock()
+
+
+def adapter_files(source: str) -> tuple[Path, Path]:
+    """The adapter's weights file and image encoder folder for a library source: a
+    `.safetensors` file, or a folder holding exactly one; the encoder in `image_encoder/`
+    next to the weights."""
+    path = Path(source)
+    if path.is_dir():
+        weights = sorted(path.glob("*.safetensors"))
+        if len(weights) != 1:
+            raise GenerationFailed(
+                f"The IP-Adapter folder {source} must hold exactly one .safetensors file "
+                f"(it holds {len(weights)}); register the file itself instead."
+            )
+        path = weights[0]
+    if path.suffix.lower() != ".safetensors" or not path.is_file():
+        raise GenerationFailed(
+            f"The IP-Adapter {source} is not a .safetensors file or folder on this worker."
+        )
+    encoder = path.parent / IMAGE_ENCODER_FOLDER
+    if not (encoder / "config.json").is_file():
+        raise GenerationFailed(
+            f"The IP-Adapter {path.name} has no CLIP image encoder: put it (a transformers "
+            f"CLIPVisionModelWithProjection folder) at {encoder}."
+        )
+    return path, encoder
+
+
+def load_ip_adapter(source: str, device: torch.device, dtype: torch.dtype) -> LoadedIPAdapter:
+    """The adapter of a library source, loaded on first use and kept."""
+    key = (source, str(device), dtype)
+    with _adapters_lock:
+        adapter = _adapters.get(key)
+        if adapter is None:
+            adapter = _load(source, device, dtype)
+            _adapters[key] = adapter
+        return adapter
+
+
+def _load(source: str, device: torch.device, dtype: torch.dtype) -> LoadedIPAdapter:
+    weights, encoder_folder = adapter_files(source)
+    # The same split as IPAdapterMixin.load_ip_adapter makes of a .safetensors file.
+    state_dict = {"image_proj": {}, "ip_adapter": {}}
+    try:
+        with safe_open(weights, framework="pt", device="cpu") as opened:
+            for name in opened.keys():
+                part, _, rest = name.partition(".")
+                if part in state_dict:
+                    state_dict[part][rest] = opened.get_tensor(name).to(device=device, dtype=dtype)
+        image_encoder = CLIPVisionModelWithProjection.from_pretrained(encoder_folder, dtype=dtype)
+    except (OSError, ValueError, RuntimeError) as error:
+        raise GenerationFailed(f"The IP-Adapter {source} could not be read: {error}") from error
+    if not state_dict["image_proj"] or not state_dict["ip_adapter"]:
+        raise GenerationFailed(
+            f"{weights.name} is not an IP-Adapter: it has no image_proj.* and ip_adapter.* "
+            "tensors."
+        )
+    image_encoder.to(device).eval()
+    size = image_encoder.config.image_size
+    # What load_ip_adapter gives a pipeline that has no feature extractor of its own.
+    feature_extractor = CLIPImageProcessor(size=size, crop_size=size)
+    return LoadedIPAdapter(state_dict, image_encoder, feature_extractor)
+
+
+@contextlib.contextmanager
+def ip_adapter_active(unet, adapter: LoadedIPAdapter, scale: float):
+    """The UNet with the adapter's attention processors and image projection, at `scale`;
+    its own processors and projection come back after, whatever happens inside."""
+    processors = unet.attn_processors
+    projection = unet.encoder_hid_proj
+    hid_dim_type = unet.config.encoder_hid_dim_type
+    try:
+        try:
+            unet._load_ip_adapter_weights([adapter.state_dict])
+        except (KeyError, RuntimeError, ValueError) as error:
+            raise GenerationFailed(
+                "This IP-Adapter does not fit the model (is it made for another base model "
+                f"family?): {str(error)[:200]}"
+            ) from error
+        for processor in unet.attn_processors.values():
+            if hasattr(processor, "scale") and isinstance(processor.scale, list):
+                processor.scale = [scale] * len(processor.scale)
+        yield unet.encoder_hid_proj.image_projection_layers[0]
+    finally:
+        unet.set_attn_processor(processors)
+        unet.encoder_hid_proj = projection
+        unet.config.encoder_hid_dim_type = hid_dim_type
+
+
+def image_embeds(adapter: LoadedIPAdapter, images, projection, cfg_rows, device):
+    """The UNet's `image_embeds` for a batch: each row's image encoded as the pipelines'
+    encode_image does (negatives: zeros, or the encoding of a black image for adapters
+    that read the encoder's hidden states), unconditional rows first, like the prompts."""
+    encoder = adapter.image_encoder
+    pixels = adapter.feature_extractor(list(images), return_tensors="pt").pixel_values
+    pixels = pixels.to(device=device, dtype=encoder.dtype)
+    if isinstance(projection, ImageProjection):
+        embeds = encoder(pixels).image_embeds
+        negative = torch.zeros_like(embeds)
+    else:
+        embeds = encoder(pixels, output_hidden_states=True).hidden_states[-2]
+        negative = encoder(torch.zeros_like(pixels), output_hidden_states=True).hidden_states[-2]
+    # One image per row and adapter: (rows, 1, ...), as prepare_ip_adapter_image_embeds.
+    embeds, negative = embeds.unsqueeze(1), negative.unsqueeze(1)
+    return [torch.cat([negative[cfg_rows], embeds]).to(device=device)]
