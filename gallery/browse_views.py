@@ -7,7 +7,9 @@ from django.utils.cache import patch_vary_headers
 from django.views.decorators.http import require_GET
 
 from gallery import browse
+from gallery.collection_views import select_context
 from gallery.forms import GalleryFilterForm
+from gallery.reactions import with_reactions
 from studio.accounts.models import Project, Team
 from studio.permissions import can, require
 
@@ -24,7 +26,7 @@ def gallery_response(request, scope, context, *, users=True, projects=False):
     cursor = request.GET.get("cursor", "")
     if not browse.decode_cursor(cursor):
         cursor = ""  # not one of ours: start at the top
-    page = browse.image_page(images, cursor)
+    page = browse.image_page(with_reactions(images, request.user), cursor)
     context = {
         **context,
         "form": form,
@@ -32,6 +34,8 @@ def gallery_response(request, scope, context, *, users=True, projects=False):
         "page": page,
         "images": page.images,
         "show_meta": True,
+        "reactions": True,
+        **select_context(request.user, team=context.get("team")),
     }
     template = TEMPLATE
     if request.htmx and not request.htmx.history_restore_request:

@@ -249,3 +249,7 @@ class ImageComment(models.Model):
 
     def __str__(self):
         return f"Comment {self.pk} on image {self.image_id}"
+
+
+from gallery.collection_models import Collection, CollectionItem  # noqa: E402, F401
+from gallery.reaction_models import Favourite, Like  # noqa: E402, F401

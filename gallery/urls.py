@@ -39,4 +39,5 @@ urlpatterns = [
     ),
     path("", include("gallery.review_urls")),  # review state and comments
     path("", include("gallery.deletion_urls")),  # delete, undo, recently deleted
+    path("", include("gallery.collection_urls")),  # explore, likes, collections
 ]

@@ -16,6 +16,7 @@ from django.views.decorators.http import require_GET, require_POST
 from gallery.deletion import deletion_offer
 from gallery.detail import image_lineage, png_without_metadata, remix_projects
 from gallery.models import THUMBNAIL_SIZES, Image, Visibility
+from gallery.reactions import image_panel
 from gallery.review import review_context
 from gallery.sharing import (
     VisibilityRefused,
@@ -153,6 +154,7 @@ def detail_context(request, image, *, shared=False):
         "remix_default": image.project if may_generate else (projects[0] if projects else None),
         **image_lineage(user=user, image=image),
         **sharing_context(request, image),
+        **image_panel(image, user),
         **(review_context(user=user, image=image) if is_member else {}),
         **deletion_offer(user=user, image=image),
     }

@@ -36,6 +36,11 @@
     lightbox.querySelector("[data-lightbox-details]").href = link.getAttribute("href");
     lightbox.querySelector("[data-lightbox-download]").href = link.dataset.full + "?download=1";
     current = link;
+    // The card's like button, if it has one (static/js/collections.js keeps copies in step).
+    const reactions = lightbox.querySelector("[data-lightbox-reactions]");
+    const like = link.closest(".thumb").querySelector("[data-reaction]");
+    reactions.replaceChildren(...(like ? [like.cloneNode(true)] : []));
+    if (like) htmx.process(reactions);
     if (!lightbox.open) lightbox.showModal();
     updateSteps();
   }

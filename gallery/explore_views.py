@@ -1,0 +1,43 @@
+"""The Explore page: everyone's public images, for everyone, signed in or not."""
+
+from django.shortcuts import render
+from django.utils.cache import patch_vary_headers
+from django.views.decorators.http import require_GET
+
+from gallery import explore
+from gallery.collection_views import select_context
+
+TEMPLATE = "gallery/explore.html"
+
+
+@require_GET
+def explore_page(request):
+    """The whole page, or for HTMX the results (filters changed) or the next page."""
+    scope = explore.explore_images()
+    form = explore.ExploreFilterForm(request.GET, choices=explore.filter_choices(scope))
+    filters = form.filters()
+    sort = form.sort_order()
+    images = explore.filter_explore(scope, filters)
+    cursor = request.GET.get("cursor", "")
+    if not explore.decode(cursor, sort):
+        cursor = ""  # not one of ours (or of another order): start at the top
+    page = explore.explore_page(images, user=request.user, sort=sort, cursor=cursor)
+    context = {
+        "form": form,
+        "filtered": any(name != "sort" for name in filters),
+        "page": page,
+        "images": page.images,
+        "reactions": True,
+        "show_remixes": True,
+        "sort": sort,
+        **select_context(request.user),
+    }
+    template = TEMPLATE
+    if request.htmx and not request.htmx.history_restore_request:
+        template += "#page" if cursor else "#results"
+    if not cursor:
+        context["total"] = images.count()
+    response = render(request, template, context)
+    # The same address answers with a page or a fragment: caches must keep them apart.
+    patch_vary_headers(response, ["HX-Request"])
+    return response

@@ -1,0 +1,96 @@
+// Grids with a select mode (templates/gallery/collection_select.html): "Select" shows a
+// checkbox over every card (a click anywhere on a card checks it instead of opening the
+// lightbox); the checked images go to the chosen collection in one post. Also: every copy
+// of an image's like button (card, lightbox) shows the same state after one is pressed,
+// collection cards move up and down without a reload, and [data-confirm] forms ask first.
+(function () {
+  "use strict";
+
+  const bar = document.querySelector("[data-select-bar]");
+
+  function boxes() {
+    return Array.from(document.querySelectorAll("[data-select-image]"));
+  }
+
+  function updateCount() {
+    if (!bar) return;
+    const checked = boxes().filter(function (box) { return box.checked; }).length;
+    bar.querySelector("[data-select-count]").textContent =
+      checked ? checked + " selected" : "None selected";
+    const submit = bar.querySelector("[data-select-submit]");
+    if (submit) submit.disabled = checked === 0;
+  }
+
+  function setSelecting(on) {
+    document.body.classList.toggle("is-selecting", on);
+    const toggle = bar.querySelector("[data-select-toggle]");
+    toggle.setAttribute("aria-pressed", String(on));
+    bar.querySelector("[data-select-label]").textContent = on ? "Done" : "Select";
+    bar.querySelector("[data-select-actions]").hidden = !on;
+    if (!on) {
+      boxes().forEach(function (box) { box.checked = false; });
+      bar.querySelector("#select-result").replaceChildren();
+    }
+    updateCount();
+  }
+
+  if (bar) {
+    bar.querySelector("[data-select-toggle]").addEventListener("click", function () {
+      setSelecting(!document.body.classList.contains("is-selecting"));
+    });
+    bar.querySelector("[data-select-clear]").addEventListener("click", function () {
+      boxes().forEach(function (box) { box.checked = false; });
+      updateCount();
+    });
+    document.addEventListener("change", function (event) {
+      if (event.target.matches("[data-select-image]")) {
+        event.target.closest(".thumb").classList.toggle("is-selected", event.target.checked);
+        updateCount();
+      }
+    });
+    // Added: the checks go, the message stays.
+    bar.addEventListener("htmx:afterRequest", function (event) {
+      if (event.detail.elt !== bar || !event.detail.successful) return;
+      boxes().forEach(function (box) {
+        box.checked = false;
+        box.closest(".thumb").classList.remove("is-selected");
+      });
+      updateCount();
+    });
+  }
+
+  // One like, every copy of its button: the response replaces the pressed one (htmx),
+  // and here the others.
+  document.body.addEventListener("htmx:afterRequest", function (event) {
+    const form = event.detail.elt;
+    if (!form.matches || !form.matches("[data-reaction]") || !event.detail.successful) return;
+    const key = form.dataset.reaction;
+    const html = event.detail.xhr.responseText;
+    document.querySelectorAll('[data-reaction="' + key + '"]').forEach(function (other) {
+      if (other === form || !other.isConnected) return;
+      const holder = document.createElement("div");
+      holder.innerHTML = html.trim();
+      const fresh = holder.firstElementChild;
+      other.replaceWith(fresh);
+      htmx.process(fresh);
+    });
+  });
+
+  // Reordering: the server swapped the image with its neighbour; the page follows.
+  document.body.addEventListener("htmx:afterRequest", function (event) {
+    const form = event.detail.elt;
+    if (!form.matches || !form.matches("[data-move]") || !event.detail.successful) return;
+    const item = form.closest("[data-collection-item]");
+    const up = event.detail.requestConfig.parameters.direction === "up"
+      || (event.detail.requestConfig.formData && event.detail.requestConfig.formData.get("direction") === "up");
+    const neighbour = up ? item.previousElementSibling : item.nextElementSibling;
+    if (!neighbour || !neighbour.matches("[data-collection-item]")) return;
+    if (up) neighbour.before(item); else neighbour.after(item);
+    item.querySelector("button[name=direction][value=" + (up ? "up" : "down") + "]").focus();
+  });
+
+  document.addEventListener("submit", function (event) {
+    const message = event.target.dataset && event.target.dataset.confirm;
+    if (message && !window.confirm(message)) event.preventDefault();
+  });
+})();
