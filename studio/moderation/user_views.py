@@ -48,7 +48,7 @@ def back_url(kind, subject):
 @login_required
 def report(request, kind, pk):
     subject = reportable(request.user, kind, pk)
-    form = ReportForm(request.POST or None)
+    form = ReportForm(request.POST if request.method == "POST" else None)
     status = 200
     if request.method == "POST":
         if form.is_valid():
@@ -84,7 +84,7 @@ def removal_for(user, pk):
 def removal_detail(request, pk):
     """Why something was removed, the strike it gave, and the one appeal."""
     removal = removal_for(request.user, pk)
-    form = AppealForm(request.POST or None)
+    form = AppealForm(request.POST if request.method == "POST" else None)
     status = 200
     if request.method == "POST":
         if removal.owner_id != request.user.pk:
