@@ -39,6 +39,9 @@ class LoraQuerySet(models.QuerySet):
             found = found.filter(family=family)
         return found
 
+    def enabled(self):
+        return self.filter(disabled_reason="")
+
     def with_usage(self):
         return self.annotate(usage_count=models.Count("job_uses__job", distinct=True))
 
@@ -72,6 +75,9 @@ class Lora(models.Model):
     created_at = models.DateTimeField(default=timezone.now)
     # Shown to everyone once moderators approve it (not yet offered).
     is_public = models.BooleanField(default=False)
+    # Why it may no longer be used (e.g. the consent for its subject was revoked); blank:
+    # usable. Disabled LoRAs leave the picker and jobs naming them are refused.
+    disabled_reason = models.CharField(max_length=300, blank=True)
 
     objects = LoraQuerySet.as_manager()
 

@@ -345,10 +345,16 @@ def check_stack(stack, model):
                 field=where,
             )
         seen[choice.lora.pk] = choice.in_prompt
+        if choice.lora.disabled_reason:
+            raise LoraStackError(disabled_refusal(choice.lora), field=where)
         if model is not None:
             mismatch = family_mismatch(choice.lora, model)
             if mismatch:
                 raise LoraStackError(mismatch, field=where)
+
+
+def disabled_refusal(lora):
+    return f"LoRA “{lora.name}” is disabled: {lora.disabled_reason}. Remove it from the job."
 
 
 def lora_stack_refusal(*, project, model, loras):
@@ -428,6 +434,8 @@ def job_lora_refs(job):
                 f"LoRA “{used.name}” was removed from the library before the job ran. "
                 "Duplicate the job and choose another LoRA."
             )
+        if used.lora.disabled_reason:  # disabled after the job was queued
+            raise GenerationFailed(disabled_refusal(used.lora))
         refs.append(
             LoraRef(
                 sha256=used.sha256,

@@ -22,6 +22,14 @@ def run_generation_job(self, job_id):
         raise self.retry(countdown=look_again_in, max_retries=None)
 
 
+@shared_task(name="generation.tasks.run_training", acks_late=True)
+def run_training(run_id):
+    # Imported here so web nodes, which only enqueue, never import torch.
+    from generation.training_execution import training_execute
+
+    training_execute(run_id=run_id)
+
+
 def preload_sources():
     """STUDIO_PRELOAD_MODELS: comma-separated Hub ids or folders a worker loads at start."""
     raw = os.environ.get("STUDIO_PRELOAD_MODELS", "")

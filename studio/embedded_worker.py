@@ -49,15 +49,32 @@ def submit_cpu_task(task, *args):
     return _cpu_executor.submit(_run_task, task, args)
 
 
+# Training runs: one at a time in a thread of their own, beside generation, as a worker
+# consuming the `train` queue.
+_train_executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="embedded-train")
+
+
+def submit_training(run_id):
+    from generation.tasks import run_training
+
+    return _train_executor.submit(_run_task, run_training, (run_id,))
+
+
 def resume_unfinished_jobs():
     """Requeue what a previous run of the server left queued or running."""
-    from generation.models import GenerationJob, JobStatus
+    from generation.models import GenerationJob, JobStatus, TrainingRun
 
     GenerationJob.objects.filter(status=JobStatus.RUNNING).update(status=JobStatus.QUEUED)
     for job_id in GenerationJob.objects.queued().order_by("created_at", "id").values_list(
         "pk", flat=True
     ):
         submit_generation(job_id)
+    # A run the server stopped in the middle starts again from its first step.
+    TrainingRun.objects.filter(status=JobStatus.RUNNING).update(status=JobStatus.QUEUED)
+    for run_id in TrainingRun.objects.filter(status=JobStatus.QUEUED).order_by(
+        "created_at", "id"
+    ).values_list("pk", flat=True):
+        submit_training(run_id)
 
 
 def resume_unfinished_jobs_soon():

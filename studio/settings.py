@@ -157,10 +157,14 @@ CELERY_BROKER_URL = REDIS_URL or None
 STUDIO_GPU_QUEUE = os.environ.get("STUDIO_GPU_QUEUE", "gpu")
 # CPU work (thumbnails): `celery -A studio worker -Q default` on any host.
 STUDIO_CPU_QUEUE = os.environ.get("STUDIO_CPU_QUEUE", "default")
+# LoRA training runs (minutes to hours): a queue of their own, so that they never hold up
+# short generation jobs; `celery -A studio worker -Q train` on GPU hosts.
+STUDIO_TRAIN_QUEUE = os.environ.get("STUDIO_TRAIN_QUEUE", "train")
 # Image scans (classifier and perceptual hash) run on CPU workers consuming this queue.
 STUDIO_MODERATION_QUEUE = os.environ.get("STUDIO_MODERATION_QUEUE", "moderation")
 CELERY_TASK_ROUTES = {
     "generation.tasks.run_generation_job": {"queue": STUDIO_GPU_QUEUE},
+    "generation.tasks.run_training": {"queue": STUDIO_TRAIN_QUEUE},
     "gallery.tasks.make_thumbnails": {"queue": STUDIO_CPU_QUEUE},
     "studio.moderation.tasks.scan_image": {"queue": STUDIO_MODERATION_QUEUE},
     "gallery.tasks.purge_deleted_images": {"queue": STUDIO_CPU_QUEUE},

@@ -8,5 +8,6 @@ urlpatterns = [
     path("", include("studio.moderation.urls")),
     path("", include("generation.library_urls")),
     path("", include("generation.lora_urls")),
+    path("", include("generation.subject_urls")),
     path("", include("gallery.urls")),
 ]

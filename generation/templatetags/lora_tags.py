@@ -29,7 +29,7 @@ def _chosen(form):
 @register.inclusion_tag("generation/includes/lora_picker.html")
 def lora_picker(form, project):
     team = project.team
-    options = list(Lora.objects.for_team(team).order_by("name"))
+    options = list(Lora.objects.for_team(team).enabled().order_by("name"))
     by_id = {str(lora.pk): lora for lora in options}
     rows = []
     for lora_id, weight in _chosen(form):

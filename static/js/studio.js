@@ -95,6 +95,7 @@
   }
 
   function handle(event) {
+    if (event.type.startsWith("training.")) return; // the training run's page shows them
     const item = jobItem(event.job_id);
     if (!item) {
       // A job this page has not drawn yet (another member's, or a reload race).

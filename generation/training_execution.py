@@ -1,0 +1,244 @@
+"""Running a training run on a worker. Imports torch (through gpu_workers): workers only."""
+
+import base64
+import io
+import logging
+import shutil
+from datetime import timedelta
+from pathlib import Path
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.core.files.base import ContentFile
+from django.core.files.uploadedfile import UploadedFile
+from django.db.models import F, Q
+from django.utils import timezone
+from PIL import Image as PILImage
+
+from generation.execution import worker_name
+from generation.lora_services import check_lora_upload, lora_create, unused_name
+from generation.models import JobStatus
+from generation.training_models import TrainingRun, TrainingSample, thin_losses
+from gpu_workers.requests import GenerationFailed
+from gpu_workers.training_plan import (
+    TrainingCanceled,
+    TrainingFailed,
+    TrainingImage,
+    TrainingRequest,
+)
+from studio.realtime.events import publish
+
+logger = logging.getLogger(__name__)
+
+SAMPLE_EVENT_SIDE = 256  # samples travel in events as JPEGs at most this large
+
+
+def lease_deadline():
+    return timezone.now() + timedelta(seconds=settings.STUDIO_JOB_LEASE_S)
+
+
+def training_claim(run_id):
+    """Take the run: queued, or running on a worker whose lease lapsed (it died). One
+    conditional UPDATE, so a redelivered message never runs it twice."""
+    claimable = Q(status=JobStatus.QUEUED) | Q(
+        status=JobStatus.RUNNING, lease_expires_at__lt=timezone.now()
+    )
+    return TrainingRun.objects.filter(
+        claimable, pk=run_id, attempts__lt=settings.STUDIO_JOB_MAX_ATTEMPTS
+    ).update(
+        status=JobStatus.RUNNING,
+        attempts=F("attempts") + 1,
+        started_at=timezone.now(),
+        progress_step=0,
+        losses=[],
+        lease_expires_at=lease_deadline(),
+        worker=worker_name(),
+    ) == 1
+
+
+def training_execute(*, run_id):
+    """Run the training run `run_id` if it is this message's to run; idempotent."""
+    if not training_claim(run_id):
+        logger.info("Training run %s is not queued (or runs elsewhere): nothing to do", run_id)
+        return
+    from gpu_workers.training import train_dreambooth_lora
+
+    run = TrainingRun.objects.select_related(
+        "subject", "subject__team", "project", "model", "created_by"
+    ).get(pk=run_id)
+    group = run.project.events_group()
+    held = TrainingRun.objects.filter(pk=run.pk, status=JobStatus.RUNNING, attempts=run.attempts)
+    log_lines = [run.log] if run.log else []
+    losses = []
+    canceled = [False]
+
+    def keep(**fields):
+        """Renew the lease (writing `fields`); notes a cancel request or a lost hold."""
+        if not held.update(lease_expires_at=lease_deadline(), **fields):
+            canceled[0] = True  # another attempt took the run over
+            return
+        if held.filter(cancel_requested_at__isnull=False).exists():
+            canceled[0] = True
+
+    def on_log(line):
+        stamped = f"[{timezone.now():%H:%M:%S}] {line}"
+        log_lines.append(stamped)
+        keep(log="\n".join(log_lines))
+        publish(group, run.event_payload(type="training.log", line=stamped))
+
+    def on_step(step, total, loss):
+        nonlocal losses
+        losses = thin_losses([*losses, [step, round(loss, 5)]])
+        run.progress_step = step
+        keep(progress_step=step, losses=losses)
+        publish(group, run.event_payload(type="training.progress", loss=loss))
+
+    def on_sample(step, image):
+        sample = TrainingSample(run=run, step=step)
+        sample.file.save("sample.png", ContentFile(png_bytes(image)), save=False)
+        sample.save()
+        publish(
+            group,
+            run.event_payload(
+                type="training.sample",
+                sample_step=step,
+                url=sample.get_absolute_url(),
+                preview=jpeg_data_url(image),
+            ),
+        )
+
+    on_log(f"Attempt {run.attempts} on {worker_name()}.")
+    publish(group, run.event_payload(type="training.started"))
+    try:
+        result = train_dreambooth_lora(
+            training_request(run),
+            on_step=on_step,
+            on_sample=on_sample,
+            on_log=on_log,
+            should_cancel=lambda: canceled[0],
+        )
+        try:
+            lora = lora_from_run(run, result.lora_path)
+        finally:
+            shutil.rmtree(Path(result.lora_path).parent, ignore_errors=True)
+        on_log(f"Added “{lora.name}” to {run.subject.team.name}'s LoRA library.")
+        finished = held.update(
+            status=JobStatus.FINISHED,
+            finished_at=timezone.now(),
+            lora=lora,
+            evaluation_loss_before=result.evaluation_loss_before,
+            evaluation_loss_after=result.evaluation_loss_after,
+        )
+        if not finished:
+            logger.warning("Training run %s was taken over by another attempt", run.pk)
+            return
+        run.refresh_from_db()
+        publish(
+            group,
+            run.event_payload(
+                type="training.finished", lora_id=lora.pk, lora_url=lora.get_absolute_url()
+            ),
+        )
+    except TrainingCanceled as stop:
+        on_log(str(stop))
+        if held.update(status=JobStatus.CANCELED, finished_at=timezone.now(), error=str(stop)):
+            run.status = JobStatus.CANCELED
+            publish(group, run.event_payload(type="training.canceled"))
+    except Exception as error:
+        logger.exception("Training run %s failed", run.pk)
+        reason = failure_reason(error)
+        on_log(f"Failed: {reason}")
+        if held.update(status=JobStatus.FAILED, finished_at=timezone.now(), error=reason):
+            run.status = JobStatus.FAILED
+            publish(group, run.event_payload(type="training.failed", error=reason))
+
+
+def training_request(run):
+    """The run as gpu_workers takes it: each image cropped to its square at the training
+    resolution, with its caption."""
+    subject = run.subject
+    refusal = subject.training_refusal()
+    if refusal:  # images deleted or consent revoked since the run was queued
+        raise TrainingFailed(refusal)
+    images = []
+    for image in subject.images.all():
+        with image.file.open("rb") as opened:
+            picture = PILImage.open(opened).convert("RGB")
+        square = picture.crop(image.crop_box()).resize(
+            (run.resolution, run.resolution), PILImage.Resampling.LANCZOS
+        )
+        images.append(TrainingImage(image=square, caption=image.training_caption()))
+    return TrainingRequest(
+        model_source=run.model.source,
+        model_config=run.model.config_source or None,
+        images=tuple(images),
+        instance_prompt=subject.instance_prompt(),
+        class_prompt=subject.class_prompt(),
+        resolution=run.resolution,
+        steps=run.steps,
+        learning_rate=run.learning_rate,
+        rank=run.rank,
+        batch_size=run.batch_size,
+        seed=run.seed,
+        train_text_encoder=run.train_text_encoder,
+        prior_preservation=run.prior_preservation,
+        class_images=run.class_images,
+        sample_prompt=run.sample_prompt,
+        sample_every=run.sample_every,
+        metadata={
+            "ss_sd_model_name": run.model.name,
+            "ss_base_model_version": "sd_v2" if run.model.family == "sd2" else "sd_v1",
+            "modelspec.trigger_phrase": f"{subject.token} {subject.class_word}",
+            "ss_output_name": subject.name,
+        },
+    )
+
+
+def lora_from_run(run, path):
+    """The trained file into the team's library, through the same checks as an upload."""
+    subject, team = run.subject, run.subject.team
+    if subject.depicts_person and subject.active_consent() is None:
+        raise TrainingFailed("The subject's consent was revoked during training; no LoRA was kept.")
+    with open(path, "rb") as opened:
+        upload = UploadedFile(
+            opened, name=f"{subject.token}.safetensors",
+            content_type="application/octet-stream", size=Path(path).stat().st_size,
+        )
+        checked = check_lora_upload(team=team, upload=upload)
+        return lora_create(
+            team=team,
+            user=run.created_by,
+            checked=checked,
+            name=unused_name(team, subject.name[:80]),
+            description=(
+                f"DreamBooth-LoRA of {subject.name} ({subject.instance_prompt()}), trained in "
+                f"{run.project.name}: {run.steps} steps, rank {run.rank}, "
+                f"{run.resolution}px."
+            ),
+            family=run.model.family,
+            trigger_words=f"{subject.token} {subject.class_word}",
+        )
+
+
+def png_bytes(image):
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def jpeg_data_url(image):
+    small = image.copy()
+    small.thumbnail((SAMPLE_EVENT_SIDE, SAMPLE_EVENT_SIDE))
+    buffer = io.BytesIO()
+    small.convert("RGB").save(buffer, format="JPEG", quality=80)
+    return "data:image/jpeg;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+def failure_reason(error):
+    """A message a user can act on; the traceback stays in the worker's log."""
+    if isinstance(error, ValidationError):  # the library refused the trained file
+        return " ".join(error.messages)[:500]
+    text = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+    if isinstance(error, (TrainingFailed, GenerationFailed)):
+        return text[:500]
+    return f"The worker could not train this LoRA ({type(error).__name__}: {text[:400]})."

@@ -1,0 +1,387 @@
+"""DreamBooth-LoRA training on a worker, after diffusers' examples/dreambooth/
+train_dreambooth_lora.py: LoRA adapters (peft) on the UNet's attention projections (and
+optionally the text encoder's), the noise-prediction loss on the subject's images, with
+optional prior preservation on class images this worker generates first.
+
+The result is a `.safetensors` file in diffusers' LoRA layout, which the studio's LoRA
+library and `gpu_workers.loras` load like any uploaded LoRA.
+"""
+
+import logging
+import math
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from diffusers import DDPMScheduler, StableDiffusionPipeline
+from diffusers.training_utils import cast_training_params
+from diffusers.utils import convert_state_dict_to_diffusers
+from peft import LoraConfig, inject_adapter_in_model
+from peft.utils import get_peft_model_state_dict
+from safetensors.torch import load_file, save_file
+
+from gpu_workers import pipelines
+from gpu_workers.config import WorkerConfig
+from gpu_workers.training_plan import (
+    TrainingCanceled,
+    TrainingFailed,
+    TrainingRequest,
+)
+
+logger = logging.getLogger(__name__)
+
+UNET_TARGET_MODULES = ["to_k", "to_q", "to_v", "to_out.0"]
+TEXT_ENCODER_TARGET_MODULES = ["q_proj", "k_proj", "v_proj", "out_proj"]
+# The loss on the subject's images at these noise levels with fixed noise: a measure of
+# how well the LoRA learned them that, unlike the training loss, is not noisy.
+EVALUATION_TIMESTEPS = (100, 300, 500, 700, 900)
+SAMPLE_GUIDANCE = 7.0
+LORA_FILE_NAME = "pytorch_lora_weights.safetensors"
+
+
+@dataclass(frozen=True)
+class TrainingResult:
+    lora_path: str  # in a temporary folder: the caller stores it and removes the folder
+    losses: list  # the training loss at every step
+    evaluation_loss_before: float
+    evaluation_loss_after: float
+    seconds: float
+
+
+def train_dreambooth_lora(
+    request: TrainingRequest,
+    *,
+    config: WorkerConfig | None = None,
+    on_step: Callable[[int, int, float], None] | None = None,
+    on_sample: Callable[[int, object], None] | None = None,
+    on_log: Callable[[str], None] | None = None,
+    should_cancel: Callable[[], bool] | None = None,
+) -> TrainingResult:
+    """Train a LoRA for `request` on this worker's device.
+
+    `on_step(step, total, loss)` after every optimisation step, `on_sample(step, image)`
+    with each sample image, `on_log(line)` with what a user reads in the run's log; all run
+    on the calling thread. `should_cancel()` is asked before every step and class image;
+    True stops the run with TrainingCanceled.
+    """
+    config = config or WorkerConfig.from_env()
+    log = on_log or (lambda line: None)
+    cancel = should_cancel or (lambda: False)
+    started = time.monotonic()
+    device = torch.device(config.device)
+    generator = torch.Generator().manual_seed(request.seed)
+
+    log(f"Loading {request.model_source} on {config.device}.")
+    # A private copy, outside the generation cache: training adds adapters to its weights.
+    pipe = pipelines._load(request.model_source, config, request.model_config)
+    if pipelines.pipeline_family(pipe) != pipelines.SD:
+        raise TrainingFailed(
+            "DreamBooth-LoRA training runs on Stable Diffusion 1.x and 2.x models only; choose "
+            "one of those as the base model."
+        )
+    pipe.to(device)
+    pipe.set_progress_bar_config(disable=True)
+    unet, vae, text_encoder, tokenizer = pipe.unet, pipe.vae, pipe.text_encoder, pipe.tokenizer
+    for model in (unet, vae, text_encoder):
+        model.requires_grad_(False)
+    noise_scheduler = DDPMScheduler.from_config(pipe.scheduler.config)
+
+    class_images = []
+    if request.prior_preservation and request.class_images:
+        class_images = _generate_class_images(pipe, request, device, log, cancel)
+
+    weight_dtype = next(unet.parameters()).dtype
+    autocast = torch.autocast(
+        device.type, dtype=weight_dtype, enabled=weight_dtype != torch.float32
+    )
+    instance_pixels = _pixels([item.image for item in request.images]).to(device, weight_dtype)
+    class_pixels = _pixels(class_images).to(device, weight_dtype) if class_images else None
+    with torch.no_grad():
+        instance_latents = _encode(vae, instance_pixels)
+        class_latents = _encode(vae, class_pixels) if class_pixels is not None else None
+    instance_ids = _token_ids(tokenizer, [item.caption for item in request.images]).to(device)
+    class_ids = (
+        _token_ids(tokenizer, [request.class_prompt]).to(device) if class_images else None
+    )
+
+    evaluation = _evaluation_batch(instance_latents, noise_scheduler, request.seed)
+    evaluation_before = _evaluation_loss(
+        unet, text_encoder, instance_ids, evaluation, noise_scheduler, autocast
+    )
+    log(f"Loss on the subject's images before training (fixed noise): {evaluation_before:.4f}.")
+
+    unet.add_adapter(
+        LoraConfig(
+            r=request.rank,
+            lora_alpha=request.rank,
+            init_lora_weights="gaussian",
+            target_modules=UNET_TARGET_MODULES,
+        )
+    )
+    trained = [unet]
+    if request.train_text_encoder:
+        # peft itself, not transformers' add_adapter, which asks for a newer peft.
+        inject_adapter_in_model(
+            LoraConfig(
+                r=request.rank,
+                lora_alpha=request.rank,
+                init_lora_weights="gaussian",
+                target_modules=TEXT_ENCODER_TARGET_MODULES,
+            ),
+            text_encoder,
+        )
+        trained.append(text_encoder)
+    # LoRA weights train in fp32 even when the frozen model runs in half precision.
+    cast_training_params(trained, dtype=torch.float32)
+    parameters = [p for model in trained for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(
+        parameters, lr=request.learning_rate, betas=(0.9, 0.999), weight_decay=1e-2, eps=1e-8
+    )
+    scaler = torch.amp.GradScaler(device.type, enabled=weight_dtype == torch.float16)
+    log(
+        f"Training {sum(p.numel() for p in parameters):,} LoRA parameters (rank {request.rank}"
+        f"{', text encoder too' if request.train_text_encoder else ''}) for {request.steps} "
+        f"steps on {len(request.images)} images at {request.resolution}px."
+    )
+
+    with torch.no_grad():  # a frozen text encoder's states are the same at every step
+        cached_states = (
+            None if request.train_text_encoder else _encode_text(text_encoder, instance_ids)
+        )
+        cached_class_state = (
+            None if request.train_text_encoder or class_ids is None
+            else _encode_text(text_encoder, class_ids)
+        )
+    order = _batches(len(request.images), request.batch_size, generator)
+    losses = []
+    for step in range(1, request.steps + 1):
+        if cancel():
+            raise TrainingCanceled(f"Canceled at step {step - 1} of {request.steps}.")
+        for model in trained:
+            model.train()
+        picked = next(order)
+        latents = _sample_latents(instance_latents, picked, generator)
+        if request.train_text_encoder:
+            states = _encode_text(text_encoder, instance_ids[picked])
+        else:
+            states = cached_states[picked]
+        if class_latents is not None:
+            class_picked = torch.randint(len(class_images), (len(picked),), generator=generator)
+            latents = torch.cat([latents, _sample_latents(class_latents, class_picked, generator)])
+            class_states = (
+                _encode_text(text_encoder, class_ids) if request.train_text_encoder
+                else cached_class_state
+            ).expand(len(picked), -1, -1)
+            states = torch.cat([states, class_states])
+        with autocast:
+            loss = _diffusion_loss(
+                unet, latents, states, noise_scheduler, generator,
+                prior_count=len(picked) if class_latents is not None else 0,
+                prior_loss_weight=request.prior_loss_weight,
+            )
+        scaler.scale(loss).backward()
+        scaler.unscale_(optimizer)
+        torch.nn.utils.clip_grad_norm_(parameters, 1.0)
+        scaler.step(optimizer)
+        scaler.update()
+        optimizer.zero_grad(set_to_none=True)
+        value = float(loss.detach())
+        if not math.isfinite(value):
+            raise TrainingFailed(
+                f"The loss became {value} at step {step}: the learning rate "
+                f"{request.learning_rate:g} is too high for this model. Try a lower one."
+            )
+        losses.append(value)
+        if on_step:
+            on_step(step, request.steps, value)
+        is_sample_step = request.sample_every and step % request.sample_every == 0
+        if on_sample and (is_sample_step or step == request.steps):
+            on_sample(step, _sample(pipe, request, device))
+
+    evaluation_after = _evaluation_loss(
+        unet, text_encoder, instance_ids, evaluation, noise_scheduler, autocast
+    )
+    log(f"Loss on the subject's images after training (fixed noise): {evaluation_after:.4f}.")
+    lora_path = _save_lora(unet, text_encoder if request.train_text_encoder else None, request)
+    seconds = time.monotonic() - started
+    log(f"Saved the LoRA ({Path(lora_path).stat().st_size:,} bytes) after {seconds:.0f} s.")
+    return TrainingResult(
+        lora_path=lora_path,
+        losses=losses,
+        evaluation_loss_before=evaluation_before,
+        evaluation_loss_after=evaluation_after,
+        seconds=seconds,
+    )
+
+
+def _generate_class_images(pipe, request, device, log, cancel):
+    """Prior preservation's class images ("a photo of dog"), made by the base model before
+    any adapter is added."""
+    log(f"Generating {request.class_images} class images for “{request.class_prompt}”.")
+    images = []
+    for n in range(request.class_images):
+        if cancel():
+            raise TrainingCanceled(f"Canceled while generating class image {n + 1}.")
+        images.append(
+            pipe(
+                request.class_prompt,
+                num_inference_steps=request.sample_steps,
+                guidance_scale=SAMPLE_GUIDANCE,
+                width=request.resolution,
+                height=request.resolution,
+                generator=torch.Generator(device).manual_seed(request.seed + 1 + n),
+            ).images[0]
+        )
+        log(f"Class image {n + 1} of {request.class_images} made.")
+    return images
+
+
+def _pixels(images):
+    """PIL images as one tensor scaled to -1..1, the VAE's input."""
+    arrays = np.stack([np.asarray(image.convert("RGB"), dtype=np.float32) for image in images])
+    return torch.from_numpy(arrays).permute(0, 3, 1, 2) / 127.5 - 1.0
+
+
+def _encode(vae, pixels):
+    """The VAE's latent distribution of each image: the VAE is frozen, so it is encoded
+    once and a latent drawn from it at every step, as encoding every step would."""
+    distribution = vae.encode(pixels).latent_dist
+    return {
+        "mean": distribution.mean.float(),
+        "std": distribution.std.float(),
+        "scale": vae.config.scaling_factor,
+    }
+
+
+def _sample_latents(encoded, picked, generator):
+    mean, std = encoded["mean"][picked], encoded["std"][picked]
+    noise = torch.randn(mean.shape, generator=generator).to(mean.device)
+    return (mean + std * noise) * encoded["scale"]
+
+
+def _token_ids(tokenizer, prompts):
+    return tokenizer(
+        prompts,
+        padding="max_length",
+        max_length=tokenizer.model_max_length,
+        truncation=True,
+        return_tensors="pt",
+    ).input_ids
+
+
+def _encode_text(text_encoder, ids):
+    return text_encoder(ids)[0]
+
+
+def _batches(count, batch_size, generator):
+    """Image indices for each step: shuffled passes over the images, batch_size a step."""
+    pending = []
+    while True:
+        while len(pending) < batch_size:
+            pending.extend(torch.randperm(count, generator=generator).tolist())
+        picked, pending = pending[:batch_size], pending[batch_size:]
+        yield torch.tensor(picked)
+
+
+def _diffusion_loss(unet, latents, states, scheduler, generator, *, prior_count,
+                    prior_loss_weight):
+    """The DreamBooth loss: predict the noise (or velocity) added at a random timestep;
+    with prior preservation, the last `prior_count` rows are class images whose loss is
+    weighted by `prior_loss_weight`."""
+    noise = torch.randn(latents.shape, generator=generator).to(latents.device)
+    timesteps = torch.randint(
+        scheduler.config.num_train_timesteps, (len(latents),), generator=generator
+    ).to(latents.device)
+    dtype = next(unet.parameters()).dtype
+    noisy = scheduler.add_noise(latents, noise, timesteps)
+    prediction = unet(noisy.to(dtype), timesteps, states.to(dtype)).sample.float()
+    target = _target(scheduler, latents, noise, timesteps)
+    if not prior_count:
+        return F.mse_loss(prediction, target)
+    instance_count = len(latents) - prior_count
+    loss = F.mse_loss(prediction[:instance_count], target[:instance_count])
+    prior = F.mse_loss(prediction[instance_count:], target[instance_count:])
+    return loss + prior_loss_weight * prior
+
+
+def _target(scheduler, latents, noise, timesteps):
+    if scheduler.config.prediction_type == "v_prediction":  # SD 2.x 768
+        return scheduler.get_velocity(latents, noise, timesteps)
+    return noise
+
+
+def _evaluation_batch(encoded, scheduler, seed):
+    """Fixed latents (the distributions' means), noise and timesteps for every image."""
+    generator = torch.Generator().manual_seed(seed + 7919)
+    latents = encoded["mean"] * encoded["scale"]
+    rows = []
+    for timestep in EVALUATION_TIMESTEPS:
+        timestep = min(timestep, scheduler.config.num_train_timesteps - 1)
+        noise = torch.randn(latents.shape, generator=generator).to(latents.device)
+        rows.append((torch.full((len(latents),), timestep, device=latents.device), noise))
+    return latents, rows
+
+
+@torch.no_grad()
+def _evaluation_loss(unet, text_encoder, ids, evaluation, scheduler, autocast):
+    latents, rows = evaluation
+    unet.eval()
+    text_encoder.eval()
+    dtype = next(unet.parameters()).dtype
+    states = _encode_text(text_encoder, ids).to(dtype)
+    total = 0.0
+    with autocast:
+        for timesteps, noise in rows:
+            noisy = scheduler.add_noise(latents, noise, timesteps)
+            prediction = unet(noisy.to(dtype), timesteps, states).sample.float()
+            total += float(F.mse_loss(prediction, _target(scheduler, latents, noise, timesteps)))
+    return total / len(rows)
+
+
+@torch.no_grad()
+def _sample(pipe, request, device):
+    """An image of the fixed sample prompt with the fixed seed, with the LoRA so far."""
+    pipe.unet.eval()
+    pipe.text_encoder.eval()
+    return pipe(
+        request.sample_prompt or request.instance_prompt,
+        num_inference_steps=request.sample_steps,
+        guidance_scale=SAMPLE_GUIDANCE,
+        width=request.resolution,
+        height=request.resolution,
+        generator=torch.Generator(device).manual_seed(request.seed),
+    ).images[0]
+
+
+def _save_lora(unet, text_encoder, request):
+    """The adapters in diffusers' LoRA layout, with the run's facts in the header (kohya's
+    ss_* names, which the library reads: rank, resolution, trigger phrase)."""
+    folder = Path(tempfile.mkdtemp(prefix="studio-training-"))
+    StableDiffusionPipeline.save_lora_weights(
+        folder,
+        unet_lora_layers=convert_state_dict_to_diffusers(get_peft_model_state_dict(unet)),
+        text_encoder_lora_layers=(
+            convert_state_dict_to_diffusers(get_peft_model_state_dict(text_encoder))
+            if text_encoder is not None else None
+        ),
+        safe_serialization=True,
+    )
+    path = folder / LORA_FILE_NAME
+    metadata = {
+        "ss_network_dim": str(request.rank),
+        "ss_network_alpha": str(request.rank),
+        "ss_resolution": f"({request.resolution}, {request.resolution})",
+        "ss_max_train_steps": str(request.steps),
+        "ss_learning_rate": f"{request.learning_rate:g}",
+        "ss_seed": str(request.seed),
+        "ss_num_train_images": str(len(request.images)),
+        "ss_training_comment": "DreamBooth-LoRA trained in the studio",
+        **{key: str(value) for key, value in request.metadata.items()},
+    }
+    save_file(load_file(path), path, metadata={"format": "pt", **metadata})
+    return str(path)

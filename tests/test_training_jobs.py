@@ -1,0 +1,305 @@
+"""Training runs: started from the subject's page with a preset and an estimate, queued on
+the `train` queue on commit, claimed once, trained on the tiny model on the CPU (the loss
+on the subject's images goes down), streamed live, and ending as a LoRA in the team's
+library that the studio stacks and that changes a fixed-seed image. Cancel works, queued
+or running; failed and canceled runs keep their logs."""
+
+import io
+import subprocess
+import sys
+from unittest import mock
+
+import numpy as np
+import pytest
+from django.test import override_settings
+from django.urls import reverse
+from PIL import Image as PILImage
+
+from gallery.models import Image
+from generation.execution import job_execute
+from generation.lora_services import LoraChoice
+from generation.models import DiffusionModel, JobStatus
+from generation.services import job_create
+from generation.training_execution import training_claim, training_execute
+from generation.training_models import TrainingRun
+from gpu_workers.training_plan import PRESETS, estimate
+from studio.accounts.models import Membership, Project, Role, Team, User
+from tests.base import StudioTestCase
+from tests.subject_builders import make_run, make_subject
+
+pytestmark = pytest.mark.django_db
+
+TRAINING_FORM = {
+    "preset": "custom", "steps": "40", "learning_rate": "0.0002", "rank": "8",
+    "resolution": "512", "batch_size": "1", "seed": "7", "class_images": "50",
+    "sample_every": "10", "sample_prompt": "",
+}
+
+
+class TrainingStartTests(StudioTestCase):
+    @classmethod
+    def setUpTestData(cls):
+        super().setUpTestData()
+        cls.subject = make_subject(cls.team, cls.editor)
+        cls.url = reverse("training_start", args=[cls.subject.pk])
+
+    def post(self, user=None, **changes):
+        self.client.force_login(user or self.editor)
+        data = {"project": self.project.pk, "model": self.model.pk, **TRAINING_FORM, **changes}
+        with mock.patch("generation.training_services.enqueue_training") as enqueue:
+            with self.captureOnCommitCallbacks(execute=True):
+                response = self.client.post(self.url, data)
+        return response, enqueue
+
+    def test_a_run_is_queued_on_commit_with_the_posted_settings(self):
+        with mock.patch("generation.training_services.publish") as publish:
+            response, enqueue = self.post(prior_preservation="on")
+        run = TrainingRun.objects.get()
+        self.assertRedirects(response, run.get_absolute_url())
+        enqueue.assert_called_once_with(run.pk)
+        self.assertEqual(publish.call_args.args[1]["type"], "training.queued")
+        self.assertEqual(
+            (run.steps, run.learning_rate, run.rank, run.resolution, run.seed, run.class_images),
+            (40, 2e-4, 8, 512, 7, 50),
+        )
+        self.assertEqual(run.sample_prompt, "a photo of zxq dog")
+        expected = estimate(
+            family="sd15", resolution=512, steps=40, batch_size=1, rank=8,
+            train_text_encoder=False, prior_preservation=True, class_images=50, samples=4,
+        )
+        self.assertEqual(run.estimated_memory_bytes, expected.memory_bytes)
+
+    def test_the_subject_page_shows_presets_and_an_estimate(self):
+        self.client.force_login(self.editor)
+        response = self.client.get(self.subject.get_absolute_url())
+        self.assertContains(response, "High quality")
+        self.assertContains(response, 'id="training-presets"')
+        self.assertContains(response, "of GPU memory and")
+        self.client.force_login(self.editor)
+        response = self.client.post(
+            reverse("training_estimate", args=[self.subject.pk]),
+            {"project": self.project.pk, "model": self.model.pk, **TRAINING_FORM,
+             "steps": "4000", "resolution": "1024", "batch_size": "4"},
+            headers={"HX-Request": "true"},
+        )
+        big = estimate(family="sd15", resolution=1024, steps=4000, batch_size=4, rank=8,
+                       train_text_encoder=False, prior_preservation=False, class_images=0,
+                       samples=400)
+        self.assertContains(response, big.memory_label())
+        self.assertContains(response, big.duration_label())
+
+    def test_bad_settings_are_refused_naming_the_field_and_queue_nothing(self):
+        cases = [
+            ({"steps": "0"}, "steps", "greater than or equal to 1"),
+            ({"learning_rate": "0.5"}, "learning_rate", "less than or equal to 0.01"),
+            ({"resolution": "500"}, "resolution", "not a multiple of 64"),
+            ({"rank": "500"}, "rank", "less than or equal to 128"),
+            ({"batch_size": "20"}, "batch_size", "less than or equal to 8"),
+            ({"prior_preservation": "on", "class_images": ""}, "class_images",
+             "needs a number of class images"),
+            ({"model": "999"}, "model", "Choose a base model"),
+        ]
+        for change, field, message in cases:
+            with self.subTest(field=field):
+                response, enqueue = self.post(**change)
+                self.assertEqual(response.status_code, 422)
+                self.assertIn(message, " ".join(response.context["training_form"].errors[field]))
+                enqueue.assert_not_called()
+        self.assertFalse(TrainingRun.objects.exists())
+
+    def test_sdxl_models_are_not_offered_for_training(self):
+        xl = DiffusionModel.objects.create(name="xl", source="/m/xl", family="sdxl")
+        response, _ = self.post(model=str(xl.pk))
+        self.assertEqual(response.status_code, 422)
+        self.assertIn("Choose a base model", str(response.context["training_form"].errors))
+
+    def test_a_subject_with_too_few_images_cannot_train(self):
+        subject = make_subject(self.team, self.editor, token="few", images=2)
+        self.client.force_login(self.editor)
+        response = self.client.get(subject.get_absolute_url())
+        self.assertContains(response, "has 2 images: add at least 3 before training")
+        response = self.client.post(
+            reverse("training_start", args=[subject.pk]),
+            {"project": self.project.pk, "model": self.model.pk, **TRAINING_FORM},
+        )
+        self.assertEqual(response.status_code, 422)
+        self.assertFalse(TrainingRun.objects.exists())
+
+    def test_the_run_goes_to_the_train_queue_not_the_gpu_queue(self):
+        from generation.dispatch import enqueue_training
+
+        with override_settings(CELERY_BROKER_URL="redis://broker"), mock.patch(
+            "generation.tasks.run_training.apply_async"
+        ) as apply_async:
+            enqueue_training(5)
+        apply_async.assert_called_once_with(args=[5], queue="train")
+
+    def test_presets_differ_as_their_names_say(self):
+        self.assertLess(PRESETS["quick"]["steps"], PRESETS["balanced"]["steps"])
+        self.assertLess(PRESETS["balanced"]["steps"], PRESETS["high_quality"]["steps"])
+
+
+class TrainingCancelTests(StudioTestCase):
+    @classmethod
+    def setUpTestData(cls):
+        super().setUpTestData()
+        cls.subject = make_subject(cls.team, cls.editor)
+
+    def test_a_queued_run_is_canceled_at_once_and_never_runs(self):
+        run = make_run(self.subject, self.project, self.editor, self.model)
+        self.client.force_login(self.editor)
+        with mock.patch("generation.training_services.publish"):
+            self.client.post(reverse("training_cancel", args=[run.pk]))
+        run.refresh_from_db()
+        self.assertEqual(run.status, JobStatus.CANCELED)
+        self.assertFalse(training_claim(run.pk))
+
+    def test_a_running_run_is_asked_to_stop(self):
+        run = make_run(self.subject, self.project, self.editor, self.model,
+                       status=JobStatus.RUNNING)
+        self.client.force_login(self.admin)  # a project admin may cancel others' runs
+        response = self.client.post(reverse("training_cancel", args=[run.pk]), follow=True)
+        self.assertContains(response, "stops at its next step")
+        run.refresh_from_db()
+        self.assertEqual(run.status, JobStatus.RUNNING)
+        self.assertIsNotNone(run.cancel_requested_at)
+
+    def test_other_editors_may_not_cancel(self):
+        run = make_run(self.subject, self.project, self.owner, self.model)
+        self.client.force_login(self.editor)
+        self.assertEqual(self.client.post(reverse("training_cancel", args=[run.pk])).status_code,
+                         403)
+        run.refresh_from_db()
+        self.assertEqual(run.status, JobStatus.QUEUED)
+
+
+# -- On the worker, with the tiny model ---------------------------------------------------
+
+
+@pytest.fixture(autouse=True)
+def lora_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("STUDIO_LORA_CACHE_DIR", str(tmp_path / "lora-cache"))
+    monkeypatch.setenv("STUDIO_DEVICE", "cpu")
+
+
+@pytest.fixture
+def studio(tiny_model_dir):
+    user = User.objects.create_user("ann", "ann@example.org", "pw")
+    team = Team.objects.create(name="T")
+    Membership.objects.create(team=team, user=user, role=Role.OWNER)
+    project = Project.objects.create(team=team, name="P")
+    model = DiffusionModel.objects.create(name="tiny-sd15", source=str(tiny_model_dir))
+    subject = make_subject(team, user, images=3, size=(256, 256))
+    return {"user": user, "team": team, "project": project, "model": model, "subject": subject}
+
+
+def execute(run_id, **patches):
+    events = []
+    with mock.patch("generation.training_execution.publish",
+                    side_effect=lambda group, payload: events.append(payload)):
+        training_execute(run_id=run_id)
+    return events
+
+
+def generate(studio, loras=()):
+    params = {
+        "model": studio["model"], "prompt": "a photo of zxq dog", "negative_prompt": "",
+        "steps": 4, "guidance_scale": 6.5, "width": 64, "height": 64, "seed": 1234,
+        "loras": list(loras),
+    }
+    with mock.patch("generation.services.enqueue_generation"):
+        job = job_create(user=studio["user"], project=studio["project"], params=params)
+    with mock.patch("generation.execution.publish"), mock.patch("generation.services.publish"):
+        job_execute(job_id=job.pk)
+    job.refresh_from_db()
+    assert job.status == JobStatus.FINISHED, job.error
+    return np.asarray(PILImage.open(io.BytesIO(Image.objects.get(job=job).file.read())))
+
+
+def test_training_on_the_tiny_model_makes_a_lora_that_changes_the_image(studio):
+    run = make_run(studio["subject"], studio["project"], studio["user"], studio["model"],
+                   steps=30, learning_rate=5e-3, rank=4, batch_size=2, sample_every=10)
+    events = execute(run.pk)
+    run.refresh_from_db()
+
+    assert run.status == JobStatus.FINISHED, run.error
+    # The loss on the subject's images (fixed noise and timesteps) went down.
+    assert run.evaluation_loss_after < run.evaluation_loss_before
+    assert len(run.losses) == 30 and run.losses[-1][0] == 30
+    assert "Added “Rex” to T's LoRA library." in run.log
+    # Live: every step's loss, a sample every 10 steps, then the end.
+    kinds = [event["type"] for event in events]
+    assert kinds.count("training.progress") == 30
+    assert [e["sample_step"] for e in events if e["type"] == "training.sample"] == [10, 20, 30]
+    assert kinds[-1] == "training.finished"
+    assert list(run.samples.values_list("step", flat=True)) == [10, 20, 30]
+
+    lora = run.lora
+    assert (lora.team, lora.family, lora.rank, lora.resolution) == (
+        studio["team"], "sd15", 4, "64x64"
+    )
+    assert lora.trigger_word_list() == ["zxq dog"]
+    before = generate(studio)
+    with_lora = generate(studio, [LoraChoice(lora, 1.0)])
+    assert not np.array_equal(before, with_lora)
+
+
+def test_a_run_claims_once_and_a_second_delivery_does_nothing(studio):
+    run = make_run(studio["subject"], studio["project"], studio["user"], studio["model"],
+                   steps=2, sample_every=0)
+    execute(run.pk)
+    run.refresh_from_db()
+    assert (run.status, run.attempts) == (JobStatus.FINISHED, 1)
+    assert execute(run.pk) == []
+    run.refresh_from_db()
+    assert run.attempts == 1
+
+
+def test_prior_preservation_and_the_text_encoder_train_too(studio):
+    run = make_run(studio["subject"], studio["project"], studio["user"], studio["model"],
+                   steps=3, prior_preservation=True, class_images=2, train_text_encoder=True)
+    execute(run.pk)
+    run.refresh_from_db()
+    assert run.status == JobStatus.FINISHED, run.error
+    assert "Generating 2 class images for “a photo of dog”." in run.log
+    assert "text encoder too" in run.log
+
+
+def test_cancel_during_training_stops_it_and_keeps_the_log(studio):
+    run = make_run(studio["subject"], studio["project"], studio["user"], studio["model"],
+                   steps=50)
+
+    def cancel_at_step_3(group, payload):
+        if payload["type"] == "training.progress" and payload["step"] == 3:
+            TrainingRun.objects.filter(pk=run.pk).update(cancel_requested_at="2026-01-01T00:00Z")
+
+    with mock.patch("generation.training_execution.publish", side_effect=cancel_at_step_3):
+        training_execute(run_id=run.pk)
+    run.refresh_from_db()
+    # The worker sees the request with the next step's update and stops before another.
+    assert run.status == JobStatus.CANCELED
+    assert run.progress_step == 4
+    assert "Canceled at step 4 of 50." in run.log
+    assert "Loss on the subject's images before training" in run.log
+    assert run.lora is None
+
+
+def test_a_failed_run_says_why_and_keeps_its_log(studio):
+    run = make_run(studio["subject"], studio["project"], studio["user"], studio["model"],
+                   steps=3, learning_rate=1e-2)
+    with mock.patch("gpu_workers.training._diffusion_loss",
+                    return_value=__import__("torch").tensor(float("nan"), requires_grad=True)):
+        events = execute(run.pk)
+    run.refresh_from_db()
+    assert run.status == JobStatus.FAILED
+    assert "learning rate 0.01 is too high" in run.error
+    assert "Failed: The loss became nan at step 1" in run.log
+    assert events[-1]["type"] == "training.failed"
+
+
+def test_the_web_side_of_training_never_imports_torch():
+    code = (
+        "import sys; import gpu_workers.training_plan; "
+        "assert 'torch' not in sys.modules, 'training_plan imported torch'"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
