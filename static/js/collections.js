@@ -59,15 +59,15 @@
     });
   }
 
-  // One like, every copy of its button: the response replaces the pressed one (htmx),
-  // and here the others.
-  document.body.addEventListener("htmx:afterRequest", function (event) {
-    const form = event.detail.elt;
-    if (!form.matches || !form.matches("[data-reaction]") || !event.detail.successful) return;
+  // One like, every copy of its button: htmx swaps the pressed one, here the others
+  // (before the swap, while the pressed one is still in the page to send the event).
+  document.body.addEventListener("htmx:beforeSwap", function (event) {
+    const form = event.detail.requestConfig && event.detail.requestConfig.elt;
+    if (!form || !form.matches("[data-reaction]") || !event.detail.shouldSwap) return;
     const key = form.dataset.reaction;
-    const html = event.detail.xhr.responseText;
+    const html = event.detail.serverResponse;
     document.querySelectorAll('[data-reaction="' + key + '"]').forEach(function (other) {
-      if (other === form || !other.isConnected) return;
+      if (other === form) return;
       const holder = document.createElement("div");
       holder.innerHTML = html.trim();
       const fresh = holder.firstElementChild;
