@@ -6,7 +6,7 @@ INSTALLED := $(VENV)/.installed
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: install run test worker bench
+.PHONY: install run test worker bench bench-gallery
 
 $(INSTALLED): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -44,3 +44,9 @@ bench: $(INSTALLED)
 	env DATABASE_URL=sqlite:///$(CURDIR)/var/bench/events.sqlite3 DEBUG=1 $(BIN)/python manage.py migrate --noinput --verbosity 0
 	env DATABASE_URL=sqlite:///$(CURDIR)/var/bench/events.sqlite3 DEBUG=1 $(BIN)/python manage.py bench_events --json var/bench/events.json
 	$(BIN)/python -m gpu_workers.bench.report docs/BENCHMARKS.md --engine var/bench/engine_cpu.json --events var/bench/events.json --command "make bench"
+
+# Gallery pages with 10,000 images on PostgreSQL (127.0.0.1:5432, user postgres, trust auth;
+# BENCH_POSTGRES_URL for another server) in a throwaway database it drops afterwards:
+# server time, queries and index use per page, into docs/BENCHMARKS.md.
+bench-gallery: $(INSTALLED)
+	$(BIN)/python -m gallery.bench --write docs/BENCHMARKS.md

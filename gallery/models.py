@@ -143,6 +143,15 @@ class Image(models.Model):
             models.Index(
                 fields=["deleted_at"], condition=Q(deleted_at__isnull=False), name="image_deleted"
             ),
+            # Explore, newest first: only the public, passed, live images (a small part of
+            # all of them), so its pages and count never read the rest (gallery/bench.py).
+            models.Index(
+                fields=["-created_at", "-id"],
+                condition=Q(
+                    visibility="public", moderation_status="passed", deleted_at__isnull=True
+                ),
+                name="image_public_newest",
+            ),
         ]
 
     def __str__(self):
