@@ -89,10 +89,18 @@ class DeleteAuthorisationTestCase(DeletionTestCase):
                     self.assertEqual(deleted_image_ids(), set())
 
     def test_anonymous_users_are_sent_to_log_in(self):
-        response = self.client.post(reverse("image_delete", args=[self.image.pk]))
-        self.assertEqual(response.status_code, 302)
-        self.assertIn(reverse("login"), response["Location"])
-        self.assertEqual(deleted_image_ids(), set())
+        self.delete()
+        self.client.logout()
+        for url in [
+            reverse("image_delete", args=[self.sibling.pk]),
+            reverse("job_images_delete", args=[self.job.pk]),
+            reverse("deletion_restore", args=[self.deletion_id()]),
+        ]:
+            with self.subTest(url=url):
+                response = self.client.post(url)
+                self.assertEqual(response.status_code, 302)
+                self.assertIn(reverse("login"), response["Location"])
+        self.assertEqual(deleted_image_ids(), {self.image.pk})
 
     def test_deleting_is_a_post(self):
         self.client.force_login(self.editor)

@@ -61,10 +61,20 @@ class ReviewStateTestCase(ReviewTestCase):
         self.assertFalse(ImageComment.objects.exists())
 
     def test_anonymous_users_are_sent_to_log_in(self):
+        self.comment("a note")
+        comment = ImageComment.objects.get()
         self.client.logout()
-        for name in ("image_review", "image_comment_create"):
-            response = self.client.post(reverse(name, args=[self.image.pk]), {"status": "approved"})
-            self.assertIn(reverse("login"), response["Location"])
+        for url in [
+            reverse("image_review", args=[self.image.pk]),
+            reverse("image_comment_create", args=[self.image.pk]),
+            reverse("image_comment_delete", args=[comment.pk]),
+        ]:
+            with self.subTest(url=url):
+                response = self.client.post(url, {"status": "approved", "body": "hi"})
+                self.assertIn(reverse("login"), response["Location"])
+        self.image.refresh_from_db()
+        self.assertEqual(self.image.review_status, ReviewStatus.UNREVIEWED)
+        self.assertEqual(list(ImageComment.objects.values_list("body", flat=True)), ["a note"])
 
     def test_the_htmx_answer_is_the_review_section(self):
         response = self.review(ReviewStatus.REJECTED)
