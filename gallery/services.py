@@ -8,6 +8,7 @@ from django.db import transaction
 from gallery.dispatch import enqueue_thumbnails
 from gallery.metadata import a1111_infotext, format_number, png_info
 from gallery.models import Image
+from generation.embedding_services import job_embeddings, ti_hashes
 from generation.lora_services import infotext_prompt, lora_hashes
 from generation.models import OUTPAINT_SIDES
 from studio import __version__ as studio_version
@@ -83,6 +84,7 @@ def controlnet_units(job):
 def job_infotext(job, *, seed, sampler, schedule_type=None, variation_seed=None):
     """A1111's infotext, its fields in A1111's order."""
     job_loras = list(job.job_loras.all())
+    embeddings = job_embeddings(job)
     return a1111_infotext(
         prompt=infotext_prompt(job.prompt, job_loras),
         negative_prompt=job.negative_prompt,
@@ -106,6 +108,7 @@ def job_infotext(job, *, seed, sampler, schedule_type=None, variation_seed=None)
             ("Hires steps", (job.hires_steps or None) if job.has_hires_fix() else None),
             ("Hires upscaler", "Lanczos" if job.has_hires_fix() else None),
             ("Lora hashes", lora_hashes(job_loras)),
+            ("TI hashes", ti_hashes(embeddings)),
             *controlnet_units(job),
             ("Version", f"studio {studio_version}"),
         ],
@@ -161,6 +164,9 @@ def image_create_from_generation(*, job, pil_image, result):
         }
         if job.ip_adapter_model_id
         else None,
+        "embeddings": [
+            {"name": used.name, "sha256": used.sha256} for used in job_embeddings(job)
+        ],
         "loras": [
             {"name": used.name, "sha256": used.sha256, "weight": used.weight,
              "in_prompt": used.in_prompt}

@@ -17,6 +17,7 @@ from PIL import Image as PILImage
 from PIL import ImageFilter
 
 from gallery.services import image_create_from_generation
+from generation.embedding_services import job_embedding_refs
 from generation.lora_services import job_lora_refs
 from generation.lora_syntax import prompt_without_lora_tags
 from generation.models import GenerationJob, JobMode, JobStatus
@@ -249,6 +250,7 @@ def generation_requests(job):
         loras=job_lora_refs(job),
         control=control_ref(job),
         ip_adapter=ip_adapter_ref(job),
+        embeddings=job_embedding_refs(job),
     )
     # A1111's batch: one image per seed, counting up from the job's; with variations the
     # seed stays and the variation seeds count up instead.

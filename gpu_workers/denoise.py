@@ -22,6 +22,7 @@ from diffusers.utils.torch_utils import randn_tensor
 from PIL import Image
 
 from gpu_workers.control import control_image_from
+from gpu_workers.embeddings import embeddings_loaded
 from gpu_workers.ip_adapters import image_embeds, ip_adapter_active, load_ip_adapter
 from gpu_workers.pipelines import SDXL, pipeline_family
 from gpu_workers.requests import GenerationFailed, GenerationRequest
@@ -342,7 +343,8 @@ def denoise_batch(
     Requests with a `control` (one ControlNet, scale and span for the batch) need the
     loaded `controlnet`; each row has its own conditioning image. Requests with an
     `ip_adapter` (one adapter and scale for the batch) each have their own image prompt;
-    the adapter is in the UNet for this batch only.
+    the adapter is in the UNet for this batch only. Their `embeddings` (the same for the
+    batch) are in the text encoders for this batch only.
     """
     options = {
         "scheduler": scheduler,
@@ -351,11 +353,12 @@ def denoise_batch(
         "controlnet": controlnet,
     }
     ip_adapter = requests[0].ip_adapter
-    if ip_adapter is None:
-        return _denoise(pipe, requests, **options)
-    adapter = load_ip_adapter(ip_adapter.model_source, device, pipe.unet.dtype)
-    with ip_adapter_active(pipe.unet, adapter, ip_adapter.scale) as projection:
-        return _denoise(pipe, requests, ip_adapter=(adapter, projection), **options)
+    with embeddings_loaded(pipe, requests[0].embeddings):
+        if ip_adapter is None:
+            return _denoise(pipe, requests, **options)
+        adapter = load_ip_adapter(ip_adapter.model_source, device, pipe.unet.dtype)
+        with ip_adapter_active(pipe.unet, adapter, ip_adapter.scale) as projection:
+            return _denoise(pipe, requests, ip_adapter=(adapter, projection), **options)
 
 
 def _denoise(

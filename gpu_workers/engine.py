@@ -61,6 +61,8 @@ class BatchKey:
     control: tuple | None = None
     # IP-Adapter: (model source, scale); the image prompts are per row. None: no adapter.
     ip_adapter: tuple | None = None
+    # Textual-inversion embeddings: (SHA-256, name) pairs, loaded for the whole batch.
+    embeddings: tuple = ()
 
     @classmethod
     def for_request(cls, request: GenerationRequest) -> "BatchKey":
@@ -86,6 +88,7 @@ class BatchKey:
             ip_adapter=None
             if request.ip_adapter is None
             else (request.ip_adapter.model_source, request.ip_adapter.scale),
+            embeddings=tuple((used.sha256, used.name) for used in request.embeddings),
         )
 
 

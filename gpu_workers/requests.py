@@ -40,6 +40,8 @@ class GenerationRequest:
     control: object = None
     # IP-Adapter image prompt (IPAdapterRef) or None.
     ip_adapter: object = None
+    # Textual-inversion embeddings (EmbeddingRef items) the prompts name.
+    embeddings: tuple = ()
 
     @property
     def mode(self) -> str:
@@ -90,6 +92,16 @@ class ControlRef:
     low_threshold: int = 100
     high_threshold: int = 200
     name: str = ""  # the library's name, for messages and the infotext
+
+
+@dataclass(frozen=True)
+class EmbeddingRef:
+    """A textual-inversion embedding: its `.safetensors` file (on storage the worker can
+    read, checked against its SHA-256) and the word that calls it up in a prompt."""
+
+    sha256: str
+    source: str
+    name: str
 
 
 # diffusers' and A1111's range for the IP-Adapter scale ("Weight").

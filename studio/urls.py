@@ -8,6 +8,7 @@ urlpatterns = [
     path("", include("studio.moderation.urls")),
     path("", include("generation.library_urls")),
     path("", include("generation.lora_urls")),
+    path("", include("generation.embedding_urls")),
     path("", include("generation.subject_urls")),
     path("", include("gallery.urls")),
 ]

@@ -30,7 +30,8 @@ A1111_APPLIED = {
 # The ControlNet extension's units: "ControlNet 0", "ControlNet 1", ...
 CONTROLNET_UNIT_RE = re.compile(r"ControlNet \d")
 # Written by A1111 for information only; nothing to apply or to warn about.
-A1111_INFORMATIONAL = {"Batch pos"}
+# TI hashes: the prompt names its embeddings, which apply again where the team has them.
+A1111_INFORMATIONAL = {"Batch pos", "TI hashes"}
 
 
 def _settings_fields(line):

@@ -18,7 +18,8 @@ from .common import (
 
 # Keys of the spec (gallery/services.py image_create_from_generation) that need no action:
 # they describe how the image was made, and the form fields above already carry it.
-STUDIO_INFORMATIONAL = {"job_id", "scheduler", "versions", "source_image_id"}
+# embeddings: named in the prompt, they apply again where the team has them.
+STUDIO_INFORMATIONAL = {"job_id", "scheduler", "versions", "source_image_id", "embeddings"}
 STUDIO_FIELDS = {
     "prompt": text_value,
     "negative_prompt": text_value,
