@@ -9,7 +9,7 @@ from django.views.decorators.http import require_GET
 from gallery import browse
 from gallery.collection_views import select_context
 from gallery.forms import GalleryFilterForm
-from gallery.reactions import with_reactions
+from gallery.reactions import favourites_of, with_reactions
 from studio.accounts.models import Project, Team
 from studio.permissions import can, require
 
@@ -23,6 +23,8 @@ def gallery_response(request, scope, context, *, users=True, projects=False):
     )
     filters = form.filters()
     images = browse.filter_images(scope, filters)
+    if filters.get("favourites"):
+        images = favourites_of(images, request.user)
     cursor = request.GET.get("cursor", "")
     if not browse.decode_cursor(cursor):
         cursor = ""  # not one of ours: start at the top

@@ -57,6 +57,14 @@ class CollectionQuerySet(models.QuerySet):
         )
 
 
+class LiveCollectionManager(models.Manager.from_queryset(CollectionQuerySet)):
+    """Collections that are not deleted: a deleted one is gone from every page at once.
+    Collection.all_objects sees deleted ones too, to restore them (gallery.collections)."""
+
+    def get_queryset(self):
+        return super().get_queryset().filter(deleted_at__isnull=True)
+
+
 class Collection(models.Model):
     team = models.ForeignKey(Team, on_delete=models.CASCADE, related_name="collections")
     # A project's collection; none: the whole team's.
@@ -84,8 +92,11 @@ class Collection(models.Model):
     )
     created_at = models.DateTimeField(default=timezone.now)
     updated_at = models.DateTimeField(default=timezone.now)
+    # Soft delete: restorable by its managers for STUDIO_DELETE_UNDO_SECONDS.
+    deleted_at = models.DateTimeField(null=True, blank=True)
 
-    objects = CollectionQuerySet.as_manager()
+    objects = LiveCollectionManager()
+    all_objects = CollectionQuerySet.as_manager()
 
     class Meta:
         ordering = ["-updated_at", "-id"]

@@ -24,6 +24,8 @@ urlpatterns = [
          name="collection_edit"),
     path("collections/<int:collection_id>/delete/", collection_views.collection_remove,
          name="collection_delete"),
+    path("collections/<int:collection_id>/restore/", collection_views.collection_undo,
+         name="collection_undo"),
     path("collections/<int:collection_id>/cover/", collection_views.collection_cover,
          name="collection_cover"),
     path("collections/<int:collection_id>/contributors/",

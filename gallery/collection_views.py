@@ -15,6 +15,7 @@ from django.db.models import Count, Exists, F, IntegerField, OuterRef, Q, Subque
 from django.db.models.functions import Coalesce
 from django.http import Http404, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.template.loader import render_to_string
 from django.utils.cache import patch_vary_headers
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_GET, require_POST
@@ -29,12 +30,14 @@ from gallery.collections import (
     collection_delete,
     collection_move_image,
     collection_remove_image,
+    collection_restore,
     collection_set_contributor,
     collection_set_cover,
     collection_update,
     may_create,
     parse_image_ids,
 )
+from gallery.deletion import undo_window_label
 from gallery.models import Image, ModerationStatus, Visibility
 from gallery.reactions import with_reactions
 from studio.accounts.models import Project, Team
@@ -42,6 +45,7 @@ from studio.permissions import require
 
 LIST = "gallery/collections.html"
 DETAIL = "gallery/collection.html"
+UNDO = "gallery/collection_undo.html"
 RELATED = ("team", "project", "created_by")
 
 
@@ -300,8 +304,28 @@ def collection_remove(request, collection_id):
     collection = managed_collection(request, collection_id)
     team = collection.team
     collection_delete(collection=collection, user=request.user)
-    messages.success(request, f"Collection “{collection.name}” deleted; its images are kept.")
+    context = {"collection": collection, "window": undo_window_label()}
+    messages.success(request, render_to_string(UNDO, context, request))
     return redirect("team_collections", team.pk)
+
+
+@login_required
+@require_POST
+def collection_undo(request, collection_id):
+    """Undo a deletion while the undo window lasts: 404 unless the user may see it (as
+    it was), 403 below its owner or the team's admins."""
+    collection = get_object_or_404(
+        Collection.all_objects.select_related(*RELATED), pk=collection_id
+    )
+    if not collection.may_view(request.user):
+        raise Http404
+    try:
+        collection_restore(collection=collection, user=request.user)
+    except CollectionRefused as refused:
+        messages.error(request, refused.message)
+        return redirect("team_collections", collection.team_id)
+    messages.success(request, f"Collection “{collection.name}” restored.")
+    return back_to(collection)
 
 
 def image_in(collection, image_id):

@@ -10,6 +10,7 @@ from django.db.models import Max
 from django.utils import timezone
 
 from gallery.collection_models import Collection, CollectionItem, CollectionVisibility
+from gallery.deletion import undo_window, undo_window_label
 from gallery.models import Image, share_token
 from studio.accounts.models import ROLE_RANK, Role
 
@@ -71,10 +72,28 @@ def collection_update(*, collection, user, name, description, visibility):
 
 
 def collection_delete(*, collection, user):
-    """Delete the collection; its images stay where they are."""
+    """Delete the collection (its images stay where they are): gone at once, restorable
+    for the undo window. Collections deleted longer ago go for good now (they hold no
+    files, so nothing else needs purging)."""
     if not collection.may_manage(user):
         raise PermissionDenied("Only its owner and the team's admins may delete it.")
-    collection.delete()
+    now = timezone.now()
+    Collection.objects.filter(pk=collection.pk).update(deleted_at=now)
+    Collection.all_objects.filter(deleted_at__lte=now - undo_window()).delete()
+
+
+def collection_restore(*, collection, user):
+    """Undo a deletion while the undo window lasts."""
+    if not collection.may_manage(user):
+        raise PermissionDenied("Only its owner and the team's admins may restore it.")
+    if collection.deleted_at is None:
+        return
+    if collection.deleted_at <= timezone.now() - undo_window():
+        raise CollectionRefused(
+            f"“{collection.name}” was deleted more than {undo_window_label()} ago: it can't "
+            "be restored any more."
+        )
+    Collection.all_objects.filter(pk=collection.pk).update(deleted_at=None)
 
 
 def parse_image_ids(values):

@@ -6,6 +6,7 @@ from django.views.decorators.http import require_GET
 
 from gallery import explore
 from gallery.collection_views import select_context
+from gallery.reactions import favourites_of
 
 TEMPLATE = "gallery/explore.html"
 
@@ -15,9 +16,13 @@ def explore_page(request):
     """The whole page, or for HTMX the results (filters changed) or the next page."""
     scope = explore.explore_images()
     form = explore.ExploreFilterForm(request.GET, choices=explore.filter_choices(scope))
+    if not request.user.is_authenticated:
+        del form.fields["favourites"]  # nobody's favourites: they are signed out
     filters = form.filters()
     sort = form.sort_order()
     images = explore.filter_explore(scope, filters)
+    if filters.get("favourites"):
+        images = favourites_of(images, request.user)
     cursor = request.GET.get("cursor", "")
     if not explore.decode(cursor, sort):
         cursor = ""  # not one of ours (or of another order): start at the top

@@ -43,6 +43,11 @@ def with_reactions(images, user, *, remixes=False):
     return images
 
 
+def favourites_of(images, user):
+    """The user's favourites among `images` (the grids' "Favourites" filter)."""
+    return images.filter(favourites__user=user) if user.is_authenticated else images.none()
+
+
 def reaction_toggle(*, model, image, user, on):
     """Like (or favourite) the image, or take it back. Idempotent: liking twice is one
     like, and a like racing another of the same user's ends as one."""

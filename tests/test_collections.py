@@ -405,12 +405,59 @@ class CollectionManageTestCase(CollectionTestCase):
         self.client.post(url, {"user": self.viewer.pk, "action": "remove"})
         self.assertEqual(list(self.board.contributors.all()), [])
 
-    def test_delete_keeps_the_images(self):
+    def test_delete_keeps_the_images_and_can_be_undone(self):
         self.login("admin")
-        response = self.client.post(reverse("collection_delete", args=[self.board.pk]))
+        response = self.client.post(reverse("collection_delete", args=[self.board.pk]),
+                                    follow=True)
         self.assertRedirects(response, reverse("team_collections", args=[self.team.pk]))
+        undo = reverse("collection_undo", args=[self.board.pk])
+        self.assertContains(response, f'action="{undo}"')  # the message's Undo button
+        self.assertNotContains(response, "Moodboard</div>")
         self.assertFalse(Collection.objects.filter(pk=self.board.pk).exists())
         self.assertEqual(Image.objects.filter(project=self.project).count(), 3)
+        # Gone everywhere: its page, its link, the image page, the grids' select mode.
+        self.set_visibility_of_deleted("unlisted")
+        for url in (self.board.get_absolute_url(), reverse("collection_shared", args=["t" * 32])):
+            self.assertEqual(self.client.get(url).status_code, 404)
+        self.assertNotContains(self.client.get(self.fox.get_absolute_url()), "Moodboard")
+        response = self.client.get(reverse("project_gallery", args=[self.project.pk]))
+        self.assertEqual(response.context["select_collections"], [])
+        # Undo: back as it was, images, order and all.
+        response = self.client.post(undo)
+        self.assertRedirects(response, self.board.get_absolute_url())
+        self.assertEqual(ids_in(self.client.get(self.board.get_absolute_url())),
+                         [self.fox.pk, self.owl.pk, self.cat.pk])
+
+    def set_visibility_of_deleted(self, visibility):
+        Collection.all_objects.filter(pk=self.board.pk).update(
+            visibility=visibility, share_token="t" * 32
+        )
+
+    def test_undo_only_by_its_managers_and_within_the_window(self):
+        Collection.objects.filter(pk=self.board.pk).update(deleted_at=timezone.now())
+        undo = reverse("collection_undo", args=[self.board.pk])
+        for who, status in (("viewer", 403), ("outsider", 404)):
+            with self.subTest(who=who):
+                self.login(who)
+                self.assertEqual(self.client.post(undo).status_code, status)
+        self.login("anonymous")
+        self.assertEqual(self.client.post(undo).status_code, 302)
+        self.assertFalse(Collection.objects.filter(pk=self.board.pk).exists())
+        with self.settings(STUDIO_DELETE_UNDO_SECONDS=60):
+            Collection.all_objects.filter(pk=self.board.pk).update(
+                deleted_at=timezone.now() - timezone.timedelta(minutes=2)
+            )
+            self.login("editor")
+            response = self.client.post(undo, follow=True)
+            self.assertContains(response, "was deleted more than 1 minute ago: it can&#x27;t be "
+                                "restored any more.")
+            self.assertFalse(Collection.objects.filter(pk=self.board.pk).exists())
+            # The next deletion takes those past the window away for good.
+            team_board = Collection.objects.create(team=self.team, name="T",
+                                                   created_by=self.editor)
+            self.client.post(reverse("collection_delete", args=[team_board.pk]))
+            self.assertFalse(Collection.all_objects.filter(pk=self.board.pk).exists())
+            self.assertTrue(Collection.all_objects.filter(pk=team_board.pk).exists())
 
 
 class CollectionAddTestCase(CollectionTestCase):

@@ -13,7 +13,7 @@ from django.utils import timezone
 
 from gallery.browse import PAGE_SIZE
 from gallery.explore import decode_liked_cursor, encode_liked_cursor
-from gallery.models import Image, Like, ModerationStatus, Visibility
+from gallery.models import Favourite, Image, Like, ModerationStatus, Visibility
 from gallery.thumbnails import image_thumbnails_make
 from generation.lora_models import JobLora
 from generation.models import DiffusionModel, JobMode
@@ -294,6 +294,7 @@ class ExploreQueryCountTestCase(StudioTestCase):
                 image_thumbnails_make(image_id=images[-1].pk)
             if n % 3 == 0:
                 Like.objects.create(user=self.viewer, image=images[-1])
+                Favourite.objects.create(user=self.viewer, image=images[-1])
         publish(*images)
 
     def count(self, params, headers=None):
@@ -317,7 +318,7 @@ class ExploreQueryCountTestCase(StudioTestCase):
                 self.client.logout()
                 if user:
                     self.client.force_login(user)
-                for n, params in enumerate(pages):
+                for n, params in enumerate(pages + ([{"favourites": "on"}] if user else [])):
                     key = f"{user}-{n}"
                     queries, response = self.count(params)
                     counts.setdefault(key, []).append(queries)

@@ -164,3 +164,44 @@ class ButtonsTestCase(ReactionTestCase):
         self.assertNotContains(response, reverse("image_like", args=[self.image.pk]))
         self.assertTrue(re.search(r'href="/login/\?next=[^"]+"[^>]*title="Log in to like it"',
                                   response.content.decode()))
+
+
+class FavouritesFilterTestCase(ReactionTestCase):
+    """The grids' and Explore's "Favourites" filter: the user's own favourites only."""
+
+    def test_grids(self):
+        other = make_image(make_job(self.project, self.editor, self.model))
+        Favourite.objects.create(user=self.viewer, image=self.image)
+        Favourite.objects.create(user=self.owner, image=other)
+        self.client.force_login(self.viewer)
+        for url in (reverse("project_gallery", args=[self.project.pk]),
+                    reverse("team_gallery", args=[self.team.pk])):
+            with self.subTest(url=url):
+                response = self.client.get(url, {"favourites": "on"})
+                self.assertEqual(ids_in(response), [self.image.pk])
+                self.assertContains(response, "1 image matches the filters")
+                self.assertContains(response, 'name="favourites"')
+        self.client.force_login(self.editor)  # the editor made both, liked neither
+        response = self.client.get(reverse("my_images"), {"favourites": "on"})
+        self.assertContains(response, "No images match")
+
+    def test_explore(self):
+        Image.objects.filter(pk=self.image.pk).update(
+            visibility=Visibility.PUBLIC, moderation_status=ModerationStatus.PASSED
+        )
+        other = make_image(make_job(self.project, self.editor, self.model))
+        Image.objects.filter(pk=other.pk).update(
+            visibility=Visibility.PUBLIC, moderation_status=ModerationStatus.PASSED
+        )
+        Favourite.objects.create(user=self.outsider, image=other)
+        self.client.force_login(self.outsider)
+        self.assertEqual(ids_in(self.client.get(reverse("explore"), {"favourites": "on"})),
+                         [other.pk])
+        self.client.logout()  # signed out: no such filter, and it is not applied
+        response = self.client.get(reverse("explore"), {"favourites": "on"})
+        self.assertNotIn("favourites", response.context["form"].fields)
+        self.assertEqual(len(ids_in(response)), 2)
+
+
+def ids_in(response):
+    return [int(pk) for pk in re.findall(r'data-image-id="(\d+)"', response.content.decode())]
