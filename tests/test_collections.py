@@ -223,6 +223,8 @@ class CollectionListTestCase(CollectionTestCase):
         self.assertContains(response, reverse("project_collections", args=[self.project.pk]))
         response = self.client.get(reverse("team_gallery", args=[self.team.pk]))
         self.assertContains(response, reverse("team_collections", args=[self.team.pk]))
+        response = self.client.get(reverse("team_detail", args=[self.team.pk]))
+        self.assertContains(response, reverse("team_collections", args=[self.team.pk]))
 
 
 class CollectionCreateTestCase(CollectionTestCase):
