@@ -78,14 +78,14 @@ def studio_processes(django_db_setup, django_db_blocker, tmp_path_factory):
         # Messages left by an earlier run would name jobs of another test database.
         subprocess.run(
             [sys.executable, "-m", "celery", "-A", "studio", "purge", "-f",
-             "-Q", "gpu,default,moderation"],
+             "-Q", "gpu,train,default,moderation"],
             cwd=ROOT, env=env, check=True, capture_output=True,
         )
         worker_log = logs / "worker.log"
         processes.append(
             subprocess.Popen(
                 [sys.executable, "-m", "celery", "-A", "studio", "worker",
-                 "-Q", "gpu,default,moderation",
+                 "-Q", "gpu,train,default,moderation",
                  "--loglevel", "INFO",
                  "--hostname", f"e2e-{port}@%h"],
                 cwd=ROOT, env=env, stdout=worker_log.open("w"), stderr=subprocess.STDOUT,
