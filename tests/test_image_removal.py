@@ -185,3 +185,18 @@ class StrikeTests(RemovalTestCase):
             self.remove(self.public_image(seed))
         standing = Standing.objects.get(user=self.editor)
         self.assertEqual((standing.suspended_until, standing.suspended_by_strikes), (until, False))
+
+
+@override_settings(STUDIO_STRIKES_SUSPEND_PUBLISHING=1)
+class SuspensionsPageTests(RemovalTestCase):
+    def test_a_publishing_suspension_is_listed_and_lifted_with_an_audit_row(self):
+        self.remove(self.public_image())
+        self.client.force_login(self.moderator)
+        page = self.client.get(reverse("moderation_suspensions"))
+        self.assertContains(page, "publishing until")
+        self.assertContains(page, self.editor.username)
+        self.client.post(reverse("moderation_suspensions"),
+                         {"user": self.editor.pk, "reason_code": "false_positive"})
+        standing = Standing.objects.get(user=self.editor)
+        self.assertFalse(standing.is_publishing_suspended())
+        self.assertTrue(AuditEntry.objects.filter(action="user.unsuspend").exists())

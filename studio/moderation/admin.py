@@ -1,11 +1,41 @@
 from django.contrib import admin
 
-from studio.moderation.models import AuditEntry, Case, Moderator, Policy, PromptBlock, Standing
+from studio.moderation.models import (
+    AuditEntry,
+    BlockedHash,
+    Case,
+    ImageScan,
+    Moderator,
+    Notification,
+    Policy,
+    PromptBlock,
+    Removal,
+    Report,
+    Standing,
+)
 
 admin.site.register(Policy)
 admin.site.register(Moderator)
 admin.site.register(Case)
 admin.site.register(Standing)
+admin.site.register(Removal)
+admin.site.register(Notification)
+
+
+@admin.register(ImageScan)
+class ImageScanAdmin(admin.ModelAdmin):
+    list_display = ["image", "scanner", "decision", "top_label", "top_score", "scanned_at"]
+    list_filter = ["decision"]
+
+
+@admin.register(BlockedHash)
+class BlockedHashAdmin(admin.ModelAdmin):
+    list_display = ["pdq_hash", "source_image_id", "reason_code", "added_by", "created_at"]
+
+
+@admin.register(Report)
+class ReportAdmin(admin.ModelAdmin):
+    list_display = ["created_at", "reporter", "reason", "case"]
 
 
 @admin.register(PromptBlock)

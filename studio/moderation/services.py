@@ -218,13 +218,17 @@ def case_escalate(*, case, moderator, reason_code, note=""):
 
 
 def suspension_lift(*, user, moderator, reason_code, note=""):
-    """End a user's suspension now. Audited."""
+    """End a user's suspensions (generating and publishing) now. Audited."""
     with transaction.atomic():
         standing = Standing.objects.select_for_update().get(user=user)
         before = standing.snapshot()
         standing.suspended_until = None
+        standing.publishing_suspended_until = None
+        standing.suspended_by_strikes = False
         standing.reason = ""
-        standing.save(update_fields=["suspended_until", "reason"])
+        standing.save(update_fields=[
+            "suspended_until", "publishing_suspended_until", "suspended_by_strikes", "reason",
+        ])
         audit(
             actor=moderator, action="user.unsuspend", target=f"user:{user.pk}",
             reason_code=reason_code, note=note, before=before, after=standing.snapshot(),

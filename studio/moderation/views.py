@@ -6,7 +6,8 @@ isn't advertised; team moderators see and act on their teams' cases only."""
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.db import transaction
-from django.db.models import Count
+from django.db.models import Count, Q
+from django.db.models.functions import Coalesce
 from django.http import FileResponse, Http404
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
@@ -258,7 +259,7 @@ def suspensions(request):
         reason_code = request.POST.get("reason_code", "")
         if reason_code not in dict(REASON_CODES):
             messages.error(request, "Choose a reason.")
-        elif not standing.is_suspended():
+        elif not (standing.is_suspended() or standing.is_publishing_suspended()):
             messages.error(request, f"{standing.user.username} is not suspended.")
         else:
             suspension_lift(
@@ -267,12 +268,17 @@ def suspensions(request):
             )
             messages.success(request, f"{standing.user.username} may generate again.")
         return redirect("moderation_suspensions")
+    now = timezone.now()
     standings = (
-        Standing.objects.filter(suspended_until__gt=timezone.now())
+        Standing.objects.filter(
+            Q(suspended_until__gt=now) | Q(publishing_suspended_until__gt=now)
+        )
         .select_related("user")
-        .order_by("suspended_until")
+        .order_by(Coalesce("suspended_until", "publishing_suspended_until"))
     )
-    context = {"standings": standings, "reason_codes": REASON_CODES, "site_moderator": True}
+    context = {
+        "standings": standings, "reason_codes": REASON_CODES, "site_moderator": True, "now": now,
+    }
     return render(request, "moderation/suspensions.html", context)
 
 
