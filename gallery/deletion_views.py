@@ -94,9 +94,12 @@ def recently_deleted(request, project_id):
     context = {
         "project": project,
         "team": project.team,
-        "groups": list(groups.values()),
+        "groups": [
+            {"images": group, "first": group[0],
+             "purge_at": group[0].deleted_at + deletion.undo_window()}
+            for group in groups.values()
+        ],
         "window": deletion.undo_window_label(),
-        "purge_cutoff": deletion.purge_cutoff(),
     }
     return render(request, "gallery/recently_deleted.html", context)
 

@@ -303,7 +303,7 @@ class UndoTestCase(DeletionTestCase):
         )
         response = self.client.get(reverse("recently_deleted", args=[self.project.pk]))
         groups = response.context["groups"]
-        self.assertEqual([[i.pk for i in group] for group in groups],
+        self.assertEqual([[i.pk for i in group["images"]] for group in groups],
                          [[self.child.pk], [self.image.pk]])
         self.assertContains(response, reverse("deletion_restore", args=[self.deletion_id()]))
         self.assertContains(
@@ -457,7 +457,9 @@ class DeletionQueryCountTestCase(DeletionTestCase):
             self.client.force_login(self.editor)
             with CaptureQueriesContext(connection) as queries:
                 response = self.client.get(reverse("recently_deleted", args=[self.project.pk]))
-            self.assertEqual(sum(len(group) for group in response.context["groups"]), total)
+            self.assertEqual(
+                sum(len(group["images"]) for group in response.context["groups"]), total
+            )
             counts.append(len(queries))
         self.assertEqual(counts[0], counts[1])
 
