@@ -4,11 +4,13 @@ a case, the project hears `image.moderated`; NudeNet when installed, else a scan
 says no classifier is installed."""
 
 from contextlib import ExitStack
+from io import StringIO
 from types import SimpleNamespace
 from unittest import mock, skipUnless
 
 from django.conf import settings
 from django.core.files.base import ContentFile
+from django.core.management import call_command
 from django.test import override_settings
 from PIL import Image as PILImage
 
@@ -184,3 +186,23 @@ class ScanDispatchTests(StudioTestCase):
         route = settings.CELERY_TASK_ROUTES["studio.moderation.tasks.scan_image"]
         self.assertEqual(route, {"queue": settings.STUDIO_MODERATION_QUEUE})
         self.assertEqual(settings.STUDIO_MODERATION_QUEUE, "moderation")
+
+
+class ScanCommandTests(ScanTestCase):
+    def test_it_scans_only_the_images_without_a_scan(self):
+        scanned, _, _ = self.scan(0.1)
+        waiting = make_textured_image(self.project, self.editor, self.model, seed=4)
+        out = StringIO()
+        settings_, scores = scanning_with(0.7)
+        with settings_, scores, mock.patch("studio.moderation.scanning.publish"):
+            call_command("scan_images", stdout=out)
+        self.assertIn("Scanned 1 of 1 unscanned images.", out.getvalue())
+        waiting.refresh_from_db()
+        self.assertEqual(waiting.scan.decision, ScanDecision.FLAG)
+        self.assertEqual(ImageScan.objects.get(image=scanned).decision, ScanDecision.PASS)
+
+    def test_enqueue_sends_them_to_the_moderation_queue(self):
+        image = make_textured_image(self.project, self.editor, self.model)
+        with mock.patch("studio.moderation.management.commands.scan_images.enqueue_scan") as send:
+            call_command("scan_images", "--enqueue", stdout=StringIO())
+        send.assert_called_once_with(image.pk)
