@@ -8,7 +8,8 @@ source keep a NULL there, and their images' lineage says "deleted").
 
 The purge is `manage.py purge_deleted_images`, which operators schedule (cron, a systemd
 timer, a Kubernetes CronJob); in the embedded mode the process runs it on its CPU thread
-once each undo window ends (gallery.dispatch.schedule_purge).
+once each undo window ends (gallery.dispatch.schedule_purge). It also removes collections
+deleted before the window.
 """
 
 import logging
@@ -20,6 +21,7 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
 from django.utils import timezone
 
+from gallery.collection_models import Collection
 from gallery.dispatch import schedule_purge
 from gallery.models import Image
 from gallery.services import image_thumbnails_schedule
@@ -153,6 +155,15 @@ def images_purge_due(*, now=None):
             logger.exception("Image %s: its files could not be removed; kept for the next purge",
                              image_id)
     return purged
+
+
+def collections_purge_due(*, now=None):
+    """Remove collections deleted before the undo window (gallery.collections deletes them
+    softly; they hold no files, their images stay); how many."""
+    _, removed = Collection.all_objects.filter(
+        deleted_at__isnull=False, deleted_at__lte=purge_cutoff(now)
+    ).delete()
+    return removed.get(Collection._meta.label, 0)
 
 
 def next_purge_at():

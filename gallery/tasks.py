@@ -15,10 +15,16 @@ def purge_deleted_images():
     In the embedded mode it then arms the timer for the next window to end."""
     from django.utils import timezone
 
-    from gallery.deletion import PURGE_RETRY, images_purge_due, next_purge_at
+    from gallery.deletion import (
+        PURGE_RETRY,
+        collections_purge_due,
+        images_purge_due,
+        next_purge_at,
+    )
     from gallery.dispatch import schedule_purge
 
     purged = images_purge_due()
+    collections_purge_due()
     upcoming = next_purge_at()
     if upcoming is not None:
         # An image whose files could not be removed is tried again later, not in a loop.

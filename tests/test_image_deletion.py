@@ -14,6 +14,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from gallery import deletion, dispatch
+from gallery.collection_models import Collection
 from gallery.models import Image, Visibility
 from gallery.tasks import purge_deleted_images
 from gallery.thumbnails import image_thumbnails_make
@@ -406,8 +407,23 @@ class PurgeTestCase(DeletionTestCase):
         )
         out = mock.MagicMock()
         call_command("purge_deleted_images", stdout=out)
-        self.assertIn("Purged 1 image deleted more than 1 hour ago.", str(out.write.call_args_list))
+        self.assertIn("Purged 1 image and 0 collections deleted more than 1 hour ago.",
+                      str(out.write.call_args_list))
         self.assertEqual(deleted_image_ids(), {self.sibling.pk})
+
+    def test_collections_deleted_before_the_window_go_too(self):
+        long_ago = timezone.now() - timedelta(seconds=WINDOW + 1)
+        old, recent, live = (
+            Collection.objects.create(team=self.team, name=name, created_by=self.owner)
+            for name in ("old", "recent", "live")
+        )
+        Collection.objects.filter(pk=old.pk).update(deleted_at=long_ago)
+        Collection.objects.filter(pk=recent.pk).update(deleted_at=timezone.now())
+        self.assertEqual(deletion.collections_purge_due(), 1)
+        self.assertEqual(
+            set(Collection.all_objects.values_list("name", flat=True)), {"recent", "live"}
+        )
+        self.assertEqual(deletion.collections_purge_due(), 0)
 
     def test_the_task_rearms_the_embedded_timer_for_the_next_window(self):
         self.delete()
