@@ -115,6 +115,7 @@ def deleted_image_thumbnail(request, image_id, size):
         deleted_at__gt=deletion.purge_cutoff(),
     )
     require(request.user, "delete_images", image.project)
-    if not image.thumbnail_name(size) or size not in THUMBNAIL_SIZES:
-        raise Http404  # never the original: the page shows a placeholder instead
-    return thumbnail_response(image, size, "")
+    name = image.thumbnail_name(size) if size in THUMBNAIL_SIZES else None
+    if not name or not image.file.storage.exists(name):
+        raise Http404  # never the original of a deleted image
+    return thumbnail_response(image, size, image.file_url())

@@ -316,6 +316,21 @@ class UndoTestCase(DeletionTestCase):
             404,
         )
 
+    def test_a_deleted_images_thumbnail_is_served_never_its_original(self):
+        self.delete(image=self.sibling)  # no thumbnails made
+        self.delete()
+        self.client.force_login(self.editor)
+        url = reverse("deleted_image_thumbnail", args=[self.image.pk, 256])
+        response = self.client.get(url)
+        self.assertEqual(response["Content-Type"], "image/webp")
+        for image, size in [(self.sibling, 256), (self.image, 300)]:
+            with self.subTest(image=image.pk, size=size):
+                url = reverse("deleted_image_thumbnail", args=[image.pk, size])
+                self.assertEqual(self.client.get(url).status_code, 404)
+        # A live image has no such URL.
+        url = reverse("deleted_image_thumbnail", args=[self.child.pk, 256])
+        self.assertEqual(self.client.get(url).status_code, 404)
+
     def test_the_image_page_offers_delete_to_editors_only(self):
         delete_url = reverse("image_delete", args=[self.image.pk])
         job_url = reverse("job_images_delete", args=[self.job.pk])
