@@ -22,12 +22,16 @@ def run_generation_job(self, job_id):
         raise self.retry(countdown=look_again_in, max_retries=None)
 
 
-@shared_task(name="generation.tasks.run_training", acks_late=True)
-def run_training(run_id):
+@shared_task(name="generation.tasks.run_training", acks_late=True, bind=True)
+def run_training(self, run_id):
     # Imported here so web nodes, which only enqueue, never import torch.
     from generation.training_execution import training_execute
 
-    training_execute(run_id=run_id)
+    look_again_in = training_execute(run_id=run_id)
+    # As for generation jobs: while the run is on another worker, keep a message for it, so
+    # that it is taken over should that worker die.
+    if look_again_in and not self.request.called_directly:
+        raise self.retry(countdown=look_again_in, max_retries=None)
 
 
 def preload_sources():

@@ -56,16 +56,56 @@ def training_claim(run_id):
     ) == 1
 
 
+def training_fail_if_worn_out(run_id):
+    """A run whose workers kept dying is failed rather than retried forever."""
+    worn_out = TrainingRun.objects.filter(
+        pk=run_id,
+        status=JobStatus.RUNNING,
+        lease_expires_at__lt=timezone.now(),
+        attempts__gte=settings.STUDIO_JOB_MAX_ATTEMPTS,
+    )
+    error = (
+        f"The worker stopped during each of {settings.STUDIO_JOB_MAX_ATTEMPTS} attempts; giving "
+        "up. Try a lower resolution or batch size, or ask an admin to check the training "
+        "workers."
+    )
+    worn_out.update(status=JobStatus.FAILED, error=error, finished_at=timezone.now())
+
+
+def lease_seconds_left(run_id):
+    """For a run on another worker: seconds until its lease lapses (at least 1), or None."""
+    lease = (
+        TrainingRun.objects.filter(pk=run_id, status=JobStatus.RUNNING)
+        .values_list("lease_expires_at", flat=True)
+        .first()
+    )
+    if lease is None:
+        return None
+    return max(1.0, (lease - timezone.now()).total_seconds() + 1)
+
+
 def training_execute(*, run_id):
-    """Run the training run `run_id` if it is this message's to run; idempotent."""
+    """Run the training run `run_id` if it is this message's to run; idempotent.
+
+    Returns None, or seconds after which to look again: the run is on another worker whose
+    lease is live. Should that worker die, this message takes the run over (from its first
+    step) once the lease lapses.
+    """
     if not training_claim(run_id):
-        logger.info("Training run %s is not queued (or runs elsewhere): nothing to do", run_id)
-        return
+        training_fail_if_worn_out(run_id)
+        look_again_in = lease_seconds_left(run_id)
+        logger.info("Training run %s is not queued%s", run_id,
+                    f"; it runs elsewhere, looking again in {look_again_in:.0f} s"
+                    if look_again_in else ": nothing to do")
+        return look_again_in
     from gpu_workers.training import train_dreambooth_lora
 
     run = TrainingRun.objects.select_related(
         "subject", "subject__team", "project", "model", "created_by"
     ).get(pk=run_id)
+    for sample in run.samples.all():  # an earlier attempt's, made again by this one
+        sample.file.delete(save=False)
+        sample.delete()
     group = run.project.events_group()
     held = TrainingRun.objects.filter(pk=run.pk, status=JobStatus.RUNNING, attempts=run.attempts)
     log_lines = [run.log] if run.log else []

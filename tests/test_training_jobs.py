@@ -7,12 +7,15 @@ or running; failed and canceled runs keep their logs."""
 import io
 import subprocess
 import sys
+from datetime import timedelta
 from unittest import mock
 
 import numpy as np
 import pytest
+from django.core.files.base import ContentFile
 from django.test import override_settings
 from django.urls import reverse
+from django.utils import timezone
 from PIL import Image as PILImage
 
 from gallery.models import Image
@@ -21,11 +24,11 @@ from generation.lora_services import LoraChoice
 from generation.models import DiffusionModel, JobStatus
 from generation.services import job_create
 from generation.training_execution import training_claim, training_execute
-from generation.training_models import TrainingRun
+from generation.training_models import TrainingRun, TrainingSample
 from gpu_workers.training_plan import PRESETS, estimate
 from studio.accounts.models import Membership, Project, Role, Team, User
 from tests.base import StudioTestCase
-from tests.subject_builders import make_run, make_subject
+from tests.subject_builders import image_bytes, make_run, make_subject
 
 pytestmark = pytest.mark.django_db
 
@@ -253,6 +256,38 @@ def test_a_run_claims_once_and_a_second_delivery_does_nothing(studio):
     assert execute(run.pk) == []
     run.refresh_from_db()
     assert run.attempts == 1
+
+
+def test_a_run_whose_worker_died_is_taken_over_once_its_lease_lapsed(studio):
+    run = make_run(studio["subject"], studio["project"], studio["user"], studio["model"],
+                   steps=2, status=JobStatus.RUNNING, attempts=1, log="[10:00:00] step 1",
+                   lease_expires_at=timezone.now() + timedelta(seconds=60))
+    sample = TrainingSample(run=run, step=2)
+    sample.file.save("old.png", ContentFile(image_bytes(size=(64, 64))), save=False)
+    sample.save()
+    # Its lease is live: another worker holds it; the message looks again after it.
+    with mock.patch("generation.training_execution.publish"):
+        assert 59 < training_execute(run_id=run.pk) <= 61
+    TrainingRun.objects.filter(pk=run.pk).update(
+        lease_expires_at=timezone.now() - timedelta(seconds=1)
+    )
+    execute(run.pk)
+    run.refresh_from_db()
+    assert (run.status, run.attempts) == (JobStatus.FINISHED, 2)
+    assert run.log.startswith("[10:00:00] step 1\n") and "Attempt 2 on" in run.log
+    assert list(run.samples.values_list("step", flat=True)) == [2]
+    assert not TrainingSample.objects.filter(pk=sample.pk).exists()
+
+
+@override_settings(STUDIO_JOB_MAX_ATTEMPTS=2)
+def test_a_run_whose_workers_keep_dying_fails_saying_so(studio):
+    run = make_run(studio["subject"], studio["project"], studio["user"], studio["model"],
+                   status=JobStatus.RUNNING, attempts=2,
+                   lease_expires_at=timezone.now() - timedelta(seconds=1))
+    assert execute(run.pk) == []
+    run.refresh_from_db()
+    assert run.status == JobStatus.FAILED
+    assert "stopped during each of 2 attempts" in run.error
 
 
 def test_prior_preservation_and_the_text_encoder_train_too(studio):
