@@ -208,6 +208,12 @@ class GoneEverywhereTestCase(DeletionTestCase):
         self.assertContains(response, "A deleted image.")
         self.assertNotContains(response, f'data-image-id="{self.image.pk}"')
 
+    def test_the_job_status_api_lists_only_live_images(self):
+        self.delete()
+        self.client.force_login(self.viewer)
+        response = self.client.get(reverse("job_detail", args=[self.job.pk]))
+        self.assertEqual([image["id"] for image in response.json()["images"]], [self.sibling.pk])
+
     def test_a_deleted_image_cannot_be_a_source(self):
         self.delete()
         self.client.force_login(self.editor)
