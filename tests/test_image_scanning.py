@@ -11,7 +11,7 @@ from unittest import mock, skipUnless
 from django.conf import settings
 from django.core.files.base import ContentFile
 from django.core.management import call_command
-from django.test import override_settings
+from django.test import TransactionTestCase, override_settings
 from PIL import Image as PILImage
 
 from gallery.models import Image, ModerationStatus
@@ -206,3 +206,26 @@ class ScanCommandTests(ScanTestCase):
         with mock.patch("studio.moderation.management.commands.scan_images.enqueue_scan") as send:
             call_command("scan_images", "--enqueue", stdout=StringIO())
         send.assert_called_once_with(image.pk)
+
+
+@override_settings(STUDIO_IMAGE_SCANNER="")
+class EmbeddedScanTests(TransactionTestCase):
+    """The embedded mode's CPU thread scans a committed image on its own connection, with
+    this environment's default scanner (NudeNet or the no-classifier one)."""
+
+    def test_the_cpu_thread_scans_it_and_the_project_hears_of_it(self):
+        from generation.models import DiffusionModel
+        from studio import embedded_worker
+        from studio.accounts.models import Project, Team, User
+
+        user = User.objects.create_user("ann", "ann@example.org", "pw")
+        project = Project.objects.create(team=Team.objects.create(name="T"), name="P")
+        model = DiffusionModel.objects.create(name="m", source="/m")
+        image = make_textured_image(project, user, model)
+        with mock.patch("studio.moderation.scanning.publish") as publish:
+            embedded_worker.submit_cpu_task(scan_image, image.pk).result(timeout=120)
+        image.refresh_from_db()
+        self.assertEqual(image.moderation_status, ModerationStatus.PASSED)
+        scanner = "nudenet" if nudenet_installed() else "none"
+        self.assertTrue(ImageScan.objects.get(image=image).scanner.startswith(scanner))
+        self.assertEqual(publish.call_args.args[1]["type"], "image.moderated")
