@@ -10,5 +10,6 @@ urlpatterns = [
     path("", include("generation.lora_urls")),
     path("", include("generation.embedding_urls")),
     path("", include("generation.subject_urls")),
+    path("", include("generation.public_lora_urls")),
     path("", include("gallery.urls")),
 ]

@@ -200,6 +200,7 @@ class CaseKind(models.TextChoices):
     SCAN_FLAG = "scan_flag", "Scan flag"
     HASH_MATCH = "hash_match", "Hash match"
     APPEAL = "appeal", "Appeal"
+    LORA_PUBLISH = "lora_publish", "LoRA publishing request"  # approve: it becomes public
 
 
 class CaseStatus(models.TextChoices):

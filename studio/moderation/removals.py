@@ -179,7 +179,14 @@ def case_approve(*, case, moderator, reason_code, note=""):
                 after=image_snapshot(subject),
             )
             transaction.on_commit(lambda: image_moderated_publish(subject.pk))
-        for each in related_cases(case):
+        cases = related_cases(case)
+        # A LoRA's owner asked to publish it (generation.public_loras): approved, it is.
+        if kind == "lora" and any(each.kind == CaseKind.LORA_PUBLISH for each in cases):
+            Lora.objects.filter(pk=subject.pk).update(is_public=True)
+            audit(actor=moderator, action="lora.publish", target=f"lora:{subject.pk}",
+                  team=case.team, reason_code=reason_code, note=note,
+                  before={"is_public": False}, after={"is_public": True})
+        for each in cases:
             resolve(each, moderator=moderator, action="approve",
                     resolution=Resolution.APPROVED, reason_code=reason_code, note=note)
     return case
