@@ -95,6 +95,8 @@ def studio_context(request, project, form=None):
     }
 
 
+# The job parameters that name a gallery image (its source, ControlNet and image prompt).
+GALLERY_IMAGE_FIELDS = ("source_image", "control_image", "ip_adapter_image")
 @login_required
 @require_GET
 def project_studio(request, project_id):
@@ -104,6 +106,12 @@ def project_studio(request, project_id):
         # Any job the user may see, also from another project, fills the form.
         source = job_for(request.user, request.GET["duplicate"], "view")
         initial = source.parameters()
+        # Gallery images deleted since the job ran can't be used again: leave them out.
+        used = [initial[field] for field in GALLERY_IMAGE_FIELDS if initial.get(field)]
+        live = set(Image.objects.filter(pk__in=used).values_list("pk", flat=True))
+        for field in GALLERY_IMAGE_FIELDS:
+            if initial.get(field) and initial[field] not in live:
+                initial[field] = None
         # Remix of one image of the job (gallery): that image's own seed, alone.
         image_id = request.GET.get("image", "")
         image = source.images.filter(pk=image_id).first() if image_id.isdigit() else None

@@ -214,6 +214,18 @@ class GoneEverywhereTestCase(DeletionTestCase):
         response = self.client.get(reverse("job_detail", args=[self.job.pk]))
         self.assertEqual([image["id"] for image in response.json()["images"]], [self.sibling.pk])
 
+    def test_remixing_a_job_whose_source_was_deleted_starts_without_it(self):
+        self.client.force_login(self.editor)
+        url = reverse("project_studio", args=[self.project.pk])
+        params = {"duplicate": self.child.job_id, "image": self.child.pk}
+        form = self.client.get(url, params).context["form"]
+        self.assertEqual(form.initial["source_image"], self.image.pk)
+        self.delete()
+        self.client.force_login(self.editor)
+        response = self.client.get(url, params)
+        self.assertIsNone(response.context["form"].initial["source_image"])
+        self.assertNotContains(response, reverse("image_thumbnail", args=[self.image.pk, 256]))
+
     def test_a_deleted_image_cannot_be_a_source(self):
         self.delete()
         self.client.force_login(self.editor)
