@@ -121,3 +121,22 @@ class ApprovedFlaggedImageTests(FlaggedImageTestCase):
         for name, url in self.urls().items():
             with self.subTest(url=name):
                 self.assertEqual(self.client.get(url).status_code, 200)
+
+
+class ExplanationTests(FlaggedImageTestCase):
+    def test_its_project_reads_why_it_is_held(self):
+        self.login("viewer")
+        response = self.client.get(self.image.get_absolute_url())
+        self.assertContains(
+            response,
+            "Moderation scan: flagged for review (unsafe 0.70); only this project sees it "
+            "until a moderator decides.",
+        )
+
+    def test_after_a_decision_it_says_which(self):
+        Image.objects.filter(pk=self.image.pk).update(moderation_status="passed")
+        self.login("viewer")
+        response = self.client.get(self.image.get_absolute_url())
+        self.assertContains(
+            response, "Moderation scan: approved by a moderator (unsafe 0.70)."
+        )

@@ -6,6 +6,7 @@ from django.db import models
 from django.db.models import Q
 from django.utils import timezone
 
+from gallery.models import ModerationStatus
 from studio.moderation import policy as matching
 
 USER = settings.AUTH_USER_MODEL
@@ -399,6 +400,19 @@ class ImageScan(models.Model):
     def ranked_scores(self):
         """(label, score) pairs, highest first."""
         return sorted(self.scores.items(), key=lambda item: -item[1])
+
+    def status_text(self):
+        """What the image's project reads about its moderation (the image page)."""
+        status = self.image.moderation_status
+        if status == ModerationStatus.PASSED:
+            decided = "passed" if self.decision == ScanDecision.PASS else "approved by a moderator"
+            return f"{decided} ({self.summary()})"
+        if status == ModerationStatus.FAILED and self.decision == ScanDecision.PASS:
+            return "removed by a moderator"
+        held = "; only this project sees it until a moderator decides" if (
+            self.decision == ScanDecision.FLAG
+        ) else ""
+        return f"{self.get_decision_display().lower()} ({self.summary()}){held}"
 
     def summary(self):
         if self.matched_hash_id:

@@ -164,10 +164,12 @@ def resolve(case, *, moderator, action, resolution, reason_code, note):
 
 
 def case_approve(*, case, moderator, reason_code, note=""):
-    """The content is fine: a flagged or hash-matched image passes; the case closes."""
+    """The content is fine: a flagged or hash-matched image passes (a removed one stays
+    removed: only its appeal restores it); the case and the others about it close."""
     kind, subject = case_subject(case)
     with transaction.atomic():
-        if kind == "image" and not Removal.objects.filter(
+        held = kind == "image" and subject.moderation_status != ModerationStatus.PASSED
+        if held and not Removal.objects.filter(
             image_id=subject.pk, restored_at__isnull=True
         ).exists():
             before = image_snapshot(subject)
