@@ -334,6 +334,15 @@ class UndoTestCase(DeletionTestCase):
             404,
         )
 
+    def test_the_project_gallery_links_recently_deleted_for_editors(self):
+        link = reverse("recently_deleted", args=[self.project.pk])
+        gallery = reverse("project_gallery", args=[self.project.pk])
+        for user, shown in [(self.editor, True), (self.viewer, False)]:
+            with self.subTest(user=user.username):
+                self.client.force_login(user)
+                response = self.client.get(gallery)
+                (self.assertContains if shown else self.assertNotContains)(response, link)
+
     def test_a_deleted_images_thumbnail_is_served_never_its_original(self):
         self.delete(image=self.sibling)  # no thumbnails made
         self.delete()
