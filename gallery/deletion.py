@@ -57,7 +57,7 @@ def purge_cutoff(now=None):
 
 
 def _soft_delete(images, *, user):
-    """Mark `images` (live images of one project) deleted together; their deletion id."""
+    """Mark `images` (live images of one project) deleted together: (deletion id, count)."""
     deletion_id = uuid.uuid4()
     now = timezone.now()
     count = images.update(deleted_at=now, deleted_by=user, deletion_id=deletion_id)
