@@ -52,6 +52,24 @@ def subject_create(*, team, user, name, class_word, token, depicts_person=False,
         ) from error
 
 
+def subject_delete(*, subject, user):
+    """Delete the subject with its images, consent records and training runs (their files
+    go once committed). LoRAs trained from it stay in the library; those of a person are
+    disabled, since the consent that allowed them goes with the subject."""
+    require_manager(user, subject.team)
+    files = [image.file for image in subject.images.all()] + [
+        sample.file for run in subject.training_runs.all() for sample in run.samples.all()
+    ]
+    with transaction.atomic():
+        if subject.depicts_person:
+            Lora.objects.filter(training_run__subject=subject).update(
+                disabled_reason=f"subject “{subject.name}”, a person, was deleted with its "
+                "consent record"
+            )
+        subject.delete()
+        transaction.on_commit(lambda: [file.storage.delete(file.name) for file in files])
+
+
 def subject_images_add(*, subject, user, uploads):
     """Store `uploads` as the subject's images, all or none: a ValidationError names the
     first file refused and why."""

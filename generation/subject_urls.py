@@ -6,6 +6,7 @@ urlpatterns = [
     path("teams/<int:team_id>/subjects/", subject_views.team_subjects, name="team_subjects"),
     path("teams/<int:team_id>/subjects/new/", subject_views.subject_new, name="subject_new"),
     path("subjects/<int:subject_id>/", subject_views.subject_detail, name="subject_detail"),
+    path("subjects/<int:subject_id>/delete/", subject_views.subject_remove, name="subject_delete"),
     path(
         "subjects/<int:subject_id>/images/",
         subject_views.subject_images_upload,

@@ -28,6 +28,7 @@ from generation.subject_services import (
     consent_record,
     consent_revoke,
     subject_create,
+    subject_delete,
     subject_image_caption,
     subject_image_crop,
     subject_image_delete,
@@ -147,6 +148,16 @@ def detail_context(request, subject, **forms):
 def subject_detail(request, subject_id):
     subject = subject_for(request.user, subject_id, "view")
     return render(request, "generation/subject_detail.html", detail_context(request, subject))
+
+
+@login_required
+@require_POST
+def subject_remove(request, subject_id):
+    subject = subject_for(request.user, subject_id, "manage")
+    team, name = subject.team, subject.name
+    subject_delete(subject=subject, user=request.user)
+    messages.success(request, f"“{name}” was deleted with its images and training runs.")
+    return redirect("team_subjects", team.pk)
 
 
 @login_required

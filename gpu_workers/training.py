@@ -7,6 +7,7 @@ The result is a `.safetensors` file in diffusers' LoRA layout, which the studio'
 library and `gpu_workers.loras` load like any uploaded LoRA.
 """
 
+import gc
 import logging
 import math
 import tempfile
@@ -70,6 +71,17 @@ def train_dreambooth_lora(
     True stops the run with TrainingCanceled.
     """
     config = config or WorkerConfig.from_env()
+    try:
+        return _train(request, config, on_step, on_sample, on_log, should_cancel)
+    finally:
+        # The run's private copy of the model is gone: give its memory back to the
+        # generation cache sharing this GPU.
+        gc.collect()
+        if config.device.startswith("cuda"):
+            torch.cuda.empty_cache()
+
+
+def _train(request, config, on_step, on_sample, on_log, should_cancel):
     log = on_log or (lambda line: None)
     cancel = should_cancel or (lambda: False)
     started = time.monotonic()

@@ -74,6 +74,7 @@ class SubjectAccessTests(StudioTestCase):
             (reverse("subject_image_update", args=[self.image.pk]),
              {"x": "0", "y": "0", "size": "256", "caption": "hacked"}),
             (reverse("subject_image_delete", args=[self.image.pk]), {}),
+            (reverse("subject_delete", args=[self.subject.pk]), {}),
             (reverse("subject_consent_revoke", args=[self.subject.pk]), {}),
             (reverse("subject_consent", args=[self.subject.pk]),
              {"given_by": "X", "given_on": "2026-01-01", "scope": "x"}),

@@ -47,6 +47,31 @@ class SubjectCreateTests(StudioTestCase):
         self.assertEqual(Subject.objects.filter(team=self.team).count(), 1)
 
 
+class SubjectDeleteTests(StudioTestCase):
+    def test_deleting_a_subject_removes_its_files_and_disables_a_persons_loras(self):
+        from generation.models import JobStatus
+        from generation.subject_models import SubjectConsent
+        from tests.lora_builders import make_lora
+        from tests.subject_builders import make_run
+
+        person = make_subject(self.team, self.editor, depicts_person=True)
+        SubjectConsent.objects.create(subject=person, given_by="Jo", given_on="2026-01-02",
+                                      scope="All", recorded_by=self.editor)
+        lora = make_lora(self.team, self.editor, "Jo")
+        make_run(person, self.project, self.editor, self.model, status=JobStatus.FINISHED,
+                 lora=lora)
+        storage = person.images.first().file.storage
+        names = [image.file.name for image in person.images.all()]
+        self.client.force_login(self.editor)
+        with self.captureOnCommitCallbacks(execute=True):
+            response = self.client.post(reverse("subject_delete", args=[person.pk]))
+        self.assertRedirects(response, reverse("team_subjects", args=[self.team.pk]))
+        self.assertFalse(Subject.objects.exists())
+        self.assertFalse(any(storage.exists(name) for name in names))
+        lora.refresh_from_db()
+        self.assertIn("a person, was deleted with its consent record", lora.disabled_reason)
+
+
 class SubjectImageUploadTests(StudioTestCase):
     @classmethod
     def setUpTestData(cls):
