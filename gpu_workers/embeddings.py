@@ -59,6 +59,8 @@ def embeddings_loaded(pipe, embeddings: tuple[EmbeddingRef, ...]):
     if pipeline_family(pipe) == SDXL:
         encoders.append((pipe.tokenizer_2, pipe.text_encoder_2))
     loaded = []  # (tokens, tokenizer, text encoder)
+    # Unloading shrinks the embedding matrix back but leaves the config's vocab_size grown.
+    vocab_sizes = [text_encoder.config.vocab_size for _, text_encoder in encoders]
     try:
         for embedding in embeddings:
             data = _checked_bytes(embedding)
@@ -84,3 +86,5 @@ def embeddings_loaded(pipe, embeddings: tuple[EmbeddingRef, ...]):
     finally:
         for tokens, tokenizer, text_encoder in reversed(loaded):
             pipe.unload_textual_inversion(tokens, tokenizer=tokenizer, text_encoder=text_encoder)
+        for (_, text_encoder), vocab_size in zip(encoders, vocab_sizes, strict=True):
+            text_encoder.config.vocab_size = vocab_size

@@ -11,6 +11,7 @@ import torch
 from safetensors.torch import save_file
 
 from gpu_workers.engine import BatchKey
+from gpu_workers.pipelines import load_pipeline
 from gpu_workers.requests import EmbeddingRef, GenerationFailed
 from gpu_workers.runner import generate
 
@@ -52,6 +53,10 @@ def test_the_name_calls_up_the_vectors_and_nothing_is_left_after(
     assert not np.array_equal(plain, styled)
     assert np.array_equal(styled, again)  # loaded afresh, the same vectors
     assert np.array_equal(plain, after)
+    pipe = load_pipeline(styled_request.model_source, cpu_config)
+    vocabulary = len(pipe.tokenizer)
+    assert pipe.text_encoder.get_input_embeddings().num_embeddings == vocabulary
+    assert pipe.text_encoder.config.vocab_size == vocabulary
 
 
 def test_sdxl_embeddings_fill_both_text_encoders(
