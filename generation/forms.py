@@ -12,7 +12,6 @@ from generation.models import (
     OUTPAINT_SIDES,
     SAMPLER_CHOICES,
     DiffusionModel,
-    ModelFamily,
     ModelKind,
 )
 from gpu_workers.control import (
@@ -329,20 +328,12 @@ class GenerationForm(forms.Form):
         if not has_image:
             self.add_error("control_upload", "Choose the image whose edges guide the ControlNet.")
         model = cleaned.get("model")
-        if model is not None and model.family == ModelFamily.SDXL:
-            self.add_error(
-                "control_model", "ControlNet works with SD 1.x and 2.x models here, not SDXL."
-            )
-        elif model is not None and control.family != model.family:
+        if model is not None and control.family != model.family:
             self.add_error(
                 "control_model",
                 f"“{control.name}” is a {control.get_family_display()} ControlNet; "
                 f"“{model.name}” is {model.get_family_display()}. Choose one of the same family.",
             )
-        if cleaned.get("mask_data") is not None or any(
-            cleaned.get(side) for side in OUTPAINT_SIDES
-        ):
-            self.add_error("control_model", "ControlNet works with text to image and img2img only.")
         low, high = cleaned.get("control_low_threshold"), cleaned.get("control_high_threshold")
         if low is not None and high is not None and low > high:
             self.add_error(

@@ -270,7 +270,7 @@ def inpaint_start(pipe, requests, scheduler, first_timestep, generators, device,
 @dataclass
 class ControlState:
     """What a ControlNet batch carries through the loop, after
-    StableDiffusionControlNetPipeline."""
+    StableDiffusionControlNetPipeline and StableDiffusionXLControlNetPipeline."""
 
     controlnet: torch.nn.Module
     images: torch.Tensor  # conditioning images, rows as the UNet's (uncond rows, then all)
@@ -281,10 +281,17 @@ def control_start(pipe, requests, controlnet, cfg_rows, timesteps, device) -> Co
     """Each row's conditioning image (made here from the request's image: canny edges),
     preprocessed as the pipeline's control_image_processor does, and the scale of each
     model call."""
-    if pipeline_family(pipe) == SDXL:
-        raise GenerationFailed("ControlNet runs with SD 1.x and 2.x models only, not SDXL.")
     if controlnet is None:
         raise GenerationFailed("A ControlNet request needs its ControlNet model loaded.")
+    fits = all(
+        controlnet.config.get(name) == pipe.unet.config.get(name)
+        for name in ("cross_attention_dim", "addition_embed_type")
+    )
+    if not fits:
+        raise GenerationFailed(
+            f"The ControlNet {requests[0].control.name or requests[0].control.model_source} "
+            "does not fit this model: it is made for another base model family."
+        )
     width, height = requests[0].width, requests[0].height
     conditioning = [
         control_image_from(
@@ -459,8 +466,6 @@ def _denoise(
         )
     control = None
     if requests[0].control is not None:
-        if mode == "inpaint":
-            raise GenerationFailed("ControlNet runs with txt2img and img2img, not inpaint.")
         control = control_start(pipe, requests, controlnet, cfg_rows, timesteps, device)
     # Ancestral and SDE schedulers draw fresh noise every step, also from each row's generator.
     step_kwargs = {}
@@ -474,12 +479,6 @@ def _denoise(
     for i, t in enumerate(timesteps):
         latent_model_input = torch.cat([latents[cfg_rows], latents])
         latent_model_input = scheduler.scale_model_input(latent_model_input, t)
-        if inpaint is not None and pipe.unet.config.in_channels == 9:
-            mask = torch.cat([inpaint.mask[cfg_rows], inpaint.mask])
-            masked = torch.cat(
-                [inpaint.masked_image_latents[cfg_rows], inpaint.masked_image_latents]
-            )
-            latent_model_input = torch.cat([latent_model_input, mask, masked], dim=1)
         residuals = {}
         if control is not None:
             down_block_res_samples, mid_block_res_sample = control.controlnet(
@@ -489,12 +488,22 @@ def _denoise(
                 controlnet_cond=control.images,
                 conditioning_scale=control.scales[i],
                 guess_mode=False,
+                # SDXL ControlNets take the pooled prompt and sizes as the UNet does.
+                added_cond_kwargs=added_cond_kwargs if sdxl else None,
                 return_dict=False,
             )
             residuals = {
                 "down_block_additional_residuals": down_block_res_samples,
                 "mid_block_additional_residual": mid_block_res_sample,
             }
+        # After the ControlNet, which sees the latents alone (the ControlNet inpaint
+        # pipelines'), the mask and the masked image for inpainting UNets.
+        if inpaint is not None and pipe.unet.config.in_channels == 9:
+            mask = torch.cat([inpaint.mask[cfg_rows], inpaint.mask])
+            masked = torch.cat(
+                [inpaint.masked_image_latents[cfg_rows], inpaint.masked_image_latents]
+            )
+            latent_model_input = torch.cat([latent_model_input, mask, masked], dim=1)
         noise_pred = pipe.unet(
             latent_model_input,
             t,

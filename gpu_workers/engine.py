@@ -385,8 +385,6 @@ def _check(request: GenerationRequest) -> None:
 
 def _check_control(request: GenerationRequest) -> None:
     control = request.control
-    if request.mask_image is not None:
-        raise ValueError("ControlNet applies to txt2img and img2img, not to inpaint.")
     size = getattr(control.image, "size", None)
     if size != (request.width, request.height):
         raise ValueError(

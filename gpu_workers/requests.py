@@ -74,7 +74,7 @@ class LoraRef:
 
 @dataclass(frozen=True)
 class ControlRef:
-    """A ControlNet to condition a request on (SD 1.x / 2.x).
+    """A ControlNet to condition a request on (SD 1.x / 2.x and SDXL, every mode).
 
     `image`: the user's image (PIL, RGB, exactly the request's size); the worker turns it
     into the conditioning image with `module` (gpu_workers.control: "canny" edges with the

@@ -33,6 +33,7 @@ from transformers import (
 TINY_SD15_NAME = "tiny-sd15"
 TINY_SDXL_NAME = "tiny-sdxl"
 TINY_CONTROLNET_NAME = "tiny-controlnet-sd15"
+TINY_SDXL_CONTROLNET_NAME = "tiny-controlnet-sdxl"
 TINY_IP_ADAPTER_NAME = "tiny-ip-adapter-sd15"
 TINY_IP_ADAPTER_WEIGHTS = "ip-adapter.safetensors"
 
@@ -70,10 +71,11 @@ def build_tiny_sdxl(path: str | Path, *, inpaint: bool = False) -> Path:
     )
 
 
-def build_tiny_controlnet(path: str | Path) -> Path:
-    """Build a tiny ControlNet for the tiny SD1.5 model as a diffusers folder at `path`:
-    `ControlNetModel.from_unet` of a UNet of the tiny SD1.5 architecture, with its
-    conditioning embedding reaching the latents' resolution (÷8) in four blocks.
+def build_tiny_controlnet(path: str | Path, *, sdxl: bool = False) -> Path:
+    """Build a tiny ControlNet for the tiny SD1.5 model (or, with `sdxl`, the tiny SDXL
+    one, with SDXL's "text_time" added conditioning) as a diffusers folder at `path`:
+    `ControlNetModel.from_unet` of a UNet of the tiny architecture, with its conditioning
+    embedding reaching the latents' resolution (÷8) in four blocks.
 
     A ControlNet made from a UNet starts with zero convolutions (its residuals are zero
     until trained); here they get random weights too, so that the ControlNet visibly steers
@@ -81,13 +83,16 @@ def build_tiny_controlnet(path: str | Path) -> Path:
 
     Idempotent: a folder that already has a config.json is returned untouched.
     """
-    return _build_folder(path, lambda build_dir: _tiny_controlnet(), marker="config.json")
+    return _build_folder(path, lambda build_dir: _tiny_controlnet(sdxl), marker="config.json")
 
 
-def _tiny_controlnet() -> ControlNetModel:
+def _tiny_controlnet(sdxl: bool) -> ControlNetModel:
+    if sdxl:
+        unet = _tiny_sdxl_unet(in_channels=4, cross_attention_dim=80, pooled_dim=48)
+    else:
+        unet = _tiny_sd15_unet(in_channels=4, cross_attention_dim=32)
     controlnet = ControlNetModel.from_unet(
-        _tiny_sd15_unet(in_channels=4, cross_attention_dim=32),
-        conditioning_embedding_out_channels=(8, 16, 16, 32),
+        unet, conditioning_embedding_out_channels=(8, 16, 16, 32)
     )
     zero_convs = [
         *controlnet.controlnet_down_blocks,

@@ -115,7 +115,7 @@ class ControlNetFormTestCase(GenerateFormTestCase):
         )
         self.assert_refused(
             "control_model",
-            "not SDXL",
+            "Choose one of the same family",
             model=sdxl.pk,
             control_model=self.controlnet.pk,
             control_upload=square_png(),
@@ -174,15 +174,26 @@ class ControlNetFormTestCase(GenerateFormTestCase):
             control_image=other.pk,
         )
 
-    def test_inpaint_with_a_controlnet_is_refused(self):
-        self.assert_refused(
-            "control_model",
-            "text to image and img2img only",
+    def test_an_sdxl_controlnet_steers_an_sdxl_model(self):
+        sdxl = DiffusionModel.objects.create(
+            name="tiny-sdxl", source="/models/sdxl", family=ModelFamily.SDXL
+        )
+        controlnet = DiffusionModel.objects.create(
+            name="canny-sdxl", source="/models/canny-xl", kind=ModelKind.CONTROLNET,
+            family=ModelFamily.SDXL,
+        )
+        self.post(model=sdxl.pk, control_model=controlnet.pk, control_upload=square_png())
+        self.assertEqual(GenerationJob.objects.get().control_model, controlnet)
+
+    def test_outpaint_with_a_controlnet_makes_a_controlled_job(self):
+        self.post(
             control_model=self.controlnet.pk,
             control_upload=square_png(),
             source_upload=square_png(name="source.png"),
             outpaint_left=64,
         )
+        job = GenerationJob.objects.get()
+        self.assertEqual((job.mode, job.control_model), ("outpaint", self.controlnet))
 
 
 class ControlPreviewTestCase(GenerateFormTestCase):
@@ -396,3 +407,49 @@ def test_the_studio_spec_controlnet_fills_weight_and_thresholds():
     assert imported.values["control_low_threshold"] == 50
     assert imported.values["control_high_threshold"] == 150
     assert any(note.startswith("ControlNet: tiny-canny") for note in imported.not_applied)
+
+
+@pytest.fixture(scope="session")
+def tiny_sdxl_controlnet_dir(tmp_path_factory):
+    from gpu_workers.tiny_models import build_tiny_controlnet
+
+    return build_tiny_controlnet(tmp_path_factory.mktemp("models") / "tiny-cn-xl", sdxl=True)
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("sdxl", [False, True], ids=["sd15-outpaint", "sdxl-txt2img"])
+def test_sdxl_and_outpaint_controlnet_jobs_run_on_the_tiny_models(
+    tiny_model_dir, tiny_sdxl_model_dir, tiny_controlnet_dir, tiny_sdxl_controlnet_dir, sdxl
+):
+    from studio.accounts.models import Membership, Project, Role, Team, User
+
+    user = User.objects.create_user("ann", "ann@example.org", "pw")
+    team = Team.objects.create(name="T")
+    Membership.objects.create(team=team, user=user, role=Role.OWNER)
+    project = Project.objects.create(team=team, name="P")
+    family = ModelFamily.SDXL if sdxl else ModelFamily.SD15
+    model = DiffusionModel.objects.create(
+        name="tiny", source=str(tiny_sdxl_model_dir if sdxl else tiny_model_dir), family=family
+    )
+    controlnet = DiffusionModel.objects.create(
+        name="tiny-canny", source=str(tiny_sdxl_controlnet_dir if sdxl else tiny_controlnet_dir),
+        kind=ModelKind.CONTROLNET, family=family,
+    )
+    control = default_storage.save("uploads/test/c.png", ContentFile(square_png().read()))
+    source = default_storage.save("uploads/test/s.png", ContentFile(square_png().read()))
+    fields = {} if sdxl else {"mode": "outpaint", "source_upload": source, "outpaint_left": 16}
+
+    def run(**control_fields):
+        job = make_job(
+            project, user, model, steps=3, width=64 if sdxl else 80, height=64, seed=3,
+            **fields, **control_fields,
+        )
+        with mock.patch("generation.execution.publish"):
+            job_execute(job_id=job.pk)
+        job.refresh_from_db()
+        assert job.status == "finished", job.error
+        return np.asarray(PILImage.open(Image.objects.get(job=job).file))
+
+    steered = run(control_model=controlnet, control_upload=control)
+    assert steered.shape[:2] == (64, 64 if sdxl else 80)
+    assert not np.array_equal(steered, run())

@@ -1,6 +1,6 @@
 """ControlNet (canny) through the engine: a request alone gets
 StableDiffusionControlNetPipeline's image, batched requests stay their own, the edge map
-is sensible, and bad input is refused at submit."""
+is sensible, and bad input is refused at submit. SDXL and inpaint: test_controlnet_modes."""
 
 import dataclasses
 
@@ -179,13 +179,6 @@ def test_bad_control_input_is_refused(control_request, cpu_config, change, messa
         control_request, control=dataclasses.replace(control_request.control, **change)
     )
     with pytest.raises(ValueError, match=message):
-        generate(request, config=cpu_config)
-
-
-def test_inpaint_with_a_controlnet_is_refused(control_request, cpu_config):
-    mask = Image.new("L", (64, 64), 255)
-    request = dataclasses.replace(control_request, init_image=square(), mask_image=mask)
-    with pytest.raises(ValueError, match="not to inpaint"):
         generate(request, config=cpu_config)
 
 
