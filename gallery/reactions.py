@@ -80,10 +80,13 @@ def image_panel(image, user):
     related = ("team", "project")
     listed = Collection.objects.visible_to(user).filter(items__image=image)
     addable = Collection.objects.none()
-    if image.may_view(user):  # not by its secret link alone
+    # Seen by its secret link alone: its counts, but no liking or collecting it.
+    may_react = image.may_view(user)
+    if may_react:
         addable = Collection.objects.addable_by(user).exclude(items__image=image)
     return {
         **image_reactions(image, user),
+        "may_react": may_react,
         "image_collections": list(listed.select_related(*related).order_by("name", "pk")),
         "addable_collections": list(
             addable.select_related(*related).order_by("team__name", "name", "pk")

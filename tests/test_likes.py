@@ -205,3 +205,21 @@ class FavouritesFilterTestCase(ReactionTestCase):
 
 def ids_in(response):
     return [int(pk) for pk in re.findall(r'data-image-id="(\d+)"', response.content.decode())]
+
+
+class SharedByLinkTestCase(ReactionTestCase):
+    def test_a_link_visitor_sees_the_count_but_no_buttons(self):
+        Image.objects.filter(pk=self.image.pk).update(
+            visibility=Visibility.UNLISTED, share_token="s" * 32
+        )
+        Like.objects.create(user=self.owner, image=self.image)
+        for who in (self.outsider, None):
+            with self.subTest(who=who):
+                self.client.logout()
+                if who:
+                    self.client.force_login(who)
+                response = self.client.get(reverse("image_shared", args=["s" * 32]))
+                self.assertContains(response, '<span class="reaction-count">1</span>')
+                self.assertNotContains(response, reverse("image_like", args=[self.image.pk]))
+                self.assertNotContains(response, "Log in to like it")
+                self.assertNotContains(response, "Add to collection")

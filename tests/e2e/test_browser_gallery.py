@@ -82,7 +82,10 @@ def test_scroll_filter_lightbox_remix_and_share(studio_processes):
         page.keyboard.press("Escape")
         expect(lightbox).to_be_hidden()
 
-        # Scrolling: fresh page, the sentinel comes into view, the rest arrives.
+        # Scrolling: fresh page, the sentinel comes into view, the rest arrives. (From the
+        # top: a reload restores the scroll position, at the end, where the next page loads
+        # at once.)
+        page.evaluate("window.scrollTo(0, 0)")
         page.reload()
         expect(thumbs).to_have_count(PAGE_SIZE)
         page.locator("[data-gallery-more]").scroll_into_view_if_needed()
