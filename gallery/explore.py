@@ -7,7 +7,7 @@ its project leaves Explore at once. Pages are keyset pages; "most liked" orders 
 """
 
 from django import forms
-from django.db.models import Q
+from django.db.models import Exists, OuterRef, Q
 
 from gallery import browse
 from gallery.forms import GalleryFilterForm
@@ -57,7 +57,9 @@ def filter_choices(scope):
 
 def filter_explore(images, filters):
     if filters.get("lora"):
-        images = images.filter(job__job_loras__name=filters["lora"]).distinct()
+        # EXISTS, not a join: an image stays one row however many LoRAs its job stacked.
+        used = JobLora.objects.filter(job=OuterRef("job"), name=filters["lora"])
+        images = images.filter(Exists(used))
     return browse.filter_images(images, filters)
 
 
