@@ -90,6 +90,21 @@ class CollectionViewAccessTestCase(CollectionTestCase):
                     else:
                         self.assertEqual(response.status_code, 404)
 
+    @mock.patch("gallery.browse.PAGE_SIZE", 1)
+    def test_the_next_page_fragment_follows_the_page(self):
+        url = self.board.get_absolute_url()
+        self.login("viewer")
+        cursor = self.client.get(url).context["page"].next_cursor
+        response = self.client.get(url, {"cursor": cursor}, **HTMX)
+        self.assertEqual(ids_in(response), [self.owl.pk])
+        self.assertNotContains(response, "<html")
+        for who in ("outsider", "anonymous"):
+            with self.subTest(who=who):
+                self.login(who)
+                response = self.client.get(url, {"cursor": cursor}, **HTMX)
+                self.assertEqual(response.status_code, 404 if who == "outsider" else 302)
+                self.assertEqual(ids_in(response), [])
+
     def test_private_opens_to_contributors(self):
         self.set_visibility("private")
         self.board.contributors.add(self.viewer)
