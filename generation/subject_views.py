@@ -8,7 +8,7 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
 from django.db.models import Count, Q
-from django.http import Http404, HttpResponse
+from django.http import FileResponse, Http404, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from PIL import Image as PILImage
@@ -187,18 +187,18 @@ def subject_image_file(request, image_id, variant):
     if variant not in ("original", "crop"):
         raise Http404
     try:
-        with image.file.open("rb") as opened:
-            data = opened.read()
+        opened = image.file.open("rb")
     except FileNotFoundError as error:
         raise Http404("The image is missing from storage.") from error
     if variant == "crop":
-        picture = PILImage.open(io.BytesIO(data)).convert("RGB").crop(image.crop_box())
+        with opened:
+            picture = PILImage.open(opened).convert("RGB").crop(image.crop_box())
         picture.thumbnail((CROP_PREVIEW_SIDE, CROP_PREVIEW_SIDE))
         buffer = io.BytesIO()
         picture.save(buffer, format="WEBP", quality=85)
         response = HttpResponse(buffer.getvalue(), content_type="image/webp")
     else:
-        response = HttpResponse(data, content_type="image/png")
+        response = FileResponse(opened, content_type="image/png")
     response["Cache-Control"] = "private, max-age=300"
     return response
 

@@ -195,6 +195,8 @@ class CropAndCaptionTests(StudioTestCase):
 
     def test_the_crop_preview_is_the_square_only(self):
         self.client.force_login(self.viewer)
+        original = self.client.get(reverse("subject_image_file", args=[self.image.pk, "original"]))
+        self.assertEqual(b"".join(original.streaming_content), self.image.file.open("rb").read())
         response = self.client.get(reverse("subject_image_file", args=[self.image.pk, "crop"]))
         picture = PILImage.open(io.BytesIO(response.content))
         self.assertEqual(picture.size, (256, 256))

@@ -90,6 +90,12 @@ class TrainingStartTests(StudioTestCase):
                        samples=400)
         self.assertContains(response, big.memory_label())
         self.assertContains(response, big.duration_label())
+        response = self.client.post(
+            reverse("training_estimate", args=[self.subject.pk]),
+            {"project": self.project.pk, "model": self.model.pk, **TRAINING_FORM, "steps": "0"},
+            headers={"HX-Request": "true"},
+        )
+        self.assertContains(response, "<strong>Steps</strong>: Ensure this value is greater")
 
     def test_bad_settings_are_refused_naming_the_field_and_queue_nothing(self):
         cases = [
@@ -221,21 +227,21 @@ def generate(studio, loras=()):
 
 def test_training_on_the_tiny_model_makes_a_lora_that_changes_the_image(studio):
     run = make_run(studio["subject"], studio["project"], studio["user"], studio["model"],
-                   steps=30, learning_rate=5e-3, rank=4, batch_size=2, sample_every=10)
+                   steps=20, learning_rate=5e-3, rank=4, batch_size=2, sample_every=10)
     events = execute(run.pk)
     run.refresh_from_db()
 
     assert run.status == JobStatus.FINISHED, run.error
     # The loss on the subject's images (fixed noise and timesteps) went down.
     assert run.evaluation_loss_after < run.evaluation_loss_before
-    assert len(run.losses) == 30 and run.losses[-1][0] == 30
+    assert len(run.losses) == 20 and run.losses[-1][0] == 20
     assert "Added “Rex” to T's LoRA library." in run.log
     # Live: every step's loss, a sample every 10 steps, then the end.
     kinds = [event["type"] for event in events]
-    assert kinds.count("training.progress") == 30
-    assert [e["sample_step"] for e in events if e["type"] == "training.sample"] == [10, 20, 30]
+    assert kinds.count("training.progress") == 20
+    assert [e["sample_step"] for e in events if e["type"] == "training.sample"] == [10, 20]
     assert kinds[-1] == "training.finished"
-    assert list(run.samples.values_list("step", flat=True)) == [10, 20, 30]
+    assert list(run.samples.values_list("step", flat=True)) == [10, 20]
 
     lora = run.lora
     assert (lora.team, lora.family, lora.rank, lora.resolution) == (
