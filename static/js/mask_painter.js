@@ -33,10 +33,17 @@
     return null;
   }
 
+  // The image mode the form is in: a painted mask inpaints, extended sides outpaint.
   function setStatus() {
     const status = form().querySelector("[data-mask-status]");
     const hasMask = form().querySelector("input[name=mask_data]").value !== "";
-    if (status) status.textContent = hasMask ? "Mask painted: inpaint" : "No mask: img2img";
+    const extended = Array.from(form().querySelectorAll("input[name^=outpaint_]")).some(
+      (input) => Number(input.value) > 0
+    );
+    if (!status) return;
+    if (hasMask) status.textContent = "Mask painted: inpaint";
+    else if (extended) status.textContent = "Sides extended: outpaint";
+    else status.textContent = "No mask: img2img";
   }
 
   function open() {
@@ -134,6 +141,10 @@
 
   document.addEventListener("click", function (event) {
     if (event.target.closest("[data-mask-open]")) open();
+  });
+
+  document.addEventListener("input", function (event) {
+    if (event.target.name && event.target.name.startsWith("outpaint_")) setStatus();
   });
 
   stage.addEventListener("contextmenu", function (event) {
