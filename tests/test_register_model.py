@@ -82,3 +82,18 @@ class RegisterModelTestCase(TestCase):
     def test_nothing_to_register_is_an_error(self):
         with self.assertRaisesMessage(CommandError, "Give a Hub id"):
             register()
+
+
+def test_tiny_registers_the_tiny_model_with_a_controlnet_and_an_ip_adapter(db, tmp_path, settings):
+    settings.STUDIO_TINY_MODEL_DIR = tmp_path / "tiny-sd15"
+    register("--tiny")
+    register("--tiny")  # again: the same entries, built once
+    library = {model.name: model for model in DiffusionModel.objects.all()}
+    assert {name: model.kind for name, model in library.items()} == {
+        "tiny-sd15": ModelKind.CHECKPOINT,
+        "tiny-controlnet-sd15": ModelKind.CONTROLNET,
+        "tiny-ip-adapter-sd15": ModelKind.IP_ADAPTER,
+    }
+    assert Path(library["tiny-controlnet-sd15"].source, "config.json").is_file()
+    assert Path(library["tiny-ip-adapter-sd15"].source, "ip-adapter.safetensors").is_file()
+    assert Path(library["tiny-ip-adapter-sd15"].source, "image_encoder").is_dir()

@@ -13,11 +13,35 @@ from studio.accounts.models import Role
 
 
 def register_tiny_model():
-    """Build (once) and register the tiny random-weight SD1.5-architecture model."""
+    """Build (once) and register the tiny random-weight SD1.5-architecture model, and a
+    tiny ControlNet and IP-Adapter for it (built next to it), so that every section of the
+    studio works offline."""
     # Imported here: building it needs torch, which only workers and the embedded mode have.
-    from gpu_workers.tiny_models import TINY_SD15_NAME, build_tiny_sd15
+    from gpu_workers.tiny_models import (
+        TINY_CONTROLNET_NAME,
+        TINY_IP_ADAPTER_NAME,
+        TINY_SD15_NAME,
+        build_tiny_controlnet,
+        build_tiny_ip_adapter,
+        build_tiny_sd15,
+    )
 
     path = build_tiny_sd15(settings.STUDIO_TINY_MODEL_DIR)
+    companions = [
+        (TINY_CONTROLNET_NAME, ModelKind.CONTROLNET, build_tiny_controlnet),
+        (TINY_IP_ADAPTER_NAME, ModelKind.IP_ADAPTER, build_tiny_ip_adapter),
+    ]
+    for name, kind, build in companions:
+        DiffusionModel.objects.update_or_create(
+            name=name,
+            defaults={
+                "source": str(build(path.parent / name)),
+                "source_kind": SourceKind.FOLDER,
+                "kind": kind,
+                "family": ModelFamily.SD15,
+                "is_enabled": True,
+            },
+        )
     model, _ = DiffusionModel.objects.update_or_create(
         name=TINY_SD15_NAME,
         defaults={
