@@ -8,6 +8,7 @@ batch on the worker, with or without an adapter, never sees this one.
 """
 
 import contextlib
+import logging
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -106,7 +107,8 @@ def ip_adapter_active(unet, adapter: LoadedIPAdapter, scale: float):
     hid_dim_type = unet.config.encoder_hid_dim_type
     try:
         try:
-            unet._load_ip_adapter_weights([adapter.state_dict])
+            with _quiet_cast_warning():
+                unet._load_ip_adapter_weights([adapter.state_dict])
         except (KeyError, RuntimeError, ValueError) as error:
             raise GenerationFailed(
                 "This IP-Adapter does not fit the model (is it made for another base model "
@@ -120,6 +122,19 @@ def ip_adapter_active(unet, adapter: LoadedIPAdapter, scale: float):
         unet.set_attn_processor(processors)
         unet.encoder_hid_proj = projection
         unet.config.encoder_hid_dim_type = hid_dim_type
+
+
+@contextlib.contextmanager
+def _quiet_cast_warning():
+    """_load_ip_adapter_weights casts the UNet to the dtype it already has, which diffusers
+    warns about at every call: once per batch, with nothing to act on."""
+    modeling_logger = logging.getLogger("diffusers.models.modeling_utils")
+    level = modeling_logger.level
+    modeling_logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        modeling_logger.setLevel(level)
 
 
 def image_embeds(adapter: LoadedIPAdapter, images, projection, cfg_rows, device):
