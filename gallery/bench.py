@@ -372,7 +372,10 @@ def section(results, info, args, counts, explore):
                         for name, scans in seq)
             + f". They are the team pages, whose team holds {counts['team']:,} of the "
             f"{counts['images']:,} images: counting or filtering most of a table is fastest "
-            "in one pass, and the planner prefers that to any index.",
+            "in one pass, and the planner prefers that to any index. A team search then "
+            "tests the prompt's words on each image the team and the other filters leave "
+            "rather than use the GIN indexes (PostgreSQL rates `to_tsvector` cheaper than it "
+            "is), which is most of that page's SQL time.",
             "",
         ]
     if not explore:
