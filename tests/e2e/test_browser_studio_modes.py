@@ -1,7 +1,8 @@
 """The studio page in each mode, in the browser: txt2img, img2img, inpaint (with the mask
 editor), outpaint, variations, hires fix, ControlNet (with its edge preview) and
-IP-Adapter. Each mode's controls must show; a screenshot of each is kept in
-test-artifacts/studio-modes/ for looking at the design. Nothing is generated."""
+IP-Adapter, and the team's embeddings page. Each mode's controls must show; a screenshot of
+each is kept in test-artifacts/studio-modes/ for looking at the design. Nothing is
+generated."""
 
 import io
 import os
@@ -10,7 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image as PILImage
 
-from generation.models import DiffusionModel, JobStatus, ModelKind
+from generation.models import DiffusionModel, Embedding, JobStatus, ModelKind
 from studio.accounts.models import Membership, Project, Role, Team, User
 from tests.base import make_image, make_job
 from tests.e2e.test_browser_generate import ARTIFACTS, CHROMIUM, launch
@@ -49,6 +50,10 @@ def test_the_studio_in_every_mode(studio_processes, tiny_model_dir):
     )
     DiffusionModel.objects.create(
         name="ip-adapter-sd15", source="/models/ip-adapter", kind=ModelKind.IP_ADAPTER
+    )
+    Embedding.objects.create(
+        team=team, name="easyneg", sha256="c74b4e810b03" + "0" * 52, size_bytes=25_000,
+        family="sd15", layout="a1111", vectors=8, created_by=user,
     )
     job = make_job(project, user, model, status=JobStatus.FINISHED, width=128, height=128,
                    prompt="a lighthouse on a cliff")
@@ -153,6 +158,12 @@ def test_the_studio_in_every_mode(studio_processes, tiny_model_dir):
         page.get_by_label("Image prompt", exact=True).set_input_files(square_png())
         expect(page.get_by_label("Image prompt weight")).to_have_value("0.6")
         shoot("ip-adapter")
+
+        # Embeddings are used by name in the prompt; their library is the team's.
+        page.goto(f"{base_url}/teams/{team.pk}/embeddings/")
+        expect(page.get_by_role("cell", name="easyneg", exact=True)).to_be_visible()
+        expect(page.get_by_label("Embedding file")).to_be_visible()
+        page.screenshot(path=str(SHOTS / "embedding-library.png"), full_page=True)
         browser.close()
 
     shots = sorted(path.name for path in SHOTS.glob("studio-*.png"))
