@@ -173,7 +173,7 @@ def image_detail(request, image):
 @require_GET
 @viewable_image
 def image_card(request, image):
-    return render(request, f"{DETAIL}#thumb", {"image": image, "is_new": True})
+    return render(request, f"{DETAIL}#thumb", {"image": image, "is_new": True, "show_review": True})
 
 
 @require_GET

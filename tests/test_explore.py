@@ -13,7 +13,7 @@ from django.utils import timezone
 
 from gallery.browse import PAGE_SIZE
 from gallery.explore import decode_liked_cursor, encode_liked_cursor
-from gallery.models import Favourite, Image, Like, ModerationStatus, Visibility
+from gallery.models import Favourite, Image, Like, ModerationStatus, ReviewStatus, Visibility
 from gallery.thumbnails import image_thumbnails_make
 from generation.lora_models import JobLora
 from generation.models import DiffusionModel, JobMode
@@ -145,6 +145,16 @@ class ExploreScopeTestCase(ExploreTestCase):
 
     def test_review_state_is_not_offered_to_the_public(self):
         self.assertNotIn("review", self.get().context["form"].fields)
+
+    def test_team_review_badges_stay_inside_the_team(self):
+        Image.objects.filter(pk=self.fox.pk).update(review_status=ReviewStatus.REJECTED)
+        for user in (None, self.outsider, self.editor):
+            with self.subTest(user=user):
+                self.client.logout()
+                self.assertNotContains(self.get(user=user), "Rejected")
+        self.client.force_login(self.editor)
+        gallery = self.client.get(reverse("project_gallery", args=[self.project.pk]))
+        self.assertContains(gallery, "Rejected")
 
     def test_empty(self):
         Image.objects.update(visibility=Visibility.PROJECT)
