@@ -89,9 +89,36 @@ def validate_folder(value, kind, family=None):
             raise ValidationError(
                 f"{folder} has no config.json, so it is not a diffusers ControlNet folder."
             )
-    elif not any(folder.glob("*.safetensors")) and not any(folder.glob("*/*.safetensors")):
-        raise ValidationError(f"{folder} holds no .safetensors weights for an IP-Adapter.")
+    else:
+        weights = sorted(folder.glob("*.safetensors"))
+        if len(weights) != 1:
+            raise ValidationError(
+                f"{folder} holds {len(weights)} .safetensors files; an IP-Adapter folder holds "
+                "exactly one (register the file itself to choose one)."
+            )
+        validate_ip_adapter_file(weights[0])
     return str(folder)
+
+
+def validate_ip_adapter_file(path):
+    """An IP-Adapter as the workers load it (gpu_workers.ip_adapters): `image_proj.*` and
+    `ip_adapter.*` tensors, and its CLIP image encoder in `image_encoder/` next to it."""
+    try:
+        names = tensor_names(path)
+    except CheckpointError as error:
+        raise ValidationError(str(error)) from error
+    for prefix in ("image_proj.", "ip_adapter."):
+        if not any(name.startswith(prefix) for name in names):
+            raise ValidationError(
+                f"{path.name} is not an IP-Adapter: it has no {prefix}* tensors (diffusers' "
+                "IP-Adapter layout, as h94/IP-Adapter's .safetensors files have)."
+            )
+    encoder = path.parent / "image_encoder"
+    if not (encoder / "config.json").is_file():
+        raise ValidationError(
+            f"{path.name} needs its CLIP image encoder next to it: put the image_encoder "
+            f"folder (config.json and weights) at {encoder}."
+        )
 
 
 def _check_family(class_name, family):
@@ -140,6 +167,8 @@ def validate_single_file(value, kind, family=None):
             architecture = checkpoint_architecture(path)
     except CheckpointError as error:
         raise ValidationError(str(error)) from error
+    if kind == ModelKind.IP_ADAPTER:
+        validate_ip_adapter_file(path)
     if kind == ModelKind.CHECKPOINT and family is not None and architecture != family:
         raise ValidationError(
             f"{path.name} is a {ModelFamily(architecture).label} checkpoint: set the family "
@@ -152,6 +181,12 @@ def validate_single_file(value, kind, family=None):
 def validate_source(value, *, source_kind, kind, family=None):
     """The normalised source, or a ValidationError that says what is wrong and what to do."""
     if source_kind == SourceKind.HUB:
+        if kind == ModelKind.IP_ADAPTER:
+            raise ValidationError(
+                "IP-Adapters are registered as a local .safetensors file (or a folder holding "
+                "one) with its image_encoder folder next to it, e.g. h94/IP-Adapter's "
+                "models/ip-adapter_sd15.safetensors once downloaded."
+            )
         return validate_hub_id(value)
     if source_kind == SourceKind.FOLDER:
         return validate_folder(value, kind, family)

@@ -142,8 +142,7 @@ class ModelLibraryEditTestCase(StudioTestCase):
             self.data(name="Canny", kind=ModelKind.CONTROLNET, source_kind=SourceKind.FOLDER,
                       source=str(controlnet)),
         )
-        adapter = Path(self.tmp.name) / "ip-adapter_sd15.safetensors"
-        save_file({"image_proj.proj.weight": np.zeros(1, dtype=np.float32)}, str(adapter))
+        adapter = self.ip_adapter_file()
         self.client.post(
             self.create_url,
             self.data(name="IP-Adapter", kind=ModelKind.IP_ADAPTER, source_kind=SourceKind.FILE,
@@ -152,6 +151,34 @@ class ModelLibraryEditTestCase(StudioTestCase):
         kinds = dict(DiffusionModel.objects.values_list("name", "kind"))
         self.assertEqual(kinds["Canny"], ModelKind.CONTROLNET)
         self.assertEqual(kinds["IP-Adapter"], ModelKind.IP_ADAPTER)
+
+    def ip_adapter_file(self, encoder=True, **tensors):
+        adapter = Path(tempfile.mkdtemp(dir=self.tmp.name)) / "ip-adapter_sd15.safetensors"
+        tensors = tensors or {"image_proj.proj.weight": 1, "ip_adapter.1.to_k_ip.weight": 1}
+        save_file({name: np.zeros(size, dtype=np.float32) for name, size in tensors.items()},
+                  str(adapter))
+        if encoder:
+            (adapter.parent / "image_encoder").mkdir(exist_ok=True)
+            (adapter.parent / "image_encoder" / "config.json").write_text("{}")
+        return adapter
+
+    def test_ip_adapters_are_checked_as_the_workers_load_them(self):
+        def refused(message, **fields):
+            data = self.data(name="IP", kind=ModelKind.IP_ADAPTER, **fields)
+            response = self.client.post(self.create_url, data)
+            self.assertContains(response, message, status_code=422)
+
+        refused("not an IP-Adapter: it has no ip_adapter",
+                source_kind=SourceKind.FILE,
+                source=str(self.ip_adapter_file(**{"image_proj.proj.weight": 1})))
+        refused("needs its CLIP image encoder", source_kind=SourceKind.FILE,
+                source=str(self.ip_adapter_file(encoder=False)))
+        refused("registered as a local .safetensors file", source_kind=SourceKind.HUB,
+                source="h94/IP-Adapter")
+        folder = self.ip_adapter_file().parent
+        save_file({"x": np.zeros(1, dtype=np.float32)}, str(folder / "b.safetensors"))
+        refused("exactly one", source_kind=SourceKind.FOLDER, source=str(folder))
+        self.assertFalse(DiffusionModel.objects.filter(kind=ModelKind.IP_ADAPTER).exists())
 
     # --- refusals -------------------------------------------------------------------
 
