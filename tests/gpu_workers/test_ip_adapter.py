@@ -177,3 +177,31 @@ def test_an_adapter_without_its_image_encoder_is_refused(ip_request, cpu_config,
     )
     with pytest.raises(GenerationFailed, match="no CLIP image encoder"):
         generate(request, config=cpu_config)
+
+
+@pytest.mark.parametrize("plus", [False, True], ids=["image-embeds", "hidden-states"])
+def test_image_prompts_are_encoded_as_the_pipelines_encode_image(tiny_ip_adapter, plus):
+    """Plain adapters take the encoder's projected embedding (zeros unconditioned); "Plus"
+    adapters, whose projection is not an ImageProjection, its penultimate hidden states
+    (a black image's unconditioned), row for row as the UNet's rows."""
+    from types import SimpleNamespace
+
+    from diffusers.models.embeddings import ImageProjection
+
+    from gpu_workers.ip_adapters import image_embeds, load_ip_adapter
+
+    adapter = load_ip_adapter(str(tiny_ip_adapter), torch.device("cpu"), torch.float32)
+    projection = object() if plus else ImageProjection(image_embed_dim=32)
+    images = [noise_image(1), noise_image(2)]
+    (embeds,) = image_embeds(adapter, images, projection, [1], torch.device("cpu"))
+
+    pipeline = SimpleNamespace(
+        image_encoder=adapter.image_encoder, feature_extractor=adapter.feature_extractor
+    )
+    rows = [
+        StableDiffusionPipeline.encode_image(pipeline, image, torch.device("cpu"), 1, plus)
+        for image in images
+    ]
+    expected = torch.stack([rows[1][1], rows[0][0], rows[1][0]])  # uncond of row 1, then all
+    assert embeds.shape == expected.shape
+    assert torch.allclose(embeds, expected, atol=1e-5)
