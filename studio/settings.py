@@ -100,8 +100,15 @@ DATABASES = {
 }
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     VAR_DIR.mkdir(exist_ok=True)
-    # The in-process worker writes while the web thread reads: wait instead of failing.
-    DATABASES["default"].setdefault("OPTIONS", {})["timeout"] = 20
+    # The in-process worker writes while the web thread reads and writes: wait instead of
+    # failing. IMMEDIATE takes the write lock when a transaction begins, so two writers
+    # queue on the timeout rather than one failing at once with "database is locked" when
+    # its read lock can't be upgraded; WAL lets pages read while a worker writes.
+    DATABASES["default"].setdefault("OPTIONS", {}).update(
+        timeout=20,
+        transaction_mode="IMMEDIATE",
+        init_command="PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+    )
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 AUTH_USER_MODEL = "accounts.User"
