@@ -187,6 +187,12 @@ class TrainingForm(forms.Form):
 
     def clean(self):
         cleaned = super().clean()
+        model = cleaned.get("model")
+        if cleaned.get("train_text_encoder") and model is not None and model.family == "sdxl":
+            self.add_error(
+                "train_text_encoder",
+                "Training SDXL's text encoders is not supported: untick this for an SDXL model.",
+            )
         if cleaned.get("prior_preservation") and cleaned.get("class_images") is None:
             if "class_images" not in self.errors:
                 self.add_error(

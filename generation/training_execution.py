@@ -31,6 +31,8 @@ from studio.realtime.events import publish
 logger = logging.getLogger(__name__)
 
 SAMPLE_EVENT_SIDE = 256  # samples travel in events as JPEGs at most this large
+# kohya's names for the base model, which the library reads back as the LoRA's family.
+BASE_MODEL_VERSIONS = {"sd15": "sd_v1", "sd2": "sd_v2", "sdxl": "sdxl_base_v1-0"}
 
 
 def lease_deadline():
@@ -227,7 +229,7 @@ def training_request(run):
         sample_every=run.sample_every,
         metadata={
             "ss_sd_model_name": run.model.name,
-            "ss_base_model_version": "sd_v2" if run.model.family == "sd2" else "sd_v1",
+            "ss_base_model_version": BASE_MODEL_VERSIONS[run.model.family],
             "modelspec.trigger_phrase": f"{subject.token} {subject.class_word}",
             "ss_output_name": subject.name,
         },

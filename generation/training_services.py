@@ -15,7 +15,7 @@ from studio.permissions import can
 from studio.realtime.events import publish
 
 # What DreamBooth-LoRA training (gpu_workers.training) runs on.
-TRAINABLE_FAMILIES = (ModelFamily.SD15, ModelFamily.SD2)
+TRAINABLE_FAMILIES = (ModelFamily.SD15, ModelFamily.SD2, ModelFamily.SDXL)
 DEFAULT_CLASS_IMAGES = 50  # per kohya's and diffusers' guides: 100-200 per 1000 steps
 
 
@@ -53,8 +53,8 @@ def training_run_create(*, subject, project, user, params):
     model = params["model"]
     if not trainable_models(user, project).filter(pk=model.pk).exists():
         raise ValidationError(
-            f"{model.name} can't be trained on here: choose a Stable Diffusion 1.x or 2.x model "
-            f"you may use in {project.name}.",
+            f"{model.name} can't be trained on here: choose a Stable Diffusion model you may use "
+            f"in {project.name}.",
             code="model",
         )
     estimate = training_estimate(model, params)

@@ -1,7 +1,8 @@
 """DreamBooth-LoRA training on a worker, after diffusers' examples/dreambooth/
-train_dreambooth_lora.py: LoRA adapters (peft) on the UNet's attention projections (and
-optionally the text encoder's), the noise-prediction loss on the subject's images, with
-optional prior preservation on class images this worker generates first.
+train_dreambooth_lora.py (and _sdxl.py): LoRA adapters (peft) on the UNet's attention
+projections (and optionally SD 1.x/2.x's text encoder's), the noise-prediction loss on the
+subject's images, with optional prior preservation on class images this worker generates
+first. SDXL conditions on its pooled prompt and size ids as its pipeline does.
 
 The result is a `.safetensors` file in diffusers' LoRA layout, which the studio's LoRA
 library and `gpu_workers.loras` load like any uploaded LoRA.
@@ -19,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from diffusers import DDPMScheduler, StableDiffusionPipeline
+from diffusers import DDPMScheduler
 from diffusers.training_utils import cast_training_params
 from diffusers.utils import convert_state_dict_to_diffusers
 from peft import LoraConfig, inject_adapter_in_model
@@ -91,16 +92,16 @@ def _train(request, config, on_step, on_sample, on_log, should_cancel):
     log(f"Loading {request.model_source} on {config.device}.")
     # A private copy, outside the generation cache: training adds adapters to its weights.
     pipe = pipelines._load(request.model_source, config, request.model_config)
-    if pipelines.pipeline_family(pipe) != pipelines.SD:
+    if pipelines.pipeline_family(pipe) == pipelines.SDXL and request.train_text_encoder:
         raise TrainingFailed(
-            "DreamBooth-LoRA training runs on Stable Diffusion 1.x and 2.x models only; choose "
-            "one of those as the base model."
+            "Training SDXL's text encoders is not supported: untick “Train the text encoder”."
         )
     pipe.to(device)
     pipe.set_progress_bar_config(disable=True)
-    unet, vae, text_encoder, tokenizer = pipe.unet, pipe.vae, pipe.text_encoder, pipe.tokenizer
-    for model in (unet, vae, text_encoder):
-        model.requires_grad_(False)
+    unet, vae, text_encoder = pipe.unet, pipe.vae, pipe.text_encoder
+    for model in pipe.components.values():
+        if isinstance(model, torch.nn.Module):
+            model.requires_grad_(False)
     noise_scheduler = DDPMScheduler.from_config(pipe.scheduler.config)
 
     class_images = []
@@ -116,15 +117,10 @@ def _train(request, config, on_step, on_sample, on_log, should_cancel):
     with torch.no_grad():
         instance_latents = _encode(vae, instance_pixels)
         class_latents = _encode(vae, class_pixels) if class_pixels is not None else None
-    instance_ids = _token_ids(tokenizer, [item.caption for item in request.images]).to(device)
-    class_ids = (
-        _token_ids(tokenizer, [request.class_prompt]).to(device) if class_images else None
-    )
+    conditioning = _Conditioning(pipe, request, device)
 
     evaluation = _evaluation_batch(instance_latents, noise_scheduler, request.seed)
-    evaluation_before = _evaluation_loss(
-        unet, text_encoder, instance_ids, evaluation, noise_scheduler, autocast
-    )
+    evaluation_before = _evaluation_loss(pipe, conditioning, evaluation, noise_scheduler, autocast)
     log(f"Loss on the subject's images before training (fixed noise): {evaluation_before:.4f}.")
 
     unet.add_adapter(
@@ -161,14 +157,6 @@ def _train(request, config, on_step, on_sample, on_log, should_cancel):
         f"steps on {len(request.images)} images at {request.resolution}px."
     )
 
-    with torch.no_grad():  # a frozen text encoder's states are the same at every step
-        cached_states = (
-            None if request.train_text_encoder else _encode_text(text_encoder, instance_ids)
-        )
-        cached_class_state = (
-            None if request.train_text_encoder or class_ids is None
-            else _encode_text(text_encoder, class_ids)
-        )
     order = _batches(len(request.images), request.batch_size, generator)
     losses = []
     for step in range(1, request.steps + 1):
@@ -178,22 +166,15 @@ def _train(request, config, on_step, on_sample, on_log, should_cancel):
             model.train()
         picked = next(order)
         latents = _sample_latents(instance_latents, picked, generator)
-        if request.train_text_encoder:
-            states = _encode_text(text_encoder, instance_ids[picked])
-        else:
-            states = cached_states[picked]
-        if class_latents is not None:
-            class_picked = torch.randint(len(class_images), (len(picked),), generator=generator)
+        prior_count = len(picked) if class_latents is not None else 0
+        if prior_count:
+            class_picked = torch.randint(len(class_images), (prior_count,), generator=generator)
             latents = torch.cat([latents, _sample_latents(class_latents, class_picked, generator)])
-            class_states = (
-                _encode_text(text_encoder, class_ids) if request.train_text_encoder
-                else cached_class_state
-            ).expand(len(picked), -1, -1)
-            states = torch.cat([states, class_states])
+        states, added = conditioning.rows(picked, class_rows=prior_count)
         with autocast:
             loss = _diffusion_loss(
-                unet, latents, states, noise_scheduler, generator,
-                prior_count=len(picked) if class_latents is not None else 0,
+                unet, latents, states, added, noise_scheduler, generator,
+                prior_count=prior_count,
                 prior_loss_weight=request.prior_loss_weight,
             )
         scaler.scale(loss).backward()
@@ -215,11 +196,9 @@ def _train(request, config, on_step, on_sample, on_log, should_cancel):
         if on_sample and (is_sample_step or step == request.steps):
             on_sample(step, _sample(pipe, request, device))
 
-    evaluation_after = _evaluation_loss(
-        unet, text_encoder, instance_ids, evaluation, noise_scheduler, autocast
-    )
+    evaluation_after = _evaluation_loss(pipe, conditioning, evaluation, noise_scheduler, autocast)
     log(f"Loss on the subject's images after training (fixed noise): {evaluation_after:.4f}.")
-    lora_path = _save_lora(unet, text_encoder if request.train_text_encoder else None, request)
+    lora_path = _save_lora(pipe, request)
     seconds = time.monotonic() - started
     log(f"Saved the LoRA ({Path(lora_path).stat().st_size:,} bytes) after {seconds:.0f} s.")
     return TrainingResult(
@@ -262,7 +241,13 @@ def _pixels(images):
 def _encode(vae, pixels):
     """The VAE's latent distribution of each image: the VAE is frozen, so it is encoded
     once and a latent drawn from it at every step, as encoding every step would."""
-    distribution = vae.encode(pixels).latent_dist
+    dtype = vae.dtype
+    if vae.config.get("force_upcast") and dtype == torch.float16:
+        vae.to(torch.float32)  # SDXL's VAE overflows in fp16, as its pipelines know
+        distribution = vae.encode(pixels.float()).latent_dist
+        vae.to(dtype)
+    else:
+        distribution = vae.encode(pixels).latent_dist
     return {
         "mean": distribution.mean.float(),
         "std": distribution.std.float(),
@@ -286,8 +271,53 @@ def _token_ids(tokenizer, prompts):
     ).input_ids
 
 
-def _encode_text(text_encoder, ids):
-    return text_encoder(ids)[0]
+class _Conditioning:
+    """What conditions each training row on its prompt: the CLIP hidden states, plus for
+    SDXL the pooled prompt and the size ids. Encoded once while the text encoders are
+    frozen; at every use when the text encoder trains."""
+
+    def __init__(self, pipe, request, device):
+        self.pipe, self.device = pipe, device
+        self.is_xl = pipelines.pipeline_family(pipe) == pipelines.SDXL
+        self.trains_text = request.train_text_encoder
+        self.captions = [item.caption for item in request.images]
+        self.class_prompt = request.class_prompt
+        size = request.resolution
+        # SDXL's micro-conditioning: original size, crop's top left, target size.
+        self.time_ids = torch.tensor([[size, size, 0, 0, size, size]], device=device)
+        if not self.trains_text:
+            with torch.no_grad():
+                self.instance = self._encode(self.captions)
+                self.klass = self._encode([self.class_prompt])
+
+    def _encode(self, prompts):
+        """(hidden states, pooled prompt or None) for each prompt."""
+        if self.is_xl:
+            states, _, pooled, _ = self.pipe.encode_prompt(
+                prompts, device=self.device, num_images_per_prompt=1,
+                do_classifier_free_guidance=False,
+            )
+            return states, pooled
+        ids = _token_ids(self.pipe.tokenizer, prompts).to(self.device)
+        return self.pipe.text_encoder(ids)[0], None
+
+    def rows(self, picked, class_rows=0):
+        """States and the UNet's added conditioning (None but for SDXL) for the picked
+        subject images, then `class_rows` class images."""
+        if self.trains_text:
+            states, pooled = self._encode([self.captions[int(n)] for n in picked])
+            klass = self._encode([self.class_prompt]) if class_rows else None
+        else:
+            states = self.instance[0][picked]
+            pooled = None if self.instance[1] is None else self.instance[1][picked]
+            klass = self.klass
+        if class_rows:
+            states = torch.cat([states, klass[0].expand(class_rows, -1, -1)])
+            if pooled is not None:
+                pooled = torch.cat([pooled, klass[1].expand(class_rows, -1)])
+        if pooled is None:
+            return states, None
+        return states, {"text_embeds": pooled, "time_ids": self.time_ids.expand(len(states), -1)}
 
 
 def _batches(count, batch_size, generator):
@@ -300,7 +330,7 @@ def _batches(count, batch_size, generator):
         yield torch.tensor(picked)
 
 
-def _diffusion_loss(unet, latents, states, scheduler, generator, *, prior_count,
+def _diffusion_loss(unet, latents, states, added, scheduler, generator, *, prior_count,
                     prior_loss_weight):
     """The DreamBooth loss: predict the noise (or velocity) added at a random timestep;
     with prior preservation, the last `prior_count` rows are class images whose loss is
@@ -309,9 +339,8 @@ def _diffusion_loss(unet, latents, states, scheduler, generator, *, prior_count,
     timesteps = torch.randint(
         scheduler.config.num_train_timesteps, (len(latents),), generator=generator
     ).to(latents.device)
-    dtype = next(unet.parameters()).dtype
     noisy = scheduler.add_noise(latents, noise, timesteps)
-    prediction = unet(noisy.to(dtype), timesteps, states.to(dtype)).sample.float()
+    prediction = _predict(unet, noisy, timesteps, states, added)
     target = _target(scheduler, latents, noise, timesteps)
     if not prior_count:
         return F.mse_loss(prediction, target)
@@ -319,6 +348,15 @@ def _diffusion_loss(unet, latents, states, scheduler, generator, *, prior_count,
     loss = F.mse_loss(prediction[:instance_count], target[:instance_count])
     prior = F.mse_loss(prediction[instance_count:], target[instance_count:])
     return loss + prior_loss_weight * prior
+
+
+def _predict(unet, noisy, timesteps, states, added):
+    dtype = next(unet.parameters()).dtype
+    if added is not None:
+        added = {name: value.to(dtype) for name, value in added.items()}
+    return unet(
+        noisy.to(dtype), timesteps, states.to(dtype), added_cond_kwargs=added
+    ).sample.float()
 
 
 def _target(scheduler, latents, noise, timesteps):
@@ -340,17 +378,16 @@ def _evaluation_batch(encoded, scheduler, seed):
 
 
 @torch.no_grad()
-def _evaluation_loss(unet, text_encoder, ids, evaluation, scheduler, autocast):
+def _evaluation_loss(pipe, conditioning, evaluation, scheduler, autocast):
     latents, rows = evaluation
-    unet.eval()
-    text_encoder.eval()
-    dtype = next(unet.parameters()).dtype
-    states = _encode_text(text_encoder, ids).to(dtype)
+    pipe.unet.eval()
+    pipe.text_encoder.eval()
+    states, added = conditioning.rows(torch.arange(len(latents)))
     total = 0.0
     with autocast:
         for timesteps, noise in rows:
             noisy = scheduler.add_noise(latents, noise, timesteps)
-            prediction = unet(noisy.to(dtype), timesteps, states).sample.float()
+            prediction = _predict(pipe.unet, noisy, timesteps, states, added)
             total += float(F.mse_loss(prediction, _target(scheduler, latents, noise, timesteps)))
     return total / len(rows)
 
@@ -370,19 +407,18 @@ def _sample(pipe, request, device):
     ).images[0]
 
 
-def _save_lora(unet, text_encoder, request):
+def _save_lora(pipe, request):
     """The adapters in diffusers' LoRA layout, with the run's facts in the header (kohya's
     ss_* names, which the library reads: rank, resolution, trigger phrase)."""
     folder = Path(tempfile.mkdtemp(prefix="studio-training-"))
-    StableDiffusionPipeline.save_lora_weights(
-        folder,
-        unet_lora_layers=convert_state_dict_to_diffusers(get_peft_model_state_dict(unet)),
-        text_encoder_lora_layers=(
-            convert_state_dict_to_diffusers(get_peft_model_state_dict(text_encoder))
-            if text_encoder is not None else None
-        ),
-        safe_serialization=True,
-    )
+    layers = {
+        "unet_lora_layers": convert_state_dict_to_diffusers(get_peft_model_state_dict(pipe.unet))
+    }
+    if request.train_text_encoder:
+        layers["text_encoder_lora_layers"] = convert_state_dict_to_diffusers(
+            get_peft_model_state_dict(pipe.text_encoder)
+        )
+    type(pipe).save_lora_weights(folder, safe_serialization=True, **layers)
     path = folder / LORA_FILE_NAME
     metadata = {
         "ss_network_dim": str(request.rank),

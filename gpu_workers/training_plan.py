@@ -101,6 +101,7 @@ def duration_label(seconds):
 _FAMILY_COSTS = {
     "sd15": {"weights": 2.2e9, "activations": 3.0e9, "step_s": 0.12, "text_encoder": 0.25e9},
     "sd2": {"weights": 2.6e9, "activations": 3.4e9, "step_s": 0.14, "text_encoder": 0.7e9},
+    "sdxl": {"weights": 7.0e9, "activations": 3.2e9, "step_s": 0.22, "text_encoder": 0.0},
 }
 _CLASS_IMAGE_S = 1.2  # one class image, 25 steps at 512x512
 _SAMPLE_S = 1.0  # one sample image

@@ -116,10 +116,16 @@ class TrainingStartTests(StudioTestCase):
                 enqueue.assert_not_called()
         self.assertFalse(TrainingRun.objects.exists())
 
-    def test_sdxl_models_are_not_offered_for_training(self):
+    def test_sdxl_trains_its_unet_only_and_other_models_are_not_offered(self):
         xl = DiffusionModel.objects.create(name="xl", source="/m/xl", family="sdxl")
-        response, _ = self.post(model=str(xl.pk))
+        response, _ = self.post(model=str(xl.pk), train_text_encoder="on")
         self.assertEqual(response.status_code, 422)
+        self.assertIn("Training SDXL's text encoders is not supported",
+                      " ".join(response.context["training_form"].errors["train_text_encoder"]))
+        response, _ = self.post(model=str(xl.pk))
+        self.assertEqual(TrainingRun.objects.get().model, xl)
+        controlnet = DiffusionModel.objects.create(name="cn", source="/m/cn", kind="controlnet")
+        response, _ = self.post(model=str(controlnet.pk))
         self.assertIn("Choose a base model", str(response.context["training_form"].errors))
 
     def test_a_subject_with_too_few_images_cannot_train(self):
@@ -251,6 +257,21 @@ def test_training_on_the_tiny_model_makes_a_lora_that_changes_the_image(studio):
     before = generate(studio)
     with_lora = generate(studio, [LoraChoice(lora, 1.0)])
     assert not np.array_equal(before, with_lora)
+
+
+def test_sdxl_training_makes_an_sdxl_lora_that_changes_the_image(studio, tiny_sdxl_model_dir):
+    xl = DiffusionModel.objects.create(name="tiny-sdxl", source=str(tiny_sdxl_model_dir),
+                                       family="sdxl")
+    run = make_run(studio["subject"], studio["project"], studio["user"], xl, steps=6,
+                   learning_rate=5e-3, batch_size=2, prior_preservation=True, class_images=1)
+    execute(run.pk)
+    run.refresh_from_db()
+    assert run.status == JobStatus.FINISHED, run.error
+    assert (run.lora.family, run.lora.base_model, run.lora.trigger_words) == (
+        "sdxl", "tiny-sdxl", "zxq dog"
+    )
+    xl_studio = {**studio, "model": xl}
+    assert not np.array_equal(generate(xl_studio), generate(xl_studio, [LoraChoice(run.lora, 1)]))
 
 
 def test_a_run_claims_once_and_a_second_delivery_does_nothing(studio):
