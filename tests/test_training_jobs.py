@@ -5,9 +5,11 @@ library that the studio stacks and that changes a fixed-seed image. Cancel works
 or running; failed and canceled runs keep their logs."""
 
 import io
+import shutil
 import subprocess
 import sys
 from datetime import timedelta
+from pathlib import Path
 from unittest import mock
 
 import numpy as np
@@ -357,6 +359,35 @@ def test_a_failed_run_says_why_and_keeps_its_log(studio):
     assert "learning rate 0.01 is too high" in run.error
     assert "Failed: The loss became nan at step 1" in run.log
     assert events[-1]["type"] == "training.failed"
+
+
+def test_half_precision_trains_lora_weights_in_fp32(tiny_model_dir):
+    """The GPU path (frozen weights in half precision under autocast, LoRA weights and
+    their optimiser in fp32), run with bf16 on the CPU."""
+    import torch
+    from safetensors.torch import load_file
+
+    from gpu_workers.config import WorkerConfig
+    from gpu_workers.training import train_dreambooth_lora
+    from gpu_workers.training_plan import TrainingImage, TrainingRequest
+
+    images = tuple(
+        TrainingImage(PILImage.new("RGB", (64, 64), (70 * n, 90, 160)), "a photo of zxq dog")
+        for n in range(3)
+    )
+    result = train_dreambooth_lora(
+        TrainingRequest(
+            model_source=str(tiny_model_dir), images=images, instance_prompt="a photo of zxq dog",
+            class_prompt="a photo of dog", resolution=64, steps=3, learning_rate=1e-3, rank=4,
+            batch_size=2, seed=3, train_text_encoder=True, sample_steps=2,
+        ),
+        config=WorkerConfig(device="cpu", dtype=torch.bfloat16),
+    )
+    assert all(np.isfinite(result.losses))
+    tensors = load_file(result.lora_path)
+    assert {tensor.dtype for tensor in tensors.values()} == {torch.float32}
+    assert any(name.startswith("text_encoder.") for name in tensors)
+    shutil.rmtree(Path(result.lora_path).parent)
 
 
 def test_the_web_side_of_training_never_imports_torch():
