@@ -206,6 +206,3 @@ class SubjectConsent(models.Model):
 
     def __str__(self):
         return f"Consent of {self.given_by} for {self.subject}"
-
-    def is_active(self):
-        return self.revoked_at is None

@@ -26,11 +26,6 @@ def training_sample_path(sample, filename):
     return f"training/{sample.run.project_id}/{uuid.uuid4().hex}.png"
 
 
-class TrainingRunQuerySet(models.QuerySet):
-    def active(self):
-        return self.filter(status__in=[JobStatus.QUEUED, JobStatus.RUNNING])
-
-
 class TrainingRun(models.Model):
     subject = models.ForeignKey(
         "generation.Subject", on_delete=models.CASCADE, related_name="training_runs"
@@ -83,8 +78,6 @@ class TrainingRun(models.Model):
     created_at = models.DateTimeField(default=timezone.now, db_index=True)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
-
-    objects = TrainingRunQuerySet.as_manager()
 
     class Meta:
         ordering = ["-created_at", "-id"]
