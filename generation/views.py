@@ -97,6 +97,8 @@ def studio_context(request, project, form=None):
 
 # The job parameters that name a gallery image (its source, ControlNet and image prompt).
 GALLERY_IMAGE_FIELDS = ("source_image", "control_image", "ip_adapter_image")
+
+
 @login_required
 @require_GET
 def project_studio(request, project_id):
