@@ -334,6 +334,14 @@ class GenerationJob(models.Model):
         blank=True,
         related_name="ip_adapter_jobs",
     )
+    # Opened from "Remix" on this gallery image (any the user could see then): lineage.
+    remix_of = models.ForeignKey(
+        "gallery.Image",
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="remix_jobs",
+    )
     ip_adapter_upload = models.FileField(max_length=300, blank=True)
     ip_adapter_scale = models.FloatField(default=0.6)
     status = models.CharField(
