@@ -1,37 +1,12 @@
-"""The image detail page: lineage, remix targets and the copy without metadata."""
+"""The image detail page: remix targets and the copy without metadata (lineage:
+gallery.lineage)."""
 
 import io
 
 from PIL import Image as PILImage
 
-from gallery.models import Image
-from generation.models import JobMode, roles_at_least
+from generation.models import GenerationJob, roles_at_least
 from studio.accounts.models import Project, Role
-
-LINEAGE_LIMIT = 12
-
-
-def image_lineage(*, user, image):
-    """What the image was made from (its job's source) and what was made from it: the
-    images of jobs whose source it is. Only what `user` may see is shown; the rest is
-    counted as hidden, never described."""
-    job = image.job
-    source = job.source_image if job is not None else None
-    # Deleted (restorable for a while) or already purged, which left the job without one.
-    source_deleted = (source is not None and source.deleted_at is not None) or (
-        job is not None and source is None and job.mode != JobMode.TXT2IMG
-        and not job.source_upload
-    )
-    source_visible = source is not None and not source_deleted and source.may_view(user)
-    children = Image.objects.visible_to(user).filter(job__source_image=image)
-    return {
-        "source": source if source_visible else None,
-        "source_hidden": source is not None and not source_deleted and not source_visible,
-        "source_deleted": source_deleted,
-        "source_upload": job is not None and source is None and bool(job.source_upload),
-        "children": list(children.order_by("-created_at", "-pk")[:LINEAGE_LIMIT]),
-        "children_count": children.count(),
-    }
 
 
 def remix_projects(user):
@@ -45,6 +20,25 @@ def remix_projects(user):
         .select_related("team")
         .order_by("team__name", "name", "pk")
     )
+
+
+def remix_default_project(user, image, projects):
+    """Where "Remix" opens unless the user picks another of `projects` (remix_projects):
+    the image's own project if they may generate there, else the one they generated in
+    last, else the first."""
+    projects = list(projects)
+    if not projects:
+        return None
+    by_pk = {project.pk: project for project in projects}
+    if image.project_id in by_pk:
+        return by_pk[image.project_id]
+    last = (
+        GenerationJob.objects.filter(created_by=user, project__in=list(by_pk))
+        .order_by("-created_at", "-pk")
+        .values_list("project", flat=True)
+        .first()
+    )
+    return by_pk.get(last, projects[0])
 
 
 def png_without_metadata(image):

@@ -5,7 +5,7 @@ the same queries however many images and likes there are.
 """
 
 from django.db import IntegrityError, transaction
-from django.db.models import Count, Exists, IntegerField, OuterRef, Subquery, Value
+from django.db.models import Count, Exists, Func, IntegerField, OuterRef, Q, Subquery, Value
 from django.db.models.functions import Coalesce
 
 from gallery.models import Favourite, Image, Like
@@ -18,12 +18,14 @@ def count_of(queryset):
 
 
 def remixes_of():
-    """Images made from the outer image (their job's source): its remixes, not deleted."""
+    """Images made from the outer image (their job's source, or remixed from it): its
+    remixes, not deleted."""
+    parent = OuterRef("pk")
     made_from = (
-        Image.objects.filter(job__source_image=OuterRef("pk"))
+        Image.objects.filter(Q(job__source_image=parent) | Q(job__remix_of=parent))
         .order_by()
-        .values("job__source_image")
-        .annotate(n=Count("pk"))
+        # COUNT without GROUP BY: one row, whichever way each image was made from it.
+        .annotate(n=Func("pk", function="COUNT"))
         .values("n")
     )
     return Coalesce(Subquery(made_from, output_field=IntegerField()), Value(0))

@@ -14,7 +14,12 @@ from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 
 from gallery.deletion import deletion_offer
-from gallery.detail import image_lineage, png_without_metadata, remix_projects
+from gallery.detail import (
+    png_without_metadata,
+    remix_default_project,
+    remix_projects,
+)
+from gallery.lineage import image_lineage
 from gallery.models import THUMBNAIL_SIZES, Image, Visibility
 from gallery.reactions import image_panel
 from gallery.review import review_context
@@ -142,7 +147,9 @@ def detail_context(request, image, *, shared=False):
     user = request.user
     is_member = user.is_authenticated and can(user, "view", image.project)
     may_generate = is_member and can(user, "generate", image.project)
-    projects = list(remix_projects(user)) if image.job_id and is_member else []
+    # Who may see the image may remix it (not through an unlisted link: generation.remix).
+    may_remix = image.job_id is not None and image.may_view(user)
+    projects = list(remix_projects(user)) if may_remix else []
     return {
         "image": image,
         "job": image.job,
@@ -151,8 +158,8 @@ def detail_context(request, image, *, shared=False):
         "urls": shared_urls(image) if shared else member_urls(image),
         "may_generate": may_generate,
         "remix_projects": projects,
-        "remix_default": image.project if may_generate else (projects[0] if projects else None),
-        **image_lineage(user=user, image=image),
+        "remix_default": remix_default_project(user, image, projects),
+        "lineage": image_lineage(user=user, image=image),
         **sharing_context(request, image),
         **image_panel(image, user),
         **(review_context(user=user, image=image) if is_member else {}),
@@ -201,21 +208,23 @@ def image_download_clean(request, image):
 @require_GET
 @viewable_image
 def image_remix(request, image):
-    """The studio of a project the user may generate in (the image's own unless another is
-    chosen), its form filled with every parameter of the image's job and the image's seed."""
+    """The studio of a project the user may generate in (the chosen one, else
+    remix_default_project), its form filled from the image (generation.remix). Anyone who
+    may see the image may remix it: a public one too, into their own team's project."""
     if image.job_id is None:
         raise Http404("This image's job is gone: there is nothing to remix.")
-    require(request.user, "view", image.project)  # the job's parameters are the project's
     project_id = request.GET.get("project", "")
     if project_id:
         if not project_id.isdigit():
             raise Http404
         target = get_object_or_404(Project.objects.select_related("team"), pk=project_id)
+        require(request.user, "generate", target)
     else:
-        target = image.project
-    require(request.user, "generate", target)
+        target = remix_default_project(request.user, image, remix_projects(request.user))
+        if target is None:
+            raise PermissionDenied("You may not generate in any project, so you can't remix.")
     studio = reverse("project_studio", args=[target.pk])
-    return redirect(f"{studio}?duplicate={image.job_id}&image={image.pk}")
+    return redirect(f"{studio}?remix={image.pk}")
 
 
 # -- Visibility ---------------------------------------------------------------------------

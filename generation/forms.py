@@ -229,6 +229,8 @@ class GenerationForm(forms.Form):
         widget=forms.NumberInput(attrs={"step": "0.05"}),
         help_text="0 ignores the image; 1 and above let it dominate the text.",
     )
+    # The gallery image "Remix" opened the form from (lineage: GenerationJob.remix_of).
+    remix_of = forms.IntegerField(required=False, widget=forms.HiddenInput)
 
     def __init__(self, *args, models=None, user=None, project=None, **kwargs):
         """`models`: those offered; with `user` and `project` and no `models`, the ones the
@@ -258,6 +260,19 @@ class GenerationForm(forms.Form):
                 user, project.team, kind=ModelKind.IP_ADAPTER
             )
         self.fields["ip_adapter_model"].queryset = ip_adapters.order_by("name")
+
+    def clean_remix_of(self):
+        """The remixed image, if the user may (still) see it: own teams' or public ones."""
+        image_id = self.cleaned_data["remix_of"]
+        if image_id is None:
+            return None
+        image = Image.objects.select_related("project__team").filter(pk=image_id).first()
+        if image is None or self.user is None or not image.may_view(self.user):
+            raise forms.ValidationError(
+                "The image you remixed is gone or no longer visible to you: "
+                "open Remix on an image again, or generate without it."
+            )
+        return image
 
     def clean_ip_adapter_image(self):
         """The gallery image used as the image prompt, if the user may see it."""

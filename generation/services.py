@@ -86,6 +86,7 @@ def job_create(*, user, project, params):
             outpaint_bottom=bottom,
             **control_fields(params),
             **ip_adapter_fields(params),
+            remix_of=params.get("remix_of"),
         )
         job_loras_record(job=job, loras=loras)
         transaction.on_commit(lambda: job_dispatch(job))
@@ -242,6 +243,7 @@ def job_retry(*, job, user):
         "ip_adapter_image": job.ip_adapter_image,
         "ip_adapter_upload": job.ip_adapter_upload.name,
         "loras": loras,
+        "remix_of": job.remix_of,
     }
     return job_create(user=user, project=job.project, params=params)
 

@@ -26,6 +26,7 @@ from generation.parameters_import import (
     read_png_parameters,
     shorten,
 )
+from generation.remix import GALLERY_IMAGE_FIELDS, remix_parameters
 from studio.accounts.models import Project
 from studio.moderation.services import GenerationRefused
 from studio.permissions import can, require
@@ -95,16 +96,21 @@ def studio_context(request, project, form=None):
     }
 
 
-# The job parameters that name a gallery image (its source, ControlNet and image prompt).
-GALLERY_IMAGE_FIELDS = ("source_image", "control_image", "ip_adapter_image")
-
-
 @login_required
 @require_GET
 def project_studio(request, project_id):
     project = project_for(request.user, project_id, "view")
     form = None
-    if "duplicate" in request.GET:
+    notice = None
+    if "remix" in request.GET:
+        # "Remix" on a gallery image the user may see (generation.remix says how much).
+        image = remix_image_for(request.user, request.GET["remix"])
+        default_model = DiffusionModel.objects.available_to(request.user, project).first()
+        initial, notice = remix_parameters(
+            user=request.user, image=image, project=project, default_model=default_model
+        )
+        form = GenerationForm(initial=initial)
+    elif "duplicate" in request.GET:
         # Any job the user may see, also from another project, fills the form.
         source = job_for(request.user, request.GET["duplicate"], "view")
         initial = source.parameters()
@@ -136,7 +142,24 @@ def project_studio(request, project_id):
             "source_image": image.pk,
         }
         form = GenerationForm(initial=initial)
-    return render(request, "generation/studio.html", studio_context(request, project, form))
+    context = studio_context(request, project, form)
+    context["import_notice"] = notice
+    return render(request, "generation/studio.html", context)
+
+
+def remix_image_for(user, image_id):
+    """A live image with a job, that `user` may see; else 404."""
+    image = None
+    if str(image_id).isdigit():
+        image = (
+            Image.objects.select_related("project__team", "job__model", "job__control_model",
+                                         "job__ip_adapter_model")
+            .filter(pk=image_id, job__isnull=False)
+            .first()
+        )
+    if image is None or not image.may_view(user):
+        raise Http404
+    return image
 
 
 def source_image_for(user, image_id):
@@ -265,6 +288,7 @@ def job_create(request, project_id):
         else None,
         "ip_adapter_image": image.pk if (image := form.cleaned_data["ip_adapter_image"]) else None,
         "ip_adapter_upload": None,
+        "remix_of": remix.pk if (remix := form.cleaned_data["remix_of"]) else None,
     }
     context = studio_context(request, project, form=GenerationForm(initial=params))
     return render(request, "generation/studio.html#generate-response", context)

@@ -71,7 +71,7 @@ class ImageDetailTestCase(StudioTestCase):
         image.job.delete()
         response = self.detail(image=image)
         self.assertEqual(response.status_code, 200)
-        self.assertContains(response, "Unknown: its job is gone")
+        self.assertContains(response, "Made from: unknown, its job is gone.")
         self.assertNotContains(response, reverse("image_remix", args=[image.pk]))
 
     def test_downloads_are_linked(self):
@@ -85,12 +85,12 @@ class LineageTestCase(ImageDetailTestCase):
         response = self.detail()
         self.assertContains(response, f'href="{self.source.get_absolute_url()}"')
         self.assertContains(response, f'href="{self.child.get_absolute_url()}"')
-        self.assertEqual(response.context["children_count"], 1)
+        self.assertEqual(response.context["lineage"].children_count, 1)
 
     def test_the_source_page_lists_this_image_as_made_from_it(self):
         response = self.detail(image=self.source)
-        self.assertEqual(response.context["children"], [self.image])
-        self.assertContains(response, "Text alone")
+        self.assertEqual(response.context["lineage"].children(), [self.image])
+        self.assertContains(response, "Made from text alone.")
 
     def test_images_the_viewer_may_not_see_stay_hidden(self):
         # Her image used as a source here (as a member then), and remixed in her team.
@@ -100,9 +100,10 @@ class LineageTestCase(ImageDetailTestCase):
         make_image(make_job(self.other_project, self.outsider, self.model, source_image=mine,
                             prompt="her other secret"))
         response = self.detail(image=mine)
-        self.assertContains(response, "An image you don't have access to.")
+        self.assertContains(response, "An image not shared with you.")
         self.assertNotContains(response, "secret")
-        self.assertEqual(response.context["children_count"], 0)
+        self.assertEqual(response.context["lineage"].children_count, 0)
+        self.assertEqual(response.context["lineage"].children_hidden, 1)
 
     def test_an_upload_source(self):
         job = make_job(self.project, self.editor, self.model, mode=JobMode.IMG2IMG,
@@ -122,7 +123,7 @@ class LineageTestCase(ImageDetailTestCase):
             self.client.force_login(self.editor)
             with CaptureQueriesContext(connection) as queries:
                 response = self.client.get(reverse("image_detail", args=[self.image.pk]))
-            self.assertEqual(response.context["children_count"], total)
+            self.assertEqual(response.context["lineage"].children_count, total)
             counts.append(len(queries))
         self.assertEqual(counts[0], counts[1])
 
@@ -138,11 +139,12 @@ class RemixTestCase(ImageDetailTestCase):
         response = self.client.get(reverse("image_remix", args=[self.image.pk]))
         studio = reverse("project_studio", args=[self.project.pk])
         self.assertRedirects(
-            response, f"{studio}?duplicate={self.job.pk}&image={self.image.pk}",
-            fetch_redirect_response=False,
+            response, f"{studio}?remix={self.image.pk}", fetch_redirect_response=False
         )
         form = self.client.get(response["Location"]).context["form"]
-        expected = {**self.job.parameters(), "seed": 1001, "batch_size": 1}
+        expected = {
+            **self.job.parameters(), "seed": 1001, "batch_size": 1, "remix_of": self.image.pk
+        }
         for name, value in expected.items():
             with self.subTest(field=name):
                 self.assertEqual(form.initial[name], value)
@@ -155,7 +157,7 @@ class RemixTestCase(ImageDetailTestCase):
             reverse("image_remix", args=[self.image.pk]), {"project": self.other_project.pk}
         )
         studio = reverse("project_studio", args=[self.other_project.pk])
-        self.assertTrue(response["Location"].startswith(f"{studio}?duplicate={self.job.pk}"))
+        self.assertEqual(response["Location"], f"{studio}?remix={self.image.pk}")
         self.assertEqual(self.client.get(response["Location"]).status_code, 200)
 
     def test_remix_is_refused_where_the_user_may_not_generate(self):

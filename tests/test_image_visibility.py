@@ -160,7 +160,11 @@ class AuthorisationMatrixTestCase(VisibilityTestCase):
                     response = self.client.get(url)
                     if who in EDITORS:
                         self.assertEqual(response.status_code, 302)
-                        self.assertIn(f"duplicate={self.job.pk}", response["Location"])
+                        self.assertIn(f"remix={self.image.pk}", response["Location"])
+                    elif who == "outsider" and state == "public":
+                        # Public work is remixable by anyone, into their own project.
+                        studio = reverse("project_studio", args=[self.other_project.pk])
+                        self.assertEqual(response["Location"], f"{studio}?remix={self.image.pk}")
                     elif who == "viewer":
                         self.assertEqual(response.status_code, 403)
                     elif who == "anonymous":
