@@ -36,6 +36,8 @@ from gallery.collections import (
     collection_update,
     may_create,
     parse_image_ids,
+    pending_publish_request,
+    publishing_message,
 )
 from gallery.deletion import undo_window_label
 from gallery.models import Image, ModerationStatus, Visibility
@@ -135,6 +137,8 @@ def collection_new(request, team_id):
         visibility=form.cleaned_data["visibility"],
     )
     messages.success(request, f"Collection “{collection.name}” made. Add images from any grid.")
+    if waiting := publishing_message(collection):
+        messages.info(request, waiting)
     return redirect(collection)
 
 
@@ -227,6 +231,8 @@ def detail_response(request, collection, *, shared=False, edit_form=None, status
         ].cover_image
         if may_manage:
             context.update(manage_context(collection, edit_form))
+        if context["is_member"]:
+            context["publish_request"] = pending_publish_request(collection=collection)
         if context["is_member"] and collection.visibility in (
             CollectionVisibility.UNLISTED, CollectionVisibility.PUBLIC
         ):
@@ -294,7 +300,7 @@ def collection_edit(request, collection_id):
         description=form.cleaned_data["description"],
         visibility=form.cleaned_data["visibility"],
     )
-    messages.success(request, "Collection saved.")
+    messages.success(request, f"Collection saved. {publishing_message(collection)}".strip())
     return back_to(collection)
 
 

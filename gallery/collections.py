@@ -13,6 +13,12 @@ from gallery.collection_models import Collection, CollectionItem, CollectionVisi
 from gallery.deletion import undo_window, undo_window_label
 from gallery.models import Image, share_token
 from studio.accounts.models import ROLE_RANK, Role
+from studio.moderation.publishing import (
+    pending_publish_request,
+    publish_request_open,
+    publish_request_withdraw,
+    publishing_needs_approval,
+)
 
 MAX_IMAGES_PER_ADD = 200
 
@@ -43,19 +49,50 @@ def share(collection):
         collection.share_token = share_token()
 
 
+def held_for_approval(collection, visibility):
+    """Whether making it public waits for a moderator (the site policy says so): it then
+    keeps its saved visibility (a new one the default) until a moderator approves."""
+    saved = CollectionVisibility.PRIVATE  # a new collection's default
+    if collection.pk:  # the instance may carry a form's unsaved choice
+        saved = Collection.all_objects.values_list("visibility", flat=True).get(
+            pk=collection.pk
+        )
+    held = (
+        visibility == CollectionVisibility.PUBLIC
+        and saved != CollectionVisibility.PUBLIC
+        and publishing_needs_approval()
+    )
+    collection.visibility = saved if held else visibility
+    return held
+
+
+def publishing_message(collection):
+    """What its manager reads after saving it: that public waits for a moderator."""
+    if pending_publish_request(collection=collection):
+        return (
+            "Publishing requested: a moderator decides. Until then it stays visible to: "
+            f"{collection.get_visibility_display().lower()}."
+        )
+    return ""
+
+
 def collection_create(*, user, team, project=None, name, description="", visibility):
-    """A new collection of the team (or of one of its projects), owned by `user`."""
+    """A new collection of the team (or of one of its projects), owned by `user`; a
+    public one may wait for a moderator first (held_for_approval)."""
     if not may_create(user, team):
         raise PermissionDenied("Only the team's editors may make collections.")
     if project is not None and project.team_id != team.pk:
         raise PermissionDenied("That project is not the team's.")
     check_visibility(visibility=visibility, project=project)
     collection = Collection(
-        team=team, project=project, name=name, description=description,
-        visibility=visibility, created_by=user,
+        team=team, project=project, name=name, description=description, created_by=user,
     )
+    held = held_for_approval(collection, visibility)
     share(collection)
-    collection.save()
+    with transaction.atomic():
+        collection.save()
+        if held:
+            publish_request_open(user=user, collection=collection)
     return collection
 
 
@@ -64,10 +101,15 @@ def collection_update(*, collection, user, name, description, visibility):
         raise PermissionDenied("Only its owner and the team's admins may change it.")
     check_visibility(visibility=visibility, project=collection.project)
     collection.name, collection.description = name, description
-    collection.visibility = visibility
+    held = held_for_approval(collection, visibility)
     share(collection)
     collection.updated_at = timezone.now()
-    collection.save()
+    with transaction.atomic():
+        collection.save()
+        if held:
+            publish_request_open(user=user, collection=collection)
+        elif visibility != CollectionVisibility.PUBLIC:
+            publish_request_withdraw(collection=collection)
     return collection
 
 

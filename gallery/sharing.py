@@ -1,8 +1,15 @@
 """Who may see an image: its visibility (set by its project's editors) and its link."""
 
 from django.core.exceptions import PermissionDenied, ValidationError
+from django.db import transaction
 
 from gallery.models import ModerationStatus, Visibility, share_token
+from studio.moderation.publishing import (
+    pending_publish_request,
+    publish_request_open,
+    publish_request_withdraw,
+    publishing_needs_approval,
+)
 from studio.moderation.removals import publishing_refusal
 from studio.permissions import can
 
@@ -25,8 +32,10 @@ def public_refusal(image):
 
 
 def image_set_visibility(*, image, user, visibility):
-    """Set who may see the image; public only once a moderation scan passed. An image
-    shared by link gets its secret link the first time and keeps it."""
+    """Set who may see the image; public only once a moderation scan passed and, where
+    the site policy wants it, a moderator approved (then the image stays as it is and a
+    publishing request waits for the moderators; choosing anything else withdraws it).
+    An image shared by link gets its secret link the first time and keeps it."""
     if not can(user, "generate", image.project):
         raise PermissionDenied("Only the project's editors may change who sees its images.")
     if visibility not in Visibility.values:
@@ -36,13 +45,31 @@ def image_set_visibility(*, image, user, visibility):
         raise VisibilityRefused(refusal)
     if visibility == Visibility.PUBLIC and (refusal := publishing_refusal(user)):
         raise VisibilityRefused(refusal)
-    image.visibility = visibility
-    fields = ["visibility"]
-    if visibility in (Visibility.UNLISTED, Visibility.PUBLIC) and not image.share_token:
-        image.share_token = share_token()
-        fields.append("share_token")
-    image.save(update_fields=fields)
+    with transaction.atomic():
+        if visibility == Visibility.PUBLIC and image.visibility != Visibility.PUBLIC and (
+            publishing_needs_approval()
+        ):
+            publish_request_open(user=user, image=image)
+            return image
+        if visibility != Visibility.PUBLIC:
+            publish_request_withdraw(image=image)
+        image.visibility = visibility
+        fields = ["visibility"]
+        if visibility in (Visibility.UNLISTED, Visibility.PUBLIC) and not image.share_token:
+            image.share_token = share_token()
+            fields.append("share_token")
+        image.save(update_fields=fields)
     return image
+
+
+def visibility_message(image):
+    """What the editor reads after choosing who may see the image."""
+    if pending_publish_request(image=image):
+        return (
+            "Publishing requested: a moderator decides. Until then it stays visible to: "
+            f"{image.get_visibility_display().lower()}."
+        )
+    return f"Visible to: {image.get_visibility_display().lower()}."
 
 
 def image_share_link_reset(*, image, user):

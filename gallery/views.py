@@ -27,7 +27,9 @@ from gallery.sharing import (
     VisibilityRefused,
     image_set_visibility,
     image_share_link_reset,
+    pending_publish_request,
     public_refusal,
+    visibility_message,
 )
 from studio.accounts.models import Project
 from studio.permissions import can, require
@@ -136,6 +138,7 @@ def sharing_context(request, image, error=""):
         "may_share": user.is_authenticated and can(user, "generate", image.project),
         "visibility_choices": Visibility.choices,
         "public_refusal": public_refusal(image),
+        "publish_request": pending_publish_request(image=image),
         "sharing_error": error,
         "share_absolute_url": request.build_absolute_uri(image.share_url())
         if image.share_token
@@ -252,7 +255,7 @@ def image_visibility(request, image_id):
         image.refresh_from_db(fields=["visibility", "share_token"])
         return sharing_response(request, image, error=refused.message, status=422)
     if not request.htmx:
-        messages.success(request, f"Visible to: {image.get_visibility_display().lower()}.")
+        messages.success(request, visibility_message(image))
     return sharing_response(request, image)
 
 

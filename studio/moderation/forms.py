@@ -18,6 +18,14 @@ class PolicyForm(forms.ModelForm):
         }
 
 
+class SitePolicyForm(PolicyForm):
+    """The site policy: a team's lists and thresholds, and whether publishing needs a
+    moderator's approval (site-wide only: public is site-wide)."""
+
+    class Meta(PolicyForm.Meta):
+        fields = [*PolicyForm.Meta.fields, "publishing_needs_approval"]
+
+
 class PolicyTestForm(forms.Form):
     sample = forms.CharField(
         label="Sample prompt", max_length=2000, widget=forms.Textarea(attrs={"rows": 2})

@@ -45,6 +45,13 @@ class Policy(models.Model):
         "block at", null=True, blank=True,
         help_text="Images scoring at least this are blocked outright.",
     )
+    # Site policy only: whether a passed scan is enough to publish, or a site moderator
+    # approves each public image and collection too (studio.moderation.publishing).
+    publishing_needs_approval = models.BooleanField(
+        "Public images and collections need a moderator's approval", default=False,
+        help_text="When on, making an image or collection public asks the site moderators; "
+        "it stays as it was until one approves. When off, a passed scan is enough.",
+    )
     updated_at = models.DateTimeField(auto_now=True)
     updated_by = models.ForeignKey(
         USER, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
@@ -202,6 +209,8 @@ class CaseKind(models.TextChoices):
     HASH_MATCH = "hash_match", "Hash match"
     APPEAL = "appeal", "Appeal"
     LORA_PUBLISH = "lora_publish", "LoRA publishing request"  # approve: it becomes public
+    # An image or collection made public while the site policy wants approval.
+    PUBLISH_REQUEST = "publish_request", "Publishing request"
 
 
 class CaseStatus(models.TextChoices):
@@ -246,6 +255,7 @@ class Case(models.Model):
     )
     subject_image_id = models.PositiveBigIntegerField(null=True, blank=True)
     subject_lora_id = models.PositiveBigIntegerField(null=True, blank=True)
+    subject_collection_id = models.PositiveBigIntegerField(null=True, blank=True)
     status = models.CharField(max_length=10, choices=CaseStatus.choices, default=CaseStatus.OPEN)
     resolution = models.CharField(max_length=10, choices=Resolution.choices, blank=True)
     count = models.PositiveIntegerField(default=1)
@@ -273,6 +283,7 @@ class Case(models.Model):
             "subject_user": self.subject_user_id,
             "subject_image": self.subject_image_id,
             "subject_lora": self.subject_lora_id,
+            "subject_collection": self.subject_collection_id,
         }
 
 

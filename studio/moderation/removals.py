@@ -7,6 +7,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from gallery.collection_models import Collection
 from gallery.models import Image, ModerationStatus, Visibility
 from generation.lora_models import Lora
 from studio.moderation.hashing import MIN_QUALITY, pdq_hash
@@ -20,6 +21,11 @@ from studio.moderation.models import (
     Removal,
     Resolution,
     Standing,
+)
+from studio.moderation.publishing import (
+    collection_publish,
+    image_publish,
+    publish_request_deny,
 )
 from studio.moderation.scanning import image_moderated_publish, open_picture
 from studio.moderation.services import REASON_CODES, audit, case_escalate, case_resolve
@@ -97,7 +103,8 @@ def publishing_refusal(user):
 
 
 def case_subject(case):
-    """("image", Image) or ("lora", Lora) the case is about, or (None, None)."""
+    """("image", Image), ("lora", Lora) or ("collection", Collection) the case is about,
+    or (None, None)."""
     if case.subject_image_id:
         image = Image.objects.select_related("project__team").filter(
             pk=case.subject_image_id
@@ -106,6 +113,11 @@ def case_subject(case):
     if case.subject_lora_id:
         lora = Lora.objects.filter(pk=case.subject_lora_id).first()
         return ("lora", lora) if lora else (None, None)
+    if case.subject_collection_id:
+        collection = Collection.objects.select_related("team").filter(
+            pk=case.subject_collection_id
+        ).first()
+        return ("collection", collection) if collection else (None, None)
     return None, None
 
 
@@ -143,6 +155,8 @@ def related_cases(case):
         others = others.filter(subject_image_id=case.subject_image_id)
     elif case.subject_lora_id:
         others = others.filter(subject_lora_id=case.subject_lora_id)
+    elif case.subject_collection_id:
+        others = others.filter(subject_collection_id=case.subject_collection_id)
     else:
         others = others.none()
     return [case, *others]
@@ -165,7 +179,8 @@ def resolve(case, *, moderator, action, resolution, reason_code, note):
 
 def case_approve(*, case, moderator, reason_code, note=""):
     """The content is fine: a flagged or hash-matched image passes (a removed one stays
-    removed: only its appeal restores it); the case and the others about it close."""
+    removed: only its appeal restores it); an image or collection whose owner asked to
+    publish it becomes public; the case and the others about it close."""
     kind, subject = case_subject(case)
     with transaction.atomic():
         held = kind == "image" and subject.moderation_status != ModerationStatus.PASSED
@@ -182,6 +197,19 @@ def case_approve(*, case, moderator, reason_code, note=""):
             )
             transaction.on_commit(lambda: image_moderated_publish(subject.pk))
         cases = related_cases(case)
+        asked = next((each for each in cases if each.kind == CaseKind.PUBLISH_REQUEST), None)
+        published = None
+        if asked and kind == "image" and subject.moderation_status == ModerationStatus.PASSED:
+            image_publish(image=subject, moderator=moderator, reason_code=reason_code, note=note)
+            published = f"image #{subject.pk}"
+        elif asked and kind == "collection":
+            collection_publish(
+                collection=subject, moderator=moderator, reason_code=reason_code, note=note
+            )
+            published = f"collection “{subject.name}”"
+        if published:
+            notify(user=asked.subject_user, url=subject.get_absolute_url(),
+                   message=f"The moderators approved your {published}: it is public now.")
         # A LoRA's owner asked to publish it (generation.public_loras): approved, it is.
         if kind == "lora" and any(each.kind == CaseKind.LORA_PUBLISH for each in cases):
             Lora.objects.filter(pk=subject.pk).update(is_public=True)
@@ -200,6 +228,11 @@ def case_remove(*, case, moderator, reason_code, note=""):
     kind, subject = case_subject(case)
     if kind is None:
         raise DecisionRefused("This case has no image or LoRA to remove (it may be deleted).")
+    if kind == "collection":
+        raise DecisionRefused(
+            "A collection isn't removed: deny its publishing request (its images are "
+            "moderated one by one)."
+        )
     if Removal.objects.filter(
         **{f"{kind}_id": subject.pk}, restored_at__isnull=True
     ).exists():
@@ -339,12 +372,17 @@ def item_restore(*, removal, moderator, reason_code, note):
 # One entry point for the panel ---------------------------------------------------------
 
 ACTIONS = ("approve", "remove", "dismiss", "warn", "ban", "escalate", "uphold", "deny")
+PUBLISH_KINDS = (CaseKind.PUBLISH_REQUEST, CaseKind.LORA_PUBLISH)
 
 
 def case_decide(*, case, moderator, action, reason_code, note="", days=7, site_moderator):
     """Apply one panel action to one case (the queue's buttons, keys and bulk bar)."""
     if case.status != CaseStatus.OPEN:
         raise DecisionRefused(f"Case {case.pk} is already resolved.")
+    if action == "deny" and case.kind in PUBLISH_KINDS:
+        return publish_request_deny(
+            case=case, moderator=moderator, reason_code=reason_code, note=note
+        )
     appeal = case.kind == CaseKind.APPEAL
     if appeal != (action in ("uphold", "deny")):
         raise DecisionRefused(

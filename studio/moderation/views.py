@@ -14,7 +14,8 @@ from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_POST
 
-from gallery.models import THUMBNAIL_SIZES, Image
+from gallery.collection_models import Collection
+from gallery.models import THUMBNAIL_SIZES, Image, ModerationStatus, Visibility
 from generation.lora_models import Lora
 from studio.accounts.models import Team
 from studio.moderation.forms import (
@@ -24,6 +25,7 @@ from studio.moderation.forms import (
     CaseFilterForm,
     PolicyForm,
     PolicyTestForm,
+    SitePolicyForm,
 )
 from studio.moderation.models import (
     AuditEntry,
@@ -105,10 +107,20 @@ def case_queue(request, appeals=False):
 
 
 def attach_subjects(cases):
-    """Each case's image (`case.image`, with `case.scan`), LoRA, reports and removal, in a
-    few queries for the page."""
+    """Each case's image (`case.image`, with `case.scan`), LoRA, collection (with its
+    image counts), reports and removal, in a few queries for the page."""
     image_ids = {case.subject_image_id for case in cases if case.subject_image_id}
     lora_ids = {case.subject_lora_id for case in cases if case.subject_lora_id}
+    collection_ids = {case.subject_collection_id for case in cases if case.subject_collection_id}
+    public = Q(
+        items__image__visibility=Visibility.PUBLIC,
+        items__image__moderation_status=ModerationStatus.PASSED,
+        items__image__deleted_at__isnull=True,
+    )
+    collections = Collection.objects.select_related("team").annotate(
+        image_count=Count("items", filter=Q(items__image__deleted_at__isnull=True)),
+        public_count=Count("items", filter=public),
+    ).in_bulk(collection_ids) if collection_ids else {}
     images = Image.objects.select_related("project").in_bulk(image_ids)
     scans = ImageScan.objects.in_bulk(image_ids)
     loras = Lora.objects.only("pk", "name", "is_public").in_bulk(lora_ids) if lora_ids else {}
@@ -123,6 +135,7 @@ def attach_subjects(cases):
         case.image = images.get(case.subject_image_id)
         case.scan = scans.get(case.subject_image_id)
         case.lora = loras.get(case.subject_lora_id)
+        case.collection = collections.get(case.subject_collection_id)
         case.report_list = reports.get(case.pk, [])[:RECENT_REPORTS]
         case.removal = removals.get(case.pk)
 
@@ -297,12 +310,13 @@ def audit_log(request):
     return render(request, "moderation/audit_log.html", context)
 
 
-def policy_page(request, policy, *, back_url, title):
+def policy_page(request, policy, *, back_url, title, form_class=PolicyForm):
     """Edit a policy and try sample prompts against the policies that apply with it."""
-    form = PolicyForm(instance=policy)
+    form = form_class(instance=policy)
+    fields = form_class.Meta.fields
     if request.method == "POST":
-        before = {name: getattr(policy, name) for name in PolicyForm.Meta.fields}
-        form = PolicyForm(request.POST, instance=policy)
+        before = {name: getattr(policy, name) for name in fields}
+        form = form_class(request.POST, instance=policy)
         if form.is_valid():
             with transaction.atomic():
                 policy = form.save(commit=False)
@@ -312,7 +326,7 @@ def policy_page(request, policy, *, back_url, title):
                     actor=request.user, action="policy.update",
                     target=f"policy:{policy.team_id or 'site'}", team=policy.team,
                     before=before,
-                    after={name: getattr(policy, name) for name in PolicyForm.Meta.fields},
+                    after={name: getattr(policy, name) for name in fields},
                 )
             messages.success(request, "Policy saved.")
             return redirect(back_url)
@@ -341,7 +355,8 @@ def site_policy(request):
         raise Http404
     policy = Policy.objects.filter(team__isnull=True).first() or Policy()
     return policy_page(
-        request, policy, back_url=request.path, title="Site prompt policy"
+        request, policy, back_url=request.path, title="Site policy",
+        form_class=SitePolicyForm,
     )
 
 
