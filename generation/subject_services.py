@@ -19,6 +19,7 @@ from generation.subject_models import (
     SubjectImage,
 )
 from generation.training_models import TrainingRun
+from studio.moderation.scanning import UploadBlocked, training_upload_screen
 from studio.permissions import can
 
 # Smaller images can't fill a useful training square (DreamBooth trains at 512 or more).
@@ -94,6 +95,12 @@ def subject_images_add(*, subject, user, uploads):
                 f"{name}: {image.width}x{image.height} is too small to train on; its shorter "
                 f"side needs at least {MIN_SUBJECT_IMAGE_SIDE} pixels."
             )
+        try:  # before the transaction below: a hash match's case is kept
+            training_upload_screen(
+                user=user, team=subject.team, picture=image, what=f"{name}: this subject image"
+            )
+        except UploadBlocked as error:
+            raise ValidationError(str(error)) from error
         cleaned.append(image)
     stored = []
     try:

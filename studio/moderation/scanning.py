@@ -1,6 +1,7 @@
 """Scanning images: every generated image is hashed (PDQ) and classified on the CPU
 `moderation` queue; its scan decides whether it may ever be public. Uploaded images are
-hashed at submit, so removed content can't come back as a source image either."""
+hashed at submit, so removed content can't come back as a source image either, and
+subject images (training data) are classified too before they are stored."""
 
 import logging
 from dataclasses import dataclass
@@ -167,24 +168,39 @@ def image_scan_schedule(*, image):
 
 
 class UploadBlocked(ValueError):
-    """An uploaded image matches content moderators removed."""
+    """An uploaded image matches content moderators removed, or its scan refused it."""
 
 
-def upload_screen(*, user, project, picture):
+def upload_screen(*, user, team, picture, what="This image"):
     """Refuse an uploaded image whose hash matches removed content, opening an escalated
-    hash-match case about the uploader (callers screen before their transaction)."""
+    hash-match case about the uploader (callers screen before their transaction). `what`
+    names the upload in the message ("The image prompt")."""
     hex_hash, quality = pdq_hash(picture)
     matched, bits = blocked_match(hex_hash, quality)
     if matched is None:
         return
     now = timezone.now()
     Case.objects.create(
-        kind=CaseKind.HASH_MATCH, team=project.team, subject_user=user, escalated=True,
+        kind=CaseKind.HASH_MATCH, team=team, subject_user=user, escalated=True,
         summary=f"Uploaded an image matching removed content ({bits} bits of 256 apart; "
         f"removed image #{matched.source_image_id}).",
         created_at=now, updated_at=now,
     )
     raise UploadBlocked(
-        "This image matches content the moderators removed, so it can't be used. "
+        f"{what} matches content the moderators removed, so it can't be used. "
         "If you think this is a mistake, contact the moderators."
     )
+
+
+def training_upload_screen(*, user, team, picture, what):
+    """A subject image becomes training data, so besides the blocklist it is classified
+    now: one the team's thresholds would flag or block is refused, naming the label and
+    score (nothing is stored, so there is nothing for a moderator to review)."""
+    upload_screen(user=user, team=team, picture=picture, what=what)
+    label, score = configured_scanner().scan(picture).top()
+    decision = thresholds_for(team).decide(score)
+    if decision != ScanDecision.PASS:
+        raise UploadBlocked(
+            f"{what} was {decision.label.lower()} by the moderation scan ({label} "
+            f"{score:.2f}): images a LoRA learns from must pass it. Choose another image."
+        )

@@ -108,14 +108,17 @@ def screen_generation_form(form, cleaned):
         if picture is None or not hasattr(picture, "getbands"):
             continue
         try:
-            upload_screen(user=form.user, project=form.project, picture=picture)
+            upload_screen(
+                user=form.user, team=form.project.team, picture=picture,
+                what=f"The {form.fields[field].label.lower()}",
+            )
         except UploadBlocked as blocked:
             form.add_error(field, str(blocked))
 
 
 # The generate form's uploaded images (PIL images once cleaned) that are checked against
 # the blocklist of removed content; the painted mask carries no content of its own.
-UPLOAD_FIELDS = ("source_upload", "control_upload")
+UPLOAD_FIELDS = ("source_upload", "control_upload", "ip_adapter_upload")
 
 
 def prompt_block_log(*, user, team, field, term, text):
