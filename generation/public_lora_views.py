@@ -19,7 +19,7 @@ from generation.public_loras import (
     pending_request,
 )
 from studio.moderation.models import is_site_moderator
-from studio.permissions import require
+from studio.permissions import can, require
 
 
 def public_lora_for(user, lora_id):
@@ -45,7 +45,12 @@ def public_loras(request):
 @require_GET
 def public_lora_detail(request, lora_id):
     lora = public_lora_for(request.user, lora_id)
-    return render(request, "generation/public_lora_detail.html", {"lora": lora})
+    # Signed-in people outside its team may report it (its team fixes its own LoRAs).
+    may_report = lora.is_public and request.user.is_authenticated and not can(
+        request.user, "view", lora.team
+    )
+    context = {"lora": lora, "may_report": may_report}
+    return render(request, "generation/public_lora_detail.html", context)
 
 
 @login_required

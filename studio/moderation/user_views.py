@@ -5,7 +5,9 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.decorators import login_required
 from django.http import Http404
 from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
 from django.utils import timezone
+from django.utils.http import url_has_allowed_host_and_scheme
 
 from gallery.models import Image
 from generation.lora_models import Lora
@@ -41,7 +43,16 @@ def subject_name(kind, subject):
     return f"user {subject.username}"
 
 
-def back_url(kind, subject):
+def back_url(request, kind, subject):
+    """Where the reporter came from (a same-site `next`), else the subject's page they
+    may open: a LoRA's public page for those outside its team; home for a user."""
+    wanted = request.GET.get("next", "")
+    if wanted and url_has_allowed_host_and_scheme(
+        wanted, allowed_hosts={request.get_host()}, require_https=request.is_secure()
+    ):
+        return wanted
+    if kind == "lora" and not can(request.user, "view", subject.team):
+        return reverse("public_lora_detail", args=[subject.pk])
     return subject.get_absolute_url() if kind in ("image", "lora") else "/"
 
 
@@ -62,11 +73,11 @@ def report(request, kind, pk):
             else:
                 name = subject_name(kind, subject)
                 messages.success(request, f"Thank you: the moderators will look at {name}.")
-                return redirect(back_url(kind, subject))
+                return redirect(back_url(request, kind, subject))
         status = 422
     context = {
         "form": form, "kind": kind, "subject": subject,
-        "name": subject_name(kind, subject), "back": back_url(kind, subject),
+        "name": subject_name(kind, subject), "back": back_url(request, kind, subject),
     }
     return render(request, "moderation/report.html", context, status=status)
 
