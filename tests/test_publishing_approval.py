@@ -9,6 +9,8 @@ from django.urls import reverse
 from gallery.collection_models import Collection, CollectionItem, CollectionVisibility
 from gallery.models import Image, ModerationStatus, Visibility
 from gallery.thumbnails import image_thumbnails_make
+from generation.lora_models import Lora
+from generation.public_loras import lora_publish_request
 from studio.accounts.models import User
 from studio.moderation.models import (
     AuditEntry,
@@ -21,6 +23,7 @@ from studio.moderation.models import (
     Resolution,
 )
 from tests.base import StudioTestCase
+from tests.lora_builders import make_lora
 from tests.moderation_helpers import make_textured_image
 
 
@@ -332,3 +335,17 @@ class CollectionPublishingTests(PublishingTestCase):
         self.assertEqual(case.resolution, Resolution.DISMISSED)
         self.collection.refresh_from_db()
         self.assertEqual(self.collection.visibility, CollectionVisibility.UNLISTED)
+
+
+class LoraPublishingDenialTests(PublishingTestCase):
+    def test_a_lora_publishing_request_is_denied_with_the_reason(self):
+        lora = make_lora(self.team, self.editor, "ink wash")
+        case = lora_publish_request(lora=lora, user=self.editor)
+        self.act(case, "deny", reason_code="other", note="Needs a description.")
+        case.refresh_from_db()
+        self.assertEqual(case.resolution, Resolution.DENIED)
+        self.assertFalse(Lora.objects.get(pk=lora.pk).is_public)
+        notice = Notification.objects.get(user=self.editor)
+        self.assertIn("did not publish your LoRA “ink wash”", notice.message)
+        self.assertIn("Needs a description.", notice.message)
+        self.assertEqual(notice.url, reverse("lora_detail", args=[lora.pk]))
