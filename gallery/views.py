@@ -29,6 +29,7 @@ from gallery.sharing import (
     image_share_link_reset,
     pending_publish_request,
     public_refusal,
+    publishing_needs_approval,
     visibility_message,
 )
 from studio.accounts.models import Project
@@ -139,6 +140,7 @@ def sharing_context(request, image, error=""):
         "visibility_choices": Visibility.choices,
         "public_refusal": public_refusal(image),
         "publish_request": pending_publish_request(image=image),
+        "public_needs_approval": publishing_needs_approval(),
         "sharing_error": error,
         "share_absolute_url": request.build_absolute_uri(image.share_url())
         if image.share_token

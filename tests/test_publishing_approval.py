@@ -132,6 +132,13 @@ class ImagePublishingTests(PublishingTestCase):
     def test_on_making_it_public_asks_the_site_moderators_and_nothing_is_public_meanwhile(self):
         self.require_approval()
         Image.objects.filter(pk=self.image.pk).update(visibility=Visibility.TEAM)
+        self.client.force_login(self.editor)
+        page = self.client.get(self.image.get_absolute_url())
+        self.assertContains(page, "Everyone, once a site moderator approves")
+        response = self.client.post(reverse("image_visibility", args=[self.image.pk]),
+                                    {"visibility": "public"}, HTTP_HX_REQUEST="true")
+        self.assertContains(response, "Waiting for a moderator")
+        self.assertContains(response, "stays visible to team")
         response = self.make_public()
         self.assertContains(response, "Publishing requested: a moderator decides")
         self.assertContains(response, "Waiting for a moderator")
