@@ -39,7 +39,11 @@ def gallery_response(request, scope, context, *, users=True, projects=False):
         "reactions": True,
         **select_context(request.user, team=context.get("team")),
     }
-    template = TEMPLATE
+    return grid_response(request, TEMPLATE, context, images=images, cursor=cursor)
+
+
+def grid_response(request, template, context, *, images, cursor):
+    """A grid's whole page, or for HTMX its results (first page) or the next page."""
     if request.htmx and not request.htmx.history_restore_request:
         template += "#page" if cursor else "#results"
     if not cursor:

@@ -1,10 +1,9 @@
 """The Explore page: everyone's public images, for everyone, signed in or not."""
 
-from django.shortcuts import render
-from django.utils.cache import patch_vary_headers
 from django.views.decorators.http import require_GET
 
 from gallery import explore
+from gallery.browse_views import grid_response
 from gallery.collection_views import select_context
 from gallery.reactions import favourites_of
 
@@ -37,12 +36,4 @@ def explore_page(request):
         "sort": sort,
         **select_context(request.user),
     }
-    template = TEMPLATE
-    if request.htmx and not request.htmx.history_restore_request:
-        template += "#page" if cursor else "#results"
-    if not cursor:
-        context["total"] = images.count()
-    response = render(request, template, context)
-    # The same address answers with a page or a fragment: caches must keep them apart.
-    patch_vary_headers(response, ["HX-Request"])
-    return response
+    return grid_response(request, TEMPLATE, context, images=images, cursor=cursor)
