@@ -82,9 +82,6 @@ class Lineage:
     descendant_columns: list = field(default_factory=list)
     note_y: int = 0  # where the columns' "more" and "hidden" notes go
 
-    def nodes(self):
-        return [node for column in self.columns for node in column.nodes]
-
     def children(self):
         """The images made from this one that the graph shows (the newest first)."""
         first = self.descendant_columns[:1]
@@ -108,7 +105,7 @@ def image_lineage(*, user, image):
         descendant_columns=descendants,
     )
     lineage.columns = [*reversed(ancestors), Column([root]), *descendants]
-    lay_out(lineage)
+    lay_out(lineage, root_column=len(ancestors))
     return lineage
 
 
@@ -210,9 +207,10 @@ def descendant_columns(root, teams):
     return columns, counts
 
 
-def lay_out(lineage):
+def lay_out(lineage, *, root_column):
     """Each column's nodes centred on the tallest column; an edge from each node's
-    parent (left) to it (right), its label half-way."""
+    parent (left) to it (right), its label half-way. Columns left of `root_column` hold
+    ancestors (their link is on their right), the others descendants."""
     tallest = max(len(column.nodes) for column in lineage.columns)
     nodes_height = tallest * (NODE + GAP_Y) - GAP_Y
     has_notes = any(column.more or column.hidden for column in lineage.columns)
@@ -221,9 +219,6 @@ def lay_out(lineage):
         top = (nodes_height - (len(column.nodes) * (NODE + GAP_Y) - GAP_Y)) // 2
         for row, node in enumerate(column.nodes):
             node.x, node.y = column.x, top + row * (NODE + GAP_Y)
-    root_column = next(
-        index for index, column in enumerate(lineage.columns) if column.nodes[0].state == "current"
-    )
     for index, column in enumerate(lineage.columns):
         for node in column.nodes:
             if node.link is None:

@@ -13,6 +13,7 @@ Unlisted images are not remixable by outsiders: their secret link shows the imag
 doesn't hand its parameters to a studio; their project can make them public for that.
 """
 
+from gallery.models import Image
 from generation.lora_models import Lora
 from generation.models import DiffusionModel, ModelKind
 from studio.permissions import can
@@ -23,8 +24,6 @@ GALLERY_IMAGE_FIELDS = ("source_image", "control_image", "ip_adapter_image")
 
 def usable_gallery_images(user, ids):
     """The pks among `ids` of live images `user` may use in a form (GenerationForm's rule)."""
-    from gallery.models import Image
-
     images = Image.objects.filter(pk__in=ids).select_related("project__team")
     return {image.pk for image in images if can(user, "view", image)}
 
@@ -46,10 +45,11 @@ def remix_parameters(*, user, image, project, default_model):
 
     team = project.team
     available = DiffusionModel.objects.available_to(user, project)
-    if job.model_id is None or not available.filter(pk=job.model_id).exists():
-        name = job.model.name if job.model_id else "of this image"
+    if not available.filter(pk=job.model_id).exists():
         kept = default_model.name if default_model else "none"
-        not_applied.append(f"The model {name} isn't in {team.name}'s library; kept {kept}.")
+        not_applied.append(
+            f"The model {job.model.name} isn't in {team.name}'s library; kept {kept}."
+        )
         initial["model"] = default_model.pk if default_model else None
     for field, image_field, kind, label in (
         ("control_model", "control_image", ModelKind.CONTROLNET, "ControlNet"),

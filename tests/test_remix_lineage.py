@@ -102,6 +102,11 @@ class RemixTestCase(StudioTestCase):
         )
         self.assertEqual(self.remix(self.outsider, self.private).status_code, 404)
 
+    def test_an_image_whose_job_is_gone_has_nothing_to_remix(self):
+        GenerationJob.objects.filter(pk=self.job.pk).delete()
+        self.assertEqual(self.remix(self.outsider).status_code, 404)
+        self.assertEqual(self.studio(self.outsider).status_code, 404)
+
     def test_anonymous_users_are_sent_to_log_in(self):
         url = reverse("image_remix", args=[self.image.pk])
         response = self.client.get(url)
@@ -256,6 +261,13 @@ class LineageGraphTestCase(StudioTestCase):
         self.assertEqual(lineage.remix_count, 2)
         self.assertContains(response, "1 not shared")
         self.assertNotContains(response, "her remix")
+
+    def test_only_hidden_descendants_are_a_count(self):
+        self.child_of(self.root, project=self.other_project, field="remix_of")
+        response, lineage = self.lineage(self.root)
+        self.assertEqual([len(column.nodes) for column in lineage.columns], [1, 0])
+        self.assertEqual(lineage.columns[1].hidden, 1)
+        self.assertContains(response, "1 image made from it, none shared with you.")
 
     def test_public_images_show_their_remix_count(self):
         publish(self.root)
