@@ -1,9 +1,11 @@
-"""Gallery grids: which images a page shows, its filters and keyset pages (newest first).
+"""Gallery grids: which images a page shows, its filters and keyset pages (newest or most
+liked first).
 
 A page costs the same few queries however many images there are: the images of the page
 (one query, with what their cards need), the filter choices (one query each) and the
-viewer's role. Pages are keyset pages on (created_at, id), so new images arriving while a
-user scrolls neither repeat nor skip any.
+viewer's role. Pages are keyset pages on (created_at, id), or (likes, created_at, id) for
+"most liked", so new images arriving while a user scrolls, or images with as many likes,
+neither repeat nor skip any.
 """
 
 from dataclasses import dataclass
@@ -12,6 +14,7 @@ from datetime import UTC, datetime, time, timedelta
 from django.contrib.auth import get_user_model
 from django.db.models import Q
 
+from gallery.forms import MOST_LIKED
 from gallery.models import Image
 from generation.models import DiffusionModel
 from generation.prompt_history import search
@@ -89,6 +92,46 @@ def image_page(images, cursor=None, size=None):
     more = len(rows) > size
     rows = rows[:size]
     return Page(images=rows, next_cursor=encode_cursor(rows[-1]) if more else None)
+
+
+def encode_liked_cursor(image):
+    return f"{image.like_count}.{encode_cursor(image)}"
+
+
+def decode_liked_cursor(text):
+    """(likes, created_at, id) from a "most liked" cursor, or None."""
+    likes, _, rest = (text or "").partition(".")
+    after = decode_cursor(rest)
+    if not likes.isdigit() or len(likes) > 18 or after is None:
+        return None
+    return int(likes), *after
+
+
+def decode_sorted_cursor(cursor, sort):
+    return decode_liked_cursor(cursor) if sort == MOST_LIKED else decode_cursor(cursor)
+
+
+def sorted_page(images, *, sort, cursor=None):
+    """One page of `images` (annotated with like_count, see gallery.reactions) in `sort`
+    order, starting after `cursor`."""
+    if sort != MOST_LIKED:
+        return image_page(images, cursor)
+    after = decode_liked_cursor(cursor) if cursor else None
+    if after is not None:
+        likes, created_at, pk = after
+        images = images.filter(
+            Q(like_count__lt=likes)
+            | Q(like_count=likes, created_at__lt=created_at)
+            | Q(like_count=likes, created_at=created_at, pk__lt=pk)
+        )
+    rows = list(
+        images.select_related("project", "created_by").order_by(
+            "-like_count", "-created_at", "-pk"
+        )[: PAGE_SIZE + 1]
+    )
+    more = len(rows) > PAGE_SIZE
+    rows = rows[:PAGE_SIZE]
+    return Page(images=rows, next_cursor=encode_liked_cursor(rows[-1]) if more else None)
 
 
 def filter_choices(scope, *, users=True, projects=False):

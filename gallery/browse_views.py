@@ -22,17 +22,19 @@ def gallery_response(request, scope, context, *, users=True, projects=False):
         request.GET, choices=browse.filter_choices(scope, users=users, projects=projects)
     )
     filters = form.filters()
+    sort = form.sort_order()
     images = browse.filter_images(scope, filters)
     if filters.get("favourites"):
         images = favourites_of(images, request.user)
     cursor = request.GET.get("cursor", "")
-    if not browse.decode_cursor(cursor):
-        cursor = ""  # not one of ours: start at the top
-    page = browse.image_page(with_reactions(images, request.user), cursor)
+    if not browse.decode_sorted_cursor(cursor, sort):
+        cursor = ""  # not one of ours (or of another order): start at the top
+    page = browse.sorted_page(with_reactions(images, request.user), sort=sort, cursor=cursor)
     context = {
         **context,
         "form": form,
-        "filtered": bool(filters),
+        "filtered": any(name != "sort" for name in filters),
+        "sort": sort,
         "page": page,
         "images": page.images,
         "show_meta": True,

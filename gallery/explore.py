@@ -7,16 +7,13 @@ its project leaves Explore at once. Pages are keyset pages; "most liked" orders 
 """
 
 from django import forms
-from django.db.models import Exists, OuterRef, Q
+from django.db.models import Exists, OuterRef
 
 from gallery import browse
 from gallery.forms import GalleryFilterForm
 from gallery.models import Image, ModerationStatus, Visibility
 from gallery.reactions import with_reactions
 from generation.models import JobLora
-
-NEWEST, MOST_LIKED = "newest", "liked"
-SORTS = [(NEWEST, "Newest"), (MOST_LIKED, "Most liked")]
 
 
 def explore_images():
@@ -29,7 +26,6 @@ class ExploreFilterForm(GalleryFilterForm):
     """The gallery's filters without user and project, with the LoRA used and the order."""
 
     lora = forms.ChoiceField(label="LoRA", required=False)
-    sort = forms.ChoiceField(label="Sort", choices=SORTS, required=False)
 
     field_order = ["q", "model", "lora", "mode", "date_from", "date_to", "sort"]
 
@@ -39,9 +35,6 @@ class ExploreFilterForm(GalleryFilterForm):
         self.fields["lora"].choices = [("", "Any LoRA")] + [
             (name, name) for name in choices["loras"]
         ]
-
-    def sort_order(self):
-        return self.filters().get("sort") or NEWEST
 
 
 def filter_choices(scope):
@@ -63,42 +56,7 @@ def filter_explore(images, filters):
     return browse.filter_images(images, filters)
 
 
-def encode_liked_cursor(image):
-    return f"{image.like_count}.{browse.encode_cursor(image)}"
-
-
-def decode_liked_cursor(text):
-    """(likes, created_at, id) from a "most liked" cursor, or None."""
-    likes, _, rest = (text or "").partition(".")
-    after = browse.decode_cursor(rest)
-    if not likes.isdigit() or len(likes) > 18 or after is None:
-        return None
-    return int(likes), *after
-
-
-def decode(cursor, sort):
-    return decode_liked_cursor(cursor) if sort == MOST_LIKED else browse.decode_cursor(cursor)
-
-
 def explore_page(images, *, user, sort, cursor=None):
     """One page of `images`, with their likes and remixes counted."""
     images = with_reactions(images, user, remixes=True)
-    if sort != MOST_LIKED:
-        return browse.image_page(images, cursor)
-    after = decode_liked_cursor(cursor) if cursor else None
-    if after is not None:
-        likes, created_at, pk = after
-        images = images.filter(
-            Q(like_count__lt=likes)
-            | Q(like_count=likes, created_at__lt=created_at)
-            | Q(like_count=likes, created_at=created_at, pk__lt=pk)
-        )
-    size = browse.PAGE_SIZE
-    rows = list(
-        images.select_related("project", "created_by").order_by(
-            "-like_count", "-created_at", "-pk"
-        )[: size + 1]
-    )
-    more = len(rows) > size
-    rows = rows[:size]
-    return browse.Page(images=rows, next_cursor=encode_liked_cursor(rows[-1]) if more else None)
+    return browse.sorted_page(images, sort=sort, cursor=cursor)

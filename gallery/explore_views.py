@@ -2,7 +2,7 @@
 
 from django.views.decorators.http import require_GET
 
-from gallery import explore
+from gallery import browse, explore
 from gallery.browse_views import grid_response
 from gallery.collection_views import select_context
 from gallery.reactions import favourites_of
@@ -23,7 +23,7 @@ def explore_page(request):
     if filters.get("favourites"):
         images = favourites_of(images, request.user)
     cursor = request.GET.get("cursor", "")
-    if not explore.decode(cursor, sort):
+    if not browse.decode_sorted_cursor(cursor, sort):
         cursor = ""  # not one of ours (or of another order): start at the top
     page = explore.explore_page(images, user=request.user, sort=sort, cursor=cursor)
     context = {

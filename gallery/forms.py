@@ -6,6 +6,9 @@ from generation.models import DiffusionModel, JobMode
 from generation.prompt_history import MAX_QUERY_LENGTH, clean_query
 from studio.accounts.models import Project
 
+NEWEST, MOST_LIKED = "newest", "liked"
+SORTS = [(NEWEST, "Newest"), (MOST_LIKED, "Most liked")]
+
 
 class UserChoiceField(forms.ModelChoiceField):
     def label_from_instance(self, obj):
@@ -41,6 +44,7 @@ class GalleryFilterForm(forms.Form):
     date_to = forms.DateField(
         label="To", required=False, widget=forms.DateInput(attrs={"type": "date"})
     )
+    sort = forms.ChoiceField(label="Sort", choices=SORTS, required=False)
 
     def __init__(self, data, *, choices):
         super().__init__(data)
@@ -66,9 +70,12 @@ class GalleryFilterForm(forms.Form):
         return cleaned
 
     def filters(self):
-        """The valid filters, whatever else is wrong."""
+        """The valid filters (and sort order), whatever else is wrong."""
         self.is_valid()
         return {name: value for name, value in self.cleaned_data.items() if value}
+
+    def sort_order(self):
+        return self.filters().get("sort") or NEWEST
 
     def is_filtered(self):
         return bool(self.filters())

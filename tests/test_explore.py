@@ -11,8 +11,7 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 
-from gallery.browse import PAGE_SIZE
-from gallery.explore import decode_liked_cursor, encode_liked_cursor
+from gallery.browse import PAGE_SIZE, decode_liked_cursor, encode_liked_cursor
 from gallery.models import Favourite, Image, Like, ModerationStatus, ReviewStatus, Visibility
 from gallery.thumbnails import image_thumbnails_make
 from generation.lora_models import JobLora

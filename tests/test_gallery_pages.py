@@ -4,14 +4,15 @@ import re
 from datetime import timedelta
 from unittest import mock
 
+from django.db.models import Count
 from django.urls import reverse
 from django.utils import timezone
 
 from gallery.browse import PAGE_SIZE, decode_cursor, encode_cursor
-from gallery.models import Image
+from gallery.models import Image, Like
 from gallery.thumbnails import image_thumbnails_make
 from generation.models import DiffusionModel, JobMode
-from studio.accounts.models import Membership, Project
+from studio.accounts.models import Membership, Project, User
 from tests.base import StudioTestCase, make_image, make_job
 
 HTMX = {"HTTP_HX_REQUEST": "true"}
@@ -220,6 +221,33 @@ class GalleryPagingTestCase(StudioTestCase):
                 self.assertEqual(len(ids_in(response)), PAGE_SIZE)
                 self.assertContains(response, 'id="gallery-results"')
 
+    def test_most_liked_pages_follow_each_other_without_repeats(self):
+        fans = [User.objects.create_user(f"fan{n}") for n in range(2)]
+        for n, image in enumerate(self.images):
+            for fan in fans[: n % 3]:  # thirds share a like count: ties everywhere
+                Like.objects.create(user=fan, image=image)
+        self.client.force_login(self.viewer)
+        url = reverse("project_gallery", args=[self.project.pk])
+        first = self.client.get(url, {"sort": "liked"})
+        self.assertContains(first, "most liked first")
+        cursor = first.context["page"].next_cursor
+        second = self.client.get(url, {"sort": "liked", "cursor": cursor}, **HTMX)
+        seen = ids_in(first) + ids_in(second)
+        expected = sorted(
+            Image.objects.annotate(like_total=Count("likes")),
+            key=lambda image: (image.like_total, image.created_at, image.pk),
+            reverse=True,
+        )
+        self.assertEqual(seen, [image.pk for image in expected])
+
+    def test_a_newest_cursor_in_most_liked_order_starts_at_the_top(self):
+        self.client.force_login(self.viewer)
+        url = reverse("project_gallery", args=[self.project.pk])
+        cursor = self.client.get(url).context["page"].next_cursor
+        response = self.client.get(url, {"sort": "liked", "cursor": cursor}, **HTMX)
+        self.assertEqual(len(ids_in(response)), PAGE_SIZE)
+        self.assertContains(response, 'id="gallery-results"')
+
     def test_cursor_round_trip(self):
         image = self.images[3]
         image.refresh_from_db()
@@ -258,6 +286,7 @@ class GalleryQueryCountTestCase(StudioTestCase):
             (reverse("team_gallery", args=[self.team.pk]),
              {"q": "fox", "model": self.model.pk, "user": self.editor.pk, "mode": "txt2img",
               "date_from": "2000-01-01"}),
+            (reverse("project_gallery", args=[self.project.pk]), {"sort": "liked"}),
         ]
         counts = {}
         for size in (10, 100):
