@@ -21,6 +21,7 @@ from diffusers.schedulers.scheduling_utils import SchedulerMixin
 from diffusers.utils.torch_utils import randn_tensor
 from PIL import Image
 
+from gpu_workers.batch_invariance import each_request_alone
 from gpu_workers.control import control_image_from
 from gpu_workers.embeddings import embeddings_loaded
 from gpu_workers.ip_adapters import image_embeds, ip_adapter_active, load_ip_adapter
@@ -153,6 +154,13 @@ def sdxl_decoded(pipe, latents):
     return image
 
 
+def vae_decoded(pipe, latents):
+    """The pipelines' decode of denoised latents into images in [-1, 1]."""
+    if pipeline_family(pipe) == SDXL:
+        return sdxl_decoded(pipe, latents)
+    return pipe.vae.decode(latents / pipe.vae.config.scaling_factor, return_dict=False)[0]
+
+
 def sdxl_prompt_embeds(pipe, requests, device, clip_skip):
     """SDXL's encode_prompt for a batch: both text encoders' hidden states side by side,
     and the second's pooled output.
@@ -204,6 +212,15 @@ def noised_image_latents(pipe, requests, scheduler, first_timestep, generators, 
     image_latents = encode(pipe, images.to(device=device, dtype=dtype), generators)
     noise = randn_tensor(image_latents.shape, generator=generators, device=device, dtype=dtype)
     return scheduler.add_noise(image_latents, noise, first_timestep.repeat(len(requests)))
+
+
+def with_cfg_rows(latents, cfg_rows):
+    """The UNet's input rows: the CFG rows' copies (for the unconditional pass), then every
+    row. Without CFG rows, `latents` itself, as the pipelines pass it: concatenating an
+    empty tensor would make it contiguous, and convolutions pick their kernels by layout."""
+    if not cfg_rows:
+        return latents
+    return torch.cat([latents[cfg_rows], latents])
 
 
 @dataclass
@@ -376,20 +393,22 @@ def _denoise(
     sdxl = pipeline_family(pipe) == SDXL
 
     # 1. Encode prompts. Every row gets a negative embedding; only CFG rows use theirs.
+    # The text encoders see one row per request, as each request alone.
     prompts = [request.prompt for request in requests]
-    if sdxl:
-        prompt_embeds, negative_prompt_embeds, pooled, negative_pooled = sdxl_prompt_embeds(
-            pipe, requests, device, clip_skip
-        )
-    else:
-        prompt_embeds, negative_prompt_embeds = pipe.encode_prompt(
-            prompts,
-            device,
-            num_images_per_prompt=1,
-            do_classifier_free_guidance=True,
-            negative_prompt=[request.negative_prompt for request in requests],
-            prompt_embeds=clip_skipped_embeds(pipe, prompts, device, clip_skip),
-        )
+    with each_request_alone([[row] for row in range(len(requests))], device):
+        if sdxl:
+            prompt_embeds, negative_prompt_embeds, pooled, negative_pooled = (
+                sdxl_prompt_embeds(pipe, requests, device, clip_skip)
+            )
+        else:
+            prompt_embeds, negative_prompt_embeds = pipe.encode_prompt(
+                prompts,
+                device,
+                num_images_per_prompt=1,
+                do_classifier_free_guidance=True,
+                negative_prompt=[request.negative_prompt for request in requests],
+                prompt_embeds=clip_skipped_embeds(pipe, prompts, device, clip_skip),
+            )
 
     # 2. Guidance, per row. Guidance-distilled UNets (LCM) take it as an embedding instead of
     # running CFG; otherwise, as in the pipeline, CFG runs only where guidance_scale > 1.
@@ -407,6 +426,11 @@ def _denoise(
     # Unconditional rows first, then one conditional row per request: for a single request
     # exactly the pipeline's torch.cat([negative_prompt_embeds, prompt_embeds]).
     encoder_hidden_states = torch.cat([negative_prompt_embeds[cfg_rows], prompt_embeds])
+    # Each request's UNet rows: its unconditional row (with CFG), then its conditional one.
+    request_rows = [
+        ([cfg_rows.index(row)] if row in cfg_rows else []) + [len(cfg_rows) + row]
+        for row in range(len(requests))
+    ]
     added_cond_kwargs = None
     if sdxl:
         # SDXL's added conditions, row for row like the prompts.
@@ -418,10 +442,10 @@ def _denoise(
     if ip_adapter is not None:
         adapter, projection = ip_adapter
         images = [request.ip_adapter.image for request in requests]
-        added_cond_kwargs = {
-            **(added_cond_kwargs or {}),
-            "image_embeds": image_embeds(adapter, images, projection, cfg_rows, device),
-        }
+        # The image encoder too sees one row per request, as each request alone.
+        with each_request_alone([[row] for row in range(len(requests))], device, attention=True):
+            embeds = image_embeds(adapter, images, projection, cfg_rows, device)
+        added_cond_kwargs = {**(added_cond_kwargs or {}), "image_embeds": embeds}
 
     # 3. Timesteps, on this batch's own scheduler. img2img starts part way, at its strength.
     scheduler.set_timesteps(steps, device=device)
@@ -473,25 +497,27 @@ def _denoise(
         step_kwargs["generator"] = generators
 
     # 5. Denoising loop.
+    alone = each_request_alone(request_rows, device)
     num_warmup_steps = len(timesteps) - denoising_steps * scheduler.order
     wanted = [True] * len(requests)
     step = 0
     for i, t in enumerate(timesteps):
-        latent_model_input = torch.cat([latents[cfg_rows], latents])
+        latent_model_input = with_cfg_rows(latents, cfg_rows)
         latent_model_input = scheduler.scale_model_input(latent_model_input, t)
         residuals = {}
         if control is not None:
-            down_block_res_samples, mid_block_res_sample = control.controlnet(
-                latent_model_input,
-                t,
-                encoder_hidden_states=encoder_hidden_states,
-                controlnet_cond=control.images,
-                conditioning_scale=control.scales[i],
-                guess_mode=False,
-                # SDXL ControlNets take the pooled prompt and sizes as the UNet does.
-                added_cond_kwargs=added_cond_kwargs if sdxl else None,
-                return_dict=False,
-            )
+            with alone:
+                down_block_res_samples, mid_block_res_sample = control.controlnet(
+                    latent_model_input,
+                    t,
+                    encoder_hidden_states=encoder_hidden_states,
+                    controlnet_cond=control.images,
+                    conditioning_scale=control.scales[i],
+                    guess_mode=False,
+                    # SDXL ControlNets take the pooled prompt and sizes as the UNet does.
+                    added_cond_kwargs=added_cond_kwargs if sdxl else None,
+                    return_dict=False,
+                )
             residuals = {
                 "down_block_additional_residuals": down_block_res_samples,
                 "mid_block_additional_residual": mid_block_res_sample,
@@ -499,20 +525,19 @@ def _denoise(
         # After the ControlNet, which sees the latents alone (the ControlNet inpaint
         # pipelines'), the mask and the masked image for inpainting UNets.
         if inpaint is not None and pipe.unet.config.in_channels == 9:
-            mask = torch.cat([inpaint.mask[cfg_rows], inpaint.mask])
-            masked = torch.cat(
-                [inpaint.masked_image_latents[cfg_rows], inpaint.masked_image_latents]
-            )
+            mask = with_cfg_rows(inpaint.mask, cfg_rows)
+            masked = with_cfg_rows(inpaint.masked_image_latents, cfg_rows)
             latent_model_input = torch.cat([latent_model_input, mask, masked], dim=1)
-        noise_pred = pipe.unet(
-            latent_model_input,
-            t,
-            encoder_hidden_states=encoder_hidden_states,
-            timestep_cond=timestep_cond,
-            added_cond_kwargs=added_cond_kwargs,
-            return_dict=False,
-            **residuals,
-        )[0]
+        with alone:
+            noise_pred = pipe.unet(
+                latent_model_input,
+                t,
+                encoder_hidden_states=encoder_hidden_states,
+                timestep_cond=timestep_cond,
+                added_cond_kwargs=added_cond_kwargs,
+                return_dict=False,
+                **residuals,
+            )[0]
         noise_pred_uncond, noise_pred = noise_pred[: len(cfg_rows)], noise_pred[len(cfg_rows) :]
         if cfg_rows:
             noise_pred_text = noise_pred[cfg_rows]
@@ -549,11 +574,13 @@ def _denoise(
     images = [None] * len(requests)
     rows = [row for row, keep in enumerate(wanted) if keep]
     if rows:
-        if sdxl:
-            decoded = sdxl_decoded(pipe, latents[rows])
-        else:
-            scaled = latents[rows] / pipe.vae.config.scaling_factor
-            decoded = pipe.vae.decode(scaled, return_dict=False)[0]
+        # On a CPU each image is decoded alone, as VAE slicing (the default) does itself:
+        # batched, the VAE's attention would multiply matrices laid out otherwise, which
+        # rounds differently (see gpu_workers.batch_invariance).
+        pieces = [rows]
+        if device.type == "cpu" and not pipe.vae.use_slicing:
+            pieces = [[row] for row in rows]
+        decoded = torch.cat([vae_decoded(pipe, latents[piece]) for piece in pieces])
         decoded_images = pipe.image_processor.postprocess(decoded, output_type="pil")
         for row, image in zip(rows, decoded_images, strict=True):
             images[row] = image
