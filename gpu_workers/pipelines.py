@@ -1,15 +1,15 @@
 """Loading diffusers pipelines once per worker and keeping the recently used ones loaded.
 
 The cache is an LRU bounded by a memory budget per device (`WorkerConfig.model_cache_bytes`,
-counted in bytes of parameters and buffers): loading a model that does not fit evicts the
-least recently used ones on the same device first.
+counted in bytes of parameters and buffers): loading a model (a pipeline or a ControlNet)
+that does not fit evicts the least recently used ones on the same device first.
 """
 
 import json
 import logging
 import threading
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -54,8 +54,10 @@ SDXL_MODES = {
 
 @dataclass
 class _Entry:
-    pipelines: dict[str, DiffusionPipeline]  # mode → pipeline, all sharing one set of weights
     nbytes: int
+    # A checkpoint: mode → pipeline, all sharing one set of weights.
+    pipelines: dict[str, DiffusionPipeline] = field(default_factory=dict)
+    controlnet: ControlNetModel | None = None  # a ControlNet: its model
 
 
 # (source, config) → entry, least recently used first.
@@ -252,35 +254,35 @@ def _load_single_file(
 
 # (source, config) → ControlNetModel on config's device. ControlNets are few and small next
 # to the pipelines they steer (a third of an SD1.5 UNet); they stay loaded.
-_controlnets: dict[tuple[str, WorkerConfig], ControlNetModel] = {}
-
-
 def load_controlnet(source: str, config: WorkerConfig) -> ControlNetModel:
-    """The ControlNetModel of a Hub id or local diffusers folder, loaded once per worker
-    config and kept."""
+    """The ControlNetModel of a Hub id or local diffusers folder, loaded on first use and
+    kept in the model cache, within its budget, as pipelines are."""
     key = (source, config)
     with _cache_lock:
-        controlnet = _controlnets.get(key)
-        if controlnet is None:
+        entry = _cache.get(key)
+        if entry is None:
             try:
                 controlnet = ControlNetModel.from_pretrained(source, dtype=config.dtype)
             except (OSError, ValueError) as error:
                 raise GenerationFailed(
                     f"{source} is not a ControlNet model this worker can read: {error}"
                 ) from error
+            entry = _Entry(nbytes=module_bytes([controlnet]), controlnet=controlnet)
+            _make_room(config, entry.nbytes, incoming=source)
             processor = AttnProcessor2_0() if config.attention == "sdpa" else AttnProcessor()
             controlnet.set_attn_processor(processor)
             if config.channels_last:
                 controlnet.to(memory_format=torch.channels_last)
             controlnet.to(config.device)
             controlnet.eval()
-            _controlnets[key] = controlnet
-        return controlnet
+            _cache[key] = entry
+        _cache.move_to_end(key)
+        return entry.controlnet
 
 
 def loaded_sources(config: WorkerConfig | None = None) -> list[str]:
-    """Sources with a pipeline in memory (for `config` only, if given), least recently used
-    first: the next to be evicted comes first."""
+    """Sources with a model (pipeline or ControlNet) in memory, for `config` only if given,
+    least recently used first: the next to be evicted comes first."""
     with _cache_lock:
         return list(
             dict.fromkeys(source for source, loaded_with in _cache if config in (None, loaded_with))
@@ -289,11 +291,18 @@ def loaded_sources(config: WorkerConfig | None = None) -> list[str]:
 
 def pipeline_bytes(pipe: DiffusionPipeline) -> int:
     """Bytes of every parameter and buffer of the pipeline's models, shared tensors once."""
+    return module_bytes(
+        component for component in pipe.components.values()
+        if isinstance(component, torch.nn.Module)
+    )
+
+
+def module_bytes(modules) -> int:
+    """Bytes of every parameter and buffer of `modules`, shared tensors once."""
     tensors = {}
-    for component in pipe.components.values():
-        if isinstance(component, torch.nn.Module):
-            for tensor in (*component.parameters(), *component.buffers()):
-                tensors[tensor.data_ptr()] = tensor.numel() * tensor.element_size()
+    for module in modules:
+        for tensor in (*module.parameters(), *module.buffers()):
+            tensors[tensor.data_ptr()] = tensor.numel() * tensor.element_size()
     return sum(tensors.values())
 
 
@@ -307,7 +316,7 @@ def cache_budget_bytes(config: WorkerConfig) -> int | None:
 
 
 def _make_room(config: WorkerConfig, nbytes: int, *, incoming: str) -> None:
-    """Evict least recently used pipelines on config's device until `nbytes` more fit."""
+    """Evict least recently used models on config's device until `nbytes` more fit."""
     budget = cache_budget_bytes(config)
     if budget is None:
         return

@@ -9,7 +9,14 @@ import torch
 from diffusers import StableDiffusionImg2ImgPipeline
 from diffusers.models.attention_processor import AttnProcessor, AttnProcessor2_0
 
-from gpu_workers.pipelines import load_pipeline, loaded_sources, pipeline_bytes
+from gpu_workers.pipelines import (
+    load_controlnet,
+    load_pipeline,
+    loaded_sources,
+    module_bytes,
+    pipeline_bytes,
+)
+from gpu_workers.tiny_models import build_tiny_controlnet
 
 pytestmark = pytest.mark.usefixtures("empty_pipeline_cache")
 
@@ -67,6 +74,29 @@ def test_a_model_larger_than_the_budget_still_loads_alone(three_models, cpu_conf
     load_pipeline(b, tiny_budget)
 
     assert loaded_sources(tiny_budget) == [b]
+
+
+def test_controlnets_share_the_budget_and_the_lru_with_pipelines(
+    three_models, cpu_config, tmp_path
+):
+    a, b, _ = three_models
+    canny = str(build_tiny_controlnet(tmp_path / "canny"))
+    one_model = pipeline_bytes(load_pipeline(a, cpu_config))
+    controlnet_bytes = module_bytes([load_controlnet(canny, cpu_config)])
+    # Room for two pipelines, or one and the ControlNet, not all three.
+    config = dataclasses.replace(
+        cpu_config, model_cache_bytes=2 * one_model + controlnet_bytes // 2
+    )
+
+    load_pipeline(a, config)
+    first = load_controlnet(canny, config)
+    assert loaded_sources(config) == [a, canny]
+    assert load_controlnet(canny, config) is first  # kept, and now the most recently used
+    load_pipeline(b, config)  # no room for all three: a, least recently used, goes
+
+    assert loaded_sources(config) == [canny, b]
+    load_pipeline(a, config)  # and now the ControlNet, least recently used, goes
+    assert loaded_sources(config) == [b, a]
 
 
 def test_modes_share_the_weights_of_one_entry(tiny_sd15, cpu_config):
