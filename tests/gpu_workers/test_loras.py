@@ -3,6 +3,7 @@ without reloading, and never leaking into the next job."""
 
 import dataclasses
 import hashlib
+from unittest import mock
 
 import numpy as np
 import pytest
@@ -17,9 +18,12 @@ from gpu_workers.pipelines import load_pipeline
 from gpu_workers.requests import GenerationFailed, LoraRef
 from gpu_workers.runner import generate
 
+ATTENTION = ("to_q", "to_k", "to_v", "to_out.0")
 
-def build_lora(model_dir, folder, seed):
-    """A random LoRA on the tiny UNet's attention, saved as diffusers writes LoRAs."""
+
+def build_lora(model_dir, folder, seed, *, rank=4, targets=ATTENTION):
+    """A random LoRA on the tiny UNet's attention (or `targets`), saved as diffusers
+    writes LoRAs."""
     pipe = StableDiffusionPipeline.from_pretrained(
         model_dir, dtype=torch.float32, safety_checker=None, requires_safety_checker=False
     )
@@ -27,9 +31,9 @@ def build_lora(model_dir, folder, seed):
         torch.manual_seed(seed)
         pipe.unet.add_adapter(
             LoraConfig(
-                r=4,
-                lora_alpha=4,
-                target_modules=["to_q", "to_k", "to_v", "to_out.0"],
+                r=rank,
+                lora_alpha=rank,
+                target_modules=list(targets),
                 init_lora_weights=False,  # random, so that it changes the image
             )
         )
@@ -115,7 +119,44 @@ def test_least_recently_used_adapters_are_unloaded(tiny_request, config, loras):
         pixels(dataclasses.replace(tiny_request, loras=(lora,)), one)
     pipe = load_pipeline(tiny_request.model_source, one)
 
-    assert list(_loaded[pipe]) == [f"lora_{loras[1].sha256[:16]}"]
+    assert list(_loaded[pipe].values()) == [loras[1].sha256]
+
+
+def test_past_the_limit_a_lora_is_hotswapped_into_the_oldest_slot(
+    tiny_request, config, loras, tiny_sd15, tmp_path
+):
+    one = dataclasses.replace(config, max_loaded_loras=1)
+    higher_rank = build_lora(tiny_sd15, tmp_path / "rank8", seed=3, rank=8)
+    pixels(dataclasses.replace(tiny_request, loras=(loras[0],)), one)
+    pipe = load_pipeline(tiny_request.model_source, one)
+    slots = pipe.get_list_adapters()["unet"]
+
+    with mock.patch.object(pipe, "load_lora_weights", wraps=pipe.load_lora_weights) as load:
+        swapped = [pixels(dataclasses.replace(tiny_request, loras=(lora,)), one)
+                   for lora in (loras[1], higher_rank)]
+
+    assert [call.kwargs.get("hotswap") for call in load.call_args_list] == [True, True]
+    assert pipe.get_list_adapters()["unet"] == slots  # the same layers, new weights
+    # Exactly the images of the same LoRAs loaded afresh on another pipeline.
+    for lora, image in zip((loras[1], higher_rank), swapped, strict=True):
+        assert np.array_equal(image, pixels(dataclasses.replace(tiny_request, loras=(lora,)),
+                                            config))
+
+
+def test_a_lora_on_other_layers_replaces_the_oldest_slot(
+    tiny_request, config, loras, tiny_sd15, tmp_path
+):
+    one = dataclasses.replace(config, max_loaded_loras=1)
+    wider = build_lora(tiny_sd15, tmp_path / "wider", seed=4, targets=(*ATTENTION, "proj_in"))
+    pixels(dataclasses.replace(tiny_request, loras=(loras[0],)), one)
+
+    image = pixels(dataclasses.replace(tiny_request, loras=(wider,)), one)
+
+    pipe = load_pipeline(tiny_request.model_source, one)
+    assert list(_loaded[pipe].values()) == [wider.sha256]
+    assert np.array_equal(image, pixels(dataclasses.replace(tiny_request, loras=(wider,)), config))
+    plain = pixels(tiny_request, one)
+    assert np.array_equal(plain, pixels(tiny_request, config))  # and nothing leaks
 
 
 def test_requests_with_other_loras_or_weights_never_share_a_batch(tiny_request, loras):
