@@ -37,6 +37,9 @@ class WorkerConfig:
     lora_cache_dir: str = str(Path.home() / ".cache" / "studio" / "loras")
     # Adapters kept loaded in a pipeline, so that switching between them is cheap.
     max_loaded_loras: int = 8
+    # With `compile`: LoRAs up to this rank are hotswapped into the compiled UNet without a
+    # recompile (smaller ones are padded with zeros to it; larger ones reload, recompiling).
+    max_lora_rank: int = 128
 
     @classmethod
     def from_env(cls) -> "WorkerConfig":
@@ -46,7 +49,7 @@ class WorkerConfig:
         STUDIO_ATTENTION: sdpa|eager; STUDIO_CHANNELS_LAST, STUDIO_COMPILE, STUDIO_VAE_SLICING,
         STUDIO_VAE_TILING: 1|0; STUDIO_CPU_OFFLOAD: none|model|sequential;
         STUDIO_MODEL_CACHE_BYTES: an integer; STUDIO_LORA_CACHE_DIR: a folder;
-        STUDIO_MAX_LOADED_LORAS: an integer.
+        STUDIO_MAX_LOADED_LORAS, STUDIO_MAX_LORA_RANK: integers.
         """
         device = os.environ.get("STUDIO_DEVICE", "auto").strip().lower()
         if device == "auto":
@@ -89,6 +92,7 @@ class WorkerConfig:
             lora_cache_dir=os.environ.get("STUDIO_LORA_CACHE_DIR", "").strip()
             or cls.lora_cache_dir,
             max_loaded_loras=_count("STUDIO_MAX_LOADED_LORAS", default=cls.max_loaded_loras),
+            max_lora_rank=_count("STUDIO_MAX_LORA_RANK", default=cls.max_lora_rank),
         )
 
 

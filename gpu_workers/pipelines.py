@@ -361,6 +361,9 @@ def _apply_options(pipe: StableDiffusionPipeline, config: WorkerConfig) -> None:
     else:
         pipe.to(config.device)
     if config.compile:
+        # Before any adapter: later LoRAs are then hotswapped into the compiled UNet's LoRA
+        # layers (gpu_workers.loras) instead of adding layers, which would recompile it.
+        pipe.enable_lora_hotswap(target_rank=config.max_lora_rank)
         # In place, so pipe.unet keeps its class and config; compiled on the first batch.
         pipe.unet.compile(fullgraph=True)
     # Progress is reported through callbacks; tqdm would only clutter worker logs.

@@ -57,3 +57,11 @@ def test_config_is_frozen():
     config = WorkerConfig(device="cpu", dtype=torch.float32)
     with pytest.raises(AttributeError):
         config.device = "cuda"
+
+
+def test_lora_limits_from_the_environment(monkeypatch):
+    monkeypatch.setenv("STUDIO_DEVICE", "cpu")
+    monkeypatch.setenv("STUDIO_MAX_LOADED_LORAS", "3")
+    monkeypatch.setenv("STUDIO_MAX_LORA_RANK", "64")
+    config = WorkerConfig.from_env()
+    assert (config.max_loaded_loras, config.max_lora_rank) == (3, 64)

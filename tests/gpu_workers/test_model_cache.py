@@ -136,5 +136,6 @@ def test_every_option_is_applied_when_a_pipeline_loads(tiny_sd15, cpu_config):
     conv = pipe.unet.conv_in.weight
     assert conv.is_contiguous(memory_format=torch.channels_last) and not conv.is_contiguous()
     assert pipe.unet._compiled_call_impl is not None  # compiled on its first call
+    assert pipe.unet._prepare_lora_hotswap_kwargs["target_rank"] == config.max_lora_rank
     assert pipe.vae.use_tiling and not pipe.vae.use_slicing
     assert pipe.device.type == "cpu" and pipe.unet.dtype == config.dtype
