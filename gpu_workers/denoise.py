@@ -24,7 +24,7 @@ from PIL import Image
 from gpu_workers.batch_invariance import each_request_alone
 from gpu_workers.control import control_image_from
 from gpu_workers.embeddings import embeddings_loaded
-from gpu_workers.ip_adapters import image_embeds, ip_adapter_active, load_ip_adapter
+from gpu_workers.ip_adapters import LoadedIPAdapter, image_embeds, ip_adapter_active
 from gpu_workers.pipelines import SDXL, pipeline_family
 from gpu_workers.requests import GenerationFailed, GenerationRequest
 
@@ -355,6 +355,7 @@ def denoise_batch(
     device: torch.device,
     callback_on_step_end: StepEndCallback | None = None,
     controlnet: torch.nn.Module | None = None,
+    ip_adapter: LoadedIPAdapter | None = None,
 ) -> list[Image.Image | None]:
     """One image per request, in order. The requests share mode, size, steps, strength,
     scheduler and clip skip (gpu_workers.engine.BatchKey).
@@ -366,9 +367,9 @@ def denoise_batch(
 
     Requests with a `control` (one ControlNet, scale and span for the batch) need the
     loaded `controlnet`; each row has its own conditioning image. Requests with an
-    `ip_adapter` (one adapter and scale for the batch) each have their own image prompt;
-    the adapter is in the UNet for this batch only. Their `embeddings` (the same for the
-    batch) are in the text encoders for this batch only.
+    `ip_adapter` (one adapter and scale for the batch) need the loaded `ip_adapter` and each
+    have their own image prompt; the adapter is in the UNet for this batch only. Their
+    `embeddings` (the same for the batch) are in the text encoders for this batch only.
     """
     options = {
         "scheduler": scheduler,
@@ -376,13 +377,12 @@ def denoise_batch(
         "callback_on_step_end": callback_on_step_end,
         "controlnet": controlnet,
     }
-    ip_adapter = requests[0].ip_adapter
     with embeddings_loaded(pipe, requests[0].embeddings):
-        if ip_adapter is None:
+        if requests[0].ip_adapter is None:
             return _denoise(pipe, requests, **options)
-        adapter = load_ip_adapter(ip_adapter.model_source, device, pipe.unet.dtype)
-        with ip_adapter_active(pipe.unet, adapter, ip_adapter.scale) as projection:
-            return _denoise(pipe, requests, ip_adapter=(adapter, projection), **options)
+        scale = requests[0].ip_adapter.scale
+        with ip_adapter_active(pipe.unet, ip_adapter, scale) as projection:
+            return _denoise(pipe, requests, ip_adapter=(ip_adapter, projection), **options)
 
 
 def _denoise(

@@ -22,7 +22,13 @@ from gpu_workers.config import WorkerConfig
 from gpu_workers.control import MAX_CONDITIONING_SCALE, MODULES, check_thresholds
 from gpu_workers.denoise import denoise_batch
 from gpu_workers.loras import activate_loras
-from gpu_workers.pipelines import load_controlnet, load_pipeline, loaded_sources, model_family
+from gpu_workers.pipelines import (
+    load_controlnet,
+    load_ip_adapter,
+    load_pipeline,
+    loaded_sources,
+    model_family,
+)
 from gpu_workers.previews import latent_preview
 from gpu_workers.requests import (
     MAX_IP_ADAPTER_SCALE,
@@ -239,19 +245,21 @@ class Engine:
                 jobs[0].key.model_source, self.config, model_config=jobs[0].request.model_config
             )
             activate_loras(pipe, jobs[0].request.loras, self.config)
-            controlnet = None
+            models = {"controlnet": None, "ip_adapter": None}
             if jobs[0].key.control is not None:
-                controlnet = load_controlnet(jobs[0].key.control[0], self.config)
+                models["controlnet"] = load_controlnet(jobs[0].key.control[0], self.config)
+            if jobs[0].key.ip_adapter is not None:
+                models["ip_adapter"] = load_ip_adapter(jobs[0].key.ip_adapter[0], self.config)
         except Exception as error:
             logger.exception("Could not prepare %s", jobs[0].key.model_source)
             for job in jobs:
                 job.fail(error)
             return
-        self._run_splitting_on_oom(pipe, jobs, controlnet)
+        self._run_splitting_on_oom(pipe, jobs, models)
 
-    def _run_splitting_on_oom(self, pipe, jobs: list[_Job], controlnet=None) -> None:
+    def _run_splitting_on_oom(self, pipe, jobs: list[_Job], models: dict) -> None:
         try:
-            self._run_batch(pipe, jobs, controlnet)
+            self._run_batch(pipe, jobs, models)
             return
         except torch.OutOfMemoryError:
             logger.warning("Out of memory in a batch of %d on %s", len(jobs), self._device)
@@ -267,12 +275,13 @@ class Engine:
         live = [job for job in jobs if job.live]
         if len(live) > 1:
             half = (len(live) + 1) // 2
-            self._run_splitting_on_oom(pipe, live[:half], controlnet)
-            self._run_splitting_on_oom(pipe, live[half:], controlnet)
+            self._run_splitting_on_oom(pipe, live[:half], models)
+            self._run_splitting_on_oom(pipe, live[half:], models)
         elif live:
             live[0].fail(GenerationFailed(_out_of_memory_reason(live[0].request, self._device)))
 
-    def _run_batch(self, pipe, jobs: list[_Job], controlnet=None) -> None:
+    def _run_batch(self, pipe, jobs: list[_Job], models: dict) -> None:
+        """`models`: the ControlNet and IP-Adapter the batch's key names, loaded (or None)."""
         started = time.monotonic()
         scheduler = fresh_scheduler(pipe, jobs[0].key.sampler)
 
@@ -288,7 +297,7 @@ class Engine:
             scheduler=scheduler,
             device=self._device,
             callback_on_step_end=on_step_end,
-            controlnet=controlnet,
+            **models,
         )
         elapsed_s = time.monotonic() - started
         sampler = sampler_of(scheduler, jobs[0].key.sampler)

@@ -9,7 +9,6 @@ batch on the worker, with or without an adapter, never sees this one.
 
 import contextlib
 import logging
-import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,15 +24,22 @@ IMAGE_ENCODER_FOLDER = "image_encoder"
 
 @dataclass
 class LoadedIPAdapter:
-    state_dict: dict  # {"image_proj": {...}, "ip_adapter": {...}} on the device
+    state_dict: dict  # {"image_proj": {...}, "ip_adapter": {...}}
     image_encoder: CLIPVisionModelWithProjection
     feature_extractor: CLIPImageProcessor
 
+    def tensors(self) -> list[torch.Tensor]:
+        """Every tensor it holds: the adapter's weights and the image encoder's."""
+        weights = [tensor for part in self.state_dict.values() for tensor in part.values()]
+        encoder = [*self.image_encoder.parameters(), *self.image_encoder.buffers()]
+        return weights + encoder
 
-# (source, device, dtype) → the adapter. Adapters are small next to the pipelines they
-# steer (an SD1.5 one is 22M parameters, its ViT-H encoder 630M); they stay loaded.
-_adapters: dict[tuple[str, str, torch.dtype], LoadedIPAdapter] = {}
-_adapters_lock = threading.Lock()
+    def to(self, device: torch.device) -> "LoadedIPAdapter":
+        for part in self.state_dict.values():
+            for name, tensor in part.items():
+                part[name] = tensor.to(device)
+        self.image_encoder.to(device)
+        return self
 
 
 def adapter_files(source: str) -> tuple[Path, Path]:
@@ -62,18 +68,9 @@ def adapter_files(source: str) -> tuple[Path, Path]:
     return path, encoder
 
 
-def load_ip_adapter(source: str, device: torch.device, dtype: torch.dtype) -> LoadedIPAdapter:
-    """The adapter of a library source, loaded on first use and kept."""
-    key = (source, str(device), dtype)
-    with _adapters_lock:
-        adapter = _adapters.get(key)
-        if adapter is None:
-            adapter = _load(source, device, dtype)
-            _adapters[key] = adapter
-        return adapter
-
-
-def _load(source: str, device: torch.device, dtype: torch.dtype) -> LoadedIPAdapter:
+def read_ip_adapter(source: str, dtype: torch.dtype) -> LoadedIPAdapter:
+    """The adapter of a library source, read into CPU memory (the model cache moves it to
+    its device and keeps it: gpu_workers.pipelines.load_ip_adapter)."""
     weights, encoder_folder = adapter_files(source)
     # The same split as IPAdapterMixin.load_ip_adapter makes of a .safetensors file.
     state_dict = {"image_proj": {}, "ip_adapter": {}}
@@ -82,7 +79,7 @@ def _load(source: str, device: torch.device, dtype: torch.dtype) -> LoadedIPAdap
             for name in opened.keys():
                 part, _, rest = name.partition(".")
                 if part in state_dict:
-                    state_dict[part][rest] = opened.get_tensor(name).to(device=device, dtype=dtype)
+                    state_dict[part][rest] = opened.get_tensor(name).to(dtype=dtype)
         image_encoder = CLIPVisionModelWithProjection.from_pretrained(encoder_folder, dtype=dtype)
     except (OSError, ValueError, RuntimeError) as error:
         raise GenerationFailed(f"The IP-Adapter {source} could not be read: {error}") from error
@@ -91,7 +88,7 @@ def _load(source: str, device: torch.device, dtype: torch.dtype) -> LoadedIPAdap
             f"{weights.name} is not an IP-Adapter: it has no image_proj.* and ip_adapter.* "
             "tensors."
         )
-    image_encoder.to(device).eval()
+    image_encoder.eval()
     size = image_encoder.config.image_size
     # What load_ip_adapter gives a pipeline that has no feature extractor of its own.
     feature_extractor = CLIPImageProcessor(size=size, crop_size=size)

@@ -1,8 +1,9 @@
 """Loading diffusers pipelines once per worker and keeping the recently used ones loaded.
 
 The cache is an LRU bounded by a memory budget per device (`WorkerConfig.model_cache_bytes`,
-counted in bytes of parameters and buffers): loading a model (a pipeline or a ControlNet)
-that does not fit evicts the least recently used ones on the same device first.
+counted in bytes of parameters and buffers): loading a model (a pipeline, a ControlNet or
+an IP-Adapter) that does not fit evicts the least recently used ones on the same device
+first.
 """
 
 import json
@@ -34,6 +35,7 @@ from gpu_workers.checkpoints import (
     tensor_names,
 )
 from gpu_workers.config import WorkerConfig
+from gpu_workers.ip_adapters import LoadedIPAdapter, read_ip_adapter
 from gpu_workers.requests import GenerationFailed
 
 logger = logging.getLogger(__name__)
@@ -58,6 +60,7 @@ class _Entry:
     # A checkpoint: mode → pipeline, all sharing one set of weights.
     pipelines: dict[str, DiffusionPipeline] = field(default_factory=dict)
     controlnet: ControlNetModel | None = None  # a ControlNet: its model
+    ip_adapter: LoadedIPAdapter | None = None  # an IP-Adapter: its weights and image encoder
 
 
 # (source, config) → entry, least recently used first.
@@ -280,9 +283,25 @@ def load_controlnet(source: str, config: WorkerConfig) -> ControlNetModel:
         return entry.controlnet
 
 
+def load_ip_adapter(source: str, config: WorkerConfig) -> LoadedIPAdapter:
+    """The IP-Adapter (weights and CLIP image encoder) of a library source, loaded on first
+    use and kept in the model cache, within its budget, as pipelines are."""
+    key = (source, config)
+    with _cache_lock:
+        entry = _cache.get(key)
+        if entry is None:
+            adapter = read_ip_adapter(source, config.dtype)
+            entry = _Entry(nbytes=tensor_bytes(adapter.tensors()), ip_adapter=adapter)
+            _make_room(config, entry.nbytes, incoming=source)
+            _cache[key] = entry
+            adapter.to(torch.device(config.device))
+        _cache.move_to_end(key)
+        return entry.ip_adapter
+
+
 def loaded_sources(config: WorkerConfig | None = None) -> list[str]:
-    """Sources with a model (pipeline or ControlNet) in memory, for `config` only if given,
-    least recently used first: the next to be evicted comes first."""
+    """Sources with a model (pipeline, ControlNet, IP-Adapter) in memory, for `config` only
+    if given, least recently used first: the next to be evicted comes first."""
     with _cache_lock:
         return list(
             dict.fromkeys(source for source, loaded_with in _cache if config in (None, loaded_with))
@@ -299,11 +318,15 @@ def pipeline_bytes(pipe: DiffusionPipeline) -> int:
 
 def module_bytes(modules) -> int:
     """Bytes of every parameter and buffer of `modules`, shared tensors once."""
-    tensors = {}
-    for module in modules:
-        for tensor in (*module.parameters(), *module.buffers()):
-            tensors[tensor.data_ptr()] = tensor.numel() * tensor.element_size()
-    return sum(tensors.values())
+    return tensor_bytes(
+        tensor for module in modules for tensor in (*module.parameters(), *module.buffers())
+    )
+
+
+def tensor_bytes(tensors) -> int:
+    """Bytes of `tensors`, shared ones once."""
+    sizes = {tensor.data_ptr(): tensor.numel() * tensor.element_size() for tensor in tensors}
+    return sum(sizes.values())
 
 
 def cache_budget_bytes(config: WorkerConfig) -> int | None:

@@ -188,9 +188,9 @@ def test_image_prompts_are_encoded_as_the_pipelines_encode_image(tiny_ip_adapter
 
     from diffusers.models.embeddings import ImageProjection
 
-    from gpu_workers.ip_adapters import image_embeds, load_ip_adapter
+    from gpu_workers.ip_adapters import image_embeds, read_ip_adapter
 
-    adapter = load_ip_adapter(str(tiny_ip_adapter), torch.device("cpu"), torch.float32)
+    adapter = read_ip_adapter(str(tiny_ip_adapter), torch.float32)
     projection = object() if plus else ImageProjection(image_embed_dim=32)
     images = [noise_image(1), noise_image(2)]
     (embeds,) = image_embeds(adapter, images, projection, [1], torch.device("cpu"))

@@ -11,12 +11,14 @@ from diffusers.models.attention_processor import AttnProcessor, AttnProcessor2_0
 
 from gpu_workers.pipelines import (
     load_controlnet,
+    load_ip_adapter,
     load_pipeline,
     loaded_sources,
     module_bytes,
     pipeline_bytes,
+    tensor_bytes,
 )
-from gpu_workers.tiny_models import build_tiny_controlnet
+from gpu_workers.tiny_models import build_tiny_controlnet, build_tiny_ip_adapter
 
 pytestmark = pytest.mark.usefixtures("empty_pipeline_cache")
 
@@ -97,6 +99,24 @@ def test_controlnets_share_the_budget_and_the_lru_with_pipelines(
     assert loaded_sources(config) == [canny, b]
     load_pipeline(a, config)  # and now the ControlNet, least recently used, goes
     assert loaded_sources(config) == [b, a]
+
+
+def test_ip_adapters_count_in_the_budget_too(three_models, cpu_config, tmp_path):
+    a, b, _ = three_models
+    adapter_dir = str(build_tiny_ip_adapter(tmp_path / "ip-adapter"))
+    one_model = pipeline_bytes(load_pipeline(a, cpu_config))
+    adapter = load_ip_adapter(adapter_dir, cpu_config)
+    adapter_bytes = tensor_bytes(adapter.tensors())
+    assert adapter_bytes > 0
+    config = dataclasses.replace(
+        cpu_config, model_cache_bytes=2 * one_model + adapter_bytes // 2
+    )
+
+    load_pipeline(a, config)
+    assert load_ip_adapter(adapter_dir, config) is load_ip_adapter(adapter_dir, config)
+    load_pipeline(b, config)
+
+    assert loaded_sources(config) == [adapter_dir, b]
 
 
 def test_modes_share_the_weights_of_one_entry(tiny_sd15, cpu_config):
