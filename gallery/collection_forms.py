@@ -2,6 +2,7 @@ from django import forms
 
 from gallery.collection_models import Collection, CollectionVisibility
 from studio.accounts.models import Project
+from studio.moderation.removals import publishing_refusal
 
 
 class CollectionForm(forms.ModelForm):
@@ -26,8 +27,9 @@ class CollectionForm(forms.ModelForm):
         help_texts = {"description": "Optional: what it gathers, for whoever opens it."}
         error_messages = {"name": {"required": "Give the collection a name."}}
 
-    def __init__(self, *args, team=None, **kwargs):
+    def __init__(self, *args, team=None, user=None, **kwargs):
         super().__init__(*args, **kwargs)
+        self.user = user
         if team is None:  # editing: it stays where it is
             del self.fields["project"]
         else:
@@ -48,4 +50,15 @@ class CollectionForm(forms.ModelForm):
                 "A team collection can't be limited to a project: choose team, or make "
                 "it belong to a project.",
             )
+        if self.publishing_refused(cleaned.get("visibility")):
+            self.add_error("visibility", publishing_refusal(self.user))
         return cleaned
+
+    def publishing_refused(self, visibility):
+        """Making it public, by someone whom strikes keep from publishing."""
+        if visibility != CollectionVisibility.PUBLIC or self.user is None:
+            return False
+        already_public = self.instance.pk and Collection.all_objects.filter(
+            pk=self.instance.pk, visibility=CollectionVisibility.PUBLIC
+        ).exists()
+        return not already_public and publishing_refusal(self.user) is not None

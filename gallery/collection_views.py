@@ -127,7 +127,7 @@ def collection_new(request, team_id):
     team = require(request.user, "view", get_object_or_404(Team, pk=team_id))
     if not may_create(request.user, team):
         raise PermissionDenied("Only the team's editors may make collections.")
-    form = CollectionForm(request.POST, team=team)
+    form = CollectionForm(request.POST, team=team, user=request.user)
     if not form.is_valid():
         project = form.cleaned_data.get("project")
         return list_response(request, team=team, project=project, form=form, status=422)
@@ -291,7 +291,7 @@ def back_to(collection):
 @require_POST
 def collection_edit(request, collection_id):
     collection = managed_collection(request, collection_id)
-    form = CollectionForm(request.POST, instance=collection)
+    form = CollectionForm(request.POST, instance=collection, user=request.user)
     if not form.is_valid():
         collection.refresh_from_db()  # the form changed the instance's fields
         return detail_response(request, collection, edit_form=form, status=422)

@@ -4,6 +4,7 @@ one by one or in bulk from a grid's multi-select, reordering, cover, deletion. A
 collection never shows anyone an image they may not open by itself."""
 
 import re
+from datetime import timedelta
 from unittest import mock
 
 from django.db import connection
@@ -655,3 +656,40 @@ class CollectionQueryCountTestCase(StudioTestCase):
                 break
             cursor = found.group(1)
         self.assertEqual(seen, list(board.items.values_list("image", flat=True)))
+
+
+class CollectionPublishingSuspensionTestCase(CollectionTestCase):
+    """Strikes that keep a user from publishing keep their collections from going public."""
+
+    def setUp(self):
+        from studio.moderation.models import Standing
+
+        Standing.objects.create(
+            user=self.editor,
+            publishing_suspended_until=timezone.now() + timedelta(days=3),
+        )
+        self.login("editor")
+
+    def test_a_suspended_user_cant_make_a_public_collection(self):
+        response = self.client.post(reverse("collection_new", args=[self.team.pk]),
+                                    {"name": "Shown", "visibility": "public"})
+        self.assertContains(response, "You may not publish until", status_code=422)
+        self.assertFalse(Collection.objects.filter(name="Shown").exists())
+
+    def test_nor_make_one_public(self):
+        response = self.client.post(reverse("collection_edit", args=[self.board.pk]),
+                                    {"name": "Moodboard", "visibility": "public"})
+        self.assertContains(response, "You may not publish until", status_code=422)
+        self.board.refresh_from_db()
+        self.assertEqual(self.board.visibility, CollectionVisibility.TEAM)
+
+    def test_other_sharing_and_renaming_a_public_one_still_work(self):
+        self.set_visibility(CollectionVisibility.PUBLIC)
+        response = self.client.post(reverse("collection_edit", args=[self.board.pk]),
+                                    {"name": "Renamed", "visibility": "public"})
+        self.assertRedirects(response, self.board.get_absolute_url())
+        response = self.client.post(reverse("collection_edit", args=[self.board.pk]),
+                                    {"name": "Renamed", "visibility": "unlisted"})
+        self.assertRedirects(response, self.board.get_absolute_url())
+        self.board.refresh_from_db()
+        self.assertEqual((self.board.name, self.board.visibility), ("Renamed", "unlisted"))
