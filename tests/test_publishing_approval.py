@@ -188,6 +188,27 @@ class ImagePublishingTests(PublishingTestCase):
             self.client.get(self.image.get_absolute_url()), "Waiting for a moderator"
         )
 
+    def test_approval_after_strikes_suspended_its_owner_publishes_nothing(self):
+        from datetime import timedelta
+
+        from django.utils import timezone
+
+        from studio.moderation.models import Standing
+
+        self.require_approval()
+        self.make_public()
+        Standing.objects.create(
+            user=self.editor, publishing_suspended_until=timezone.now() + timedelta(days=2)
+        )
+        case = Case.objects.get(kind=CaseKind.PUBLISH_REQUEST)
+        self.act(case, "approve")
+        self.assert_not_public()
+        self.assertFalse(AuditEntry.objects.filter(action="image.publish").exists())
+        message = Notification.objects.get(user=self.editor).message
+        self.assertIn("was not carried out. You may not publish until", message)
+        case.refresh_from_db()
+        self.assertEqual(case.status, CaseStatus.RESOLVED)
+
     def test_denial_leaves_it_as_it_was_and_tells_the_owner_why(self):
         self.require_approval()
         self.make_public()

@@ -199,6 +199,11 @@ def case_approve(*, case, moderator, reason_code, note=""):
         cases = related_cases(case)
         asked = next((each for each in cases if each.kind == CaseKind.PUBLISH_REQUEST), None)
         published = None
+        # Strikes since the request keep its owner from publishing: nothing goes public.
+        if asked and (refusal := publishing_refusal(asked.subject_user)):
+            notify(user=asked.subject_user, url=subject.get_absolute_url(),
+                   message=f"Your publishing request was not carried out. {refusal}")
+            asked = None
         if asked and kind == "image" and subject.moderation_status == ModerationStatus.PASSED:
             image_publish(image=subject, moderator=moderator, reason_code=reason_code, note=note)
             published = f"image #{subject.pk}"
