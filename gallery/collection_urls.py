@@ -34,6 +34,8 @@ urlpatterns = [
          collection_views.collection_image_remove, name="collection_image_remove"),
     path("collections/<int:collection_id>/images/<int:image_id>/move/",
          collection_views.collection_image_move, name="collection_image_move"),
+    path("collections/<int:collection_id>/images/<int:image_id>/place/",
+         collection_views.collection_image_place, name="collection_image_place"),
     # Secret links: anyone who has one opens the collection while it is shared by link.
     path("c/<str:token>/", collection_views.collection_shared, name="collection_shared"),
 ]

@@ -29,6 +29,7 @@ from gallery.collections import (
     collection_create,
     collection_delete,
     collection_move_image,
+    collection_place_image,
     collection_remove_image,
     collection_restore,
     collection_set_contributor,
@@ -364,6 +365,29 @@ def collection_image_move(request, collection_id, image_id):
         return HttpResponse(refused.message, status=400)
     if request.htmx:
         return HttpResponse(status=204)  # collections.js moves the card
+    return back_to(collection)
+
+
+@login_required
+@require_POST
+def collection_image_place(request, collection_id, image_id):
+    """A dragged card dropped before or after another: 204 for the page's script."""
+    collection = managed_collection(request, collection_id)
+    image = image_in(collection, image_id)
+    target_id = request.POST.get("target", "")
+    target = (
+        Image.objects.filter(pk=target_id, collection_items__collection=collection).first()
+        if target_id.isdigit() else None
+    )
+    try:
+        collection_place_image(
+            collection=collection, user=request.user, image=image, target=target,
+            side=request.POST.get("side", ""),
+        )
+    except CollectionRefused as refused:
+        return HttpResponse(refused.message, status=400)
+    if request.htmx:
+        return HttpResponse(status=204)
     return back_to(collection)
 
 

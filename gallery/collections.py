@@ -217,6 +217,29 @@ def collection_move_image(*, collection, user, image, direction):
         CollectionItem.objects.bulk_update([item, neighbour], ["position"])
 
 
+def collection_place_image(*, collection, user, image, target, side):
+    """Put the image just before or after `target`, another of its images (`side`
+    "before" or "after"): where a dragged card is dropped. Positions are renumbered."""
+    if not collection.may_manage(user):
+        raise PermissionDenied("Only its owner and the team's admins may reorder it.")
+    if side not in ("before", "after"):
+        raise CollectionRefused("Side: before or after.")
+    if target is None or target.pk == image.pk:
+        raise CollectionRefused("Target: choose another of the collection's images.")
+    with transaction.atomic():
+        Collection.objects.select_for_update().get(pk=collection.pk)
+        items = list(collection.items.order_by("position", "pk"))
+        moving = next(item for item in items if item.image_id == image.pk)
+        items.remove(moving)
+        index = next((n for n, item in enumerate(items) if item.image_id == target.pk), None)
+        if index is None:
+            raise CollectionRefused("Target: choose another of the collection's images.")
+        items.insert(index + (side == "after"), moving)
+        for position, item in enumerate(items):
+            item.position = position
+        CollectionItem.objects.bulk_update(items, ["position"])
+
+
 def collection_set_cover(*, collection, user, image):
     """The cover is one of its images, or none (`image` None): its first image then."""
     if not collection.may_manage(user):

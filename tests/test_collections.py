@@ -302,6 +302,8 @@ class CollectionManageTestCase(CollectionTestCase):
             "cover": (reverse("collection_cover", args=[board]), {"image": self.owl.pk}),
             "move": (reverse("collection_image_move", args=[board, self.owl.pk]),
                      {"direction": "up"}),
+            "place": (reverse("collection_image_place", args=[board, self.owl.pk]),
+                      {"target": self.fox.pk, "side": "before"}),
             "remove": (reverse("collection_image_remove", args=[board, self.cat.pk]), {}),
             "contributor": (reverse("collection_contributor", args=[board]),
                             {"user": self.viewer.pk, "action": "add"}),
@@ -383,6 +385,38 @@ class CollectionManageTestCase(CollectionTestCase):
         response = self.client.post(
             reverse("collection_image_move", args=[self.board.pk, self.hers.pk]),
             {"direction": "up"},
+        )
+        self.assertEqual(response.status_code, 404)  # not in it
+
+    def test_drag_and_drop_places_an_image_before_or_after_another(self):
+        self.login("editor")
+
+        def place(image, target, side):
+            return self.client.post(
+                reverse("collection_image_place", args=[self.board.pk, image.pk]),
+                {"target": target, "side": side}, **HTMX,
+            )
+
+        order = lambda: ids_in(self.client.get(self.board.get_absolute_url()))  # noqa: E731
+        self.assertEqual(place(self.cat, self.fox.pk, "before").status_code, 204)
+        self.assertEqual(order(), [self.cat.pk, self.fox.pk, self.owl.pk])
+        place(self.cat, self.owl.pk, "after")
+        self.assertEqual(order(), [self.fox.pk, self.owl.pk, self.cat.pk])
+        place(self.fox, self.owl.pk, "after")
+        self.assertEqual(order(), [self.owl.pk, self.fox.pk, self.cat.pk])
+        self.assertEqual(
+            list(self.board.items.order_by("position").values_list("position", flat=True)),
+            [0, 1, 2],
+        )
+        for target, side in [(self.owl.pk, "above"), (self.hers.pk, "before"),
+                             (self.cat.pk, "before"), ("x", "before"), ("", "after")]:
+            with self.subTest(target=target, side=side):
+                response = place(self.cat, target, side)
+                self.assertEqual(response.status_code, 400)
+        self.assertEqual(order(), [self.owl.pk, self.fox.pk, self.cat.pk])
+        response = self.client.post(
+            reverse("collection_image_place", args=[self.board.pk, self.hers.pk]),
+            {"target": self.fox.pk, "side": "before"},
         )
         self.assertEqual(response.status_code, 404)  # not in it
 

@@ -2,7 +2,8 @@
 // checkbox over every card (a click anywhere on a card checks it instead of opening the
 // lightbox); the checked images go to the chosen collection in one post. Also: every copy
 // of an image's like button (card, lightbox) shows the same state after one is pressed,
-// collection cards move up and down without a reload, and [data-confirm] forms ask first.
+// collection cards move up and down (buttons, or dragging one onto another) without a
+// reload, and [data-confirm] forms ask first.
 (function () {
   "use strict";
 
@@ -87,6 +88,52 @@
     if (!neighbour || !neighbour.matches("[data-collection-item]")) return;
     if (up) neighbour.before(item); else neighbour.after(item);
     item.querySelector("button[name=direction][value=" + (up ? "up" : "down") + "]").focus();
+  });
+
+  // Reordering by dragging a card onto another: it lands before that card when moved
+  // earlier, after it when moved later; the server renumbers, then the page follows.
+  let dragged = null;
+
+  function placeable(target) {
+    return target.closest ? target.closest("[data-place-url]") : null;
+  }
+
+  document.addEventListener("dragstart", function (event) {
+    dragged = placeable(event.target);
+    if (!dragged) return;
+    dragged.classList.add("is-dragging");
+    event.dataTransfer.effectAllowed = "move";
+    event.dataTransfer.setData("text/plain", dragged.dataset.collectionItem);
+  });
+
+  document.addEventListener("dragover", function (event) {
+    const target = placeable(event.target);
+    if (!dragged || !target || target === dragged) return;
+    event.preventDefault();
+    event.dataTransfer.dropEffect = "move";
+  });
+
+  document.addEventListener("drop", function (event) {
+    const target = placeable(event.target);
+    if (!dragged || !target || target === dragged) return;
+    event.preventDefault();
+    const item = dragged;
+    const cards = Array.from(document.querySelectorAll("[data-place-url]"));
+    const side = cards.indexOf(item) < cards.indexOf(target) ? "after" : "before";
+    const csrf = JSON.parse(document.body.getAttribute("hx-headers") || "{}")["X-CSRFToken"];
+    fetch(item.dataset.placeUrl, {
+      method: "POST",
+      headers: { "X-CSRFToken": csrf, "HX-Request": "true" },
+      body: new URLSearchParams({ target: target.dataset.collectionItem, side: side }),
+    }).then(function (response) {
+      if (!response.ok) return;
+      if (side === "after") target.after(item); else target.before(item);
+    });
+  });
+
+  document.addEventListener("dragend", function () {
+    if (dragged) dragged.classList.remove("is-dragging");
+    dragged = null;
   });
 
   document.addEventListener("submit", function (event) {

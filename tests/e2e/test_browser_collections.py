@@ -1,7 +1,8 @@
 """A person on Explore and in collections: open Explore signed out, sign in and like an
 image (the lightbox's button follows the card's), sort by most liked, make a collection,
-add two images to it from a gallery's select mode, reorder it. Screenshots of Explore and
-the collection page land in test-artifacts/. No worker is needed."""
+add two images to it from a gallery's select mode, reorder it (a button, then dragging).
+Screenshots of Explore and the collection page land in test-artifacts/. No worker is
+needed."""
 
 import io
 import os
@@ -164,6 +165,13 @@ def test_explore_like_and_collect(studio_processes):
         expect(grid.first).to_have_attribute("data-image-id", str(second.pk))
         page.reload()
         expect(grid.first).to_have_attribute("data-image-id", str(second.pk))
+        # Dragging the first image's card onto the second's puts it back before it.
+        page.locator(f'[data-collection-item="{first.pk}"]').drag_to(
+            page.locator(f'[data-collection-item="{second.pk}"]')
+        )
+        expect(grid.first).to_have_attribute("data-image-id", str(first.pk))
+        page.reload()
+        expect(grid.first).to_have_attribute("data-image-id", str(first.pk))
         page.get_by_role("button", name="Make cover").last.click()
         expect(page.locator(".collection-hero-cover img")).to_be_visible()
         page.screenshot(path=str(ARTIFACTS / "collection.png"))
@@ -177,6 +185,6 @@ def test_explore_like_and_collect(studio_processes):
     collection = Collection.objects.get(name="Postcard picks")
     assert collection.team == team and collection.created_by == user
     assert list(collection.items.order_by("position").values_list("image", flat=True)) == [
-        second.pk, first.pk
+        first.pk, second.pk
     ]
-    assert collection.cover_id == first.pk
+    assert collection.cover_id == second.pk
