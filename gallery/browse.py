@@ -46,7 +46,7 @@ def encode_cursor(image):
 def decode_cursor(text):
     """(created_at, id) from a cursor, or None for anything that is not one."""
     micros, _, pk = (text or "").partition(".")
-    if not (micros.isdigit() and pk.isdigit()) or len(micros) > 18 or len(pk) > 18:
+    if not (micros.isdecimal() and pk.isdecimal()) or len(micros) > 18 or len(pk) > 18:
         return None
     return EPOCH + timedelta(microseconds=int(micros)), int(pk)
 
@@ -102,7 +102,7 @@ def decode_liked_cursor(text):
     """(likes, created_at, id) from a "most liked" cursor, or None."""
     likes, _, rest = (text or "").partition(".")
     after = decode_cursor(rest)
-    if not likes.isdigit() or len(likes) > 18 or after is None:
+    if not likes.isdecimal() or len(likes) > 18 or after is None:
         return None
     return int(likes), *after
 

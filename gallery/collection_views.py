@@ -179,7 +179,7 @@ def encode_cursor(image):
 
 def decode_cursor(text):
     position, _, item = (text or "").partition(".")
-    if not (position.isdigit() and item.isdigit()) or len(position) > 18 or len(item) > 18:
+    if not (position.isdecimal() and item.isdecimal()) or len(position) > 18 or len(item) > 18:
         return None
     return int(position), int(item)
 
@@ -377,7 +377,7 @@ def collection_image_place(request, collection_id, image_id):
     target_id = request.POST.get("target", "")
     target = (
         Image.objects.filter(pk=target_id, collection_items__collection=collection).first()
-        if target_id.isdigit() else None
+        if target_id.isdecimal() else None
     )
     try:
         collection_place_image(
@@ -398,7 +398,7 @@ def collection_cover(request, collection_id):
     value = request.POST.get("image", "")
     image = None
     if value:
-        if not value.isdigit() or len(value) > 18:
+        if not value.isdecimal() or len(value) > 18:
             raise Http404
         image = image_in(collection, value)
     try:
@@ -415,7 +415,7 @@ def collection_cover(request, collection_id):
 def collection_contributor(request, collection_id):
     collection = managed_collection(request, collection_id)
     value = request.POST.get("user", "")
-    contributor = get_user_model().objects.filter(pk=value).first() if value.isdigit() else None
+    contributor = get_user_model().objects.filter(pk=value).first() if value.isdecimal() else None
     try:
         if contributor is None:
             raise CollectionRefused("Contributor: choose a member of the team.")
@@ -442,7 +442,7 @@ def collection_add(request):
     must be an image the user may see, or none is added."""
     value = request.POST.get("collection", "")
     collection = None
-    if value.isdigit() and len(value) <= 18:
+    if value.isdecimal() and len(value) <= 18:
         collection = Collection.objects.select_related(*RELATED).filter(pk=value).first()
     status, error, added = 200, "", 0
     try:

@@ -143,7 +143,7 @@ def parse_image_ids(values):
     one or there are none or too many."""
     ids = []
     for value in values:
-        if not str(value).isdigit() or len(str(value)) > 18:
+        if not str(value).isdecimal() or len(str(value)) > 18:
             raise CollectionRefused(f"Images: “{value}” is not an image.")
         if int(value) not in ids:
             ids.append(int(value))

@@ -220,7 +220,7 @@ def image_remix(request, image):
         raise Http404("This image's job is gone: there is nothing to remix.")
     project_id = request.GET.get("project", "")
     if project_id:
-        if not project_id.isdigit():
+        if not project_id.isdecimal():
             raise Http404
         target = get_object_or_404(Project.objects.select_related("team"), pk=project_id)
         require(request.user, "generate", target)

@@ -43,7 +43,7 @@ class LibraryModelField(forms.ModelChoiceField):
             return super().to_python(value)
         except forms.ValidationError:
             known = None
-            if self.refusal is not None and str(value).isdigit():
+            if self.refusal is not None and str(value).isdecimal():
                 known = DiffusionModel.objects.filter(pk=value).first()
             reason = self.refusal(known) if known is not None else None
             if reason:

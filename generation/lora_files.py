@@ -243,7 +243,7 @@ def _metadata_family(metadata):
 
 def _rank(keys, shapes, metadata):
     declared = metadata.get("ss_network_dim", "")
-    if str(declared).isdigit() and int(declared) > 0:
+    if str(declared).isdecimal() and int(declared) > 0:
         return int(declared)
     ranks = Counter(
         shapes[key][0] for key in keys if key.endswith(_DOWN_MARKERS) and shapes[key]

@@ -98,7 +98,7 @@ class WorkerConfig:
 
 def _is_cuda_index(device: str) -> bool:
     prefix, _, index = device.partition(":")
-    return prefix == "cuda" and index.isdigit()
+    return prefix == "cuda" and index.isdecimal()
 
 
 def _choice(name: str, choices: tuple[str, ...], *, default: str) -> str:
@@ -123,7 +123,7 @@ def _bytes(name: str) -> int | None:
     value = os.environ.get(name, "").strip()
     if not value:
         return None
-    if not value.isdigit() or int(value) == 0:
+    if not value.isdecimal() or int(value) == 0:
         raise ValueError(f"{name}={value!r} is not a positive number of bytes, e.g. 8000000000.")
     return int(value)
 
@@ -132,6 +132,6 @@ def _count(name: str, *, default: int) -> int:
     value = os.environ.get(name, "").strip()
     if not value:
         return default
-    if not value.isdigit() or int(value) == 0:
+    if not value.isdecimal() or int(value) == 0:
         raise ValueError(f"{name}={value!r} is not a positive whole number, e.g. {default}.")
     return int(value)

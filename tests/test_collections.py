@@ -99,6 +99,8 @@ class CollectionViewAccessTestCase(CollectionTestCase):
         response = self.client.get(url, {"cursor": cursor}, **HTMX)
         self.assertEqual(ids_in(response), [self.owl.pk])
         self.assertNotContains(response, "<html")
+        response = self.client.get(url, {"cursor": "².1"}, **HTMX)
+        self.assertEqual(response.status_code, 200)  # not one of ours: from the top
         for who in ("outsider", "anonymous"):
             with self.subTest(who=who):
                 self.login(who)
@@ -426,7 +428,7 @@ class CollectionManageTestCase(CollectionTestCase):
         self.client.post(url, {"image": self.owl.pk})
         self.board.refresh_from_db()
         self.assertEqual(self.board.cover, self.owl)
-        for bad in (self.hers.pk, "x", "9" * 30):
+        for bad in (self.hers.pk, "x", "9" * 30, "²"):
             with self.subTest(image=bad):
                 self.assertEqual(self.client.post(url, {"image": bad}).status_code, 404)
         self.client.post(url, {"image": ""})
@@ -588,6 +590,7 @@ class CollectionAddTestCase(CollectionTestCase):
             ({"collection": self.board.pk}, "Images: choose at least one image."),
             ({"collection": self.board.pk, "image": ["3; drop"]}, "is not an image"),
             ({"collection": self.board.pk, "image": ["-1"]}, "is not an image"),
+            ({"collection": self.board.pk, "image": ["²"]}, "is not an image"),
             ({"collection": self.board.pk,
               "image": [str(n) for n in range(1, MAX_IMAGES_PER_ADD + 2)]},
              f"at most {MAX_IMAGES_PER_ADD} at a time"),

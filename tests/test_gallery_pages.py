@@ -214,7 +214,8 @@ class GalleryPagingTestCase(StudioTestCase):
     def test_a_bad_cursor_starts_at_the_top(self):
         self.client.force_login(self.viewer)
         url = reverse("project_gallery", args=[self.project.pk])
-        for cursor in ("nonsense", "1.x", "9" * 40 + ".1", "-5.3"):
+        # "²" passes str.isdigit() but not int(): it must not become a 500.
+        for cursor in ("nonsense", "1.x", "9" * 40 + ".1", "-5.3", "².1"):
             with self.subTest(cursor=cursor):
                 response = self.client.get(url, {"cursor": cursor}, **HTMX)
                 self.assertEqual(response.status_code, 200)
@@ -239,6 +240,14 @@ class GalleryPagingTestCase(StudioTestCase):
             reverse=True,
         )
         self.assertEqual(seen, [image.pk for image in expected])
+
+    def test_a_bad_most_liked_cursor_starts_at_the_top(self):
+        self.client.force_login(self.viewer)
+        url = reverse("project_gallery", args=[self.project.pk])
+        for cursor in ("².1.1", "1.².1", "x.1.1"):
+            with self.subTest(cursor=cursor):
+                response = self.client.get(url, {"sort": "liked", "cursor": cursor}, **HTMX)
+                self.assertEqual(len(ids_in(response)), PAGE_SIZE)
 
     def test_a_newest_cursor_in_most_liked_order_starts_at_the_top(self):
         self.client.force_login(self.viewer)

@@ -200,7 +200,7 @@ def parse_comfyui_prompt(graph) -> ImportedParameters:
     def first_pass(item):
         _, latent = comfy.node(comfy.inputs(item[1]).get("latent_image"))
         starts_empty = latent is not None and latent["class_type"] == "EmptyLatentImage"
-        return (not starts_empty, int(item[0]) if item[0].isdigit() else math.inf, item[0])
+        return (not starts_empty, int(item[0]) if item[0].isdecimal() else math.inf, item[0])
 
     sampler_id, sampler = min(samplers, key=first_pass)
     comfy.used.add(sampler_id)

@@ -216,7 +216,7 @@ def case_bulk(request):
     the page says which were refused and why."""
     require_moderator(request.user)
     visible = Case.objects.visible_to(request.user)
-    posted = [int(pk) for pk in request.POST.getlist("cases") if pk.isdigit()]
+    posted = [int(pk) for pk in request.POST.getlist("cases") if pk.isdecimal()]
     found = {case.pk: case for case in visible.filter(pk__in=posted)}
     form = BulkActionForm(request.POST, case_ids=list(found))
     appeals = request.POST.get("queue") == "appeals"
