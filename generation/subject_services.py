@@ -18,7 +18,7 @@ from generation.subject_models import (
     SubjectConsent,
     SubjectImage,
 )
-from generation.training_models import TrainingRun
+from generation.training_models import TrainingRun, TrainingSample
 from studio.moderation.scanning import UploadBlocked, training_upload_screen
 from studio.permissions import can
 
@@ -59,7 +59,7 @@ def subject_delete(*, subject, user):
     disabled, since the consent that allowed them goes with the subject."""
     require_manager(user, subject.team)
     files = [image.file for image in subject.images.all()] + [
-        sample.file for run in subject.training_runs.all() for sample in run.samples.all()
+        sample.file for sample in TrainingSample.objects.filter(run__subject=subject)
     ]
     with transaction.atomic():
         if subject.depicts_person:

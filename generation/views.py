@@ -26,7 +26,7 @@ from generation.parameters_import import (
     read_png_parameters,
     shorten,
 )
-from generation.remix import GALLERY_IMAGE_FIELDS, remix_parameters
+from generation.remix import GALLERY_IMAGE_FIELDS, remix_parameters, usable_gallery_images
 from studio.accounts.models import Project
 from studio.moderation.services import GenerationRefused
 from studio.permissions import can, require
@@ -114,15 +114,15 @@ def project_studio(request, project_id):
         # Any job the user may see, also from another project, fills the form.
         source = job_for(request.user, request.GET["duplicate"], "view")
         initial = source.parameters()
-        # Gallery images deleted since the job ran can't be used again: leave them out.
+        # Gallery images deleted since the job ran, or the user can't pick: leave them out.
         used = [initial[field] for field in GALLERY_IMAGE_FIELDS if initial.get(field)]
-        live = set(Image.objects.filter(pk__in=used).values_list("pk", flat=True))
+        usable = usable_gallery_images(request.user, used) if used else set()
         for field in GALLERY_IMAGE_FIELDS:
-            if initial.get(field) and initial[field] not in live:
+            if initial.get(field) and initial[field] not in usable:
                 initial[field] = None
         # Remix of one image of the job (gallery): that image's own seed, alone.
         image_id = request.GET.get("image", "")
-        image = source.images.filter(pk=image_id).first() if image_id.isdigit() else None
+        image = source.images.filter(pk=image_id).first() if image_id.isdecimal() else None
         if image is not None:
             initial.update(seed=image.seed, batch_size=1)
             if "variations" in request.GET and source.mode == JobMode.TXT2IMG:
@@ -150,7 +150,7 @@ def project_studio(request, project_id):
 def remix_image_for(user, image_id):
     """A live image with a job, that `user` may see; else 404."""
     image = None
-    if str(image_id).isdigit():
+    if str(image_id).isdecimal():
         image = (
             Image.objects.select_related("project__team", "job__model", "job__control_model",
                                          "job__ip_adapter_model")
@@ -163,7 +163,7 @@ def remix_image_for(user, image_id):
 
 
 def source_image_for(user, image_id):
-    if not str(image_id).isdigit():
+    if not str(image_id).isdecimal():
         raise Http404
     image = get_object_or_404(Image.objects.select_related("project__team"), pk=image_id)
     require(user, "view", image.project)
@@ -171,7 +171,7 @@ def source_image_for(user, image_id):
 
 
 def job_for(user, job_id, action):
-    if not str(job_id).isdigit():
+    if not str(job_id).isdecimal():
         raise Http404
     job = get_object_or_404(
         GenerationJob.objects.select_related("project__team", "created_by"), pk=job_id
@@ -355,7 +355,7 @@ def current_parameters(data, models):
     }
     values["hires_fix"] = bool(data.get("hires_fix"))  # an unticked box is not posted
     posted = data.get("model", "")
-    model = models.filter(pk=posted).first() if posted.isdigit() else None
+    model = models.filter(pk=posted).first() if posted.isdecimal() else None
     values["model"] = (model or default_model).pk if (model or default_model) else None
     return values
 

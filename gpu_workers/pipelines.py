@@ -255,8 +255,6 @@ def _load_single_file(
         ) from error
 
 
-# (source, config) → ControlNetModel on config's device. ControlNets are few and small next
-# to the pipelines they steer (a third of an SD1.5 UNet); they stay loaded.
 def load_controlnet(source: str, config: WorkerConfig) -> ControlNetModel:
     """The ControlNetModel of a Hub id or local diffusers folder, loaded on first use and
     kept in the model cache, within its budget, as pipelines are."""

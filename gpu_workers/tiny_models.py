@@ -33,7 +33,6 @@ from transformers import (
 TINY_SD15_NAME = "tiny-sd15"
 TINY_SDXL_NAME = "tiny-sdxl"
 TINY_CONTROLNET_NAME = "tiny-controlnet-sd15"
-TINY_SDXL_CONTROLNET_NAME = "tiny-controlnet-sdxl"
 TINY_IP_ADAPTER_NAME = "tiny-ip-adapter-sd15"
 TINY_IP_ADAPTER_WEIGHTS = "ip-adapter.safetensors"
 
