@@ -65,8 +65,9 @@ class AppealTests(AppealTestCase):
         response = self.appeal()
         self.assertRedirects(response, self.removal.get_absolute_url())
         case = Case.objects.get(kind=CaseKind.APPEAL)
+        # The remover is a site moderator: site moderators review it, not the team's.
         self.assertEqual((case.subject_user, case.subject_image_id, case.team),
-                         (self.editor, self.image.pk, self.team))
+                         (self.editor, self.image.pk, None))
         self.client.force_login(self.reviewer)
         queue = self.client.get(reverse("moderation_appeals"))
         self.assertContains(queue, "It is a painting of a statue.")
@@ -146,3 +147,32 @@ class AppealSuspensionTests(AppealTestCase):
         self.appeal()
         self.decide("uphold")
         self.assertFalse(Standing.objects.get(user=self.editor).is_publishing_suspended())
+
+
+class AppealReviewerTests(AppealTestCase):
+    def test_a_site_removal_is_not_for_the_teams_own_moderators(self):
+        team_moderator = Moderator.objects.create(user=self.viewer, team=self.team).user
+        self.appeal()
+        case = Case.objects.get(kind=CaseKind.APPEAL)
+        self.client.force_login(team_moderator)
+        self.assertNotContains(self.client.get(reverse("moderation_appeals")), "painting")
+        response = self.client.post(
+            reverse("moderation_case_act", args=[case.pk]),
+            {"action": "uphold", "reason_code": "other"},
+        )
+        self.assertEqual(response.status_code, 404)
+        case.refresh_from_db()
+        self.assertEqual(case.status, CaseStatus.OPEN)
+        self.assertTrue(BlockedHash.objects.exists())
+
+    def test_a_team_moderators_removal_is_appealed_to_the_team(self):
+        Removal.objects.all().delete()
+        team_remover = Moderator.objects.create(user=self.viewer, team=self.team).user
+        report_create(reporter=self.outsider, kind="image", subject=self.image, reason="spam")
+        with mock.patch("studio.moderation.scanning.publish"):
+            self.removal = case_remove(
+                case=Case.objects.filter(status=CaseStatus.OPEN).get(), moderator=team_remover,
+                reason_code="spam",
+            )
+        self.appeal()
+        self.assertEqual(Case.objects.get(kind=CaseKind.APPEAL).team, self.team)

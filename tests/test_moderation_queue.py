@@ -8,6 +8,7 @@ from unittest import mock
 from django.urls import reverse
 
 from gallery.models import ModerationStatus
+from studio.accounts.models import User
 from studio.moderation.models import (
     AuditEntry,
     Case,
@@ -15,6 +16,7 @@ from studio.moderation.models import (
     CaseStatus,
     Moderator,
     Removal,
+    Standing,
 )
 from studio.moderation.removals import removal_appeal
 from studio.moderation.reports import report_create
@@ -158,12 +160,13 @@ class ActionAuditTests(QueueTestCase):
                 entry = AuditEntry.objects.filter(action=f"case.{action}").get()
                 self.assertEqual((entry.actor, entry.target, entry.reason_code, entry.note),
                                  (user, f"case:{case.pk}", "nsfw", "checked"))
-        # Appeals of two removals: one upheld, one denied.
+        # Appeals of two removals: one upheld, one denied, by another site moderator.
         self.act(self.flagged(seed=10)[1], "remove")
+        reviewer = Moderator.objects.create(user=User.objects.create_user("rev")).user
         for removal, action in zip(Removal.objects.order_by("id"), ("uphold", "deny"), strict=True):
             appealed = removal_appeal(removal=removal, user=self.editor, note="Look again")
             with self.subTest(action=action):
-                self.act(appealed.appeal_case, action, user=self.team_mod)
+                self.act(appealed.appeal_case, action, user=reviewer)
                 self.assertTrue(AuditEntry.objects.filter(action=f"case.{action}").exists())
         self.assertTrue(AuditEntry.objects.filter(action="removal.appeal").exists())
 
@@ -203,6 +206,18 @@ class BulkTests(QueueTestCase):
         self.assertEqual(c.status, CaseStatus.OPEN)
         self.assertEqual(AuditEntry.objects.filter(action="case.remove").count(), 2)
         self.assertEqual(Removal.objects.count(), 2)
+
+    def test_no_suspensions_in_bulk(self):
+        _, case = self.flagged()
+        self.client.force_login(self.site_mod)
+        response = self.client.post(
+            reverse("moderation_case_bulk"),
+            {"action": "ban", "reason_code": "tos", "cases": [case.pk]}, follow=True,
+        )
+        self.assertContains(response, "Bulk action: Select a valid choice")
+        case.refresh_from_db()
+        self.assertEqual(case.status, CaseStatus.OPEN)
+        self.assertFalse(Standing.objects.filter(suspended_until__isnull=False).exists())
 
     def test_nothing_selected_or_already_decided_is_reported(self):
         _, case = self.flagged()

@@ -188,6 +188,38 @@ class ImagePublishingTests(PublishingTestCase):
             self.client.get(self.image.get_absolute_url()), "Waiting for a moderator"
         )
 
+    def test_a_team_moderator_approving_a_report_leaves_the_publishing_request(self):
+        from studio.moderation.reports import report_create
+
+        self.require_approval()
+        self.make_public()
+        report_create(reporter=self.outsider, kind="image", subject=self.image, reason="spam")
+        report = Case.objects.get(kind=CaseKind.REPORT)
+        self.client.force_login(self.team_moderator)
+        self.client.post(reverse("moderation_case_act", args=[report.pk]),
+                         {"action": "approve", "reason_code": "other"})
+        report.refresh_from_db()
+        self.assertEqual(report.status, CaseStatus.RESOLVED)
+        request = Case.objects.get(kind=CaseKind.PUBLISH_REQUEST)
+        self.assertEqual(request.status, CaseStatus.OPEN)  # a site moderator's to decide
+        self.assert_not_public()
+
+    def test_bulk_approving_related_cases_publishes_once(self):
+        from studio.moderation.reports import report_create
+
+        self.require_approval()
+        self.make_public()
+        report_create(reporter=self.outsider, kind="image", subject=self.image, reason="spam")
+        cases = list(Case.objects.values_list("pk", flat=True))
+        self.client.force_login(self.site_moderator)
+        response = self.client.post(
+            reverse("moderation_case_bulk"),
+            {"cases": cases, "action": "approve", "reason_code": "other"}, follow=True,
+        )
+        self.assertContains(response, "is already resolved")
+        self.assertEqual(AuditEntry.objects.filter(action="image.publish").count(), 1)
+        self.assertEqual(Notification.objects.filter(user=self.editor).count(), 1)
+
     def test_approval_after_strikes_suspended_its_owner_publishes_nothing(self):
         from datetime import timedelta
 

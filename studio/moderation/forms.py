@@ -49,9 +49,16 @@ class CaseActionForm(forms.Form):
     note = forms.CharField(
         max_length=2000, required=False, widget=forms.Textarea(attrs={"rows": 2})
     )
+    # Missing: None, so the views' default (7 days) applies; never "", which reads as 0
+    # (until lifted).
     days = forms.TypedChoiceField(
-        label="Suspend for", choices=BAN_DAYS, coerce=int, required=False, initial=7
+        label="Suspend for", choices=BAN_DAYS, coerce=int, required=False, initial=7,
+        empty_value=None,
     )
+
+
+# What the bulk bar offers: no warnings or suspensions of many users at once.
+BULK_ACTIONS = ("approve", "remove", "dismiss", "escalate", "uphold", "deny")
 
 
 class BulkActionForm(CaseActionForm):
@@ -62,6 +69,9 @@ class BulkActionForm(CaseActionForm):
     def __init__(self, *args, case_ids=(), **kwargs):
         super().__init__(*args, **kwargs)
         self.fields["cases"].choices = [(pk, pk) for pk in case_ids]
+        self.fields["action"].choices = [
+            (value, label) for value, label in ACTION_CHOICES if value in BULK_ACTIONS
+        ]
 
 
 class CaseFilterForm(forms.Form):

@@ -21,6 +21,7 @@ from studio.moderation.models import (
     Removal,
     Resolution,
     Standing,
+    is_site_moderator,
 )
 from studio.moderation.publishing import (
     collection_publish,
@@ -148,9 +149,11 @@ def blocklist_add(*, image, moderator, reason_code):
     return blocked
 
 
-def related_cases(case):
-    """The open cases (appeals aside) about the same image or LoRA, this one first."""
-    others = Case.objects.open().queue().exclude(pk=case.pk)
+def related_cases(case, moderator):
+    """The open cases (appeals aside) about the same image or LoRA that `moderator` may
+    decide, this one first: a team moderator never settles a site-only case (a publishing
+    request) along with their own."""
+    others = Case.objects.visible_to(moderator).open().queue().exclude(pk=case.pk)
     if case.subject_image_id:
         others = others.filter(subject_image_id=case.subject_image_id)
     elif case.subject_lora_id:
@@ -196,7 +199,7 @@ def case_approve(*, case, moderator, reason_code, note=""):
                 after=image_snapshot(subject),
             )
             transaction.on_commit(lambda: image_moderated_publish(subject.pk))
-        cases = related_cases(case)
+        cases = related_cases(case, moderator)
         asked = next((each for each in cases if each.kind == CaseKind.PUBLISH_REQUEST), None)
         published = None
         # Strikes since the request keep its owner from publishing: nothing goes public.
@@ -271,7 +274,7 @@ def case_remove(*, case, moderator, reason_code, note=""):
             actor=moderator, action=f"{kind}.remove", target=f"{kind}:{subject.pk}", team=team,
             reason_code=reason_code, note=note, before=before, after=after,
         )
-        for each in related_cases(case):
+        for each in related_cases(case, moderator):
             resolve(each, moderator=moderator, action="remove",
                     resolution=Resolution.REMOVED, reason_code=reason_code, note=note)
         if owner is not None:
@@ -298,8 +301,12 @@ def removal_appeal(*, removal, user, note):
         if not locked.may_appeal():
             raise DecisionRefused("This removal was appealed already; each removal once.")
         now = timezone.now()
+        # A site moderator's removal is reviewed by site moderators only: a team's own
+        # moderators may not overturn it (nor lift its site-wide blocked hash).
+        site_removal = locked.moderator is not None and is_site_moderator(locked.moderator)
         case = Case.objects.create(
-            kind=CaseKind.APPEAL, team=locked.team, subject_user=user,
+            kind=CaseKind.APPEAL, team=None if site_removal else locked.team,
+            subject_user=user,
             subject_image_id=locked.image_id, subject_lora_id=locked.lora_id,
             summary=note[:500], created_at=now, updated_at=now,
         )
@@ -381,9 +388,19 @@ PUBLISH_KINDS = (CaseKind.PUBLISH_REQUEST, CaseKind.LORA_PUBLISH)
 
 
 def case_decide(*, case, moderator, action, reason_code, note="", days=7, site_moderator):
-    """Apply one panel action to one case (the queue's buttons, keys and bulk bar)."""
-    if case.status != CaseStatus.OPEN:
-        raise DecisionRefused(f"Case {case.pk} is already resolved.")
+    """Apply one panel action to one case (the queue's buttons, keys and bulk bar).
+
+    The case's row is locked and re-read first: a decision settles related cases too, so
+    a bulk action (or another moderator) may find one of its cases already resolved."""
+    with transaction.atomic():
+        current = Case.objects.select_for_update().filter(pk=case.pk).values("status").first()
+        if current is None or current["status"] != CaseStatus.OPEN:
+            raise DecisionRefused(f"Case {case.pk} is already resolved.")
+        return _decide(case=case, moderator=moderator, action=action, reason_code=reason_code,
+                       note=note, days=days, site_moderator=site_moderator)
+
+
+def _decide(*, case, moderator, action, reason_code, note, days, site_moderator):
     if action == "deny" and case.kind in PUBLISH_KINDS:
         return publish_request_deny(
             case=case, moderator=moderator, reason_code=reason_code, note=note

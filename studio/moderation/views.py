@@ -227,13 +227,13 @@ def case_bulk(request):
         return redirect(back)
     data = form.cleaned_data
     done, refused = [], []
+    site_moderator = is_site_moderator(request.user)
     for pk in data["cases"]:
         try:
             case_decide(
                 case=found[pk], moderator=request.user, action=data["action"],
                 reason_code=data["reason_code"], note=data["note"],
-                days=data["days"] if data["days"] is not None else 7,
-                site_moderator=is_site_moderator(request.user),
+                site_moderator=site_moderator,
             )
         except ValueError as error:
             refused.append(f"case {pk}: {error}")
