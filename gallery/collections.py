@@ -115,13 +115,11 @@ def collection_update(*, collection, user, name, description, visibility):
 
 def collection_delete(*, collection, user):
     """Delete the collection (its images stay where they are): gone at once, restorable
-    for the undo window. Collections deleted longer ago go for good now (they hold no
-    files, so nothing else needs purging)."""
+    for the undo window; the purge (gallery.deletion.collections_purge_due) removes it
+    after."""
     if not collection.may_manage(user):
         raise PermissionDenied("Only its owner and the team's admins may delete it.")
-    now = timezone.now()
-    Collection.objects.filter(pk=collection.pk).update(deleted_at=now)
-    Collection.all_objects.filter(deleted_at__lte=now - undo_window()).delete()
+    Collection.objects.filter(pk=collection.pk).update(deleted_at=timezone.now())
 
 
 def collection_restore(*, collection, user):
@@ -229,7 +227,9 @@ def collection_place_image(*, collection, user, image, target, side):
     with transaction.atomic():
         Collection.objects.select_for_update().get(pk=collection.pk)
         items = list(collection.items.order_by("position", "pk"))
-        moving = next(item for item in items if item.image_id == image.pk)
+        moving = next((item for item in items if item.image_id == image.pk), None)
+        if moving is None:  # removed from it meanwhile
+            raise CollectionRefused("Image: it is no longer in the collection.")
         items.remove(moving)
         index = next((n for n, item in enumerate(items) if item.image_id == target.pk), None)
         if index is None:

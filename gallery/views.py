@@ -185,7 +185,10 @@ def image_detail(request, image):
 @require_GET
 @viewable_image
 def image_card(request, image):
-    return render(request, f"{DETAIL}#thumb", {"image": image, "is_new": True, "show_review": True})
+    # The team's review badge for its members only: the card opens for anyone who may see it.
+    show_review = can(request.user, "view", image.project)
+    return render(request, f"{DETAIL}#thumb", {"image": image, "is_new": True,
+                                               "show_review": show_review})
 
 
 @require_GET

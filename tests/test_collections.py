@@ -14,6 +14,7 @@ from django.utils import timezone
 
 from gallery.collection_models import Collection, CollectionItem, CollectionVisibility
 from gallery.collections import MAX_IMAGES_PER_ADD
+from gallery.deletion import collections_purge_due
 from gallery.models import Image, ModerationStatus, Visibility
 from gallery.thumbnails import image_thumbnails_make
 from studio.accounts.models import Membership, Project, Role, User
@@ -499,17 +500,19 @@ class CollectionManageTestCase(CollectionTestCase):
         self.assertFalse(Collection.objects.filter(pk=self.board.pk).exists())
         with self.settings(STUDIO_DELETE_UNDO_SECONDS=60):
             Collection.all_objects.filter(pk=self.board.pk).update(
-                deleted_at=timezone.now() - timezone.timedelta(minutes=2)
+                deleted_at=timezone.now() - timedelta(minutes=2)
             )
             self.login("editor")
             response = self.client.post(undo, follow=True)
             self.assertContains(response, "was deleted more than 1 minute ago: it can&#x27;t be "
                                 "restored any more.")
             self.assertFalse(Collection.objects.filter(pk=self.board.pk).exists())
-            # The next deletion takes those past the window away for good.
+            # The purge takes those past the window away for good, not another deletion.
             team_board = Collection.objects.create(team=self.team, name="T",
                                                    created_by=self.editor)
             self.client.post(reverse("collection_delete", args=[team_board.pk]))
+            self.assertTrue(Collection.all_objects.filter(pk=self.board.pk).exists())
+            collections_purge_due()
             self.assertFalse(Collection.all_objects.filter(pk=self.board.pk).exists())
             self.assertTrue(Collection.all_objects.filter(pk=team_board.pk).exists())
 

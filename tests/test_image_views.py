@@ -32,6 +32,19 @@ class ImageViewsTestCase(StudioTestCase):
                 response = self.client.get(reverse(name, args=[self.image.pk]))
                 self.assertEqual(response.status_code, 404)
 
+    def test_a_public_cards_review_badge_is_for_its_team_only(self):
+        from gallery.models import Image, ModerationStatus, ReviewStatus, Visibility
+
+        Image.objects.filter(pk=self.image.pk).update(
+            visibility=Visibility.PUBLIC, moderation_status=ModerationStatus.PASSED,
+            review_status=ReviewStatus.REJECTED,
+        )
+        url = reverse("image_card", args=[self.image.pk])
+        self.client.force_login(self.outsider)
+        self.assertNotContains(self.client.get(url), "Rejected")
+        self.client.force_login(self.viewer)
+        self.assertContains(self.client.get(url), "Rejected")
+
     def test_the_stored_file_name_is_not_guessable(self):
         name = self.image.file.name
         self.assertRegex(name, rf"^images/{self.project.pk}/[0-9a-f]{{32}}\.png$")

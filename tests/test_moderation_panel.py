@@ -191,6 +191,10 @@ class CaseActionTests(ModerationTestCase):
             )
         self.client.force_login(self.moderator)
         self.assertContains(self.client.get(url), f'data-user-id="{self.editor.pk}"')
+        for bad in ("abc", "²", ""):
+            with self.subTest(user=bad):
+                response = self.client.post(url, {"user": bad, "reason_code": "other"})
+                self.assertEqual(response.status_code, 404)
         response = self.client.post(url, {"user": self.editor.pk, "reason_code": "false_positive"})
         self.assertRedirects(response, url)
         self.assertFalse(Standing.objects.get(user=self.editor).is_suspended())

@@ -100,6 +100,12 @@ class AccessTests(QueueTestCase):
         self.assertEqual(
             self.client.get(reverse("moderation_case_image", args=[case.pk])).status_code, 200
         )
+        # Its files gone from storage: a 404 that says so, not a 500.
+        for name in (image.file.name, *image.thumbnails.values()):
+            image.file.storage.delete(name)
+        self.assertEqual(
+            self.client.get(reverse("moderation_case_image", args=[case.pk])).status_code, 404
+        )
         self.assertEqual(
             self.client.get(reverse("moderation_case_image", args=[other_case.pk])).status_code,
             404,

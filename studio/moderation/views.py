@@ -254,10 +254,14 @@ def case_image(request, case_id):
     case = case_for(request.user, case_id)
     image = get_object_or_404(Image, pk=case.subject_image_id or 0)
     name = image.thumbnail_name(THUMBNAIL_SIZES[-1])
-    if name and image.file.storage.exists(name):
-        response = FileResponse(image.file.storage.open(name, "rb"), content_type="image/webp")
-    else:
-        response = FileResponse(image.file.open("rb"), content_type="image/png")
+    try:
+        if name and image.file.storage.exists(name):
+            handle, content_type = image.file.storage.open(name, "rb"), "image/webp"
+        else:
+            handle, content_type = image.file.open("rb"), "image/png"
+    except FileNotFoundError as missing:
+        raise Http404("The image's file is gone from storage.") from missing
+    response = FileResponse(handle, content_type=content_type)
     response["Cache-Control"] = "private, no-store"
     return response
 
@@ -268,7 +272,10 @@ def suspensions(request):
     if not is_site_moderator(request.user):
         raise Http404
     if request.method == "POST":
-        standing = get_object_or_404(Standing, user_id=request.POST.get("user"))
+        user_id = request.POST.get("user", "")
+        if not user_id.isdecimal():
+            raise Http404
+        standing = get_object_or_404(Standing, user_id=user_id)
         reason_code = request.POST.get("reason_code", "")
         if reason_code not in dict(REASON_CODES):
             messages.error(request, "Choose a reason.")
