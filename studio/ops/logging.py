@@ -1,0 +1,40 @@
+"""Ids that every log record carries: which request, job, training run or Celery task.
+
+`with log_context(job_id=...):` sets them for the code inside (contextvars, so each
+thread and asyncio task sees its own); `LogContextFilter` copies them onto each record,
+where the JSON formatter writes them as fields. Django-free: Celery workers import it.
+"""
+
+import logging
+from contextlib import contextmanager
+from contextvars import ContextVar
+from types import MappingProxyType
+
+LOG_ID_NAMES = ("request_id", "job_id", "run_id", "task_id")
+
+_log_ids = ContextVar("studio_log_ids", default=MappingProxyType({}))
+
+
+@contextmanager
+def log_context(**ids):
+    unknown = sorted(set(ids) - set(LOG_ID_NAMES))
+    if unknown:
+        raise TypeError(f"log_context takes {', '.join(LOG_ID_NAMES)}, not {', '.join(unknown)}")
+    token = _log_ids.set(MappingProxyType({**_log_ids.get(), **ids}))
+    try:
+        yield
+    finally:
+        _log_ids.reset(token)
+
+
+def current_log_ids():
+    return dict(_log_ids.get())
+
+
+class LogContextFilter(logging.Filter):
+    def filter(self, record):
+        for name, value in _log_ids.get().items():
+            # An id passed explicitly with extra={...} wins over the context's.
+            if not hasattr(record, name):
+                setattr(record, name, value)
+        return True
