@@ -3,3 +3,8 @@ from django.apps import AppConfig
 
 class GalleryConfig(AppConfig):
     name = "gallery"
+
+    def ready(self):
+        from gallery.uploads import pillow_limit_apply
+
+        pillow_limit_apply()

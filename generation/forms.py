@@ -1,12 +1,13 @@
 import base64
 import binascii
+from functools import cached_property
 
 from django import forms
 from django.conf import settings
 from django.core.files.base import ContentFile
 
 from gallery.models import Image
-from gallery.uploads import UploadRejected, image_from_upload
+from gallery.uploads import PixelBudget, UploadRejected, image_from_upload
 from generation.lora_forms import LoraStackField, ModelSelect, clean_lora_stack
 from generation.models import (
     OUTPAINT_SIDES,
@@ -381,13 +382,18 @@ class GenerationForm(forms.Form):
             raise forms.ValidationError(f"Unknown {what}: pick one from a gallery you see.")
         return image
 
+    @cached_property
+    def pixel_budget(self):
+        """The decoded pixels the form's images (source, mask, control, image prompt) share."""
+        return PixelBudget()
+
     def _clean_image_upload(self, field):
         """An uploaded image, checked and rebuilt from its pixels (gallery.uploads)."""
         upload = self.cleaned_data[field]
         if not upload:
             return None
         try:
-            return image_from_upload(upload)
+            return image_from_upload(upload, budget=self.pixel_budget)
         except UploadRejected as error:
             raise forms.ValidationError(str(error)) from error
 
@@ -403,7 +409,7 @@ class GenerationForm(forms.Form):
         except (binascii.Error, ValueError) as error:
             raise forms.ValidationError("The mask is damaged; paint it again.") from error
         try:
-            mask = image_from_upload(ContentFile(png, name="mask.png"))
+            mask = image_from_upload(ContentFile(png, name="mask.png"), budget=self.pixel_budget)
         except UploadRejected as error:
             raise forms.ValidationError(f"Mask: {error}") from error
         return mask.convert("L")

@@ -5,11 +5,16 @@ disables every LoRA trained from the subject)."""
 import io
 
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.core.files.base import ContentFile
+from django.core.files.base import File
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from gallery.uploads import UploadRejected, image_from_upload
+from gallery.uploads import (
+    PixelBudget,
+    UploadRejected,
+    image_from_upload,
+    upload_pixels_charge,
+)
 from generation.lora_models import Lora
 from generation.models import JobStatus
 from generation.subject_models import (
@@ -73,7 +78,9 @@ def subject_delete(*, subject, user):
 
 def subject_images_add(*, subject, user, uploads):
     """Store `uploads` as the subject's images, all or none: a ValidationError names the
-    first file refused and why."""
+    first file refused and why. Every header is checked against the request's pixel budget
+    before any image is decoded; then one image at a time is decoded, screened and written
+    out, so thirty photos never sit in memory together."""
     require_manager(user, subject.team)
     present = subject.images.count()
     if not uploads:
@@ -83,40 +90,49 @@ def subject_images_add(*, subject, user, uploads):
             f"A subject has at most {MAX_SUBJECT_IMAGES} images: “{subject.name}” has "
             f"{present}, so add at most {MAX_SUBJECT_IMAGES - present} more."
         )
-    cleaned = []
+    budget = PixelBudget()
     for upload in uploads:
-        name = upload.name or "image"
         try:
-            image = image_from_upload(upload)
+            upload_pixels_charge(upload, budget=budget)
         except UploadRejected as error:
-            raise ValidationError(f"{name}: {error}") from error
-        if min(image.size) < MIN_SUBJECT_IMAGE_SIDE:
-            raise ValidationError(
-                f"{name}: {image.width}x{image.height} is too small to train on; its shorter "
-                f"side needs at least {MIN_SUBJECT_IMAGE_SIDE} pixels."
-            )
-        try:  # before the transaction below: a hash match's case is kept
-            training_upload_screen(
-                user=user, team=subject.team, picture=image, what=f"{name}: this subject image"
-            )
-        except UploadBlocked as error:
-            raise ValidationError(str(error)) from error
-        cleaned.append(image)
-    stored = []
+            raise ValidationError(f"{upload.name or 'image'}: {error}") from error
+    rows = []
     try:
+        for upload in uploads:
+            rows.append(_subject_image_stored(subject=subject, user=user, upload=upload))
         with transaction.atomic():
-            for image in cleaned:
-                buffer = io.BytesIO()
-                image.save(buffer, format="PNG")
-                row = SubjectImage(subject=subject, width=image.width, height=image.height)
-                row.file.save("image.png", ContentFile(buffer.getvalue()), save=False)
-                stored.append(row.file.name)
+            for row in rows:
                 row.save()
     except Exception:
-        for name in stored:  # nothing half-added survives a failure
-            SubjectImage.file.field.storage.delete(name)
+        for row in rows:  # nothing half-added survives a failure
+            row.file.storage.delete(row.file.name)
         raise
-    return len(cleaned)
+    return len(rows)
+
+
+def _subject_image_stored(*, subject, user, upload):
+    """An unsaved SubjectImage whose file (the upload rebuilt from its pixels) is written."""
+    name = upload.name or "image"
+    try:
+        image = image_from_upload(upload)
+    except UploadRejected as error:
+        raise ValidationError(f"{name}: {error}") from error
+    if min(image.size) < MIN_SUBJECT_IMAGE_SIDE:
+        raise ValidationError(
+            f"{name}: {image.width}x{image.height} is too small to train on; its shorter "
+            f"side needs at least {MIN_SUBJECT_IMAGE_SIDE} pixels."
+        )
+    try:  # before the rows' transaction: a hash match's case is kept
+        training_upload_screen(
+            user=user, team=subject.team, picture=image, what=f"{name}: this subject image"
+        )
+    except UploadBlocked as error:
+        raise ValidationError(str(error)) from error
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    row = SubjectImage(subject=subject, width=image.width, height=image.height)
+    row.file.save("image.png", File(buffer), save=False)
+    return row
 
 
 def subject_image_crop(*, image, user, x=None, y=None, size=None):

@@ -209,6 +209,11 @@ STUDIO_MAX_BATCH_COUNT = int(os.environ.get("STUDIO_MAX_BATCH_COUNT", "16"))
 # Uploaded source images (img2img and later modes).
 STUDIO_MAX_UPLOAD_BYTES = int(os.environ.get("STUDIO_MAX_UPLOAD_BYTES", str(20 * 1024 * 1024)))
 STUDIO_MAX_UPLOAD_PIXELS = int(os.environ.get("STUDIO_MAX_UPLOAD_PIXELS", str(4096 * 4096)))
+# Pixels one request's images may decode together (thirty subject photos, the generate
+# form's images), refused from their headers before any is decoded.
+STUDIO_MAX_REQUEST_PIXELS = int(
+    os.environ.get("STUDIO_MAX_REQUEST_PIXELS", str(8 * 4096 * 4096))
+)
 # LoRA files uploaded to a team's library (.safetensors only), and LoRAs stacked per job.
 STUDIO_MAX_LORA_BYTES = int(os.environ.get("STUDIO_MAX_LORA_BYTES", str(1024**3)))
 STUDIO_MAX_LORAS_PER_JOB = int(os.environ.get("STUDIO_MAX_LORAS_PER_JOB", "8"))

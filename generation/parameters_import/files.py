@@ -1,9 +1,10 @@
 """Opening an uploaded image safely and finding the metadata it carries."""
 
-import io
 import struct
 
-from PIL import ExifTags, Image, UnidentifiedImageError
+from PIL import ExifTags
+
+from gallery.uploads import ImageTooLarge, UploadRejected, image_open_bounded
 
 from .a1111 import parse_a1111_infotext
 from .comfyui import parse_comfyui_prompt
@@ -53,8 +54,7 @@ def read_png_parameters(file, *, max_bytes=None) -> ImportedParameters:
 def _metadata_chunks(data):
     """{name: text} of the metadata an image carries, after checking it is a sound image."""
     try:
-        with Image.open(io.BytesIO(data), formats=ALLOWED_FORMATS) as image:
-            _check_pixels(image)
+        with image_open_bounded(data, max_pixels=_max_pixels(), formats=ALLOWED_FORMATS) as image:
             chunks = _text_chunks(image)
             if image.format == "PNG":
                 image.verify()  # every chunk's CRC up to IEND: catches truncated files
@@ -63,11 +63,9 @@ def _metadata_chunks(data):
                 image.load()  # decoded at 1/8 scale: cheap, and catches truncated files
             else:
                 image.load()
-    except ParameterImportError:
-        raise
-    except Image.DecompressionBombError as error:
+    except ImageTooLarge as error:
         raise ParameterImportError(_too_many_pixels_message()) from error
-    except UnidentifiedImageError as error:
+    except UploadRejected as error:
         if not _has_allowed_signature(data):
             raise ParameterImportError(
                 "This file is not a PNG, WebP or JPEG image: choose an image saved by this "
@@ -92,16 +90,15 @@ def _has_allowed_signature(data):
     )
 
 
-def _check_pixels(image):
-    # Pillow refuses twice its limit itself (DecompressionBombError) and only warns above
-    # it; an import refuses anything above it.
-    limit = Image.MAX_IMAGE_PIXELS
-    if limit and image.width * image.height > limit:
-        raise ParameterImportError(_too_many_pixels_message())
+def _max_pixels():
+    """The limit of every image upload (gallery.uploads checks it from the header)."""
+    from django.conf import settings
+
+    return settings.STUDIO_MAX_UPLOAD_PIXELS
 
 
 def _too_many_pixels_message():
-    limit = Image.MAX_IMAGE_PIXELS
+    limit = _max_pixels()
     return (
         f"The image has too many pixels to open safely (at most {limit:,}); it may be a "
         "decompression bomb. Import from a smaller copy."

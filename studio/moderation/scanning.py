@@ -13,7 +13,7 @@ from django.utils import timezone
 from PIL import Image as PILImage
 
 from gallery.models import Image, ModerationStatus
-from studio.moderation.hashing import MIN_QUALITY, nearest, pdq_hash
+from studio.moderation.hashing import MIN_QUALITY, nearest, pdq_hash, picture_fitted
 from studio.moderation.models import (
     BlockedHash,
     Case,
@@ -26,6 +26,11 @@ from studio.moderation.scanners import configured_scanner
 from studio.realtime.events import publish
 
 logger = logging.getLogger(__name__)
+
+# Classifiers look at a few hundred pixels (NudeNet resizes to 320 or 640): what a scan
+# gets is the picture at most this large, so an upload at the pixel limit is classified in
+# the time of a small one and no second full-size copy is made.
+SCAN_SIDE = 1024
 
 
 @dataclass(frozen=True)
@@ -100,7 +105,7 @@ def image_scan(*, image_id):
         result, decision, label, score = None, ScanDecision.BLOCK, "", 0.0
     else:
         # The classifier runs outside any transaction: it may take a while.
-        result = configured_scanner().scan(picture)
+        result = configured_scanner().scan(picture_fitted(picture, SCAN_SIDE))
         label, score = result.top()
         decision = thresholds_for(image.project.team).decide(score)
     with transaction.atomic():
@@ -197,7 +202,7 @@ def training_upload_screen(*, user, team, picture, what):
     now: one the team's thresholds would flag or block is refused, naming the label and
     score (nothing is stored, so there is nothing for a moderator to review)."""
     upload_screen(user=user, team=team, picture=picture, what=what)
-    label, score = configured_scanner().scan(picture).top()
+    label, score = configured_scanner().scan(picture_fitted(picture, SCAN_SIDE)).top()
     decision = thresholds_for(team).decide(score)
     if decision != ScanDecision.PASS:
         raise UploadBlocked(
