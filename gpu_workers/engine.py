@@ -22,6 +22,7 @@ from gpu_workers.config import WorkerConfig
 from gpu_workers.control import MAX_CONDITIONING_SCALE, MODULES, check_thresholds
 from gpu_workers.denoise import denoise_batch
 from gpu_workers.loras import activate_loras
+from gpu_workers.metrics import BATCH_SIZE, DENOISE_STEPS, gpu_memory_watch
 from gpu_workers.pipelines import (
     load_controlnet,
     load_ip_adapter,
@@ -141,6 +142,7 @@ class Engine:
         self.job_time_limit_s = job_time_limit_s
         self.preview_interval_s = preview_interval_s  # per request; 0.25 s: about 4 per second
         self._device = torch.device(config.device)
+        gpu_memory_watch(self._device)
         self._queue: list[_Job] = []
         self._wakeup = threading.Condition()
         self._stopping = False
@@ -284,8 +286,11 @@ class Engine:
         """`models`: the ControlNet and IP-Adapter the batch's key names, loaded (or None)."""
         started = time.monotonic()
         scheduler = fresh_scheduler(pipe, jobs[0].key.sampler)
+        device = str(self._device)
+        BATCH_SIZE.labels(device=device).observe(len(jobs))
 
         def on_step_end(step, latents, denoised):
+            DENOISE_STEPS.labels(device=device).inc(sum(job.live for job in jobs))
             for row, job in enumerate(jobs):
                 if job.live:
                     self._step_ended(job, step, time.monotonic() - started, denoised[row])

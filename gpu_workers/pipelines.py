@@ -36,6 +36,7 @@ from gpu_workers.checkpoints import (
 )
 from gpu_workers.config import WorkerConfig
 from gpu_workers.ip_adapters import LoadedIPAdapter, read_ip_adapter
+from gpu_workers.metrics import MODEL_CACHE_EVICTIONS, MODEL_CACHE_LOOKUPS
 from gpu_workers.requests import GenerationFailed
 
 logger = logging.getLogger(__name__)
@@ -86,6 +87,7 @@ def load_pipeline(
     key = (source, config)
     with _cache_lock:
         entry = _cache.get(key)
+        _count_lookup("pipeline", entry)
         if entry is None:
             pipe = _load(source, config, model_config)
             _families[source] = pipeline_family(pipe)
@@ -261,6 +263,7 @@ def load_controlnet(source: str, config: WorkerConfig) -> ControlNetModel:
     key = (source, config)
     with _cache_lock:
         entry = _cache.get(key)
+        _count_lookup("controlnet", entry)
         if entry is None:
             try:
                 controlnet = ControlNetModel.from_pretrained(source, dtype=config.dtype)
@@ -287,6 +290,7 @@ def load_ip_adapter(source: str, config: WorkerConfig) -> LoadedIPAdapter:
     key = (source, config)
     with _cache_lock:
         entry = _cache.get(key)
+        _count_lookup("ip_adapter", entry)
         if entry is None:
             adapter = read_ip_adapter(source, config.dtype)
             entry = _Entry(nbytes=tensor_bytes(adapter.tensors()), ip_adapter=adapter)
@@ -295,6 +299,10 @@ def load_ip_adapter(source: str, config: WorkerConfig) -> LoadedIPAdapter:
             adapter.to(torch.device(config.device))
         _cache.move_to_end(key)
         return entry.ip_adapter
+
+
+def _count_lookup(kind: str, entry: _Entry | None) -> None:
+    MODEL_CACHE_LOOKUPS.labels(kind=kind, result="miss" if entry is None else "hit").inc()
 
 
 def loaded_sources(config: WorkerConfig | None = None) -> list[str]:
@@ -347,6 +355,7 @@ def _make_room(config: WorkerConfig, nbytes: int, *, incoming: str) -> None:
         if used + nbytes <= budget:
             break
         used -= _cache.pop(key).nbytes
+        MODEL_CACHE_EVICTIONS.labels(device=config.device).inc()
         logger.info("Evicted %s from %s to make room for %s", key[0], config.device, incoming)
     if used + nbytes > budget:
         # Refusing would leave the worker unable to run this model at all.

@@ -4,6 +4,7 @@ Unset REDIS_URL means the embedded mode: in-memory channel layer and an in-proce
 worker thread. Set, it means channels-redis and Celery workers on that broker.
 """
 
+import ipaddress
 import os
 from pathlib import Path
 
@@ -249,9 +250,56 @@ SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", not DEBUG)
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 SESSION_COOKIE_HTTPONLY = True
 
+# Operations (studio.ops; README "Operations"): /healthz, /readyz, /metrics, JSON logs.
+INSTALLED_APPS += ["studio.ops"]
+# First, so that every response (redirects and errors too) is timed and carries its id.
+MIDDLEWARE = [
+    "studio.ops.middleware.request_id_middleware",
+    "studio.ops.middleware.request_latency_middleware",
+    *MIDDLEWARE,
+]
+# Load balancers and Prometheus probe over plain HTTP inside the network.
+SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$", r"^metrics$"]
+# Addresses or networks (CIDR) that may read /metrics; everyone else gets a 404.
+STUDIO_METRICS_ALLOWED_IPS = env_list("STUDIO_METRICS_ALLOWED_IPS", ["127.0.0.1", "::1"])
+try:
+    STUDIO_METRICS_ALLOWED_NETWORKS = [
+        ipaddress.ip_network(item, strict=False) for item in STUDIO_METRICS_ALLOWED_IPS
+    ]
+except ValueError as error:
+    raise ImproperlyConfigured(f"STUDIO_METRICS_ALLOWED_IPS: {error}") from error
+# Celery workers serve their metrics (engine, model cache, sweeper) here; unset: off.
+STUDIO_WORKER_METRICS_PORT = (
+    int(os.environ["STUDIO_WORKER_METRICS_PORT"])
+    if os.environ.get("STUDIO_WORKER_METRICS_PORT")
+    else None
+)
+STUDIO_WORKER_METRICS_ADDR = os.environ.get("STUDIO_WORKER_METRICS_ADDR", "0.0.0.0")
+# text: plain messages for a terminal; json: one object per line with the time, level,
+# logger and the request, job, run and task ids, for a log pipeline.
+STUDIO_LOG_FORMAT = os.environ.get("STUDIO_LOG_FORMAT", "text")
+if STUDIO_LOG_FORMAT not in ("text", "json"):
+    raise ImproperlyConfigured(f"STUDIO_LOG_FORMAT must be text or json, not {STUDIO_LOG_FORMAT!r}")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "handlers": {"console": {"class": "logging.StreamHandler"}},
+    "filters": {"log_context": {"()": "studio.ops.logging.LogContextFilter"}},
+    "formatters": {
+        "text": {"format": "%(message)s"},
+        "json": {
+            "()": "pythonjsonlogger.json.JsonFormatter",
+            "fmt": "%(asctime)s %(levelname)s %(name)s %(message)s",
+            "rename_fields": {"asctime": "time", "levelname": "level", "name": "logger"},
+        },
+    },
+    "handlers": {
+        "console": {
+            "class": "logging.StreamHandler",
+            "formatter": STUDIO_LOG_FORMAT,
+            "filters": ["log_context"],
+        }
+    },
     "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
 }
+# Celery replaces the root logger's handlers with its own text format unless told not to.
+CELERY_WORKER_HIJACK_ROOT_LOGGER = STUDIO_LOG_FORMAT == "text"

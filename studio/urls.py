@@ -3,6 +3,7 @@ from django.urls import include, path
 
 urlpatterns = [
     path("admin/", admin.site.urls),
+    path("", include("studio.ops.urls")),
     path("", include("studio.accounts.urls")),
     path("", include("generation.urls")),
     path("", include("studio.moderation.urls")),
