@@ -15,6 +15,7 @@ from generation.embedding_services import embedding_create, embedding_delete
 from generation.lora_services import LoraUploadHandler, format_bytes
 from generation.lora_views import team_for
 from studio.permissions import can, require
+from studio.throttling import upload_rate_limited
 
 
 class EmbeddingUploadForm(forms.Form):
@@ -52,6 +53,7 @@ def team_embeddings(request, team_id):
 @csrf_exempt  # checked by _embedding_upload, once the upload handler is in place
 @login_required
 @require_POST
+@upload_rate_limited
 def embedding_upload(request, team_id):
     # Before anything reads the body: outsiders and viewers never get a file stored.
     team = team_for(request.user, team_id, "manage_loras")

@@ -22,6 +22,7 @@ from generation.lora_services import (
 )
 from studio.accounts.models import Team
 from studio.permissions import can, require
+from studio.throttling import upload_rate_limited
 
 USED_BY_IMAGES = 48
 
@@ -67,6 +68,7 @@ def team_loras(request, team_id):
 @csrf_exempt  # checked by _lora_upload, once the upload handler is in place
 @login_required
 @require_http_methods(["GET", "POST"])
+@upload_rate_limited
 def lora_upload(request, team_id):
     # Before anything reads the body: outsiders and viewers never get a file stored.
     team = team_for(request.user, team_id, "manage_loras")

@@ -38,6 +38,7 @@ from generation.training_services import trainable_models, training_estimate
 from gpu_workers.training_plan import PRESET_FIELDS, PRESETS
 from studio.accounts.models import Project, Team
 from studio.permissions import can, require
+from studio.throttling import upload_rate_limited
 
 CROP_PREVIEW_SIDE = 256
 
@@ -162,6 +163,7 @@ def subject_remove(request, subject_id):
 
 @login_required
 @require_POST
+@upload_rate_limited
 def subject_images_upload(request, subject_id):
     subject = subject_for(request.user, subject_id, "manage")
     form = SubjectImagesForm(request.POST, request.FILES)

@@ -30,6 +30,7 @@ from generation.remix import GALLERY_IMAGE_FIELDS, remix_parameters, usable_gall
 from studio.accounts.models import Project
 from studio.moderation.services import GenerationRefused
 from studio.permissions import can, require
+from studio.throttling import generate_rate_limited, import_rate_limited
 
 RECENT_JOBS = 20
 RECENT_IMAGES = 60
@@ -259,6 +260,7 @@ def my_queue(request):
 
 @login_required
 @require_POST
+@generate_rate_limited
 def job_create(request, project_id):
     project = project_for(request.user, project_id, "generate")
     form = GenerationForm(request.POST, request.FILES, user=request.user, project=project)
@@ -382,6 +384,7 @@ def import_response(request, project, form, notice, *, status=200):
 @csrf_exempt  # checked by _parameters_import, once the upload limit is in place
 @login_required
 @require_POST
+@import_rate_limited
 def parameters_import(request, project_id):
     """Fill the generate form from the parameters embedded in an image (PNG from this
     studio, AUTOMATIC1111 or ComfyUI; A1111 JPEG/WebP); the form is not submitted."""

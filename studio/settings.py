@@ -58,6 +58,7 @@ INSTALLED_APPS = [
     "studio.moderation",
     "generation",
     "gallery",
+    "studio.quotas",
 ]
 
 MIDDLEWARE = [
@@ -140,12 +141,29 @@ WHITENOISE_USE_FINDERS = env_bool("WHITENOISE_USE_FINDERS", DEBUG)
 MEDIA_ROOT = Path(os.environ.get("MEDIA_ROOT", VAR_DIR / "media"))
 STORAGES = {
     "default": {
-        "BACKEND": os.environ.get(
-            "STORAGE_BACKEND", "django.core.files.storage.FileSystemStorage"
-        ),
+        # Files appear complete or not at all, and never outlive a rolled-back row.
+        "BACKEND": os.environ.get("STORAGE_BACKEND", "studio.storage.AtomicFileSystemStorage"),
     },
     "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
 }
+# S3-compatible media (MinIO, AWS S3, R2...) through django-storages: `pip install ".[s3]"`
+# and STORAGE_BACKEND=storages.backends.s3.S3Storage. Keys come from AWS_ACCESS_KEY_ID and
+# AWS_SECRET_ACCESS_KEY (or boto3's usual chain, e.g. an instance role). Objects stay private:
+# views stream them after checking the viewer's role. Names never overwrite each other, as on
+# the filesystem.
+if STORAGES["default"]["BACKEND"] == "storages.backends.s3.S3Storage":
+    if not os.environ.get("AWS_STORAGE_BUCKET_NAME"):
+        raise ImproperlyConfigured("Set AWS_STORAGE_BUCKET_NAME for STORAGE_BACKEND=S3Storage.")
+    STORAGES["default"]["OPTIONS"] = {
+        "bucket_name": os.environ["AWS_STORAGE_BUCKET_NAME"],
+        "endpoint_url": os.environ.get("AWS_S3_ENDPOINT_URL") or None,
+        "region_name": os.environ.get("AWS_S3_REGION_NAME") or None,
+        # Self-hosted endpoints (MinIO) serve buckets as paths, not as subdomains.
+        "addressing_style": os.environ.get("AWS_S3_ADDRESSING_STYLE")
+        or ("path" if os.environ.get("AWS_S3_ENDPOINT_URL") else None),
+        "default_acl": "private",
+        "file_overwrite": False,
+    }
 
 # Realtime and work dispatch.
 REDIS_URL = os.environ.get("REDIS_URL", "")
@@ -176,6 +194,7 @@ CELERY_TASK_ROUTES = {
     "gallery.tasks.make_thumbnails": {"queue": STUDIO_CPU_QUEUE},
     "studio.moderation.tasks.scan_image": {"queue": STUDIO_MODERATION_QUEUE},
     "gallery.tasks.purge_deleted_images": {"queue": STUDIO_CPU_QUEUE},
+    "generation.tasks.sweep": {"queue": STUDIO_CPU_QUEUE},
 }
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
@@ -218,12 +237,32 @@ STUDIO_MAX_REQUEST_PIXELS = int(
 # LoRA files uploaded to a team's library (.safetensors only), and LoRAs stacked per job.
 STUDIO_MAX_LORA_BYTES = int(os.environ.get("STUDIO_MAX_LORA_BYTES", str(1024**3)))
 STUDIO_MAX_LORAS_PER_JOB = int(os.environ.get("STUDIO_MAX_LORAS_PER_JOB", "8"))
-# A running job's worker renews its lease at every step; a lapsed lease means it died.
-STUDIO_JOB_LEASE_S = float(os.environ.get("STUDIO_JOB_LEASE_S", "120"))
+# A running job's worker renews its lease at every step and every lease/4 s while a model
+# loads; a lapsed lease means it died, and the sweeper queues the job again.
+STUDIO_JOB_LEASE_S = float(os.environ.get("STUDIO_JOB_LEASE_S", "60"))
+# Attempts that did work before a job fails; claims also bound workers dying before a step.
 STUDIO_JOB_MAX_ATTEMPTS = int(os.environ.get("STUDIO_JOB_MAX_ATTEMPTS", "3"))
+STUDIO_JOB_MAX_CLAIMS = int(os.environ.get("STUDIO_JOB_MAX_CLAIMS", "10"))
+# The sweeper (generation.sweeper): Celery beat sends it to the CPU queue this often, or the
+# embedded mode's thread runs it. Lapsed leases are taken back within one interval.
+STUDIO_SWEEP_INTERVAL_S = float(os.environ.get("STUDIO_SWEEP_INTERVAL_S", "5"))
+CELERY_BEAT_SCHEDULE = {
+    "sweep": {
+        "task": "generation.tasks.sweep",
+        "schedule": STUDIO_SWEEP_INTERVAL_S,
+        # A sweep that waited longer than an interval is superseded by the next one.
+        "options": {"queue": STUDIO_CPU_QUEUE, "expires": STUDIO_SWEEP_INTERVAL_S},
+    },
+}
 # Deleted images can be restored for this long (default a day), then are purged with
 # their files (gallery.deletion; `manage.py purge_deleted_images`).
 STUDIO_DELETE_UNDO_SECONDS = int(os.environ.get("STUDIO_DELETE_UNDO_SECONDS", str(24 * 3600)))
+
+# Per-user limits (studio.quotas; README "Quotas and GPU budgets"): site defaults and the
+# most a team's admins may set for their members.
+STUDIO_USER_MAX_ACTIVE_IMAGES = int(os.environ.get("STUDIO_USER_MAX_ACTIVE_IMAGES", "100"))
+STUDIO_USER_IMAGES_PER_HOUR = int(os.environ.get("STUDIO_USER_IMAGES_PER_HOUR", "1000"))
+STUDIO_USER_MAX_TRAINING_RUNS = int(os.environ.get("STUDIO_USER_MAX_TRAINING_RUNS", "1"))
 
 # Moderation (studio.moderation; README "Moderation"). The image scanner is a dotted path
 # to a class with scan(picture) -> ScanResult; blank: NudeNet when the `moderation` extra is
@@ -303,3 +342,76 @@ LOGGING = {
 }
 # Celery replaces the root logger's handlers with its own text format unless told not to.
 CELERY_WORKER_HIJACK_ROOT_LOGGER = STUDIO_LOG_FORMAT == "text"
+
+# Rate limits and account safety (studio/throttling.py; README "Rate limits and account
+# safety"). Counters live in the cache, which is Redis when REDIS_URL is set so that every
+# web node sees the same counts; the embedded mode is one process, so its memory will do.
+if REDIS_URL:
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": REDIS_URL,
+            "KEY_PREFIX": "studio",
+        }
+    }
+else:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+    # django-axes warns that a process-local cache isn't shared: here there is one process.
+    SILENCED_SYSTEM_CHECKS = ["axes.W001"]
+# Failed log-ins: django-axes locks an account, and separately an address, after this many
+# failures, until this many minutes have passed without another.
+INSTALLED_APPS += ["axes"]
+MIDDLEWARE += ["axes.middleware.AxesMiddleware"]
+AUTHENTICATION_BACKENDS = [
+    "studio.accounts.backends.LoginThrottleBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_HANDLER = "axes.handlers.cache.AxesCacheHandler"
+AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
+AXES_FAILURE_LIMIT = int(os.environ.get("STUDIO_LOGIN_FAILURES", "5"))
+STUDIO_LOGIN_LOCKOUT_MINUTES = int(os.environ.get("STUDIO_LOGIN_LOCKOUT_MINUTES", "15"))
+AXES_COOLOFF_TIME = STUDIO_LOGIN_LOCKOUT_MINUTES / 60  # hours, as axes reads a float
+AXES_RESET_ON_SUCCESS = True
+AXES_LOCKOUT_CALLABLE = "studio.throttling.login_locked_out"
+AXES_VERBOSE = False
+# Per user (per address for sign-ups); 0 turns a limit off.
+STUDIO_GENERATE_POSTS_PER_MINUTE = int(os.environ.get("STUDIO_GENERATE_POSTS_PER_MINUTE", "30"))
+STUDIO_UPLOADS_PER_HOUR = int(os.environ.get("STUDIO_UPLOADS_PER_HOUR", "60"))
+STUDIO_IMPORTS_PER_MINUTE = int(os.environ.get("STUDIO_IMPORTS_PER_MINUTE", "30"))
+STUDIO_SIGNUPS_PER_HOUR_PER_IP = int(os.environ.get("STUDIO_SIGNUPS_PER_HOUR_PER_IP", "10"))
+# Open project sockets per user, across all web nodes; a socket's slot lapses this long
+# after its process stopped renewing it (a crashed node frees its users' slots).
+STUDIO_SOCKETS_PER_USER = int(os.environ.get("STUDIO_SOCKETS_PER_USER", "20"))
+STUDIO_SOCKET_SLOT_TTL_S = int(os.environ.get("STUDIO_SOCKET_SLOT_TTL_S", "90"))
+# Password reset mails go through this backend: the console (the server's output) in the
+# embedded mode, SMTP (EMAIL_HOST, EMAIL_PORT, EMAIL_HOST_USER, EMAIL_HOST_PASSWORD,
+# EMAIL_USE_TLS) when REDIS_URL is set, unless EMAIL_BACKEND says otherwise.
+EMAIL_BACKEND = os.environ.get(
+    "EMAIL_BACKEND",
+    "django.core.mail.backends.smtp.EmailBackend"
+    if REDIS_URL
+    else "django.core.mail.backends.console.EmailBackend",
+)
+EMAIL_HOST = os.environ.get("EMAIL_HOST", "localhost")
+EMAIL_PORT = int(os.environ.get("EMAIL_PORT", "25"))
+EMAIL_HOST_USER = os.environ.get("EMAIL_HOST_USER", "")
+EMAIL_HOST_PASSWORD = os.environ.get("EMAIL_HOST_PASSWORD", "")
+EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", False)
+DEFAULT_FROM_EMAIL = os.environ.get("DEFAULT_FROM_EMAIL", "studio@localhost")
+# Content-Security-Policy (django-csp) on every response: scripts and styles only from our
+# own static files, no inline scripts, no eval; images from our views, data: and blob: URLs
+# (the mask painter's canvas); sockets and fetches to our own origin.
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": ["'self'"],
+        "script-src": ["'self'"],
+        "style-src": ["'self'"],
+        "img-src": ["'self'", "data:", "blob:"],
+        "connect-src": ["'self'"],
+        "font-src": ["'self'"],
+        "object-src": ["'none'"],
+        "base-uri": ["'self'"],
+        "form-action": ["'self'"],
+        "frame-ancestors": ["'none'"],
+    }
+}

@@ -14,6 +14,14 @@ def remove_test_media():
         shutil.rmtree(media, ignore_errors=True)
 
 
+@pytest.fixture(autouse=True)
+def fresh_cache():
+    """Rate limits and log-in failures count in the cache: each test starts at zero."""
+    from django.core.cache import cache
+
+    cache.clear()
+
+
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory):
     """The tiny random-weight SD1.5-architecture model, built once per test run."""

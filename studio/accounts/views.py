@@ -16,6 +16,7 @@ from studio.accounts.forms import (
 )
 from studio.accounts.models import Invitation, Membership, Project, Role, Team
 from studio.permissions import can, require
+from studio.throttling import signup_rate_limited
 
 COVER_IMAGES = 4
 
@@ -26,6 +27,7 @@ def cover_images_prefetch():
     return Prefetch("images", queryset=latest, to_attr="cover_images")
 
 
+@signup_rate_limited
 def signup(request):
     if request.user.is_authenticated:
         return redirect("dashboard")
