@@ -58,7 +58,6 @@ INSTALLED_APPS = [
     "studio.moderation",
     "generation",
     "gallery",
-    "studio.quotas",
 ]
 
 MIDDLEWARE = [
@@ -141,29 +140,12 @@ WHITENOISE_USE_FINDERS = env_bool("WHITENOISE_USE_FINDERS", DEBUG)
 MEDIA_ROOT = Path(os.environ.get("MEDIA_ROOT", VAR_DIR / "media"))
 STORAGES = {
     "default": {
-        # Files appear complete or not at all, and never outlive a rolled-back row.
-        "BACKEND": os.environ.get("STORAGE_BACKEND", "studio.storage.AtomicFileSystemStorage"),
+        "BACKEND": os.environ.get(
+            "STORAGE_BACKEND", "django.core.files.storage.FileSystemStorage"
+        ),
     },
     "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
 }
-# S3-compatible media (MinIO, AWS S3, R2...) through django-storages: `pip install ".[s3]"`
-# and STORAGE_BACKEND=storages.backends.s3.S3Storage. Keys come from AWS_ACCESS_KEY_ID and
-# AWS_SECRET_ACCESS_KEY (or boto3's usual chain, e.g. an instance role). Objects stay private:
-# views stream them after checking the viewer's role. Names never overwrite each other, as on
-# the filesystem.
-if STORAGES["default"]["BACKEND"] == "storages.backends.s3.S3Storage":
-    if not os.environ.get("AWS_STORAGE_BUCKET_NAME"):
-        raise ImproperlyConfigured("Set AWS_STORAGE_BUCKET_NAME for STORAGE_BACKEND=S3Storage.")
-    STORAGES["default"]["OPTIONS"] = {
-        "bucket_name": os.environ["AWS_STORAGE_BUCKET_NAME"],
-        "endpoint_url": os.environ.get("AWS_S3_ENDPOINT_URL") or None,
-        "region_name": os.environ.get("AWS_S3_REGION_NAME") or None,
-        # Self-hosted endpoints (MinIO) serve buckets as paths, not as subdomains.
-        "addressing_style": os.environ.get("AWS_S3_ADDRESSING_STYLE")
-        or ("path" if os.environ.get("AWS_S3_ENDPOINT_URL") else None),
-        "default_acl": "private",
-        "file_overwrite": False,
-    }
 
 # Realtime and work dispatch.
 REDIS_URL = os.environ.get("REDIS_URL", "")
@@ -194,7 +176,6 @@ CELERY_TASK_ROUTES = {
     "gallery.tasks.make_thumbnails": {"queue": STUDIO_CPU_QUEUE},
     "studio.moderation.tasks.scan_image": {"queue": STUDIO_MODERATION_QUEUE},
     "gallery.tasks.purge_deleted_images": {"queue": STUDIO_CPU_QUEUE},
-    "generation.tasks.sweep": {"queue": STUDIO_CPU_QUEUE},
 }
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
@@ -237,32 +218,12 @@ STUDIO_MAX_REQUEST_PIXELS = int(
 # LoRA files uploaded to a team's library (.safetensors only), and LoRAs stacked per job.
 STUDIO_MAX_LORA_BYTES = int(os.environ.get("STUDIO_MAX_LORA_BYTES", str(1024**3)))
 STUDIO_MAX_LORAS_PER_JOB = int(os.environ.get("STUDIO_MAX_LORAS_PER_JOB", "8"))
-# A running job's worker renews its lease at every step and every lease/4 s while a model
-# loads; a lapsed lease means it died, and the sweeper queues the job again.
-STUDIO_JOB_LEASE_S = float(os.environ.get("STUDIO_JOB_LEASE_S", "60"))
-# Attempts that did work before a job fails; claims also bound workers dying before a step.
+# A running job's worker renews its lease at every step; a lapsed lease means it died.
+STUDIO_JOB_LEASE_S = float(os.environ.get("STUDIO_JOB_LEASE_S", "120"))
 STUDIO_JOB_MAX_ATTEMPTS = int(os.environ.get("STUDIO_JOB_MAX_ATTEMPTS", "3"))
-STUDIO_JOB_MAX_CLAIMS = int(os.environ.get("STUDIO_JOB_MAX_CLAIMS", "10"))
-# The sweeper (generation.sweeper): Celery beat sends it to the CPU queue this often, or the
-# embedded mode's thread runs it. Lapsed leases are taken back within one interval.
-STUDIO_SWEEP_INTERVAL_S = float(os.environ.get("STUDIO_SWEEP_INTERVAL_S", "5"))
-CELERY_BEAT_SCHEDULE = {
-    "sweep": {
-        "task": "generation.tasks.sweep",
-        "schedule": STUDIO_SWEEP_INTERVAL_S,
-        # A sweep that waited longer than an interval is superseded by the next one.
-        "options": {"queue": STUDIO_CPU_QUEUE, "expires": STUDIO_SWEEP_INTERVAL_S},
-    },
-}
 # Deleted images can be restored for this long (default a day), then are purged with
 # their files (gallery.deletion; `manage.py purge_deleted_images`).
 STUDIO_DELETE_UNDO_SECONDS = int(os.environ.get("STUDIO_DELETE_UNDO_SECONDS", str(24 * 3600)))
-
-# Per-user limits (studio.quotas; README "Quotas and GPU budgets"): site defaults and the
-# most a team's admins may set for their members.
-STUDIO_USER_MAX_ACTIVE_IMAGES = int(os.environ.get("STUDIO_USER_MAX_ACTIVE_IMAGES", "100"))
-STUDIO_USER_IMAGES_PER_HOUR = int(os.environ.get("STUDIO_USER_IMAGES_PER_HOUR", "1000"))
-STUDIO_USER_MAX_TRAINING_RUNS = int(os.environ.get("STUDIO_USER_MAX_TRAINING_RUNS", "1"))
 
 # Moderation (studio.moderation; README "Moderation"). The image scanner is a dotted path
 # to a class with scan(picture) -> ScanResult; blank: NudeNet when the `moderation` extra is
