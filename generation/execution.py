@@ -31,6 +31,7 @@ from gpu_workers.requests import (
     IPAdapterRef,
 )
 from gpu_workers.runner import generate_all
+from studio.quotas.charging import usage_charge
 from studio.realtime.events import publish
 
 logger = logging.getLogger(__name__)
@@ -188,17 +189,24 @@ def job_execute(*, job_id):
             "wait_interval_s": settings.STUDIO_JOB_LEASE_S / 4,
         }
 
+    passes = []  # each pass's results: the GPU time the team is charged
+
     def end(status, error=""):
         """Record how the job ended, if this attempt still holds it."""
         job.status, job.error, job.finished_at = status, error, timezone.now()
-        return held.update(status=status, error=error, finished_at=job.finished_at)
+        ended = held.update(status=status, error=error, finished_at=job.finished_at)
+        if ended:
+            usage_charge(job=job, passes=passes)
+        return ended
 
     try:
         requests = generation_requests(job)
         results = generate_all(requests, **progress(0))
+        passes.append(results)
         if job.has_hires_fix():
             requests = hires_requests(job, requests, results)
             results = generate_all(requests, **progress(job.first_pass_steps()))
+            passes.append(results)
         with transaction.atomic():
             if not end(JobStatus.FINISHED):
                 logger.warning("Job %s was taken over by another attempt; result dropped", job.pk)

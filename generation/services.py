@@ -1,5 +1,6 @@
 import logging
 import secrets
+from collections import defaultdict
 
 from django.core.exceptions import PermissionDenied
 from django.db import transaction
@@ -15,8 +16,10 @@ from generation.lora_services import (
     lora_stack_refusal,
 )
 from generation.models import OUTPAINT_SIDES, GenerationJob, JobMode, JobStatus, ModelKind
+from studio.accounts.models import Project
 from studio.moderation.services import generation_screen
 from studio.permissions import can
+from studio.quotas.services import generation_quota_check
 from studio.realtime.events import publish
 
 logger = logging.getLogger(__name__)
@@ -52,45 +55,53 @@ def job_create(*, user, project, params):
     refusal = adapter and adapter.refusal_reason(user, project.team, kind=ModelKind.IP_ADAPTER)
     if refusal:
         raise ModelNotAllowed(f"You may not use the IP-Adapter “{adapter.name}” here: {refusal}")
-    seed = params.get("seed")
-    left, right, top, bottom = (params.get(side) or 0 for side in OUTPAINT_SIDES)
+    job = job_build(user=user, project=project, params=params)
+    # Before the transaction too: a refusal is counted even when the caller rolls back.
+    generation_quota_check(user=user, project=project, job=job)
     with transaction.atomic():
-        job = GenerationJob.objects.create(
-            project=project,
-            created_by=user,
-            model=params["model"],
-            prompt=params["prompt"],
-            negative_prompt=params.get("negative_prompt", ""),
-            steps=params["steps"],
-            guidance_scale=params["guidance_scale"],
-            # Outpainting makes the canvas larger than the source by what it adds.
-            width=params["width"] + left + right,
-            height=params["height"] + top + bottom,
-            seed=random_seed() if seed is None else seed,
-            sampler=params.get("sampler") or "",
-            clip_skip=params.get("clip_skip") or 1,
-            batch_size=params.get("batch_size") or 1,
-            variation_strength=params.get("variation_strength") or 0.0,
-            variation_seed=variation_seed(params),
-            source_image=params.get("source_image"),
-            source_upload=params.get("source_upload") or "",
-            strength=params.get("strength") or 0.75,
-            hires_scale=params["hires_scale"] if params.get("hires_fix") else 1.0,
-            hires_steps=params.get("hires_steps") or 0,
-            hires_strength=params.get("hires_strength") or 0.5,
-            mode=job_mode(params),
-            mask_upload=params.get("mask_data") or "",
-            outpaint_left=left,
-            outpaint_right=right,
-            outpaint_top=top,
-            outpaint_bottom=bottom,
-            **control_fields(params),
-            **ip_adapter_fields(params),
-            remix_of=params.get("remix_of"),
-        )
+        job.save()
         job_loras_record(job=job, loras=loras)
         transaction.on_commit(lambda: job_dispatch(job))
     return job
+
+
+def job_build(*, user, project, params):
+    """The job `params` describe, not saved yet."""
+    seed = params.get("seed")
+    left, right, top, bottom = (params.get(side) or 0 for side in OUTPAINT_SIDES)
+    return GenerationJob(
+        project=project,
+        created_by=user,
+        model=params["model"],
+        prompt=params["prompt"],
+        negative_prompt=params.get("negative_prompt", ""),
+        steps=params["steps"],
+        guidance_scale=params["guidance_scale"],
+        # Outpainting makes the canvas larger than the source by what it adds.
+        width=params["width"] + left + right,
+        height=params["height"] + top + bottom,
+        seed=random_seed() if seed is None else seed,
+        sampler=params.get("sampler") or "",
+        clip_skip=params.get("clip_skip") or 1,
+        batch_size=params.get("batch_size") or 1,
+        variation_strength=params.get("variation_strength") or 0.0,
+        variation_seed=variation_seed(params),
+        source_image=params.get("source_image"),
+        source_upload=params.get("source_upload") or "",
+        strength=params.get("strength") or 0.75,
+        hires_scale=params["hires_scale"] if params.get("hires_fix") else 1.0,
+        hires_steps=params.get("hires_steps") or 0,
+        hires_strength=params.get("hires_strength") or 0.5,
+        mode=job_mode(params),
+        mask_upload=params.get("mask_data") or "",
+        outpaint_left=left,
+        outpaint_right=right,
+        outpaint_top=top,
+        outpaint_bottom=bottom,
+        **control_fields(params),
+        **ip_adapter_fields(params),
+        remix_of=params.get("remix_of"),
+    )
 
 
 def control_fields(params):
@@ -154,6 +165,12 @@ def jobs_create(*, user, project, params):
         prompt=params["prompt"],
         negative_prompt=params.get("negative_prompt", ""),
     )
+    generation_quota_check(
+        user=user,
+        project=project,
+        job=job_build(user=user, project=project, params={**params, "seed": seed}),
+        copies=count,
+    )
     with transaction.atomic():
         return [
             job_create(
@@ -184,13 +201,17 @@ def job_dispatch(job):
 
 
 def publish_queue_positions():
-    """Tell every waiting job its new place in line."""
+    """Tell every waiting job its new place in line: one event per project with waiting
+    jobs (not one per job), so a change to a long queue stays cheap."""
     positions = GenerationJob.objects.positions()
-    waiting = GenerationJob.objects.filter(pk__in=positions).select_related("project")
-    for job in waiting:
+    by_project = defaultdict(list)
+    for pk, project_id in GenerationJob.objects.queued().values_list("pk", "project_id"):
+        if pk in positions:
+            by_project[project_id].append([pk, positions[pk]])
+    for project_id, project_positions in by_project.items():
         publish(
-            job.project.events_group(),
-            job.event_payload(type="job.queued", position=positions[job.pk]),
+            Project(pk=project_id).events_group(),
+            {"type": "queue.positions", "project_id": project_id, "positions": project_positions},
         )
 
 
@@ -219,6 +240,35 @@ def job_cancel(*, job, user):
             cancel_requested_at=now
         )
     )
+
+
+def jobs_cancel_queued(*, user, by, team=None):
+    """Cancel every queued job of `user` (only those in `team`'s projects, when given) for
+    `by`: the user themselves, or an admin of `team`. One update and one event per project,
+    whatever the number of jobs. Returns how many were canceled."""
+    if by != user and (team is None or not can(by, "manage_members", team)):
+        raise PermissionDenied("Only team admins may cancel a member's jobs.")
+    jobs = GenerationJob.objects.queued().filter(created_by=user)
+    if team is not None:
+        jobs = jobs.filter(project__team=team)
+    with transaction.atomic():
+        canceled = list(jobs.select_for_update().values_list("pk", "project_id"))
+        GenerationJob.objects.filter(pk__in=[pk for pk, _ in canceled]).update(
+            status=JobStatus.CANCELED,
+            error=f"Canceled by {by.get_username()} before it started.",
+            finished_at=timezone.now(),
+        )
+    by_project = defaultdict(list)
+    for pk, project_id in canceled:
+        by_project[project_id].append(pk)
+    for project_id, job_ids in by_project.items():
+        publish(
+            Project(pk=project_id).events_group(),
+            {"type": "jobs.canceled", "project_id": project_id, "job_ids": job_ids},
+        )
+    if canceled:
+        publish_queue_positions()
+    return len(canceled)
 
 
 def job_retry(*, job, user):

@@ -26,6 +26,7 @@ from gpu_workers.training_plan import (
     TrainingImage,
     TrainingRequest,
 )
+from studio.quotas.charging import training_usage_charge
 from studio.realtime.events import publish
 
 logger = logging.getLogger(__name__)
@@ -193,6 +194,7 @@ def training_execute(*, run_id):
         if held.update(status=JobStatus.FAILED, finished_at=timezone.now(), error=reason):
             run.status = JobStatus.FAILED
             publish(group, run.event_payload(type="training.failed", error=reason))
+    training_usage_charge(run_id=run.pk)
 
 
 def training_request(run):

@@ -12,6 +12,7 @@ from generation.models import DiffusionModel, JobStatus, ModelFamily
 from generation.training_models import TrainingRun
 from gpu_workers import training_plan
 from studio.permissions import can
+from studio.quotas.services import training_quota_check
 from studio.realtime.events import publish
 
 # What DreamBooth-LoRA training (gpu_workers.training) runs on.
@@ -58,6 +59,8 @@ def training_run_create(*, subject, project, user, params):
             code="model",
         )
     estimate = training_estimate(model, params)
+    # Before the transaction: a refusal is counted even when the caller rolls back.
+    training_quota_check(user=user, project=project, estimate=estimate)
     with transaction.atomic():
         run = TrainingRun.objects.create(
             subject=subject,

@@ -21,6 +21,7 @@ from generation.training_services import (
 )
 from studio.accounts.models import Project
 from studio.permissions import can, require
+from studio.quotas.services import QuotaRefused
 
 
 def run_for(user, run_id):
@@ -61,6 +62,8 @@ def training_start(request, subject_id):
             )
         except ValidationError as error:
             form.add_error("model" if error.code == "model" else None, error)
+        except QuotaRefused as refusal:
+            form.add_error(None, str(refusal))
         else:
             messages.success(request, f"Training of “{subject.name}” is queued.")
             return redirect(run)

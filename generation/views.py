@@ -30,6 +30,7 @@ from generation.remix import GALLERY_IMAGE_FIELDS, remix_parameters, usable_gall
 from studio.accounts.models import Project
 from studio.moderation.services import GenerationRefused
 from studio.permissions import can, require
+from studio.quotas.services import QuotaRefused
 from studio.throttling import generate_rate_limited, import_rate_limited
 
 RECENT_JOBS = 20
@@ -216,6 +217,10 @@ def job_retry(request, job_id):
         services.job_retry(job=job, user=request.user)
     except (services.ModelNotAllowed, GenerationRefused) as error:
         return job_list_response(request, job, status=403, message=str(error))
+    except QuotaRefused as refusal:
+        return job_list_response(
+            request, job, status=refusal.status_code, message=str(refusal)
+        )
     return job_list_response(request, job)
 
 
@@ -264,13 +269,18 @@ def my_queue(request):
 def job_create(request, project_id):
     project = project_for(request.user, project_id, "generate")
     form = GenerationForm(request.POST, request.FILES, user=request.user, project=project)
+    if form.is_valid():
+        try:
+            services.jobs_create(user=request.user, project=project, params=form.cleaned_data)
+        except QuotaRefused as refusal:
+            # A per-user limit or the team's budget, named; nothing was created.
+            form.add_error(None, str(refusal))
     if not form.is_valid():
         context = studio_context(request, project, form=form)
         template = "generation/studio.html"
         if request.htmx:
             template += "#generate-form"
         return render(request, template, context, status=422)
-    services.jobs_create(user=request.user, project=project, params=form.cleaned_data)
     if not request.htmx:
         return redirect(project)
     # Keep what the user typed (the seed goes back to random) and show the new jobs.

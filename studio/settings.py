@@ -58,6 +58,7 @@ INSTALLED_APPS = [
     "studio.moderation",
     "generation",
     "gallery",
+    "studio.quotas",
 ]
 
 MIDDLEWARE = [
@@ -224,6 +225,12 @@ STUDIO_JOB_MAX_ATTEMPTS = int(os.environ.get("STUDIO_JOB_MAX_ATTEMPTS", "3"))
 # Deleted images can be restored for this long (default a day), then are purged with
 # their files (gallery.deletion; `manage.py purge_deleted_images`).
 STUDIO_DELETE_UNDO_SECONDS = int(os.environ.get("STUDIO_DELETE_UNDO_SECONDS", str(24 * 3600)))
+
+# Per-user limits (studio.quotas; README "Quotas and GPU budgets"): site defaults and the
+# most a team's admins may set for their members.
+STUDIO_USER_MAX_ACTIVE_IMAGES = int(os.environ.get("STUDIO_USER_MAX_ACTIVE_IMAGES", "100"))
+STUDIO_USER_IMAGES_PER_HOUR = int(os.environ.get("STUDIO_USER_IMAGES_PER_HOUR", "1000"))
+STUDIO_USER_MAX_TRAINING_RUNS = int(os.environ.get("STUDIO_USER_MAX_TRAINING_RUNS", "1"))
 
 # Moderation (studio.moderation; README "Moderation"). The image scanner is a dotted path
 # to a class with scan(picture) -> ScanResult; blank: NudeNet when the `moderation` extra is

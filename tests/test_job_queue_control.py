@@ -39,9 +39,11 @@ class CancelTestCase(QueueControlTestCase):
         self.assertEqual(job.status, JobStatus.CANCELED)
         self.assertIn("before it started", job.error)
         self.assertEqual(self.events("job.canceled")[0]["job_id"], job.pk)
-        # The jobs behind it move up and are told so.
-        self.assertEqual(self.events("job.queued")[0], waiting.event_payload(
-            type="job.queued", position=1))
+        # The jobs behind it move up and are told so, in one event for their project.
+        self.assertEqual(self.events("queue.positions"), [
+            {"type": "queue.positions", "project_id": self.project.pk,
+             "positions": [[waiting.pk, 1]]}
+        ])
 
     def test_cancelling_a_running_job_asks_its_worker_to_stop(self):
         job = make_job(self.project, self.editor, self.model, status=JobStatus.RUNNING)

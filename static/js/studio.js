@@ -96,6 +96,19 @@
 
   function handle(event) {
     if (event.type.startsWith("training.")) return; // the training run's page shows them
+    if (event.type === "queue.positions") {
+      // One event for every waiting job of the project: [[job id, place in line], ...].
+      event.positions.forEach(function (pair) {
+        const waiting = jobItem(pair[0]);
+        if (waiting) waiting.querySelector("[data-job-meta]").textContent = "#" + pair[1] + " in queue";
+      });
+      return;
+    }
+    if (event.type === "jobs.canceled") {
+      // Many jobs canceled at once (My queue's "Cancel all", or a team admin).
+      refreshJobs();
+      return;
+    }
     const item = jobItem(event.job_id);
     if (!item) {
       // A job this page has not drawn yet (another member's, or a reload race).
