@@ -36,7 +36,8 @@ def broker_queue_depths():
     from studio.celery import app
 
     depths = {}
-    with app.connection_for_read(connect_timeout=BROKER_TIMEOUT_S) as connection:
+    broker = app.connection_for_read(settings.REDIS_URL, connect_timeout=BROKER_TIMEOUT_S)
+    with broker as connection:
         connection.ensure_connection(max_retries=0)
         for queue in celery_queues():
             # A fresh channel per queue: a passive declare of a missing queue closes it.
