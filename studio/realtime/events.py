@@ -17,6 +17,7 @@ logger = logging.getLogger(__name__)
 EVENT_MESSAGE_TYPE = "studio.event"
 # Server-side only: tells a user's open sockets to re-check what they may still see.
 ACCESS_CHANGED_MESSAGE_TYPE = "access.changed"
+SESSION_ENDED_MESSAGE_TYPE = "session.ended"
 PUBLISH_TIMEOUT_S = 10
 
 _lock = threading.Lock()
@@ -52,18 +53,26 @@ def user_access_group(user_id):
     return f"user-{user_id}-access"
 
 
-def access_changed(user_id):
-    """Make the user's open sockets re-check their access (and close where it is gone)."""
+def tell_user_sockets(user_id, message):
     future = asyncio.run_coroutine_threadsafe(
-        get_channel_layer().group_send(
-            user_access_group(user_id), {"type": ACCESS_CHANGED_MESSAGE_TYPE}
-        ),
-        _publish_loop(),
+        get_channel_layer().group_send(user_access_group(user_id), message), _publish_loop()
     )
     try:
         future.result(timeout=PUBLISH_TIMEOUT_S)
     except Exception:
-        logger.warning("Could not tell user %s's sockets to re-check", user_id, exc_info=True)
+        logger.warning(
+            "Could not send %s to user %s's sockets", message["type"], user_id, exc_info=True
+        )
+
+
+def access_changed(user_id):
+    """Make the user's open sockets re-check their access (and close where it is gone)."""
+    tell_user_sockets(user_id, {"type": ACCESS_CHANGED_MESSAGE_TYPE})
+
+
+def session_ended(user_id, session_key):
+    """Close the user's sockets opened in that (logged-out) session."""
+    tell_user_sockets(user_id, {"type": SESSION_ENDED_MESSAGE_TYPE, "session_key": session_key})
 
 
 def publish(group, payload):
