@@ -37,4 +37,9 @@ class LogContextFilter(logging.Filter):
             # An id passed explicitly with extra={...} wins over the context's.
             if not hasattr(record, name):
                 setattr(record, name, value)
+        # Django logs a response's 4xx/5xx status after the middleware has left the
+        # request's context; the record carries the request itself.
+        request_id = getattr(getattr(record, "request", None), "request_id", None)
+        if request_id is not None and not hasattr(record, "request_id"):
+            record.request_id = request_id
         return True
