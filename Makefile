@@ -6,7 +6,7 @@ INSTALLED := $(VENV)/.installed
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: install run test worker bench bench-gallery
+.PHONY: install run test worker bench bench-gallery bench-policy
 
 $(INSTALLED): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -50,3 +50,8 @@ bench: $(INSTALLED)
 # server time, queries and index use per page, into docs/BENCHMARKS.md.
 bench-gallery: $(INSTALLED)
 	$(BIN)/python -m gallery.bench --write docs/BENCHMARKS.md
+
+# A prompt-policy check on a 2,000-character prompt with the worst regex the policy form
+# accepts (found by timing adversarial patterns), into docs/BENCHMARKS.md. No database.
+bench-policy: $(INSTALLED)
+	$(BIN)/python -m studio.moderation.bench --write docs/BENCHMARKS.md

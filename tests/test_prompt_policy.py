@@ -58,8 +58,6 @@ class MatchingTests(SimpleTestCase):
 
     def test_unsafe_or_broken_regexes_are_refused(self):
         self.assertIn("not a valid regular expression", check_regex("(unclosed"))
-        self.assertIn("nests repetitions", check_regex("(a+)+$"))
-        self.assertIn("nests repetitions", check_regex(r"(\w*)*x"))
         self.assertIn("backreference", check_regex(r"(a)\1"))
         self.assertIn("longer than", check_regex("a" * 300))
         self.assertIn("matches empty text", check_regex("x*"))

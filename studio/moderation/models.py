@@ -1,3 +1,4 @@
+import logging
 from datetime import timedelta
 
 from django.conf import settings
@@ -10,6 +11,7 @@ from gallery.models import ModerationStatus
 from studio.moderation import policy as matching
 
 USER = settings.AUTH_USER_MODEL
+logger = logging.getLogger(__name__)
 
 
 class Policy(models.Model):
@@ -25,9 +27,9 @@ class Policy(models.Model):
     )
     regexes = models.TextField(
         blank=True,
-        help_text="One per line, matched against the prompt lowercased and without accents. "
-        f"Keep them simple: at most {matching.MAX_PATTERN_LENGTH} characters, no nested "
-        "repetition like (a+)+, no backreferences.",
+        help_text="One per line, matched in any case against the prompt without accents, by "
+        f"RE2: at most {matching.MAX_PATTERN_LENGTH} characters; no backreferences or "
+        "lookarounds; \\w and \\b are ASCII, \\pL is a letter of any script.",
     )
     allowed_terms = models.TextField(
         "allow-list",
@@ -112,6 +114,8 @@ class Policy(models.Model):
                 allowed_terms=self.allowed_terms,
                 scope=self.scope,
             )
+            for problem in compiled.refused_regexes:
+                logger.warning("%s: a saved regex is not applied: %s", self, problem)
             if self.pk:
                 if len(_compiled_cache) > 256:
                     _compiled_cache.clear()

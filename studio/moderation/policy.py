@@ -1,4 +1,4 @@
-"""Prompt policy matching: pure functions, no database.
+r"""Prompt policy matching: pure functions, no database.
 
 Text and terms are compared after normalising both: Unicode NFKD, combining marks
 stripped, casefolded ("Café" and "CAFE" are the same word). A blocked term matches as
@@ -6,10 +6,16 @@ whole words only (so a blocked "peg" never matches "pegboard") and in its plural
 (term, term+s, term+es, and y→ies). A multi-word term matches across any run of
 whitespace.
 
-Regexes run on the normalised text. Python's `re` cannot be timed out, so patterns are
-kept simple instead: at most MAX_PATTERN_LENGTH characters each, and patterns that nest
-quantifiers (such as "(a+)+", the classic catastrophic backtracking shape) or use
-backreferences are refused when the policy is saved.
+Regexes, which team admins write, run in RE2 (google-re2): its automata take time linear in
+the prompt's length whatever the pattern, so no pattern can stall the web process the way
+"(a+)+$" does in a backtracking engine. That is why nested repetitions are allowed again.
+RE2 has no backreferences, lookarounds, atomic groups or possessive repetitions; patterns
+that use them are refused when the policy is saved, naming the construct. Linear is not
+free: a big compiled program (".{0,999}x") costs more per character, so patterns are also
+capped by RE2's program size (MAX_PROGRAM_SIZE keeps a 2,000-character prompt well under
+10 ms per pattern: `python -m studio.moderation.bench`). A pattern runs case-insensitively
+on the normalised text, its own accents stripped the same way; RE2's \w, \d and \b are
+ASCII (\pL is a letter of any script).
 
 The allow-list is for false positives: a match that lies inside an allow-listed phrase
 found in the same text is not a match (allow "peg leg jeans" and a blocked "peg" no longer
@@ -20,20 +26,47 @@ import re
 import unicodedata
 from dataclasses import dataclass
 
+import re2
+
 MAX_TERM_LENGTH = 100
 MAX_PATTERN_LENGTH = 200
 MAX_ENTRIES = 500
+# RE2's compiled program size (its instruction count). Matching a prompt costs up to about
+# this much work per character; \pL alone is 1,202, ".{0,150}x" about 1,360.
+MAX_PROGRAM_SIZE = 1500
 
-# A group that contains a quantifier and is itself quantified: "(a+)+", "(\w*)*", "(x+){2,}".
-NESTED_QUANTIFIER = re.compile(r"\((?:[^()\\]|\\.)*[+*}](?:[^()\\]|\\.)*\)\s*(?:[+*]|\{\d*,)")
-BACKREFERENCE = re.compile(r"\\[1-9]|\(\?P=")
+REGEX_OPTIONS = re2.Options()
+REGEX_OPTIONS.case_sensitive = False
+REGEX_OPTIONS.never_capture = True  # only the whole match is used: no group bookkeeping
+REGEX_OPTIONS.log_errors = False  # a refused pattern is reported to its author, not logged
+
+# What RE2 can't run, by the start of its error message: named for the policy's author.
+UNSUPPORTED = {
+    "invalid perl operator: (?=": "lookahead “(?=…)”",
+    "invalid perl operator: (?!": "negative lookahead “(?!…)”",
+    "invalid perl operator: (?<=": "lookbehind “(?<=…)”",
+    "invalid perl operator: (?<!": "negative lookbehind “(?<!…)”",
+    "invalid perl operator: (?>": "atomic groups “(?>…)”",
+    "invalid perl operator: (?(": "conditionals “(?(…)…)”",
+    "invalid perl operator: (?P": "named backreferences “(?P=…)”",
+    "invalid perl operator: (?#": "comments “(?#…)”",
+    "invalid escape sequence: \\Z": "“\\Z” (“\\z” and “$” are supported)",
+    "bad repetition operator: ++": "possessive repetitions such as “a++”",
+    "bad repetition operator: *+": "possessive repetitions such as “a*+”",
+    "bad repetition operator: ?+": "possessive repetitions such as “a?+”",
+}
+BACKREFERENCE_ERROR = re.compile(r"invalid escape sequence: \\\d")
+
+
+def strip_marks(text):
+    """NFKD with combining marks removed: "Crème" becomes "Creme"."""
+    decomposed = unicodedata.normalize("NFKD", text or "")
+    return "".join(char for char in decomposed if not unicodedata.combining(char))
 
 
 def normalize(text):
     """NFKD, combining marks removed, casefolded: the form every comparison uses."""
-    decomposed = unicodedata.normalize("NFKD", text or "")
-    stripped = "".join(char for char in decomposed if not unicodedata.combining(char))
-    return stripped.casefold()
+    return strip_marks(text).casefold()
 
 
 def entries(text):
@@ -71,23 +104,56 @@ def check_term(term):
     return None
 
 
-def check_regex(pattern):
-    """Why a regex can't be used, or None: it must compile and be simple (see above)."""
+class RegexRefused(ValueError):
+    """A pattern the checker won't run; the message says why, naming the pattern."""
+
+
+def regex_compile(pattern):
+    """The pattern compiled by RE2 for normalised text, or RegexRefused saying why not."""
     if len(pattern) > MAX_PATTERN_LENGTH:
-        return f"“{pattern[:30]}…” is longer than {MAX_PATTERN_LENGTH} characters."
+        raise RegexRefused(f"“{pattern[:30]}…” is longer than {MAX_PATTERN_LENGTH} characters.")
     try:
-        compiled = re.compile(pattern, re.IGNORECASE)
-    except re.error as error:
-        return f"“{pattern}” is not a valid regular expression: {error}."
-    if NESTED_QUANTIFIER.search(pattern):
-        return (
-            f"“{pattern}” nests repetitions (like “(a+)+”), which can take forever on some "
-            "prompts; write it without the outer repetition."
+        compiled = re2.compile(strip_marks(pattern), REGEX_OPTIONS)
+    except re2.error as error:
+        raise RegexRefused(regex_error_message(pattern, error)) from None
+    if compiled.programsize > MAX_PROGRAM_SIZE:
+        raise RegexRefused(
+            f"“{pattern}” is too complex to check every prompt quickly (RE2 program size "
+            f"{compiled.programsize}, at most {MAX_PROGRAM_SIZE}): use smaller repetition "
+            "counts such as {0,20}, or split it into several patterns."
         )
-    if BACKREFERENCE.search(pattern):
-        return f"“{pattern}” uses a backreference; they are not allowed here."
-    if compiled.search(""):
-        return f"“{pattern}” matches empty text, so it would block every prompt."
+    if compiled.search("") is not None:
+        raise RegexRefused(f"“{pattern}” matches empty text, so it would block every prompt.")
+    return compiled
+
+
+def regex_error_message(pattern, error):
+    reason = error.args[0].decode() if isinstance(error.args[0], bytes) else str(error.args[0])
+    unsupported = next(
+        (name for prefix, name in UNSUPPORTED.items() if reason.startswith(prefix)), None
+    )
+    if unsupported is None and BACKREFERENCE_ERROR.match(reason):
+        unsupported = "backreferences such as “\\1”"
+    if unsupported is not None:
+        return (
+            f"“{pattern}” uses {unsupported}, which the prompt checker (RE2) does not support."
+        )
+    if reason.startswith("pattern too large"):
+        return (
+            f"“{pattern}” is too complex to check every prompt quickly: use smaller "
+            "repetition counts, or split it into several patterns."
+        )
+    if reason.startswith("invalid repetition size"):
+        return f"“{pattern}” repeats more than 1000 times ({reason.split(': ', 1)[-1]})."
+    return f"“{pattern}” is not a valid regular expression: {reason}."
+
+
+def check_regex(pattern):
+    """Why a regex can't be used, or None (see regex_compile)."""
+    try:
+        regex_compile(pattern)
+    except RegexRefused as refused:
+        return str(refused)
     return None
 
 
@@ -108,10 +174,14 @@ class CompiledPolicy:
             (term, pattern) for term in entries(blocked_terms)
             if (pattern := term_pattern(term)) is not None
         ]
-        self.regexes = [
-            (pattern, re.compile(pattern, re.IGNORECASE))
-            for pattern in entries(regexes) if check_regex(pattern) is None
-        ]
+        # Saved patterns the checker refuses (saved before RE2 ran them, or edited past
+        # the form) are left out, and listed for the policy's page to report.
+        self.regexes, self.refused_regexes = [], []
+        for pattern in entries(regexes):
+            try:
+                self.regexes.append((pattern, regex_compile(pattern)))
+            except RegexRefused as refused:
+                self.refused_regexes.append(str(refused))
         self.allowed = [
             pattern for term in entries(allowed_terms)
             if (pattern := term_pattern(term)) is not None

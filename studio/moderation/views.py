@@ -352,6 +352,8 @@ def policy_page(request, policy, *, back_url, title, form_class=PolicyForm):
     context = {
         "form": form, "tester": tester, "results": results, "policy": policy, "title": title,
         "team": policy.team,
+        # Saved patterns the checker refuses (saved before RE2 ran them) are not applied.
+        "refused_regexes": policy.compiled().refused_regexes if policy.pk else [],
     }
     return render(request, "moderation/policy.html", context)
 
