@@ -147,6 +147,21 @@ STORAGES = {
     },
     "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
 }
+# S3-compatible media (MinIO, AWS S3, R2...) through django-storages: `pip install ".[s3]"`
+# and STORAGE_BACKEND=storages.backends.s3.S3Storage. Keys come from AWS_ACCESS_KEY_ID and
+# AWS_SECRET_ACCESS_KEY (or boto3's usual chain, e.g. an instance role). Objects stay private:
+# views stream them after checking the viewer's role. Names never overwrite each other, as on
+# the filesystem.
+if STORAGES["default"]["BACKEND"] == "storages.backends.s3.S3Storage":
+    if not os.environ.get("AWS_STORAGE_BUCKET_NAME"):
+        raise ImproperlyConfigured("Set AWS_STORAGE_BUCKET_NAME for STORAGE_BACKEND=S3Storage.")
+    STORAGES["default"]["OPTIONS"] = {
+        "bucket_name": os.environ["AWS_STORAGE_BUCKET_NAME"],
+        "endpoint_url": os.environ.get("AWS_S3_ENDPOINT_URL") or None,
+        "region_name": os.environ.get("AWS_S3_REGION_NAME") or None,
+        "default_acl": "private",
+        "file_overwrite": False,
+    }
 
 # Realtime and work dispatch.
 REDIS_URL = os.environ.get("REDIS_URL", "")
