@@ -13,4 +13,5 @@ urlpatterns = [
     path("", include("generation.subject_urls")),
     path("", include("generation.public_lora_urls")),
     path("", include("gallery.urls")),
+    path("", include("studio.quotas.urls")),
 ]
