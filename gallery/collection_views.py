@@ -17,7 +17,6 @@ from django.http import Http404, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.template.loader import render_to_string
 from django.utils.cache import patch_vary_headers
-from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_GET, require_POST
 
 from gallery import browse
@@ -45,6 +44,7 @@ from gallery.models import Image, ModerationStatus, Visibility
 from gallery.reactions import with_reactions
 from studio.accounts.models import Project, Team
 from studio.permissions import require
+from studio.redirects import safe_next_url
 
 LIST = "gallery/collections.html"
 DETAIL = "gallery/collection.html"
@@ -429,10 +429,7 @@ def collection_contributor(request, collection_id):
 
 
 def next_url(request, fallback):
-    url = request.POST.get("next", "")
-    if url and url_has_allowed_host_and_scheme(url, {request.get_host()}):
-        return url
-    return fallback
+    return safe_next_url(request, request.POST.get("next"), fallback=fallback)
 
 
 @login_required

@@ -4,14 +4,13 @@ search, favourites and one-click reuse."""
 from django.contrib.auth.decorators import login_required
 from django.db import IntegrityError, transaction
 from django.shortcuts import redirect, render
-from django.urls import reverse
 from django.utils.cache import patch_vary_headers
-from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_GET, require_POST
 
 from generation import prompt_history
 from generation.models import PromptFavourite, prompt_key
 from generation.views import job_for, project_for
+from studio.redirects import safe_next_url
 
 TEMPLATE = "generation/prompt_history.html"
 
@@ -95,11 +94,7 @@ def prompt_favourite_toggle(request, job_id):
                 )
         except IntegrityError:
             pass  # A second click raced the first: it is starred either way.
-    next_url = request.POST.get("next", "")
-    if not url_has_allowed_host_and_scheme(
-        next_url, allowed_hosts={request.get_host()}, require_https=request.is_secure()
-    ):
-        next_url = reverse("prompt_history")
+    next_url = safe_next_url(request, request.POST.get("next"), fallback="prompt_history")
     if not request.htmx:
         return redirect(next_url)
     context = {"job": job, "is_favourite": is_favourite, "next_url": next_url}

@@ -16,6 +16,7 @@ from studio.accounts.forms import (
 )
 from studio.accounts.models import Invitation, Membership, Project, Role, Team
 from studio.permissions import can, require
+from studio.redirects import safe_next_url
 from studio.throttling import signup_rate_limited
 
 COVER_IMAGES = 4
@@ -36,7 +37,7 @@ def signup(request):
         user = form.save()
         login(request, user, backend="django.contrib.auth.backends.ModelBackend")
         messages.success(request, "Welcome! Create a team to start generating.")
-        return redirect(request.GET.get("next") or "dashboard")
+        return redirect(safe_next_url(request, request.GET.get("next"), fallback="dashboard"))
     return render(request, "accounts/signup.html", {"form": form})
 
 

@@ -7,7 +7,6 @@ from django.http import Http404
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils import timezone
-from django.utils.http import url_has_allowed_host_and_scheme
 
 from gallery.models import Image
 from generation.lora_models import Lora
@@ -16,6 +15,7 @@ from studio.moderation.models import Notification, Removal, moderated_team_ids
 from studio.moderation.removals import DecisionRefused, removal_appeal
 from studio.moderation.reports import ReportRefused, report_create
 from studio.permissions import can
+from studio.redirects import safe_next_url
 
 
 def reportable(user, kind, pk):
@@ -46,14 +46,11 @@ def subject_name(kind, subject):
 def back_url(request, kind, subject):
     """Where the reporter came from (a same-site `next`), else the subject's page they
     may open: a LoRA's public page for those outside its team; home for a user."""
-    wanted = request.GET.get("next", "")
-    if wanted and url_has_allowed_host_and_scheme(
-        wanted, allowed_hosts={request.get_host()}, require_https=request.is_secure()
-    ):
-        return wanted
     if kind == "lora" and not can(request.user, "view", subject.team):
-        return reverse("public_lora_detail", args=[subject.pk])
-    return subject.get_absolute_url() if kind in ("image", "lora") else "/"
+        fallback = reverse("public_lora_detail", args=[subject.pk])
+    else:
+        fallback = subject.get_absolute_url() if kind in ("image", "lora") else "/"
+    return safe_next_url(request, request.GET.get("next"), fallback=fallback)
 
 
 @login_required
