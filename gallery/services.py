@@ -13,6 +13,7 @@ from generation.lora_services import infotext_prompt, lora_hashes
 from generation.models import OUTPAINT_SIDES
 from studio import __version__ as studio_version
 from studio.moderation.scanning import image_scan_schedule
+from studio.storage import files_delete_on_rollback
 
 
 def library_versions():
@@ -196,8 +197,11 @@ def image_create_from_generation(*, job, pil_image, result):
         seed=seed,
         parameters=parameters,
     )
-    image.file.save("generated.png", ContentFile(buffer.getvalue()), save=False)
-    image.save()
+    # Inside the job's transaction: should a later image or the commit fail, this file goes.
+    with files_delete_on_rollback(image.file.storage) as written:
+        image.file.save("generated.png", ContentFile(buffer.getvalue()), save=False)
+        written.append(image.file.name)
+        image.save()
     image_thumbnails_schedule(image=image)
     image_scan_schedule(image=image)
     return image

@@ -9,6 +9,7 @@ from django.db import transaction
 from PIL import Image as PILImage
 
 from gallery.models import THUMBNAIL_SIZES, Image, thumbnail_path
+from studio.storage import files_delete_on_rollback
 
 logger = logging.getLogger(__name__)
 
@@ -50,23 +51,25 @@ def image_thumbnails_make(*, image_id, force=False):
     except (OSError, ValueError):
         logger.exception("Image %s: the original could not be read; no thumbnails", image_id)
         return False
-    made = {
-        str(size): default_storage.save(
-            thumbnail_path(image, size), ContentFile(render_thumbnail(picture, size))
-        )
-        for size in missing
-    }
-    with transaction.atomic():
-        locked = Image.objects.select_for_update().filter(pk=image_id).first()
-        current = dict(locked.thumbnails or {}) if locked else None
-        if locked is None or (not force and all(current.get(key) for key in made)):
-            # Deleted meanwhile, or another run finished first: keep what is recorded.
-            transaction.on_commit(lambda: delete_files(made.values()))
-            return False
-        replaced = [current[key] for key in made if current.get(key)]
-        locked.thumbnails = {**current, **made}
-        locked.save(update_fields=["thumbnails"])
-        transaction.on_commit(lambda: delete_files(replaced))
+    made = {}
+    # Should a later size or recording them fail, none of the new files stays behind.
+    with files_delete_on_rollback(default_storage) as written:
+        for size in missing:
+            made[str(size)] = default_storage.save(
+                thumbnail_path(image, size), ContentFile(render_thumbnail(picture, size))
+            )
+            written.append(made[str(size)])
+        with transaction.atomic():
+            locked = Image.objects.select_for_update().filter(pk=image_id).first()
+            current = dict(locked.thumbnails or {}) if locked else None
+            if locked is None or (not force and all(current.get(key) for key in made)):
+                # Deleted meanwhile, or another run finished first: keep what is recorded.
+                transaction.on_commit(lambda: delete_files(made.values()))
+                return False
+            replaced = [current[key] for key in made if current.get(key)]
+            locked.thumbnails = {**current, **made}
+            locked.save(update_fields=["thumbnails"])
+            transaction.on_commit(lambda: delete_files(replaced))
     return True
 
 

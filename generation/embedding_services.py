@@ -12,6 +12,7 @@ from generation.embedding_files import EmbeddingFileError, read_embedding_file
 from generation.embedding_models import EMBEDDING_NAME_RE, Embedding
 from generation.lora_services import format_bytes, hashed_upload, lora_local_path
 from studio.permissions import can
+from studio.storage import files_delete_on_rollback
 
 
 def embedding_name_error(name):
@@ -69,11 +70,11 @@ def embedding_create(*, team, user, upload, name=""):
     )
     upload.seek(0)
     try:
-        with transaction.atomic():
+        with files_delete_on_rollback(embedding.file.storage) as written, transaction.atomic():
             embedding.file.save(f"{name}.safetensors", File(upload), save=False)
+            written.append(embedding.file.name)
             embedding.save()
     except IntegrityError as error:  # the same name or file, added at the same moment
-        embedding.file.delete(save=False)
         raise ValidationError(
             f"“{name}” was just added to {team.name}'s embeddings.", code="name"
         ) from error

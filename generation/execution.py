@@ -401,7 +401,15 @@ def job_mark_ended(job, status, error):
 
 
 def failure_reason(error):
-    """A message a user can act on; the traceback stays in the worker's log."""
-    text = str(error).strip().splitlines()[0] if str(error).strip() else ""
+    """A message a user can act on, naming no server path; the traceback stays in the
+    worker's log."""
+    from generation.failures import error_summary, storage_is_full
+
+    if storage_is_full(error):
+        return (
+            "The server's storage is full, so this job's images could not be saved and none "
+            "was kept. Retry once an admin has freed space."
+        )
+    text = error_summary(error)
     reason = f"{type(error).__name__}: {text}" if text else type(error).__name__
     return f"The worker could not generate this image ({reason[:400]})."

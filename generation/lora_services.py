@@ -19,10 +19,17 @@ from django.core.files.uploadhandler import FileUploadHandler
 from django.db import IntegrityError, transaction
 
 from generation.lora_files import LoraFileError, read_lora_file, refuse_by_name
-from generation.lora_models import LORA_NAME_FORBIDDEN, JobLora, Lora, format_weight
+from generation.lora_models import (
+    LORA_NAME_FORBIDDEN,
+    JobLora,
+    Lora,
+    format_weight,
+    lora_name_refusal,
+)
 from generation.lora_syntax import LoraSyntaxError, check_weight, parse_lora_tags
 from generation.models import ModelFamily
 from studio.permissions import can
+from studio.storage import files_delete_on_rollback
 
 logger = logging.getLogger(__name__)
 
@@ -152,12 +159,9 @@ def clean_lora_name(name):
     name = " ".join((name or "").split())
     if not name:
         raise ValidationError("Give the LoRA a name: the prompt calls it <lora:name:weight>.")
-    bad = sorted({char for char in name if char in LORA_NAME_FORBIDDEN})
-    if bad:
-        raise ValidationError(
-            f"A LoRA's name can't contain {' '.join(bad)}: the prompt calls it "
-            "<lora:name:weight>."
-        )
+    refusal = lora_name_refusal(name)
+    if refusal:
+        raise ValidationError(refusal)
     return name[:100]
 
 
@@ -232,17 +236,19 @@ def lora_create(*, team, user, checked, name="", description="", family="",
         default_weight=default_weight,
         created_by=user,
     )
-    with open(checked.path, "rb") as opened:
-        lora.file.save("lora.safetensors", File(opened), save=False)
-    try:
-        with transaction.atomic():
-            lora.save()
-    except IntegrityError as error:  # a twin upload won the race
-        lora.file.delete(save=False)
-        raise ValidationError(
-            "The same file or name was just added to the library by someone else.",
-            code="duplicate",
-        ) from error
+    # Written before the row's transaction, so a large file never holds its lock.
+    with files_delete_on_rollback(lora.file.storage) as written:
+        with open(checked.path, "rb") as opened:
+            lora.file.save("lora.safetensors", File(opened), save=False)
+        written.append(lora.file.name)
+        try:
+            with transaction.atomic():
+                lora.save()
+        except IntegrityError as error:  # a twin upload won the race
+            raise ValidationError(
+                "The same file or name was just added to the library by someone else.",
+                code="duplicate",
+            ) from error
     return lora
 
 

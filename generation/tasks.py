@@ -6,6 +6,8 @@ from celery import shared_task
 from celery.signals import worker_ready, worker_shutdown
 from celery.worker.control import inspect_command
 
+from studio.storage import uncommitted_files_removed
+
 logger = logging.getLogger(__name__)
 
 
@@ -14,7 +16,9 @@ def run_generation_job(self, job_id):
     # Imported here so web nodes, which only enqueue, never import torch.
     from generation.execution import job_execute
 
-    look_again_in = job_execute(job_id=job_id)
+    # An image's file goes with its row should the job's transaction roll back.
+    with uncommitted_files_removed():
+        look_again_in = job_execute(job_id=job_id)
     # The job runs on another worker: keep a message for it until it ends, so that if that
     # worker dies the job is taken over once its lease lapses. (The embedded worker is one
     # process: nothing else can die under it.)

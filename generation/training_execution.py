@@ -279,10 +279,18 @@ def jpeg_data_url(image):
 
 
 def failure_reason(error):
-    """A message a user can act on; the traceback stays in the worker's log."""
+    """A message a user can act on, naming no server path; the traceback stays in the
+    worker's log."""
+    from generation.failures import error_summary, paths_hidden, storage_is_full
+
+    if storage_is_full(error):
+        return (
+            "The server's storage is full, so the trained LoRA could not be saved and nothing "
+            "was kept. Retry once an admin has freed space."
+        )
     if isinstance(error, ValidationError):  # the library refused the trained file
-        return " ".join(error.messages)[:500]
-    text = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        return paths_hidden(" ".join(error.messages))[:500]
+    text = error_summary(error) or type(error).__name__
     if isinstance(error, (TrainingFailed, GenerationFailed)):
         return text[:500]
     return f"The worker could not train this LoRA ({type(error).__name__}: {text[:400]})."

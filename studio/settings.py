@@ -141,9 +141,8 @@ WHITENOISE_USE_FINDERS = env_bool("WHITENOISE_USE_FINDERS", DEBUG)
 MEDIA_ROOT = Path(os.environ.get("MEDIA_ROOT", VAR_DIR / "media"))
 STORAGES = {
     "default": {
-        "BACKEND": os.environ.get(
-            "STORAGE_BACKEND", "django.core.files.storage.FileSystemStorage"
-        ),
+        # Files appear complete or not at all, and never outlive a rolled-back row.
+        "BACKEND": os.environ.get("STORAGE_BACKEND", "studio.storage.AtomicFileSystemStorage"),
     },
     "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
 }
