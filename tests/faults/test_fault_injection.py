@@ -1,0 +1,93 @@
+"""Real faults on PostgreSQL + Redis + Celery worker processes (issue #18): GPU workers
+killed with SIGKILL at random moments, Redis restarted without persistence, PostgreSQL
+restarted, each in the middle of 30 jobs from 3 users. After each, every invariant of
+tests/faults/invariants.py holds and no worker exited on its own."""
+
+import random
+import time
+
+import pytest
+
+from tests.faults.invariants import assert_invariants
+from tests.faults.services import wait_until
+from tests.faults.workload import (
+    all_final,
+    count_in,
+    jobs_submit,
+    running_job,
+    users_with_projects,
+    worker_pid,
+)
+
+pytestmark = [pytest.mark.e2e, pytest.mark.faults]
+
+JOBS = 30
+USERS = 3
+# Enough steps on 64x64 for a batch to be caught in the middle, few enough for the whole
+# suite to stay within a few minutes on a busy two-core machine.
+STEPS = 12
+KILL_ROUNDS = 5
+# The PostgreSQL outage the issue reported.
+POSTGRES_DOWN_S = 6
+
+
+def start_processes(run, *, gpu_workers=2):
+    for n in range(1, gpu_workers + 1):
+        run.celery.start_gpu_worker(f"gpu{n}")
+    run.celery.start_cpu_worker()
+    run.celery.start_beat()
+
+
+def submit(run, tiny_model_dir):
+    return jobs_submit(
+        pairs=users_with_projects(USERS), model_dir=tiny_model_dir, jobs=JOBS, steps=STEPS
+    )
+
+
+def assert_no_process_exited(run):
+    exited = run.celery.exited()
+    logs = "\n".join(f"--- {name}:\n{run.celery.log_text(name)[-3000:]}" for name in exited)
+    assert exited == {}, f"processes exited on their own: {exited}\n{logs}"
+
+
+def test_gpu_workers_killed_at_random_moments(fault_run, tiny_model_dir):
+    start_processes(fault_run)
+    job_ids = submit(fault_run, tiny_model_dir)
+    rng = random.Random()
+    kills = []
+    for _ in range(KILL_ROUNDS):
+        victim = wait_until(
+            lambda: running_job(job_ids) or all_final(job_ids), 300, "a running job"
+        )
+        if victim is True:
+            break  # every job ended before this round
+        time.sleep(rng.uniform(0, 1.5))  # a random moment of its batch
+        names = fault_run.celery.gpu_worker_names(worker_pid(victim))
+        assert names, f"job {victim.pk} runs on {victim.worker}, not a worker of this test"
+        fault_run.celery.kill(names[0])
+        kills.append((names[0], victim.pk))
+        fault_run.celery.start_gpu_worker(names[0])
+    assert len(kills) >= 3, f"only {len(kills)} kills landed during the jobs: {kills}"
+    assert_invariants(job_ids, fault_run.media_root)
+    assert_no_process_exited(fault_run)
+
+
+def test_redis_restarted_without_persistence(fault_run, tiny_model_dir):
+    start_processes(fault_run)
+    job_ids = submit(fault_run, tiny_model_dir)
+    wait_until(lambda: count_in(job_ids, "finished") >= 3, 300, "the first jobs to finish")
+    fault_run.redis.kill()  # every queued and unacked message is gone
+    fault_run.redis.start()
+    assert_invariants(job_ids, fault_run.media_root)
+    assert_no_process_exited(fault_run)
+
+
+def test_postgres_restarted(fault_run, tiny_model_dir):
+    start_processes(fault_run)
+    job_ids = submit(fault_run, tiny_model_dir)
+    wait_until(lambda: count_in(job_ids, "finished") >= 3, 300, "the first jobs to finish")
+    fault_run.postgres.stop()
+    time.sleep(POSTGRES_DOWN_S)  # the outage itself
+    fault_run.postgres.start()
+    assert_invariants(job_ids, fault_run.media_root)
+    assert_no_process_exited(fault_run)
