@@ -160,6 +160,9 @@ if STORAGES["default"]["BACKEND"] == "storages.backends.s3.S3Storage":
         "region_name": os.environ.get("AWS_S3_REGION_NAME") or None,
         "default_acl": "private",
         "file_overwrite": False,
+        # An object opened for reading is downloaded whole first: past this size into a
+        # temporary file, not memory (a LoRA download is up to STUDIO_MAX_LORA_BYTES).
+        "max_memory_size": 16 * 1024 * 1024,
     }
 
 # Realtime and work dispatch.

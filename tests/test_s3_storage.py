@@ -106,6 +106,20 @@ class S3MediaTests(StudioTestCase):
             self.assertEqual(handle.read(), b"first")
 
 
+    def test_a_large_object_is_read_through_a_temporary_file_not_memory(self):
+        from django.core.files.base import ContentFile
+        from django.core.files.storage import default_storage
+
+        large = default_storage.save("loras/test/large.bin", ContentFile(b"x" * (17 << 20)))
+        small = default_storage.save("loras/test/small.bin", ContentFile(b"x" * 1024))
+        with default_storage.open(large) as big, default_storage.open(small) as little:
+            self.assertEqual(len(big.read()), 17 << 20)
+            self.assertEqual(len(little.read()), 1024)
+            # SpooledTemporaryFile: rolled over onto disk past max_memory_size.
+            self.assertTrue(big.file._rolled)
+            self.assertFalse(little.file._rolled)
+
+
 class S3SettingsTests(SimpleTestCase):
     def test_s3_without_a_bucket_is_refused_naming_the_variable(self):
         with self.assertRaisesMessage(ImproperlyConfigured, "AWS_STORAGE_BUCKET_NAME"):
