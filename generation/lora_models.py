@@ -16,6 +16,17 @@ from generation.models import ModelFamily
 LORA_NAME_FORBIDDEN = "<>:"  # the prompt's <lora:name:weight> syntax needs them
 
 
+def lora_name_refusal(name):
+    """Why `name` can't name a LoRA, or None (the rule uploads, edits and training share)."""
+    bad = sorted({char for char in name if char in LORA_NAME_FORBIDDEN})
+    if bad:
+        return (
+            f"A LoRA's name can't contain {' '.join(bad)}: the prompt calls it "
+            "<lora:name:weight>."
+        )
+    return None
+
+
 def lora_upload_path(lora, filename):
     # Server-chosen, unguessable names; served only through lora_file, to team members.
     return f"loras/{lora.team_id}/{uuid.uuid4().hex}.safetensors"

@@ -19,7 +19,13 @@ from django.core.files.uploadhandler import FileUploadHandler
 from django.db import IntegrityError, transaction
 
 from generation.lora_files import LoraFileError, read_lora_file, refuse_by_name
-from generation.lora_models import LORA_NAME_FORBIDDEN, JobLora, Lora, format_weight
+from generation.lora_models import (
+    LORA_NAME_FORBIDDEN,
+    JobLora,
+    Lora,
+    format_weight,
+    lora_name_refusal,
+)
 from generation.lora_syntax import LoraSyntaxError, check_weight, parse_lora_tags
 from generation.models import ModelFamily
 from studio.permissions import can
@@ -153,12 +159,9 @@ def clean_lora_name(name):
     name = " ".join((name or "").split())
     if not name:
         raise ValidationError("Give the LoRA a name: the prompt calls it <lora:name:weight>.")
-    bad = sorted({char for char in name if char in LORA_NAME_FORBIDDEN})
-    if bad:
-        raise ValidationError(
-            f"A LoRA's name can't contain {' '.join(bad)}: the prompt calls it "
-            "<lora:name:weight>."
-        )
+    refusal = lora_name_refusal(name)
+    if refusal:
+        raise ValidationError(refusal)
     return name[:100]
 
 

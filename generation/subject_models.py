@@ -13,6 +13,8 @@ from django.db.models.functions import Lower
 from django.urls import reverse
 from django.utils import timezone
 
+from generation.lora_models import lora_name_refusal
+
 MIN_SUBJECT_IMAGES = 3
 MAX_SUBJECT_IMAGES = 30
 
@@ -101,7 +103,15 @@ class Subject(models.Model):
                 f"“{self.name}” depicts a person: record their consent (who, when, for what) "
                 "before training on their likeness."
             )
+        # Checked before training, not when its LoRA joins the library hours later.
+        if refusal := lora_name_refusal(self.lora_name()):
+            return f"Rename “{self.name}” before training: its LoRA takes its name. {refusal}"
         return None
+
+    def lora_name(self):
+        """The name of the LoRA a run trains from it (made unique in the library with a
+        -2, -3 suffix where taken)."""
+        return self.name[:80]
 
 
 class SubjectImage(models.Model):

@@ -253,7 +253,7 @@ def lora_from_run(run, path):
             team=team,
             user=run.created_by,
             checked=checked,
-            name=unused_name(team, subject.name[:80]),
+            name=unused_name(team, subject.lora_name()),
             description=(
                 f"DreamBooth-LoRA of {subject.name} ({subject.instance_prompt()}), trained in "
                 f"{run.project.name}: {run.steps} steps, rank {run.rank}, "
