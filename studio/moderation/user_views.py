@@ -3,6 +3,7 @@
 from django.contrib import messages
 from django.contrib.auth import get_user_model
 from django.contrib.auth.decorators import login_required
+from django.db.models import Q
 from django.http import Http404
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
@@ -11,7 +12,12 @@ from django.utils import timezone
 from gallery.models import Image
 from generation.lora_models import Lora
 from studio.moderation.forms import AppealForm, ReportForm
-from studio.moderation.models import Notification, Removal, moderated_team_ids
+from studio.moderation.models import (
+    Notification,
+    Removal,
+    is_site_moderator,
+    moderated_team_ids,
+)
 from studio.moderation.removals import DecisionRefused, removal_appeal
 from studio.moderation.reports import ReportRefused, report_create
 from studio.permissions import can
@@ -29,10 +35,25 @@ def reportable(user, kind, pk):
         if lora is not None and (lora.is_public or can(user, "view", lora.team)):
             return lora
     elif kind == "user":
-        found = get_user_model().objects.filter(pk=pk, is_active=True).first()
+        found = visible_user(user, pk)
         if found is not None:
             return found
     raise Http404
+
+
+def visible_user(viewer, pk):
+    """A user the viewer already sees somewhere: a teammate, the maker of an image the
+    viewer may open, who added a public LoRA; site moderators see everyone. Anyone else is
+    a 404 like an id that doesn't exist, so ids can't be walked to list accounts."""
+    users = get_user_model().objects.filter(pk=pk, is_active=True)
+    if is_site_moderator(viewer):
+        return users.first()
+    seen = (
+        Q(memberships__team__memberships__user=viewer)
+        | Q(pk__in=Image.objects.visible_to(viewer).values("created_by"))
+        | Q(pk__in=Lora.objects.enabled().filter(is_public=True).values("created_by"))
+    )
+    return users.filter(seen).distinct().first()
 
 
 def subject_name(kind, subject):
