@@ -3,13 +3,17 @@ sweeper's actions, and gauges read from the database (and the broker) at each sc
 
 import ipaddress
 import os
+import socket
+import urllib.request
 import uuid
 
+from celery.signals import worker_ready
 from django.test import override_settings
 from prometheus_client.parser import text_string_to_metric_families
 
 from generation.models import JobStatus
 from studio.ops.metrics import SWEEPER_ACTIONS
+from studio.ops.signals import worker_metrics_serve
 from tests.base import StudioTestCase, make_job
 
 
@@ -141,3 +145,49 @@ class BrokerMetricsTests(StudioTestCase):
         messages = "studio_broker_queue_messages"
         self.assertEqual(found[(messages, frozenset({("queue", waiting)}))], 2)
         self.assertEqual(found[(messages, frozenset({("queue", empty)}))], 0)
+
+
+def free_port():
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+class WorkerMetricsServerTests(StudioTestCase):
+    """A Celery worker, once ready, serves its metrics on STUDIO_WORKER_METRICS_PORT."""
+
+    def test_off_unless_a_port_is_set(self):
+        with override_settings(STUDIO_WORKER_METRICS_PORT=None):
+            self.assertIn((worker_metrics_serve, None), worker_ready.send(sender=None))
+
+    def test_serves_the_workers_metrics_once_ready(self):
+        port = free_port()
+        SWEEPER_ACTIONS.labels(action="job_wake_ups").inc()
+        with override_settings(
+            STUDIO_WORKER_METRICS_PORT=port, STUDIO_WORKER_METRICS_ADDR="127.0.0.1"
+        ):
+            [(_, server)] = [
+                reply for reply in worker_ready.send(sender=None)
+                if reply[0] is worker_metrics_serve
+            ]
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as reply:
+                body = reply.read().decode()
+        finally:
+            server.shutdown()
+            server.server_close()
+        self.assertIn('studio_sweeper_actions_total{action="job_wake_ups"}', body)
+
+    def test_a_busy_port_is_logged_not_fatal(self):
+        with socket.socket() as taken:
+            taken.bind(("127.0.0.1", 0))
+            taken.listen()
+            port = taken.getsockname()[1]
+            with (
+                override_settings(
+                    STUDIO_WORKER_METRICS_PORT=port, STUDIO_WORKER_METRICS_ADDR="127.0.0.1"
+                ),
+                self.assertLogs("studio.ops.signals", "ERROR") as logs,
+            ):
+                self.assertIsNone(worker_metrics_serve())
+        self.assertIn("STUDIO_WORKER_METRICS_PORT", logs.output[0])

@@ -17,11 +17,12 @@ _task_log_contexts = {}
 
 @worker_ready.connect
 def worker_metrics_serve(**kwargs):
+    """The HTTP server now serving this process's metrics, or None."""
     port = settings.STUDIO_WORKER_METRICS_PORT
     if port is None:
-        return
+        return None
     try:
-        start_http_server(port, addr=settings.STUDIO_WORKER_METRICS_ADDR)
+        server, _thread = start_http_server(port, addr=settings.STUDIO_WORKER_METRICS_ADDR)
     except OSError:
         # Metrics are not worth stopping the worker for; the log says what to fix.
         logger.exception(
@@ -30,10 +31,11 @@ def worker_metrics_serve(**kwargs):
             settings.STUDIO_WORKER_METRICS_ADDR,
             port,
         )
-        return
+        return None
     logger.info(
         "Worker metrics on http://%s:%d/metrics", settings.STUDIO_WORKER_METRICS_ADDR, port
     )
+    return server
 
 
 @task_prerun.connect
