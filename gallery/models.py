@@ -111,6 +111,9 @@ class Image(models.Model):
     )
     # The secret of its "anyone with the link" URL; made the first time it is shared so.
     share_token = models.CharField(max_length=64, unique=True, null=True, blank=True)
+    # Whether its link hands out the recipe too (prompt, parameters, the PNG with them
+    # embedded); off, the link shows the picture only. The editors choose, per image.
+    share_recipe = models.BooleanField("link shows the prompt and parameters", default=False)
     created_at = models.DateTimeField(default=timezone.now, db_index=True)
     # Team review (gallery.review): editors approve or reject; comments are ImageComments.
     review_status = models.CharField(
@@ -190,6 +193,11 @@ class Image(models.Model):
             and self.moderation_status != ModerationStatus.FAILED
             and (self.visibility == Visibility.UNLISTED or self.is_public())
         )
+
+    def link_shows_recipe(self):
+        """Whether its link shows the prompt and parameters: where its editors chose so,
+        and once it is public (its own page shows them to everyone then)."""
+        return self.share_recipe or self.is_public()
 
     def share_url(self):
         return reverse("image_shared", args=[self.share_token]) if self.share_token else ""

@@ -79,3 +79,13 @@ def image_share_link_reset(*, image, user):
     image.share_token = share_token()
     image.save(update_fields=["share_token"])
     return image
+
+
+def image_share_recipe_set(*, image, user, share_recipe):
+    """Whether the image's secret link shows its prompt and parameters (and serves the PNG
+    with them embedded) or the picture only."""
+    if not can(user, "generate", image.project):
+        raise PermissionDenied("Only the project's editors may change who sees its images.")
+    image.share_recipe = share_recipe
+    image.save(update_fields=["share_recipe"])
+    return image

@@ -19,6 +19,9 @@ urlpatterns = [
     ),
     path("images/<int:image_id>/visibility/", views.image_visibility, name="image_visibility"),
     path("images/<int:image_id>/share-link/", views.image_share_reset, name="image_share_reset"),
+    path(
+        "images/<int:image_id>/share-recipe/", views.image_share_recipe, name="image_share_recipe"
+    ),
     # Secret links: anyone who has one sees the image while it is shared by link.
     path("shared/<str:token>/", views.image_shared, name="image_shared"),
     path("shared/<str:token>/file/", views.image_shared_file, name="image_shared_file"),

@@ -27,6 +27,7 @@ from gallery.sharing import (
     VisibilityRefused,
     image_set_visibility,
     image_share_link_reset,
+    image_share_recipe_set,
     pending_publish_request,
     public_refusal,
     publishing_needs_approval,
@@ -132,6 +133,18 @@ def shared_urls(image):
     }
 
 
+def shared_file_response(image, *, download=False):
+    """The original through its link: with its embedded parameters only where the link
+    shows the recipe, else rebuilt from its pixels."""
+    if image.link_shows_recipe():
+        return file_response(image, download=download)
+    response = HttpResponse(png_without_metadata(image), content_type="image/png")
+    response["Cache-Control"] = "private, max-age=3600"
+    if download:
+        response["Content-Disposition"] = f'attachment; filename="image-{image.pk}.png"'
+    return response
+
+
 def sharing_context(request, image, error=""):
     """The "Who can see it" panel: the image's project members see it, editors change it."""
     user = request.user
@@ -159,6 +172,8 @@ def detail_context(request, image, *, shared=False):
         "image": image,
         "job": image.job,
         "shared": shared,
+        # Through a link that shows the picture only: no prompt, parameters or recipe.
+        "recipe_hidden": shared and not image.link_shows_recipe(),
         "is_member": is_member,
         "urls": shared_urls(image) if shared else member_urls(image),
         "may_generate": may_generate,
@@ -277,6 +292,20 @@ def image_share_reset(request, image_id):
     return sharing_response(request, image)
 
 
+@login_required
+@require_POST
+def image_share_recipe(request, image_id):
+    """Editors choose whether the secret link shows the prompt and parameters too."""
+    image = editable_image(request, image_id)
+    image_share_recipe_set(
+        image=image, user=request.user, share_recipe=request.POST.get("share_recipe") == "on"
+    )
+    if not request.htmx:
+        messages.success(request, "The link shows its prompt and parameters." if
+                         image.share_recipe else "The link shows the picture only.")
+    return sharing_response(request, image)
+
+
 # -- Secret-link URLs (anyone with the link, signed in or not) ---------------------------
 
 
@@ -289,7 +318,7 @@ def image_shared(request, image):
 @require_GET
 @shared_image
 def image_shared_file(request, image):
-    return file_response(image, download=bool(request.GET.get("download")))
+    return shared_file_response(image, download=bool(request.GET.get("download")))
 
 
 @require_GET

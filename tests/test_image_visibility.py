@@ -331,7 +331,6 @@ class SharedPageTestCase(VisibilityTestCase):
         token = self.image.share_token
         self.assertContains(response, f'src="/shared/{token}/file/"')
         self.assertContains(response, f'href="/shared/{token}/file/?download=1"')
-        self.assertContains(response, f'href="/shared/{token}/download/clean/"')
         self.assertContains(response, '<meta name="robots" content="noindex">')
         for private in (
             self.project.get_absolute_url(),
