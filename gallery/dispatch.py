@@ -1,20 +1,17 @@
-"""Where gallery work goes once committed: the CPU Celery queue, or the in-process worker."""
+"""Where gallery work goes once committed: the CPU queue (studio.dispatch)."""
 
 import threading
 
 from django.conf import settings
 from django.utils import timezone
 
+from studio.dispatch import send
+
 
 def enqueue_thumbnails(image_id):
     from gallery.tasks import make_thumbnails
 
-    if settings.CELERY_BROKER_URL:
-        make_thumbnails.apply_async(args=[image_id], queue=settings.STUDIO_CPU_QUEUE)
-    else:
-        from studio import embedded_worker
-
-        embedded_worker.submit_cpu_task(make_thumbnails, image_id)
+    send(make_thumbnails, image_id, queue=settings.STUDIO_CPU_QUEUE)
 
 
 # The embedded mode's purge timer: one per process, armed for the earliest undo window to
@@ -45,17 +42,15 @@ def schedule_purge(when):
 def _submit_purge():
     global _purge_timer
     from gallery.tasks import purge_deleted_images
-    from studio import embedded_worker
 
     with _purge_lock:
         _purge_timer = None
-    embedded_worker.submit_cpu_task(purge_deleted_images)
+    send(purge_deleted_images, queue=settings.STUDIO_CPU_QUEUE)
 
 
 def resume_purge():
     """Embedded mode, at start: purge what came due while the server was down, and arm
     the timer for the rest."""
     from gallery.tasks import purge_deleted_images
-    from studio import embedded_worker
 
-    embedded_worker.submit_cpu_task(purge_deleted_images)
+    send(purge_deleted_images, queue=settings.STUDIO_CPU_QUEUE)

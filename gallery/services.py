@@ -208,5 +208,6 @@ def image_create_from_generation(*, job, pil_image, result):
 
 
 def image_thumbnails_schedule(*, image):
-    """Thumbnails are made on the CPU queue once the image's row is committed."""
-    transaction.on_commit(partial(enqueue_thumbnails, image.pk))
+    """Thumbnails are made on the CPU queue once the image's row is committed. Robust: an
+    unreachable broker skips none of the image's other hooks (the sweeper sends it again)."""
+    transaction.on_commit(partial(enqueue_thumbnails, image.pk), robust=True)

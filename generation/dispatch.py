@@ -1,25 +1,18 @@
-"""Where a job goes once committed: a Celery queue, or the in-process worker."""
+"""Where generation work goes once committed (studio.dispatch: a queue or the embedded
+worker). A message only wakes a worker: it runs whichever job is fairest then."""
 
 from django.conf import settings
 
+from studio.dispatch import send
+
 
 def enqueue_generation(job_id):
-    if settings.CELERY_BROKER_URL:
-        from generation.tasks import run_generation_job
+    from generation.tasks import run_generation_job
 
-        run_generation_job.apply_async(args=[job_id], queue=settings.STUDIO_GPU_QUEUE)
-    else:
-        from studio import embedded_worker
-
-        embedded_worker.submit_generation(job_id)
+    send(run_generation_job, job_id, queue=settings.STUDIO_GPU_QUEUE)
 
 
 def enqueue_training(run_id):
-    if settings.CELERY_BROKER_URL:
-        from generation.tasks import run_training
+    from generation.tasks import run_training
 
-        run_training.apply_async(args=[run_id], queue=settings.STUDIO_TRAIN_QUEUE)
-    else:
-        from studio import embedded_worker
-
-        embedded_worker.submit_training(run_id)
+    send(run_training, run_id, queue=settings.STUDIO_TRAIN_QUEUE)

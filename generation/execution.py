@@ -4,20 +4,16 @@ import base64
 import dataclasses
 import io
 import logging
-import os
-import socket
 import threading
-from datetime import timedelta
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import F, Q
-from django.utils import timezone
 from PIL import Image as PILImage
 from PIL import ImageFilter
 
 from gallery.services import image_create_from_generation
 from generation.embedding_services import job_embedding_refs
+from generation.leases import TRANSIENT_ERRORS, claim
 from generation.lora_services import job_lora_refs
 from generation.lora_syntax import prompt_without_lora_tags
 from generation.models import GenerationJob, JobMode, JobStatus
@@ -31,6 +27,7 @@ from gpu_workers.requests import (
     IPAdapterRef,
 )
 from gpu_workers.runner import generate_all
+from studio.ops.logging import log_context
 from studio.quotas.charging import usage_charge
 from studio.realtime.events import publish
 
@@ -40,95 +37,31 @@ OUTPAINT_SEAM = 8  # pixels of the source redrawn along each extended side
 OUTPAINT_BACKGROUND_BLUR = 16
 
 
-def lease_deadline():
-    return timezone.now() + timedelta(seconds=settings.STUDIO_JOB_LEASE_S)
-
-
-def job_claim_next(job_id):
-    """Claim the job to run for the message of `job_id`; its id, or None when none is left.
-
-    The message's own job first if its worker died (lapsed lease) so it is not overtaken
-    again, otherwise the queued job whose turn it is (generation.queue).
-    """
-    if job_claim(job_id, lapsed_only=True):
-        return job_id
+def job_claim_next():
+    """Claim the queued job whose turn it is (generation.queue); its Hold, or None when no
+    job is left. A message names no job of its own: it only says one is waiting."""
     for candidate in service_order():
-        if job_claim(candidate):
-            return candidate
-    return None
-
-
-def job_claim(job_id, *, lapsed_only=False):
-    """Take the job: queued, or running on a worker whose lease lapsed (it died).
-
-    One conditional UPDATE, so two deliveries of one message never both run it.
-    """
-    claimable = Q(status=JobStatus.RUNNING, lease_expires_at__lt=timezone.now())
-    if not lapsed_only:
-        claimable |= Q(status=JobStatus.QUEUED)
-    claimed = GenerationJob.objects.filter(
-        claimable, pk=job_id, attempts__lt=settings.STUDIO_JOB_MAX_ATTEMPTS
-    ).update(
-        status=JobStatus.RUNNING,
-        attempts=F("attempts") + 1,
-        started_at=timezone.now(),
-        progress_step=0,
-        lease_expires_at=lease_deadline(),
-        worker=worker_name(),
-    )
-    return claimed == 1
-
-
-def worker_name():
-    return f"{socket.gethostname()}:{os.getpid()}"
-
-
-def lease_seconds_left(job_id):
-    """For a job running on another worker: seconds until its lease lapses (at least 1)."""
-    lease = (
-        GenerationJob.objects.filter(pk=job_id, status=JobStatus.RUNNING)
-        .values_list("lease_expires_at", flat=True)
-        .first()
-    )
-    if lease is None:
-        return None
-    return max(1.0, (lease - timezone.now()).total_seconds() + 1)
-
-
-def job_fail_if_worn_out(job_id):
-    """A job whose workers kept dying is failed rather than retried forever."""
-    worn_out = GenerationJob.objects.filter(
-        pk=job_id,
-        status=JobStatus.RUNNING,
-        lease_expires_at__lt=timezone.now(),
-        attempts__gte=settings.STUDIO_JOB_MAX_ATTEMPTS,
-    ).select_related("project")
-    for job in worn_out:
-        job_mark_ended(
-            job,
-            JobStatus.FAILED,
-            f"The worker stopped during each of {job.attempts} attempts; giving up. Retry "
-            "with a smaller size or fewer steps, or ask an admin to check the GPU workers.",
-        )
-        publish(job.project.events_group(), job.event_payload(type="job.failed", error=job.error))
+        hold = claim(GenerationJob, candidate)
+        if hold is not None:
+            return candidate, hold
+    return None, None
 
 
 def job_execute(*, job_id):
-    """Run the job whose turn it is for the message of `job_id`.
+    """Run the job whose turn it is, woken by the message of `job_id`.
 
-    Returns None, or seconds after which to look again: the message's own job is running
-    on another worker whose lease is live. Should that worker die, this message takes the
-    job over once the lease lapses, whatever the broker's visibility timeout.
+    A database that becomes unreachable midway raises (the task retries later); the job
+    is never marked failed for it: its lease lapses and the sweeper queues it again.
     """
-    claimed_id = job_claim_next(job_id)
+    claimed_id, hold = job_claim_next()
     if claimed_id is None:
-        job_fail_if_worn_out(job_id)
-        lease_left = lease_seconds_left(job_id)
-        logger.info(
-            "No job to claim for the message of job %s%s", job_id,
-            f"; it runs elsewhere, looking again in {lease_left:.0f} s" if lease_left else "",
-        )
-        return lease_left
+        logger.info("No queued job left for the message of job %s", job_id)
+        return
+    with log_context(job_id=claimed_id):
+        job_run(claimed_id, hold)
+
+
+def job_run(job_id, hold):
     job = GenerationJob.objects.select_related(
         "project",
         "model",
@@ -138,28 +71,24 @@ def job_execute(*, job_id):
         "control_image",
         "ip_adapter_model",
         "ip_adapter_image",
-    ).get(pk=claimed_id)
+    ).get(pk=job_id)
     group = job.project.events_group()
     publish(group, job.event_payload(type="job.started"))
     publish_queue_positions()
 
     previews = {}
     cancel = threading.Event()
-    # This attempt's hold on the job. Should its lease lapse anyway (a stalled worker) and
-    # another attempt take the job over, every write below finds nothing and this attempt
-    # stops: a job is finished, its images saved and its end announced exactly once.
-    held = GenerationJob.objects.filter(
-        pk=job.pk, status=JobStatus.RUNNING, attempts=job.attempts
-    )
 
-    def renew_lease(**fields):
-        """Renew the lease (and write `fields`) in one update. True while this attempt holds
-        the job; stops the run on a cancel request."""
-        if not held.update(lease_expires_at=lease_deadline(), **fields):
+    def keep(renewed):
+        """Stop the run once another attempt holds the job or its owner asked to cancel.
+        Should the lease lapse anyway (a stalled worker) and the job be taken over, every
+        write finds nothing: a job is finished, its images saved and its end announced
+        exactly once."""
+        if not renewed:
             logger.warning("Job %s was taken over by another attempt; stopping", job.pk)
             cancel.set()
             return False
-        if held.filter(cancel_requested_at__isnull=False).exists():
+        if hold.cancel_requested():
             cancel.set()
         return True
 
@@ -172,7 +101,7 @@ def job_execute(*, job_id):
         def on_step(step, total):
             step += steps_before
             job.progress_step = step
-            if not renew_lease(progress_step=step):
+            if not keep(hold.worked_on(progress_step=step)):
                 return
             event = job.event_payload(type="job.progress", step=step)
             # The engine sends a step's preview just before the step, about 4 per second.
@@ -185,7 +114,7 @@ def job_execute(*, job_id):
             "on_preview": on_preview,
             "should_cancel": cancel.is_set,
             # Loading a model or waiting for a batch can outlast the lease: renew it.
-            "on_wait": renew_lease,
+            "on_wait": lambda: keep(hold.renew()),
             "wait_interval_s": settings.STUDIO_JOB_LEASE_S / 4,
         }
 
@@ -193,8 +122,8 @@ def job_execute(*, job_id):
 
     def end(status, error=""):
         """Record how the job ended, if this attempt still holds it."""
-        job.status, job.error, job.finished_at = status, error, timezone.now()
-        ended = held.update(status=status, error=error, finished_at=job.finished_at)
+        job.status, job.error = status, error
+        ended = hold.end(status, error=error)
         if ended:
             usage_charge(job=job, passes=passes)
         return ended
@@ -210,7 +139,7 @@ def job_execute(*, job_id):
         with transaction.atomic():
             if not end(JobStatus.FINISHED):
                 logger.warning("Job %s was taken over by another attempt; result dropped", job.pk)
-                return None
+                return
             images = [
                 image_create_from_generation(job=job, pil_image=pil_image, result=result)
                 for result in results
@@ -219,12 +148,14 @@ def job_execute(*, job_id):
     except GenerationCanceled as canceled:
         if end(JobStatus.CANCELED, str(canceled)):
             publish(group, job.event_payload(type="job.canceled"))
-        return None
+        return
+    except TRANSIENT_ERRORS:
+        raise
     except Exception as error:
         logger.exception("Job %s failed", job.pk)
         if end(JobStatus.FAILED, failure_reason(error)):
             publish(group, job.event_payload(type="job.failed", error=job.error))
-        return None
+        return
     publish(
         group,
         job.event_payload(
@@ -232,7 +163,6 @@ def job_execute(*, job_id):
             images=[image.event_payload() for image in images],
         ),
     )
-    return None
 
 
 def generation_requests(job):
@@ -393,17 +323,11 @@ def preview_data_url(image):
     return "data:image/jpeg;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
-def job_mark_ended(job, status, error):
-    job.status = status
-    job.error = error
-    job.finished_at = timezone.now()
-    job.save(update_fields=["status", "error", "finished_at"])
-
-
 def failure_reason(error):
     """A message a user can act on, naming no server path; the traceback stays in the
     worker's log."""
-    from generation.failures import error_summary, storage_is_full
+    from generation.failures import error_summary
+    from studio.storage import storage_is_full
 
     if storage_is_full(error):
         return (

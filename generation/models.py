@@ -352,9 +352,12 @@ class GenerationJob(models.Model):
     # Set when the owner cancels a running job; the worker stops at its next step.
     cancel_requested_at = models.DateTimeField(null=True, blank=True)
     progress_step = models.PositiveIntegerField(default=0)
+    # Attempts that did work (reached a step), and times a worker claimed the job
+    # (generation.leases).
     attempts = models.PositiveIntegerField(default=0)
+    claims = models.PositiveIntegerField(default=0)
     # Renewed at every step by the worker running the job; once it lapses, the worker is
-    # presumed dead and a redelivered message may claim the job again.
+    # presumed dead and the sweeper queues the job again.
     lease_expires_at = models.DateTimeField(null=True, blank=True)
     worker = models.CharField(max_length=200, blank=True)
     error = models.TextField(blank=True)

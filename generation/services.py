@@ -187,13 +187,8 @@ def job_dispatch(job):
     try:
         enqueue_generation(job.pk)
     except Exception:
-        logger.exception("Could not enqueue job %s", job.pk)
-        job.status = JobStatus.FAILED
-        job.error = "The job queue could not be reached, so this job was not started. Retry it."
-        job.finished_at = timezone.now()
-        job.save(update_fields=["status", "error", "finished_at"])
-        publish(job.project.events_group(), job.event_payload(type="job.failed", error=job.error))
-        return
+        # It stays queued: the sweeper sends its message once the broker is back.
+        logger.exception("Could not enqueue job %s; the sweeper will", job.pk)
     publish(
         job.project.events_group(),
         job.event_payload(type="job.queued", position=job.queue_position()),
@@ -233,6 +228,18 @@ def job_cancel(*, job, user):
         job.refresh_from_db()
         publish(job.project.events_group(), job.event_payload(type="job.canceled"))
         publish_queue_positions()
+        return True
+    # Running on a worker that died (its lease lapsed): nobody would read the flag below.
+    if GenerationJob.objects.filter(
+        pk=job.pk, status=JobStatus.RUNNING, lease_expires_at__lt=now
+    ).update(
+        status=JobStatus.CANCELED,
+        cancel_requested_at=now,
+        error=f"Canceled by {user.get_username()}; its worker had stopped.",
+        finished_at=now,
+    ):
+        job.refresh_from_db()
+        publish(job.project.events_group(), job.event_payload(type="job.canceled"))
         return True
     # Running (or just claimed): the worker checks this flag after every step.
     return bool(

@@ -6,36 +6,46 @@ from celery import shared_task
 from celery.signals import worker_ready, worker_shutdown
 from celery.worker.control import inspect_command
 
+from generation.leases import TRANSIENT_ERRORS
 from studio.storage import uncommitted_files_removed
 
 logger = logging.getLogger(__name__)
 
 
-@shared_task(name="generation.tasks.run_generation_job", acks_late=True, bind=True)
-def run_generation_job(self, job_id):
+# A database that can't be reached now is waited out with backoff; the message is never
+# acked as done for it. The sweeper covers the rest.
+TRANSIENT = {
+    "autoretry_for": TRANSIENT_ERRORS,
+    "retry_backoff": 2,
+    "retry_backoff_max": 60,
+    "max_retries": None,
+}
+
+
+@shared_task(name="generation.tasks.run_generation_job", acks_late=True, **TRANSIENT)
+def run_generation_job(job_id):
     # Imported here so web nodes, which only enqueue, never import torch.
     from generation.execution import job_execute
 
     # An image's file goes with its row should the job's transaction roll back.
     with uncommitted_files_removed():
-        look_again_in = job_execute(job_id=job_id)
-    # The job runs on another worker: keep a message for it until it ends, so that if that
-    # worker dies the job is taken over once its lease lapses. (The embedded worker is one
-    # process: nothing else can die under it.)
-    if look_again_in and not self.request.called_directly:
-        raise self.retry(countdown=look_again_in, max_retries=None)
+        job_execute(job_id=job_id)
 
 
-@shared_task(name="generation.tasks.run_training", acks_late=True, bind=True)
-def run_training(self, run_id):
+@shared_task(name="generation.tasks.run_training", acks_late=True, **TRANSIENT)
+def run_training(run_id):
     # Imported here so web nodes, which only enqueue, never import torch.
     from generation.training_execution import training_execute
 
-    look_again_in = training_execute(run_id=run_id)
-    # As for generation jobs: while the run is on another worker, keep a message for it, so
-    # that it is taken over should that worker die.
-    if look_again_in and not self.request.called_directly:
-        raise self.retry(countdown=look_again_in, max_retries=None)
+    training_execute(run_id=run_id)
+
+
+@shared_task(name="generation.tasks.sweep", acks_late=True)
+def sweep():
+    """Celery beat runs this every STUDIO_SWEEP_INTERVAL_S (generation.sweeper)."""
+    from generation.sweeper import sweep as sweep_once
+
+    sweep_once()
 
 
 def preload_sources():

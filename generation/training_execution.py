@@ -4,18 +4,15 @@ import base64
 import io
 import logging
 import shutil
-from datetime import timedelta
 from pathlib import Path
 
-from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.files.base import ContentFile
 from django.core.files.uploadedfile import UploadedFile
-from django.db.models import F, Q
 from django.utils import timezone
 from PIL import Image as PILImage
 
-from generation.execution import worker_name
+from generation.leases import TRANSIENT_ERRORS, claim, worker_name
 from generation.lora_services import check_lora_upload, lora_create, unused_name
 from generation.models import JobStatus
 from generation.training_models import TrainingRun, TrainingSample, thin_losses
@@ -26,6 +23,7 @@ from gpu_workers.training_plan import (
     TrainingImage,
     TrainingRequest,
 )
+from studio.ops.logging import log_context
 from studio.quotas.charging import training_usage_charge
 from studio.realtime.events import publish
 
@@ -36,71 +34,34 @@ SAMPLE_EVENT_SIDE = 256  # samples travel in events as JPEGs at most this large
 BASE_MODEL_VERSIONS = {"sd15": "sd_v1", "sd2": "sd_v2", "sdxl": "sdxl_base_v1-0"}
 
 
-def lease_deadline():
-    return timezone.now() + timedelta(seconds=settings.STUDIO_JOB_LEASE_S)
-
-
 def training_claim(run_id):
-    """Take the run: queued, or running on a worker whose lease lapsed (it died). One
-    conditional UPDATE, so a redelivered message never runs it twice."""
-    claimable = Q(status=JobStatus.QUEUED) | Q(
-        status=JobStatus.RUNNING, lease_expires_at__lt=timezone.now()
-    )
-    return TrainingRun.objects.filter(
-        claimable, pk=run_id, attempts__lt=settings.STUDIO_JOB_MAX_ATTEMPTS
-    ).update(
-        status=JobStatus.RUNNING,
-        attempts=F("attempts") + 1,
-        started_at=timezone.now(),
-        progress_step=0,
-        losses=[],
-        lease_expires_at=lease_deadline(),
-        worker=worker_name(),
-    ) == 1
-
-
-def training_fail_if_worn_out(run_id):
-    """A run whose workers kept dying is failed rather than retried forever."""
-    worn_out = TrainingRun.objects.filter(
-        pk=run_id,
-        status=JobStatus.RUNNING,
-        lease_expires_at__lt=timezone.now(),
-        attempts__gte=settings.STUDIO_JOB_MAX_ATTEMPTS,
-    )
-    error = (
-        f"The worker stopped during each of {settings.STUDIO_JOB_MAX_ATTEMPTS} attempts; giving "
-        "up. Try a lower resolution or batch size, or ask an admin to check the training "
-        "workers."
-    )
-    worn_out.update(status=JobStatus.FAILED, error=error, finished_at=timezone.now())
-
-
-def lease_seconds_left(run_id):
-    """For a run on another worker: seconds until its lease lapses (at least 1), or None."""
-    lease = (
-        TrainingRun.objects.filter(pk=run_id, status=JobStatus.RUNNING)
-        .values_list("lease_expires_at", flat=True)
-        .first()
-    )
-    if lease is None:
-        return None
-    return max(1.0, (lease - timezone.now()).total_seconds() + 1)
+    """Claim the run of the message `run_id`, or else the oldest queued run (a message only
+    says a run is waiting: the sweeper sends one for a run whose message was lost).
+    (run id, Hold), or (None, None) when none is queued."""
+    candidates = TrainingRun.objects.filter(status=JobStatus.QUEUED).order_by("created_at", "id")
+    for candidate in [run_id, *candidates.values_list("pk", flat=True)[:20]]:
+        hold = claim(TrainingRun, candidate, losses=[])
+        if hold is not None:
+            return candidate, hold
+    return None, None
 
 
 def training_execute(*, run_id):
-    """Run the training run `run_id` if it is this message's to run; idempotent.
+    """Run a queued training run, woken by the message of `run_id`; idempotent.
 
-    Returns None, or seconds after which to look again: the run is on another worker whose
-    lease is live. Should that worker die, this message takes the run over (from its first
-    step) once the lease lapses.
+    A database that becomes unreachable midway raises (the task retries later); the run is
+    never failed for it: its lease lapses and the sweeper queues it again.
     """
-    if not training_claim(run_id):
-        training_fail_if_worn_out(run_id)
-        look_again_in = lease_seconds_left(run_id)
-        logger.info("Training run %s is not queued%s", run_id,
-                    f"; it runs elsewhere, looking again in {look_again_in:.0f} s"
-                    if look_again_in else ": nothing to do")
-        return look_again_in
+    claimed_id, hold = training_claim(run_id)
+    if claimed_id is None:
+        logger.info("No queued training run left for the message of run %s", run_id)
+        return
+    with log_context(run_id=claimed_id):
+        training_run(claimed_id, hold)
+        training_usage_charge(run_id=claimed_id)
+
+
+def training_run(run_id, hold):
     from gpu_workers.training import train_dreambooth_lora
 
     run = TrainingRun.objects.select_related(
@@ -110,30 +71,26 @@ def training_execute(*, run_id):
         sample.file.delete(save=False)
         sample.delete()
     group = run.project.events_group()
-    held = TrainingRun.objects.filter(pk=run.pk, status=JobStatus.RUNNING, attempts=run.attempts)
     log_lines = [run.log] if run.log else []
     losses = []
     canceled = [False]
 
-    def keep(**fields):
-        """Renew the lease (writing `fields`); notes a cancel request or a lost hold."""
-        if not held.update(lease_expires_at=lease_deadline(), **fields):
-            canceled[0] = True  # another attempt took the run over
-            return
-        if held.filter(cancel_requested_at__isnull=False).exists():
+    def keep(renewed):
+        """Notes a cancel request or a lost hold (another attempt took the run over)."""
+        if not renewed or hold.cancel_requested():
             canceled[0] = True
 
     def on_log(line):
         stamped = f"[{timezone.now():%H:%M:%S}] {line}"
         log_lines.append(stamped)
-        keep(log="\n".join(log_lines))
+        keep(hold.renew(log="\n".join(log_lines)))
         publish(group, run.event_payload(type="training.log", line=stamped))
 
     def on_step(step, total, loss):
         nonlocal losses
         losses = thin_losses([*losses, [step, round(loss, 5)]])
         run.progress_step = step
-        keep(progress_step=step, losses=losses)
+        keep(hold.worked_on(progress_step=step, losses=losses))
         publish(group, run.event_payload(type="training.progress", loss=loss))
 
     def on_sample(step, image):
@@ -150,7 +107,7 @@ def training_execute(*, run_id):
             ),
         )
 
-    on_log(f"Attempt {run.attempts} on {worker_name()}.")
+    on_log(f"Attempt {run.attempts + 1} on {worker_name()}.")
     publish(group, run.event_payload(type="training.started"))
     try:
         result = train_dreambooth_lora(
@@ -165,9 +122,8 @@ def training_execute(*, run_id):
         finally:
             shutil.rmtree(Path(result.lora_path).parent, ignore_errors=True)
         on_log(f"Added “{lora.name}” to {run.subject.team.name}'s LoRA library.")
-        finished = held.update(
-            status=JobStatus.FINISHED,
-            finished_at=timezone.now(),
+        finished = hold.end(
+            JobStatus.FINISHED,
             lora=lora,
             evaluation_loss_before=result.evaluation_loss_before,
             evaluation_loss_after=result.evaluation_loss_after,
@@ -184,17 +140,18 @@ def training_execute(*, run_id):
         )
     except TrainingCanceled as stop:
         on_log(str(stop))
-        if held.update(status=JobStatus.CANCELED, finished_at=timezone.now(), error=str(stop)):
+        if hold.end(JobStatus.CANCELED, error=str(stop)):
             run.status = JobStatus.CANCELED
             publish(group, run.event_payload(type="training.canceled"))
+    except TRANSIENT_ERRORS:
+        raise
     except Exception as error:
         logger.exception("Training run %s failed", run.pk)
         reason = failure_reason(error)
         on_log(f"Failed: {reason}")
-        if held.update(status=JobStatus.FAILED, finished_at=timezone.now(), error=reason):
+        if hold.end(JobStatus.FAILED, error=reason):
             run.status = JobStatus.FAILED
             publish(group, run.event_payload(type="training.failed", error=reason))
-    training_usage_charge(run_id=run.pk)
 
 
 def training_request(run):
@@ -281,7 +238,8 @@ def jpeg_data_url(image):
 def failure_reason(error):
     """A message a user can act on, naming no server path; the traceback stays in the
     worker's log."""
-    from generation.failures import error_summary, paths_hidden, storage_is_full
+    from generation.failures import error_summary, paths_hidden
+    from studio.storage import storage_is_full
 
     if storage_is_full(error):
         return (

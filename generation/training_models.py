@@ -64,7 +64,9 @@ class TrainingRun(models.Model):
     evaluation_loss_before = models.FloatField(null=True, blank=True)
     evaluation_loss_after = models.FloatField(null=True, blank=True)
     log = models.TextField(blank=True)  # kept whatever the outcome
+    # As a generation job's (generation.leases).
     attempts = models.PositiveIntegerField(default=0)
+    claims = models.PositiveIntegerField(default=0)
     lease_expires_at = models.DateTimeField(null=True, blank=True)
     worker = models.CharField(max_length=200, blank=True)
     error = models.TextField(blank=True)

@@ -94,15 +94,23 @@ def training_run_cancel(*, run, user):
     if not run.may_cancel(user):
         raise PermissionDenied("Only its author or a project admin may cancel this run.")
     now = timezone.now()
-    queued = TrainingRun.objects.filter(pk=run.pk, status=JobStatus.QUEUED).update(
+    ended = TrainingRun.objects.filter(pk=run.pk, status=JobStatus.QUEUED).update(
         status=JobStatus.CANCELED, cancel_requested_at=now, finished_at=now,
         error="Canceled before it started.",
     )
-    if not queued:
+    if not ended:
+        # A run whose worker died (lease lapsed) ends now: nobody would read the flag.
+        ended = TrainingRun.objects.filter(
+            pk=run.pk, status=JobStatus.RUNNING, lease_expires_at__lt=now
+        ).update(
+            status=JobStatus.CANCELED, cancel_requested_at=now, finished_at=now,
+            error="Canceled; its worker had stopped.",
+        )
+    if not ended:
         TrainingRun.objects.filter(pk=run.pk, status=JobStatus.RUNNING).update(
             cancel_requested_at=now
         )
     run.refresh_from_db()
-    if queued:
+    if ended:
         publish(run.project.events_group(), run.event_payload(type="training.canceled"))
     return run

@@ -22,6 +22,7 @@ application = ProtocolTypeRouter(
 )
 
 if not settings.CELERY_BROKER_URL:
-    # Embedded mode: pick up what a previous run of the server left unfinished.
-    embedded_worker.resume_unfinished_jobs_soon()
+    # Embedded mode: the sweeper picks up what a previous run of the server left
+    # unfinished, then keeps every queued job dispatched (generation.sweeper).
+    embedded_worker.start_sweeper()
     gallery_dispatch.resume_purge()

@@ -1,6 +1,12 @@
-"""The embedded mode's worker: the same task code, run in one thread of the web process."""
+"""The embedded mode's worker: the same task code, run in threads of the web process.
+
+One thread pool per kind of Celery worker: generation (as wide as the engine batches, like
+a GPU worker's thread pool), training (one run at a time) and CPU work (thumbnails, scans,
+purges, the sweeper), so none waits behind another.
+"""
 
 import logging
+import threading
 from concurrent.futures import ThreadPoolExecutor
 
 from django.conf import settings
@@ -8,33 +14,28 @@ from django.db import close_old_connections
 
 logger = logging.getLogger(__name__)
 
-# As many threads as the engine batches, like a Celery GPU worker's thread pool.
-_executor = ThreadPoolExecutor(
+_generation = ThreadPoolExecutor(
     max_workers=settings.STUDIO_MAX_BATCH, thread_name_prefix="embedded-worker"
 )
+_training = ThreadPoolExecutor(max_workers=1, thread_name_prefix="embedded-train")
+_cpu = ThreadPoolExecutor(max_workers=1, thread_name_prefix="embedded-cpu")
+
+# Submitted tasks not started yet, per pool: what `waiting` tells the sweeper.
+_not_started = {}
+_not_started_lock = threading.Lock()
 
 
-def _run(job_id):
-    from generation.tasks import run_generation_job
-
-    close_old_connections()
-    try:
-        run_generation_job.run(job_id)
-    except Exception:
-        logger.exception("Generation job %s crashed in the embedded worker", job_id)
-    finally:
-        close_old_connections()
+def _pool(queue):
+    if queue == settings.STUDIO_GPU_QUEUE:
+        return _generation
+    if queue == settings.STUDIO_TRAIN_QUEUE:
+        return _training
+    return _cpu
 
 
-def submit_generation(job_id):
-    return _executor.submit(_run, job_id)
-
-
-# CPU tasks (thumbnails): one thread of their own, so they never wait behind generation.
-_cpu_executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="embedded-cpu")
-
-
-def _run_task(task, args):
+def _run_task(pool, task, args):
+    with _not_started_lock:
+        _not_started[pool] -= 1
     close_old_connections()
     try:
         task.run(*args)
@@ -44,38 +45,49 @@ def _run_task(task, args):
         close_old_connections()
 
 
-def submit_cpu_task(task, *args):
-    """Run a Celery task's code in the CPU thread, as a `default` queue worker would."""
-    return _cpu_executor.submit(_run_task, task, args)
+def submit(queue, task, *args):
+    """Run a Celery task's code in the pool that stands for the workers of `queue`."""
+    pool = _pool(queue)
+    with _not_started_lock:
+        _not_started[pool] = _not_started.get(pool, 0) + 1
+    return pool.submit(_run_task, pool, task, args)
 
 
-# Training runs: one at a time in a thread of their own, beside generation, as a worker
-# consuming the `train` queue.
-_train_executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="embedded-train")
+def waiting(queue):
+    """Tasks submitted to `queue`'s pool that have not started."""
+    with _not_started_lock:
+        return _not_started.get(_pool(queue), 0)
 
 
-def submit_training(run_id):
-    from generation.tasks import run_training
-
-    return _train_executor.submit(_run_task, run_training, (run_id,))
+_sweeper = None
 
 
-def resume_unfinished_jobs():
-    """Requeue what a previous run of the server left queued or running."""
-    from generation.models import GenerationJob, JobStatus, TrainingRun
-
-    GenerationJob.objects.filter(status=JobStatus.RUNNING).update(status=JobStatus.QUEUED)
-    for job_id in GenerationJob.objects.queued().order_by("created_at", "id").values_list(
-        "pk", flat=True
-    ):
-        submit_generation(job_id)
-    # A run the server stopped in the middle starts again from its first step.
-    TrainingRun.objects.filter(status=JobStatus.RUNNING).update(status=JobStatus.QUEUED)
-    for run_id in TrainingRun.objects.filter(status=JobStatus.QUEUED).order_by(
-        "created_at", "id"
-    ).values_list("pk", flat=True):
-        submit_training(run_id)
+def start_sweeper():
+    """At start: requeue what a previous run of the server left running (nothing else could
+    be running it), then sweep every STUDIO_SWEEP_INTERVAL_S, as Celery beat does in the
+    distributed mode."""
+    global _sweeper
+    if _sweeper is not None:
+        return
+    _sweeper = threading.Thread(target=_sweep_forever, name="embedded-sweeper", daemon=True)
+    _sweeper.start()
 
 
-def resume_unfinished_jobs_soon():
-    _executor.submit(resume_unfinished_jobs)
+def _sweep_forever():
+    from generation.sweeper import sweep, sweep_after_restart
+
+    stop = threading.Event()
+    first = True
+    while True:
+        close_old_connections()
+        try:
+            if first:
+                sweep_after_restart()
+                first = False
+            sweep()
+        except Exception:
+            logger.exception("The sweeper failed; trying again in %s s",
+                             settings.STUDIO_SWEEP_INTERVAL_S)
+        finally:
+            close_old_connections()
+        stop.wait(settings.STUDIO_SWEEP_INTERVAL_S)

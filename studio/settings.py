@@ -196,6 +196,7 @@ CELERY_TASK_ROUTES = {
     "gallery.tasks.make_thumbnails": {"queue": STUDIO_CPU_QUEUE},
     "studio.moderation.tasks.scan_image": {"queue": STUDIO_MODERATION_QUEUE},
     "gallery.tasks.purge_deleted_images": {"queue": STUDIO_CPU_QUEUE},
+    "generation.tasks.sweep": {"queue": STUDIO_CPU_QUEUE},
 }
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
@@ -238,9 +239,23 @@ STUDIO_MAX_REQUEST_PIXELS = int(
 # LoRA files uploaded to a team's library (.safetensors only), and LoRAs stacked per job.
 STUDIO_MAX_LORA_BYTES = int(os.environ.get("STUDIO_MAX_LORA_BYTES", str(1024**3)))
 STUDIO_MAX_LORAS_PER_JOB = int(os.environ.get("STUDIO_MAX_LORAS_PER_JOB", "8"))
-# A running job's worker renews its lease at every step; a lapsed lease means it died.
-STUDIO_JOB_LEASE_S = float(os.environ.get("STUDIO_JOB_LEASE_S", "120"))
+# A running job's worker renews its lease at every step and every lease/4 s while a model
+# loads; a lapsed lease means it died, and the sweeper queues the job again.
+STUDIO_JOB_LEASE_S = float(os.environ.get("STUDIO_JOB_LEASE_S", "60"))
+# Attempts that did work before a job fails; claims also bound workers dying before a step.
 STUDIO_JOB_MAX_ATTEMPTS = int(os.environ.get("STUDIO_JOB_MAX_ATTEMPTS", "3"))
+STUDIO_JOB_MAX_CLAIMS = int(os.environ.get("STUDIO_JOB_MAX_CLAIMS", "10"))
+# The sweeper (generation.sweeper): Celery beat sends it to the CPU queue this often, or the
+# embedded mode's thread runs it. Lapsed leases are taken back within one interval.
+STUDIO_SWEEP_INTERVAL_S = float(os.environ.get("STUDIO_SWEEP_INTERVAL_S", "5"))
+CELERY_BEAT_SCHEDULE = {
+    "sweep": {
+        "task": "generation.tasks.sweep",
+        "schedule": STUDIO_SWEEP_INTERVAL_S,
+        # A sweep that waited longer than an interval is superseded by the next one.
+        "options": {"queue": STUDIO_CPU_QUEUE, "expires": STUDIO_SWEEP_INTERVAL_S},
+    },
+}
 # Deleted images can be restored for this long (default a day), then are purged with
 # their files (gallery.deletion; `manage.py purge_deleted_images`).
 STUDIO_DELETE_UNDO_SECONDS = int(os.environ.get("STUDIO_DELETE_UNDO_SECONDS", str(24 * 3600)))

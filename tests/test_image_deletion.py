@@ -495,10 +495,10 @@ class EmbeddedTimerTestCase(DeletionTestCase):
         self.assertEqual(dispatch._purge_timer.when, sooner)
 
     def test_when_due_the_purge_runs_on_the_cpu_thread(self):
-        with mock.patch("studio.embedded_worker.submit_cpu_task") as submit:
+        with mock.patch("studio.embedded_worker.submit") as submit:
             dispatch.schedule_purge(timezone.now() - timedelta(seconds=1))
             dispatch._purge_timer.join(5)
-        submit.assert_called_once_with(purge_deleted_images)
+        submit.assert_called_once_with("default", purge_deleted_images)
 
     @override_settings(CELERY_BROKER_URL="redis://broker")
     def test_with_a_broker_operators_schedule_the_command(self):

@@ -172,9 +172,9 @@ class ScanDispatchTests(StudioTestCase):
 
     @override_settings(CELERY_BROKER_URL=None)
     def test_embedded_mode_scans_on_the_cpu_thread(self):
-        with mock.patch("studio.embedded_worker.submit_cpu_task") as submit:
+        with mock.patch("studio.embedded_worker.submit") as submit:
             enqueue_scan(7)
-        submit.assert_called_once_with(scan_image, 7)
+        submit.assert_called_once_with("moderation", scan_image, 7)
 
     @override_settings(CELERY_BROKER_URL="redis://broker:6379/0")
     def test_with_a_broker_it_goes_to_the_moderation_queue(self):
@@ -223,7 +223,7 @@ class EmbeddedScanTests(TransactionTestCase):
         model = DiffusionModel.objects.create(name="m", source="/m")
         image = make_textured_image(project, user, model)
         with mock.patch("studio.moderation.scanning.publish") as publish:
-            embedded_worker.submit_cpu_task(scan_image, image.pk).result(timeout=120)
+            embedded_worker.submit("moderation", scan_image, image.pk).result(timeout=120)
         image.refresh_from_db()
         self.assertEqual(image.moderation_status, ModerationStatus.PASSED)
         scanner = "nudenet" if nudenet_installed() else "none"

@@ -144,9 +144,9 @@ class ThumbnailDispatchTestCase(StudioTestCase):
 
     @override_settings(CELERY_BROKER_URL=None)
     def test_embedded_mode_runs_in_process(self):
-        with mock.patch("studio.embedded_worker.submit_cpu_task") as submit:
+        with mock.patch("studio.embedded_worker.submit") as submit:
             enqueue_thumbnails(7)
-        submit.assert_called_once_with(make_thumbnails, 7)
+        submit.assert_called_once_with("default", make_thumbnails, 7)
 
     @override_settings(CELERY_BROKER_URL="redis://broker:6379/0")
     def test_with_a_broker_it_goes_to_the_cpu_queue(self):
@@ -303,7 +303,7 @@ class EmbeddedWorkerTestCase(TransactionTestCase):
         project = Project.objects.create(team=Team.objects.create(name="T"), name="P")
         model = DiffusionModel.objects.create(name="m", source="/m")
         image = make_image(make_job(project, user, model))
-        future = embedded_worker.submit_cpu_task(make_thumbnails, image.pk)
+        future = embedded_worker.submit("default", make_thumbnails, image.pk)
         future.result(timeout=60)
         image.refresh_from_db()
         self.assertTrue(image.has_thumbnails())

@@ -25,6 +25,7 @@ from generation.execution import job_execute
 from generation.lora_services import LoraChoice
 from generation.models import DiffusionModel, JobStatus
 from generation.services import job_create
+from generation.sweeper import sweep
 from generation.training_execution import training_claim, training_execute
 from generation.training_models import TrainingRun, TrainingSample
 from gpu_workers.training_plan import PRESETS, estimate
@@ -169,7 +170,7 @@ class TrainingCancelTests(StudioTestCase):
             self.client.post(reverse("training_cancel", args=[run.pk]))
         run.refresh_from_db()
         self.assertEqual(run.status, JobStatus.CANCELED)
-        self.assertFalse(training_claim(run.pk))
+        self.assertEqual(training_claim(run.pk), (None, None))
 
     def test_a_running_run_is_asked_to_stop(self):
         run = make_run(self.subject, self.project, self.editor, self.model,
@@ -289,20 +290,22 @@ def test_a_run_claims_once_and_a_second_delivery_does_nothing(studio):
 
 def test_a_run_whose_worker_died_is_taken_over_once_its_lease_lapsed(studio):
     run = make_run(studio["subject"], studio["project"], studio["user"], studio["model"],
-                   steps=2, status=JobStatus.RUNNING, attempts=1, log="[10:00:00] step 1",
-                   lease_expires_at=timezone.now() + timedelta(seconds=60))
+                   steps=2, status=JobStatus.RUNNING, attempts=1, claims=1,
+                   log="[10:00:00] step 1", lease_expires_at=timezone.now() + timedelta(seconds=60))
     sample = TrainingSample(run=run, step=2)
     sample.file.save("old.png", ContentFile(image_bytes(size=(64, 64))), save=False)
     sample.save()
-    # Its lease is live: another worker holds it; the message looks again after it.
-    with mock.patch("generation.training_execution.publish"):
-        assert 59 < training_execute(run_id=run.pk) <= 61
+    # Its lease is live: another worker holds it, and a message leaves it alone.
+    assert execute(run.pk) == []
     TrainingRun.objects.filter(pk=run.pk).update(
         lease_expires_at=timezone.now() - timedelta(seconds=1)
     )
+    with mock.patch("generation.sweeper.enqueue_training") as enqueue:
+        assert sweep()["training_lapsed_queued"] == 1
+    enqueue.assert_called_once_with(run.pk)
     execute(run.pk)
     run.refresh_from_db()
-    assert (run.status, run.attempts) == (JobStatus.FINISHED, 2)
+    assert (run.status, run.attempts, run.claims) == (JobStatus.FINISHED, 2, 2)
     assert run.log.startswith("[10:00:00] step 1\n") and "Attempt 2 on" in run.log
     assert list(run.samples.values_list("step", flat=True)) == [2]
     assert not TrainingSample.objects.filter(pk=sample.pk).exists()
@@ -311,12 +314,14 @@ def test_a_run_whose_worker_died_is_taken_over_once_its_lease_lapsed(studio):
 @override_settings(STUDIO_JOB_MAX_ATTEMPTS=2)
 def test_a_run_whose_workers_keep_dying_fails_saying_so(studio):
     run = make_run(studio["subject"], studio["project"], studio["user"], studio["model"],
-                   status=JobStatus.RUNNING, attempts=2,
+                   status=JobStatus.RUNNING, attempts=2, claims=2,
                    lease_expires_at=timezone.now() - timedelta(seconds=1))
-    assert execute(run.pk) == []
+    with mock.patch("generation.sweeper.publish") as publish:
+        assert sweep() == {"training_lapsed_failed": 1}
     run.refresh_from_db()
     assert run.status == JobStatus.FAILED
     assert "stopped during each of 2 attempts" in run.error
+    assert publish.call_args.args[1]["type"] == "training.failed"
 
 
 def test_prior_preservation_and_the_text_encoder_train_too(studio):

@@ -135,7 +135,7 @@ def image_scan(*, image_id):
                 image=image, kind=CaseKind.SCAN_FLAG,
                 summary=f"{scan.scanner}: {label} {score:.2f}.",
             )
-        transaction.on_commit(partial(image_moderated_publish, image.pk))
+        transaction.on_commit(partial(image_moderated_publish, image.pk), robust=True)
     return scan
 
 
@@ -169,7 +169,7 @@ def image_scan_schedule(*, image):
     """Scan the image on the `moderation` queue once its row is committed."""
     from studio.moderation.dispatch import enqueue_scan
 
-    transaction.on_commit(partial(enqueue_scan, image.pk))
+    transaction.on_commit(partial(enqueue_scan, image.pk), robust=True)
 
 
 class UploadBlocked(ValueError):

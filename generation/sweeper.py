@@ -1,0 +1,127 @@
+"""The sweeper: whatever happened to broker messages, the database's work gets done.
+
+Run every STUDIO_SWEEP_INTERVAL_S by Celery beat (distributed mode) or a thread of the
+server (embedded mode). Every step is a conditional update or counts what is missing, so
+any number of sweepers may run at once. Each pass:
+
+1. takes back jobs and training runs whose worker's lease lapsed (it died): queued again,
+   or canceled/failed (generation.leases.lapsed_outcome);
+2. sends wake-up messages for queued work the broker holds no message for (a Redis that
+   restarted empty, a message acked by a task that hit a dead database): messages name no
+   particular job, so it sends as many as queued rows outnumber waiting messages;
+3. sends again the thumbnails and scans of images whose messages were lost.
+"""
+
+import logging
+from datetime import timedelta
+
+from django.conf import settings
+from django.utils import timezone
+
+from generation.dispatch import enqueue_generation, enqueue_training
+from generation.leases import lapsed, lapsed_release
+from generation.models import GenerationJob, JobStatus
+from generation.training_models import TrainingRun
+from studio.dispatch import waiting
+from studio.ops.metrics import SWEEPER_ACTIONS
+from studio.realtime.events import publish
+
+logger = logging.getLogger(__name__)
+
+# Images whose side effects are this old without their result have lost their message.
+SIDE_EFFECT_GRACE = timedelta(seconds=30)
+# ... and are sent again for this long, so one that always fails isn't retried forever.
+SIDE_EFFECT_RETRY_WINDOW = timedelta(hours=6)
+SIDE_EFFECTS_PER_PASS = 200
+WAKE_UPS_PER_PASS = 1000
+
+
+def sweep():
+    """One pass; returns what it did, {action: count}."""
+    done = {}
+    for kind, model in (("job", GenerationJob), ("training", TrainingRun)):
+        for status, count in lapsed_take_back(model, kind).items():
+            done[f"{kind}_lapsed_{status}"] = count
+    done["job_wake_ups"] = wake_ups_send(
+        GenerationJob, enqueue_generation, settings.STUDIO_GPU_QUEUE
+    )
+    done["training_wake_ups"] = wake_ups_send(
+        TrainingRun, enqueue_training, settings.STUDIO_TRAIN_QUEUE
+    )
+    done.update(side_effects_resend())
+    done = {action: count for action, count in done.items() if count}
+    for action, count in done.items():
+        SWEEPER_ACTIONS.labels(action=action).inc(count)
+    if done:
+        logger.info("Sweeper: %s", ", ".join(f"{a}={c}" for a, c in sorted(done.items())))
+    return done
+
+
+def sweep_after_restart():
+    """Embedded mode, at start: what the previous server process was running died with it
+    (no other process runs its work), so its leases count as lapsed now."""
+    for model in (GenerationJob, TrainingRun):
+        model.objects.filter(status=JobStatus.RUNNING).update(
+            lease_expires_at=timezone.now() - timedelta(seconds=1)
+        )
+
+
+def lapsed_take_back(model, kind):
+    """Lapsed rows of `model` released; {new status: count}. Their project hears of it."""
+    counts = {}
+    for row in lapsed(model).select_related("project"):
+        status = lapsed_release(row)
+        if status is None:
+            continue
+        counts[status] = counts.get(status, 0) + 1
+        logger.warning("%s %s: its worker %s stopped; now %s", kind, row.pk, row.worker or "?",
+                       status)
+        if status == JobStatus.FAILED:
+            publish(row.project.events_group(),
+                    row.event_payload(type=f"{kind}.failed", error=row.error))
+        elif status == JobStatus.CANCELED:
+            publish(row.project.events_group(), row.event_payload(type=f"{kind}.canceled"))
+        elif kind == "job":
+            publish(row.project.events_group(), row.event_payload(type="job.queued"))
+    return counts
+
+
+def wake_ups_send(model, enqueue, queue):
+    """One message for every queued row the broker has no waiting message for."""
+    queued = list(
+        model.objects.filter(status=JobStatus.QUEUED)
+        .order_by("created_at", "id")
+        .values_list("pk", flat=True)[:WAKE_UPS_PER_PASS]
+    )
+    missing = len(queued) - waiting(queue)
+    for pk in queued[:max(missing, 0)]:
+        enqueue(pk)
+    return max(missing, 0)
+
+
+def side_effects_resend():
+    """Thumbnails and scans of recent images that have neither, sent again while their
+    queue is empty (a backlog still holds them)."""
+    from gallery.dispatch import enqueue_thumbnails
+    from gallery.models import Image
+    from studio.moderation.dispatch import enqueue_scan
+
+    now = timezone.now()
+    recent = Image.objects.filter(
+        created_at__lt=now - SIDE_EFFECT_GRACE,
+        created_at__gt=now - SIDE_EFFECT_RETRY_WINDOW,
+    ).order_by("created_at")
+    sent = {}
+    if not waiting(settings.STUDIO_CPU_QUEUE):
+        ids = list(recent.filter(thumbnails={}).values_list("pk", flat=True)
+                   [:SIDE_EFFECTS_PER_PASS])
+        for image_id in ids:
+            enqueue_thumbnails(image_id)
+        sent["thumbnails_resent"] = len(ids)
+    if not waiting(settings.STUDIO_MODERATION_QUEUE):
+        ids = list(recent.filter(scan__isnull=True).values_list("pk", flat=True)
+                   [:SIDE_EFFECTS_PER_PASS])
+        for image_id in ids:
+            enqueue_scan(image_id)
+        sent["scans_resent"] = len(ids)
+    return sent
