@@ -341,6 +341,14 @@ LOGGING = {
         }
     },
     "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
+    "loggers": {
+        # Through the root's handler only: Django's own console handler (DEBUG) would
+        # write each of its lines a second time, as plain text.
+        "django": {"handlers": [], "level": "INFO"},
+        # A line per request (studio.ops.middleware) where daphne's access log, plain
+        # text, won't do; run daphne with -v 0 then.
+        "studio.access": {"level": "INFO" if STUDIO_LOG_FORMAT == "json" else "WARNING"},
+    },
 }
 # Celery replaces the root logger's handlers with its own text format unless told not to.
 CELERY_WORKER_HIJACK_ROOT_LOGGER = STUDIO_LOG_FORMAT == "text"

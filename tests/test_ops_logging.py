@@ -61,6 +61,22 @@ class RequestIdTests(TestCase):
         [record] = lines.records()
         self.assertEqual(record["request_id"], response["X-Request-ID"])
 
+    def test_access_line_per_request(self):
+        access = logging.getLogger("studio.access")
+        level = access.level
+        access.setLevel(logging.INFO)  # as with STUDIO_LOG_FORMAT=json
+        self.addCleanup(access.setLevel, level)
+        with JsonLines("studio.access") as lines:
+            response = self.client.get("/healthz", headers={"X-Request-ID": "abc-1"})
+        [record] = lines.records()
+        self.assertEqual(record["message"], "GET /healthz 200")
+        self.assertEqual(
+            {key: record[key] for key in ("request_id", "method", "path", "status")},
+            {"request_id": "abc-1", "method": "GET", "path": "/healthz", "status": 200},
+        )
+        self.assertGreaterEqual(record["duration_ms"], 0)
+        self.assertEqual(response["X-Request-ID"], "abc-1")
+
     def test_each_request_gets_a_new_id(self):
         first = self.client.get("/healthz")["X-Request-ID"]
         second = self.client.get("/healthz")["X-Request-ID"]
@@ -132,7 +148,8 @@ class LogFormatSettingTests(TestCase):
         code = (
             "import json, studio.settings as s; "
             "print(json.dumps([s.LOGGING['handlers']['console']['formatter'], "
-            "s.CELERY_WORKER_HIJACK_ROOT_LOGGER]))"
+            "s.CELERY_WORKER_HIJACK_ROOT_LOGGER, "
+            "s.LOGGING['loggers']['studio.access']['level']]))"
         )
         return subprocess.run(
             [sys.executable, "-c", code],
@@ -144,10 +161,11 @@ class LogFormatSettingTests(TestCase):
 
     def test_text_by_default_json_on_request(self):
         default = self.settings_logging()
-        self.assertEqual(json.loads(default.stdout), ["text", True], default.stderr)
+        # daphne writes the access log of text logs.
+        self.assertEqual(json.loads(default.stdout), ["text", True, "WARNING"], default.stderr)
         chosen = self.settings_logging(STUDIO_LOG_FORMAT="json")
         # Celery workers then log through the same JSON handler.
-        self.assertEqual(json.loads(chosen.stdout), ["json", False], chosen.stderr)
+        self.assertEqual(json.loads(chosen.stdout), ["json", False, "INFO"], chosen.stderr)
 
     def test_other_formats_are_refused_by_name(self):
         refused = self.settings_logging(STUDIO_LOG_FORMAT="xml")

@@ -1,3 +1,4 @@
+import logging
 import re
 import time
 import uuid
@@ -7,6 +8,9 @@ from django.utils.decorators import sync_and_async_middleware
 
 from studio.ops.logging import log_context
 from studio.ops.metrics import REQUEST_LATENCY
+
+# One line per request, for JSON logs; text logs leave it to daphne's own access log.
+access_logger = logging.getLogger("studio.access")
 
 REQUEST_ID_HEADER = "X-Request-ID"
 # What a proxy or client may hand us as a request id: short and log-safe (no spaces,
@@ -48,25 +52,39 @@ def request_id_middleware(get_response):
     return middleware
 
 
-def latency_observe(*, request, response, started):
+def request_finished(*, request, response, started):
+    """Its latency in the histogram, and its access log line (studio.access)."""
+    elapsed = time.perf_counter() - started
     match = getattr(request, "resolver_match", None)
     # The URL pattern, not the path: one series per view, whatever ids the path holds.
     route = match.route if match is not None else "<unmatched>"
     method = request.method if request.method in KNOWN_METHODS else "other"
     REQUEST_LATENCY.labels(
         method=method, route=route, status=f"{response.status_code // 100}xx"
-    ).observe(time.perf_counter() - started)
+    ).observe(elapsed)
+    access_logger.info(
+        "%s %s %s",
+        request.method,
+        request.path,
+        response.status_code,
+        extra={
+            "method": request.method,
+            "path": request.path,
+            "status": response.status_code,
+            "duration_ms": round(elapsed * 1000, 1),
+        },
+    )
 
 
 @sync_and_async_middleware
 def request_latency_middleware(get_response):
-    """Records each request's duration in studio_http_request_duration_seconds."""
+    """Times each request: studio_http_request_duration_seconds and the access log."""
     if iscoroutinefunction(get_response):
 
         async def middleware(request):
             started = time.perf_counter()
             response = await get_response(request)
-            latency_observe(request=request, response=response, started=started)
+            request_finished(request=request, response=response, started=started)
             return response
 
     else:
@@ -74,7 +92,7 @@ def request_latency_middleware(get_response):
         def middleware(request):
             started = time.perf_counter()
             response = get_response(request)
-            latency_observe(request=request, response=response, started=started)
+            request_finished(request=request, response=response, started=started)
             return response
 
     return middleware
