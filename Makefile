@@ -6,7 +6,7 @@ INSTALLED := $(VENV)/.installed
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: install run test worker bench bench-gallery bench-policy
+.PHONY: install run test worker bench bench-gallery bench-policy bench-faults
 
 $(INSTALLED): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -55,3 +55,9 @@ bench-gallery: $(INSTALLED)
 # accepts (found by timing adversarial patterns), into docs/BENCHMARKS.md. No database.
 bench-policy: $(INSTALLED)
 	$(BIN)/python -m studio.moderation.bench --write docs/BENCHMARKS.md
+
+# Real Celery workers on a throwaway PostgreSQL and Redis (needs their server binaries):
+# time from a GPU worker's SIGKILL to its job running again, and images/s with 1, 2 and 4
+# GPU worker processes, into docs/BENCHMARKS.md.
+bench-faults: $(INSTALLED)
+	$(BIN)/python -m tests.faults.bench --write docs/BENCHMARKS.md

@@ -68,7 +68,9 @@ def test_gpu_workers_killed_at_random_moments(fault_run, tiny_model_dir):
         kills.append((names[0], victim.pk))
         fault_run.celery.start_gpu_worker(names[0])
     assert len(kills) >= 3, f"only {len(kills)} kills landed during the jobs: {kills}"
-    assert_invariants(job_ids, fault_run.media_root)
+    # A kill stops a whole batch, so a job may be in several: one whose workers died at
+    # each of its attempts fails, saying so; no other may.
+    assert_invariants(job_ids, fault_run.media_root, failures_allowed=["The worker stopped"])
     assert_no_process_exited(fault_run)
 
 
