@@ -120,7 +120,7 @@ def budget_check(*, user, team, gpu_seconds):
         used = UsageRecord.objects.filter(team=team).in_period(period).gpu_seconds()
         if used + gpu_seconds <= limit:
             continue
-        name = f"{team.name}'s {BudgetPeriod(period).label} GPU budget of {limit:,} GPU-seconds"
+        name = f"The {BudgetPeriod(period).label} GPU budget of {team.name}, {limit:,} GPU-seconds,"
         left = max(0, limit - used)
         state = (
             "is used up" if left < 1
@@ -129,8 +129,8 @@ def budget_check(*, user, team, gpu_seconds):
         _, resets = period_bounds(period)
         quota_refuse(
             user=user, team=team, reason=BUDGET_REASONS[period], status_code=403,
-            message=f"{name} {state}. It resets at {local_time(resets)}; the site's staff "
-            "can raise it.",
+            message=f"{name} {state}. It resets at {local_time(resets)}; site staff can "
+            "raise it.",
         )
 
 
