@@ -1,30 +1,13 @@
-"""What a failed job or training run tells its user: never a server path, and a full disk
-said plainly. The traceback, paths and all, stays in the worker's log."""
+"""What a failed job or training run tells its user: never a server path (a full disk is
+said plainly: studio.storage.storage_is_full). The traceback, paths and all, stays in the
+worker's log."""
 
-import errno
-import os
 import re
 
-FULL_ERRNOS = {errno.ENOSPC, errno.EDQUOT}
-# Libraries that wrap the OSError (safetensors, torch) keep only its text.
-FULL_TEXTS = tuple(os.strerror(number) for number in FULL_ERRNOS)
 # An absolute POSIX path: quoted (it may hold spaces), or bare from a slash that follows no
 # word, dot, colon, slash or "…" (so "1/2", "and/or", URLs and cut paths stay).
 QUOTED_PATH = re.compile(r"""(['"])/[^'"\n]*\1""")
 BARE_PATH = re.compile(r"(?<![\w.:/~…-])/[^\s'\"(),;]+")
-
-
-def storage_is_full(error):
-    """Whether `error`, or an error it was raised from, is a full disk or spent quota."""
-    seen = set()
-    while error is not None and id(error) not in seen:
-        if isinstance(error, OSError) and error.errno in FULL_ERRNOS:
-            return True
-        if any(text in str(error) for text in FULL_TEXTS):
-            return True
-        seen.add(id(error))
-        error = error.__cause__ or error.__context__
-    return False
 
 
 def paths_hidden(text):

@@ -72,8 +72,8 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
 ]
-# A view that can't reach the database answers 503 with Retry-After, not 500.
-MIDDLEWARE += ["studio.middleware.DatabaseUnavailableMiddleware"]
+# A view that can't reach the database answers 503 with Retry-After, a full disk 507.
+MIDDLEWARE += ["studio.middleware.UnavailableMiddleware"]
 
 ROOT_URLCONF = "studio.urls"
 ASGI_APPLICATION = "studio.asgi.application"

@@ -21,6 +21,9 @@ from django.utils._os import safe_makedirs
 
 logger = logging.getLogger(__name__)
 
+FULL_ERRNOS = {errno.ENOSPC, errno.EDQUOT}
+# Libraries that wrap the OSError (safetensors, torch) keep only its text.
+FULL_TEXTS = tuple(os.strerror(number) for number in FULL_ERRNOS)
 # Temporary files are hidden and named so that the orphan sweep can tell them apart.
 TEMPORARY_PREFIX = ".partial-"
 # Filesystems without hard links (some network shares): move into place with os.replace.
@@ -160,3 +163,16 @@ def storage_delete_quietly(storage, name):
         storage.delete(name)
     except OSError:
         logger.warning("Could not delete %s, written for a transaction that rolled back", name)
+
+
+def storage_is_full(error):
+    """Whether `error`, or an error it was raised from, is a full disk or spent quota."""
+    seen = set()
+    while error is not None and id(error) not in seen:
+        if isinstance(error, OSError) and error.errno in FULL_ERRNOS:
+            return True
+        if any(text in str(error) for text in FULL_TEXTS):
+            return True
+        seen.add(id(error))
+        error = error.__cause__ or error.__context__
+    return False

@@ -8,10 +8,12 @@ from unittest import mock
 import pytest
 from django.core.files.base import ContentFile, File
 from django.core.files.storage import storages
-from django.core.files.uploadedfile import TemporaryUploadedFile
+from django.core.files.uploadedfile import SimpleUploadedFile, TemporaryUploadedFile
 from django.db import transaction
+from django.urls import reverse
 
 from gallery.models import Image
+from generation.lora_models import Lora
 from generation.models import DiffusionModel, GenerationJob, JobStatus
 from generation.tasks import run_generation_job
 from studio.accounts.models import Membership, Project, Role, Team, User
@@ -20,6 +22,7 @@ from studio.storage import (
     files_delete_on_rollback,
     uncommitted_files_removed,
 )
+from tests.lora_builders import kohya_lora_bytes
 from tests.small_disks import disk_fill, files_under, small_disk  # noqa: F401 (fixture)
 
 
@@ -158,3 +161,27 @@ def test_a_job_that_fills_the_disk_fails_and_leaves_no_file(
     assert files_under(small_disk) == kept
     assert overflowing.error.startswith("The server's storage is full")
     assert "/" not in overflowing.error
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_upload_onto_a_full_disk_is_a_507_that_keeps_nothing(
+    client, small_disk, settings  # noqa: F811
+):
+    settings.MEDIA_ROOT = small_disk
+    editor = User.objects.create_user("ed", "ed@example.org", "pw")
+    team = Team.objects.create(name="T")
+    Membership.objects.create(team=team, user=editor, role=Role.EDITOR)
+    client.force_login(editor)
+    disk_fill(small_disk, leave=0)
+
+    upload = SimpleUploadedFile("watercolor.safetensors", kohya_lora_bytes("sd15"))
+    response = client.post(
+        reverse("lora_upload", args=[team.pk]), {"file": upload, "default_weight": "1"}
+    )
+
+    assert response.status_code == 507
+    page = response.content.decode()
+    assert "Storage full" in page and "nothing you sent was saved" in page
+    assert str(small_disk) not in page
+    assert not Lora.objects.exists()
+    assert files_under(small_disk) == []
