@@ -95,6 +95,7 @@ class MetricsContentTests(StudioTestCase):
             if name == "studio_http_request_duration_seconds_count"
         }
         self.assertIn("<unmatched>", routes)
+        self.assertIn("projects/<int:project_id>/", routes)
         self.assertFalse([route for route in routes if str(self.project.pk) in route], routes)
 
     def test_sweeper_actions(self):
