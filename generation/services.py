@@ -200,7 +200,7 @@ def publish_queue_positions():
     jobs (not one per job), so a change to a long queue stays cheap."""
     positions = GenerationJob.objects.positions()
     by_project = defaultdict(list)
-    for pk, project_id in GenerationJob.objects.queued().values_list("pk", "project_id"):
+    for pk, project_id in GenerationJob.objects.queued().order_by().values_list("pk", "project_id"):
         if pk in positions:
             by_project[project_id].append([pk, positions[pk]])
     for project_id, project_positions in by_project.items():
