@@ -3,6 +3,7 @@ import secrets
 from collections import defaultdict
 
 from django.core.exceptions import PermissionDenied
+from django.core.files.storage import default_storage
 from django.db import transaction
 from django.utils import timezone
 from PIL import Image as PILImage
@@ -21,6 +22,7 @@ from studio.moderation.services import generation_screen
 from studio.permissions import can
 from studio.quotas.services import generation_quota_check
 from studio.realtime.events import publish
+from studio.storage import files_delete_on_rollback
 
 logger = logging.getLogger(__name__)
 
@@ -156,30 +158,33 @@ def jobs_create(*, user, project, params):
     seed = random_seed() if seed is None else seed
     batch_size = params.get("batch_size") or 1
     # Uploaded images are stored once and shared by the jobs: storage names from here on.
-    for name in ("source_upload", "mask_data", "control_upload", "ip_adapter_upload"):
-        if isinstance(params.get(name), PILImage.Image):
-            params = {**params, name: upload_store(params[name], project=project)}
-    generation_screen(
-        user=user,
-        project=project,
-        prompt=params["prompt"],
-        negative_prompt=params.get("negative_prompt", ""),
-    )
-    generation_quota_check(
-        user=user,
-        project=project,
-        job=job_build(user=user, project=project, params={**params, "seed": seed}),
-        copies=count,
-    )
-    with transaction.atomic():
-        return [
-            job_create(
-                user=user,
-                project=project,
-                params={**params, "seed": (seed + n * batch_size) % 2**32},
-            )
-            for n in range(count)
-        ]
+    # Should a check below refuse the jobs (prompt policy, quota), none of them is kept.
+    with files_delete_on_rollback(default_storage) as written:
+        for name in ("source_upload", "mask_data", "control_upload", "ip_adapter_upload"):
+            if isinstance(params.get(name), PILImage.Image):
+                params = {**params, name: upload_store(params[name], project=project)}
+                written.append(params[name])
+        generation_screen(
+            user=user,
+            project=project,
+            prompt=params["prompt"],
+            negative_prompt=params.get("negative_prompt", ""),
+        )
+        generation_quota_check(
+            user=user,
+            project=project,
+            job=job_build(user=user, project=project, params={**params, "seed": seed}),
+            copies=count,
+        )
+        with transaction.atomic():
+            return [
+                job_create(
+                    user=user,
+                    project=project,
+                    params={**params, "seed": (seed + n * batch_size) % 2**32},
+                )
+                for n in range(count)
+            ]
 
 
 def job_dispatch(job):

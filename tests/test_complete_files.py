@@ -11,12 +11,16 @@ from django.core.files.storage import storages
 from django.core.files.uploadedfile import SimpleUploadedFile, TemporaryUploadedFile
 from django.db import transaction
 from django.urls import reverse
+from PIL import Image as PILImage
 
 from gallery.models import Image
 from generation.lora_models import Lora
 from generation.models import DiffusionModel, GenerationJob, JobStatus
+from generation.services import jobs_create
 from generation.tasks import run_generation_job
 from studio.accounts.models import Membership, Project, Role, Team, User
+from studio.moderation.models import Policy
+from studio.moderation.services import PromptBlocked
 from studio.storage import (
     AtomicFileSystemStorage,
     files_delete_on_rollback,
@@ -185,3 +189,20 @@ def test_an_upload_onto_a_full_disk_is_a_507_that_keeps_nothing(
     assert str(small_disk) not in page
     assert not Lora.objects.exists()
     assert files_under(small_disk) == []
+
+
+@pytest.mark.django_db
+def test_uploads_of_jobs_that_a_check_refuses_are_not_kept(settings, tmp_path):
+    settings.MEDIA_ROOT = tmp_path
+    user = User.objects.create_user("ann", "ann@example.org", "pw")
+    team = Team.objects.create(name="T")
+    Membership.objects.create(team=team, user=user, role=Role.EDITOR)
+    project = Project.objects.create(team=team, name="P")
+    Policy.objects.create(team=team, blocked_terms="clown")
+    source = PILImage.new("RGB", (64, 64), (200, 80, 40))
+
+    with pytest.raises(PromptBlocked):  # as an API caller meets it, after the upload is stored
+        jobs_create(
+            user=user, project=project, params={"prompt": "a clown", "source_upload": source}
+        )
+    assert files_under(tmp_path) == []
