@@ -310,11 +310,14 @@ try:
 except ValueError as error:
     raise ImproperlyConfigured(f"STUDIO_METRICS_ALLOWED_IPS: {error}") from error
 # Celery workers serve their metrics (engine, model cache, sweeper) here; unset: off.
-STUDIO_WORKER_METRICS_PORT = (
-    int(os.environ["STUDIO_WORKER_METRICS_PORT"])
-    if os.environ.get("STUDIO_WORKER_METRICS_PORT")
-    else None
-)
+_worker_metrics_port = os.environ.get("STUDIO_WORKER_METRICS_PORT", "")
+if _worker_metrics_port and not (
+    _worker_metrics_port.isdecimal() and 0 < int(_worker_metrics_port) < 65536
+):
+    raise ImproperlyConfigured(
+        f"STUDIO_WORKER_METRICS_PORT must be a port number, not {_worker_metrics_port!r}"
+    )
+STUDIO_WORKER_METRICS_PORT = int(_worker_metrics_port) if _worker_metrics_port else None
 STUDIO_WORKER_METRICS_ADDR = os.environ.get("STUDIO_WORKER_METRICS_ADDR", "0.0.0.0")
 # text: plain messages for a terminal; json: one object per line with the time, level,
 # logger and the request, job, run and task ids, for a log pipeline.

@@ -4,10 +4,13 @@ sweeper's actions, and gauges read from the database (and the broker) at each sc
 import ipaddress
 import os
 import socket
+import subprocess
+import sys
 import urllib.request
 import uuid
 
 from celery.signals import worker_ready
+from django.conf import settings
 from django.test import override_settings
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -192,3 +195,39 @@ class WorkerMetricsServerTests(StudioTestCase):
             ):
                 self.assertIsNone(worker_metrics_serve())
         self.assertIn("STUDIO_WORKER_METRICS_PORT", logs.output[0])
+
+
+class MetricsSettingsTests(StudioTestCase):
+    def settings_import(self, **env):
+        return subprocess.run(
+            [sys.executable, "-c", "import studio.settings as s; "
+             "print(s.STUDIO_METRICS_ALLOWED_NETWORKS, s.STUDIO_WORKER_METRICS_PORT)"],
+            env={**os.environ, "SECRET_KEY": "k" * 50, **env},
+            capture_output=True,
+            text=True,
+            cwd=settings.BASE_DIR,
+        )
+
+    def test_addresses_and_networks(self):
+        done = self.settings_import(
+            STUDIO_METRICS_ALLOWED_IPS="10.0.0.0/8, 192.0.2.7", STUDIO_WORKER_METRICS_PORT="9100"
+        )
+        self.assertEqual(
+            done.stdout.strip(),
+            "[IPv4Network('10.0.0.0/8'), IPv4Network('192.0.2.7/32')] 9100",
+            done.stderr,
+        )
+
+    def test_bad_values_are_refused_by_name(self):
+        for env, message in (
+            ({"STUDIO_METRICS_ALLOWED_IPS": "10.0.0.0/8,intranet"},
+             "STUDIO_METRICS_ALLOWED_IPS: 'intranet' does not appear to be an IPv4 or IPv6"),
+            ({"STUDIO_WORKER_METRICS_PORT": "ninety"},
+             "STUDIO_WORKER_METRICS_PORT must be a port number, not 'ninety'"),
+            ({"STUDIO_WORKER_METRICS_PORT": "70000"},
+             "STUDIO_WORKER_METRICS_PORT must be a port number, not '70000'"),
+        ):
+            with self.subTest(env=env):
+                refused = self.settings_import(**env)
+                self.assertNotEqual(refused.returncode, 0)
+                self.assertIn(message, refused.stderr)
