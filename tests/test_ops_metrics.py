@@ -8,9 +8,11 @@ import subprocess
 import sys
 import urllib.request
 import uuid
+from unittest import mock
 
 from celery.signals import worker_ready
 from django.conf import settings
+from django.db import OperationalError, connection
 from django.test import override_settings
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -107,6 +109,19 @@ class MetricsContentTests(StudioTestCase):
         self.assertGreaterEqual(
             found[("studio_sweeper_actions_total", frozenset({("action", "requeued")}))], 1
         )
+
+    def test_an_unreachable_database_is_reported_not_a_500(self):
+        with (
+            mock.patch.object(connection, "cursor", side_effect=OperationalError("gone")),
+            self.assertLogs("studio.ops.collectors", "ERROR"),
+        ):
+            response = self.client.get("/metrics")
+        self.assertEqual(response.status_code, 200)
+        found = samples(response)
+        self.assertEqual(found[("studio_database_up", frozenset())], 0)
+        self.assertNotIn(("studio_jobs", frozenset({("state", "queued")})), found)
+        again = samples(self.client.get("/metrics"))
+        self.assertEqual(again[("studio_database_up", frozenset())], 1)
 
     def test_no_broker_metrics_in_embedded_mode(self):
         names = {name for name, _ in samples(self.client.get("/metrics"))}

@@ -6,6 +6,7 @@ Every web node reports the same numbers: aggregate them with max(), not sum().
 import logging
 
 from django.conf import settings
+from django.db import DatabaseError
 from django.db.models import Count
 from prometheus_client.core import GaugeMetricFamily
 
@@ -55,6 +56,21 @@ class StudioCollector:
     messages waiting in each Celery queue."""
 
     def collect(self):
+        database_up = GaugeMetricFamily(
+            "studio_database_up", "1 when the database answered this scrape, else 0."
+        )
+        try:
+            families = list(self.collect_database())
+        except DatabaseError:
+            logger.exception("Metrics: the database could not be read")
+            families = []
+        database_up.add_metric([], 1 if families else 0)
+        yield database_up
+        yield from families
+        if settings.REDIS_URL:
+            yield from self.collect_broker()
+
+    def collect_database(self):
         jobs = GaugeMetricFamily(
             "studio_jobs", "Generation jobs in each state.", labels=["state"]
         )
@@ -87,9 +103,6 @@ class StudioCollector:
         for team_id, team_name, count in rows:
             per_team.add_metric([str(team_id), team_name], count)
         yield per_team
-
-        if settings.REDIS_URL:
-            yield from self.collect_broker()
 
     def collect_broker(self):
         reachable = GaugeMetricFamily(

@@ -7,6 +7,7 @@ from django.views.decorators.http import require_GET
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest
 
 from studio.ops.collectors import StudioCollector
+from studio.ops.readiness import readiness_checks
 
 
 @never_cache
@@ -20,14 +21,12 @@ def healthz(request):
 @require_GET
 def readyz(request):
     """Database, Redis (when configured) and media storage reachable (readiness)."""
-    from studio.ops.readiness import readiness_checks
-
-    failures = readiness_checks()
-    ready = not any(failures.values())
+    reasons = readiness_checks()
+    ready = not any(reasons.values())
     return JsonResponse(
         {
             "status": "ok" if ready else "unavailable",
-            "checks": {name: reason or "ok" for name, reason in failures.items()},
+            "checks": {name: reason or "ok" for name, reason in reasons.items()},
         },
         status=200 if ready else 503,
     )
