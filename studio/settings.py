@@ -374,7 +374,7 @@ else:
 # Failed log-ins: django-axes locks an account, and separately an address, after this many
 # failures, until this many minutes have passed without another.
 INSTALLED_APPS += ["axes"]
-MIDDLEWARE += ["axes.middleware.AxesMiddleware"]
+MIDDLEWARE += ["csp.middleware.CSPMiddleware", "axes.middleware.AxesMiddleware"]
 AUTHENTICATION_BACKENDS = [
     "studio.accounts.backends.LoginThrottleBackend",
     "django.contrib.auth.backends.ModelBackend",

@@ -1,6 +1,11 @@
 // The moderation queue: reveal blurred images, select cases for the bulk bar, and the
 // keyboard: j/k move between cases, x selects, v reveals, a/r approve/remove (u/d uphold
 // or deny an appeal) with the case's chosen reason and note.
+// The queue's filters apply as soon as one is chosen.
+document.querySelectorAll("[data-submit-on-change]").forEach((select) => {
+  select.addEventListener("change", () => select.form.requestSubmit());
+});
+
 (function () {
   const queue = document.querySelector("[data-mod-queue]");
   if (!queue) return;
