@@ -9,7 +9,7 @@ neither repeat nor skip any.
 """
 
 from dataclasses import dataclass
-from datetime import UTC, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 
 from django.contrib.auth import get_user_model
 from django.db.models import Q
@@ -48,7 +48,10 @@ def decode_cursor(text):
     micros, _, pk = (text or "").partition(".")
     if not (micros.isdecimal() and pk.isdecimal()) or len(micros) > 18 or len(pk) > 18:
         return None
-    return EPOCH + timedelta(microseconds=int(micros)), int(pk)
+    try:
+        return EPOCH + timedelta(microseconds=int(micros)), int(pk)
+    except OverflowError:  # past the year 9999: no image's cursor
+        return None
 
 
 def filter_images(images, filters):
@@ -67,7 +70,7 @@ def filter_images(images, filters):
         images = images.filter(review_status=filters["review"])
     if filters.get("date_from"):
         images = images.filter(created_at__gte=datetime.combine(filters["date_from"], time(), UTC))
-    if filters.get("date_to"):
+    if filters.get("date_to") and filters["date_to"] < date.max:  # date.max: no bound
         day_after = filters["date_to"] + timedelta(days=1)
         images = images.filter(created_at__lt=datetime.combine(day_after, time(), UTC))
     return images

@@ -16,9 +16,9 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from gpu_workers.safetensors_header import SafetensorsHeaderError, safetensors_header_read
+
 PICKLE_SUFFIXES = frozenset({".ckpt", ".pt", ".pth", ".bin", ".pkl", ".pickle"})
-# safetensors' own limit on the JSON header.
-MAX_HEADER_BYTES = 100 * 1024 * 1024
 # Metadata values kept with the library entry (the full header stays in the file).
 METADATA_VALUE_CHARS = 300
 TRIGGER_WORDS = 10
@@ -120,30 +120,20 @@ def _read_header(path, name):
                 "with its name changed. The studio never opens pickles, because that can run "
                 "any code: convert it to .safetensors and upload that."
             )
-        if len(start) < 9:
-            raise LoraFileError(f"{name} is cut short: it ends inside its header.")
-        (header_size,) = struct.unpack("<Q", start[:8])
-        if header_size > MAX_HEADER_BYTES or header_size < 2:
-            raise LoraFileError(
-                f"{name} is not a valid safetensors file: its header length is impossible "
-                f"({header_size:,} bytes)."
-            )
-        if 8 + header_size > size:
-            raise LoraFileError(
-                f"{name} is cut short: it ends inside its header. Upload the whole file again."
-            )
-        opened.seek(8)
-        raw = opened.read(header_size)
+    if len(start) < 9:
+        raise LoraFileError(f"{name} is cut short: it ends inside its header.")
     try:
-        header = json.loads(raw.decode("utf-8"))
-        if not isinstance(header, dict):
-            raise ValueError("not a JSON object")
+        header = safetensors_header_read(path, name=name)
+    except SafetensorsHeaderError as error:
+        raise LoraFileError(str(error)) from error
+    header_size = struct.unpack("<Q", start[:8])[0]
+    try:
         ends = [
             int(entry["data_offsets"][1])
             for key, entry in header.items()
             if key != "__metadata__"
         ]
-    except (UnicodeDecodeError, ValueError, TypeError, KeyError, IndexError) as error:
+    except (ValueError, TypeError, KeyError, IndexError) as error:
         raise LoraFileError(
             f"{name} has a damaged header ({str(error)[:80]}): it is not a valid safetensors "
             "file."

@@ -15,6 +15,8 @@ Pickled checkpoints (`.ckpt`, `.pt`, `.bin`) are never opened: unpickling runs c
 
 from pathlib import Path
 
+from gpu_workers.safetensors_header import safetensors_header_read
+
 PICKLE_SUFFIXES = frozenset({".ckpt", ".pt", ".pth", ".bin", ".pkl", ".pickle"})
 
 UNET_PREFIX = "model.diffusion_model."
@@ -52,6 +54,7 @@ def tensor_names(path: str | Path) -> list[str]:
 
     refuse_pickle(path)
     try:
+        safetensors_header_read(path)  # capped before safetensors parses it
         with safe_open(str(path), framework="numpy") as opened:
             return list(opened.keys())
     except Exception as error:  # SafetensorError, OSError: the header is what is wrong
