@@ -3,6 +3,7 @@ workers measured), what the worker actually spent charged to the team once, and 
 runs refused when larger than any worker's GPU."""
 
 from datetime import timedelta
+from types import SimpleNamespace
 from unittest import mock
 
 from django.urls import reverse
@@ -14,6 +15,7 @@ from generation.services import job_build
 from studio.quotas.charging import training_usage_charge, usage_charge
 from studio.quotas.costs import STEP_SECONDS_PER_MEGAPIXEL, job_estimate, job_work
 from studio.quotas.models import QuotaRefusal, RefusalReason, UsageRecord, WorkerReport
+from studio.quotas.signals import gpu_report
 from tests.base import StudioTestCase, make_job
 from tests.quota_helpers import fake_result
 from tests.subject_builders import make_run, make_subject
@@ -160,3 +162,22 @@ class TrainingMemoryTests(StudioTestCase):
             response = self.client.post(reverse("training_start", args=[subject.pk]), data)
         self.assertEqual(response.status_code, 302)
         self.assertTrue(subject.training_runs.exists())
+
+
+class WorkerStartReportTests(StudioTestCase):
+    def sender(self, *queues):
+        return SimpleNamespace(task_consumer=SimpleNamespace(
+            queues=[SimpleNamespace(name=name) for name in queues]))
+
+    def test_a_gpu_or_training_worker_reports_its_gpu_as_it_starts(self):
+        with mock.patch("gpu_workers.devices.device_description",
+                        return_value=("NVIDIA H200", 141 * 1024**3)):
+            gpu_report(sender=self.sender("train"))
+        report = WorkerReport.objects.get()
+        self.assertEqual((report.device, report.gpu_memory_bytes), ("NVIDIA H200", 141 * 1024**3))
+
+    def test_a_cpu_worker_reports_nothing(self):
+        with mock.patch("gpu_workers.devices.device_description") as describe:
+            gpu_report(sender=self.sender("default", "moderation"))
+        describe.assert_not_called()
+        self.assertFalse(WorkerReport.objects.exists())

@@ -16,6 +16,7 @@ from studio.quotas.models import (
     QuotaRefusal,
     RefusalReason,
     TeamBudget,
+    WorkerReport,
     period_bounds,
 )
 from tests.base import GenerateFormTestCase, StudioTestCase, make_job
@@ -138,6 +139,15 @@ class SiteUsagePageTests(StudioTestCase):
         self.assertEqual(rows[self.other_team]["month"], 55)
         self.assertContains(response, "1,234")
         self.assertContains(response, "5,000")
+
+    def test_staff_see_what_the_workers_reported(self):
+        WorkerReport.objects.create(worker="gpu-1:42", device="NVIDIA H100 80GB HBM3",
+                                    gpu_memory_bytes=80 * 1024**3, step_seconds={"sdxl": 0.21})
+        self.client.force_login(self.staff)
+        response = self.client.get(reverse("site_usage"))
+        self.assertContains(response, "NVIDIA H100 80GB HBM3")
+        self.assertContains(response, "80.0\xa0GB")
+        self.assertContains(response, "sdxl 0.210")
 
     def test_staff_set_a_budget(self):
         self.client.force_login(self.staff)

@@ -21,6 +21,7 @@ from studio.quotas.models import (
     TeamBudget,
     TeamLimits,
     UsageRecord,
+    WorkerReport,
     effective_limits,
     period_bounds,
 )
@@ -142,7 +143,8 @@ def site_usage_rows(forms_by_team=None):
 @require_GET
 def site_usage_view(request):
     require_staff(request.user)
-    return render(request, "quotas/site_usage.html", {"rows": site_usage_rows()})
+    context = {"rows": site_usage_rows(), "workers": WorkerReport.objects.order_by("-last_seen")}
+    return render(request, "quotas/site_usage.html", context)
 
 
 @login_required
@@ -153,7 +155,11 @@ def team_budget_update(request, team_id):
     budget = TeamBudget.objects.filter(team=team).first() or TeamBudget(team=team)
     form = TeamBudgetForm(request.POST, instance=budget, prefix=f"team-{team.pk}")
     if not form.is_valid():
-        context = {"rows": site_usage_rows({team.pk: form}), "failed_team": team}
+        context = {
+            "rows": site_usage_rows({team.pk: form}),
+            "workers": WorkerReport.objects.order_by("-last_seen"),
+            "failed_team": team,
+        }
         return render(request, "quotas/site_usage.html", context, status=422)
     budget = form.save(commit=False)
     budget.updated_by, budget.updated_at = request.user, timezone.now()
