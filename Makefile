@@ -6,7 +6,7 @@ INSTALLED := $(VENV)/.installed
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: install run test worker bench bench-gallery bench-policy bench-faults
+.PHONY: install run test worker bench bench-gallery bench-policy bench-faults bench-uploads
 
 $(INSTALLED): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -61,3 +61,10 @@ bench-policy: $(INSTALLED)
 # GPU worker processes, into docs/BENCHMARKS.md.
 bench-faults: $(INSTALLED)
 	$(BIN)/python -m tests.faults.bench --write docs/BENCHMARKS.md
+
+# Peak server memory and time for the largest accepted and the most hostile refused upload
+# of each kind (image bombs, 30 subject photos, 100 MB / million-tensor .safetensors
+# headers), each in a process of its own on a throwaway SQLite database, into
+# docs/BENCHMARKS.md.
+bench-uploads: $(INSTALLED)
+	$(BIN)/python -m gallery.bench_uploads --write docs/BENCHMARKS.md
