@@ -4,6 +4,7 @@ reported on the policy page instead of breaking it."""
 
 import time
 
+from django.core.exceptions import ValidationError
 from django.test import SimpleTestCase
 from django.urls import reverse
 
@@ -56,6 +57,15 @@ class RegexEngineTests(SimpleTestCase):
         self.assertIn("too complex", check_regex(r"(?:\pL|x){100}q"))
         self.assertIn("repeats more than 1000 times", check_regex("a{2000}"))
         self.assertIsNone(check_regex(r"\pL+ing\b"))
+
+    def test_a_policys_patterns_together_are_capped_too(self):
+        heavy = [rf"\pL+x{n}" for n in range(30)]  # 1,204 each: fine alone, not 30 together
+        self.assertTrue(all(check_regex(pattern) is None for pattern in heavy))
+        with self.assertRaises(ValidationError) as raised:
+            Policy(regexes="\n".join(heavy)).clean()
+        self.assertIn("Together these regexes are too complex",
+                      raised.exception.message_dict["regexes"][0])
+        Policy(regexes="\n".join(heavy[:5] + [rf"secret-{n}\d+" for n in range(400)])).clean()
 
     def test_case_accents_and_words_match_as_before(self):
         self.assertEqual(matched("Un CAFÉ noir", r"\bcafe\b"), ["cafe"])

@@ -23,7 +23,14 @@ from pathlib import Path
 
 import re2
 
-from studio.moderation.policy import MAX_PROGRAM_SIZE, CompiledPolicy, check_regex, find_matches
+from studio.moderation.policy import (
+    MAX_POLICY_PROGRAM_SIZE,
+    MAX_PROGRAM_SIZE,
+    CompiledPolicy,
+    check_regex,
+    check_regexes_together,
+    find_matches,
+)
 
 SECTION = "policy-regex"
 PROMPT_LENGTH = 2000
@@ -63,7 +70,7 @@ def candidate_patterns():
                 r"\pL+q", r"[\pL\pN_]+q")
 
 
-def time_check(text, pattern, repeat):
+def time_check(text, regexes, repeat):
     """Wall-clock and this thread's CPU milliseconds of each check, each on a freshly
     compiled policy (untimed; re2's own cache of compiled patterns emptied first): RE2 builds
     its automaton's states as a search needs them and keeps them, so the first check of a
@@ -72,12 +79,36 @@ def time_check(text, pattern, repeat):
     wall, cpu = [], []
     for _ in range(repeat):
         re2.purge()
-        policy = CompiledPolicy(regexes=pattern)
+        policy = CompiledPolicy(regexes=regexes)
         started, started_cpu = time.perf_counter(), time.thread_time()
         find_matches(text, [policy])
         cpu.append((time.thread_time() - started_cpu) * 1000)
         wall.append((time.perf_counter() - started) * 1000)
     return wall, cpu
+
+
+def timing_row(what, prompt, program_size, timings):
+    wall, cpu = timings
+    return {
+        "what": what, "prompt": prompt, "program_size": program_size,
+        "p50": statistics.median(wall),
+        "p95": statistics.quantiles(wall, n=20, method="inclusive")[-1],
+        "max": max(wall), "cpu_p50": statistics.median(cpu),
+    }
+
+
+def full_policy(pattern):
+    """Variants of `pattern` ("…q0", "…q1", …) up to the policy's total program size."""
+    lines, total = [], 0
+    while True:
+        line = f"{pattern}{len(lines)}"
+        size = CompiledPolicy(regexes=line).regexes[0][1].programsize
+        if total + size > MAX_POLICY_PROGRAM_SIZE:
+            break
+        lines.append(line)
+        total += size
+    assert check_regexes_together(lines) is None
+    return lines, total
 
 
 def measure(repeat):
@@ -94,19 +125,22 @@ def measure(repeat):
             if worst is None or elapsed > worst[0]:
                 worst = (elapsed, pattern, name)
     _, pattern, prompt_name = worst
-    wall, cpu = time_check(texts[prompt_name], pattern, repeat)
+    text = texts[prompt_name]
+    lines, total = full_policy(pattern)
+    size = CompiledPolicy(regexes=pattern).regexes[0][1].programsize
     return {
-        "pattern": pattern,
-        "prompt": prompt_name,
-        "program_size": CompiledPolicy(regexes=pattern).regexes[0][1].programsize,
         "accepted": accepted,
         "refused": refused,
         "repeat": repeat,
-        "p50": statistics.median(wall),
-        "p95": statistics.quantiles(wall, n=20)[-1],
-        "max": max(wall),
-        "cpu_p50": statistics.median(cpu),
+        "policy_repeat": max(5, repeat // 10),
         "load_at_start": load_at_start,
+        "rows": [
+            timing_row(f"`{pattern}`", prompt_name, size, time_check(text, pattern, repeat)),
+            timing_row(
+                f"a whole policy: {len(lines)} variants of it (`{pattern}0`, …)",
+                prompt_name, total, time_check(text, "\n".join(lines), max(5, repeat // 10)),
+            ),
+        ],
     }
 
 
@@ -130,15 +164,19 @@ def machine(load_at_start):
 
 
 def markdown(result, command):
-    def verdict(key):
-        return "meets" if result[key] < TARGET_MS else "misses"
+    worst = result["rows"][0]
 
-    row = " | ".join([
-        # A "|" in the pattern would end its table cell.
-        "`{}`".format(result["pattern"].replace("|", "\\|")), result["prompt"],
-        str(result["program_size"]),
-        *(f"{result[key]:.2f}" for key in ("p50", "p95", "max", "cpu_p50")),
-    ])
+    def verdict(key):
+        return "meets" if worst[key] < TARGET_MS else "misses"
+
+    def table_row(row):
+        cells = [
+            row["what"].replace("|", "\\|"),  # a "|" in a pattern would end its cell
+            row["prompt"], str(row["program_size"]),
+            *(f"{row[key]:.2f}" for key in ("p50", "p95", "max", "cpu_p50")),
+        ]
+        return "| " + " | ".join(cells) + " |"
+
     lines = [
         "## Prompt policy: a regex check on a 2,000-character prompt",
         "",
@@ -155,22 +193,26 @@ def markdown(result, command):
         f"{result['repeat']} times through `find_matches` (normalising the prompt, then the "
         "policy's RE2 pattern), each time the first check after the policy was compiled "
         "(RE2 builds its automaton's states as a search needs them, so later checks of "
-        "similar prompts are faster):",
+        "similar prompts are faster); then a policy filled with variants of it up to the "
+        f"policy's total ({MAX_POLICY_PROGRAM_SIZE}), timed {result['policy_repeat']} times "
+        "the same way:",
         "",
         "| pattern | prompt | RE2 program size | p50 (ms) | p95 (ms) | max (ms) "
         "| CPU p50 (ms) |",
         "| --- | --- | ---: | ---: | ---: | ---: | ---: |",
-        f"| {row} |",
+        *(table_row(row) for row in result["rows"]),
         "",
-        f"Target: under {TARGET_MS} ms: the wall-clock p95 {verdict('p95')} it, the CPU "
-        f"time {verdict('cpu_p50')} it (a gap between them is time the check waited for the "
-        "CPU, see the load average). RE2 matches in time linear in the "
+        f"Target: under {TARGET_MS} ms for the pattern: the wall-clock p95 {verdict('p95')} "
+        f"it, the CPU time {verdict('cpu_p50')} it (a gap between them is time the check "
+        "waited for the CPU, see the load average). RE2 matches in time linear in the "
         "prompt whatever the pattern; what a pattern costs per character grows with its "
-        f"compiled program, which the form caps at {MAX_PROGRAM_SIZE} (`MAX_PROGRAM_SIZE` "
-        "in `studio/moderation/policy.py`). Under Python's `re`, `(a|aa)+$`, which the old "
-        "nested-repetition check let through, took 5.6 s on a 33-character prompt (1.8 s "
-        "on 31: each character multiplies the work by about 1.7), so a 2,000-character one "
-        "never finished. A policy checks each of its patterns in turn (at most 500).",
+        f"compiled program, which the form caps at {MAX_PROGRAM_SIZE} per pattern "
+        f"(`MAX_PROGRAM_SIZE` in `studio/moderation/policy.py`) and {MAX_POLICY_PROGRAM_SIZE} "
+        "per policy (`MAX_POLICY_PROGRAM_SIZE`; a generate request checks the site's and "
+        "its team's policies, prompt and negative prompt). Under Python's `re`, "
+        "`(a|aa)+$`, which the old nested-repetition check let through, took 5.6 s on a "
+        "33-character prompt (1.8 s on 31: each character multiplies the work by about "
+        "1.7), so a 2,000-character one never finished.",
     ]
     return "\n".join(lines) + "\n"
 
@@ -189,7 +231,7 @@ def main(argv=None):
         from gpu_workers.bench.report import write_section
 
         write_section(args.write, SECTION, text)
-    return 0 if result["cpu_p50"] < TARGET_MS else 1
+    return 0 if result["rows"][0]["cpu_p50"] < TARGET_MS else 1
 
 
 if __name__ == "__main__":

@@ -86,6 +86,8 @@ class Policy(models.Model):
             problems = [problem for line in lines if (problem := check(line))]
             if len(lines) > matching.MAX_ENTRIES:
                 problems.insert(0, f"At most {matching.MAX_ENTRIES} entries.")
+            elif field == "regexes" and (problem := matching.check_regexes_together(lines)):
+                problems.append(problem)
             if problems:
                 errors[field] = problems
         for field in ("scan_flag_at", "scan_block_at"):

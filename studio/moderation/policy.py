@@ -13,9 +13,10 @@ RE2 has no backreferences, lookarounds, atomic groups or possessive repetitions;
 that use them are refused when the policy is saved, naming the construct. Linear is not
 free: a big compiled program (".{0,999}x") costs more per character, so patterns are also
 capped by RE2's program size (MAX_PROGRAM_SIZE keeps a 2,000-character prompt well under
-10 ms per pattern: `python -m studio.moderation.bench`). A pattern runs case-insensitively
-on the normalised text, its own accents stripped the same way; RE2's \w, \d and \b are
-ASCII (\pL is a letter of any script).
+10 ms per pattern: `python -m studio.moderation.bench`), and a policy's patterns together by
+MAX_POLICY_PROGRAM_SIZE. A pattern runs case-insensitively on the normalised text, its own
+accents stripped the same way; RE2's \w, \d and \b are ASCII (\pL is a letter of any
+script).
 
 The allow-list is for false positives: a match that lies inside an allow-listed phrase
 found in the same text is not a match (allow "peg leg jeans" and a blocked "peg" no longer
@@ -34,6 +35,9 @@ MAX_ENTRIES = 500
 # RE2's compiled program size (its instruction count). Matching a prompt costs up to about
 # this much work per character; \pL alone is 1,202, ".{0,150}x" about 1,360.
 MAX_PROGRAM_SIZE = 1500
+# A policy's patterns run one after the other on every prompt: their program sizes
+# together are capped too, so 500 of the slowest patterns can't add up to seconds.
+MAX_POLICY_PROGRAM_SIZE = 15000
 
 REGEX_OPTIONS = re2.Options()
 REGEX_OPTIONS.case_sensitive = False
@@ -154,6 +158,23 @@ def check_regex(pattern):
         regex_compile(pattern)
     except RegexRefused as refused:
         return str(refused)
+    return None
+
+
+def check_regexes_together(patterns):
+    """Why a policy's usable regexes together are too slow to run on every prompt, or None."""
+    total = 0
+    for pattern in patterns:
+        try:
+            total += regex_compile(pattern).programsize
+        except RegexRefused:
+            continue  # check_regex names it
+    if total > MAX_POLICY_PROGRAM_SIZE:
+        return (
+            f"Together these regexes are too complex to check every prompt quickly (RE2 "
+            f"program size {total}, at most {MAX_POLICY_PROGRAM_SIZE}): remove or simplify "
+            "some, such as those with large repetition counts or \\pL."
+        )
     return None
 
 
