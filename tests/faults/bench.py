@@ -83,7 +83,7 @@ def takeover_once(*, pairs, model_dir, celery, args):
                            size=args.size)
     this_job = GenerationJob.objects.filter(pk=job_id)
     job = wait_until(lambda: this_job.filter(progress_step__gte=3).first(), 600, "the job to run")
-    [victim] = celery.gpu_worker_names(worker_pid(job))
+    victim = celery.name_of(worker_pid(job))
     celery.kill(victim)
     killed_at = time.monotonic()
     wait_until(

@@ -206,8 +206,11 @@ class CeleryProcesses:
             process.send_signal(signal.SIGKILL)
             process.wait(timeout=30)
 
-    def gpu_worker_names(self, pid):
-        return [name for name, process in self.processes.items() if process.pid == pid]
+    def live_pids(self):
+        return {process.pid for process in self.processes.values() if process.poll() is None}
+
+    def name_of(self, pid):
+        return next(name for name, process in self.processes.items() if process.pid == pid)
 
     def exited(self):
         """{name: exit code} of the processes that stopped without being killed by us."""

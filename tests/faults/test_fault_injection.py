@@ -38,7 +38,7 @@ def start_processes(run, *, gpu_workers=2):
     run.celery.start_beat()
 
 
-def submit(run, tiny_model_dir):
+def submit(tiny_model_dir):
     return jobs_submit(
         pairs=users_with_projects(USERS), model_dir=tiny_model_dir, jobs=JOBS, steps=STEPS
     )
@@ -52,22 +52,27 @@ def assert_no_process_exited(run):
 
 def test_gpu_workers_killed_at_random_moments(fault_run, tiny_model_dir):
     start_processes(fault_run)
-    job_ids = submit(fault_run, tiny_model_dir)
+    pairs = users_with_projects(USERS)
+    job_ids = jobs_submit(pairs=pairs, model_dir=tiny_model_dir, jobs=JOBS, steps=STEPS)
     rng = random.Random()
     kills = []
-    for _ in range(KILL_ROUNDS):
+    while len(kills) < KILL_ROUNDS:
         victim = wait_until(
-            lambda: running_job(job_ids) or all_final(job_ids), 300, "a running job"
+            lambda: running_job(job_ids, pids=fault_run.celery.live_pids())
+            or all_final(job_ids),
+            300, "a running job",
         )
         if victim is True:
-            break  # every job ended before this round
+            # A fast machine ended every job before this round: more work to kill into.
+            assert len(job_ids) < 10 * JOBS, f"no job ran long enough to be killed: {kills}"
+            job_ids.extend(jobs_submit(pairs=pairs, model_dir=tiny_model_dir,
+                                       jobs=3 * USERS, steps=STEPS))
+            continue
         time.sleep(rng.uniform(0, 1.5))  # a random moment of its batch
-        names = fault_run.celery.gpu_worker_names(worker_pid(victim))
-        assert names, f"job {victim.pk} runs on {victim.worker}, not a worker of this test"
-        fault_run.celery.kill(names[0])
-        kills.append((names[0], victim.pk))
-        fault_run.celery.start_gpu_worker(names[0])
-    assert len(kills) >= 3, f"only {len(kills)} kills landed during the jobs: {kills}"
+        name = fault_run.celery.name_of(worker_pid(victim))
+        fault_run.celery.kill(name)
+        kills.append((name, victim.pk))
+        fault_run.celery.start_gpu_worker(name)
     # A kill stops a whole batch, so a job may be in several: one whose workers died at
     # each of its attempts fails, saying so; no other may.
     assert_invariants(job_ids, fault_run.media_root, failures_allowed=["The worker stopped"])
@@ -76,7 +81,7 @@ def test_gpu_workers_killed_at_random_moments(fault_run, tiny_model_dir):
 
 def test_redis_restarted_without_persistence(fault_run, tiny_model_dir):
     start_processes(fault_run)
-    job_ids = submit(fault_run, tiny_model_dir)
+    job_ids = submit(tiny_model_dir)
     wait_until(lambda: count_in(job_ids, "finished") >= 3, 300, "the first jobs to finish")
     fault_run.redis.kill()  # every queued and unacked message is gone
     fault_run.redis.start()
@@ -86,7 +91,7 @@ def test_redis_restarted_without_persistence(fault_run, tiny_model_dir):
 
 def test_postgres_restarted(fault_run, tiny_model_dir):
     start_processes(fault_run)
-    job_ids = submit(fault_run, tiny_model_dir)
+    job_ids = submit(tiny_model_dir)
     wait_until(lambda: count_in(job_ids, "finished") >= 3, 300, "the first jobs to finish")
     fault_run.postgres.stop()
     time.sleep(POSTGRES_DOWN_S)  # the outage itself

@@ -65,11 +65,13 @@ def all_final(job_ids):
     return states is not None and all(status in FINAL for status in states.values())
 
 
-def running_job(job_ids, *, min_step=1):
-    """A job of these running on a worker past `min_step`, or None."""
-    return polled(lambda: GenerationJob.objects.filter(
+def running_job(job_ids, *, pids, min_step=1):
+    """A job of these past `min_step` on one of the worker processes `pids`, or None. (Jobs
+    of a worker killed before stay running until their lease lapses.)"""
+    running = polled(lambda: list(GenerationJob.objects.filter(
         pk__in=job_ids, status=JobStatus.RUNNING, progress_step__gte=min_step
-    ).order_by("?").first())
+    ).order_by("?")))
+    return next((job for job in running or [] if worker_pid(job) in pids), None)
 
 
 def count_in(job_ids, *statuses):
