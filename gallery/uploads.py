@@ -8,6 +8,7 @@ the pixel limit before a single pixel is decoded. The images of one request shar
 budget of decoded pixels (`PixelBudget`, STUDIO_MAX_REQUEST_PIXELS)."""
 
 import io
+import struct
 import uuid
 import warnings
 
@@ -93,8 +94,11 @@ def _format_by_signature(data):
     Image.init()
     prefix = data[:64]
     for name, (_, accept) in Image.OPEN.items():
-        if accept is not None and accept(prefix):
-            return name
+        try:
+            if accept is not None and accept(prefix):
+                return name
+        except (struct.error, IndexError, TypeError, ValueError):
+            continue  # some signature checks fail on a few bytes rather than say no
     return None
 
 

@@ -105,6 +105,16 @@ class GenerateFormImageTests(GenerateFormTestCase):
                     mask_data="data:image/png;base64," + base64.b64encode(data).decode(),
                 )
 
+    def test_a_few_bytes_are_not_an_image(self):
+        for data in (b"B", b"x", b"\x89P"):
+            with self.subTest(data=data):
+                self.assert_refused(
+                    "mask_data", "not an image",
+                    mask_data="data:image/png;base64," + base64.b64encode(data).decode(),
+                )
+        self.assert_refused("source_upload", f"more than the {LIMIT} pixels",
+                            source_upload=SimpleUploadedFile("bomb", BOMBS["PNG"]))
+
     def test_an_avif_is_refused_without_its_decoder_ever_running(self):
         opened = mock.Mock(side_effect=AssertionError("the AVIF decoder ran"))
         with mock.patch.object(AvifImagePlugin.AvifImageFile, "_open", opened):
