@@ -392,6 +392,10 @@ STUDIO_GENERATE_POSTS_PER_MINUTE = int(os.environ.get("STUDIO_GENERATE_POSTS_PER
 STUDIO_UPLOADS_PER_HOUR = int(os.environ.get("STUDIO_UPLOADS_PER_HOUR", "60"))
 STUDIO_IMPORTS_PER_MINUTE = int(os.environ.get("STUDIO_IMPORTS_PER_MINUTE", "30"))
 STUDIO_SIGNUPS_PER_HOUR_PER_IP = int(os.environ.get("STUDIO_SIGNUPS_PER_HOUR_PER_IP", "10"))
+# Each request mails someone: a cap per address keeps the form from flooding inboxes.
+STUDIO_PASSWORD_RESETS_PER_HOUR_PER_IP = int(
+    os.environ.get("STUDIO_PASSWORD_RESETS_PER_HOUR_PER_IP", "5")
+)
 # Open project sockets per user, across all web nodes; a socket's slot lapses this long
 # after its process stopped renewing it (a crashed node frees its users' slots).
 STUDIO_SOCKETS_PER_USER = int(os.environ.get("STUDIO_SOCKETS_PER_USER", "20"))

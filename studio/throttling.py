@@ -85,3 +85,7 @@ signup_rate_limited = rate_limited(
     group="signup", setting="STUDIO_SIGNUPS_PER_HOUR_PER_IP", per="h", key="ip",
     what="sign-ups from one address",
 )
+password_reset_rate_limited = rate_limited(
+    group="password-reset", setting="STUDIO_PASSWORD_RESETS_PER_HOUR_PER_IP", per="h",
+    key="ip", what="password reset requests from one address",
+)

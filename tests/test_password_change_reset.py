@@ -116,3 +116,19 @@ class EmailBackendTests(StudioTestCase):
         self.assertEqual(backend(), "django.core.mail.backends.console.EmailBackend")
         smtp = backend(REDIS_URL="redis://127.0.0.1:1/0")
         self.assertEqual(smtp, "django.core.mail.backends.smtp.EmailBackend")
+
+
+@override_settings(STUDIO_PASSWORD_RESETS_PER_HOUR_PER_IP=2)
+class PasswordResetRateTests(StudioTestCase):
+    def test_one_address_asks_for_at_most_the_limit_of_mails_per_hour(self):
+        url = reverse("password_reset")
+        for _ in range(2):
+            self.client.post(url, {"email": "carol@example.org"}, REMOTE_ADDR="10.2.2.2")
+        response = self.client.post(url, {"email": "carol@example.org"}, REMOTE_ADDR="10.2.2.2")
+        self.assertEqual(response.status_code, 429)
+        self.assertContains(response, "password reset requests", status_code=429)
+        self.assertEqual(len(mail.outbox), 2)
+        # Showing the form is not a request; another address is not held up.
+        self.assertEqual(self.client.get(url, REMOTE_ADDR="10.2.2.2").status_code, 200)
+        self.client.post(url, {"email": "carol@example.org"}, REMOTE_ADDR="10.2.2.3")
+        self.assertEqual(len(mail.outbox), 3)

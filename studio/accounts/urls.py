@@ -2,6 +2,7 @@ from django.contrib.auth import views as auth_views
 from django.urls import path
 
 from studio.accounts import views
+from studio.throttling import password_reset_rate_limited
 
 urlpatterns = [
     path("", views.dashboard, name="dashboard"),
@@ -29,10 +30,12 @@ urlpatterns = [
     ),
     path(
         "password-reset/",
-        auth_views.PasswordResetView.as_view(
-            template_name="accounts/password_reset.html",
-            email_template_name="accounts/password_reset_email.txt",
-            subject_template_name="accounts/password_reset_subject.txt",
+        password_reset_rate_limited(
+            auth_views.PasswordResetView.as_view(
+                template_name="accounts/password_reset.html",
+                email_template_name="accounts/password_reset_email.txt",
+                subject_template_name="accounts/password_reset_subject.txt",
+            )
         ),
         name="password_reset",
     ),
