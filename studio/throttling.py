@@ -1,6 +1,6 @@
 """Rate limits on what is costly or abusable, counted in the shared cache (Redis when
 REDIS_URL is set) so that every web node sees one count: django-ratelimit's counters for
-generate posts, uploads, imports and sign-ups, django-axes for failed log-ins. A
+generate posts, uploads, imports, sign-ups and password resets, django-axes for failed log-ins. A
 throttled request gets a 429 with Retry-After, as a page, a JSON body or an HTMX notice."""
 
 import math
@@ -26,10 +26,10 @@ def throttled_response(request, *, retry_after, reason):
         context = {"reason": reason, "retry_after": retry_after,
                    "retry_minutes": math.ceil(retry_after / 60)}
         template = "429.html"
-        if getattr(request, "htmx", False):
+        if request.htmx:
             template += "#throttled-notice"
         response = render(request, template, context, status=429)
-        if getattr(request, "htmx", False):
+        if request.htmx:
             # The page the request came from stays; the notice is added to it.
             response["HX-Retarget"] = "body"
             response["HX-Reswap"] = "beforeend"
