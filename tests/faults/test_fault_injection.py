@@ -19,7 +19,9 @@ from tests.faults.workload import (
     worker_pid,
 )
 
-pytestmark = [pytest.mark.e2e, pytest.mark.faults]
+# Each test's waits are bounded; the timeout bounds the whole test, setup included, should
+# a process hang (its fixtures still stop every process it started).
+pytestmark = [pytest.mark.e2e, pytest.mark.faults, pytest.mark.timeout(600)]
 
 JOBS = 30
 USERS = 3
