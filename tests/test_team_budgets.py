@@ -21,7 +21,7 @@ from studio.quotas.models import (
 )
 from tests.base import GenerateFormTestCase, StudioTestCase, make_job
 from tests.quota_helpers import charge, fake_result
-from tests.subject_builders import make_subject
+from tests.subject_builders import make_run, make_subject
 from tests.test_training_jobs import TRAINING_FORM
 
 
@@ -64,6 +64,25 @@ class BudgetRefusalTests(GenerateFormTestCase):
                             f"up. It resets at {resets(BudgetPeriod.DAY)}")
         self.assertEqual(QuotaRefusal.objects.filter(reason=RefusalReason.DAILY_BUDGET).count(),
                          2)
+
+    def test_queued_and_running_work_counts_as_spent_until_it_is_charged(self):
+        TeamBudget.objects.create(team=self.team, monthly_gpu_seconds=100)
+        charge(self.team, self.admin, 40)
+        # About 16 GPU-seconds each (a megapixel, 100 steps), one of them another user's.
+        make_job(self.project, self.admin, self.model, width=1024, height=1024, steps=100)
+        make_job(self.project, self.editor, self.model, width=1024, height=1024, steps=100,
+                 status=JobStatus.RUNNING)
+        subject = make_subject(self.team, self.admin, images=0)
+        make_run(subject, self.project, self.admin, self.model, estimated_seconds=25)
+        make_job(self.other_project, self.outsider, self.model, width=1024, height=1024,
+                 steps=1000)  # another team's
+
+        self.assert_refused(
+            "__all__", "The monthly GPU budget of Alpha, 100 GPU-seconds, has 3 GPU-seconds left "
+            "and this needs about 16 (40 spent, 57 expected for queued and running work).",
+            width=1024, height=1024, steps=100,
+        )
+        self.assertEqual(self.post().status_code, 200)
 
     def test_usage_of_earlier_periods_and_other_teams_does_not_count(self):
         TeamBudget.objects.create(team=self.team, daily_gpu_seconds=100, monthly_gpu_seconds=500)

@@ -9,7 +9,7 @@ from django.db.models.functions import TruncDate
 from django.utils import timezone
 
 from generation.models import GenerationJob, JobStatus, TrainingRun
-from studio.quotas.costs import job_estimate
+from studio.quotas.costs import job_estimate, job_work, step_seconds
 from studio.quotas.models import (
     BudgetPeriod,
     QuotaRefusal,
@@ -109,29 +109,52 @@ def training_quota_check(*, user, project, estimate):
 
 
 def budget_check(*, user, team, gpu_seconds):
-    """Refuse what would take `team` past its daily or monthly GPU budget."""
+    """Refuse what would take `team` past its daily or monthly GPU budget, counting what
+    its queued and running jobs and runs are expected to spend as spent already."""
     budget = TeamBudget.objects.filter(team=team).first()
-    if budget is None:
+    if budget is None or (budget.daily_gpu_seconds is None and budget.monthly_gpu_seconds is None):
         return
+    promised = team_promised_gpu_seconds(team)
     for period in (BudgetPeriod.DAY, BudgetPeriod.MONTH):
         limit = budget.limit_for(period)
         if limit is None:
             continue
-        used = UsageRecord.objects.filter(team=team).in_period(period).gpu_seconds()
-        if used + gpu_seconds <= limit:
+        spent = UsageRecord.objects.filter(team=team).in_period(period).gpu_seconds()
+        if spent + promised + gpu_seconds <= limit:
             continue
         name = f"The {BudgetPeriod(period).label} GPU budget of {team.name}, {limit:,} GPU-seconds,"
-        left = max(0, limit - used)
+        left = max(0, limit - spent - promised)
         state = (
             "is used up" if left < 1
             else f"has {left:,.0f} GPU-seconds left and this needs about {gpu_seconds:,.0f}"
         )
+        if promised >= 1:
+            state += (
+                f" ({spent:,.0f} spent, {promised:,.0f} expected for queued and running work)"
+            )
         _, resets = period_bounds(period)
         quota_refuse(
             user=user, team=team, reason=BUDGET_REASONS[period], status_code=403,
             message=f"{name} {state}. It resets at {local_time(resets)}; site staff can "
             "raise it.",
         )
+
+
+def team_promised_gpu_seconds(team):
+    """What the team's queued and running jobs and training runs are expected to spend:
+    not charged until they end, but already on their way."""
+    rates = {}
+    promised = 0.0
+    active = GenerationJob.objects.active().filter(project__team=team).select_related("model")
+    for job in active:
+        family = job.model.family
+        if family not in rates:
+            rates[family] = step_seconds(family)
+        promised += rates[family] * job_work(job) * job.batch_size
+    runs = TrainingRun.objects.filter(
+        project__team=team, status__in=[JobStatus.QUEUED, JobStatus.RUNNING]
+    ).aggregate(seconds=Sum("estimated_seconds"))
+    return promised + (runs["seconds"] or 0.0)
 
 
 def team_budget_status(team):
