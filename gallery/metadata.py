@@ -1,6 +1,7 @@
 """PNG metadata in the format AUTOMATIC1111 writes, so images carry their recipe."""
 
 import json
+import math
 
 from PIL import PngImagePlugin
 
@@ -28,9 +29,27 @@ def a1111_infotext(*, prompt, negative_prompt, fields):
     return "\n".join(lines)
 
 
+def finite_json_value(value):
+    """`value` with every infinite or NaN float as the string JSON.parse would need
+    ("-Infinity", "Infinity", "NaN"): DPM++ schedulers' configs hold -inf
+    (lambda_min_clipped), which JSON has no number for."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
+    if isinstance(value, dict):
+        return {key: finite_json_value(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [finite_json_value(item) for item in value]
+    return value
+
+
+def strict_json(spec):
+    """JSON any strict parser reads (RFC 8259: no Infinity or NaN)."""
+    return json.dumps(finite_json_value(spec), sort_keys=True, allow_nan=False)
+
+
 def png_info(*, parameters, spec):
     """PNG text chunks: A1111's `parameters` and our full JSON spec."""
     info = PngImagePlugin.PngInfo()
     info.add_text("parameters", parameters)
-    info.add_text("studio", json.dumps(spec, sort_keys=True))
+    info.add_text("studio", strict_json(spec))
     return info

@@ -10,7 +10,9 @@ from gallery.metadata import a1111_infotext, format_number, png_info
 from gallery.models import Image
 from generation.embedding_services import job_embeddings, ti_hashes
 from generation.lora_services import infotext_prompt, lora_hashes
+from generation.model_hashes import model_hash_schedule
 from generation.models import OUTPAINT_SIDES
+from gpu_workers.samplers import infotext_schedule_type
 from studio import __version__ as studio_version
 from studio.moderation.scanning import image_scan_schedule
 from studio.storage import files_delete_on_rollback
@@ -83,8 +85,10 @@ def controlnet_units(job):
 
 
 def job_infotext(job, *, seed, sampler, schedule_type=None, variation_seed=None):
-    """A1111's infotext, its fields in A1111's order."""
+    """A1111's infotext, its fields in A1111's order (modules/processing.py
+    create_infotext)."""
     job_loras = list(job.job_loras.all())
+    model_hash_schedule(model=job.model)  # models registered before hashes were kept
     embeddings = job_embeddings(job)
     return a1111_infotext(
         prompt=infotext_prompt(job.prompt, job_loras),
@@ -92,10 +96,11 @@ def job_infotext(job, *, seed, sampler, schedule_type=None, variation_seed=None)
         fields=[
             ("Steps", job.steps),
             ("Sampler", sampler),
-            ("Schedule type", schedule_type),
+            ("Schedule type", infotext_schedule_type(sampler, schedule_type)),
             ("CFG scale", format_number(job.guidance_scale)),
             ("Seed", seed),
             ("Size", f"{job.width}x{job.height}"),
+            ("Model hash", job.model.a1111_hash()),
             ("Model", job.model.name),
             ("Variation seed", variation_seed if job.variation_strength else None),
             (
@@ -147,7 +152,11 @@ def image_create_from_generation(*, job, pil_image, result):
         }
         if job.has_hires_fix()
         else None,
-        "model": {"name": job.model.name, "source": job.model.source},
+        "model": {
+            "name": job.model.name,
+            "source": job.model.source,
+            "sha256": job.model.sha256 or None,
+        },
         "controlnet": {
             "module": "canny",
             "model": {"name": job.control_model.name, "source": job.control_model.source},

@@ -5,6 +5,7 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 
 from generation.forms import MAX_SIDE, MIN_SIDE
+from generation.model_hashes import model_hash_schedule
 from generation.model_sources import validate_config_source, validate_source
 from generation.models import (
     SAMPLER_CHOICES,
@@ -160,6 +161,17 @@ class DiffusionModelForm(forms.ModelForm):
                     f"{lower + 8}).",
                 )
         return cleaned
+
+    def save(self, commit=True):
+        """The model, its A1111 hash cleared when its source changes and computed again
+        (generation.model_hashes)."""
+        model = super().save(commit=False)
+        if {"source", "source_kind"} & set(self.changed_data):
+            model.sha256 = ""
+        if commit:
+            model.save()
+            model_hash_schedule(model=model)
+        return model
 
     def _refuse_duplicate_source(self, source, kind):
         duplicate = DiffusionModel.objects.filter(source=source, kind=kind)

@@ -9,6 +9,7 @@ file; tensor shapes come from the header); no tensor is loaded and nothing here 
 torch, so web nodes run it.
 """
 
+import hashlib
 import json
 import re
 import struct
@@ -49,6 +50,7 @@ class LoraInfo:
     title: str = ""  # a name the metadata suggests
     tensor_count: int = 0
     metadata: dict = field(default_factory=dict)  # short metadata values, for the detail page
+    addnet_hash: str = ""  # what A1111 and Civitai know the file by (a1111_lora_hash)
 
     @property
     def family_is_certain(self):
@@ -96,8 +98,37 @@ def read_lora_file(path, file_name=""):
         title=(metadata.get("modelspec.title") or metadata.get("ss_output_name") or "").strip(),
         tensor_count=len(keys),
         metadata=short_metadata(metadata),
+        addnet_hash=a1111_lora_hash(path, metadata),
     )
     return info
+
+
+SHA256_HEX = re.compile(r"[0-9a-f]{64}")
+HASH_BLOCK_BYTES = 1024 * 1024
+
+
+def addnet_hash(opened):
+    """kohya's "addnet" hash, as A1111 computes it (modules/hashes.py
+    addnet_hash_safetensors): the SHA-256 of the bytes after the 8-byte header length and
+    the header, so editing the metadata does not change it."""
+    opened.seek(0)
+    header_size = int.from_bytes(opened.read(8), "little")
+    opened.seek(8 + header_size)
+    digest = hashlib.sha256()
+    for block in iter(lambda: opened.read(HASH_BLOCK_BYTES), b""):
+        digest.update(block)
+    return digest.hexdigest()
+
+
+def a1111_lora_hash(path, metadata):
+    """The hash A1111 writes in "Lora hashes" (extensions-builtin/Lora/network.py): the
+    file's `sshs_model_hash` (kohya's trainer stores its addnet hash there), else the
+    addnet hash of the file."""
+    written = str(metadata.get("sshs_model_hash", "")).strip().lower()
+    if SHA256_HEX.fullmatch(written):
+        return written
+    with open(path, "rb") as opened:
+        return addnet_hash(opened)
 
 
 # -- The container ------------------------------------------------------------------------

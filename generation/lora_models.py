@@ -68,6 +68,9 @@ class Lora(models.Model):
     description = models.TextField(blank=True, max_length=2000)
     file = models.FileField(upload_to=lora_upload_path, max_length=300)
     sha256 = models.CharField("SHA-256", max_length=64)
+    # What A1111 and Civitai know it by (lora_files.a1111_lora_hash); blank for LoRAs added
+    # before it was kept, until an image records it (lora_services.lora_hashes).
+    addnet_hash = models.CharField("A1111 hash", max_length=64, blank=True)
     size_bytes = models.BigIntegerField("size")
     family = models.CharField("base family", max_length=10, choices=ModelFamily.choices)
     layout = models.CharField(max_length=20, blank=True)  # "kohya" or "diffusers"
@@ -115,7 +118,7 @@ class Lora(models.Model):
         return reverse("lora_detail", args=[self.pk])
 
     def short_hash(self):
-        """A1111's "Lora hashes" value: the file's SHA-256, first 12 hex digits."""
+        """The file's SHA-256, first 12 hex digits."""
         return self.sha256[:12]
 
     def trigger_word_list(self):

@@ -18,7 +18,13 @@ from django.core.files.uploadedfile import TemporaryUploadedFile
 from django.core.files.uploadhandler import FileUploadHandler
 from django.db import IntegrityError, transaction
 
-from generation.lora_files import LoraFileError, read_lora_file, refuse_by_name
+from generation.lora_files import (
+    SHA256_HEX,
+    LoraFileError,
+    addnet_hash,
+    read_lora_file,
+    refuse_by_name,
+)
 from generation.lora_models import (
     LORA_NAME_FORBIDDEN,
     JobLora,
@@ -224,6 +230,7 @@ def lora_create(*, team, user, checked, name="", description="", family="",
         name=name,
         description=description,
         sha256=checked.sha256,
+        addnet_hash=info.addnet_hash,
         size_bytes=checked.size,
         family=family,
         layout=info.layout,
@@ -463,12 +470,28 @@ def infotext_prompt(prompt, job_loras):
     return " ".join([prompt, *tags]) if tags else prompt
 
 
+def lora_addnet_hash(*, lora):
+    """The LoRA's A1111 hash, computed from its file and kept if it has none yet (added
+    before it was kept)."""
+    if not lora.addnet_hash:
+        written = str(lora.metadata.get("sshs_model_hash", "")).strip().lower()
+        if SHA256_HEX.fullmatch(written):
+            lora.addnet_hash = written
+        else:
+            with lora.file.open("rb") as opened:
+                lora.addnet_hash = addnet_hash(opened)
+        Lora.objects.filter(pk=lora.pk).update(addnet_hash=lora.addnet_hash)
+    return lora.addnet_hash
+
+
 def lora_hashes(job_loras):
-    """A1111's "Lora hashes" value: "name: first 12 hex of its SHA-256, ..."; None: none."""
+    """A1111's "Lora hashes" value: "name: hash, ...", each hash the first 12 hex digits
+    of what A1111 and Civitai know the file by (lora_files.a1111_lora_hash); None: none."""
     if not job_loras:
         return None
     # A1111 takes ":" and "," out of names here: they would break the field apart.
     return ", ".join(
-        f"{used.name.replace(':', '').replace(',', '')}: {used.short_hash()}"
+        f"{used.name.replace(':', '').replace(',', '')}: "
+        f"{lora_addnet_hash(lora=used.lora)[:12] if used.lora else used.short_hash()}"
         for used in job_loras
     )

@@ -139,6 +139,9 @@ class DiffusionModel(models.Model):
     )
     is_enabled = models.BooleanField("enabled", default=True)
     created_at = models.DateTimeField(default=timezone.now)
+    # Of a single-file source, computed on the CPU queue (generation.model_hashes); blank
+    # until then, and for folders and Hub ids, which A1111 has no hash for.
+    sha256 = models.CharField("SHA-256", max_length=64, blank=True, editable=False)
 
     objects = DiffusionModelQuerySet.as_manager()
 
@@ -150,6 +153,10 @@ class DiffusionModel(models.Model):
 
     def get_absolute_url(self):
         return reverse("model_edit", args=[self.pk])
+
+    def a1111_hash(self):
+        """A1111's "Model hash" (its `shorthash`): the SHA-256's first 10 hex digits."""
+        return self.sha256[:10] or None
 
     def generates_in_studio(self):
         return self.kind == ModelKind.CHECKPOINT and self.family in GENERATION_FAMILIES

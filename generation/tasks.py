@@ -40,6 +40,14 @@ def run_training(run_id):
     training_execute(run_id=run_id)
 
 
+@shared_task(name="generation.tasks.hash_model", acks_late=True)
+def hash_model(model_id, source):
+    """A1111's "Model hash" of a single-file library model (CPU queue); idempotent."""
+    from generation.model_hashes import model_hash_compute
+
+    model_hash_compute(model_id=model_id, source=source)
+
+
 @shared_task(name="generation.tasks.sweep", acks_late=True)
 def sweep():
     """Celery beat runs this every STUDIO_SWEEP_INTERVAL_S (generation.sweeper)."""

@@ -17,12 +17,15 @@ from generation.models import (
     JobMode,
     JobPriority,
     JobStatus,
+    Lora,
     ModelKind,
 )
 from generation.parameters_import import (
     ParameterImportError,
     display_name,
+    lora_hashes_match,
     match_model,
+    model_hash_note,
     read_png_parameters,
     shorten,
 )
@@ -422,8 +425,12 @@ def _parameters_import(request, project_id, limit):
         form = GenerationForm(initial=current, models=models)
         return import_response(request, project, form, notice, status=422)
 
-    model = match_model(imported.model_name, models)
+    model = match_model(imported.model_name, models, imported.model_hash)
+    lora_hashes_match(imported=imported, loras=Lora.objects.for_team(project.team).enabled())
     not_applied = list(imported.not_applied)
+    hash_note = model_hash_note(model, imported.model_hash)
+    if hash_note:
+        not_applied.insert(0, hash_note)
     if imported.model_name and model is None:
         kept = models.filter(pk=current.get("model")).first()
         not_applied.insert(

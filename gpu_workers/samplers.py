@@ -51,6 +51,28 @@ SAMPLERS = {
 }
 
 
+# A1111 1.9+'s "Automatic" schedule type is the sampler's own default (the "scheduler"
+# option of modules/sd_samplers_kdiffusion.py); the samplers not listed take the model's
+# discrete schedule, the uniform one our plain samplers run.
+A1111_AUTOMATIC_SCHEDULES = {
+    "DPM++ 2M": "Karras",
+    "DPM++ SDE": "Karras",
+    "DPM++ 2S a": "Karras",
+    "DPM++ 2M SDE": "Exponential",
+    "DPM++ 2M SDE Heun": "Exponential",
+    "DPM++ 3M SDE": "Exponential",
+}
+UNIFORM_SCHEDULE = "Uniform"  # A1111's label for the model's discrete schedule
+
+
+def infotext_schedule_type(sampler: str, schedule_type: str | None) -> str:
+    """The "Schedule type" to write for an infotext "Sampler": always one, as A1111 1.9+
+    does, and never "Automatic" where A1111's automatic schedule is not the one we ran."""
+    if schedule_type:
+        return schedule_type
+    return UNIFORM_SCHEDULE if sampler in A1111_AUTOMATIC_SCHEDULES else "Automatic"
+
+
 def sampler_for_class(scheduler_class: str) -> Sampler:
     """The plain (non-Karras) sampler of a model's own scheduler class; unknown classes keep
     their class name, as A1111 has no name for them."""

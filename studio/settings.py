@@ -197,6 +197,7 @@ CELERY_TASK_ROUTES = {
     "studio.moderation.tasks.scan_image": {"queue": STUDIO_MODERATION_QUEUE},
     "gallery.tasks.purge_deleted_images": {"queue": STUDIO_CPU_QUEUE},
     "generation.tasks.sweep": {"queue": STUDIO_CPU_QUEUE},
+    "generation.tasks.hash_model": {"queue": STUDIO_CPU_QUEUE},
 }
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True

@@ -77,7 +77,8 @@ def test_saves_a_png_with_its_parameters(job):
     assert png.info["parameters"] == (
         "a red fox, watercolor\n"
         "Negative prompt: blurry, low quality\n"
-        "Steps: 5, Sampler: Euler, CFG scale: 6.5, Seed: 1234, Size: 64x48, "
+        "Steps: 5, Sampler: Euler, Schedule type: Automatic, CFG scale: 6.5, Seed: 1234, "
+        "Size: 64x48, "
         "Model: tiny-sd15, Version: studio 0.1.0"
     )
     spec = json.loads(png.info["studio"])

@@ -96,8 +96,9 @@ def test_the_png_records_the_loras_as_a1111_does(studio):
     assert png.info["parameters"] == (
         "a red fox <lora:ink:0.5>\n"
         "Negative prompt: blurry\n"
-        "Steps: 4, Sampler: Euler, CFG scale: 6.5, Seed: 1234, Size: 64x64, Model: tiny-sd15, "
-        f'Lora hashes: "ink: {lora.sha256[:12]}", Version: studio 0.1.0'
+        "Steps: 4, Sampler: Euler, Schedule type: Automatic, CFG scale: 6.5, Seed: 1234, "
+        "Size: 64x64, Model: tiny-sd15, "
+        f'Lora hashes: "ink: {lora.addnet_hash[:12]}", Version: studio 0.1.0'
     )
     assert image.parameters == png.info["parameters"]
     spec = json.loads(png.info["studio"])
@@ -111,7 +112,7 @@ def test_a_picked_lora_is_written_into_the_infotext_prompt_and_imports_back(stud
     lora = studio["lora"]
     _, image, png = run_job(studio, prompt="a red fox", loras=[LoraChoice(lora, 0.75)])
     assert png.info["parameters"].startswith("a red fox <lora:ink:0.75>\n")
-    assert f'Lora hashes: "ink: {lora.sha256[:12]}"' in png.info["parameters"]
+    assert f'Lora hashes: "ink: {lora.addnet_hash[:12]}"' in png.info["parameters"]
     assert image.prompt == "a red fox"
 
     # Dropped back onto the form, the picked LoRA returns as a tag (the spec's list of

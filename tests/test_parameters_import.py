@@ -119,8 +119,10 @@ class ParseA1111TestCase(SimpleTestCase):
         )
         self.assertEqual(result.model_name, "v1-5-pruned-emaonly")
         self.assertEqual(result.version, "v1.10.1")
-        self.assertIn("Lora hashes: foo: abc123", result.not_applied)
-        self.assertIn("Model hash: 6ce0161689", result.not_applied)
+        # Hashes are for the library lookup (the view), not notes of their own.
+        self.assertEqual(result.lora_hashes, {"foo": "abc123"})
+        self.assertEqual(result.model_hash, "6ce0161689")
+        self.assertFalse(any("hash" in note for note in result.not_applied))
         self.assertTrue(any(note.startswith("Source image") for note in result.not_applied))
 
     def test_quoted_values_may_hold_commas_colons_quotes_and_newlines(self):
@@ -129,7 +131,7 @@ class ParseA1111TestCase(SimpleTestCase):
             'Lora hashes: "foo: abc, bar: def", Wildcard prompt: "a \\"b\\", c\\nd", '
             "Model: my, model"
         )
-        self.assertIn("Lora hashes: foo: abc, bar: def", result.not_applied)
+        self.assertEqual(result.lora_hashes, {"foo": "abc", "bar": "def"})
         self.assertIn('Wildcard prompt: a "b", c d', result.not_applied)
         # An unquoted comma stays with its value rather than becoming a bogus field.
         self.assertEqual(result.model_name, "my, model")
@@ -429,8 +431,8 @@ class ImportViewTestCase(StudioTestCase):
         self.assertEqual(initial["clip_skip"], 2)
         self.assertContains(response, "Imported from castle.png (AUTOMATIC1111 v1.10.1)")
         self.assertContains(response, "Not applied:")
-        for note in ("Model hash: 6ce0161689", "Lora hashes: foo: abc123"):
-            self.assertContains(response, f"<li>{note}</li>")
+        self.assertContains(response, "<li>LoRA: foo (not in your team&#x27;s library)</li>")
+        self.assertNotContains(response, "Model hash")
         self.assertContains(response, "alert-warning")
 
     def test_an_unknown_model_keeps_the_current_one_and_says_so(self):

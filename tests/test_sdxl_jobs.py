@@ -65,7 +65,8 @@ def test_an_sdxl_job_makes_the_pipelines_image_with_its_parameters(sdxl_job, tin
     assert png.size == (64, 48)
     assert png.info["parameters"] == (
         "a lighthouse at dusk\n"
-        "Steps: 4, Sampler: Euler, CFG scale: 5, Seed: 99, Size: 64x48, Model: tiny-sdxl, "
+        "Steps: 4, Sampler: Euler, Schedule type: Automatic, CFG scale: 5, Seed: 99, "
+        "Size: 64x48, Model: tiny-sdxl, "
         f"Clip skip: 2, Version: studio {studio_version}"
     )
     spec = json.loads(png.info["studio"])

@@ -19,14 +19,16 @@ from .a1111 import parse_a1111_infotext
 from .comfyui import parse_comfyui_prompt
 from .common import ImportedParameters, ParameterImportError, display_name, shorten
 from .files import read_png_parameters
-from .library import match_model
+from .library import lora_hashes_match, match_model, model_hash_note
 from .studio import parse_studio_metadata, parse_studio_spec
 
 __all__ = [
     "ImportedParameters",
     "ParameterImportError",
     "display_name",
+    "lora_hashes_match",
     "match_model",
+    "model_hash_note",
     "parse_a1111_infotext",
     "parse_comfyui_prompt",
     "parse_studio_metadata",

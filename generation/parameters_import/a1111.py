@@ -25,8 +25,10 @@ A1111_KEYS = {"steps", "sampler", "cfg scale", "seed", "size", "model", "model h
 A1111_APPLIED = {
     "Steps", "Sampler", "Schedule type", "CFG scale", "Seed", "Size", "Model", "Clip skip",
     "Batch size", "Version", "Denoising strength", "Hires upscale", "Hires steps",
-    "Hires upscaler",
+    "Hires upscaler", "Variation seed", "Variation seed strength",
 }
+# Kept for the library lookup (parameters_import.library), which reports what it can't use.
+A1111_LOOKED_UP = {"Model hash", "Lora hashes"}
 # The ControlNet extension's units: "ControlNet 0", "ControlNet 1", ...
 CONTROLNET_UNIT_RE = re.compile(r"ControlNet \d")
 # Written by A1111 for information only; nothing to apply or to warn about.
@@ -103,7 +105,7 @@ def parse_a1111_infotext(text) -> ImportedParameters:
         settings[key] = raw
     values = {
         key: _unquote(raw, key)
-        if key in A1111_APPLIED or CONTROLNET_UNIT_RE.fullmatch(key)
+        if key in A1111_APPLIED or key in A1111_LOOKED_UP or CONTROLNET_UNIT_RE.fullmatch(key)
         else raw
         for key, raw in settings.items()
     }
@@ -117,13 +119,26 @@ def parse_a1111_infotext(text) -> ImportedParameters:
     if "Size" in values:
         result.values["width"], result.values["height"] = size_value(values["Size"])
     if "Sampler" in values:
-        name = sampler_name_for(values["Sampler"], values.get("Schedule type"), result)
+        # A1111 1.9+ reads a missing schedule type as "Automatic", the sampler's default.
+        schedule_type = values.get("Schedule type", "Automatic")
+        name = sampler_name_for(values["Sampler"], schedule_type, result)
         if name:
             result.values["sampler"] = name
     elif "Schedule type" in values:
         result.report("Schedule type", values["Schedule type"])
     if "Model" in values:
         result.model_name = values["Model"].strip()
+    result.model_hash = values.get("Model hash", "").strip()
+    if "Lora hashes" in values:
+        result.lora_hashes = _name_hash_pairs(values["Lora hashes"])
+    if "Variation seed strength" in values:
+        result.values["variation_strength"] = float_value(
+            values["Variation seed strength"], "Variation seed strength"
+        )
+        if "Variation seed" in values:
+            result.values["variation_seed"] = int_value(values["Variation seed"], "Variation seed")
+    elif "Variation seed" in values:
+        result.report("Variation seed", f"{values['Variation seed']} (no strength given)")
     # A1111 leaves these out at their defaults.
     result.values["clip_skip"] = int_value(values.get("Clip skip", 1), "Clip skip")
     result.values["batch_size"] = int_value(values.get("Batch size", 1), "Batch size")
@@ -135,11 +150,22 @@ def parse_a1111_infotext(text) -> ImportedParameters:
     for key, raw in settings.items():
         if (
             key not in A1111_APPLIED
+            and key not in A1111_LOOKED_UP
             and key not in A1111_INFORMATIONAL
             and not CONTROLNET_UNIT_RE.fullmatch(key)
         ):
             result.report(key, _unquote_lenient(raw))
     return result
+
+
+def _name_hash_pairs(text):
+    """A1111's "Lora hashes" ("name: hash, name: hash") as {name: hash}."""
+    pairs = {}
+    for part in text.split(","):
+        name, _, short_hash = part.rpartition(":")
+        if name.strip():
+            pairs.setdefault(name.strip(), short_hash.strip())
+    return pairs
 
 
 def _a1111_controlnet(unit, result):

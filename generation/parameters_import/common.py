@@ -5,7 +5,7 @@ import math
 import re
 from dataclasses import dataclass, field
 
-from gpu_workers.samplers import SAMPLERS
+from gpu_workers.samplers import A1111_AUTOMATIC_SCHEDULES, SAMPLERS, UNIFORM_SCHEDULE
 
 SOURCE_LABELS = {"studio": "this studio", "a1111": "AUTOMATIC1111", "comfyui": "ComfyUI"}
 # The order a summary lists the form fields in.
@@ -25,6 +25,8 @@ FIELD_LABELS = {
     "control_scale": "ControlNet weight",
     "control_low_threshold": "canny thresholds",
     "ip_adapter_scale": "image prompt weight",
+    "variation_seed": "variation seed",
+    "variation_strength": "variation strength",
 }
 HIRES_UPSCALER = "Lanczos"  # the one upscaler the hires fix has here
 SOURCE_IMAGE_NOTE = ("Source image", "none in the file (img2img); pick one under From an image")
@@ -40,6 +42,8 @@ class ImportedParameters:
     source: str  # "studio", "a1111" or "comfyui"
     values: dict = field(default_factory=dict)  # GenerationForm field -> value
     model_name: str = ""  # as the source names it; matched against the library by the view
+    model_hash: str = ""  # A1111's "Model hash" (SHA-256, first 10 hex) or a full SHA-256
+    lora_hashes: dict = field(default_factory=dict)  # LoRA name -> hash, for the library
     not_applied: list[str] = field(default_factory=list)
     version: str = ""  # what made the image, when the metadata says
 
@@ -116,24 +120,32 @@ def size_value(value, label="Size"):
     return int(match[1]), int(match[2])
 
 
-def load_json(text, what):
+def load_json(text, what, *, constants=False):
+    """Parsed JSON, or a ParameterImportError; `constants`: accept Infinity and NaN, as
+    this studio's own chunk held them before it was made strict."""
+
     def refuse_constant(name):
         raise ValueError(f"{name} is not a number")
 
     try:
-        return json.loads(text, parse_constant=refuse_constant)
+        return json.loads(text, parse_constant=float if constants else refuse_constant)
     except (ValueError, RecursionError) as error:
         detail = error.msg if isinstance(error, json.JSONDecodeError) else str(error)
         raise ParameterImportError(f"The {what} is not valid JSON ({detail}).") from error
 
 
 def sampler_name_for(sampler, schedule_type, result):
-    """Our sampler (an A1111 name in SAMPLERS) for an A1111 sampler and schedule type, or
-    None; what cannot be matched goes into result.not_applied."""
+    """Our sampler (an A1111 name in SAMPLERS) for a sampler and schedule type, or None;
+    what cannot be matched goes into result.not_applied. `schedule_type`: None or "" for
+    a name that says it all; "Automatic" is A1111's default for the sampler (Karras for
+    DPM++ 2M), "Uniform" the model's own schedule, which our plain samplers run."""
     schedule = (schedule_type or "").strip()
-    if schedule.lower() in ("", "automatic"):
-        schedule = ""
     by_lower = {name.lower(): name for name in SAMPLERS}
+    if schedule.lower() == "automatic":
+        automatic = {name.lower(): value for name, value in A1111_AUTOMATIC_SCHEDULES.items()}
+        schedule = automatic.get(sampler.strip().lower(), "")
+    elif schedule.lower() == UNIFORM_SCHEDULE.lower():
+        schedule = ""
     name = by_lower.get(sampler.strip().lower())
     if schedule:
         combined = by_lower.get(f"{sampler.strip()} {schedule}".lower())

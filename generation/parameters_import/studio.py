@@ -35,7 +35,11 @@ STUDIO_FIELDS = {
 
 def parse_studio_metadata(spec_text, parameters_text=None) -> ImportedParameters:
     """The studio's JSON spec, completed by its A1111 text for fields the spec lacks."""
-    spec = load_json(spec_text, "studio metadata") if isinstance(spec_text, str) else spec_text
+    spec = (
+        load_json(spec_text, "studio metadata", constants=True)
+        if isinstance(spec_text, str)
+        else spec_text
+    )
     result = parse_studio_spec(spec)
     if parameters_text:
         try:
@@ -46,6 +50,9 @@ def parse_studio_metadata(spec_text, parameters_text=None) -> ImportedParameters
         for name, value in infotext.values.items():
             result.values.setdefault(name, value)
         result.model_name = result.model_name or infotext.model_name
+        result.model_hash = result.model_hash or infotext.model_hash
+        for name, short_hash in infotext.lora_hashes.items():
+            result.lora_hashes.setdefault(name, short_hash)
         labels = result.reported_labels()
         for note in infotext.not_applied:
             if note.split(": ", 1)[0] not in labels:
@@ -74,8 +81,8 @@ def parse_studio_spec(spec) -> ImportedParameters:
         elif key == "model":
             name = value.get("name") if isinstance(value, dict) else value
             result.model_name = text_value(name, "Model name").strip()
-            if isinstance(value, dict) and value.get("hash"):
-                result.report("Model hash", value["hash"])
+            if isinstance(value, dict) and isinstance(value.get("sha256"), str):
+                result.model_hash = value["sha256"]
         elif key == "mode":
             if value == "img2img":
                 result.report(*SOURCE_IMAGE_NOTE)
@@ -92,6 +99,11 @@ def parse_studio_spec(spec) -> ImportedParameters:
             _studio_ip_adapter(value, result)
         elif key == "loras":
             picked_tags = _studio_lora_tags(value)
+            result.lora_hashes.update(
+                (lora["name"], lora.get("sha256") or "") for lora in value
+            )
+        elif key == "variation":
+            _studio_variation(value, result)
         elif key == "versions":
             if isinstance(value, dict) and value.get("studio"):
                 result.version = shorten(f"v{value['studio']}")
@@ -116,6 +128,20 @@ def _studio_lora_tags(loras):
             weight = float_value(lora.get("weight", 1), f"LoRA {shorten(lora['name'])} weight")
             tags.append(f"<lora:{lora['name']}:{weight:g}>")
     return tags
+
+
+def _studio_variation(variation, result):
+    if not variation:
+        return
+    if not isinstance(variation, dict):
+        raise ParameterImportError(
+            "The studio metadata is malformed: its variation is not an object."
+        )
+    result.values["variation_strength"] = float_value(
+        variation.get("strength"), "Variation seed strength"
+    )
+    if variation.get("seed") is not None:
+        result.values["variation_seed"] = int_value(variation["seed"], "Variation seed")
 
 
 def _studio_controlnet(control, result):
