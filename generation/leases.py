@@ -15,29 +15,34 @@ status, claims, attempts, lease_expires_at, worker, cancel_requested_at).
 
 import os
 import socket
-from datetime import timedelta
+from datetime import datetime, timedelta
+from typing import Any
 
 from django.conf import settings
 from django.db import InterfaceError, OperationalError
-from django.db.models import F
+from django.db.models import F, QuerySet
 from django.utils import timezone
 
-from generation.models import JobStatus
+from generation.models import GenerationJob, JobStatus
+from generation.training_models import TrainingRun
+
+# The two kinds of row a worker holds.
+Leased = GenerationJob | TrainingRun
 
 # A database that can't be reached now (a restart, a failover): work is retried, never
 # failed for it; a lease it kept from being renewed lapses and the sweeper requeues.
 TRANSIENT_ERRORS = (OperationalError, InterfaceError)
 
 
-def lease_deadline():
+def lease_deadline() -> datetime:
     return timezone.now() + timedelta(seconds=settings.STUDIO_JOB_LEASE_S)
 
 
-def worker_name():
+def worker_name() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
-def claim(model, pk, **fields):
+def claim(model: type[Leased], pk: int, **fields: Any) -> "Hold | None":
     """Take the queued row `pk`; its Hold, or None when it isn't queued any more."""
     claimed = model.objects.filter(pk=pk, status=JobStatus.QUEUED).update(
         status=JobStatus.RUNNING,
@@ -57,35 +62,37 @@ def claim(model, pk, **fields):
 class Hold:
     """One attempt's hold on a claimed row. Every write goes through it."""
 
-    def __init__(self, model, pk, claims):
-        self.rows = model.objects.filter(pk=pk, status=JobStatus.RUNNING, claims=claims)
+    def __init__(self, model: type[Leased], pk: int, claims: int) -> None:
+        self.rows: QuerySet[Leased] = model.objects.filter(
+            pk=pk, status=JobStatus.RUNNING, claims=claims
+        )
         self.worked = False
 
-    def renew(self, **fields):
+    def renew(self, **fields: Any) -> bool:
         """Renew the lease, writing `fields` with it. False once the row is no longer ours."""
         return bool(self.rows.update(lease_expires_at=lease_deadline(), **fields))
 
-    def worked_on(self, **fields):
+    def worked_on(self, **fields: Any) -> bool:
         """Renew at a step of work; the first one counts the attempt."""
         if not self.worked:
             fields["attempts"] = F("attempts") + 1
             self.worked = True
         return self.renew(**fields)
 
-    def cancel_requested(self):
+    def cancel_requested(self) -> bool:
         return self.rows.filter(cancel_requested_at__isnull=False).exists()
 
-    def end(self, status, **fields):
+    def end(self, status: JobStatus, **fields: Any) -> bool:
         """Record how the attempt ended; False (nothing written) if the row isn't ours."""
         return bool(self.rows.update(status=status, finished_at=timezone.now(), **fields))
 
 
-def lapsed(model):
+def lapsed(model: type[Leased]) -> QuerySet[Leased]:
     """Rows running on a worker whose lease lapsed: it died or stalled."""
     return model.objects.filter(status=JobStatus.RUNNING, lease_expires_at__lt=timezone.now())
 
 
-def lapsed_outcome(row):
+def lapsed_outcome(row: Leased) -> tuple[JobStatus, str]:
     """What becomes of a lapsed row: (status, error). Queued again unless its owner asked to
     cancel it or its workers kept dying."""
     if row.cancel_requested_at is not None:
@@ -103,12 +110,12 @@ def lapsed_outcome(row):
     return JobStatus.QUEUED, ""
 
 
-def lapsed_release(row):
+def lapsed_release(row: Leased) -> JobStatus | None:
     """Take a lapsed row back from its dead worker: queued again, or ended as
     `lapsed_outcome` says. Returns the new status, or None when another sweeper or the
     worker itself got there first."""
     status, error = lapsed_outcome(row)
-    fields = {"status": status, "error": error, "lease_expires_at": None}
+    fields: dict[str, Any] = {"status": status, "error": error, "lease_expires_at": None}
     if status == JobStatus.QUEUED:
         fields.update(progress_step=0, worker="")
     else:

@@ -13,13 +13,14 @@ any number of sweepers may run at once. Each pass:
 """
 
 import logging
+from collections.abc import Callable
 from datetime import timedelta
 
 from django.conf import settings
 from django.utils import timezone
 
 from generation.dispatch import enqueue_generation, enqueue_training
-from generation.leases import lapsed, lapsed_release
+from generation.leases import Leased, lapsed, lapsed_release
 from generation.models import GenerationJob, JobStatus
 from generation.training_models import TrainingRun
 from studio.dispatch import waiting
@@ -36,9 +37,9 @@ SIDE_EFFECTS_PER_PASS = 200
 WAKE_UPS_PER_PASS = 1000
 
 
-def sweep():
+def sweep() -> dict[str, int]:
     """One pass; returns what it did, {action: count}."""
-    done = {}
+    done: dict[str, int] = {}
     for kind, model in (("job", GenerationJob), ("training", TrainingRun)):
         for status, count in lapsed_take_back(model, kind).items():
             done[f"{kind}_lapsed_{status}"] = count
@@ -57,7 +58,7 @@ def sweep():
     return done
 
 
-def sweep_after_restart():
+def sweep_after_restart() -> None:
     """Embedded mode, at start: what the previous server process was running died with it
     (no other process runs its work), so its leases count as lapsed now."""
     for model in (GenerationJob, TrainingRun):
@@ -66,9 +67,9 @@ def sweep_after_restart():
         )
 
 
-def lapsed_take_back(model, kind):
+def lapsed_take_back(model: type[Leased], kind: str) -> dict[JobStatus, int]:
     """Lapsed rows of `model` released; {new status: count}. Their project hears of it."""
-    counts = {}
+    counts: dict[JobStatus, int] = {}
     for row in lapsed(model).select_related("project"):
         status = lapsed_release(row)
         if status is None:
@@ -86,7 +87,9 @@ def lapsed_take_back(model, kind):
     return counts
 
 
-def wake_ups_send(model, enqueue, queue):
+def wake_ups_send(
+    model: type[Leased], enqueue: Callable[[int], None], queue: str
+) -> int:
     """One message for every queued row the broker has no waiting message for."""
     queued = list(
         model.objects.filter(status=JobStatus.QUEUED)
@@ -99,7 +102,7 @@ def wake_ups_send(model, enqueue, queue):
     return max(missing, 0)
 
 
-def side_effects_resend():
+def side_effects_resend() -> dict[str, int]:
     """Thumbnails and scans of recent images that have neither, sent again while their
     queue is empty (a backlog still holds them)."""
     from gallery.dispatch import enqueue_thumbnails
@@ -111,7 +114,7 @@ def side_effects_resend():
         created_at__lt=now - SIDE_EFFECT_GRACE,
         created_at__gt=now - SIDE_EFFECT_RETRY_WINDOW,
     ).order_by("created_at")
-    sent = {}
+    sent: dict[str, int] = {}
     if not waiting(settings.STUDIO_CPU_QUEUE):
         ids = list(recent.filter(thumbnails={}).values_list("pk", flat=True)
                    [:SIDE_EFFECTS_PER_PASS])

@@ -6,13 +6,17 @@ whose message was lost, counting what still waits with `waiting`.
 """
 
 import logging
+from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
+
+if TYPE_CHECKING:
+    from celery import Task
 
 logger = logging.getLogger(__name__)
 
 
-def send(task, *args, queue):
+def send(task: "Task", *args: Any, queue: str) -> None:
     """Run the Celery task `task(*args)` on a worker of `queue`."""
     if settings.CELERY_BROKER_URL:
         task.apply_async(args=list(args), queue=queue)
@@ -22,7 +26,7 @@ def send(task, *args, queue):
         embedded_worker.submit(queue, task, *args)
 
 
-def waiting(queue):
+def waiting(queue: str) -> int:
     """Messages in `queue` that no worker has taken yet (0 when the broker can't say)."""
     if not settings.CELERY_BROKER_URL:
         from studio import embedded_worker

@@ -4,13 +4,24 @@ Views ask through `require()`: outsiders get a 404 so they can't even learn that
 object exists; members whose role is too low get a 403.
 """
 
+from typing import TypeVar
+
+from django.contrib.auth.base_user import AbstractBaseUser
+from django.contrib.auth.models import AnonymousUser
 from django.core.exceptions import PermissionDenied
+from django.db.models import Model
 from django.http import Http404
 
 from studio.accounts.models import ROLE_RANK, Project, Role, Team
 
+# Who asks: request.user, signed in or not.
+Asker = AbstractBaseUser | AnonymousUser
+# Teams, projects, and objects that live in a project (jobs, images): `require` returns the
+# object it was given.
+Guarded = TypeVar("Guarded", bound=Model)
+
 # The least role each action needs, per kind of object.
-TEAM_ACTIONS = {
+TEAM_ACTIONS: dict[str, Role] = {
     "view": Role.VIEWER,
     "create_project": Role.EDITOR,
     "invite": Role.ADMIN,
@@ -21,7 +32,7 @@ TEAM_ACTIONS = {
     "manage_subjects": Role.EDITOR,  # subjects, their images and consent; training runs
     "delete": Role.OWNER,
 }
-PROJECT_ACTIONS = {
+PROJECT_ACTIONS: dict[str, Role] = {
     "view": Role.VIEWER,
     "generate": Role.EDITOR,
     "review": Role.EDITOR,  # approve or reject its images, delete any comment on them
@@ -30,7 +41,7 @@ PROJECT_ACTIONS = {
 }
 
 
-def role_for(user, obj):
+def role_for(user: Asker, obj: Model) -> str | None:
     """The user's role on a team, or on a project through its team."""
     if isinstance(obj, Team):
         return obj.role_of(user)
@@ -39,7 +50,7 @@ def role_for(user, obj):
     raise TypeError(f"no roles on {type(obj).__name__}")
 
 
-def can(user, action, obj):
+def can(user: Asker, action: str, obj: Model) -> bool:
     if isinstance(obj, Team):
         needed = TEAM_ACTIONS[action]
     elif isinstance(obj, Project):
@@ -53,7 +64,7 @@ def can(user, action, obj):
     return role is not None and ROLE_RANK[role] >= ROLE_RANK[needed]
 
 
-def require(user, action, obj):
+def require(user: Asker, action: str, obj: Guarded) -> Guarded:
     """Return obj if the user may do action to it; else 404 for outsiders, 403 for members."""
     if can(user, action, obj):
         return obj

@@ -29,7 +29,8 @@ class Role(models.TextChoices):
     OWNER = "owner", "Owner"
 
 
-ROLE_RANK = {Role.VIEWER: 1, Role.EDITOR: 2, Role.ADMIN: 3, Role.OWNER: 4}
+# Keyed by str: a role read from the database (a plain str) finds its rank too.
+ROLE_RANK: dict[str, int] = {Role.VIEWER: 1, Role.EDITOR: 2, Role.ADMIN: 3, Role.OWNER: 4}
 
 
 class TeamQuerySet(models.QuerySet):
