@@ -48,6 +48,12 @@ class ActiveImagesTests(GenerateLimitTestCase):
         )
         self.assertEqual(self.post(batch_size=2).status_code, 200)
 
+    def test_the_refusal_asks_for_no_field_to_be_fixed(self):
+        make_job(self.project, self.editor, self.model, batch_size=5)
+        response = self.post()
+        self.assertContains(response, "Alpha allows 5 at once per user", status_code=422)
+        self.assertNotContains(response, "Fix the highlighted field", status_code=422)
+
     def test_a_batch_count_is_refused_whole_not_in_part(self):
         self.assert_limit_refusal(
             "this asks for 6 more", RefusalReason.ACTIVE_IMAGES, batch_size=2, batch_count=3,
