@@ -40,7 +40,7 @@ class QuotaRefused(PermissionDenied):
 
 def quota_refuse(*, user, team, reason, message, status_code=429):
     """Count the refusal and raise it. Called outside any transaction of the caller's, so
-    the count stays when the caller rolls back."""
+    the count stays when the caller rolls back (callers check before their transaction)."""
     QuotaRefusal.objects.create(team=team, user=user, reason=reason)
     raise QuotaRefused(message, reason=reason, status_code=status_code)
 
@@ -79,7 +79,7 @@ def generation_quota_check(*, user, project, job, copies=1):
             f"more; {team.name} allows {limit} per user per hour. Try again after "
             f"{local_time(again)}.",
         )
-    budget_check(user=user, team=team, gpu_seconds=job_estimate(job) * copies)
+    team_budget_check(user=user, team=team, gpu_seconds=job_estimate(job) * copies)
 
 
 def training_quota_check(*, user, project, estimate):
@@ -105,16 +105,16 @@ def training_quota_check(*, user, project, estimate):
             f"the largest GPU of any worker ({largest / 1024**3:.1f} GB). Lower the resolution "
             "or batch size, or train without the text encoder or prior preservation.",
         )
-    budget_check(user=user, team=team, gpu_seconds=estimate.seconds)
+    team_budget_check(user=user, team=team, gpu_seconds=estimate.seconds)
 
 
-def budget_check(*, user, team, gpu_seconds):
+def team_budget_check(*, user, team, gpu_seconds):
     """Refuse what would take `team` past its daily or monthly GPU budget, counting what
     its queued and running jobs and runs are expected to spend as spent already."""
     budget = TeamBudget.objects.filter(team=team).first()
     if budget is None or (budget.daily_gpu_seconds is None and budget.monthly_gpu_seconds is None):
         return
-    promised = team_promised_gpu_seconds(team)
+    promised = team_promised_gpu_seconds(team=team)
     for period in (BudgetPeriod.DAY, BudgetPeriod.MONTH):
         limit = budget.limit_for(period)
         if limit is None:
@@ -140,7 +140,7 @@ def budget_check(*, user, team, gpu_seconds):
         )
 
 
-def team_promised_gpu_seconds(team):
+def team_promised_gpu_seconds(*, team):
     """What the team's queued and running jobs and training runs are expected to spend:
     not charged until they end, but already on their way."""
     rates = {}
@@ -157,7 +157,7 @@ def team_promised_gpu_seconds(team):
     return promised + (runs["seconds"] or 0.0)
 
 
-def team_budget_status(team):
+def team_budget_status(*, team):
     """[{period, limit, used, share, resets}] for each period `team` has a budget for."""
     budget = TeamBudget.objects.filter(team=team).first()
     rows = []
@@ -176,7 +176,7 @@ def team_budget_status(team):
     return rows
 
 
-def team_usage(team, *, since):
+def team_usage(*, team, since):
     """The team's usage since `since`: totals by member, by model and by day."""
     records = UsageRecord.objects.filter(team=team, at__gte=since)
     totals = {"gpu_seconds": Sum("gpu_seconds"), "images": Sum("images"), "jobs": Count("pk")}

@@ -61,7 +61,7 @@ def team_usage_view(request, team_id):
     since = timezone.localtime().replace(hour=0, minute=0, second=0, microsecond=0) - timedelta(
         days=USAGE_DAYS - 1
     )
-    usage = team_usage(team, since=since)
+    usage = team_usage(team=team, since=since)
     refusals = (
         QuotaRefusal.objects.filter(team=team, at__gte=since)
         .values("reason").annotate(count=Count("pk")).order_by("-count")
@@ -71,7 +71,7 @@ def team_usage_view(request, team_id):
         "days": USAGE_DAYS,
         "usage": usage,
         "chart": usage_chart(usage["by_day"], days=USAGE_DAYS),
-        "budgets": team_budget_status(team),
+        "budgets": team_budget_status(team=team),
         "limits": effective_limits(team),
         "refusals": [
             {"label": QuotaRefusal(reason=row["reason"]).get_reason_display(), **row}
