@@ -39,8 +39,8 @@ class QuotaRefused(PermissionDenied):
 
 
 def quota_refuse(*, user, team, reason, message, status_code=429):
-    """Count the refusal and raise it. Called outside any transaction of the caller's, so
-    the count stays when the caller rolls back (callers check before their transaction)."""
+    """Count the refusal and raise it. Callers check before their own transaction, so the
+    count stays when they roll back."""
     QuotaRefusal.objects.create(team=team, user=user, reason=reason)
     raise QuotaRefused(message, reason=reason, status_code=status_code)
 
