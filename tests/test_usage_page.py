@@ -79,6 +79,14 @@ class UsagePageTests(StudioTestCase):
         self.assertEqual(response.status_code, 302)
         self.assertIn(reverse("login"), response["Location"])
 
+    def test_site_staff_see_any_teams_usage(self):
+        staff = type(self.owner).objects.create_user("sam", "s@example.org", "pw", is_staff=True)
+        charge(self.team, self.editor, 30)
+        self.client.force_login(staff)
+        response = self.client.get(self.url())
+        self.assertEqual(response.context["usage"]["total"]["gpu_seconds"], 30)
+        self.assertNotContains(response, reverse("team_limits", args=[self.team.pk]))
+
     def test_the_team_page_links_to_it(self):
         self.client.force_login(self.viewer)
         self.assertContains(self.client.get(self.team.get_absolute_url()), self.url())
