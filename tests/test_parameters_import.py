@@ -1,6 +1,7 @@
 """Import: an image's embedded parameters fill the generate form (studio, A1111, ComfyUI);
 what the form cannot apply is listed; bad files get a 422 with a clear message, no job."""
 
+import hashlib
 import io
 import json
 import time
@@ -24,6 +25,7 @@ from generation.parameters_import import (
 from generation.views import ImportUploadLimit
 from gpu_workers.requests import GenerationResult
 from tests.base import StudioTestCase, make_job
+from tests.lora_builders import kohya_lora_bytes, make_lora
 
 A1111_INFOTEXT = (
     "a castle, (masterpiece:1.2)\n"
@@ -574,3 +576,105 @@ class ImportViewTestCase(StudioTestCase):
         response = self.client.get(studio)
         self.assertNotContains(response, "Import from image")
         self.assertNotContains(response, 'id="drop-overlay"')
+
+
+class ImportVariationsAndLibraryHashesTestCase(StudioTestCase):
+    """Variation seed and strength come back; hashes find the team's model and LoRAs, so
+    the "not applied" list names only what really wasn't applied, each thing once."""
+
+    setUp = ImportViewTestCase.setUp
+    post = ImportViewTestCase.post
+    initial = ImportViewTestCase.initial
+
+    def not_applied(self, response):
+        return response.context["import_notice"].get("not_applied", [])
+
+    def test_a1111_variation_seed_and_strength_fill_the_form(self):
+        text = (
+            "x\nSteps: 20, Sampler: Euler, Seed: 5, Size: 512x512, Variation seed: 777, "
+            "Variation seed strength: 0.25"
+        )
+        response = self.post(png_bytes({"parameters": text}))
+        initial = self.initial(response)
+        self.assertEqual((initial["variation_seed"], initial["variation_strength"]), (777, 0.25))
+        self.assertEqual(self.not_applied(response), [])
+        self.assertContains(response, "variation seed, variation strength.")
+
+    def test_a_studio_image_with_variations_and_a_lora_lists_nothing_not_applied(self):
+        lora = make_lora(self.team, self.editor, "ink", data=kohya_lora_bytes(seed=11))
+        job = make_job(
+            self.project, self.editor, self.model, prompt="a fox <lora:ink:0.5>",
+            sampler="DPM++ 2M", variation_seed=300, variation_strength=0.4,
+        )
+        job.job_loras.create(
+            lora=lora, name="ink", sha256=lora.sha256, weight=0.5, position=0, in_prompt=True
+        )
+        result = GenerationResult(
+            images=[], seed=42, sampler="DPM++ 2M", schedule_type=None,
+            scheduler_class="DPMSolverMultistepScheduler",
+            scheduler_config={"lambda_min_clipped": float("-inf")}, elapsed_s=1.0,
+            variation_seed=301,
+        )
+        image = image_create_from_generation(
+            job=job, pil_image=PILImage.new("RGB", (64, 64)), result=result
+        )
+        with image.file.open("rb") as opened:
+            response = self.post(opened.read())
+        initial = self.initial(response)
+        self.assertEqual((initial["variation_seed"], initial["variation_strength"]), (301, 0.4))
+        self.assertEqual(initial["prompt"], "a fox <lora:ink:0.5>")
+        self.assertEqual(initial["sampler"], "DPM++ 2M")
+        self.assertEqual(self.not_applied(response), [])
+        self.assertNotContains(response, "Not applied")
+
+    def a1111_with_lora(self, name, short_hash):
+        return png_bytes({"parameters": (
+            f"a fox <lora:{name}:0.7>\nSteps: 20, Sampler: Euler, Seed: 5, Size: 512x512, "
+            f'Lora hashes: "{name}: {short_hash}"'
+        )})
+
+    def test_lora_hashes_find_the_teams_lora_by_either_hash(self):
+        data = kohya_lora_bytes(seed=12)
+        lora = make_lora(self.team, self.editor, "ink", data=data)
+        for short_hash in (lora.addnet_hash[:12], lora.sha256[:12]):
+            with self.subTest(short_hash=short_hash):
+                # A1111 knows the file by another name: the prompt calls the team's.
+                response = self.post(self.a1111_with_lora("inky_v2", short_hash))
+                self.assertEqual(self.initial(response)["prompt"], "a fox <lora:ink:0.7>")
+                self.assertEqual(self.not_applied(response), [])
+
+    def test_a_lora_by_name_but_another_file_or_not_in_the_library_is_listed_once(self):
+        make_lora(self.team, self.editor, "ink", data=kohya_lora_bytes(seed=13))
+        response = self.post(self.a1111_with_lora("ink", "0123456789ab"))
+        self.assertEqual(
+            self.not_applied(response),
+            ["Lora hashes: ink: 0123456789ab (the library's ink is another file)"],
+        )
+        response = self.post(self.a1111_with_lora("paper", "0123456789ab"))
+        self.assertEqual(self.not_applied(response), ["LoRA: paper (not in your team's library)"])
+
+    def test_another_teams_lora_is_not_found_by_its_hash(self):
+        theirs = make_lora(self.other_team, self.outsider, "ink", data=kohya_lora_bytes(seed=14))
+        response = self.post(self.a1111_with_lora("ink", theirs.addnet_hash[:12]))
+        self.assertEqual(self.initial(response)["prompt"], "a fox <lora:ink:0.7>")
+        self.assertEqual(self.not_applied(response), ["LoRA: ink (not in your team's library)"])
+
+    def test_the_model_is_found_by_its_hash(self):
+        sha256 = hashlib.sha256(b"dreamshaper").hexdigest()
+        model = DiffusionModel.objects.create(
+            name="DreamShaper 8", source="/models/ds8.safetensors", sha256=sha256
+        )
+        text = (
+            f"x\nSteps: 20, Sampler: Euler, Seed: 5, Size: 512x512, Model hash: {sha256[:10]}, "
+            "Model: dreamshaper_8_pruned"
+        )
+        response = self.post(png_bytes({"parameters": text}))
+        self.assertEqual(self.initial(response)["model"], model.pk)
+        self.assertEqual(self.not_applied(response), [])
+        # The name matches, the file doesn't: said so.
+        text = text.replace(sha256[:10], "0123456789")
+        text = text.replace("dreamshaper_8_pruned", "DreamShaper 8")
+        response = self.post(png_bytes({"parameters": text}))
+        self.assertEqual(self.not_applied(response), [
+            f"Model hash: 0123456789 (the library's DreamShaper 8 is another file, {sha256[:10]})"
+        ])
