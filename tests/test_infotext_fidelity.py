@@ -9,9 +9,12 @@ import tempfile
 from pathlib import Path
 from unittest import mock
 
+import numpy as np
 from django.conf import settings
+from django.core.management import call_command
 from PIL import Image as PILImage
 from PIL import PngImagePlugin
+from safetensors.numpy import save_file
 
 from gallery.services import image_create_from_generation
 from generation.lora_services import lora_hashes
@@ -206,6 +209,25 @@ class ModelHashTestCase(ImageWriting):
         self.assertIsNone(model_hash_compute(model_id=model.pk, source=old_source))
         model.refresh_from_db()
         self.assertEqual(model.sha256, "")
+
+    def test_registering_a_single_file_hashes_it_and_a_new_source_again(self):
+        folder = Path(tempfile.mkdtemp())
+        paths = [folder / "one.safetensors", folder / "two.safetensors"]
+        for seed, path in enumerate(paths):
+            tensors = {
+                "model.diffusion_model.out.2.weight": np.full(4, seed, dtype=np.float32),
+                "cond_stage_model.transformer.text_model.x": np.zeros(1, dtype=np.float32),
+            }
+            save_file(tensors, str(path))
+            self.addCleanup(path.unlink)
+        run_now = mock.patch(
+            "generation.model_hashes.send", side_effect=lambda task, *args, queue: task(*args)
+        )
+        for path in paths:
+            with run_now, self.captureOnCommitCallbacks(execute=True):
+                call_command("register_model", str(path), "--name", "Single", stdout=io.StringIO())
+            model = DiffusionModel.objects.get(name="Single")
+            self.assertEqual(model.sha256, hashlib.sha256(path.read_bytes()).hexdigest())
 
     def test_folders_and_hub_models_write_no_hash(self):
         with mock.patch("generation.model_hashes.send") as send:
