@@ -678,3 +678,7 @@ class ImportVariationsAndLibraryHashesTestCase(StudioTestCase):
         self.assertEqual(self.not_applied(response), [
             f"Model hash: 0123456789 (the library's DreamShaper 8 is another file, {sha256[:10]})"
         ])
+        # A1111's legacy 8-digit hash is another algorithm: nothing to compare.
+        response = self.post(png_bytes({"parameters": text.replace("0123456789", "6ce01616")}))
+        self.assertEqual(self.initial(response)["model"], model.pk)
+        self.assertEqual(self.not_applied(response), [])

@@ -3,9 +3,9 @@
 import re
 
 MODEL_SUFFIXES = (".safetensors", ".ckpt", ".pt", ".pth", ".bin")
-# A hash as images carry them: A1111's 10 (models) or 12 (LoRAs) hex digits, older
-# versions' 8, or a whole SHA-256.
-HASH_PREFIX = re.compile(r"[0-9a-f]{8,64}")
+# A hash as images carry them: A1111's 10 (models) or 12 (LoRAs) hex digits, or a whole
+# SHA-256. A1111's legacy 8-digit model hash is another algorithm: never compared.
+HASH_PREFIX = re.compile(r"[0-9a-f]{10,64}")
 
 
 def _model_key(name):
