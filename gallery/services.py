@@ -10,7 +10,7 @@ from gallery.metadata import a1111_infotext, format_number, png_info
 from gallery.models import Image
 from generation.embedding_services import job_embeddings, ti_hashes
 from generation.lora_services import infotext_prompt, lora_hashes
-from generation.model_hashes import model_hash_schedule
+from generation.model_hashes import model_hash_backfill
 from generation.models import OUTPAINT_SIDES
 from gpu_workers.samplers import infotext_schedule_type
 from studio import __version__ as studio_version
@@ -88,7 +88,7 @@ def job_infotext(job, *, seed, sampler, schedule_type=None, variation_seed=None)
     """A1111's infotext, its fields in A1111's order (modules/processing.py
     create_infotext)."""
     job_loras = list(job.job_loras.all())
-    model_hash_schedule(model=job.model)  # models registered before hashes were kept
+    model_hash_backfill(model=job.model)
     embeddings = job_embeddings(job)
     return a1111_infotext(
         prompt=infotext_prompt(job.prompt, job_loras),

@@ -39,6 +39,21 @@ def model_hash_schedule(*, model):
     )
 
 
+# Models (id, source) this process has asked a hash for while writing images: a batch of
+# images asks once, not once per image.
+_backfills_sent = set()
+
+
+def model_hash_backfill(*, model):
+    """For a model registered before hashes were kept: its hash, asked for once per process
+    while images are written."""
+    key = (model.pk, model.source)
+    if model.source_kind != SourceKind.FILE or model.sha256 or key in _backfills_sent:
+        return
+    _backfills_sent.add(key)
+    model_hash_schedule(model=model)
+
+
 def model_hash_compute(*, model_id, source):
     """Store the SHA-256 of `source` for the model, unless it has one or its source has
     changed since (that change scheduled its own). Running it again changes nothing."""
