@@ -1,6 +1,7 @@
 from django.contrib import admin
 
 from generation.library_forms import DiffusionModelForm
+from generation.model_hashes import model_hash_schedule
 from generation.models import DiffusionModel, GenerationJob, TeamModelSetting
 
 
@@ -10,6 +11,11 @@ class DiffusionModelAdmin(admin.ModelAdmin):
     list_display = ["name", "kind", "family", "source_kind", "source", "min_role", "is_enabled"]
     list_filter = ["kind", "family", "source_kind", "min_role", "is_enabled"]
     search_fields = ["name", "source"]
+    readonly_fields = ["sha256"]
+
+    def save_model(self, request, obj, form, change):
+        super().save_model(request, obj, form, change)
+        model_hash_schedule(model=obj)  # the form, saved uncommitted here, can't
 
 
 @admin.register(TeamModelSetting)

@@ -12,6 +12,7 @@ from unittest import mock
 import numpy as np
 from django.conf import settings
 from django.core.management import call_command
+from django.urls import reverse
 from PIL import Image as PILImage
 from PIL import PngImagePlugin
 from safetensors.numpy import save_file
@@ -23,6 +24,7 @@ from generation.models import DiffusionModel, SourceKind
 from generation.parameters_import import parse_a1111_infotext, read_png_parameters
 from gpu_workers.requests import GenerationResult
 from gpu_workers.samplers import SAMPLERS
+from studio.accounts.models import User
 from tests.base import StudioTestCase, make_job
 from tests.lora_builders import kohya_lora_bytes, kohya_metadata, make_lora
 
@@ -230,6 +232,29 @@ class ModelHashTestCase(ImageWriting):
                 call_command("register_model", str(path), "--name", "Single", stdout=io.StringIO())
             model = DiffusionModel.objects.get(name="Single")
             self.assertEqual(model.sha256, hashlib.sha256(path.read_bytes()).hexdigest())
+
+    def test_a_model_added_in_the_admin_is_hashed(self):
+        path = Path(tempfile.mkdtemp()) / "admin.safetensors"
+        save_file({"model.diffusion_model.out.2.weight": np.zeros(4, dtype=np.float32),
+                   "cond_stage_model.transformer.text_model.x": np.zeros(1, dtype=np.float32)},
+                  str(path))
+        self.addCleanup(path.unlink)
+        staff = User.objects.create_superuser("root", "root@example.org", "pw")
+        self.client.force_login(staff)
+        data = {
+            "name": "From admin", "kind": "checkpoint", "family": "sd15", "source_kind": "file",
+            "source": str(path), "config_source": "", "description": "", "default_width": 512,
+            "default_height": 512, "default_steps": 25, "default_guidance_scale": 7,
+            "default_sampler": "", "min_role": "editor", "is_enabled": "on",
+        }
+        run_now = mock.patch(
+            "generation.model_hashes.send", side_effect=lambda task, *args, queue: task(*args)
+        )
+        with run_now, self.captureOnCommitCallbacks(execute=True):
+            response = self.client.post(reverse("admin:generation_diffusionmodel_add"), data)
+        self.assertEqual(response.status_code, 302)
+        model = DiffusionModel.objects.get(name="From admin")
+        self.assertEqual(model.sha256, hashlib.sha256(path.read_bytes()).hexdigest())
 
     def test_folders_and_hub_models_write_no_hash(self):
         with mock.patch("generation.model_hashes.send") as send:
