@@ -682,3 +682,19 @@ class ImportVariationsAndLibraryHashesTestCase(StudioTestCase):
         response = self.post(png_bytes({"parameters": text.replace("0123456789", "6ce01616")}))
         self.assertEqual(self.initial(response)["model"], model.pk)
         self.assertEqual(self.not_applied(response), [])
+
+    def test_malformed_variations_and_hashes_are_refused_or_ignored_by_name(self):
+        spec = {"prompt": "x", "variation": {"seed": 1, "strength": "lots"}}
+        response = self.post(png_bytes({"studio": json.dumps(spec)}))
+        self.assertContains(
+            response, "Variation seed strength: “lots” is not a number.", status_code=422
+        )
+        spec = {"prompt": "x", "variation": [1]}
+        response = self.post(png_bytes({"studio": json.dumps(spec)}))
+        self.assertContains(response, "its variation is not an object", status_code=422)
+        spec = {"prompt": "x", "model": {"name": "m", "sha256": 5},
+                "loras": [{"name": "ink", "sha256": 12345, "weight": 1}]}
+        response = self.post(png_bytes({"studio": json.dumps(spec)}))
+        self.assertEqual(response.status_code, 200)
+        self.assertEqual(self.initial(response)["prompt"], "x <lora:ink:1>")
+        self.assertIn("LoRA: ink (not in your team's library)", self.not_applied(response))

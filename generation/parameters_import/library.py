@@ -16,7 +16,7 @@ def _model_key(name):
 
 
 def _hash_prefix(value):
-    value = (value or "").strip().lower()
+    value = str(value or "").strip().lower()
     return value if HASH_PREFIX.fullmatch(value) else ""
 
 
