@@ -79,7 +79,7 @@ def test_import_by_button_and_by_drop(studio_processes):
         )
         notice = page.locator("[data-import-notice]")
         expect(notice).to_contain_text("Imported from castle.png (AUTOMATIC1111 v1.10.1)")
-        expect(notice).to_contain_text("Lora hashes: foo: abc123")
+        expect(notice).to_contain_text("LoRA: foo (not in your team's library)")
         expect(page.get_by_label("Prompt", exact=True)).to_have_value("a castle, (masterpiece:1.2)")
         expect(page.get_by_label("Negative prompt")).to_have_value("blurry, lowres")
         expect(page.get_by_label("Sampler")).to_have_value("DPM++ 2M Karras")
