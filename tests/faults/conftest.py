@@ -90,10 +90,9 @@ def fault_postgres(django_db_blocker):
 class FaultRun:
     """One scenario's services and processes."""
 
-    def __init__(self, *, postgres, redis, database, media_root, celery):
+    def __init__(self, *, postgres, redis, media_root, celery):
         self.postgres = postgres
         self.redis = redis
-        self.database = database
         self.media_root = media_root
         self.celery = celery
 
@@ -127,8 +126,7 @@ def fault_run(fault_postgres, django_db_blocker, request):
             override_settings(MEDIA_ROOT=media_root),
         ):
             yield FaultRun(
-                postgres=fault_postgres, redis=redis, database=database,
-                media_root=media_root, celery=celery,
+                postgres=fault_postgres, redis=redis, media_root=media_root, celery=celery,
             )
     finally:
         celery.stop_all()
