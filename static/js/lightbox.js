@@ -10,6 +10,7 @@
   const image = lightbox.querySelector(".lightbox-image");
   const prev = lightbox.querySelector('[data-lightbox-step="-1"]');
   const next = lightbox.querySelector('[data-lightbox-step="1"]');
+  const details = lightbox.querySelector("[data-lightbox-details]");
   let current = null; // the thumbnail link whose image is showing
   let waitingForMore = false; // stepped past the last thumbnail: step again once loaded
 
@@ -33,14 +34,18 @@
     image.src = link.dataset.full;
     image.alt = alt;
     lightbox.querySelector(".lightbox-prompt").textContent = alt;
-    lightbox.querySelector("[data-lightbox-details]").href = link.getAttribute("href");
+    details.href = link.getAttribute("href");
     lightbox.querySelector("[data-lightbox-download]").href = link.dataset.full + "?download=1";
     current = link;
     // The card's like button, if it has one (static/js/collections.js keeps copies in step).
     const reactions = lightbox.querySelector("[data-lightbox-reactions]");
     const like = link.closest(".thumb").querySelector("[data-reaction]");
+    const hadFocus = reactions.contains(document.activeElement);
     reactions.replaceChildren(...(like ? [like.cloneNode(true)] : []));
     if (like) htmx.process(reactions);
+    // The focused button just left the page: focus its copy (or Details), not the body,
+    // so the arrow keys keep reaching the lightbox.
+    if (hadFocus) (reactions.querySelector("button") || details).focus();
     if (!lightbox.open) lightbox.showModal();
     updateSteps();
   }
@@ -76,7 +81,9 @@
     // The dialog fills the screen: a click on its bare background closes it.
     if (event.target === lightbox || event.target.closest("[data-lightbox-close]")) lightbox.close();
   });
-  lightbox.addEventListener("keydown", function (event) {
+  // On the document: a step button disabled at either end drops its focus to the body.
+  document.addEventListener("keydown", function (event) {
+    if (!lightbox.open) return;
     if (event.key === "ArrowLeft") step(-1);
     if (event.key === "ArrowRight") step(1);
   });
