@@ -135,7 +135,7 @@ class QueuePageTests(QueueTestCase):
         response = self.client.get(reverse("moderation_queue"))
         self.assertContains(response, 'class="mod-media is-blurred"')
         self.assertContains(response, reverse("moderation_case_image", args=[case.pk]))
-        self.assertContains(response, "--score: 0.620")
+        self.assertContains(response, 'data-score="0.620"')
         self.assertContains(response, "opened 0")
         self.assertContains(response, "Posts the same thing everywhere")
         self.assertContains(response, "<kbd>a</kbd> approve")
