@@ -29,6 +29,7 @@ from gpu_workers.requests import (
 from gpu_workers.runner import generate_all
 from studio.ops.logging import log_context
 from studio.quotas.charging import usage_charge
+from studio.realtime.event_types import EventType
 from studio.realtime.events import publish
 
 logger = logging.getLogger(__name__)
@@ -73,7 +74,7 @@ def job_run(job_id, hold):
         "ip_adapter_image",
     ).get(pk=job_id)
     group = job.project.events_group()
-    publish(group, job.event_payload(type="job.started"))
+    publish(group, job.event_payload(type=EventType.JOB_STARTED))
     publish_queue_positions()
 
     previews = {}
@@ -103,7 +104,7 @@ def job_run(job_id, hold):
             job.progress_step = step
             if not keep(hold.worked_on(progress_step=step)):
                 return
-            event = job.event_payload(type="job.progress", step=step)
+            event = job.event_payload(type=EventType.JOB_PROGRESS, step=step)
             # The engine sends a step's preview just before the step, about 4 per second.
             if step in previews:
                 event["preview"] = previews.pop(step)
@@ -147,19 +148,19 @@ def job_run(job_id, hold):
             ]
     except GenerationCanceled as canceled:
         if end(JobStatus.CANCELED, str(canceled)):
-            publish(group, job.event_payload(type="job.canceled"))
+            publish(group, job.event_payload(type=EventType.JOB_CANCELED))
         return
     except TRANSIENT_ERRORS:
         raise
     except Exception as error:
         logger.exception("Job %s failed", job.pk)
         if end(JobStatus.FAILED, failure_reason(error)):
-            publish(group, job.event_payload(type="job.failed", error=job.error))
+            publish(group, job.event_payload(type=EventType.JOB_FAILED, error=job.error))
         return
     publish(
         group,
         job.event_payload(
-            type="job.finished",
+            type=EventType.JOB_FINISHED,
             images=[image.event_payload() for image in images],
         ),
     )

@@ -21,6 +21,7 @@ from studio.accounts.models import Project
 from studio.moderation.services import generation_screen
 from studio.permissions import can
 from studio.quotas.services import generation_quota_check
+from studio.realtime.event_types import EventType
 from studio.realtime.events import publish
 from studio.storage import files_delete_on_rollback
 
@@ -196,7 +197,7 @@ def job_dispatch(job):
         logger.exception("Could not enqueue job %s; the sweeper will", job.pk)
     publish(
         job.project.events_group(),
-        job.event_payload(type="job.queued", position=job.queue_position()),
+        job.event_payload(type=EventType.JOB_QUEUED, position=job.queue_position()),
     )
 
 
@@ -211,7 +212,11 @@ def publish_queue_positions():
     for project_id, project_positions in by_project.items():
         publish(
             Project(pk=project_id).events_group(),
-            {"type": "queue.positions", "project_id": project_id, "positions": project_positions},
+            {
+                "type": EventType.QUEUE_POSITIONS,
+                "project_id": project_id,
+                "positions": project_positions,
+            },
         )
 
 
@@ -231,7 +236,7 @@ def job_cancel(*, job, user):
         finished_at=now,
     ):
         job.refresh_from_db()
-        publish(job.project.events_group(), job.event_payload(type="job.canceled"))
+        publish(job.project.events_group(), job.event_payload(type=EventType.JOB_CANCELED))
         publish_queue_positions()
         return True
     # Running on a worker that died (its lease lapsed): nobody would read the flag below.
@@ -244,7 +249,7 @@ def job_cancel(*, job, user):
         finished_at=now,
     ):
         job.refresh_from_db()
-        publish(job.project.events_group(), job.event_payload(type="job.canceled"))
+        publish(job.project.events_group(), job.event_payload(type=EventType.JOB_CANCELED))
         return True
     # Running (or just claimed): the worker checks this flag after every step.
     return bool(
@@ -276,7 +281,7 @@ def jobs_cancel_queued(*, user, by, team=None):
     for project_id, job_ids in by_project.items():
         publish(
             Project(pk=project_id).events_group(),
-            {"type": "jobs.canceled", "project_id": project_id, "job_ids": job_ids},
+            {"type": EventType.JOBS_CANCELED, "project_id": project_id, "job_ids": job_ids},
         )
     if canceled:
         publish_queue_positions()

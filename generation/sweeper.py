@@ -25,6 +25,7 @@ from generation.models import GenerationJob, JobStatus
 from generation.training_models import TrainingRun
 from studio.dispatch import waiting
 from studio.ops.metrics import SWEEPER_ACTIONS
+from studio.realtime.event_types import EventType
 from studio.realtime.events import publish
 
 logger = logging.getLogger(__name__)
@@ -35,6 +36,9 @@ SIDE_EFFECT_GRACE = timedelta(seconds=30)
 SIDE_EFFECT_RETRY_WINDOW = timedelta(hours=6)
 SIDE_EFFECTS_PER_PASS = 200
 WAKE_UPS_PER_PASS = 1000
+# What a lapsed row's project hears when the sweeper fails or cancels it, by kind of row.
+FAILED_EVENTS = {"job": EventType.JOB_FAILED, "training": EventType.TRAINING_FAILED}
+CANCELED_EVENTS = {"job": EventType.JOB_CANCELED, "training": EventType.TRAINING_CANCELED}
 
 
 def sweep() -> dict[str, int]:
@@ -79,11 +83,11 @@ def lapsed_take_back(model: type[Leased], kind: str) -> dict[JobStatus, int]:
                        status)
         if status == JobStatus.FAILED:
             publish(row.project.events_group(),
-                    row.event_payload(type=f"{kind}.failed", error=row.error))
+                    row.event_payload(type=FAILED_EVENTS[kind], error=row.error))
         elif status == JobStatus.CANCELED:
-            publish(row.project.events_group(), row.event_payload(type=f"{kind}.canceled"))
+            publish(row.project.events_group(), row.event_payload(type=CANCELED_EVENTS[kind]))
         elif kind == "job":
-            publish(row.project.events_group(), row.event_payload(type="job.queued"))
+            publish(row.project.events_group(), row.event_payload(type=EventType.JOB_QUEUED))
     return counts
 
 

@@ -25,6 +25,7 @@ from gpu_workers.training_plan import (
 )
 from studio.ops.logging import log_context
 from studio.quotas.charging import training_usage_charge
+from studio.realtime.event_types import EventType
 from studio.realtime.events import publish
 
 logger = logging.getLogger(__name__)
@@ -84,14 +85,14 @@ def training_run(run_id, hold):
         stamped = f"[{timezone.now():%H:%M:%S}] {line}"
         log_lines.append(stamped)
         keep(hold.renew(log="\n".join(log_lines)))
-        publish(group, run.event_payload(type="training.log", line=stamped))
+        publish(group, run.event_payload(type=EventType.TRAINING_LOG, line=stamped))
 
     def on_step(step, total, loss):
         nonlocal losses
         losses = thin_losses([*losses, [step, round(loss, 5)]])
         run.progress_step = step
         keep(hold.worked_on(progress_step=step, losses=losses))
-        publish(group, run.event_payload(type="training.progress", loss=loss))
+        publish(group, run.event_payload(type=EventType.TRAINING_PROGRESS, loss=loss))
 
     def on_sample(step, image):
         sample = TrainingSample(run=run, step=step)
@@ -100,7 +101,7 @@ def training_run(run_id, hold):
         publish(
             group,
             run.event_payload(
-                type="training.sample",
+                type=EventType.TRAINING_SAMPLE,
                 sample_step=step,
                 url=sample.get_absolute_url(),
                 preview=jpeg_data_url(image),
@@ -108,7 +109,7 @@ def training_run(run_id, hold):
         )
 
     on_log(f"Attempt {run.attempts + 1} on {worker_name()}.")
-    publish(group, run.event_payload(type="training.started"))
+    publish(group, run.event_payload(type=EventType.TRAINING_STARTED))
     try:
         result = train_dreambooth_lora(
             training_request(run),
@@ -135,14 +136,14 @@ def training_run(run_id, hold):
         publish(
             group,
             run.event_payload(
-                type="training.finished", lora_id=lora.pk, lora_url=lora.get_absolute_url()
+                type=EventType.TRAINING_FINISHED, lora_id=lora.pk, lora_url=lora.get_absolute_url()
             ),
         )
     except TrainingCanceled as stop:
         on_log(str(stop))
         if hold.end(JobStatus.CANCELED, error=str(stop)):
             run.status = JobStatus.CANCELED
-            publish(group, run.event_payload(type="training.canceled"))
+            publish(group, run.event_payload(type=EventType.TRAINING_CANCELED))
     except TRANSIENT_ERRORS:
         raise
     except Exception as error:
@@ -151,7 +152,7 @@ def training_run(run_id, hold):
         on_log(f"Failed: {reason}")
         if hold.end(JobStatus.FAILED, error=reason):
             run.status = JobStatus.FAILED
-            publish(group, run.event_payload(type="training.failed", error=reason))
+            publish(group, run.event_payload(type=EventType.TRAINING_FAILED, error=reason))
 
 
 def training_request(run):

@@ -13,6 +13,7 @@ from generation.training_models import TrainingRun
 from gpu_workers import training_plan
 from studio.permissions import can
 from studio.quotas.services import training_quota_check
+from studio.realtime.event_types import EventType
 from studio.realtime.events import publish
 
 # What DreamBooth-LoRA training (gpu_workers.training) runs on.
@@ -84,7 +85,9 @@ def training_run_create(*, subject, project, user, params):
         )
         transaction.on_commit(lambda: enqueue_training(run.pk))
         transaction.on_commit(
-            lambda: publish(project.events_group(), run.event_payload(type="training.queued"))
+            lambda: publish(
+                project.events_group(), run.event_payload(type=EventType.TRAINING_QUEUED)
+            )
         )
     return run
 
@@ -112,5 +115,5 @@ def training_run_cancel(*, run, user):
         )
     run.refresh_from_db()
     if ended:
-        publish(run.project.events_group(), run.event_payload(type="training.canceled"))
+        publish(run.project.events_group(), run.event_payload(type=EventType.TRAINING_CANCELED))
     return run

@@ -34,6 +34,7 @@ from studio.accounts.models import Project
 from studio.moderation.services import GenerationRefused
 from studio.permissions import can, require
 from studio.quotas.services import QuotaRefused
+from studio.realtime.event_types import JOB_STATUS_EVENT_TYPES
 from studio.throttling import generate_rate_limited, import_rate_limited
 
 RECENT_JOBS = 20
@@ -325,7 +326,7 @@ def job_status(request, job_id):
     require(request.user, "view", job.project)
     return JsonResponse(
         job.event_payload(
-            type=f"job.{job.status}",
+            type=JOB_STATUS_EVENT_TYPES[job.status],
             position=job.queue_position(),
             error=job.error,
             images=[image.event_payload() for image in job.images.all()],

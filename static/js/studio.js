@@ -4,6 +4,8 @@
   "use strict";
   const studio = document.getElementById("studio");
   if (!studio) return;
+  // The event names, rendered by the server from studio/realtime/event_types.py.
+  const EVENT = JSON.parse(document.getElementById("event-types").textContent);
 
   const liveDot = document.getElementById("live-dot");
   const canvasStage = document.getElementById("canvas-stage");
@@ -95,8 +97,8 @@
   }
 
   function handle(event) {
-    if (event.type.startsWith("training.")) return; // the training run's page shows them
-    if (event.type === "queue.positions") {
+    if ("run_id" in event) return; // a training run's event: the run's page shows them
+    if (event.type === EVENT.QUEUE_POSITIONS) {
       // One event for every waiting job of the project: [[job id, place in line], ...].
       event.positions.forEach(function (pair) {
         const waiting = jobItem(pair[0]);
@@ -104,7 +106,7 @@
       });
       return;
     }
-    if (event.type === "jobs.canceled") {
+    if (event.type === EVENT.JOBS_CANCELED) {
       // Many jobs canceled at once (My queue's "Cancel all", or a team admin).
       refreshJobs();
       return;
@@ -116,19 +118,19 @@
       return;
     }
     switch (event.type) {
-      case "job.queued":
+      case EVENT.JOB_QUEUED:
         item.querySelector("[data-job-meta]").textContent = "#" + event.position + " in queue";
         break;
-      case "job.started":
+      case EVENT.JOB_STARTED:
         setStatus(item, "running", "Running");
         showProgress(item, event);
         break;
-      case "job.progress":
+      case EVENT.JOB_PROGRESS:
         if (item.dataset.status !== "running") setStatus(item, "running", "Running");
         showProgress(item, event);
         if (event.preview) showPreview(event.job_id, event.preview);
         break;
-      case "job.finished":
+      case EVENT.JOB_FINISHED:
         setStatus(item, "finished", "Finished");
         item.querySelector(".progress").hidden = true;
         canvasProgress.hidden = true;
@@ -138,8 +140,8 @@
         // The server's card has the final details and the actions an ended job allows.
         refreshJobs();
         break;
-      case "job.failed":
-      case "job.canceled":
+      case EVENT.JOB_FAILED:
+      case EVENT.JOB_CANCELED:
         canvasProgress.hidden = true;
         clearPreview(event.job_id);
         refreshJobs();

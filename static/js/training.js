@@ -6,6 +6,8 @@
   const page = document.getElementById("training");
   if (!page) return;
   const runId = Number(page.dataset.runId);
+  // The event names, rendered by the server from studio/realtime/event_types.py.
+  const EVENT = JSON.parse(document.getElementById("event-types").textContent);
   const liveDot = document.getElementById("live-dot");
   const CHART_WIDTH = 600;
   const CHART_HEIGHT = 160;
@@ -88,14 +90,14 @@
   function handle(event) {
     if (event.run_id !== runId) return;
     switch (event.type) {
-      case "training.progress":
+      case EVENT.TRAINING_PROGRESS:
         if (state().dataset.status !== "running") refresh();
         else showProgress(event);
         break;
-      case "training.sample":
+      case EVENT.TRAINING_SAMPLE:
         showSample(event);
         break;
-      case "training.log":
+      case EVENT.TRAINING_LOG:
         appendLog(event.line);
         break;
       default: // queued, started, finished, failed, canceled: the server's view

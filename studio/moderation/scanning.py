@@ -23,6 +23,7 @@ from studio.moderation.models import (
     ScanDecision,
 )
 from studio.moderation.scanners import configured_scanner
+from studio.realtime.event_types import EventType
 from studio.realtime.events import publish
 
 logger = logging.getLogger(__name__)
@@ -157,7 +158,7 @@ def image_moderated_publish(image_id):
     publish(
         image.project.events_group(),
         {
-            "type": "image.moderated",
+            "type": EventType.IMAGE_MODERATED,
             "image": image.event_payload(),
             "moderation_status": image.moderation_status,
             "decision": scan.decision if scan else "",

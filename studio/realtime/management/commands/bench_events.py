@@ -40,6 +40,7 @@ from PIL import Image
 
 from studio.accounts.models import Membership, Project, Role, Team, User
 from studio.realtime import events
+from studio.realtime.event_types import EventType
 
 WARMUP_EVENTS = 10  # the first ones open connections and bind loops
 PREVIEW_EVERY = 4  # the engine sends about 4 previews per second, steps come faster
@@ -279,7 +280,7 @@ class _Browser:
 def _payload(seq, *, with_preview):
     """A job.progress event as the worker sends it, plus a sequence number and send time."""
     payload = {
-        "type": "job.progress",
+        "type": EventType.JOB_PROGRESS,
         "job_id": 0,
         "project_id": 0,
         "status": "running",
