@@ -5,6 +5,7 @@ from functools import cached_property
 from django import forms
 from django.conf import settings
 from django.core.files.base import ContentFile
+from django.forms.utils import pretty_name
 
 from gallery.models import Image
 from gallery.uploads import PixelBudget, UploadRejected, image_from_upload
@@ -62,6 +63,21 @@ def outpaint_side(label):
         required=False, label=label, min_value=0, max_value=MAX_OUTPAINT, initial=0,
         widget=forms.NumberInput(attrs={"step": "8"}),
     )
+
+
+def range_error_messages(field, name):
+    """Plain words naming the field and its range, instead of Django's "Ensure this value
+    is less than or equal to 2048." and "Enter a whole number."."""
+    label = field.label or pretty_name(name)
+    low, high = (f"{limit:g}" if isinstance(limit, float) else str(limit)
+                 for limit in (field.min_value, field.max_value))
+    kind = "a number" if isinstance(field, forms.FloatField) else "a whole number"
+    return {
+        "min_value": f"{label} must be from {low} to {high}.",
+        "max_value": f"{label} must be from {low} to {high}.",
+        "invalid": f"{label} must be {kind} from {low} to {high}.",
+        "required": f"{label} is needed: {kind} from {low} to {high}.",
+    }
 
 
 class GenerationForm(forms.Form):
@@ -261,6 +277,10 @@ class GenerationForm(forms.Form):
                 user, project.team, kind=ModelKind.IP_ADAPTER
             )
         self.fields["ip_adapter_model"].queryset = ip_adapters.order_by("name")
+        for name, field in self.fields.items():
+            numeric = isinstance(field, (forms.IntegerField, forms.FloatField))
+            if numeric and not field.widget.is_hidden:
+                field.error_messages.update(range_error_messages(field, name))
 
     def clean_remix_of(self):
         """The remixed image, if the user may (still) see it: own teams' or public ones."""

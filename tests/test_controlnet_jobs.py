@@ -143,7 +143,7 @@ class ControlNetFormTestCase(GenerateFormTestCase):
         )
         self.assert_refused(
             "control_high_threshold",
-            "less than or equal to 255",
+            "Canny high threshold must be from 0 to 255.",
             control_upload=square_png(),
             control_high_threshold=300,
             **control,
@@ -152,7 +152,7 @@ class ControlNetFormTestCase(GenerateFormTestCase):
     def test_scale_out_of_range(self):
         self.assert_refused(
             "control_scale",
-            "less than or equal to 2",
+            "Control weight must be from 0 to 2.",
             control_model=self.controlnet.pk,
             control_upload=square_png(),
             control_scale=2.5,

@@ -103,8 +103,8 @@ class Img2ImgFormTestCase(GenerateFormTestCase):
                             strength=0.05)
 
     def test_strength_out_of_range(self):
-        self.assert_refused("strength", "less than or equal to 1", source_upload=png_upload(),
-                            strength=1.5)
+        self.assert_refused("strength", "Denoising strength must be from 0.01 to 1.",
+                            source_upload=png_upload(), strength=1.5)
 
 
 class UseAsSourceTestCase(StudioTestCase):

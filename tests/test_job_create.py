@@ -69,13 +69,13 @@ class JobCreateTestCase(StudioTestCase):
         self.assert_refused("prompt", "Write a prompt", prompt="   \n ")
 
     def test_zero_steps(self):
-        self.assert_refused("steps", "greater than or equal to 1", steps=0)
+        self.assert_refused("steps", "Steps must be from 1 to 150.", steps=0)
 
     def test_too_many_steps(self):
-        self.assert_refused("steps", "less than or equal to 150", steps=1000)
+        self.assert_refused("steps", "Steps must be from 1 to 150.", steps=1000)
 
     def test_steps_not_a_number(self):
-        self.assert_refused("steps", "Enter a whole number", steps="many")
+        self.assert_refused("steps", "Steps must be a whole number from 1 to 150.", steps="many")
 
     def test_width_not_a_multiple_of_8(self):
         self.assert_refused("width", "multiple of 8 (try 512 or 520)", width=513)
@@ -87,7 +87,7 @@ class JobCreateTestCase(StudioTestCase):
         self.assert_refused("height", "too large", width=2048, height=2048)
 
     def test_side_out_of_range(self):
-        self.assert_refused("width", "less than or equal to 2048", width=4096)
+        self.assert_refused("width", "Width must be from 64 to 2048.", width=4096)
 
     def test_unknown_model(self):
         self.assert_refused("model", "Unknown model", model=999999)
@@ -98,7 +98,7 @@ class JobCreateTestCase(StudioTestCase):
         self.assert_refused("model", "it is switched off in the model library")
 
     def test_negative_seed(self):
-        self.assert_refused("seed", "greater than or equal to 0", seed=-1)
+        self.assert_refused("seed", "Seed must be from 0 to 4294967295.", seed=-1)
 
     def test_unknown_sampler(self):
         self.assert_refused("sampler", "Unknown sampler Karras: choose one from the list (Euler,",
@@ -109,13 +109,13 @@ class JobCreateTestCase(StudioTestCase):
         self.assertEqual(GenerationJob.objects.get().sampler, "DPM++ SDE Karras")
 
     def test_batch_size_out_of_range(self):
-        self.assert_refused("batch_size", "less than or equal to 8", batch_size=9)
+        self.assert_refused("batch_size", "Batch size must be from 1 to 8.", batch_size=9)
 
     def test_batch_count_out_of_range(self):
-        self.assert_refused("batch_count", "greater than or equal to 1", batch_count=0)
+        self.assert_refused("batch_count", "Batch count must be from 1 to 16.", batch_count=0)
 
     def test_clip_skip_out_of_range(self):
-        self.assert_refused("clip_skip", "less than or equal to 12", clip_skip=13)
+        self.assert_refused("clip_skip", "Clip skip must be from 1 to 12.", clip_skip=13)
 
     def test_batch_count_queues_that_many_jobs_with_following_seeds(self):
         response, enqueue = self.post(batch_count=3, batch_size=2, seed=100, clip_skip=2)
@@ -142,7 +142,7 @@ class JobCreateTestCase(StudioTestCase):
                             hires_fix="on", hires_steps=2, hires_strength=0.2)
 
     def test_guidance_out_of_range(self):
-        self.assert_refused("guidance_scale", "less than or equal to 30", guidance_scale=99)
+        self.assert_refused("guidance_scale", "CFG scale must be from 0 to 30.", guidance_scale=99)
 
     def test_viewer_cannot_generate(self):
         self.client.force_login(self.viewer)

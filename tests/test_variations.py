@@ -26,7 +26,7 @@ class VariationsFormTestCase(GenerateFormTestCase):
         assert GenerationJob.objects.get().variation_strength == 0
 
     def test_out_of_range(self):
-        self.assert_refused("variation_strength", "less than or equal to 1",
+        self.assert_refused("variation_strength", "Variation strength must be from 0 to 1.",
                             variation_strength=2)
 
     def test_not_with_a_source_image(self):
