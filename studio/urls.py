@@ -15,3 +15,6 @@ urlpatterns = [
     path("", include("gallery.urls")),
     path("", include("studio.quotas.urls")),
 ]
+
+# 404 and 403 are Django's handlers with templates/404.html and 403.html.
+handler500 = "studio.errors.server_error"
