@@ -144,6 +144,7 @@ def image_from_upload(upload, *, budget=None):
 def upload_store(image, *, project):
     """Save a clean image as PNG under a server-chosen name; its storage name."""
     buffer = io.BytesIO()
-    image.save(buffer, format="PNG")
+    # zlib's fastest level: seconds less for a large upload, for about 15% more bytes.
+    image.save(buffer, format="PNG", compress_level=1)
     name = f"uploads/{project.pk}/{uuid.uuid4().hex}.png"
     return default_storage.save(name, ContentFile(buffer.getvalue()))
