@@ -118,7 +118,11 @@ def test_scroll_filter_lightbox_remix_and_share(studio_processes):
         stranger = browser.new_context().new_page()
         response = stranger.goto(url)
         assert response.status == 200
-        expect(stranger.locator(".canvas-image")).to_have_attribute("alt", chosen.prompt)
+        # The link shows the picture, not its prompt (the owner hasn't chosen to share it).
+        expect(stranger.locator(".canvas-image")).to_have_attribute(
+            "alt", "An image shared by link"
+        )
+        expect(stranger.locator("body")).not_to_contain_text(chosen.prompt)
         assert stranger.locator(".canvas-image").evaluate("img => img.decode().then(() => 1)")
         page.get_by_label("Project").check()
         expect(page.locator("#share-url")).to_have_count(0)
