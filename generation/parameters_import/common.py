@@ -7,7 +7,8 @@ from dataclasses import dataclass, field
 
 from gpu_workers.samplers import A1111_AUTOMATIC_SCHEDULES, SAMPLERS, UNIFORM_SCHEDULE
 
-SOURCE_LABELS = {"studio": "this studio", "a1111": "AUTOMATIC1111", "comfyui": "ComfyUI"}
+SOURCE_LABELS = {"studio": "this studio", "a1111": "AUTOMATIC1111", "comfyui": "ComfyUI",
+                 "invokeai": "InvokeAI", "novelai": "NovelAI", "fooocus": "Fooocus"}
 # The order a summary lists the form fields in.
 FIELD_LABELS = {
     "prompt": "prompt",
@@ -39,7 +40,7 @@ class ParameterImportError(ValueError):
 
 @dataclass
 class ImportedParameters:
-    source: str  # "studio", "a1111" or "comfyui"
+    source: str  # a key of SOURCE_LABELS
     values: dict = field(default_factory=dict)  # GenerationForm field -> value
     model_name: str = ""  # as the source names it; matched against the library by the view
     model_hash: str = ""  # A1111's "Model hash" (SHA-256, first 10 hex) or a full SHA-256

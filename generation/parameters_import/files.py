@@ -8,11 +8,16 @@ from gallery.uploads import ImageTooLarge, UploadRejected, image_open_bounded
 
 from .a1111 import parse_a1111_infotext
 from .comfyui import parse_comfyui_prompt
-from .common import ImportedParameters, ParameterImportError
+from .common import ImportedParameters, ParameterImportError, load_json
+from .fooocus import is_fooocus, parse_fooocus_metadata
+from .invokeai import parse_invokeai_metadata
+from .novelai import is_novelai, parse_novelai_chunks
 from .studio import parse_studio_metadata
 
 ALLOWED_FORMATS = ("PNG", "WEBP", "JPEG")
-
+# The text chunks the importers read (NovelAI: Software, Description, Source, Comment).
+METADATA_CHUNKS = ("studio", "parameters", "prompt", "workflow", "invokeai_metadata",
+                   "fooocus_scheme", "Software", "Description", "Source", "Comment")
 
 
 def read_png_parameters(file, *, max_bytes=None) -> ImportedParameters:
@@ -37,7 +42,11 @@ def read_png_parameters(file, *, max_bytes=None) -> ImportedParameters:
     if "studio" in chunks:
         return parse_studio_metadata(chunks["studio"], chunks.get("parameters"))
     if "parameters" in chunks:
-        return parse_a1111_infotext(chunks["parameters"])
+        return _parse_parameters(chunks)
+    if "invokeai_metadata" in chunks:
+        return parse_invokeai_metadata(chunks["invokeai_metadata"])
+    if is_novelai(chunks):
+        return parse_novelai_chunks(chunks)
     if "prompt" in chunks:
         return parse_comfyui_prompt(chunks["prompt"])
     if "workflow" in chunks:
@@ -47,7 +56,21 @@ def read_png_parameters(file, *, max_bytes=None) -> ImportedParameters:
         )
     raise ParameterImportError(
         "This image holds no generation parameters: only PNGs (or JPEG/WebP) saved by this "
-        "studio, AUTOMATIC1111 or ComfyUI with their metadata can be imported."
+        "studio, AUTOMATIC1111, ComfyUI, InvokeAI, NovelAI or Fooocus with their metadata "
+        "can be imported."
+    )
+
+
+def _parse_parameters(chunks):
+    """A1111's infotext, or Fooocus's JSON in the same chunk."""
+    text = chunks["parameters"]
+    if not text.lstrip().startswith("{"):
+        return parse_a1111_infotext(text)
+    metadata = load_json(text, "parameters chunk")
+    if is_fooocus(metadata, chunks.get("fooocus_scheme", "")):
+        return parse_fooocus_metadata(metadata)
+    raise ParameterImportError(
+        "The image's parameters are JSON of an unknown tool (not Fooocus's): nothing to import."
     )
 
 
@@ -108,15 +131,20 @@ def _too_many_pixels_message():
 def _text_chunks(image):
     chunks = {}
     for key, value in image.info.items():
-        if isinstance(value, str) and key in ("studio", "parameters", "prompt", "workflow"):
+        if isinstance(value, str) and key in METADATA_CHUNKS:
             chunks[key] = _fix_utf8(value)
     if "parameters" not in chunks and image.format in ("JPEG", "WEBP"):
-        # A1111 writes JPEG and WebP parameters as the EXIF UserComment.
+        # A1111 writes JPEG and WebP parameters as the EXIF UserComment; Fooocus writes
+        # its UserComment and MakerNote (the scheme) in the first IFD.
         try:
-            exif = image.getexif().get_ifd(ExifTags.IFD.Exif)
-            text = _user_comment(exif.get(ExifTags.Base.UserComment))
+            exif = image.getexif()
+            text = _user_comment(exif.get_ifd(ExifTags.IFD.Exif).get(ExifTags.Base.UserComment)
+                                 or exif.get(ExifTags.Base.UserComment))
+            scheme = _user_comment(exif.get(ExifTags.Base.MakerNote))
         except Exception:  # malformed EXIF, in any of the ways Pillow may meet it
-            text = ""
+            text = scheme = ""
+        if scheme:
+            chunks["fooocus_scheme"] = scheme
         if not text and isinstance(image.info.get("comment"), bytes):
             text = image.info["comment"].decode("utf-8", errors="replace")
         if text.strip():
