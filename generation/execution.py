@@ -93,6 +93,21 @@ def job_run(job_id, hold):
             cancel.set()
         return True
 
+    def on_load(kind, source, loaded, total):
+        # A cold model takes seconds to minutes to load: say which one, and how far along.
+        models = {
+            "model": job.model,
+            "controlnet": job.control_model,
+            "ip_adapter": job.ip_adapter_model,
+        }
+        name = models[kind].name if kind else ""  # no kind: every model is loaded
+        publish(
+            group,
+            job.event_payload(
+                type=EventType.JOB_PREPARING, stage="loading", loading=name, loaded=loaded, of=total
+            ),
+        )
+
     def progress(steps_before):
         """Callbacks for one pass; steps count on from the passes before it."""
 
@@ -113,6 +128,7 @@ def job_run(job_id, hold):
         return {
             "on_step": on_step,
             "on_preview": on_preview,
+            "on_load": on_load,
             "should_cancel": cancel.is_set,
             # Loading a model or waiting for a batch can outlast the lease: renew it.
             "on_wait": lambda: keep(hold.renew()),

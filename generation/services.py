@@ -220,6 +220,17 @@ def publish_queue_positions():
         )
 
 
+def job_announce_worker_starting(*, job_id):
+    """Tell a still-queued job's project that a worker is starting up to run it: a cold
+    worker spends tens of seconds importing torch before it can claim anything."""
+    job = GenerationJob.objects.filter(pk=job_id, status=JobStatus.QUEUED).first()
+    if job is not None:
+        publish(
+            Project(pk=job.project_id).events_group(),
+            job.event_payload(type=EventType.JOB_PREPARING, stage="worker"),
+        )
+
+
 def job_cancel(*, job, user):
     """Cancel a queued job (it never runs) or ask a running one to stop at its next step.
 

@@ -24,6 +24,10 @@ TRANSIENT = {
 
 @shared_task(name="generation.tasks.run_generation_job", acks_late=True, **TRANSIENT)
 def run_generation_job(job_id):
+    if "generation.execution" not in sys.modules:
+        from generation.services import job_announce_worker_starting
+
+        job_announce_worker_starting(job_id=job_id)
     # Imported here so web nodes, which only enqueue, never import torch.
     from generation.execution import job_execute
 

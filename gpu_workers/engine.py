@@ -106,6 +106,7 @@ class _Job:
     on_step: Callable[[int, int], None] | None
     on_preview: Callable[[int, Image.Image], None] | None
     should_cancel: Callable[[], bool] | None
+    on_load: Callable[[str, str, int, int], None] | None = None
     future: Future = field(default_factory=Future)
     submitted: float = field(default_factory=time.monotonic)
     # Survives an out-of-memory retry, which replays steps already reported.
@@ -171,6 +172,7 @@ class Engine:
         on_step: Callable[[int, int], None] | None = None,
         on_preview: Callable[[int, Image.Image], None] | None = None,
         should_cancel: Callable[[], bool] | None = None,
+        on_load: Callable[[str, str, int, int], None] | None = None,
     ) -> "Future[GenerationResult]":
         """Queue `request`; thread-safe. The future gives the result or raises
         GenerationCanceled, GenerationFailed or the error that stopped the batch.
@@ -178,11 +180,16 @@ class Engine:
         The callbacks run on the engine's thread after each step and should be quick:
         `on_step(step, total)` once per step run (total: `request.denoising_steps()`),
         `on_preview(step, image)` with a latent-resolution RGB image at most every
-        `preview_interval_s`, `should_cancel()` after each step. A future canceled while
-        still queued never runs.
+        `preview_interval_s`, `should_cancel()` after each step, and
+        `on_load(kind, source, loaded, total)` before each model the batch needs that is not
+        in memory yet (kind: "model", "controlnet" or "ip_adapter"; `loaded` of `total`
+        done so far) and once more when all are (source ""). A future canceled while still
+        queued never runs.
         """
         _check(request)
-        job = _Job(request, BatchKey.for_request(request), on_step, on_preview, should_cancel)
+        job = _Job(
+            request, BatchKey.for_request(request), on_step, on_preview, should_cancel, on_load
+        )
         with self._wakeup:
             if self._stopping:
                 raise WorkerShuttingDown("The worker is shutting down and takes no new jobs.")
@@ -242,22 +249,45 @@ class Engine:
         return sum(job.key == key for job in self._queue)
 
     def _run(self, jobs: list[_Job]) -> None:
+        key = jobs[0].key
+        needed = [key.model_source]
+        needed += [key.control[0]] if key.control is not None else []
+        needed += [key.ip_adapter[0]] if key.ip_adapter is not None else []
+        in_memory = set(loaded_sources(self.config))
+        # Only loads take long enough to tell anyone about (seconds to minutes when cold).
+        to_load = [source for source in needed if source not in in_memory]
+
+        def loading(kind, source):
+            if source in to_load:
+                self._announce_load(jobs, kind, source, to_load.index(source), len(to_load))
+
         try:
+            loading("model", key.model_source)
             pipe = load_pipeline(
-                jobs[0].key.model_source, self.config, model_config=jobs[0].request.model_config
+                key.model_source, self.config, model_config=jobs[0].request.model_config
             )
             activate_loras(pipe, jobs[0].request.loras, self.config)
             models = {"controlnet": None, "ip_adapter": None}
-            if jobs[0].key.control is not None:
-                models["controlnet"] = load_controlnet(jobs[0].key.control[0], self.config)
-            if jobs[0].key.ip_adapter is not None:
-                models["ip_adapter"] = load_ip_adapter(jobs[0].key.ip_adapter[0], self.config)
+            if key.control is not None:
+                loading("controlnet", key.control[0])
+                models["controlnet"] = load_controlnet(key.control[0], self.config)
+            if key.ip_adapter is not None:
+                loading("ip_adapter", key.ip_adapter[0])
+                models["ip_adapter"] = load_ip_adapter(key.ip_adapter[0], self.config)
+            if to_load:
+                self._announce_load(jobs, "", "", len(to_load), len(to_load))
         except Exception as error:
             logger.exception("Could not prepare %s", jobs[0].key.model_source)
             for job in jobs:
                 job.fail(error)
             return
         self._run_splitting_on_oom(pipe, jobs, models)
+
+    @staticmethod
+    def _announce_load(jobs: list[_Job], kind: str, source: str, loaded: int, total: int):
+        for job in jobs:
+            if job.on_load is not None:
+                job.on_load(kind, source, loaded, total)
 
     def _run_splitting_on_oom(self, pipe, jobs: list[_Job], models: dict) -> None:
         try:

@@ -52,6 +52,7 @@ def generate_all(
     should_cancel: Callable[[], bool] | None = None,
     on_wait: Callable[[], None] | None = None,
     wait_interval_s: float = 1.0,
+    on_load: Callable[[str, str, int, int], None] | None = None,
 ) -> list[GenerationResult]:
     """Several images of one job (a batch size above 1), as `generate` makes one.
 
@@ -60,6 +61,8 @@ def generate_all(
     fails or is canceled, so is the whole call (the error of the first one that did).
     `on_wait()` runs on the calling thread about every `wait_interval_s` while no step
     comes (queued, loading the model, decoding): a worker renews its job's lease there.
+    `on_load(kind, source, loaded, total)` runs on the calling thread as the engine loads
+    the models the first image needs (Engine.submit).
     """
     if config is None:
         config = WorkerConfig.from_env()
@@ -72,6 +75,7 @@ def generate_all(
             on_step=lambda step, total, row=row: updates.put(("step", row, step, total)),
             on_preview=lambda step, image, row=row: updates.put(("preview", row, step, image)),
             should_cancel=should_cancel,
+            on_load=lambda *loading, row=row: updates.put(("load", row, None, loading)),
         )
         for row, request in enumerate(requests)
     ]
@@ -91,6 +95,8 @@ def generate_all(
             continue
         if kind == "preview" and row == 0 and on_preview is not None:
             on_preview(step, value)
+        elif kind == "load" and row == 0 and on_load is not None:
+            on_load(*value)
         elif kind == "step":
             waited_since = time.monotonic()
             steps_made[row] = step

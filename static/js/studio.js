@@ -48,6 +48,27 @@
       "Step " + event.step + " / " + event.total;
   }
 
+  // Before its first step a job may wait for a cold worker to start, then for its models
+  // to load: say which, on the card and the canvas, with how many of them are loaded.
+  function showPreparing(item, event) {
+    let text = "Starting a worker…";
+    let percent = null;
+    if (event.stage !== "worker") {
+      percent = Math.round((100 * event.loaded) / event.of);
+      text = event.loading ? "Loading " + event.loading + "… " + percent + "%" : "Models loaded";
+    }
+    item.querySelector("[data-job-meta]").textContent = text;
+    canvasProgress.hidden = false;
+    canvasProgress.querySelector("[data-canvas-meta]").textContent = text;
+    [item.querySelector(".progress"), canvasProgress.querySelector(".progress")].forEach(
+      function (progress) {
+        progress.hidden = false;
+        progress.classList.toggle("is-indeterminate", percent === null);
+        progress.querySelector(".progress-bar").style.width = (percent || 0) + "%";
+      }
+    );
+  }
+
   // A job.progress event may carry a small JPEG data URL of the current latents.
   function showPreview(jobId, dataUrl) {
     let preview = document.getElementById("canvas-preview");
@@ -124,6 +145,9 @@
       case EVENT.JOB_STARTED:
         setStatus(item, "running", "Running");
         showProgress(item, event);
+        break;
+      case EVENT.JOB_PREPARING:
+        showPreparing(item, event);
         break;
       case EVENT.JOB_PROGRESS:
         if (item.dataset.status !== "running") setStatus(item, "running", "Running");

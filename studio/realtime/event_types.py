@@ -14,6 +14,10 @@ class EventType(StrEnum):
     # A project's generation jobs (GenerationJob.event_payload).
     JOB_QUEUED = "job.queued"
     JOB_STARTED = "job.started"
+    # What a job waits for before its first step: stage "worker" (a cold worker imports
+    # torch and diffusers) or "loading" (`loading`: the model's name, `loaded` of `of`
+    # models the job needs loaded so far; `loaded` == `of` once all are).
+    JOB_PREPARING = "job.preparing"
     JOB_PROGRESS = "job.progress"
     JOB_FINISHED = "job.finished"
     JOB_FAILED = "job.failed"
