@@ -7,6 +7,7 @@ from django.db.models import Q
 from django.urls import reverse
 from django.utils import timezone
 
+from generation.seeds import SeedField
 from studio.accounts.models import Project, Team
 
 # Thumbnails, by their long side in pixels: grids use them, never originals.
@@ -97,7 +98,7 @@ class Image(models.Model):
     height = models.PositiveIntegerField()
     prompt = models.TextField()
     negative_prompt = models.TextField(blank=True)
-    seed = models.BigIntegerField()
+    seed = SeedField()
     parameters = models.TextField(help_text="A1111-style infotext, as written into the PNG.")
     # {"256": storage name, ...}: WebP thumbnails made on the CPU queue after the image is
     # saved (gallery.tasks); empty until then, and grids show the original meanwhile.

@@ -18,6 +18,7 @@ from generation.lora_services import job_lora_refs
 from generation.lora_syntax import prompt_without_lora_tags
 from generation.models import GenerationJob, JobMode, JobStatus
 from generation.queue import service_order
+from generation.seeds import seed_after
 from generation.services import publish_queue_positions
 from gpu_workers.requests import (
     ControlRef,
@@ -213,13 +214,13 @@ def generation_requests(job):
         return [
             dataclasses.replace(
                 request,
-                variation_seed=(job.variation_seed + n) % 2**32,
+                variation_seed=seed_after(job.variation_seed, n),
                 variation_strength=job.variation_strength,
             )
             for n in range(job.batch_size)
         ]
     return [
-        dataclasses.replace(request, seed=(job.seed + n) % 2**32) for n in range(job.batch_size)
+        dataclasses.replace(request, seed=seed_after(job.seed, n)) for n in range(job.batch_size)
     ]
 
 

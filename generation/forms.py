@@ -16,6 +16,7 @@ from generation.models import (
     DiffusionModel,
     ModelKind,
 )
+from generation.seeds import MAX_SEED
 from gpu_workers.control import (
     DEFAULT_HIGH_THRESHOLD,
     DEFAULT_LOW_THRESHOLD,
@@ -26,7 +27,6 @@ from gpu_workers.requests import MAX_IP_ADAPTER_SCALE
 from studio.moderation.services import screen_generation_form
 from studio.permissions import can
 
-MAX_SEED = 2**32 - 1
 MIN_SIDE = 64
 MAX_SIDE = 2048
 MAX_CLIP_SKIP = 12  # the layers of CLIP ViT-L

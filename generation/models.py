@@ -5,6 +5,7 @@ from django.db import models
 from django.urls import reverse
 from django.utils import timezone
 
+from generation.seeds import SeedField
 from gpu_workers.requests import img2img_steps
 from gpu_workers.samplers import SAMPLERS
 from studio.accounts.models import ROLE_RANK, Project, Role
@@ -268,14 +269,14 @@ class GenerationJob(models.Model):
     guidance_scale = models.FloatField()
     width = models.PositiveIntegerField()
     height = models.PositiveIntegerField()
-    seed = models.BigIntegerField()
+    seed = SeedField()
     # Blank: the model's default sampler.
     sampler = models.CharField(max_length=40, blank=True, choices=SAMPLER_CHOICES)
     clip_skip = models.PositiveSmallIntegerField(default=1)  # A1111's: 1 = the last layer
     # Images made together, with seeds seed, seed + 1, ... (A1111's "Batch size").
     batch_size = models.PositiveSmallIntegerField(default=1)
     # Variations (A1111's "Variation seed"): the seed's noise moved towards this seed's.
-    variation_seed = models.BigIntegerField(null=True, blank=True)
+    variation_seed = SeedField(null=True, blank=True)
     variation_strength = models.FloatField(default=0.0)
     # img2img: the source is a gallery image or an upload (rebuilt from its pixels, stored
     # under a server-chosen name), redrawn at `strength` (A1111's "Denoising strength").

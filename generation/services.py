@@ -17,6 +17,7 @@ from generation.lora_services import (
     lora_stack_refusal,
 )
 from generation.models import OUTPAINT_SIDES, GenerationJob, JobMode, JobStatus, ModelKind
+from generation.seeds import RANDOM_SEED_LIMIT, seed_after
 from studio.accounts.models import Project
 from studio.moderation.services import generation_screen
 from studio.permissions import can
@@ -29,7 +30,7 @@ logger = logging.getLogger(__name__)
 
 
 def random_seed():
-    return secrets.randbelow(2**32)
+    return secrets.randbelow(RANDOM_SEED_LIMIT)
 
 
 class ModelNotAllowed(PermissionDenied):
@@ -182,7 +183,7 @@ def jobs_create(*, user, project, params):
                 job_create(
                     user=user,
                     project=project,
-                    params={**params, "seed": (seed + n * batch_size) % 2**32},
+                    params={**params, "seed": seed_after(seed, n * batch_size)},
                 )
                 for n in range(count)
             ]
