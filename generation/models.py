@@ -477,6 +477,17 @@ class GenerationJob(models.Model):
         total = self.total_steps()
         return round(100 * self.progress_step / total) if total else 0
 
+    def run_seconds(self):
+        """Seconds from its start to its end; None for a job that has not run to an end."""
+        if self.started_at is None or self.finished_at is None:
+            return None
+        return (self.finished_at - self.started_at).total_seconds()
+
+    def steps_per_second(self):
+        """A1111's it/s: denoising steps (every pass) per second of its whole run."""
+        seconds = self.run_seconds()
+        return self.total_steps() / seconds if seconds else None
+
     def event_payload(self, **extra):
         """The fields every job event carries; the browser needs nothing else to redraw."""
         return {

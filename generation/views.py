@@ -33,6 +33,7 @@ from generation.remix import GALLERY_IMAGE_FIELDS, remix_parameters, usable_gall
 from studio.accounts.models import Project
 from studio.moderation.services import GenerationRefused
 from studio.permissions import can, require
+from studio.quotas.costs import jobs_seconds_left
 from studio.quotas.services import QuotaRefused
 from studio.realtime.event_types import JOB_STATUS_EVENT_TYPES
 from studio.throttling import generate_rate_limited, import_rate_limited
@@ -63,13 +64,20 @@ def initial_parameters(model):
 def recent_jobs(project, user):
     """The project's latest jobs, each queued one with its place in the whole queue and
     what `user` may do to it."""
-    jobs = list(project.jobs.order_by("-created_at", "-id")[:RECENT_JOBS])
-    positions = {}
+    jobs = list(
+        project.jobs.select_related("created_by", "model")
+        .prefetch_related("job_loras")
+        .order_by("-created_at", "-id")[:RECENT_JOBS]
+    )
+    positions, seconds_left = {}, {}
     if any(job.status == JobStatus.QUEUED for job in jobs):
         positions = GenerationJob.objects.positions()
+    if any(job.is_active() for job in jobs):
+        seconds_left = jobs_seconds_left(positions=positions)
     is_admin, may_generate = can(user, "manage", project), can(user, "generate", project)
     for job in jobs:
         job.position = positions.get(job.pk)
+        job.seconds_left = seconds_left.get(job.pk)
         job.can_cancel = job.is_active() and (is_admin or job.created_by_id == user.pk)
         job.can_duplicate = may_generate
         job.can_retry = may_generate and job.status in (JobStatus.FAILED, JobStatus.CANCELED)

@@ -433,3 +433,6 @@ CONTENT_SECURITY_POLICY = {
         "frame-ancestors": ["'none'"],
     }
 }
+
+# Time filters ("just now", "3 hours ago", "2 min 5 s") in every template without a load.
+TEMPLATES[0]["OPTIONS"]["builtins"] = ["studio.time_filters"]

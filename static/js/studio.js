@@ -33,6 +33,22 @@
     item.querySelector(".job-status").textContent = label;
   }
 
+  // The ETA of a running job from its own measured step times, once two steps are in.
+  const firstSteps = {}; // job id → [time, step] of the first step this page saw
+  function duration(seconds) {
+    if (seconds < 60) return Math.max(1, Math.round(seconds)) + " s";
+    const minutes = Math.floor(seconds / 60);
+    return minutes + " min " + Math.round(seconds % 60) + " s";
+  }
+  function showEta(item, event) {
+    const now = performance.now();
+    const first = firstSteps[event.job_id] || (firstSteps[event.job_id] = [now, event.step]);
+    const eta = item.querySelector("[data-job-eta]");
+    if (!eta || event.step <= first[1]) return;
+    const perStep = (now - first[0]) / 1000 / (event.step - first[1]);
+    eta.textContent = "Done in about " + duration(perStep * (event.total - event.step));
+  }
+
   function showProgress(item, event) {
     const percent = event.total ? Math.round((100 * event.step) / event.total) : 0;
     const progress = item.querySelector(".progress");
@@ -152,6 +168,7 @@
       case EVENT.JOB_PROGRESS:
         if (item.dataset.status !== "running") setStatus(item, "running", "Running");
         showProgress(item, event);
+        showEta(item, event);
         if (event.preview) showPreview(event.job_id, event.preview);
         break;
       case EVENT.JOB_FINISHED:

@@ -32,20 +32,58 @@ def job_work(job):
     return work * (1 + extra)
 
 
-def step_seconds(family):
+def recent_worker_reports():
+    """The reports of the workers seen lately: they calibrate estimates."""
+    return list(WorkerReport.objects.filter(last_seen__gte=timezone.now() - REPORT_MAX_AGE))
+
+
+def step_seconds(family, *, reports=None):
     """Seconds per megapixel-step for `family`: the average of what workers seen lately
-    measured, else the table's."""
-    seen_since = timezone.now() - REPORT_MAX_AGE
+    measured (`reports`, else read now), else the table's."""
+    if reports is None:
+        reports = recent_worker_reports()
     measured = [
-        report.step_seconds[family]
-        for report in WorkerReport.objects.filter(last_seen__gte=seen_since)
-        if family in report.step_seconds
+        report.step_seconds[family] for report in reports if family in report.step_seconds
     ]
     if measured:
         return sum(measured) / len(measured)
     return STEP_SECONDS_PER_MEGAPIXEL.get(family, DEFAULT_STEP_SECONDS)
 
 
-def job_estimate(job):
-    """GPU-seconds `job` (all of its batch) is expected to take."""
-    return step_seconds(job.model.family) * job_work(job) * job.batch_size
+def job_estimate(job, *, reports=None):
+    """GPU-seconds `job` (all of its batch) is expected to take (`reports`: step_seconds)."""
+    return step_seconds(job.model.family, reports=reports) * job_work(job) * job.batch_size
+
+
+def jobs_seconds_left(*, positions):
+    """{job id: seconds until it is done} for every running job and every queued one in
+    `positions` ({job id: place in line}, GenerationJob.objects.positions()): what is left
+    of the running jobs, then of the queued ones up to each one's turn, at the speed the
+    workers measured (job_estimate), shared among the workers seen lately (at least one)."""
+    from generation.models import GenerationJob, JobStatus
+
+    reports = recent_worker_reports()
+
+    def estimate(job):
+        return job_estimate(job, reports=reports)
+
+    active = list(
+        GenerationJob.objects.filter(
+            status__in=[JobStatus.RUNNING, JobStatus.QUEUED]
+        ).select_related("model")
+    )
+    left = {}
+    for job in active:
+        if job.status == JobStatus.RUNNING:
+            total = job.total_steps()
+            left[job.pk] = estimate(job) * (1 - job.progress_step / total if total else 1)
+    queued = sorted(
+        (job for job in active if job.status == JobStatus.QUEUED and job.pk in positions),
+        key=lambda job: positions[job.pk],
+    )
+    workers = max(1, len(reports))
+    work_ahead = sum(left.values())
+    for job in queued:
+        work_ahead += estimate(job)
+        left[job.pk] = work_ahead / workers
+    return left
