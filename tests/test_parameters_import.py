@@ -218,7 +218,7 @@ class ParseA1111TestCase(SimpleTestCase):
 
 
 class ParseComfyUITestCase(SimpleTestCase):
-    def test_the_graph_fills_the_form_and_reports_the_lora(self):
+    def test_the_graph_fills_the_form_and_calls_the_lora(self):
         result = parse_comfyui_prompt(json.dumps(COMFYUI_GRAPH))
         self.assertEqual(result.source, "comfyui")
         self.assertEqual(
@@ -228,7 +228,7 @@ class ParseComfyUITestCase(SimpleTestCase):
                 "steps": 20,
                 "guidance_scale": 8.0,
                 "sampler": "DPM++ 2M Karras",
-                "prompt": "beautiful scenery, glass bottle, galaxy",
+                "prompt": "beautiful scenery, glass bottle, galaxy <lora:paper_cut:0.8>",
                 "negative_prompt": "text, watermark",
                 "clip_skip": 2,
                 "width": 512,
@@ -238,7 +238,8 @@ class ParseComfyUITestCase(SimpleTestCase):
             },
         )
         self.assertEqual(result.model_name, "sd15/tiny-sd15.safetensors")
-        self.assertEqual(result.not_applied, ["LoRA: paper_cut.safetensors (0.8)"])
+        self.assertEqual(result.lora_hashes, {"paper_cut": ""})
+        self.assertEqual(result.not_applied, [])
 
     def test_a_second_pass_and_unknown_nodes_are_reported(self):
         graph = json.loads(json.dumps(COMFYUI_GRAPH))
@@ -252,14 +253,16 @@ class ParseComfyUITestCase(SimpleTestCase):
             "inputs": {**graph["3"]["inputs"], "latent_image": ["12", 0], "denoise": 0.5},
         }
         graph["14"] = {"class_type": "FancyCustomNode", "inputs": {"strength": 3}}
+        # A second pass from the first's latent not scaled up: a refiner, say.
+        graph["15"] = {"class_type": "KSampler",
+                       "inputs": {**graph["3"]["inputs"], "latent_image": ["3", 0]}}
         result = parse_comfyui_prompt(graph)
         self.assertEqual(result.values["steps"], 20)  # the first pass
         self.assertEqual(
             result.not_applied,
             [
-                "Upscale: LatentUpscaleBy node 12",
-                "Second sampler pass: KSampler node 13 (e.g. hires fix or refiner)",
                 "ComfyUI node: FancyCustomNode (14)",
+                "Second sampler pass: KSampler node 15 (e.g. hires fix or refiner)",
             ],
         )
 
@@ -460,10 +463,11 @@ class ImportViewTestCase(StudioTestCase):
         response = self.post(data, name="ComfyUI_00001_.png")
         initial = self.initial(response)
         self.assertEqual(initial["model"], self.model.pk)  # tiny-sd15.safetensors
-        self.assertEqual(initial["prompt"], "beautiful scenery, glass bottle, galaxy")
+        self.assertEqual(initial["prompt"],
+                         "beautiful scenery, glass bottle, galaxy <lora:paper_cut:0.8>")
         self.assertEqual((initial["clip_skip"], initial["batch_size"]), (2, 2))
         self.assertContains(response, "(ComfyUI)")
-        self.assertContains(response, "<li>LoRA: paper_cut.safetensors (0.8)</li>")
+        self.assertContains(response, "<li>LoRA: paper_cut (not in your team&#x27;s library)</li>")
 
     def test_values_the_form_refuses_show_as_field_errors(self):
         text = "x\nSteps: 500, Seed: 5, Size: 100x64"

@@ -1,8 +1,10 @@
 """ComfyUI's `prompt` chunk: the API-format graph it ran (node id -> class_type, inputs)."""
 
 import math
+import re
 
 from .common import (
+    HIRES_UPSCALER,
     ImportedParameters,
     ParameterImportError,
     float_value,
@@ -52,6 +54,8 @@ COMFY_SCHEDULES = {
 COMFY_SAMPLER_NODES = ("KSampler", "KSamplerAdvanced")
 COMFY_CHECKPOINT_NODES = ("CheckpointLoaderSimple", "CheckpointLoader")
 COMFY_TEXT_NODES = ("CLIPTextEncode", "CLIPTextEncodeSDXL")
+COMFY_LORA_NODES = ("LoraLoader", "LoraLoaderModelOnly")
+COMFY_LATENT_UPSCALE_NODES = ("LatentUpscale", "LatentUpscaleBy")
 # Nodes that only decode, save or show the result: nothing in them to apply.
 COMFY_OUTPUT_NODES = {"VAEDecode", "VAEDecodeTiled", "SaveImage", "PreviewImage"}
 MAX_LINK_DEPTH = 64
@@ -245,6 +249,7 @@ def parse_comfyui_prompt(graph) -> ImportedParameters:
     negative, _ = comfy.prompt_text(comfy.inputs(sampler).get("negative"), "Negative prompt")
     result.values["negative_prompt"] = negative or ""
 
+    _comfy_loras(comfy, comfy.inputs(sampler).get("model"))
     checkpoint_id, checkpoint = comfy.follow(
         comfy.inputs(sampler).get("model"), COMFY_CHECKPOINT_NODES, ("model",)
     )
@@ -285,10 +290,73 @@ def parse_comfyui_prompt(graph) -> ImportedParameters:
         result.report("Latent image", f"from a {latent['class_type']} node (not an empty "
                                       "latent: e.g. image to image)")
 
+    _comfy_hires_fix(comfy, sampler_id, sampler)
     for node_id, node in comfy.nodes.items():
         if node_id not in comfy.used and node["class_type"] not in COMFY_OUTPUT_NODES:
             result.report(*_comfy_node_note(node_id, node, comfy))
     return result
+
+
+def _comfy_loras(comfy, link):
+    """The LoRA loaders on the sampler's model chain, as <lora:name:weight> in the prompt:
+    the name is the file's without folder and extension, looked up in the team's library
+    (parameters_import.library) like an A1111 image's."""
+    node_id, node = comfy.node(link)
+    for _ in range(MAX_LINK_DEPTH):
+        if node is None or node["class_type"] not in COMFY_LORA_NODES:
+            return
+        comfy.used.add(node_id)
+        file_name = comfy.value(node, "lora_name", "LoRA", text_value)
+        weight = comfy.value(node, "strength_model", "LoRA strength", float_value)
+        weight = 1.0 if weight is None else weight
+        clip_weight = comfy.value(node, "strength_clip", "LoRA CLIP strength", float_value)
+        if file_name:
+            name = re.split(r"[\\/]", file_name.strip())[-1]
+            name = re.sub(r"\.(safetensors|ckpt|pt|pth|bin)$", "", name, flags=re.IGNORECASE)
+            prompt = comfy.result.values.get("prompt") or ""
+            comfy.result.values["prompt"] = f"{prompt} <lora:{name}:{weight:g}>".strip()
+            comfy.result.lora_hashes.setdefault(name, "")
+            if clip_weight is not None and clip_weight != weight:
+                comfy.result.report("LoRA CLIP strength", f"{name}: {clip_weight:g} "
+                                                          f"(the model's {weight:g} is used)")
+        node_id, node = comfy.node(comfy.inputs(node).get("model"))
+
+
+def _comfy_hires_fix(comfy, first_id, first):
+    """A second KSampler on the first pass's latent scaled up (LatentUpscale or
+    LatentUpscaleBy): the hires fix, its denoise the hires strength."""
+    for node_id, node in comfy.nodes.items():
+        if node["class_type"] != "KSampler" or node_id in comfy.used:
+            continue
+        upscale_id, upscale = comfy.node(comfy.inputs(node).get("latent_image"))
+        if upscale is None or upscale["class_type"] not in COMFY_LATENT_UPSCALE_NODES:
+            continue
+        source_link = comfy.inputs(upscale).get("samples")
+        if not _is_link(source_link) or str(source_link[0]) != first_id:
+            continue
+        values = comfy.result.values
+        if upscale["class_type"] == "LatentUpscaleBy":
+            scale = comfy.value(upscale, "scale_by", "Hires upscale", float_value)
+        else:
+            width = comfy.value(upscale, "width", "Hires width", int_value)
+            scale = width / values["width"] if width and values.get("width") else None
+        if scale is None:
+            return
+        comfy.used.update((node_id, upscale_id))
+        values.update(hires_fix=True, hires_scale=round(scale, 4))
+        steps = comfy.value(node, "steps", "Hires steps", int_value)
+        values["hires_steps"] = steps if steps is not None else 0
+        denoise = comfy.value(node, "denoise", "Hires denoising", float_value)
+        if denoise is not None:
+            values["hires_strength"] = denoise
+        method = comfy.inputs(upscale).get("upscale_method")
+        if isinstance(method, str):
+            comfy.result.report("Hires upscaler",
+                                f"latent {method} ({HIRES_UPSCALER} is used here)")
+        for name in ("seed", "cfg", "sampler_name", "scheduler", "positive", "negative"):
+            if comfy.inputs(node).get(name) != comfy.inputs(first).get(name):
+                comfy.result.report("Hires pass", f"its {name} differs from the first pass's")
+        return
 
 
 def _comfy_node_note(node_id, node, comfy):
