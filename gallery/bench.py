@@ -55,6 +55,12 @@ def parse_args(argv):
                         help=f"leave the database ({DATABASE}) for a look by hand")
     parser.add_argument("--show-plans", action="store_true",
                         help="print the SQL and plan of queries that scan the image table")
+    parser.add_argument("--only", metavar="TEXT",
+                        help="measure only the pages whose name contains TEXT (no report)")
+    parser.add_argument("--profile", type=Path, metavar="FOLDER",
+                        help="profile each page's timed requests with pyinstrument into "
+                        "FOLDER/<page>.txt (slows the timings: compare them only with "
+                        "other profiled runs)")
     return parser.parse_args(argv)
 
 
@@ -150,7 +156,8 @@ def fill(total, rng):
             name = secrets.token_hex(16)
             public = rng.random() < 0.1
             images.append(Image(
-                project_id=job.project_id, job=job, created_by_id=job.created_by_id,
+                project_id=job.project_id, team_id=job.project.team_id, job=job,
+                created_by_id=job.created_by_id,
                 file=f"images/{job.project_id}/{name}.png", width=512, height=512,
                 prompt=job.prompt, seed=job.seed + n, parameters=f"{job.prompt}\nSteps: 25",
                 thumbnails={"256": f"thumbnails/{name}-256.webp",
@@ -180,8 +187,14 @@ def fill(total, rng):
     for job in GenerationJob.objects.filter(project=big, mode=JobMode.IMG2IMG)[:300]:
         job.source_image_id = rng.choice(sources)
         job.save(update_fields=["source_image"])
+    # A live queue: the studio's job list shows queued jobs with their place in it.
+    for job in GenerationJob.objects.filter(project=big).order_by("-created_at")[:6]:
+        job.status = JobStatus.QUEUED if job.pk % 2 else JobStatus.RUNNING
+        job.save(update_fields=["status"])
     with connection.cursor() as cursor:
-        cursor.execute("ANALYZE")
+        # As autovacuum leaves a settled table: statistics, and the visibility map that
+        # lets counts read an index alone.
+        cursor.execute("VACUUM ANALYZE")
     viewer = users[0]  # an editor of team 0, which holds the big project
     assert Membership.objects.get(user=viewer).team_id == big.team_id
     return {"viewer": viewer, "big": big, "team": big.team, "models": models}
@@ -227,6 +240,18 @@ def pages(world):
         ("image page", "detail with lineage, review, comments (50 different images)",
          [reverse("image_detail", args=[pk]) for pk in detail_ids], {}, {}),
     ]
+    studio_url = reverse("project_studio", args=[big.pk])
+    history_url = reverse("project_prompt_history", args=[big.pk])
+    cases += [
+        ("studio", "the project's studio page (form, queue, latest images)", studio_url,
+         {}, {}),
+        ("studio job list", "the queue fragment the studio re-requests (HTMX)",
+         reverse("project_jobs", args=[big.pk]), {}, htmx),
+        ("project history", "everyone's prompts in the project", history_url,
+         {"who": "everyone"}, {}),
+        ("project history, search", "prompt search `fox` (HTMX results)", history_url,
+         {"who": "everyone", "q": "fox"}, htmx),
+    ]
     try:
         cases.append(("explore", "public, moderation-passed images", reverse("explore"),
                       {}, {}))
@@ -237,7 +262,7 @@ def pages(world):
     return cases
 
 
-def measure(client, case, requests, warmup):
+def measure(client, case, requests, warmup, profile=None):
     from django.db import connection
     from django.test.utils import CaptureQueriesContext
 
@@ -245,12 +270,22 @@ def measure(client, case, requests, warmup):
     urls = urls if isinstance(urls, list) else [urls]
     for n in range(warmup):
         assert client.get(urls[n % len(urls)], params, **headers).status_code == 200, name
+    if profile:
+        from pyinstrument import Profiler
+
+        profiler = Profiler(interval=0.0005)
+        profiler.start()
     times = []
     for n in range(requests):
         start = time.perf_counter()
         response = client.get(urls[n % len(urls)], params, **headers)
         times.append((time.perf_counter() - start) * 1000)
         assert response.status_code == 200, (name, response.status_code)
+    if profile:
+        profiler.stop()
+        profile.mkdir(parents=True, exist_ok=True)
+        slug = "".join(c if c.isalnum() else "-" for c in name)
+        (profile / f"{slug}.txt").write_text(profiler.output_text(show_all=False))
     # The database's share, from the query log of a few more requests (DEBUG is off).
     sql_times = []
     for n in range(SQL_SAMPLES):
@@ -420,9 +455,9 @@ def main(argv=None):
             client = Client()
             client.force_login(world["viewer"])
             results = []
-            cases = pages(world)
+            cases = [case for case in pages(world) if (args.only or "") in case[0]]
             for case in cases:
-                numbers = measure(client, case, args.requests, args.warmup)
+                numbers = measure(client, case, args.requests, args.warmup, args.profile)
                 scans = image_scans(numbers.pop("sql"), show=args.show_plans)
                 numbers["scans"] = scan_summary(scans)
                 results.append((case[0], case[1], numbers))
@@ -443,7 +478,7 @@ def main(argv=None):
         if not args.keep:
             drop_database(args.postgres)
     print(markdown)
-    if args.write:
+    if args.write and not args.only:
         from gpu_workers.bench.report import write_section
 
         write_section(args.write, SECTION, markdown)

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 
 from django.contrib.auth import get_user_model
-from django.db.models import Q
+from django.db.models import Exists, OuterRef, Q
 
 from gallery.forms import MOST_LIKED
 from gallery.models import Image
@@ -29,7 +29,7 @@ def project_images(project):
 
 
 def team_images(team):
-    return Image.objects.filter(project__team=team)
+    return Image.objects.filter(team=team)
 
 
 def user_images(user):
@@ -139,8 +139,12 @@ def sorted_page(images, *, sort, cursor=None):
 
 def filter_choices(scope, *, users=True, projects=False):
     """What the filters offer: the models (and users, projects) found in `scope`."""
+    # Per model, whether any image of the scope used it: a few index probes each, where
+    # "IN (the scope's models)" read the images until it had met every model.
     choices = {
-        "models": DiffusionModel.objects.filter(pk__in=scope.values("job__model")).order_by("name")
+        "models": DiffusionModel.objects.filter(
+            Exists(scope.filter(job__model=OuterRef("pk")))
+        ).order_by("name")
     }
     if users:
         choices["users"] = (

@@ -83,6 +83,9 @@ def live_image_count(relation="images", *, distinct=False):
 
 class Image(models.Model):
     project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="images")
+    # Its project's team, copied on save (projects never change team): the team grid and
+    # its search walk an index of their own instead of the image table (gallery/bench.py).
+    team = models.ForeignKey(Team, on_delete=models.CASCADE, related_name="+", editable=False)
     job = models.ForeignKey(
         "generation.GenerationJob",
         on_delete=models.SET_NULL,
@@ -143,6 +146,13 @@ class Image(models.Model):
             # Gallery grids: a project's or a user's images, newest first, in keyset pages.
             models.Index(fields=["project", "-created_at", "-id"], name="image_project_newest"),
             models.Index(fields=["created_by", "-created_at", "-id"], name="image_user_newest"),
+            # A team's live images, newest first: its grid's pages and its count read no
+            # other team's images nor any deleted one.
+            models.Index(
+                fields=["team", "-created_at", "-id"],
+                condition=Q(deleted_at__isnull=True),
+                name="image_team_live_newest",
+            ),
             # The purge's "deleted before the undo window" scan: deleted rows only.
             models.Index(
                 fields=["deleted_at"], condition=Q(deleted_at__isnull=False), name="image_deleted"
@@ -160,6 +170,11 @@ class Image(models.Model):
 
     def __str__(self):
         return f"Image {self.pk}"
+
+    def save(self, *args, **kwargs):
+        if self.team_id is None:
+            self.team_id = self.project.team_id
+        super().save(*args, **kwargs)
 
     def get_absolute_url(self):
         return reverse("image_detail", args=[self.pk])

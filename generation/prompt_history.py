@@ -78,14 +78,15 @@ def full_text_search(jobs, text):
         # Nothing a text search could index ("!!!", "--"): look for the characters.
         return jobs.filter(prompt__icontains=text)
     prefixes = " & ".join(f"{term}:*" for term in terms)
-    matching = jobs.annotate(
+    # alias(), not annotate(): the match is a condition on the rows themselves (no
+    # subquery of ids), so the planner combines the prompt indexes with the page's others.
+    return jobs.alias(
         english=SearchVector("prompt", config="english"),
         simple=SearchVector("prompt", config="simple"),
     ).filter(
         Q(english=SearchQuery(prefixes, config="english", search_type="raw"))
         | Q(simple=SearchQuery(prefixes, config="simple", search_type="raw"))
     )
-    return jobs.filter(pk__in=matching.values("pk"))
 
 
 def favourites_of(jobs, user):

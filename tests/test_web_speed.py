@@ -1,0 +1,54 @@
+"""Web tier speed (issue #19): query shapes the planner can serve from indexes, so that
+gallery pages cost the same at 10,000 images (make bench-gallery measures them)."""
+
+from unittest import skipUnless
+
+from django.db import connection
+from django.urls import reverse
+
+from gallery import browse
+from gallery.models import Image
+from generation import prompt_history
+from tests.base import StudioTestCase, make_image, make_job
+
+
+class TeamColumnTests(StudioTestCase):
+    def test_an_image_takes_its_projects_team(self):
+        image = make_image(make_job(self.project, self.editor, self.model))
+        self.assertEqual(Image.objects.get(pk=image.pk).team_id, self.team.pk)
+
+    def test_the_team_grid_reads_the_images_own_team_column(self):
+        sql = str(browse.team_images(self.team).query)
+        self.assertIn('"gallery_image"."team_id"', sql)
+        self.assertNotIn("accounts_project", sql)
+
+    def test_the_team_grid_shows_its_teams_images_only(self):
+        mine = make_image(make_job(self.project, self.editor, self.model, prompt="a red fox"))
+        make_image(make_job(self.other_project, self.outsider, self.model, prompt="an owl"))
+        self.client.force_login(self.viewer)
+        response = self.client.get(reverse("team_gallery", args=[self.team.pk]))
+        self.assertEqual([image.pk for image in response.context["images"]], [mine.pk])
+
+    def test_other_user_cant_see_the_team_grid(self):
+        self.client.force_login(self.outsider)
+        response = self.client.get(reverse("team_gallery", args=[self.team.pk]))
+        self.assertEqual(response.status_code, 404)  # not even told it exists
+
+    def test_model_choices_are_the_models_the_scope_used(self):
+        from generation.models import DiffusionModel
+
+        unused = DiffusionModel.objects.create(name="unused", source="/models/unused")
+        make_image(make_job(self.project, self.editor, self.model))
+        choices = browse.filter_choices(browse.team_images(self.team))
+        self.assertEqual(list(choices["models"]), [self.model])
+        self.assertNotIn("IN (SELECT", str(choices["models"].query))
+        self.assertNotIn(unused, choices["models"])
+
+
+@skipUnless(connection.vendor == "postgresql", "full text search needs PostgreSQL")
+class SearchShapeTests(StudioTestCase):
+    def test_a_search_is_a_condition_on_the_rows_not_a_subquery_of_ids(self):
+        make_image(make_job(self.project, self.editor, self.model, prompt="a red fox"))
+        images = prompt_history.search(browse.team_images(self.team), "fox")
+        self.assertNotIn("IN (SELECT", str(images.query))
+        self.assertEqual(images.count(), 1)
