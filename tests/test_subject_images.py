@@ -143,7 +143,7 @@ class SubjectImageUploadTests(StudioTestCase):
         self.assertContains(response, reverse("subject_image_file", args=[image.pk, "original"]))
         self.assertContains(response, "centre crop")
         # The centred 300px square of a 400x300 image: 12.5% from the left, 75% wide.
-        self.assertContains(response, "left: 12.50%; top: 0.00%; width: 75.00%")
+        self.assertContains(response, 'data-crop-box="12.50 0.00 75.00 100.00"')
 
 
 class CropAndCaptionTests(StudioTestCase):
