@@ -133,7 +133,8 @@ def section(*, args, machine, takeovers, throughput):
         "",
         "Real `celery -A studio worker` processes (GPU queue: threads pool, the engine's "
         "batching; a CPU worker; beat running the sweeper) on a throwaway PostgreSQL and "
-        f"Redis, the tiny SD1.5-architecture model on the CPU. Lease {args.lease:g} s "
+        "Redis, the tiny SD1.5-architecture model on the CPU, loaded by each worker before it "
+        f"takes jobs. Lease {args.lease:g} s "
         f"(`STUDIO_JOB_LEASE_S`), sweep every {args.sweep:g} s (`STUDIO_SWEEP_INTERVAL_S`).",
         "",
         f"### Worker killed mid-job ({len(takeovers)} kills)",
