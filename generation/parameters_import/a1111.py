@@ -3,6 +3,12 @@
 import json
 import re
 
+from .civitai import (
+    CIVITAI_INFORMATIONAL,
+    CIVITAI_KEYS,
+    civitai_fields_apply,
+    civitai_json_fields,
+)
 from .common import (
     HIRES_UPSCALER,
     SOURCE_IMAGE_NOTE,
@@ -28,12 +34,12 @@ A1111_APPLIED = {
     "Hires upscaler", "Variation seed", "Variation seed strength",
 }
 # Kept for the library lookup (parameters_import.library), which reports what it can't use.
-A1111_LOOKED_UP = {"Model hash", "Lora hashes"}
+A1111_LOOKED_UP = {"Model hash", "Lora hashes"} | CIVITAI_KEYS
 # The ControlNet extension's units: "ControlNet 0", "ControlNet 1", ...
 CONTROLNET_UNIT_RE = re.compile(r"ControlNet \d")
 # Written by A1111 for information only; nothing to apply or to warn about.
 # TI hashes: the prompt names its embeddings, which apply again where the team has them.
-A1111_INFORMATIONAL = {"Batch pos", "TI hashes"}
+A1111_INFORMATIONAL = {"Batch pos", "TI hashes"} | CIVITAI_INFORMATIONAL
 
 
 def _settings_fields(line):
@@ -81,10 +87,13 @@ def parse_a1111_infotext(text) -> ImportedParameters:
         raise ParameterImportError("The image's parameters text is empty.")
     result = ImportedParameters(source="a1111")
     *lines, last = text.strip().replace("\r\n", "\n").split("\n")
-    fields = _settings_fields(last)
+    settings_line, json_fields = civitai_json_fields(last)
+    fields = _settings_fields(settings_line)
     if fields is None:
         lines.append(last)
         fields = []
+    else:
+        fields += json_fields
     prompt, negative, in_negative = [], [], False
     for line in lines:
         if line.startswith("Negative prompt:"):
@@ -131,6 +140,7 @@ def parse_a1111_infotext(text) -> ImportedParameters:
     result.model_hash = values.get("Model hash", "").strip()
     if "Lora hashes" in values:
         result.lora_hashes = _name_hash_pairs(values["Lora hashes"])
+    civitai_fields_apply(values, result)
     if "Variation seed strength" in values:
         result.values["variation_strength"] = float_value(
             values["Variation seed strength"], "Variation seed strength"
