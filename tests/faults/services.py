@@ -60,6 +60,10 @@ def wait_until(condition, timeout, what, interval=0.2):
         time.sleep(interval)
 
 
+class PostgresError(RuntimeError):
+    """A PostgreSQL program failed; the message has its output and the server's log."""
+
+
 class PostgresServer:
     """A PostgreSQL cluster of its own (trust auth, no fsync) that can be stopped and
     started again with its data kept, as a database restart is."""
@@ -80,7 +84,15 @@ class PostgresServer:
         command = [str(self.bin_dir / program), *args]
         if os.geteuid() == 0:
             command = ["runuser", "-u", "postgres", "--", *command]
-        subprocess.run(command, check=True, capture_output=True, cwd=self.dir)
+        done = subprocess.run(command, capture_output=True, text=True, cwd=self.dir)
+        if done.returncode:
+            raise PostgresError(
+                f"{program} exited with {done.returncode}:\n{done.stdout}{done.stderr}\n"
+                f"{self._log_tail()}"
+            )
+
+    def _log_tail(self):
+        return self.log.read_text(errors="replace")[-2000:] if self.log.exists() else ""
 
     def url(self, database="studio"):
         return f"postgres://postgres@127.0.0.1:{self.port}/{database}"
@@ -109,7 +121,7 @@ class PostgresServer:
     def destroy(self):
         try:
             self.stop("immediate")
-        except subprocess.CalledProcessError:
+        except PostgresError:
             pass  # not running
         shutil.rmtree(self.dir, ignore_errors=True)
 
