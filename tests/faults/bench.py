@@ -189,11 +189,11 @@ def main(argv=None):
             runs.append(CeleryProcesses(
                 database_url=postgres.url(), redis_url=redis.url(), media_root=media_root,
                 logs=scratch / "logs" / run,
-                # Workers load the model before they say they're ready, so the timings
-                # count generation, not start-up.
                 env={"STUDIO_JOB_LEASE_S": str(args.lease),
-                     "STUDIO_SWEEP_INTERVAL_S": str(args.sweep),
-                     "STUDIO_PRELOAD_MODELS": str(model_dir)},
+                     "STUDIO_SWEEP_INTERVAL_S": str(args.sweep)},
+                # GPU workers load the model before they say they're ready, so the timings
+                # count generation, not start-up.
+                gpu_env={"STUDIO_PRELOAD_MODELS": str(model_dir)},
             ))
             return runs[-1]
 

@@ -168,7 +168,7 @@ class CeleryProcesses:
     """Real `celery -A studio` worker and beat processes on the given services, each
     logging to its own file; GPU workers can be killed and started again."""
 
-    def __init__(self, *, database_url, redis_url, media_root, logs, env=None):
+    def __init__(self, *, database_url, redis_url, media_root, logs, env=None, gpu_env=None):
         self.logs = Path(logs)
         self.logs.mkdir(parents=True, exist_ok=True)
         self.env = {
@@ -180,17 +180,18 @@ class CeleryProcesses:
             "PYTHONUNBUFFERED": "1",
             **(env or {}),
         }
+        self.gpu_env = {**self.env, **(gpu_env or {})}  # GPU workers only
         self.processes = {}  # name -> Popen
         self.starts = 0
 
-    def _start(self, name, args):
+    def _start(self, name, args, env=None):
         self.starts += 1
         log = (self.logs / f"{name}.log").open("a")
         log.write(f"\n----- start {self.starts} -----\n")
         log.flush()
         self.processes[name] = subprocess.Popen(
             [sys.executable, "-m", "celery", "-A", "studio", *args],
-            cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT,
+            cwd=ROOT, env=env or self.env, stdout=log, stderr=subprocess.STDOUT,
         )
         return self.processes[name]
 
@@ -198,7 +199,7 @@ class CeleryProcesses:
         return self._start(name, [
             "worker", "-Q", self.env.get("STUDIO_GPU_QUEUE", "gpu"), "--loglevel", "INFO",
             "--hostname", f"{name}@%h", "--without-gossip", "--without-mingle",
-        ])
+        ], env=self.gpu_env)
 
     def start_cpu_worker(self, name="cpu"):
         return self._start(name, [
