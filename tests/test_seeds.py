@@ -46,7 +46,8 @@ class SeedFormTestCase(GenerateFormTestCase):
     def test_out_of_range(self):
         message = f"Seed must be from 0 to {MAX_SEED}."
         self.assert_refused("seed", message, seed=2**64)
-        self.assert_refused("seed", message, seed=-1)
+        self.assert_refused("variation_seed", f"Variation seed must be from 0 to {MAX_SEED}.",
+                            variation_seed=2**64, variation_strength=0.2)
 
     def test_an_outsider_cannot_queue_a_seed_in_the_project(self):
         self.client.force_login(self.outsider)

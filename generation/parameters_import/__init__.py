@@ -1,12 +1,15 @@
 """Read generation parameters back out of an image, for the studio form.
 
-Three sources, tried in this order:
+The sources, tried in this order:
 
 - images made by this studio: the `studio` JSON chunk (the full spec, see
   gallery/services.py), completed by its A1111 `parameters` text;
 - AUTOMATIC1111 (and Forge, SD.Next, and others writing its format): the `parameters`
   text chunk of a PNG, or the EXIF UserComment of a JPEG or WebP;
-- ComfyUI: the `prompt` chunk, its API-format graph (node id -> {class_type, inputs}).
+  Civitai's `Hashes` and `Civitai resources` in that text pick the library's files;
+- Fooocus: its own JSON scheme in the same `parameters` chunk (or EXIF UserComment);
+- ComfyUI: the `prompt` chunk, its API-format graph (node id -> {class_type, inputs});
+- InvokeAI: the `invokeai_metadata` chunk; NovelAI: the `Software` and `Comment` chunks.
 
 Values come back as GenerationForm field values; the form stays their one validator
 (ranges, multiples of 8, the model the user may use). What a source holds that the form
