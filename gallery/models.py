@@ -1,10 +1,11 @@
+import functools
 import secrets
 import uuid
 
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
-from django.urls import reverse
+from django.urls import get_script_prefix, reverse
 from django.utils import timezone
 
 from generation.seeds import SeedField
@@ -79,6 +80,22 @@ def live_image_count(relation="images", *, distinct=False):
     return models.Count(
         relation, distinct=distinct, filter=Q(**{f"{relation}__deleted_at__isnull": True})
     )
+
+
+# An id no image has, standing in for the image's own in a reversed URL.
+URL_ID_PLACEHOLDER = "8765432109"
+
+
+@functools.cache
+def image_url_template(script_prefix, name, *args):
+    return reverse(name, args=[URL_ID_PLACEHOLDER, *args])
+
+
+def image_url(name, image_id, *args):
+    """reverse(name, args=[image_id, *args]), resolved once per URL name and arguments:
+    a grid asks for five URLs per card, and reverse() was a quarter of its time."""
+    template = image_url_template(get_script_prefix(), name, *args)
+    return template.replace(URL_ID_PLACEHOLDER, str(image_id), 1)
 
 
 class Image(models.Model):
@@ -177,7 +194,7 @@ class Image(models.Model):
         super().save(*args, **kwargs)
 
     def get_absolute_url(self):
-        return reverse("image_detail", args=[self.pk])
+        return image_url("image_detail", self.pk)
 
     # Who may see it -------------------------------------------------------------------
 
@@ -219,7 +236,10 @@ class Image(models.Model):
         return reverse("image_shared", args=[self.share_token]) if self.share_token else ""
 
     def file_url(self):
-        return reverse("image_file", args=[self.pk])
+        return image_url("image_file", self.pk)
+
+    def like_url(self):
+        return image_url("image_like", self.pk)
 
     def download_url(self):
         """The original PNG as an attachment, its parameters embedded."""
@@ -236,7 +256,7 @@ class Image(models.Model):
         return all(self.thumbnail_name(size) for size in THUMBNAIL_SIZES)
 
     def thumbnail_url(self, size):
-        return reverse("image_thumbnail", args=[self.pk, size])
+        return image_url("image_thumbnail", self.pk, size)
 
     @property
     def thumb_url(self):

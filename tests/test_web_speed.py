@@ -52,3 +52,41 @@ class SearchShapeTests(StudioTestCase):
         images = prompt_history.search(browse.team_images(self.team), "fox")
         self.assertNotIn("IN (SELECT", str(images.query))
         self.assertEqual(images.count(), 1)
+
+
+class CardUrlTests(StudioTestCase):
+    def test_card_urls_are_the_reversed_ones(self):
+        from django.urls import reverse
+
+        image = make_image(make_job(self.project, self.editor, self.model))
+        self.assertEqual(image.get_absolute_url(), reverse("image_detail", args=[image.pk]))
+        self.assertEqual(image.file_url(), reverse("image_file", args=[image.pk]))
+        self.assertEqual(image.like_url(), reverse("image_like", args=[image.pk]))
+        self.assertEqual(
+            image.thumbnail_url(256), reverse("image_thumbnail", args=[image.pk, 256])
+        )
+
+    def test_card_urls_follow_the_script_prefix(self):
+        from django.urls import set_script_prefix
+
+        from gallery.models import image_url
+
+        set_script_prefix("/studio/")
+        try:
+            self.assertEqual(image_url("image_detail", 7), "/studio/images/7/")
+        finally:
+            set_script_prefix("/")
+        self.assertEqual(image_url("image_detail", 7), "/images/7/")
+
+    def test_a_grid_reverses_no_url_per_card(self):
+        from unittest import mock
+
+        for n in range(3):
+            make_image(make_job(self.project, self.editor, self.model, seed=n))
+        self.client.force_login(self.editor)
+        url = reverse("project_gallery", args=[self.project.pk])
+        self.client.get(url)  # the URL templates are resolved once, then reused
+        with mock.patch("gallery.models.reverse") as reverse_mock:
+            response = self.client.get(url)
+        self.assertEqual(len(response.context["images"]), 3)
+        reverse_mock.assert_not_called()
