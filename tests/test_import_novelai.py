@@ -59,6 +59,14 @@ class ImportNovelAITestCase(SimpleTestCase):
         self.assertEqual(result.values["prompt"], NOVELAI_COMMENT["prompt"])
         self.assertEqual((result.values["sampler"], result.values["strength"]), ("Euler a", 0.7))
 
+    def test_v4_character_prompts_are_listed(self):
+        comment = {**NOVELAI_COMMENT, "sm": False, "v4_prompt": {
+            "caption": {"base_caption": NOVELAI_COMMENT["prompt"], "char_captions": [
+                {"char_caption": "girl, red hair", "centers": [{"x": 0.3, "y": 0.5}]}]},
+            "use_coords": True, "use_order": True}}
+        result = read_png_parameters(novelai_png(comment), max_bytes=10**6)
+        self.assertEqual(result.not_applied, ["NovelAI character prompts: 1"])
+
     def test_another_software_or_a_bad_comment(self):
         with self.assertRaisesMessage(ParameterImportError, "holds no generation parameters"):
             read_png_parameters(novelai_png(software="Paint"), max_bytes=10**6)

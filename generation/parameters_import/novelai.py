@@ -57,9 +57,19 @@ def parse_novelai_chunks(chunks) -> ImportedParameters:
     if get("strength") is not None and get("request_type") != "PromptGenerateRequest":
         result.values["strength"] = float_value(get("strength"), "Strength")
         result.report(*SOURCE_IMAGE_NOTE)
+    # V4's per-character prompts (placed in the image) have no equivalent here.
+    characters = _character_captions(get("v4_prompt"))
+    if characters:
+        result.report("NovelAI character prompts", len(characters))
     for key, default in NOVELAI_DEFAULTS.items():
         if get(key) not in (None, default):
             result.report(f"NovelAI {key}", get(key))
     # NovelAI's models run only on NovelAI: the view reports it as not in the library.
     result.model_name = shorten(chunks.get("Source", "").strip())
     return result
+
+
+def _character_captions(v4_prompt):
+    caption = v4_prompt.get("caption") if isinstance(v4_prompt, dict) else None
+    characters = caption.get("char_captions") if isinstance(caption, dict) else None
+    return characters if isinstance(characters, list) else []
