@@ -408,8 +408,9 @@ def import_response(request, project, form, notice, *, status=200):
 @require_POST
 @import_rate_limited
 def parameters_import(request, project_id):
-    """Fill the generate form from the parameters embedded in an image (PNG from this
-    studio, AUTOMATIC1111 or ComfyUI; A1111 JPEG/WebP); the form is not submitted."""
+    """Fill the generate form from the parameters embedded in an image (this studio,
+    AUTOMATIC1111, Civitai, ComfyUI, InvokeAI, NovelAI, Fooocus); the form is not
+    submitted."""
     limit = settings.STUDIO_MAX_UPLOAD_BYTES
     request.upload_handlers.insert(0, ImportUploadLimit(request, limit))
     return _parameters_import(request, project_id, limit)
