@@ -1,4 +1,5 @@
 import functools
+import re
 import secrets
 import uuid
 
@@ -276,6 +277,13 @@ class Image(models.Model):
 
     def alt_text(self):
         return self.prompt[:200]
+
+    def sampler_label(self):
+        """The sampler as the image's infotext names it: the worker writes A1111's name
+        for a model's own scheduler too ("PLMS" for PNDM). "" without one."""
+        settings_line = self.parameters.rsplit("\n", 1)[-1]
+        found = re.search(r"(?:^|, )Sampler: ([^,]+)", settings_line)
+        return found.group(1) if found else ""
 
     def event_payload(self):
         return {

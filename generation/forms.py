@@ -65,6 +65,14 @@ def outpaint_side(label):
     )
 
 
+class SeedOrRandomField(forms.IntegerField):
+    """A seed; -1, as AUTOMATIC1111 users write it, or nothing means a random one."""
+
+    def to_python(self, value):
+        value = super().to_python(value)
+        return None if value == -1 else value
+
+
 def range_error_messages(field, name):
     """Plain words naming the field and its range, instead of Django's "Ensure this value
     is less than or equal to 2048." and "Enter a whole number."."""
@@ -180,10 +188,10 @@ class GenerationForm(forms.Form):
         required=False, label="Hires denoising", min_value=0.01, max_value=1, initial=0.5,
         widget=forms.NumberInput(attrs={"step": "0.05"}),
     )
-    seed = forms.IntegerField(
+    seed = SeedOrRandomField(
         min_value=0, max_value=MAX_SEED, required=False,
         widget=forms.NumberInput(attrs={"placeholder": "Random"}),
-        help_text="Empty for a random seed; it is always recorded.",
+        help_text="Empty or -1 for a random seed; it is always recorded.",
     )
     variation_seed = forms.IntegerField(
         min_value=0, max_value=MAX_SEED, required=False,

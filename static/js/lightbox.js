@@ -35,6 +35,10 @@
     image.alt = alt;
     lightbox.querySelector(".lightbox-prompt").textContent = alt;
     details.href = link.getAttribute("href");
+    const useSeed = lightbox.querySelector("[data-lightbox-use-seed]");
+    useSeed.dataset.useSeed = link.dataset.seed || "";
+    useSeed.hidden = !link.dataset.seed;
+    useSeed.textContent = "Use seed";
     lightbox.querySelector("[data-lightbox-download]").href = link.dataset.full + "?download=1";
     current = link;
     // The card's like button, if it has one (static/js/collections.js keeps copies in step).

@@ -221,13 +221,49 @@
     }
   });
 
+  // Seed buttons as in AUTOMATIC1111: random (an empty field, or -1), and the newest
+  // image's seed (the first card of the gallery; seeds kept as text, past 2**53).
   document.addEventListener("click", function (event) {
+    const seed = document.querySelector("#generate-form input[name=seed]");
     if (event.target.closest("[data-random-seed]")) {
-      const seed = document.querySelector("#generate-form input[name=seed]");
       seed.value = "";
+      seed.focus();
+    } else if (event.target.closest("[data-reuse-seed]")) {
+      const newest = document.querySelector("#gallery-grid .thumb a[data-seed]");
+      if (newest) seed.value = newest.dataset.seed;
       seed.focus();
     }
   });
+
+  // Open sections of the form (From an image, LoRAs, Advanced…) stay open after Generate,
+  // which swaps in a fresh form, and after a reload: remembered per project in this tab.
+  const openSectionsKey = "studio:open-sections:" + studio.dataset.eventsPath;
+  function sectionName(details) {
+    return details.querySelector("summary").firstChild.textContent.trim();
+  }
+  function openSections() {
+    try {
+      return JSON.parse(sessionStorage.getItem(openSectionsKey)) || {};
+    } catch (error) {
+      return {};
+    }
+  }
+  function restoreOpenSections() {
+    const open = openSections();
+    document.querySelectorAll("#generate-form details").forEach(function (details) {
+      if (open[sectionName(details)]) details.open = true;
+    });
+  }
+  // "toggle" does not bubble: listen while it goes down.
+  document.addEventListener("toggle", function (event) {
+    const details = event.target;
+    if (!(details instanceof HTMLDetailsElement) || !details.closest("#generate-form")) return;
+    const open = openSections();
+    open[sectionName(details)] = details.open;
+    sessionStorage.setItem(openSectionsKey, JSON.stringify(open));
+  }, true);
+  document.body.addEventListener("htmx:afterSettle", restoreOpenSections);
+  restoreOpenSections();
 
   // Only the generate form's own request: thumbnail and queue refreshes must not leave
   // the button spinning. The response swaps in a fresh form (and button).
