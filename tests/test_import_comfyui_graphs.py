@@ -1,6 +1,7 @@
 """Import of ComfyUI API graphs as ComfyUI's nodes.py defines them: 64-bit seeds, LoRA
 loaders called as the team's library LoRA of that name, a second KSampler on the first
-pass's latent scaled up read as the hires fix, CLIPSetLastLayer as clip skip."""
+pass's latent scaled up read as the hires fix (CLIPSetLastLayer as clip skip:
+tests/test_parameters_import.py)."""
 
 import copy
 import json
@@ -66,13 +67,6 @@ class ParseComfyUIGraphTestCase(SimpleTestCase):
         self.assertEqual(result.lora_hashes, {"detail": "", "ink_v2": ""})
         self.assertEqual(result.not_applied,
                          ["LoRA CLIP strength: ink_v2: 0.5 (the model's 0.8 is used)"])
-
-    def test_clip_set_last_layer_is_clip_skip(self):
-        for layer, clip_skip in ((-1, 1), (-2, 2), (-3, 3)):
-            graph = copy.deepcopy(COMFYUI_GRAPH)
-            graph["11"]["inputs"]["stop_at_clip_layer"] = layer
-            with self.subTest(layer=layer):
-                self.assertEqual(parse_comfyui_prompt(graph).values["clip_skip"], clip_skip)
 
     def test_a_hostile_upscale_is_refused_by_name(self):
         graph = hires_graph()
