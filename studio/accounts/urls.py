@@ -67,5 +67,10 @@ urlpatterns = [
         views.member_update,
         name="member_update",
     ),
+    path(
+        "invitations/<int:invitation_id>/revoke/",
+        views.invitation_revoke,
+        name="invitation_revoke",
+    ),
     path("invitations/<str:token>/", views.invitation_accept, name="invitation_accept"),
 ]

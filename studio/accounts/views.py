@@ -1,6 +1,7 @@
 from django.contrib import messages
 from django.contrib.auth import login
 from django.contrib.auth.decorators import login_required
+from django.contrib.auth.views import redirect_to_login
 from django.db.models import Prefetch
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
@@ -126,10 +127,15 @@ def invitation_create(request, team_id):
     return redirect(team)
 
 
-@login_required
 def invitation_accept(request, token):
-    invitation = get_object_or_404(Invitation.objects.select_related("team"), token=token)
+    """An invite link. Signed out, it says which team invites you and offers to sign up or
+    log in, either coming back here; signed in, Accept joins the team."""
+    invitation = get_object_or_404(
+        Invitation.objects.select_related("team", "created_by"), token=token
+    )
     if request.method == "POST":
+        if not request.user.is_authenticated:
+            return redirect_to_login(request.get_full_path())
         try:
             services.invitation_accept(user=request.user, invitation=invitation)
         except services.InvitationError as error:
@@ -138,6 +144,19 @@ def invitation_accept(request, token):
         messages.success(request, f"You joined {invitation.team.name}.")
         return redirect(invitation.team)
     return render(request, "accounts/invitation_accept.html", {"invitation": invitation})
+
+
+@login_required
+@require_POST
+def invitation_revoke(request, invitation_id):
+    """End an open invitation: its link stops working at once."""
+    invitation = get_object_or_404(
+        Invitation.objects.select_related("team"), pk=invitation_id, accepted_at__isnull=True
+    )
+    require(request.user, "invite", invitation.team)
+    invitation.delete()
+    messages.success(request, "Invitation revoked: its link no longer works.")
+    return redirect(invitation.team)
 
 
 @login_required
