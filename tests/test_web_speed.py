@@ -1,9 +1,14 @@
 """Web tier speed (issue #19): query shapes the planner can serve from indexes, so that
 gallery pages cost the same at 10,000 images (make bench-gallery measures them)."""
 
+import json
+import os
+import subprocess
+import sys
 from unittest import skipUnless
 
 from django.db import connection
+from django.test import SimpleTestCase
 from django.urls import reverse
 
 from gallery import browse
@@ -90,3 +95,31 @@ class CardUrlTests(StudioTestCase):
             response = self.client.get(url)
         self.assertEqual(len(response.context["images"]), 3)
         reverse_mock.assert_not_called()
+
+
+class ConnectionPoolSettingTests(SimpleTestCase):
+    def database_options(self, **env):
+        code = (
+            "import json, studio.settings as s; "
+            "print(json.dumps(s.DATABASES['default'].get('OPTIONS', {})))"
+        )
+        environment = {**os.environ, "DEBUG": "1", **env}
+        result = subprocess.run(
+            [sys.executable, "-c", code], env=environment, capture_output=True, text=True,
+            check=True,
+        )
+        return json.loads(result.stdout)
+
+    def test_web_processes_on_postgresql_get_a_pool_of_the_size_asked(self):
+        options = self.database_options(
+            DATABASE_URL="postgres://postgres@127.0.0.1:5432/studio", DATABASE_POOL_SIZE="4"
+        )
+        self.assertEqual(options["pool"], {"min_size": 1, "max_size": 4, "timeout": 10})
+
+    def test_no_pool_unless_asked_nor_on_sqlite(self):
+        postgres = self.database_options(
+            DATABASE_URL="postgres://postgres@127.0.0.1/studio", DATABASE_POOL_SIZE="0"
+        )
+        self.assertNotIn("pool", postgres)
+        sqlite = self.database_options(DATABASE_URL="sqlite:///:memory:", DATABASE_POOL_SIZE="4")
+        self.assertNotIn("pool", sqlite)
