@@ -98,7 +98,7 @@ class JobCreateTestCase(StudioTestCase):
         self.assert_refused("model", "it is switched off in the model library")
 
     def test_negative_seed(self):
-        self.assert_refused("seed", "Seed must be from 0 to 18446744073709551615.", seed=-1)
+        self.assert_refused("seed", "Seed must be from 0 to 18446744073709551615.", seed=-2)
 
     def test_unknown_sampler(self):
         self.assert_refused("sampler", "Unknown sampler Karras: choose one from the list (Euler,",
