@@ -6,7 +6,7 @@ INSTALLED := $(VENV)/.installed
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: install run test worker bench bench-gallery bench-policy bench-faults bench-uploads
+.PHONY: install run test worker bench bench-gallery bench-policy bench-faults bench-uploads bench-load
 
 $(INSTALLED): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -54,6 +54,13 @@ bench: $(INSTALLED)
 # server time, queries and index use per page, into docs/BENCHMARKS.md.
 bench-gallery: $(INSTALLED)
 	$(BIN)/python -m gallery.bench --write docs/BENCHMARKS.md
+
+# 50 locust users (gallery/load_users.py) for 2 minutes against the distributed mode with the
+# recommended web setup (uvicorn, a worker per core, DATABASE_POOL_SIZE=4) on 127.0.0.1
+# only: a throwaway PostgreSQL database with 10,000 images and a throwaway Redis (needs
+# redis-server); p95 per route and the load average into docs/BENCHMARKS.md.
+bench-load: $(INSTALLED)
+	$(BIN)/python -m gallery.bench_load --write docs/BENCHMARKS.md
 
 # A prompt-policy check on a 2,000-character prompt with the worst regex the policy form
 # accepts (found by timing adversarial patterns), into docs/BENCHMARKS.md. No database.

@@ -1,0 +1,207 @@
+"""A bounded load test of the web tier on loopback, in the distributed mode.
+
+    python -m gallery.bench_load --write docs/BENCHMARKS.md        (make bench-load)
+
+Fills a throwaway PostgreSQL database (`studio_bench_load`, as gallery/bench.py does: 10,000
+images) and starts a throwaway Redis on a free port, then serves the studio with the
+recommended setup (uvicorn, one worker process per core, DATABASE_POOL_SIZE=4) on
+127.0.0.1 only, and runs locust headless against it: `--users` simulated users
+(gallery/load_users.py) for `--minutes`, no more. No Celery worker runs: submitted jobs
+stay queued, so the numbers are the web tier's alone. p95 per route, errors and the load
+average go into docs/BENCHMARKS.md. Everything it started is stopped and the database
+dropped at the end, also on failure.
+"""
+
+import argparse
+import csv
+import json
+import os
+import random
+import secrets
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from datetime import UTC, datetime
+from pathlib import Path
+
+from gallery import bench
+
+DATABASE = "studio_bench_load"
+SECTION = "web-load"
+ROOT = Path(__file__).resolve().parents[1]
+PASSWORD = "load test password 1"
+
+
+def parse_args(argv):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--postgres", default=os.environ.get(
+        "BENCH_POSTGRES_URL", "postgres://postgres@127.0.0.1:5432"),
+        help="server URL without a database name (a database of its own is made there)")
+    parser.add_argument("--images", type=int, default=10_000)
+    parser.add_argument("--users", type=int, default=50)
+    parser.add_argument("--minutes", type=float, default=2.0)
+    parser.add_argument("--workers", type=int, default=os.cpu_count(),
+                        help="uvicorn worker processes (default: one per core)")
+    parser.add_argument("--write", type=Path, help="write the section into this markdown file")
+    return parser.parse_args(argv)
+
+
+def prepare(args, media):
+    """The filled database, and what the simulated users need to know of it."""
+    bench.DATABASE = DATABASE
+    bench.create_database(args.postgres)
+    bench.setup_django(args.postgres, media)
+    from django.contrib.auth.hashers import make_password
+
+    from gallery.models import Image
+    from studio.accounts.models import Membership, User
+
+    world = bench.fill(args.images, random.Random(20261207))
+    # One hash for every user: the load test's log-ins cost what real ones do, its set-up
+    # doesn't pay 30 of them.
+    User.objects.update(password=make_password(PASSWORD))
+    team = world["team"]
+    usernames = list(
+        Membership.objects.filter(team=team).exclude(role="viewer")
+        .values_list("user__username", flat=True)
+    )
+    images = list(Image.objects.filter(project=world["big"]).values_list("pk", flat=True)[:200])
+    return {
+        "usernames": usernames, "password": PASSWORD, "project": world["big"].pk,
+        "team": team.pk, "images": images, "model": world["models"][0].pk,
+    }
+
+
+def serve(args, media, redis_url, logs):
+    port = bench_port()
+    env = {
+        **os.environ,
+        "DATABASE_URL": f"{args.postgres}/{DATABASE}",
+        "REDIS_URL": redis_url,
+        "DATABASE_POOL_SIZE": "4",
+        "DJANGO_SETTINGS_MODULE": "studio.settings",
+        "SECRET_KEY": secrets.token_urlsafe(50),
+        "DEBUG": "0",
+        "SECURE_SSL_REDIRECT": "0",
+        "SESSION_COOKIE_SECURE": "0",
+        "CSRF_COOKIE_SECURE": "0",
+        "ALLOWED_HOSTS": "127.0.0.1",
+        "MEDIA_ROOT": str(media),
+        "LOG_LEVEL": "WARNING",
+        # Users here share a handful of accounts: per-user limits would refuse the test.
+        "STUDIO_GENERATE_POSTS_PER_MINUTE": "1000",
+        "STUDIO_USER_MAX_ACTIVE_IMAGES": "100000",
+        "STUDIO_USER_IMAGES_PER_HOUR": "100000",
+    }
+    server = subprocess.Popen(
+        [sys.executable, "-m", "uvicorn", "studio.asgi:application", "--host", "127.0.0.1",
+         "--port", str(port), "--workers", str(args.workers), "--no-access-log"],
+        cwd=ROOT, env=env, stdout=logs, stderr=subprocess.STDOUT,
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            urllib.request.urlopen(f"{url}/login/", timeout=5)
+            return server, url
+        except OSError:
+            if server.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"the web server did not start (see {logs.name})") from None
+            time.sleep(0.5)
+
+
+def bench_port():
+    from tests.faults.services import free_port
+
+    return free_port()
+
+
+def run_locust(args, url, world, folder):
+    env = {**os.environ, "BENCH_LOAD_WORLD": json.dumps(world)}
+    seconds = int(args.minutes * 60)
+    subprocess.run(
+        [sys.executable, "-m", "locust", "-f", str(ROOT / "gallery" / "load_users.py"),
+         "--headless", "--users", str(args.users), "--spawn-rate", "10",
+         "--run-time", f"{seconds}s", "--stop-timeout", "10", "--host", url,
+         "--csv", str(folder / "load"), "--only-summary", "--loglevel", "WARNING"],
+        cwd=ROOT, env=env, check=False, timeout=seconds + 120,
+    )
+    with open(folder / "load_stats.csv") as stats:
+        return list(csv.DictReader(stats))
+
+
+def section(rows, args, load):
+    total = next(row for row in rows if row["Name"] == "Aggregated")
+    lines = [
+        f"## Web tier under load, {args.users} users on loopback",
+        "",
+        "Command: `make bench-load` (`python -m gallery.bench_load`)  ",
+        f"{os.cpu_count()} cores; {datetime.now(UTC).strftime('%Y-%m-%d %H:%M UTC')}; load "
+        f"average {load[0]:.1f} at the start, {load[1]:.1f} at the end (this machine runs "
+        "other work too)",
+        "",
+        f"{args.users} locust users (gallery/load_users.py: log in, then the studio and its "
+        "job list, galleries, a team search, image pages, prompt history, Explore and now "
+        f"and then a job, 1-3 s apart) for {args.minutes:g} minutes against uvicorn with "
+        f"{args.workers} worker processes and DATABASE_POOL_SIZE=4, PostgreSQL with "
+        f"{args.images:,} images and Redis on the same machine, no Celery worker (jobs stay "
+        f"queued). {int(total['Request Count']):,} requests, "
+        f"{int(total['Failure Count'])} errors.",
+        "",
+        "| route | requests | errors | p50 (ms) | p95 (ms) | max (ms) |",
+        "| --- | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for row in rows:
+        lines.append(
+            f"| {row['Name'] if row['Name'] != 'Aggregated' else '**all**'} | "
+            f"{row['Request Count']} | {row['Failure Count']} | {row['50%']} | "
+            f"{row['95%']} | {float(row['Max Response Time']):.0f} |"
+        )
+    lines.append("")
+    return "\n".join(lines)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    from tests.faults.services import RedisServer
+
+    redis = RedisServer()
+    server = None
+    try:
+        with tempfile.TemporaryDirectory(prefix="bench-load-") as folder:
+            folder = Path(folder)
+            media = folder / "media"
+            media.mkdir()
+            world = prepare(args, media)
+            from django.db import connections
+
+            connections.close_all()
+            redis.start()
+            with open(folder / "web.log", "w") as logs:
+                server, url = serve(args, media, redis.url(), logs)
+                load_before = os.getloadavg()[0]
+                rows = run_locust(args, url, world, folder)
+                load = (load_before, os.getloadavg()[0])
+            if any(int(row["Failure Count"]) for row in rows):
+                print((folder / "web.log").read_text()[-4000:], file=sys.stderr)
+                failures = folder / "load_failures.csv"
+                if failures.exists():
+                    print(failures.read_text()[:4000], file=sys.stderr)
+    finally:
+        if server is not None:
+            server.terminate()
+            server.wait(timeout=30)
+        redis.destroy()
+        bench.drop_database(args.postgres)
+    markdown = section(rows, args, load)
+    print(markdown)
+    if args.write:
+        from gpu_workers.bench.report import write_section
+
+        write_section(args.write, SECTION, markdown)
+
+
+if __name__ == "__main__":
+    main()
