@@ -17,7 +17,7 @@ from django.db import connection
 from django.db.models import Count, F, Max, Q, Window
 from django.db.models.functions import RowNumber
 
-from gallery.models import Image, live_image_count
+from gallery.models import Image
 from generation.models import GenerationJob, PromptFavourite, prompt_key
 from studio.accounts.models import Membership
 from studio.permissions import can
@@ -124,7 +124,6 @@ def prompt_entries(*, user, jobs, query="", favourites_only=False, page=1):
         jobs.values("prompt")
         .annotate(
             runs=Count("pk", distinct=True),
-            image_count=live_image_count(distinct=True),
             last_run_at=Max("created_at"),
             last_id=Max("pk"),
         )
@@ -146,6 +145,14 @@ def prompt_entries(*, user, jobs, query="", favourites_only=False, page=1):
         .filter(rank=1)
         .select_related("project__team", "model", "created_by")
     }
+    # Counted for this page's prompts only: joined to the groups above, the count read
+    # every image of every job in scope (the whole image table for a big project).
+    image_counts = dict(
+        Image.objects.filter(job__in=page_jobs.values("pk"))
+        .values("job__prompt")
+        .annotate(count=Count("pk"))
+        .values_list("job__prompt", "count")
+    )
     images = {}
     for image in (
         Image.objects.filter(job__in=page_jobs.values("pk"))
@@ -170,7 +177,7 @@ def prompt_entries(*, user, jobs, query="", favourites_only=False, page=1):
         entry = PromptEntry(
             prompt=group["prompt"],
             runs=group["runs"],
-            image_count=group["image_count"],
+            image_count=image_counts.get(group["prompt"], 0),
             latest=job,
             images=images.get(group["prompt"], []),
         )

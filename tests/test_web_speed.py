@@ -123,3 +123,20 @@ class ConnectionPoolSettingTests(SimpleTestCase):
         self.assertNotIn("pool", postgres)
         sqlite = self.database_options(DATABASE_URL="sqlite:///:memory:", DATABASE_POOL_SIZE="4")
         self.assertNotIn("pool", sqlite)
+
+
+class HistoryShapeTests(StudioTestCase):
+    def test_image_counts_are_counted_for_the_page_not_joined_to_every_job(self):
+        from django.test.utils import CaptureQueriesContext
+
+        for seed in range(3):
+            job = make_job(self.project, self.editor, self.model, prompt="a red fox", seed=seed)
+            make_image(job)
+        with CaptureQueriesContext(connection) as queries:
+            entries, _ = prompt_history.prompt_entries(
+                user=self.editor, jobs=prompt_history.project_jobs(self.project, None)
+            )
+        self.assertEqual([(entry.runs, entry.image_count) for entry in entries], [(3, 3)])
+        grouping = [query["sql"] for query in queries if '"last_run_at"' in query["sql"]]
+        self.assertEqual(len(grouping), 1)
+        self.assertNotIn("gallery_image", grouping[0])
