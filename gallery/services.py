@@ -1,5 +1,4 @@
 import io
-from functools import partial
 from importlib import metadata
 
 from django.core.files.base import ContentFile
@@ -219,4 +218,6 @@ def image_create_from_generation(*, job, pil_image, result):
 def image_thumbnails_schedule(*, image):
     """Thumbnails are made on the CPU queue once the image's row is committed. Robust: an
     unreachable broker skips none of the image's other hooks (the sweeper sends it again)."""
-    transaction.on_commit(partial(enqueue_thumbnails, image.pk), robust=True)
+    # A lambda, not functools.partial: Django names a robust callback by its __qualname__
+    # when it fails, which a partial lacks.
+    transaction.on_commit(lambda: enqueue_thumbnails(image.pk), robust=True)

@@ -75,11 +75,12 @@ def lapsed_take_back(model: type[Leased], kind: str) -> dict[JobStatus, int]:
     """Lapsed rows of `model` released; {new status: count}. Their project hears of it."""
     counts: dict[JobStatus, int] = {}
     for row in lapsed(model).select_related("project"):
+        worker = row.worker  # released, the row no longer names it
         status = lapsed_release(row)
         if status is None:
             continue
         counts[status] = counts.get(status, 0) + 1
-        logger.warning("%s %s: its worker %s stopped; now %s", kind, row.pk, row.worker or "?",
+        logger.warning("%s %s: its worker %s stopped; now %s", kind, row.pk, worker or "?",
                        status)
         if status == JobStatus.FAILED:
             publish(row.project.events_group(),

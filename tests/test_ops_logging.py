@@ -171,3 +171,19 @@ class LogFormatSettingTests(TestCase):
         refused = self.settings_logging(STUDIO_LOG_FORMAT="xml")
         self.assertNotEqual(refused.returncode, 0)
         self.assertIn("STUDIO_LOG_FORMAT must be text or json, not 'xml'", refused.stderr)
+
+
+def test_task_hooks_in_different_contexts_of_a_thread_never_raise():
+    # Celery's threads pool may run prerun and postrun in different contexts; a context
+    # token from one can't be reset in the other.
+    import contextvars
+
+    from studio.ops.logging import current_log_ids
+    from studio.ops.signals import task_log_id_clear, task_log_id_set
+
+    context = contextvars.copy_context()
+    context.run(task_log_id_set, task_id="task-1")
+    assert context.run(current_log_ids)["task_id"] == "task-1"
+    contextvars.copy_context().run(task_log_id_clear, task_id="task-1")
+    context.run(task_log_id_clear, task_id="task-1")
+    assert "task_id" not in context.run(current_log_ids)

@@ -5,7 +5,6 @@ subject images (training data) are classified too before they are stored."""
 
 import logging
 from dataclasses import dataclass
-from functools import partial
 
 from django.conf import settings
 from django.db import transaction
@@ -136,7 +135,7 @@ def image_scan(*, image_id):
                 image=image, kind=CaseKind.SCAN_FLAG,
                 summary=f"{scan.scanner}: {label} {score:.2f}.",
             )
-        transaction.on_commit(partial(image_moderated_publish, image.pk), robust=True)
+        transaction.on_commit(lambda: image_moderated_publish(image.pk), robust=True)
     return scan
 
 
@@ -170,7 +169,8 @@ def image_scan_schedule(*, image):
     """Scan the image on the `moderation` queue once its row is committed."""
     from studio.moderation.dispatch import enqueue_scan
 
-    transaction.on_commit(partial(enqueue_scan, image.pk), robust=True)
+    # A lambda: Django names a failed robust callback by its __qualname__ (a partial has none).
+    transaction.on_commit(lambda: enqueue_scan(image.pk), robust=True)
 
 
 class UploadBlocked(ValueError):

@@ -27,6 +27,15 @@ def log_context(**ids):
         _log_ids.reset(token)
 
 
+def log_ids_set(**ids):
+    """Set ids for the rest of this context (where no `with` block fits, e.g. signal hooks)."""
+    _log_ids.set(MappingProxyType({**_log_ids.get(), **ids}))
+
+
+def log_ids_clear(*names):
+    _log_ids.set(MappingProxyType({k: v for k, v in _log_ids.get().items() if k not in names}))
+
+
 def current_log_ids():
     return dict(_log_ids.get())
 

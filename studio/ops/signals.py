@@ -6,14 +6,9 @@ from celery.signals import task_postrun, task_prerun, worker_ready
 from django.conf import settings
 from prometheus_client import start_http_server
 
-from studio.ops.logging import log_context
+from studio.ops.logging import log_ids_clear, log_ids_set
 
 logger = logging.getLogger(__name__)
-
-# task id → its entered log_context, left when the task ends (same thread: prerun and
-# postrun run in the thread that runs the task).
-_task_log_contexts = {}
-
 
 @worker_ready.connect
 def worker_metrics_serve(**kwargs):
@@ -38,15 +33,13 @@ def worker_metrics_serve(**kwargs):
     return server
 
 
+# Set and cleared without context tokens: Celery's threads pool may run a task's prerun
+# and postrun hooks in different contexts of its thread, where a token can't be reset.
 @task_prerun.connect
-def task_log_context_enter(task_id=None, **kwargs):
-    context = log_context(task_id=task_id)
-    context.__enter__()
-    _task_log_contexts[task_id] = context
+def task_log_id_set(task_id=None, **kwargs):
+    log_ids_set(task_id=task_id)
 
 
 @task_postrun.connect
-def task_log_context_exit(task_id=None, **kwargs):
-    context = _task_log_contexts.pop(task_id, None)
-    if context is not None:
-        context.__exit__(None, None, None)
+def task_log_id_clear(task_id=None, **kwargs):
+    log_ids_clear("task_id")
