@@ -10,7 +10,11 @@
   const picture = dialog.querySelector("[data-mask-picture]");
   const canvas = dialog.querySelector("[data-mask-canvas]");
   const sizeInput = dialog.querySelector("[data-mask-size]");
-  const context = canvas.getContext("2d");
+  const blurInput = dialog.querySelector("[data-mask-blur]");
+  const undoButton = dialog.querySelector("[data-mask-tool=undo]");
+  const context = canvas.getContext("2d", { willReadFrequently: true });
+  const UNDO_LIMIT = 30; // whole-canvas snapshots: enough to step back, bounded in memory
+  let undoStack = [];
   let erasing = false;
   let painting = false;
   let last = null; // the previous point of the stroke being painted
@@ -46,6 +50,35 @@
     else status.textContent = "No mask: img2img";
   }
 
+  // Every stroke, invert and clear can be undone (button or Ctrl/Cmd+Z).
+  function remember() {
+    undoStack.push(context.getImageData(0, 0, canvas.width, canvas.height));
+    if (undoStack.length > UNDO_LIMIT) undoStack.shift();
+    undoButton.disabled = false;
+  }
+
+  function undo() {
+    const previous = undoStack.pop();
+    if (previous) context.putImageData(previous, 0, 0);
+    undoButton.disabled = undoStack.length === 0;
+  }
+
+  // The mask as sent: its edges softened by the blur radius (A1111's "Mask blur"), so the
+  // redrawn area fades into the kept one.
+  function maskDataUrl() {
+    const radius = Number(blurInput.value);
+    if (!radius) return canvas.toDataURL("image/png");
+    const blurred = document.createElement("canvas");
+    blurred.width = canvas.width;
+    blurred.height = canvas.height;
+    const target = blurred.getContext("2d");
+    target.fillStyle = "#000";
+    target.fillRect(0, 0, blurred.width, blurred.height);
+    target.filter = "blur(" + radius + "px)";
+    target.drawImage(canvas, 0, 0);
+    return blurred.toDataURL("image/png");
+  }
+
   function open() {
     const url = sourceUrl();
     if (!url) {
@@ -57,6 +90,8 @@
       canvas.width = picture.naturalWidth;
       canvas.height = picture.naturalHeight;
       const saved = form().querySelector("input[name=mask_data]").value;
+      undoStack = [];
+      undoButton.disabled = true;
       context.fillStyle = "#000";
       context.fillRect(0, 0, canvas.width, canvas.height);
       if (saved) {
@@ -96,6 +131,7 @@
   }
 
   canvas.addEventListener("pointerdown", function (event) {
+    remember();
     painting = true;
     last = null;
     canvas.setPointerCapture(event.pointerId);
@@ -118,7 +154,10 @@
       dialog.querySelectorAll("[data-mask-tool=brush],[data-mask-tool=eraser]").forEach(function (b) {
         b.setAttribute("aria-pressed", String(b === button));
       });
+    } else if (tool === "undo") {
+      undo();
     } else if (tool === "invert") {
+      remember();
       const pixels = context.getImageData(0, 0, canvas.width, canvas.height);
       for (let i = 0; i < pixels.data.length; i += 4) {
         const value = 255 - pixels.data[i];
@@ -126,10 +165,11 @@
       }
       context.putImageData(pixels, 0, 0);
     } else if (tool === "clear") {
+      remember();
       context.fillStyle = "#000";
       context.fillRect(0, 0, canvas.width, canvas.height);
     } else if (tool === "done") {
-      form().querySelector("input[name=mask_data]").value = canvas.toDataURL("image/png");
+      form().querySelector("input[name=mask_data]").value = maskDataUrl();
       setStatus();
       dialog.close();
     } else if (tool === "remove") {
@@ -145,6 +185,13 @@
 
   document.addEventListener("input", function (event) {
     if (event.target.name && event.target.name.startsWith("outpaint_")) setStatus();
+  });
+
+  dialog.addEventListener("keydown", function (event) {
+    if (event.key.toLowerCase() === "z" && (event.ctrlKey || event.metaKey) && !event.shiftKey) {
+      event.preventDefault();
+      undo();
+    }
   });
 
   stage.addEventListener("contextmenu", function (event) {

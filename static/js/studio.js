@@ -133,6 +133,16 @@
     htmx.ajax("GET", "/images/" + image.id + "/card/", { target: "#gallery-grid", swap: "afterbegin" });
   }
 
+  const earlyPreparing = {}; // job id → its job.preparing event that came before its card
+  document.body.addEventListener("htmx:afterSettle", function () {
+    Object.keys(earlyPreparing).forEach(function (jobId) {
+      const item = jobItem(jobId);
+      if (!item) return;
+      if (item.dataset.status === "queued") showPreparing(item, earlyPreparing[jobId]);
+      delete earlyPreparing[jobId];
+    });
+  });
+
   function handle(event) {
     if ("run_id" in event) return; // a training run's event: the run's page shows them
     if (event.type === EVENT.QUEUE_POSITIONS) {
@@ -150,7 +160,10 @@
     }
     const item = jobItem(event.job_id);
     if (!item) {
-      // A job this page has not drawn yet (another member's, or a reload race).
+      // A job this page has not drawn yet (another member's, or a reload race). The
+      // embedded worker may say it is starting before Generate's answer draws the card:
+      // kept until the card is there.
+      if (event.type === EVENT.JOB_PREPARING) earlyPreparing[event.job_id] = event;
       refreshJobs();
       return;
     }

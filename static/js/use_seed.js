@@ -25,7 +25,7 @@
       return;
     }
     sessionStorage.setItem(KEPT, seed);
-    button.textContent = "Seed " + seed + " is ready in the studio";
+    button.textContent = "Kept for the studio";
   });
 
   const kept = sessionStorage.getItem(KEPT);
