@@ -136,7 +136,7 @@ class QueuePageTests(QueueTestCase):
         self.assertContains(response, 'class="mod-media is-blurred"')
         self.assertContains(response, reverse("moderation_case_image", args=[case.pk]))
         self.assertContains(response, 'data-score="0.620"')
-        self.assertContains(response, "opened 0")
+        self.assertContains(response, "opened just now")
         self.assertContains(response, "Posts the same thing everywhere")
         self.assertContains(response, "<kbd>a</kbd> approve")
         filtered = self.client.get(reverse("moderation_queue"), {"kind": "report"})
