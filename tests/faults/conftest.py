@@ -25,9 +25,10 @@ from tests.faults.services import (
 
 TEMPLATE_DATABASE = "studio_template"
 # Workers as a deployment would run them, but with a lease short enough for a test: a
-# killed worker's job is taken over seconds after its last step.
+# killed worker's job is taken over seconds after its last step. More attempts than any
+# test kills workers: then every job must finish, none may fail.
 LEASE_S = 5
-WORKER_ENV = {"STUDIO_JOB_LEASE_S": str(LEASE_S)}
+WORKER_ENV = {"STUDIO_JOB_LEASE_S": str(LEASE_S), "STUDIO_JOB_MAX_ATTEMPTS": "10"}
 _database_numbers = itertools.count(1)
 
 

@@ -11,18 +11,15 @@ from studio.moderation.models import ImageScan
 from tests.faults.workload import polled, wait_for_final
 
 
-def invariant_problems(job_ids, media_root, failures_allowed=()):
+def invariant_problems(job_ids, media_root):
     """Every broken invariant as one line naming the job, image or file ([] when none),
-    and whether any is a thumbnail or scan that the CPU queue may still be making. A job
-    that did not finish is a problem unless its error says one of `failures_allowed`."""
+    and whether any is a thumbnail or scan that the CPU queue may still be making."""
     problems, pending = [], False
     jobs = list(GenerationJob.objects.filter(pk__in=job_ids).order_by("pk"))
     images = list(Image.all_objects.filter(job__in=job_ids).order_by("pk"))
     by_job = Counter(image.job_id for image in images)
     for job in jobs:
-        if job.status != JobStatus.FINISHED and not any(
-            allowed in job.error for allowed in failures_allowed
-        ):
+        if job.status != JobStatus.FINISHED:
             problems.append(f"job {job.pk} {job.status} (attempts {job.attempts}): {job.error}")
         expected = job.batch_size if job.status == JobStatus.FINISHED else 0
         if by_job[job.pk] != expected:
@@ -54,14 +51,13 @@ def invariant_problems(job_ids, media_root, failures_allowed=()):
     return problems, pending
 
 
-def assert_invariants(job_ids, media_root, *, failures_allowed=(), timeout=240,
-                      thumbnails_timeout=60):
+def assert_invariants(job_ids, media_root, *, timeout=240, thumbnails_timeout=60):
     """Wait for every job to end, then for the CPU queue's thumbnails and scans to catch
     up, then fail with every broken invariant."""
     wait_for_final(job_ids, timeout)
     deadline = time.monotonic() + thumbnails_timeout
     while True:
-        found = polled(lambda: invariant_problems(job_ids, media_root, failures_allowed))
+        found = polled(lambda: invariant_problems(job_ids, media_root))
         if found is not None and (not found[1] or time.monotonic() > deadline):
             break
         assert time.monotonic() < deadline, "the database stayed unreachable"

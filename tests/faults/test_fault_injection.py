@@ -75,9 +75,8 @@ def test_gpu_workers_killed_at_random_moments(fault_run, tiny_model_dir):
         fault_run.celery.kill(name)
         kills.append((name, victim.pk))
         fault_run.celery.start_gpu_worker(name)
-    # A kill stops a whole batch, so a job may be in several: one whose workers died at
-    # each of its attempts fails, saying so; no other may.
-    assert_invariants(job_ids, fault_run.media_root, failures_allowed=["The worker stopped"])
+    # A kill stops a whole batch, so a job may be in several; still every job finishes.
+    assert_invariants(job_ids, fault_run.media_root)
     assert_no_process_exited(fault_run)
 
 
