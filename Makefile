@@ -56,7 +56,7 @@ bench-gallery: $(INSTALLED)
 	$(BIN)/python -m gallery.bench --write docs/BENCHMARKS.md
 
 # 50 locust users (gallery/load_users.py) for 2 minutes against the distributed mode with the
-# recommended web setup (uvicorn, a worker per core, DATABASE_POOL_SIZE=4) on 127.0.0.1
+# recommended web setup (uvicorn, a worker per core, DATABASE_POOL_SIZE=8) on 127.0.0.1
 # only: a throwaway PostgreSQL database with 10,000 images and a throwaway Redis (needs
 # redis-server); p95 per route and the load average into docs/BENCHMARKS.md.
 bench-load: $(INSTALLED)

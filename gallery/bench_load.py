@@ -4,7 +4,7 @@
 
 Fills a throwaway PostgreSQL database (`studio_bench_load`, as gallery/bench.py does: 10,000
 images) and starts a throwaway Redis on a free port, then serves the studio with the
-recommended setup (uvicorn, one worker process per core, DATABASE_POOL_SIZE=4) on
+recommended setup (uvicorn, one worker process per core, DATABASE_POOL_SIZE=8) on
 127.0.0.1 only, and runs locust headless against it: `--users` simulated users
 (gallery/load_users.py) for `--minutes`, no more. No Celery worker runs: submitted jobs
 stay queued, so the numbers are the web tier's alone. p95 per route, errors and the load
@@ -32,6 +32,8 @@ DATABASE = "studio_bench_load"
 SECTION = "web-load"
 ROOT = Path(__file__).resolve().parents[1]
 PASSWORD = "load test password 1"
+# Users arriving per second, each logging in first: 50 in 25 s, a morning's log-in rush.
+SPAWN_RATE = 2
 
 
 def parse_args(argv):
@@ -80,7 +82,7 @@ def serve(args, media, redis_url, logs):
         **os.environ,
         "DATABASE_URL": f"{args.postgres}/{DATABASE}",
         "REDIS_URL": redis_url,
-        "DATABASE_POOL_SIZE": "4",
+        "DATABASE_POOL_SIZE": "8",
         "DJANGO_SETTINGS_MODULE": "studio.settings",
         "SECRET_KEY": secrets.token_urlsafe(50),
         "DEBUG": "0",
@@ -123,7 +125,7 @@ def run_locust(args, url, world, folder):
     seconds = int(args.minutes * 60)
     subprocess.run(
         [sys.executable, "-m", "locust", "-f", str(ROOT / "gallery" / "load_users.py"),
-         "--headless", "--users", str(args.users), "--spawn-rate", "10",
+         "--headless", "--users", str(args.users), "--spawn-rate", str(SPAWN_RATE),
          "--run-time", f"{seconds}s", "--stop-timeout", "10", "--host", url,
          "--csv", str(folder / "load"), "--only-summary", "--loglevel", "WARNING"],
         cwd=ROOT, env=env, check=False, timeout=seconds + 120,
@@ -142,10 +144,11 @@ def section(rows, args, load):
         f"average {load[0]:.1f} at the start, {load[1]:.1f} at the end (this machine runs "
         "other work too)",
         "",
-        f"{args.users} locust users (gallery/load_users.py: log in, then the studio and its "
+        f"{args.users} locust users, {SPAWN_RATE} arriving a second (gallery/load_users.py: "
+        "log in, then the studio and its "
         "job list, galleries, a team search, image pages, prompt history, Explore and now "
         f"and then a job, 1-3 s apart) for {args.minutes:g} minutes against uvicorn with "
-        f"{args.workers} worker processes and DATABASE_POOL_SIZE=4, PostgreSQL with "
+        f"{args.workers} worker processes and DATABASE_POOL_SIZE=8, PostgreSQL with "
         f"{args.images:,} images and Redis on the same machine, no Celery worker (jobs stay "
         f"queued). {int(total['Request Count']):,} requests, "
         f"{int(total['Failure Count'])} errors.",

@@ -115,7 +115,8 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     )
 # Web processes on PostgreSQL: a psycopg connection pool per process (Django 5.1+), so a
 # request takes an open connection instead of paying for a new one (a few ms each, more
-# over TLS). Sized per process: an ASGI process runs one view at a time, so 4 covers it.
+# over TLS). Under ASGI each request's sync code runs in a thread of its own, holding a
+# connection while it runs: the pool's size caps the requests a process works on at once.
 # DATABASE_CONN_MAX_AGE persistent connections are the alternative (not both; Django's
 # advice under ASGI is the pool).
 DATABASE_POOL_SIZE = int(os.environ.get("DATABASE_POOL_SIZE", "0"))
@@ -123,8 +124,9 @@ if DATABASE_POOL_SIZE and DATABASES["default"]["ENGINE"] == "django.db.backends.
     DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
         "min_size": 1,
         "max_size": DATABASE_POOL_SIZE,
-        # Waiting longer than this for a free connection answers 503 (UnavailableMiddleware).
-        "timeout": 10,
+        # Waiting longer than this for a free connection answers 503 (UnavailableMiddleware):
+        # long enough to ride out a burst (log-ins hold theirs for the hasher's 0.5 s).
+        "timeout": 30,
     }
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"

@@ -112,9 +112,9 @@ class ConnectionPoolSettingTests(SimpleTestCase):
 
     def test_web_processes_on_postgresql_get_a_pool_of_the_size_asked(self):
         options = self.database_options(
-            DATABASE_URL="postgres://postgres@127.0.0.1:5432/studio", DATABASE_POOL_SIZE="4"
+            DATABASE_URL="postgres://postgres@127.0.0.1:5432/studio", DATABASE_POOL_SIZE="8"
         )
-        self.assertEqual(options["pool"], {"min_size": 1, "max_size": 4, "timeout": 10})
+        self.assertEqual(options["pool"], {"min_size": 1, "max_size": 8, "timeout": 30})
 
     def test_no_pool_unless_asked_nor_on_sqlite(self):
         postgres = self.database_options(
