@@ -63,6 +63,16 @@ class QueueCardTests(StudioTestCase):
         self.assertIn("5\xa0minutes ago", html)
         self.assertNotIn("data-job-eta", html)
 
+    def test_a_failed_card_has_no_speed(self):
+        started = timezone.now() - timedelta(minutes=5)
+        make_job(
+            self.project, self.editor, self.model, steps=20, status=JobStatus.FAILED,
+            started_at=started, finished_at=started + timedelta(seconds=1),
+        )
+        html = self.jobs_html()
+        self.assertNotIn("it/s", html)
+        self.assertNotIn("took", html)
+
     def test_a_new_job_was_queued_just_now(self):
         make_job(self.project, self.editor, self.model)
         html = self.jobs_html()

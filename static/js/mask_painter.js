@@ -79,6 +79,13 @@
     return blurred.toDataURL("image/png");
   }
 
+  // The painting shows the blur it will be sent with, scaled as the canvas is displayed.
+  function previewBlur() {
+    const scale = canvas.clientWidth / canvas.width || 1;
+    canvas.style.setProperty("--mask-blur", (Number(blurInput.value) * scale).toFixed(1) + "px");
+  }
+  blurInput.addEventListener("input", previewBlur);
+
   function open() {
     const url = sourceUrl();
     if (!url) {
@@ -102,6 +109,7 @@
         previous.src = saved;
       }
       dialog.showModal();
+      previewBlur();
     };
     picture.src = url;
   }
