@@ -1,9 +1,11 @@
 """Real faults on PostgreSQL + Redis + Celery worker processes (issue #18): GPU workers
 killed with SIGKILL at random moments, Redis restarted without persistence, PostgreSQL
-restarted, each in the middle of 30 jobs from 3 users. After each, every invariant of
-tests/faults/invariants.py holds and no worker exited on its own."""
+restarted, the media disk filled, each in the middle of 30 jobs from 3 users. After each,
+every invariant of tests/faults/invariants.py holds and no worker exited on its own."""
 
 import random
+import shutil
+import subprocess
 import time
 
 import pytest
@@ -99,3 +101,35 @@ def test_postgres_restarted(fault_run, tiny_model_dir):
     fault_run.postgres.start()
     assert_invariants(job_ids, fault_run.media_root)
     assert_no_process_exited(fault_run)
+
+
+# The message of a job whose images met a full disk (generation.execution.failure_reason).
+STORAGE_FULL = "The server's storage is full"
+
+
+def test_media_disk_filled_then_freed(fault_run, tiny_model_dir):
+    media = fault_run.media_root
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(media)],
+                             capture_output=True, text=True)
+    if mounted.returncode:
+        pytest.skip(f"a tmpfs can't be mounted here ({mounted.stderr.strip()}): run as root")
+    try:
+        start_processes(fault_run)
+        job_ids = submit(tiny_model_dir)
+        wait_until(lambda: count_in(job_ids, "finished") >= 3, 300, "the first jobs to finish")
+        filler = media / "filler"
+        try:
+            filler.write_bytes(bytes(shutil.disk_usage(media).free))
+        except OSError:
+            pass  # full before the last page: as full as it gets
+        wait_until(lambda: count_in(job_ids, "failed") >= 1 or all_final(job_ids), 300,
+                   "a job to meet the full disk")
+        filler.unlink()  # an operator frees space; what is left runs, lost work is redone
+        # Jobs that met the full disk fail saying so (no path); every other job finishes
+        # with its thumbnails and scans, those lost to the full disk sent again.
+        assert_invariants(job_ids, media, failures_allowed=[STORAGE_FULL],
+                          thumbnails_timeout=180)
+        assert count_in(job_ids, "failed") >= 1
+        assert_no_process_exited(fault_run)
+    finally:
+        subprocess.run(["umount", "--lazy", str(media)], check=False)
