@@ -14,7 +14,7 @@ import sys
 import urllib.error
 import urllib.request
 
-WEB = "http://127.0.0.1:8000"  # daphne in this container (the image's CMD)
+WEB = "http://127.0.0.1:8000"  # uvicorn in this container (the image's CMD)
 
 
 def allowed_host():

@@ -1,5 +1,5 @@
 # syntax=docker/dockerfile:1
-# The web node: Django + Channels under daphne. Never installs torch (README "Containers").
+# The web node: Django + Channels under uvicorn. Never installs torch (README "Containers").
 # Build from the repository root: docker build -f docker/web.Dockerfile .
 
 FROM python:3.12-slim-bookworm AS build
@@ -38,4 +38,5 @@ USER 10001
 EXPOSE 8000
 HEALTHCHECK --interval=30s --timeout=10s --start-period=30s --retries=3 \
     CMD ["python", "docker/healthcheck.py", "/healthz"]
-CMD ["daphne", "--bind", "0.0.0.0", "--port", "8000", "studio.asgi:application"]
+# One process; compose.yaml runs a worker per core (uvicorn --workers), as README advises.
+CMD ["uvicorn", "studio.asgi:application", "--host", "0.0.0.0", "--port", "8000"]

@@ -113,8 +113,13 @@ def test_processes_start_after_migrations_and_the_bucket():
 
 def test_the_web_serves_the_asgi_application_and_checks_it_is_ready():
     web = SERVICES["web"]
-    module, _, attribute = command_of(web)[-1].partition(":")
-    assert command_of(web)[0] == "daphne"
+    command = command_of(web)
+    assert command[0] == "uvicorn"
+    assert option(command, "--workers")  # a worker process per core (README)
+    # Web processes only: a pool in each (README "Sizing the web tier"), none in workers.
+    assert web["environment"]["DATABASE_POOL_SIZE"]
+    assert "DATABASE_POOL_SIZE" not in SERVICES["cpu-worker"]["environment"]
+    module, _, attribute = command[1].partition(":")
     spec = importlib.util.find_spec(module)
     tree = ast.parse(Path(spec.origin).read_text())
     assigned = {
