@@ -133,7 +133,7 @@ class CancelOneTests(CancelTestCase):
                 make_job(project, self.admin, self.model)
             job = make_job(self.project, self.editor, self.model)
             self.publish.reset_mock()
-            with self.assertNumQueries(14) as context:
+            with self.assertNumQueries(15) as context:
                 self.client.post(reverse("job_cancel", args=[job.pk]),
                                  headers={"HX-Request": "true"})
             GenerationJob.objects.filter(status=JobStatus.QUEUED).delete()
