@@ -25,6 +25,8 @@ import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from gpu_workers.bench.report import cpu_model
+
 DATABASE = "studio_bench_gallery"
 SECTION = "gallery-postgres"
 SQL_SAMPLES = 5
@@ -358,14 +360,7 @@ def machine():
     from django import get_version
     from django.db import connection
 
-    cpu = "unknown CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    cpu = cpu_model()
     with connection.cursor() as cursor:
         cursor.execute("SHOW server_version")
         postgres = cursor.fetchone()[0]

@@ -32,6 +32,8 @@ import zlib
 from datetime import UTC, datetime
 from pathlib import Path
 
+from gpu_workers.bench.report import cpu_model
+
 SECTION = "uploads"
 
 # -- Hostile and large inputs --------------------------------------------------------------
@@ -312,14 +314,7 @@ def child_environment(folder):
 def machine():
     import PIL
 
-    cpu = "unknown CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    cpu = cpu_model()
     return {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(),
             "pillow": PIL.__version__, "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
             "load": os.getloadavg()[0]}

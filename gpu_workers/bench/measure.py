@@ -16,6 +16,7 @@ import torch
 import transformers
 from torch.utils.flop_counter import FlopCounterMode, sdpa_flop_count
 
+from gpu_workers.bench.report import cpu_model
 from gpu_workers.engine import Engine
 from gpu_workers.requests import GenerationRequest
 
@@ -182,7 +183,7 @@ def machine_info(device: str) -> dict:
     """What the numbers were measured on."""
     info = {
         "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
-        "cpu": _cpu_model(),
+        "cpu": cpu_model(),
         "cores": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
         "torch": torch.__version__,
@@ -195,17 +196,6 @@ def machine_info(device: str) -> dict:
         info["gpu"] = torch.cuda.get_device_name(device)
         info["cuda"] = torch.version.cuda
     return info
-
-
-def _cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as cpuinfo:
-            for line in cpuinfo:
-                if line.startswith("model name"):
-                    return line.partition(":")[2].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def count_flops(run) -> int:

@@ -12,6 +12,7 @@ writes the CPU section from the JSON of `gpu_workers.bench.engine_cpu` and of
 
 import argparse
 import json
+import platform
 import sys
 from pathlib import Path
 
@@ -23,6 +24,18 @@ Measured by the scripts in `gpu_workers/bench/` (and `manage.py bench_events`); 
 section names its command, machine and date. Re-running a benchmark replaces its section.
 Models have random weights: speed does not depend on weight values.
 """
+
+
+def cpu_model() -> str:
+    """The processor's name, for a benchmark's machine line."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as cpuinfo:
+            for line in cpuinfo:
+                if line.startswith("model name"):
+                    return line.partition(":")[2].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
 
 
 def write_section(path: Path, key: str, markdown: str) -> None:

@@ -23,6 +23,7 @@ from pathlib import Path
 
 import re2
 
+from gpu_workers.bench.report import cpu_model
 from studio.moderation.policy import (
     MAX_POLICY_PROGRAM_SIZE,
     MAX_PROGRAM_SIZE,
@@ -147,14 +148,7 @@ def measure(repeat):
 def machine(load_at_start):
     from importlib.metadata import version
 
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    cpu = cpu_model()
     return (
         f"{cpu}, {os.cpu_count()} cores; Python {platform.python_version()}, "
         f"google-re2 {version('google-re2')}; "
