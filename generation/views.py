@@ -219,6 +219,7 @@ def job_cancel(request, job_id):
 
 @login_required
 @require_POST
+@generate_rate_limited
 def job_retry(request, job_id):
     job = job_for(request.user, job_id, "generate")
     if not job.may_retry(request.user):

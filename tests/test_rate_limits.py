@@ -1,6 +1,8 @@
 """Per-user limits on generate posts, uploads and imports, per-address limits on sign-ups,
 and a per-user cap on open sockets: past a limit, a 429 that says when to retry."""
 
+from unittest import mock
+
 import pytest
 from channels.routing import URLRouter
 from channels.testing import WebsocketCommunicator
@@ -10,11 +12,11 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import override_settings
 from django.urls import reverse
 
-from generation.models import GenerationJob
+from generation.models import GenerationJob, JobStatus
 from studio.accounts.models import Membership, Project, Role, Team, User
 from studio.realtime.consumers import CLOSE_TOO_MANY_SOCKETS
 from studio.realtime.routing import websocket_urlpatterns
-from tests.base import StudioTestCase
+from tests.base import StudioTestCase, make_job
 from tests.subject_builders import make_subject
 
 
@@ -73,6 +75,16 @@ class GenerateRateTests(StudioTestCase):
             self.post()
         self.client.force_login(self.outsider)
         self.assertEqual(self.post().status_code, 404)
+
+    def test_retries_count_as_generate_requests(self):
+        # A retry queues a job as a generate post does: no way around the per-minute count.
+        failed = make_job(self.project, self.editor, self.model, status=JobStatus.FAILED)
+        self.post()
+        self.post()
+        with mock.patch("generation.services.enqueue_generation"):
+            response = self.client.post(reverse("job_retry", args=[failed.pk]))
+        self.assertEqual(response.status_code, 429)
+        self.assertEqual(GenerationJob.objects.count(), 1)
 
 
 @override_settings(STUDIO_UPLOADS_PER_HOUR=2)
