@@ -238,7 +238,7 @@ def image_remix(request, image):
         raise Http404("This image's job is gone: there is nothing to remix.")
     project_id = request.GET.get("project", "")
     if project_id:
-        if not project_id.isdecimal():
+        if not project_id.isdecimal() or len(project_id) > 18:
             raise Http404
         target = get_object_or_404(Project.objects.select_related("team"), pk=project_id)
         require(request.user, "generate", target)

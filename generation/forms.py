@@ -45,7 +45,7 @@ class LibraryModelField(forms.ModelChoiceField):
             return super().to_python(value)
         except forms.ValidationError:
             known = None
-            if self.refusal is not None and str(value).isdecimal():
+            if self.refusal is not None and str(value).isdecimal() and len(str(value)) <= 18:
                 known = DiffusionModel.objects.filter(pk=value).first()
             reason = self.refusal(known) if known is not None else None
             if reason:

@@ -136,7 +136,10 @@ def project_studio(request, project_id):
                 initial[field] = None
         # Remix of one image of the job (gallery): that image's own seed, alone.
         image_id = request.GET.get("image", "")
-        image = source.images.filter(pk=image_id).first() if image_id.isdecimal() else None
+        image = (
+            source.images.filter(pk=image_id).first()
+            if image_id.isdecimal() and len(image_id) <= 18 else None
+        )
         if image is not None:
             initial.update(seed=image.seed, batch_size=1)
             if "variations" in request.GET and source.mode == JobMode.TXT2IMG:
@@ -164,7 +167,7 @@ def project_studio(request, project_id):
 def remix_image_for(user, image_id):
     """A live image with a job, that `user` may see; else 404."""
     image = None
-    if str(image_id).isdecimal():
+    if str(image_id).isdecimal() and len(str(image_id)) <= 18:
         image = (
             Image.objects.select_related("project__team", "job__model", "job__control_model",
                                          "job__ip_adapter_model")
@@ -177,7 +180,7 @@ def remix_image_for(user, image_id):
 
 
 def source_image_for(user, image_id):
-    if not str(image_id).isdecimal():
+    if not str(image_id).isdecimal() or len(str(image_id)) > 18:
         raise Http404
     image = get_object_or_404(Image.objects.select_related("project__team"), pk=image_id)
     require(user, "view", image.project)
@@ -185,7 +188,7 @@ def source_image_for(user, image_id):
 
 
 def job_for(user, job_id, action):
-    if not str(job_id).isdecimal():
+    if not str(job_id).isdecimal() or len(str(job_id)) > 18:
         raise Http404
     job = get_object_or_404(
         GenerationJob.objects.select_related("project__team", "created_by"), pk=job_id
@@ -380,7 +383,9 @@ def current_parameters(data, models):
     }
     values["hires_fix"] = bool(data.get("hires_fix"))  # an unticked box is not posted
     posted = data.get("model", "")
-    model = models.filter(pk=posted).first() if posted.isdecimal() else None
+    model = (
+        models.filter(pk=posted).first() if posted.isdecimal() and len(posted) <= 18 else None
+    )
     values["model"] = (model or default_model).pk if (model or default_model) else None
     return values
 

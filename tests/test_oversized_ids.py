@@ -1,0 +1,51 @@
+"""Ids in query strings and form fields that are digits too long for Python's int() (past
+4,300 digits it raises ValueError): a 404 or the field's error, never a 500."""
+
+from django.urls import reverse
+
+from generation.models import JobStatus
+from tests.base import StudioTestCase, make_image, make_job
+
+HUGE = "9" * 5000
+
+
+class StudioPageTests(StudioTestCase):
+    def setUp(self):
+        self.client.force_login(self.editor)
+        self.url = reverse("project_studio", args=[self.project.pk])
+
+    def test_duplicate_remix_and_source_of_a_huge_id_are_404(self):
+        for name in ("duplicate", "remix", "source"):
+            with self.subTest(name):
+                response = self.client.get(self.url, {name: HUGE})
+                self.assertEqual(response.status_code, 404)
+
+    def test_a_huge_image_id_of_a_duplicated_job_is_ignored(self):
+        job = make_job(self.project, self.editor, self.model, status=JobStatus.FINISHED)
+        response = self.client.get(self.url, {"duplicate": job.pk, "image": HUGE})
+        self.assertEqual(response.status_code, 200)
+
+    def test_an_outsider_still_gets_a_404(self):
+        self.client.force_login(self.outsider)
+        job = make_job(self.project, self.editor, self.model, status=JobStatus.FINISHED)
+        self.assertEqual(self.client.get(self.url, {"duplicate": job.pk}).status_code, 404)
+
+
+class GenerateFormTests(StudioTestCase):
+    def test_a_huge_model_id_is_an_unknown_model(self):
+        self.client.force_login(self.editor)
+        response = self.client.post(
+            reverse("job_create", args=[self.project.pk]),
+            {"prompt": "a lighthouse", "model": HUGE, "steps": 4, "guidance_scale": 7,
+             "width": 64, "height": 64},
+        )
+        self.assertEqual(response.status_code, 422)
+        self.assertIn("model", response.context["form"].errors)
+
+
+class ImageRemixTests(StudioTestCase):
+    def test_a_huge_project_id_is_404(self):
+        image = make_image(make_job(self.project, self.editor, self.model))
+        self.client.force_login(self.editor)
+        response = self.client.get(reverse("image_remix", args=[image.pk]), {"project": HUGE})
+        self.assertEqual(response.status_code, 404)
