@@ -9,6 +9,7 @@ from pathlib import Path
 from django.core.exceptions import ValidationError
 from django.core.files.base import ContentFile
 from django.core.files.uploadedfile import UploadedFile
+from django.db import transaction
 from django.utils import timezone
 from PIL import Image as PILImage
 
@@ -118,17 +119,22 @@ def training_run(run_id, hold):
             on_log=on_log,
             should_cancel=lambda: canceled[0],
         )
-        try:
-            lora = lora_from_run(run, result.lora_path)
-        finally:
-            shutil.rmtree(Path(result.lora_path).parent, ignore_errors=True)
-        on_log(f"Added “{lora.name}” to {run.subject.team.name}'s LoRA library.")
-        finished = hold.end(
-            JobStatus.FINISHED,
-            lora=lora,
-            evaluation_loss_before=result.evaluation_loss_before,
-            evaluation_loss_after=result.evaluation_loss_after,
-        )
+        # The LoRA joins the library only with the run's end: an attempt whose run was
+        # taken over meanwhile adds nothing (its file goes too, uncommitted_files_removed).
+        with transaction.atomic():
+            try:
+                lora = lora_from_run(run, result.lora_path)
+            finally:
+                shutil.rmtree(Path(result.lora_path).parent, ignore_errors=True)
+            on_log(f"Added “{lora.name}” to {run.subject.team.name}'s LoRA library.")
+            finished = hold.end(
+                JobStatus.FINISHED,
+                lora=lora,
+                evaluation_loss_before=result.evaluation_loss_before,
+                evaluation_loss_after=result.evaluation_loss_after,
+            )
+            if not finished:
+                transaction.set_rollback(True)
         if not finished:
             logger.warning("Training run %s was taken over by another attempt", run.pk)
             return

@@ -401,3 +401,36 @@ def test_the_web_side_of_training_never_imports_torch():
         "assert 'torch' not in sys.modules, 'training_plan imported torch'"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_run_taken_over_while_it_finished_adds_no_lora_to_the_library(studio):
+    from django.db.models import F
+
+    from generation.lora_models import Lora
+    from generation.tasks import run_training
+
+    run = make_run(studio["subject"], studio["project"], studio["user"], studio["model"],
+                   steps=2, sample_every=0)
+    saved = []
+    storage = Lora._meta.get_field("file").storage
+    real_save = storage.save
+
+    def take_over_at_the_last_step(group, payload):
+        # The sweeper took the run back meanwhile and another attempt claimed it.
+        if payload["type"] == "training.progress" and payload["step"] == 2:
+            TrainingRun.objects.filter(pk=run.pk).update(claims=F("claims") + 1)
+
+    def save(name, content, **kwargs):
+        saved.append(real_save(name, content, **kwargs))
+        return saved[-1]
+
+    with mock.patch("generation.training_execution.publish",
+                    side_effect=take_over_at_the_last_step), \
+            mock.patch.object(storage, "save", side_effect=save):
+        run_training(run.pk)
+    run.refresh_from_db()
+    assert (run.status, run.lora) == (JobStatus.RUNNING, None)
+    assert not Lora.objects.exists()
+    loras_saved = [name for name in saved if name.startswith("loras/")]
+    assert loras_saved and not any(storage.exists(name) for name in loras_saved)
