@@ -377,7 +377,7 @@ def collection_image_place(request, collection_id, image_id):
     target_id = request.POST.get("target", "")
     target = (
         Image.objects.filter(pk=target_id, collection_items__collection=collection).first()
-        if target_id.isdecimal() else None
+        if target_id.isdecimal() and len(target_id) <= 18 else None
     )
     try:
         collection_place_image(
@@ -415,7 +415,10 @@ def collection_cover(request, collection_id):
 def collection_contributor(request, collection_id):
     collection = managed_collection(request, collection_id)
     value = request.POST.get("user", "")
-    contributor = get_user_model().objects.filter(pk=value).first() if value.isdecimal() else None
+    contributor = (
+        get_user_model().objects.filter(pk=value).first()
+        if value.isdecimal() and len(value) <= 18 else None
+    )
     try:
         if contributor is None:
             raise CollectionRefused("Contributor: choose a member of the team.")

@@ -216,7 +216,7 @@ class LoraStackField(forms.Field):
             lora_id, weight = lora_id.strip(), weight.strip()
             if not lora_id:
                 continue
-            if not lora_id.isdecimal():
+            if not lora_id.isdecimal() or len(lora_id) > 18:
                 raise ValidationError("Unknown LoRA: pick one from the list.")
             if weight:
                 try:

@@ -49,3 +49,53 @@ class ImageRemixTests(StudioTestCase):
         self.client.force_login(self.editor)
         response = self.client.get(reverse("image_remix", args=[image.pk]), {"project": HUGE})
         self.assertEqual(response.status_code, 404)
+
+
+class LoraPickTests(StudioTestCase):
+    def test_a_huge_lora_id_is_an_unknown_lora(self):
+        self.client.force_login(self.editor)
+        response = self.client.post(
+            reverse("job_create", args=[self.project.pk]),
+            {"prompt": "a lighthouse", "model": self.model.pk, "steps": 4, "guidance_scale": 7,
+             "width": 64, "height": 64, "lora": [HUGE], "lora_weight": ["1"]},
+        )
+        self.assertEqual(response.status_code, 422)
+        self.assertIn("Unknown LoRA", " ".join(response.context["form"].errors["loras"]))
+
+
+class CollectionTests(StudioTestCase):
+    def setUp(self):
+        from gallery.collection_models import Collection, CollectionItem
+
+        self.image = make_image(make_job(self.project, self.editor, self.model))
+        self.board = Collection.objects.create(
+            team=self.team, project=self.project, name="Board", created_by=self.editor
+        )
+        CollectionItem.objects.create(collection=self.board, image=self.image, position=0)
+        self.client.force_login(self.editor)
+
+    def test_a_huge_drop_target_is_refused(self):
+        url = reverse("collection_image_place", args=[self.board.pk, self.image.pk])
+        response = self.client.post(url, {"target": HUGE, "place": "before"})
+        self.assertLess(response.status_code, 500)
+        self.assertGreaterEqual(response.status_code, 400)
+
+    def test_a_huge_contributor_id_is_refused(self):
+        url = reverse("collection_contributor", args=[self.board.pk])
+        response = self.client.post(url, {"user": HUGE}, follow=True)
+        self.assertContains(response, "Contributor: choose a member of the team.")
+
+
+class ModerationTests(StudioTestCase):
+    def setUp(self):
+        self.owner.is_superuser = True
+        self.owner.save()
+        self.client.force_login(self.owner)
+
+    def test_a_huge_case_id_is_ignored(self):
+        response = self.client.post(reverse("moderation_case_bulk"), {"cases": [HUGE]})
+        self.assertLess(response.status_code, 500)
+
+    def test_a_huge_suspended_user_id_is_404(self):
+        response = self.client.post(reverse("moderation_suspensions"), {"user": HUGE})
+        self.assertEqual(response.status_code, 404)

@@ -216,7 +216,9 @@ def case_bulk(request):
     the page says which were refused and why."""
     require_moderator(request.user)
     visible = Case.objects.visible_to(request.user)
-    posted = [int(pk) for pk in request.POST.getlist("cases") if pk.isdecimal()]
+    posted = [
+        int(pk) for pk in request.POST.getlist("cases") if pk.isdecimal() and len(pk) <= 18
+    ]
     found = {case.pk: case for case in visible.filter(pk__in=posted)}
     form = BulkActionForm(request.POST, case_ids=list(found))
     appeals = request.POST.get("queue") == "appeals"
@@ -273,7 +275,7 @@ def suspensions(request):
         raise Http404
     if request.method == "POST":
         user_id = request.POST.get("user", "")
-        if not user_id.isdecimal():
+        if not user_id.isdecimal() or len(user_id) > 18:
             raise Http404
         standing = get_object_or_404(Standing, user_id=user_id)
         reason_code = request.POST.get("reason_code", "")
