@@ -1,10 +1,14 @@
 """Ids in query strings and form fields that are digits too long for Python's int() (past
 4,300 digits it raises ValueError): a 404 or the field's error, never a 500."""
 
+import copy
+import json
+
 from django.urls import reverse
 
 from generation.models import JobStatus
 from tests.base import StudioTestCase, make_image, make_job
+from tests.test_parameters_import import COMFYUI_GRAPH, png_bytes, upload
 
 HUGE = "9" * 5000
 
@@ -99,3 +103,15 @@ class ModerationTests(StudioTestCase):
     def test_a_huge_suspended_user_id_is_404(self):
         response = self.client.post(reverse("moderation_suspensions"), {"user": HUGE})
         self.assertEqual(response.status_code, 404)
+
+
+class ComfyUIImportTests(StudioTestCase):
+    def test_a_node_of_a_huge_id_is_read_as_any_other(self):
+        graph = copy.deepcopy(COMFYUI_GRAPH)
+        graph[HUGE] = copy.deepcopy(graph["3"])  # a second KSampler, named by a huge id
+        self.client.force_login(self.editor)
+        response = self.client.post(
+            reverse("parameters_import", args=[self.project.pk]),
+            {"image": upload(png_bytes({"prompt": json.dumps(graph)}))},
+        )
+        self.assertEqual(response.status_code, 200)

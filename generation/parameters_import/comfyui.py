@@ -204,7 +204,9 @@ def parse_comfyui_prompt(graph) -> ImportedParameters:
     def first_pass(item):
         _, latent = comfy.node(comfy.inputs(item[1]).get("latent_image"))
         starts_empty = latent is not None and latent["class_type"] == "EmptyLatentImage"
-        return (not starts_empty, int(item[0]) if item[0].isdecimal() else math.inf, item[0])
+        # Ids of more than 18 digits are last, as other names (int() refuses past 4,300).
+        number = int(item[0]) if item[0].isdecimal() and len(item[0]) <= 18 else math.inf
+        return (not starts_empty, number, item[0])
 
     sampler_id, sampler = min(samplers, key=first_pass)
     comfy.used.add(sampler_id)
