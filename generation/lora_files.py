@@ -263,8 +263,9 @@ def _metadata_family(metadata):
 
 
 def _rank(keys, shapes, metadata):
-    declared = metadata.get("ss_network_dim", "")
-    if str(declared).isdecimal() and int(declared) > 0:
+    declared = str(metadata.get("ss_network_dim", ""))
+    # At most 9 digits: what the rank column (32-bit) holds; else the shapes say it.
+    if declared.isdecimal() and len(declared) <= 9 and int(declared) > 0:
         return int(declared)
     ranks = Counter(
         shapes[key][0] for key in keys if key.endswith(_DOWN_MARKERS) and shapes[key]

@@ -67,6 +67,13 @@ def test_kohya_sd2_from_shapes(write):
     assert info.rank == 32  # no metadata: from the lora_down shapes
 
 
+@pytest.mark.parametrize("declared", ["9" * 5000, "99999999999"])
+def test_a_declared_rank_no_column_holds_is_read_from_the_shapes(write, declared):
+    # Past 4,300 digits int() refuses; past 9 the rank column (32-bit) would.
+    info = read_lora_file(write(kohya_lora_bytes("sd15", metadata={"ss_network_dim": declared})))
+    assert info.rank == 8
+
+
 @pytest.mark.parametrize("family", ["sd15", "sd2", "sdxl"])
 def test_peft_layout_family_and_rank_come_from_shapes(write, family):
     info = read_lora_file(write(peft_lora_bytes(family, rank=4)))
