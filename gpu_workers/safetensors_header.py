@@ -58,12 +58,7 @@ def safetensors_header_read(path, *, name=None):
     # Each tensor's entry has one "data_offsets" key, and the quoted word can't appear
     # unescaped inside a JSON string: counting it counts the tensors without parsing (a
     # crafted header can only make it count more).
-    tensors = raw.count(b'"data_offsets"')
-    if tensors > max_tensors:
-        raise SafetensorsHeaderError(
-            f"{name} holds {tensors:,} tensors; at most {max_tensors:,} are accepted "
-            "(STUDIO_MAX_SAFETENSORS_TENSORS). An SDXL checkpoint has about 2,500."
-        )
+    tensors_refuse_past_cap(raw.count(b'"data_offsets"'), max_tensors, name=name)
     try:
         header = json.loads(raw.decode("utf-8"))
     except (UnicodeDecodeError, ValueError) as error:
@@ -76,4 +71,14 @@ def safetensors_header_read(path, *, name=None):
             f"{name} has a damaged header (not a JSON object): it is not a valid safetensors "
             "file."
         )
+    # Keys written with escapes ("data\u005foffsets") slip past the count before parsing.
+    tensors_refuse_past_cap(len(header) - ("__metadata__" in header), max_tensors, name=name)
     return header
+
+
+def tensors_refuse_past_cap(tensors, max_tensors, *, name):
+    if tensors > max_tensors:
+        raise SafetensorsHeaderError(
+            f"{name} holds {tensors:,} tensors; at most {max_tensors:,} are accepted "
+            "(STUDIO_MAX_SAFETENSORS_TENSORS). An SDXL checkpoint has about 2,500."
+        )

@@ -11,6 +11,7 @@ never reach a 500.
 
 import base64
 import gc
+import struct
 import weakref
 from unittest import mock
 
@@ -238,6 +239,21 @@ def test_a_header_of_too_many_tensors_is_refused_before_it_is_parsed(tmp_path):
             read_lora_file(path)
         with pytest.raises(CheckpointError, match="STUDIO_MAX_SAFETENSORS_TENSORS"):
             tensor_names(path)
+
+
+def test_tensors_named_with_escaped_keys_count_too(tmp_path, monkeypatch):
+    # JSON reads "data\u005foffsets" as "data_offsets", and so does safetensors: the
+    # count before parsing misses them, the count of the parsed header doesn't.
+    lora = tmp_path / "escaped.safetensors"
+    raw = kohya_lora_bytes()
+    size = struct.unpack("<Q", raw[:8])[0]
+    header = raw[8:8 + size].replace(b'"data_offsets"', b'"data\\u005foffsets"')
+    data = raw[8 + size:]
+    lora.write_bytes(struct.pack("<Q", len(header)) + header + data)
+    read_lora_file(lora)  # within the default caps
+    monkeypatch.setenv("STUDIO_MAX_SAFETENSORS_TENSORS", "4")
+    with pytest.raises(LoraFileError, match="tensors; at most 4 are accepted"):
+        read_lora_file(lora)
 
 
 def test_the_caps_come_from_the_environment_for_every_kind_of_file(tmp_path, monkeypatch):
