@@ -4,12 +4,15 @@ import base64
 import io
 import logging
 import shutil
+import threading
+from contextlib import suppress
 from pathlib import Path
 
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.files.base import ContentFile
 from django.core.files.uploadedfile import UploadedFile
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
 from PIL import Image as PILImage
 
@@ -109,16 +112,36 @@ def training_run(run_id, hold):
             ),
         )
 
+    def renew_until(stop):
+        """Loading a model (or sampling, evaluating) can outlast the lease with no step or
+        log line to renew it: renew meanwhile, as generation's on_wait does."""
+        try:
+            while not stop.wait(settings.STUDIO_JOB_LEASE_S / 4):
+                with suppress(*TRANSIENT_ERRORS):
+                    keep(hold.renew())
+        finally:
+            connection.close()  # this thread's own
+
     on_log(f"Attempt {run.attempts + 1} on {worker_name()}.")
     publish(group, run.event_payload(type=EventType.TRAINING_STARTED))
     try:
-        result = train_dreambooth_lora(
-            training_request(run),
-            on_step=on_step,
-            on_sample=on_sample,
-            on_log=on_log,
-            should_cancel=lambda: canceled[0],
-        )
+        stop_renewing = threading.Event()
+        renewer = threading.Thread(target=renew_until, args=(stop_renewing,), daemon=True)
+        # Inside a caller's transaction (a test's) its updates would wait on our row lock.
+        if not connection.in_atomic_block:
+            renewer.start()
+        try:
+            result = train_dreambooth_lora(
+                training_request(run),
+                on_step=on_step,
+                on_sample=on_sample,
+                on_log=on_log,
+                should_cancel=lambda: canceled[0],
+            )
+        finally:
+            stop_renewing.set()
+            if renewer.is_alive():
+                renewer.join()
         # The LoRA joins the library only with the run's end: an attempt whose run was
         # taken over meanwhile adds nothing (its file goes too, uncommitted_files_removed).
         with transaction.atomic():

@@ -434,3 +434,27 @@ def test_a_run_taken_over_while_it_finished_adds_no_lora_to_the_library(studio):
     assert not Lora.objects.exists()
     loras_saved = [name for name in saved if name.startswith("loras/")]
     assert loras_saved and not any(storage.exists(name) for name in loras_saved)
+
+
+@pytest.mark.django_db(transaction=True)
+@override_settings(STUDIO_JOB_LEASE_S=0.4)
+def test_a_model_load_longer_than_the_lease_keeps_the_run(studio):
+    import time
+
+    from gpu_workers import pipelines
+
+    run = make_run(studio["subject"], studio["project"], studio["user"], studio["model"],
+                   steps=2, sample_every=0)
+    real_load = pipelines._load
+
+    def slow_load(*args, **kwargs):
+        # A cold model read from a slow disk: the sweeper runs meanwhile.
+        time.sleep(1.2)
+        with mock.patch("generation.sweeper.enqueue_training"):
+            sweep()
+        return real_load(*args, **kwargs)
+
+    with mock.patch.object(pipelines, "_load", side_effect=slow_load):
+        execute(run.pk)
+    run.refresh_from_db()
+    assert (run.status, run.claims) == (JobStatus.FINISHED, 1), run.error
