@@ -61,6 +61,9 @@ class MatchingTests(SimpleTestCase):
         self.assertIn("backreference", check_regex(r"(a)\1"))
         self.assertIn("longer than", check_regex("a" * 300))
         self.assertIn("matches empty text", check_regex("x*"))
+        # Empty at a word's edge, so in every prompt with a word.
+        for pattern in (r"\b", r"x?\b", r"(?:\b|zz)", r"secret|\b"):
+            self.assertIn("matches empty text", check_regex(pattern), pattern)
         self.assertIsNone(check_regex(r"secret-\d+"))
 
 

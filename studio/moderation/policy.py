@@ -126,7 +126,9 @@ def regex_compile(pattern):
             f"{compiled.programsize}, at most {MAX_PROGRAM_SIZE}): use smaller repetition "
             "counts such as {0,20}, or split it into several patterns."
         )
-    if compiled.search("") is not None:
+    # Empty matches block too: "\b" alone matches none of "" but the start of every word.
+    samples = ("", "a", "a b")
+    if any(match.end() == match.start() for text in samples for match in compiled.finditer(text)):
         raise RegexRefused(f"“{pattern}” matches empty text, so it would block every prompt.")
     return compiled
 
