@@ -41,9 +41,7 @@ def run_training(run_id):
     # Imported here so web nodes, which only enqueue, never import torch.
     from generation.training_execution import training_execute
 
-    # The trained LoRA's file goes with its row should the run's transaction roll back.
-    with uncommitted_files_removed():
-        training_execute(run_id=run_id)
+    training_execute(run_id=run_id)
 
 
 @shared_task(name="generation.tasks.hash_model", acks_late=True)

@@ -12,12 +12,12 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.files.base import ContentFile
 from django.core.files.uploadedfile import UploadedFile
-from django.db import connection, transaction
+from django.db import connection
 from django.utils import timezone
 from PIL import Image as PILImage
 
 from generation.leases import TRANSIENT_ERRORS, claim, worker_name
-from generation.lora_services import check_lora_upload, lora_create, unused_name
+from generation.lora_services import check_lora_upload, lora_create, lora_delete, unused_name
 from generation.models import JobStatus
 from generation.training_models import TrainingRun, TrainingSample, thin_losses
 from gpu_workers.requests import GenerationFailed
@@ -142,23 +142,22 @@ def training_run(run_id, hold):
             stop_renewing.set()
             if renewer.is_alive():
                 renewer.join()
-        # The LoRA joins the library only with the run's end: an attempt whose run was
-        # taken over meanwhile adds nothing (its file goes too, uncommitted_files_removed).
-        with transaction.atomic():
-            try:
-                lora = lora_from_run(run, result.lora_path)
-            finally:
-                shutil.rmtree(Path(result.lora_path).parent, ignore_errors=True)
-            on_log(f"Added “{lora.name}” to {run.subject.team.name}'s LoRA library.")
-            finished = hold.end(
-                JobStatus.FINISHED,
-                lora=lora,
-                evaluation_loss_before=result.evaluation_loss_before,
-                evaluation_loss_after=result.evaluation_loss_after,
-            )
-            if not finished:
-                transaction.set_rollback(True)
+        try:
+            lora = lora_from_run(run, result.lora_path)
+        finally:
+            shutil.rmtree(Path(result.lora_path).parent, ignore_errors=True)
+        on_log(f"Added “{lora.name}” to {run.subject.team.name}'s LoRA library.")
+        finished = hold.end(
+            JobStatus.FINISHED,
+            lora=lora,
+            evaluation_loss_before=result.evaluation_loss_before,
+            evaluation_loss_after=result.evaluation_loss_after,
+        )
         if not finished:
+            # Another attempt holds the run now: the library keeps only the LoRA it makes.
+            # (Not one transaction with the end: SQLite's would hold its lock while the
+            # large file is written.)
+            lora_delete(lora=lora, user=run.created_by)
             logger.warning("Training run %s was taken over by another attempt", run.pk)
             return
         run.refresh_from_db()
