@@ -14,7 +14,7 @@ any number of sweepers may run at once. Each pass:
 
 import logging
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.utils import timezone
@@ -62,11 +62,12 @@ def sweep() -> dict[str, int]:
     return done
 
 
-def sweep_after_restart() -> None:
+def sweep_after_restart(started_at: datetime) -> None:
     """Embedded mode, at start: what the previous server process was running died with it
-    (no other process runs its work), so its leases count as lapsed now."""
+    (no other process runs its work), so its leases count as lapsed now. Work this process
+    claimed since it started at `started_at` is its own, and left alone."""
     for model in (GenerationJob, TrainingRun):
-        model.objects.filter(status=JobStatus.RUNNING).update(
+        model.objects.filter(status=JobStatus.RUNNING, started_at__lt=started_at).update(
             lease_expires_at=timezone.now() - timedelta(seconds=1)
         )
 

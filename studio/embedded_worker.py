@@ -11,6 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from django.conf import settings
 from django.db import close_old_connections
+from django.utils import timezone
 
 logger = logging.getLogger(__name__)
 
@@ -69,11 +70,12 @@ def start_sweeper():
     global _sweeper
     if _sweeper is not None:
         return
-    _sweeper = threading.Thread(target=_sweep_forever, name="embedded-sweeper", daemon=True)
+    _sweeper = threading.Thread(target=_sweep_forever, args=(timezone.now(),),
+                                name="embedded-sweeper", daemon=True)
     _sweeper.start()
 
 
-def _sweep_forever():
+def _sweep_forever(started_at):
     from generation.sweeper import sweep, sweep_after_restart
 
     stop = threading.Event()
@@ -82,7 +84,7 @@ def _sweep_forever():
         close_old_connections()
         try:
             if first:
-                sweep_after_restart()
+                sweep_after_restart(started_at)
                 first = False
             sweep()
         except Exception:

@@ -13,7 +13,7 @@ from gallery.models import Image
 from generation.leases import claim, lapsed_release
 from generation.models import GenerationJob, JobStatus
 from generation.services import job_cancel, job_dispatch
-from generation.sweeper import sweep
+from generation.sweeper import sweep, sweep_after_restart
 from generation.tasks import run_generation_job, run_training
 from generation.training_execution import training_claim
 from tests.base import StudioTestCase, make_image, make_job
@@ -129,6 +129,20 @@ class LapsedLeaseTests(SweeperTestCase):
         run.refresh_from_db()
         self.assertEqual(run.status, JobStatus.QUEUED)
         self.assertEqual(self.sent, [("training", run.pk)])
+
+
+class RestartTests(SweeperTestCase):
+    def test_the_embedded_server_takes_back_what_its_previous_run_left_running(self):
+        started_at = timezone.now()
+        left = self.running_job(started_at=started_at - timedelta(minutes=5),
+                                lease_expires_at=started_at + timedelta(seconds=50))
+        own = self.running_job(started_at=started_at + timedelta(seconds=1),
+                               lease_expires_at=started_at + timedelta(seconds=60))
+        sweep_after_restart(started_at)
+        self.assertEqual(sweep(), {"job_lapsed_queued": 1, "job_wake_ups": 1})
+        left.refresh_from_db()
+        own.refresh_from_db()
+        self.assertEqual((left.status, own.status), (JobStatus.QUEUED, JobStatus.RUNNING))
 
 
 class WakeUpTests(SweeperTestCase):
