@@ -99,8 +99,9 @@ def test_import_by_button_and_by_drop(studio_processes):
         page.evaluate(DRAG_AND_DROP, [comfy, "ComfyUI_00001_.png", True])
         expect(page.locator("#drop-overlay")).to_be_hidden()
         expect(notice).to_contain_text("Imported from ComfyUI_00001_.png (ComfyUI)")
+        # The graph's LoraLoader comes back as A1111's prompt tag.
         expect(page.get_by_label("Prompt", exact=True)).to_have_value(
-            "beautiful scenery, glass bottle, galaxy"
+            "beautiful scenery, glass bottle, galaxy <lora:paper_cut:0.8>"
         )
         expect(page.get_by_label("Width")).to_have_value("512")
         expect(page.get_by_label("Clip skip")).to_have_value("2")
