@@ -22,6 +22,7 @@ from gpu_workers.control import (
     control_image_from,
 )
 from studio.permissions import can
+from studio.throttling import preview_rate_limited
 
 # The preview is for judging thresholds: at most this many pixels a side.
 PREVIEW_MAX_SIDE = 512
@@ -75,6 +76,7 @@ def preview_size(width, height, source):
 
 @login_required
 @require_POST
+@preview_rate_limited
 def control_preview(request, project_id):
     """The edge map of the posted control image at the posted thresholds: a PNG, or for
     HTMX an <img> fragment holding it."""

@@ -407,6 +407,8 @@ AXES_VERBOSE = False
 STUDIO_GENERATE_POSTS_PER_MINUTE = int(os.environ.get("STUDIO_GENERATE_POSTS_PER_MINUTE", "30"))
 STUDIO_UPLOADS_PER_HOUR = int(os.environ.get("STUDIO_UPLOADS_PER_HOUR", "60"))
 STUDIO_IMPORTS_PER_MINUTE = int(os.environ.get("STUDIO_IMPORTS_PER_MINUTE", "30"))
+# A ControlNet edge preview decodes its posted image and runs Canny on it.
+STUDIO_PREVIEWS_PER_MINUTE = int(os.environ.get("STUDIO_PREVIEWS_PER_MINUTE", "30"))
 STUDIO_SIGNUPS_PER_HOUR_PER_IP = int(os.environ.get("STUDIO_SIGNUPS_PER_HOUR_PER_IP", "10"))
 # Each request mails someone: a cap per address keeps the form from flooding inboxes.
 STUDIO_PASSWORD_RESETS_PER_HOUR_PER_IP = int(

@@ -81,6 +81,9 @@ upload_rate_limited = rate_limited(
 import_rate_limited = rate_limited(
     group="import", setting="STUDIO_IMPORTS_PER_MINUTE", per="m", what="parameter imports"
 )
+preview_rate_limited = rate_limited(
+    group="preview", setting="STUDIO_PREVIEWS_PER_MINUTE", per="m", what="edge previews"
+)
 signup_rate_limited = rate_limited(
     group="signup", setting="STUDIO_SIGNUPS_PER_HOUR_PER_IP", per="h", key="ip",
     what="sign-ups from one address",

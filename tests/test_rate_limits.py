@@ -128,6 +128,17 @@ class ImportRateTests(StudioTestCase):
         self.assertContains(response, "limit of 1 parameter imports per minute", status_code=429)
 
 
+@override_settings(STUDIO_PREVIEWS_PER_MINUTE=1)
+class PreviewRateTests(StudioTestCase):
+    def test_edge_previews_past_the_limit_are_refused(self):
+        self.client.force_login(self.editor)
+        url = reverse("control_preview", args=[self.project.pk])
+        self.assertNotEqual(self.client.post(url, {}).status_code, 429)
+        response = self.client.post(url, {})
+        self.assertEqual(response.status_code, 429)
+        self.assertContains(response, "limit of 1 edge previews per minute", status_code=429)
+
+
 @override_settings(STUDIO_SIGNUPS_PER_HOUR_PER_IP=2)
 class SignupRateTests(StudioTestCase):
     def sign_up(self, username, address):
