@@ -78,7 +78,7 @@ def test_gpu_workers_killed_at_random_moments(fault_run, tiny_model_dir):
         kills.append((name, victim.pk))
         fault_run.celery.start_gpu_worker(name)
     # A kill stops a whole batch, so a job may be in several; still every job finishes.
-    assert_invariants(job_ids, fault_run.media_root)
+    assert_invariants(job_ids, fault_run.media_root, after_crash=True)
     assert_no_process_exited(fault_run)
 
 
