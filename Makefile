@@ -43,39 +43,40 @@ worker: $(INSTALLED)
 # diffusers on the tiny model, and event latency worker → browser socket on the configured
 # channel layer (Redis when REDIS_URL is set). The event benchmark gets a database of its
 # own: starting the app resumes unfinished jobs. GPU: python -m gpu_workers.bench.gpu --help
+# The web-tier benchmarks live in bench/ (a package no web node imports).
 bench: $(INSTALLED)
 	$(BIN)/python -m gpu_workers.bench.engine_cpu --json var/bench/engine_cpu.json
 	env DATABASE_URL=sqlite:///$(CURDIR)/var/bench/events.sqlite3 DEBUG=1 $(BIN)/python manage.py migrate --noinput --verbosity 0
-	env DATABASE_URL=sqlite:///$(CURDIR)/var/bench/events.sqlite3 DEBUG=1 $(BIN)/python manage.py bench_events --json var/bench/events.json
+	env DATABASE_URL=sqlite:///$(CURDIR)/var/bench/events.sqlite3 DEBUG=1 $(BIN)/python -m bench.events --json var/bench/events.json
 	$(BIN)/python -m gpu_workers.bench.report docs/BENCHMARKS.md --engine var/bench/engine_cpu.json --events var/bench/events.json --command "make bench"
 
 # Gallery pages with 10,000 images on PostgreSQL (127.0.0.1:5432, user postgres, trust auth;
 # BENCH_POSTGRES_URL for another server) in a throwaway database it drops afterwards:
 # server time, queries and index use per page, into docs/BENCHMARKS.md.
 bench-gallery: $(INSTALLED)
-	$(BIN)/python -m gallery.bench --write docs/BENCHMARKS.md
+	$(BIN)/python -m bench.gallery --write docs/BENCHMARKS.md
 
-# 50 locust users (gallery/load_users.py) for 2 minutes against the distributed mode with the
+# 50 locust users (bench/load_users.py) for 2 minutes against the distributed mode with the
 # recommended web setup (uvicorn, a worker per core, DATABASE_POOL_SIZE=8) on 127.0.0.1
 # only: a throwaway PostgreSQL database with 10,000 images and a throwaway Redis (needs
 # redis-server); p95 per route and the load average into docs/BENCHMARKS.md.
 bench-load: $(INSTALLED)
-	$(BIN)/python -m gallery.bench_load --write docs/BENCHMARKS.md
+	$(BIN)/python -m bench.load --write docs/BENCHMARKS.md
 
 # A prompt-policy check on a 2,000-character prompt with the worst regex the policy form
 # accepts (found by timing adversarial patterns), into docs/BENCHMARKS.md. No database.
 bench-policy: $(INSTALLED)
-	$(BIN)/python -m studio.moderation.bench --write docs/BENCHMARKS.md
+	$(BIN)/python -m bench.policy --write docs/BENCHMARKS.md
 
 # Real Celery workers on a throwaway PostgreSQL and Redis (needs their server binaries):
 # time from a GPU worker's SIGKILL to its job running again, and images/s with 1, 2 and 4
 # GPU worker processes, into docs/BENCHMARKS.md.
 bench-faults: $(INSTALLED)
-	$(BIN)/python -m tests.faults.bench --write docs/BENCHMARKS.md
+	$(BIN)/python -m bench.faults --write docs/BENCHMARKS.md
 
 # Peak server memory and time for the largest accepted and the most hostile refused upload
 # of each kind (image bombs, 30 subject photos, 100 MB / million-tensor .safetensors
 # headers), each in a process of its own on a throwaway SQLite database, into
 # docs/BENCHMARKS.md.
 bench-uploads: $(INSTALLED)
-	$(BIN)/python -m gallery.bench_uploads --write docs/BENCHMARKS.md
+	$(BIN)/python -m bench.uploads --write docs/BENCHMARKS.md

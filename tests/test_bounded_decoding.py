@@ -25,7 +25,7 @@ from django.urls import reverse
 from PIL import AvifImagePlugin, ImageFile, WebPImagePlugin
 from PIL import Image as PILImage
 
-from gallery.bench_uploads import (
+from bench.uploads import (
     avif_declaring,
     jpeg_declaring,
     png_declaring,

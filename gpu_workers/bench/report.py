@@ -7,7 +7,7 @@ replaces it in place, a new one goes at the end, and everything else in the file
         --events EVENTS.json --command "make bench"
 
 writes the CPU section from the JSON of `gpu_workers.bench.engine_cpu` and of
-`manage.py bench_events`. The GPU script writes its own sections with `--write`.
+`bench.events`. The GPU script writes its own sections with `--write`.
 """
 
 import argparse
@@ -20,7 +20,7 @@ CPU_SECTION = "cpu"
 
 HEADER = """# Benchmarks
 
-Measured by the scripts in `gpu_workers/bench/` (and `manage.py bench_events`); every
+Measured by the scripts in `gpu_workers/bench/` and `bench/` (the web tier's); every
 section names its command, machine and date. Re-running a benchmark replaces its section.
 Models have random weights: speed does not depend on weight values.
 """
@@ -143,7 +143,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="Write the CPU section of BENCHMARKS.md.")
     parser.add_argument("markdown", type=Path, help="e.g. docs/BENCHMARKS.md")
     parser.add_argument("--engine", type=Path, required=True, help="engine_cpu --json output")
-    parser.add_argument("--events", type=Path, required=True, help="bench_events --json output")
+    parser.add_argument("--events", type=Path, required=True, help="bench.events --json output")
     parser.add_argument("--command", required=True, help="the command that measured them")
     args = parser.parse_args(argv)
     engine = json.loads(args.engine.read_text(encoding="utf-8"))

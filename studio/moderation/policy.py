@@ -13,7 +13,7 @@ RE2 has no backreferences, lookarounds, atomic groups or possessive repetitions;
 that use them are refused when the policy is saved, naming the construct. Linear is not
 free: a big compiled program (".{0,999}x") costs more per character, so patterns are also
 capped by RE2's program size (MAX_PROGRAM_SIZE keeps a 2,000-character prompt well under
-10 ms per pattern: `python -m studio.moderation.bench`), and a policy's patterns together by
+10 ms per pattern: `python -m bench.policy`), and a policy's patterns together by
 MAX_POLICY_PROGRAM_SIZE. A pattern runs case-insensitively on the normalised text, its own
 accents stripped the same way; RE2's \w, \d and \b are ASCII (\pL is a letter of any
 script).

@@ -2,7 +2,7 @@
 
 Each server lives in a temporary folder on a free port, and the tests stop, kill and
 restart it at will: the shared instances on 5432 and 6379 are never touched. Used by the
-fault-injection tests (tests/faults/) and their benchmark (tests/faults/bench.py).
+fault-injection tests (tests/faults/) and their benchmark (bench/faults.py).
 """
 
 import glob

@@ -157,7 +157,7 @@ def test_bench_events_times_publish_to_a_logged_in_socket(tmp_path):
         "MEDIA_ROOT": str(settings.MEDIA_ROOT),
     }
     subprocess.run(
-        [sys.executable, "manage.py", "bench_events", "--events", "8", "--json", str(out)],
+        [sys.executable, "-m", "bench.events", "--events", "8", "--json", str(out)],
         cwd=ROOT,
         env=env,
         check=True,

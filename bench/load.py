@@ -1,12 +1,12 @@
 """A bounded load test of the web tier on loopback, in the distributed mode.
 
-    python -m gallery.bench_load --write docs/BENCHMARKS.md        (make bench-load)
+    python -m bench.load --write docs/BENCHMARKS.md        (make bench-load)
 
-Fills a throwaway PostgreSQL database (`studio_bench_load`, as gallery/bench.py does: 10,000
+Fills a throwaway PostgreSQL database (`studio_bench_load`, as bench/gallery.py does: 10,000
 images) and starts a throwaway Redis on a free port, then serves the studio with the
 recommended setup (uvicorn, one worker process per core, DATABASE_POOL_SIZE=8) on
 127.0.0.1 only, and runs locust headless against it: `--users` simulated users
-(gallery/load_users.py) for `--minutes`, no more. No Celery worker runs: submitted jobs
+(bench/load_users.py) for `--minutes`, no more. No Celery worker runs: submitted jobs
 stay queued, so the numbers are the web tier's alone. p95 per route, errors and the load
 average go into docs/BENCHMARKS.md. Everything it started is stopped and the database
 dropped at the end, also on failure.
@@ -26,7 +26,7 @@ import urllib.request
 from datetime import UTC, datetime
 from pathlib import Path
 
-from gallery import bench
+from bench import gallery as gallery_bench
 
 DATABASE = "studio_bench_load"
 SECTION = "web-load"
@@ -52,15 +52,15 @@ def parse_args(argv):
 
 def prepare(args, media):
     """The filled database, and what the simulated users need to know of it."""
-    bench.DATABASE = DATABASE
-    bench.create_database(args.postgres)
-    bench.setup_django(args.postgres, media)
+    gallery_bench.DATABASE = DATABASE
+    gallery_bench.create_database(args.postgres)
+    gallery_bench.setup_django(args.postgres, media)
     from django.contrib.auth.hashers import make_password
 
     from gallery.models import Image
     from studio.accounts.models import Membership, User
 
-    world = bench.fill(args.images, random.Random(20261207))
+    world = gallery_bench.fill(args.images, random.Random(20261207))
     # One hash for every user: the load test's log-ins cost what real ones do, its set-up
     # doesn't pay 30 of them.
     User.objects.update(password=make_password(PASSWORD))
@@ -124,7 +124,7 @@ def run_locust(args, url, world, folder):
     env = {**os.environ, "BENCH_LOAD_WORLD": json.dumps(world)}
     seconds = int(args.minutes * 60)
     subprocess.run(
-        [sys.executable, "-m", "locust", "-f", str(ROOT / "gallery" / "load_users.py"),
+        [sys.executable, "-m", "locust", "-f", str(ROOT / "bench" / "load_users.py"),
          "--headless", "--users", str(args.users), "--spawn-rate", str(SPAWN_RATE),
          "--run-time", f"{seconds}s", "--stop-timeout", "10", "--host", url,
          "--csv", str(folder / "load"), "--only-summary", "--loglevel", "WARNING"],
@@ -139,12 +139,12 @@ def section(rows, args, load):
     lines = [
         f"## Web tier under load, {args.users} users on loopback",
         "",
-        "Command: `make bench-load` (`python -m gallery.bench_load`)  ",
+        "Command: `make bench-load` (`python -m bench.load`)  ",
         f"{os.cpu_count()} cores; {datetime.now(UTC).strftime('%Y-%m-%d %H:%M UTC')}; load "
         f"average {load[0]:.1f} at the start, {load[1]:.1f} at the end (this machine runs "
         "other work too)",
         "",
-        f"{args.users} locust users, {SPAWN_RATE} arriving a second (gallery/load_users.py: "
+        f"{args.users} locust users, {SPAWN_RATE} arriving a second (bench/load_users.py: "
         "log in, then the studio and its "
         "job list, galleries, a team search, image pages, prompt history, Explore and now "
         f"and then a job, 1-3 s apart) for {args.minutes:g} minutes against uvicorn with "
@@ -197,7 +197,7 @@ def main(argv=None):
             server.terminate()
             server.wait(timeout=30)
         redis.destroy()
-        bench.drop_database(args.postgres)
+        gallery_bench.drop_database(args.postgres)
     markdown = section(rows, args, load)
     print(markdown)
     if args.write:

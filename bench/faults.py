@@ -6,7 +6,7 @@ throwaway PostgreSQL and Redis (tests/faults/services.py), into docs/BENCHMARKS.
   lease plus a few seconds.
 - throughput: the same jobs with 1, 2 and 4 GPU worker processes, in images per second.
 
-    python -m tests.faults.bench --write docs/BENCHMARKS.md      (make bench-faults)
+    python -m bench.faults --write docs/BENCHMARKS.md      (make bench-faults)
 """
 
 import argparse

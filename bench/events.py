@@ -13,12 +13,19 @@ connects a websocket client to ws/projects/<id>/ and times
 The websocket client is a thread of this process in both cases. Starting the app in the
 embedded mode resumes unfinished jobs like any server start: give the benchmark a database
 of its own (`make bench` does).
+
+    python -m bench.events --json var/bench/events.json      (make bench, after migrating)
+
+It sets Django up itself: DJANGO_SETTINGS_MODULE (studio.settings unless set) and the
+environment choose the database and the channel layer.
 """
 
+import argparse
 import base64
 import io
 import json
 import math
+import os
 import random
 import re
 import secrets
@@ -34,11 +41,9 @@ from http.cookiejar import CookieJar
 from pathlib import Path
 
 from django.conf import settings
-from django.core.management.base import BaseCommand, CommandError
 from django.db import connection
 from PIL import Image
 
-from studio.accounts.models import Membership, Project, Role, Team, User
 from studio.realtime import events
 from studio.realtime.event_types import EventType
 
@@ -47,78 +52,96 @@ PREVIEW_EVERY = 4  # the engine sends about 4 previews per second, steps come fa
 RECEIVE_TIMEOUT_S = 10
 
 
-class Command(BaseCommand):
-    help = (
-        "Measure event latency from studio.realtime.events.publish to a logged-in "
-        "browser's project websocket, on the configured channel layer."
+class BenchmarkError(Exception):
+    """A run that measured nothing: said in one line, without a traceback."""
+
+
+def parse_args(argv):
+    parser = argparse.ArgumentParser(
+        description="Measure event latency from studio.realtime.events.publish to a "
+        "logged-in browser's project websocket, on the configured channel layer."
     )
+    parser.add_argument("--events", type=int, default=300, help="events to time")
+    parser.add_argument(
+        "--interval-ms", type=float, default=5, help="pause between two publishes"
+    )
+    parser.add_argument("--json", type=Path, help="also write the results here")
+    args = parser.parse_args(argv)
+    if args.events < 1:
+        parser.error("--events must be at least 1.")
+    return args
 
-    def add_arguments(self, parser):
-        parser.add_argument("--events", type=int, default=300, help="events to time")
-        parser.add_argument(
-            "--interval-ms", type=float, default=5, help="pause between two publishes"
+
+def main(argv=None):
+    args = parse_args(argv)
+    try:
+        import websockets.sync.client  # noqa: F401  (the `test` extra installs it)
+    except ImportError:
+        sys.exit("bench.events needs `pip install websockets`.")
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "studio.settings")
+    import django
+
+    django.setup()
+    try:
+        results = measure(events_count=args.events, interval_ms=args.interval_ms)
+    except BenchmarkError as error:
+        sys.exit(f"bench.events: {error}")
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
+    print(f"Channel layer: {results['layer']}")
+    for name, numbers in results["payloads"].items():
+        print(
+            f"{name}: {numbers['received']}/{numbers['sent']} received, "
+            f"p50 {numbers['p50_ms']:.2f} ms, p95 {numbers['p95_ms']:.2f} ms, "
+            f"max {numbers['max_ms']:.2f} ms"
         )
-        parser.add_argument("--json", type=Path, help="also write the results here")
 
-    def handle(self, *args, **options):
-        try:
-            import websockets.sync.client  # noqa: F401  (the `test` extra installs it)
-        except ImportError as error:
-            raise CommandError("bench_events needs `pip install websockets`.") from error
-        if options["events"] < 1:
-            raise CommandError("--events must be at least 1.")
 
-        layer = settings.CHANNEL_LAYERS["default"]["BACKEND"]
-        password = secrets.token_urlsafe(12)
-        user, team, project = _throwaway_member(password)
-        port = _free_port()
-        client = _Browser(
-            port=port,
-            username=user.username,
-            password=password,
-            project=project,
-            count=options["events"],
-            interval_s=options["interval_ms"] / 1000,
-        )
-        try:
-            if layer.endswith("InMemoryChannelLayer"):
-                mode = (
-                    "It delivers only within a process, so daphne, the publisher (a thread, "
-                    "as the embedded worker is) and the websocket client share one."
-                )
-                payloads = _measure_in_process(client, port)
-            else:
-                mode = (
-                    "daphne in its own process, as a web node; the publisher, as a worker, "
-                    "and the websocket client in another; events go through the layer's "
-                    "server (Redis)."
-                )
-                payloads = _measure_with_server_process(client, port)
-        finally:
-            team.delete()
-            user.delete()
-
-        results = {
-            "layer": layer,
-            "mode": mode,
-            "database": connection.vendor,
-            "sent": options["events"],
-            "interval_ms": options["interval_ms"],
-            "payloads": payloads,
-        }
-        if options["json"]:
-            options["json"].parent.mkdir(parents=True, exist_ok=True)
-            options["json"].write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
-        self.stdout.write(f"Channel layer: {layer}")
-        for name, numbers in payloads.items():
-            self.stdout.write(
-                f"{name}: {numbers['received']}/{numbers['sent']} received, "
-                f"p50 {numbers['p50_ms']:.2f} ms, p95 {numbers['p95_ms']:.2f} ms, "
-                f"max {numbers['max_ms']:.2f} ms"
+def measure(*, events_count, interval_ms):
+    """Time `events_count` publishes to a throwaway member's socket, then delete the member."""
+    layer = settings.CHANNEL_LAYERS["default"]["BACKEND"]
+    password = secrets.token_urlsafe(12)
+    user, team, project = _throwaway_member(password)
+    port = _free_port()
+    client = _Browser(
+        port=port,
+        username=user.username,
+        password=password,
+        project=project,
+        count=events_count,
+        interval_s=interval_ms / 1000,
+    )
+    try:
+        if layer.endswith("InMemoryChannelLayer"):
+            mode = (
+                "It delivers only within a process, so daphne, the publisher (a thread, "
+                "as the embedded worker is) and the websocket client share one."
             )
+            payloads = _measure_in_process(client, port)
+        else:
+            mode = (
+                "daphne in its own process, as a web node; the publisher, as a worker, "
+                "and the websocket client in another; events go through the layer's "
+                "server (Redis)."
+            )
+            payloads = _measure_with_server_process(client, port)
+    finally:
+        team.delete()
+        user.delete()
+    return {
+        "layer": layer,
+        "mode": mode,
+        "database": connection.vendor,
+        "sent": events_count,
+        "interval_ms": interval_ms,
+        "payloads": payloads,
+    }
 
 
 def _throwaway_member(password):
+    from studio.accounts.models import Membership, Project, Role, Team, User
+
     user = User.objects.create_user(f"bench-events-{secrets.token_hex(4)}", password=password)
     team = Team.objects.create(name="Event latency benchmark")
     Membership.objects.create(team=team, user=user, role=Role.VIEWER)
@@ -183,7 +206,7 @@ def _measure_with_server_process(client, port):
                 _wait_for_http(client.base_url + "/login/", alive=lambda: server.poll() is None)
             except RuntimeError as error:
                 log.seek(0)
-                raise CommandError(f"{error}. daphne's output:\n{log.read()}") from error
+                raise BenchmarkError(f"{error}. daphne's output:\n{log.read()}") from error
             return client.measure()
         finally:
             server.terminate()
@@ -234,7 +257,7 @@ class _Browser:
                 continue
             received_ms = [latencies[seq] * 1000 for seq in sent if seq in latencies]
             if not received_ms:
-                raise CommandError(f"None of the {len(sent)} {name} events arrived.")
+                raise BenchmarkError(f"None of the {len(sent)} {name} events arrived.")
             payloads[name] = {
                 "sent": len(sent),
                 "received": len(received_ms),
@@ -273,7 +296,7 @@ class _Browser:
             (c.value for c in cookies if c.name == settings.SESSION_COOKIE_NAME), None
         )
         if session_id is None:
-            raise CommandError(f"Logging in as {self.username} through /login/ failed.")
+            raise BenchmarkError(f"Logging in as {self.username} through /login/ failed.")
         return session_id
 
 
@@ -333,3 +356,7 @@ def _wait_for_http(url, *, alive, timeout_s=60):
         except OSError:
             time.sleep(0.2)
     raise RuntimeError(f"the server did not answer {url} in {timeout_s} s")
+
+
+if __name__ == "__main__":
+    main()

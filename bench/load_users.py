@@ -1,4 +1,4 @@
-"""The users of `make bench-load` (a locustfile; gallery/bench_load.py runs it): each logs
+"""The users of `make bench-load` (a locustfile; bench/load.py runs it): each logs
 in, then browses the studio, its job list, galleries, image pages, prompt history and
 Explore with 1-3 s of thought between clicks, and now and then submits a job.
 

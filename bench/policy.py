@@ -1,6 +1,6 @@
 """A prompt-policy check on a 2,000-character prompt with the worst accepted regex.
 
-    python -m studio.moderation.bench --write docs/BENCHMARKS.md      (make bench-policy)
+    python -m bench.policy --write docs/BENCHMARKS.md                (make bench-policy)
 
 "Worst accepted" is measured, not guessed: patterns known to be slow for regex engines
 (nested and overlapping repetitions, wide counted repetitions, large Unicode classes) are
@@ -175,7 +175,7 @@ def markdown(result, command):
         "## Prompt policy: a regex check on a 2,000-character prompt",
         "",
         # Two trailing spaces: a markdown line break, as the other sections have.
-        f"Command: `{command}` (`python -m studio.moderation.bench`)  ",
+        f"Command: `{command}` (`python -m bench.policy`)  ",
         f"Machine: {machine(result['load_at_start'])}",
         "",
         f"The worst accepted pattern, measured: {result['accepted']} patterns known to be "

@@ -1,6 +1,6 @@
 """Gallery pages on PostgreSQL with 10,000 images: server time, queries and query plans.
 
-    python -m gallery.bench --write docs/BENCHMARKS.md        (make bench-gallery)
+    python -m bench.gallery --write docs/BENCHMARKS.md        (make bench-gallery)
 
 Creates a throwaway database (`studio_bench_gallery`) on the PostgreSQL server at
 `--postgres` (default postgres://postgres@127.0.0.1:5432, trust auth), migrates it,
@@ -376,7 +376,7 @@ def section(results, info, args, counts, explore):
     lines = [
         f"## Gallery pages on PostgreSQL, {counts['images']:,} images",
         "",
-        f"Command: `{args.command}` (`python -m gallery.bench`)  ",
+        f"Command: `{args.command}` (`python -m bench.gallery`)  ",
         f"Machine: {info['cpu']}, {info['cores']} cores; PostgreSQL {info['postgres']} on the "
         f"same machine; Python {info['python']}, Django {info['django']}; {info['date']}; "
         f"load average {info['load']:.1f} at the start, {info['load_after']:.1f} at the end",

@@ -2,7 +2,7 @@
 of each kind: images (generate form, parameter import, subject photos) and `.safetensors`
 headers (LoRAs and embeddings, checkpoints and IP-Adapters).
 
-    python -m gallery.bench_uploads --write docs/BENCHMARKS.md    (make bench-uploads)
+    python -m bench.uploads --write docs/BENCHMARKS.md          (make bench-uploads)
 
 Each case runs in a process of its own, so one case's memory never hides another's: the
 child builds its input, then runs the server's own entry point (`image_from_upload`,
@@ -329,7 +329,7 @@ def section(results, info, command):
     lines = [
         "## Uploads: peak memory and time, largest accepted and most hostile refused",
         "",
-        f"Command: `{command}` (`python -m gallery.bench_uploads`)  ",
+        f"Command: `{command}` (`python -m bench.uploads`)  ",
         f"Machine: {info['cpu']}, {info['cores']} cores; Python {info['python']}, Pillow "
         f"{info['pillow']}; {info['date']}; load average {info['load']:.1f} at the start",
         "",
@@ -385,7 +385,7 @@ def main(argv=None):
         info = machine()
         results = []
         for name in args.only or CASES:
-            done = subprocess.run([sys.executable, "-m", "gallery.bench_uploads", "--case",
+            done = subprocess.run([sys.executable, "-m", "bench.uploads", "--case",
                                    name], env=environment, check=True, capture_output=True,
                                   text=True)
             numbers = json.loads(done.stdout.strip().splitlines()[-1])
