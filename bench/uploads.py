@@ -178,7 +178,7 @@ def lora_with(path, *, pairs, metadata_bytes=0):
 
 
 def _lora_case(folder, *, pairs=0, metadata_bytes=0, tensors=0):
-    from generation.lora_files import read_lora_file
+    from generation.loras.files import read_lora_file
 
     path = Path(folder) / "lora.safetensors"
     if tensors:

@@ -7,8 +7,8 @@ from django.db import transaction
 from gallery.dispatch import enqueue_thumbnails
 from gallery.metadata import a1111_infotext, format_number, png_info
 from gallery.models import Image
-from generation.embedding_services import job_embeddings, ti_hashes
-from generation.lora_services import infotext_prompt, lora_hashes
+from generation.loras.embeddings.services import job_embeddings, ti_hashes
+from generation.loras.services import infotext_prompt, lora_hashes
 from generation.model_hashes import model_hash_backfill
 from generation.models import OUTPAINT_SIDES
 from gpu_workers.samplers import infotext_schedule_type

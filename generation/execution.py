@@ -12,10 +12,10 @@ from PIL import Image as PILImage
 from PIL import ImageFilter
 
 from gallery.services import image_create_from_generation
-from generation.embedding_services import job_embedding_refs
 from generation.leases import TRANSIENT_ERRORS, claim
-from generation.lora_services import job_lora_refs
-from generation.lora_syntax import prompt_without_lora_tags
+from generation.loras.embeddings.services import job_embedding_refs
+from generation.loras.services import job_lora_refs
+from generation.loras.syntax import prompt_without_lora_tags
 from generation.models import GenerationJob, JobMode, JobStatus
 from generation.queue import service_order
 from generation.seeds import seed_after

@@ -9,7 +9,7 @@ from django.forms.utils import pretty_name
 
 from gallery.models import Image
 from gallery.uploads import PixelBudget, UploadRejected, image_from_upload
-from generation.lora_forms import LoraStackField, ModelSelect, clean_lora_stack
+from generation.loras.forms import LoraStackField, ModelSelect, clean_lora_stack
 from generation.models import (
     OUTPAINT_SIDES,
     SAMPLER_CHOICES,

@@ -534,7 +534,7 @@ class PromptFavourite(models.Model):
 
 # The LoRA and embedding libraries live in their own modules; imported here so Django
 # registers their models.
-from generation.embedding_models import Embedding  # noqa: E402, F401
-from generation.lora_models import JobLora, Lora  # noqa: E402, F401
+from generation.loras.embeddings.models import Embedding  # noqa: E402, F401
+from generation.loras.models import JobLora, Lora  # noqa: E402, F401
 from generation.subject_models import Subject, SubjectConsent, SubjectImage  # noqa: E402, F401
 from generation.training_models import TrainingRun, TrainingSample  # noqa: E402, F401

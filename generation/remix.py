@@ -14,7 +14,7 @@ doesn't hand its parameters to a studio; their project can make them public for 
 """
 
 from gallery.models import Image
-from generation.lora_models import Lora
+from generation.loras.models import Lora
 from generation.models import DiffusionModel, ModelKind
 from studio.permissions import can
 

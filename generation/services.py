@@ -10,7 +10,7 @@ from PIL import Image as PILImage
 
 from gallery.uploads import upload_store
 from generation.dispatch import enqueue_generation
-from generation.lora_services import (
+from generation.loras.services import (
     LoraGone,
     job_lora_stack,
     job_loras_record,

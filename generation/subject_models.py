@@ -13,7 +13,7 @@ from django.db.models.functions import Lower
 from django.urls import reverse
 from django.utils import timezone
 
-from generation.lora_models import lora_name_refusal
+from generation.loras.models import lora_name_refusal
 
 MIN_SUBJECT_IMAGES = 3
 MAX_SUBJECT_IMAGES = 30

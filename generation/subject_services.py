@@ -15,7 +15,7 @@ from gallery.uploads import (
     image_from_upload,
     upload_pixels_charge,
 )
-from generation.lora_models import Lora
+from generation.loras.models import Lora
 from generation.models import JobStatus
 from generation.subject_models import (
     MAX_SUBJECT_IMAGES,

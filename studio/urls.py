@@ -8,10 +8,10 @@ urlpatterns = [
     path("", include("generation.urls")),
     path("", include("studio.moderation.urls")),
     path("", include("generation.library_urls")),
-    path("", include("generation.lora_urls")),
-    path("", include("generation.embedding_urls")),
+    path("", include("generation.loras.urls")),
+    path("", include("generation.loras.embeddings.urls")),
     path("", include("generation.subject_urls")),
-    path("", include("generation.public_lora_urls")),
+    path("", include("generation.public_loras.urls")),
     path("", include("gallery.urls")),
     path("", include("studio.quotas.urls")),
 ]

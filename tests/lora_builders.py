@@ -112,7 +112,7 @@ def make_lora(team, user, name, family="sd15", *, data=None, seed=None, **fields
     """A LoRA in `team`'s library, through the same checks and storage as an upload."""
     from django.core.files.uploadedfile import SimpleUploadedFile
 
-    from generation.lora_services import check_lora_upload, lora_create
+    from generation.loras.services import check_lora_upload, lora_create
 
     if data is None:
         seed = seed if seed is not None else sum(map(ord, f"{team.pk}{name}"))

@@ -32,8 +32,8 @@ from bench.uploads import (
     safetensors_with,
     webp_declaring,
 )
-from generation.embedding_files import EmbeddingFileError, read_embedding_file
-from generation.lora_files import LoraFileError, read_lora_file
+from generation.loras.embeddings.files import EmbeddingFileError, read_embedding_file
+from generation.loras.files import LoraFileError, read_lora_file
 from generation.parameters_import import ParameterImportError, read_png_parameters
 from generation.subject_models import SubjectImage
 from gpu_workers.checkpoints import CheckpointError, tensor_names

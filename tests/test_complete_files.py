@@ -14,7 +14,7 @@ from django.urls import reverse
 from PIL import Image as PILImage
 
 from gallery.models import Image
-from generation.lora_models import Lora
+from generation.loras.models import Lora
 from generation.models import DiffusionModel, GenerationJob, JobStatus
 from generation.services import jobs_create
 from generation.tasks import run_generation_job

@@ -17,7 +17,7 @@ from PIL import Image as PILImage
 from safetensors.torch import save
 
 from gallery.models import Image
-from generation.embedding_models import Embedding
+from generation.loras.embeddings.models import Embedding
 from generation.models import DiffusionModel
 from tests.base import StudioTestCase, make_job
 
@@ -135,7 +135,7 @@ class EmbeddingLibraryTestCase(StudioTestCase):
 
 
 def test_names_are_found_as_whole_words_case_sensitive():
-    from generation.embedding_models import EMBEDDING_NAME_RE
+    from generation.loras.embeddings.models import EMBEDDING_NAME_RE
 
     words = set(EMBEDDING_NAME_RE.findall("a cat, easyneg (bad-hands:1.2) EasyNegX"))
     assert {"easyneg", "bad-hands"} <= words and "EasyNeg" not in words

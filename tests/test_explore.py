@@ -14,7 +14,7 @@ from django.utils import timezone
 from gallery.browse import PAGE_SIZE, decode_liked_cursor, encode_liked_cursor
 from gallery.models import Favourite, Image, Like, ModerationStatus, ReviewStatus, Visibility
 from gallery.thumbnails import image_thumbnails_make
-from generation.lora_models import JobLora
+from generation.loras.models import JobLora
 from generation.models import DiffusionModel, JobMode
 from studio.accounts.models import Project, User
 from tests.base import StudioTestCase, make_image, make_job

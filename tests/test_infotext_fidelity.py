@@ -18,7 +18,7 @@ from PIL import PngImagePlugin
 from safetensors.numpy import save_file
 
 from gallery.services import image_create_from_generation
-from generation.lora_services import lora_hashes
+from generation.loras.services import lora_hashes
 from generation.model_hashes import model_hash_compute
 from generation.models import DiffusionModel, SourceKind
 from generation.parameters_import import parse_a1111_infotext, read_png_parameters

@@ -13,7 +13,7 @@ from PIL import Image as PILImage
 
 from gallery.models import Image
 from generation.execution import job_execute
-from generation.lora_services import LoraChoice, check_lora_upload, lora_create
+from generation.loras.services import LoraChoice, check_lora_upload, lora_create
 from generation.models import DiffusionModel, GenerationJob, JobStatus
 from generation.parameters_import import read_png_parameters
 from generation.services import job_create

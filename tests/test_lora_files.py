@@ -3,7 +3,7 @@ in kohya's and diffusers/peft's layouts; refusals for everything that is not one
 
 import pytest
 
-from generation.lora_files import LoraFileError, read_lora_file
+from generation.loras.files import LoraFileError, read_lora_file
 from tests.lora_builders import (
     checkpoint_bytes,
     corrupt_header_bytes,

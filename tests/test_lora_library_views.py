@@ -5,7 +5,7 @@ from pathlib import Path
 
 from django.urls import reverse
 
-from generation.lora_models import JobLora, Lora
+from generation.loras.models import JobLora, Lora
 from tests.base import StudioTestCase, make_image, make_job
 from tests.lora_builders import kohya_lora_bytes, kohya_metadata, make_lora
 

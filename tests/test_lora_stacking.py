@@ -9,8 +9,8 @@ from django.test import override_settings
 from django.urls import reverse
 
 from generation.execution import generation_requests
-from generation.lora_models import JobLora
-from generation.lora_syntax import LoraSyntaxError, parse_lora_tags, prompt_without_lora_tags
+from generation.loras.models import JobLora
+from generation.loras.syntax import LoraSyntaxError, parse_lora_tags, prompt_without_lora_tags
 from generation.models import DiffusionModel, GenerationJob, JobStatus
 from generation.services import ModelNotAllowed, job_retry
 from tests.base import StudioTestCase
@@ -123,7 +123,7 @@ class LoraStackingTests(StudioTestCase):
             (self.watercolor, "Water Colour", 1.0, True),  # any case; weight 1 by default
         ])
         # The text encoder gets the prompt without them.
-        with mock.patch("generation.lora_services.lora_local_path", lambda lora: "/x"):
+        with mock.patch("generation.loras.services.lora_local_path", lambda lora: "/x"):
             request = generation_requests(job)[0]
         self.assertEqual(request.prompt, "a lighthouse , ")
         self.assertEqual(
@@ -234,7 +234,7 @@ class LoraStackingTests(StudioTestCase):
             job_retry(job=failed, user=self.editor)
 
     def test_the_service_refuses_a_stack_the_form_did_not_check(self):
-        from generation.lora_services import LoraChoice
+        from generation.loras.services import LoraChoice
         from generation.services import job_create
 
         params = {**self.params, "model": self.model, "loras": [LoraChoice(self.theirs, 1.0)]}
@@ -257,7 +257,7 @@ class LoraStackingTests(StudioTestCase):
             generation_requests(job)
 
     def test_sdxl_loras_pass_with_an_sdxl_model(self):
-        from generation.lora_services import lora_stack
+        from generation.loras.services import lora_stack
 
         xl_model = DiffusionModel.objects.create(name="xl", source="/m/xl", family="sdxl")
         stack = lora_stack(team=self.team, model=xl_model, picked=[(self.xl.pk, None)],

@@ -8,7 +8,7 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import override_settings
 from django.urls import reverse
 
-from generation.lora_models import Lora
+from generation.loras.models import Lora
 from tests.base import StudioTestCase
 from tests.lora_builders import (
     checkpoint_bytes,

@@ -5,7 +5,7 @@ the public pages; LoRAs of a person's likeness are never published."""
 
 from django.urls import reverse
 
-from generation.lora_models import Lora
+from generation.loras.models import Lora
 from generation.models import JobStatus
 from generation.subject_models import SubjectConsent
 from generation.subject_services import consent_revoke

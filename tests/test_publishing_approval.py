@@ -9,8 +9,8 @@ from django.urls import reverse
 from gallery.collection_models import Collection, CollectionItem, CollectionVisibility
 from gallery.models import Image, ModerationStatus, Visibility
 from gallery.thumbnails import image_thumbnails_make
-from generation.lora_models import Lora
-from generation.public_loras import lora_publish_request
+from generation.loras.models import Lora
+from generation.public_loras.services import lora_publish_request
 from studio.accounts.models import User
 from studio.moderation.models import (
     AuditEntry,

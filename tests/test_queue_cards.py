@@ -8,7 +8,7 @@ from django.test import SimpleTestCase
 from django.urls import reverse
 from django.utils import timezone
 
-from generation.lora_models import JobLora
+from generation.loras.models import JobLora
 from generation.models import GenerationJob, JobMode, JobStatus
 from studio.quotas.models import WorkerReport
 from tests.base import StudioTestCase, make_job

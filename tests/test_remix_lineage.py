@@ -8,7 +8,7 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
 from gallery.models import Image, ModerationStatus, Visibility
-from generation.lora_models import JobLora
+from generation.loras.models import JobLora
 from generation.models import DiffusionModel, GenerationJob, JobMode, TeamModelSetting
 from studio.accounts.models import Membership, Role
 from tests.base import StudioTestCase, make_image, make_job

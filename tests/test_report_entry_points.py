@@ -6,7 +6,7 @@ from django.test import override_settings
 from django.urls import reverse
 
 from gallery.models import Image, ModerationStatus, Visibility
-from generation.lora_models import Lora
+from generation.loras.models import Lora
 from studio.accounts.models import Membership, Role, User
 from studio.moderation.models import Case, CaseKind, Report
 from tests.base import StudioTestCase, make_image, make_job

@@ -8,7 +8,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from gallery.models import Image, ModerationStatus, Visibility
-from generation.lora_models import Lora
+from generation.loras.models import Lora
 from studio.moderation.models import Case, CaseKind, Report
 from studio.moderation.reports import ReportRefused, report_create
 from tests.base import StudioTestCase

@@ -9,7 +9,7 @@ from unittest import mock
 from django.urls import reverse
 from django.utils import timezone
 
-from generation.lora_services import LoraChoice
+from generation.loras.services import LoraChoice
 from generation.models import GenerationJob, JobStatus
 from generation.services import ModelNotAllowed, job_create
 from generation.subject_models import SubjectConsent
@@ -123,7 +123,7 @@ class ConsentTests(GenerateFormTestCase):
                        params={**self.params, "model": self.model, "seed": 1,
                                "loras": [LoraChoice(lora, 1.0)]})
         # A job queued before the revocation fails on the worker, saying why.
-        from generation.lora_services import job_lora_refs
+        from generation.loras.services import job_lora_refs
         from gpu_workers.requests import GenerationFailed
 
         with self.assertRaisesMessage(GenerationFailed, expected):

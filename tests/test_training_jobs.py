@@ -22,7 +22,7 @@ from PIL import Image as PILImage
 
 from gallery.models import Image
 from generation.execution import job_execute
-from generation.lora_services import LoraChoice
+from generation.loras.services import LoraChoice
 from generation.models import DiffusionModel, JobStatus
 from generation.services import job_create
 from generation.sweeper import sweep
@@ -407,7 +407,7 @@ def test_the_web_side_of_training_never_imports_torch():
 def test_a_run_taken_over_while_it_finished_adds_no_lora_to_the_library(studio):
     from django.db.models import F
 
-    from generation.lora_models import Lora
+    from generation.loras.models import Lora
     from generation.tasks import run_training
 
     run = make_run(studio["subject"], studio["project"], studio["user"], studio["model"],

@@ -5,7 +5,7 @@ the same 404 as one that doesn't exist, so ids can't be walked to list accounts.
 from django.urls import reverse
 
 from gallery.models import Image, ModerationStatus, Visibility
-from generation.lora_models import Lora
+from generation.loras.models import Lora
 from studio.accounts.models import User
 from studio.moderation.models import Moderator, Report
 from tests.base import StudioTestCase, make_image, make_job

@@ -3,9 +3,10 @@
 import django.db.models.deletion
 import django.db.models.functions.text
 import django.utils.timezone
-import generation.lora_models
 from django.conf import settings
 from django.db import migrations, models
+
+import generation.loras.models
 
 
 class Migration(migrations.Migration):
@@ -23,7 +24,7 @@ class Migration(migrations.Migration):
                 ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
                 ('name', models.CharField(help_text='What the prompt calls it: <lora:name:weight>.', max_length=100)),
                 ('description', models.TextField(blank=True, max_length=2000)),
-                ('file', models.FileField(max_length=300, upload_to=generation.lora_models.lora_upload_path)),
+                ('file', models.FileField(max_length=300, upload_to=generation.loras.models.lora_upload_path)),
                 ('sha256', models.CharField(max_length=64, verbose_name='SHA-256')),
                 ('size_bytes', models.BigIntegerField(verbose_name='size')),
                 ('family', models.CharField(choices=[('sd15', 'Stable Diffusion 1.x'), ('sd2', 'Stable Diffusion 2.x'), ('sdxl', 'Stable Diffusion XL')], max_length=10, verbose_name='base family')),

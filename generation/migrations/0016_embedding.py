@@ -3,9 +3,10 @@
 import django.db.models.deletion
 import django.db.models.functions.text
 import django.utils.timezone
-import generation.embedding_models
 from django.conf import settings
 from django.db import migrations, models
+
+import generation.loras.embeddings.models
 
 
 class Migration(migrations.Migration):
@@ -22,7 +23,7 @@ class Migration(migrations.Migration):
             fields=[
                 ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
                 ('name', models.CharField(help_text='The word that calls it up in a prompt or negative prompt.', max_length=100)),
-                ('file', models.FileField(max_length=300, upload_to=generation.embedding_models.embedding_upload_path)),
+                ('file', models.FileField(max_length=300, upload_to=generation.loras.embeddings.models.embedding_upload_path)),
                 ('sha256', models.CharField(max_length=64, verbose_name='SHA-256')),
                 ('size_bytes', models.BigIntegerField(verbose_name='size')),
                 ('family', models.CharField(choices=[('sd15', 'Stable Diffusion 1.x'), ('sd2', 'Stable Diffusion 2.x'), ('sdxl', 'Stable Diffusion XL')], max_length=10, verbose_name='base family')),

@@ -2,8 +2,8 @@
 
 from django import template
 
-from generation.lora_models import Lora
-from generation.lora_services import LoraChoice
+from generation.loras.models import Lora
+from generation.loras.services import LoraChoice
 
 register = template.Library()
 

@@ -7,7 +7,7 @@
 
   const picker = (node) => node?.closest?.("[data-lora-picker]");
 
-  // The chosen model's family, from its option (generation.lora_forms.ModelSelect).
+  // The chosen model's family, from its option (generation.loras.forms.ModelSelect).
   function modelFamily(root) {
     const select = root.closest("form")?.querySelector("select[name=model]");
     return select?.selectedOptions[0]?.dataset.family || "";

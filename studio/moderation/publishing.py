@@ -10,7 +10,7 @@ from django.utils import timezone
 
 from gallery.collection_models import Collection, CollectionVisibility
 from gallery.models import Image, Visibility, share_token
-from generation.lora_models import Lora
+from generation.loras.models import Lora
 from studio.moderation.models import Case, CaseKind, CaseStatus, Policy, Resolution
 from studio.moderation.services import REASON_CODES, audit
 

@@ -9,7 +9,7 @@ from django.utils import timezone
 
 from gallery.collection_models import Collection
 from gallery.models import Image, ModerationStatus, Visibility
-from generation.lora_models import Lora
+from generation.loras.models import Lora
 from studio.moderation.hashing import MIN_QUALITY, pdq_hash
 from studio.moderation.models import (
     BlockedHash,
@@ -218,7 +218,7 @@ def case_approve(*, case, moderator, reason_code, note=""):
         if published:
             notify(user=asked.subject_user, url=subject.get_absolute_url(),
                    message=f"The moderators approved your {published}: it is public now.")
-        # A LoRA's owner asked to publish it (generation.public_loras): approved, it is.
+        # A LoRA's owner asked to publish it (generation.public_loras.services): approved, it is.
         if kind == "lora" and any(each.kind == CaseKind.LORA_PUBLISH for each in cases):
             Lora.objects.filter(pk=subject.pk).update(is_public=True)
             audit(actor=moderator, action="lora.publish", target=f"lora:{subject.pk}",

@@ -10,7 +10,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from gallery.models import Image
-from generation.lora_models import Lora
+from generation.loras.models import Lora
 from studio.moderation.forms import AppealForm, ReportForm
 from studio.moderation.models import (
     Notification,

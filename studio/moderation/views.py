@@ -16,7 +16,7 @@ from django.views.decorators.http import require_POST
 
 from gallery.collection_models import Collection
 from gallery.models import THUMBNAIL_SIZES, Image, ModerationStatus, Visibility
-from generation.lora_models import Lora
+from generation.loras.models import Lora
 from studio.accounts.models import Team
 from studio.moderation.forms import (
     ACTION_CHOICES,

@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from generation.lora_models import JobLora
+from generation.loras.models import JobLora
 from generation.models import DiffusionModel, GenerationJob
 from studio.accounts.models import Membership, Project, Role, Team, User
 from tests.e2e.test_browser_generate import ARTIFACTS, CHROMIUM, launch

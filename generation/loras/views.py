@@ -12,9 +12,9 @@ from django.views.decorators.csrf import csrf_exempt, csrf_protect
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from gallery.models import Image
-from generation.lora_forms import LoraEditForm, LoraSearchForm, LoraUploadForm
-from generation.lora_models import Lora
-from generation.lora_services import (
+from generation.loras.forms import LoraEditForm, LoraSearchForm, LoraUploadForm
+from generation.loras.models import Lora
+from generation.loras.services import (
     LoraUploadHandler,
     format_bytes,
     lora_create,

@@ -7,7 +7,7 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
 from django.utils import timezone
 
-from generation.lora_models import Lora
+from generation.loras.models import Lora
 from studio.moderation.models import Case, CaseKind, CaseStatus, Resolution
 from studio.moderation.removals import publishing_refusal
 from studio.permissions import can

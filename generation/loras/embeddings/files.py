@@ -1,5 +1,5 @@
 """Textual-inversion embedding files: checked and described from their `.safetensors`
-header, never loaded, with the LoRA upload rules (generation.lora_files): `.safetensors`
+header, never loaded, with the LoRA upload rules (generation.loras.files): `.safetensors`
 only, pickles refused by name and by content, cut-short and damaged headers refused.
 
 Layouts: A1111's (`emb_params`: vectors × width), diffusers' (one tensor named by its
@@ -11,7 +11,7 @@ No torch here: web nodes run it.
 from dataclasses import dataclass
 from pathlib import Path
 
-from generation.lora_files import PICKLE_SUFFIXES, LoraFileError, _read_header
+from generation.loras.files import PICKLE_SUFFIXES, LoraFileError, _read_header
 
 WIDTH_FAMILY = {768: "sd15", 1024: "sd2"}
 SDXL_WIDTHS = {"clip_l": 768, "clip_g": 1280}

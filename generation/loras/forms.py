@@ -3,15 +3,15 @@
 from django import forms
 from django.core.exceptions import ValidationError
 
-from generation.lora_models import Lora
-from generation.lora_services import (
+from generation.loras.models import Lora
+from generation.loras.services import (
     LoraStackError,
     check_lora_upload,
     clean_lora_name,
     lora_stack,
     name_taken,
 )
-from generation.lora_syntax import MAX_WEIGHT, MIN_WEIGHT
+from generation.loras.syntax import MAX_WEIGHT, MIN_WEIGHT
 from generation.models import ModelFamily
 
 WEIGHT_HELP = f"{MIN_WEIGHT:g} to {MAX_WEIGHT:g}; 1 is full strength, negative inverts it."

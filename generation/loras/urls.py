@@ -1,6 +1,6 @@
 from django.urls import path
 
-from generation import lora_views
+from generation.loras import views as lora_views
 
 urlpatterns = [
     path("teams/<int:team_id>/loras/", lora_views.team_loras, name="team_loras"),

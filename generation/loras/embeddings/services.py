@@ -8,9 +8,9 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.files import File
 from django.db import IntegrityError, transaction
 
-from generation.embedding_files import EmbeddingFileError, read_embedding_file
-from generation.embedding_models import EMBEDDING_NAME_RE, Embedding
-from generation.lora_services import format_bytes, hashed_upload, lora_local_path
+from generation.loras.embeddings.files import EmbeddingFileError, read_embedding_file
+from generation.loras.embeddings.models import EMBEDDING_NAME_RE, Embedding
+from generation.loras.services import format_bytes, hashed_upload, lora_local_path
 from studio.permissions import can
 from studio.storage import files_delete_on_rollback
 

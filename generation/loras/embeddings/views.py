@@ -10,10 +10,10 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.csrf import csrf_exempt, csrf_protect
 from django.views.decorators.http import require_GET, require_POST
 
-from generation.embedding_models import Embedding
-from generation.embedding_services import embedding_create, embedding_delete
-from generation.lora_services import LoraUploadHandler, format_bytes
-from generation.lora_views import team_for
+from generation.loras.embeddings.models import Embedding
+from generation.loras.embeddings.services import embedding_create, embedding_delete
+from generation.loras.services import LoraUploadHandler, format_bytes
+from generation.loras.views import team_for
 from studio.permissions import can, require
 from studio.throttling import upload_rate_limited
 

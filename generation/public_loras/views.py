@@ -9,9 +9,9 @@ from django.http import FileResponse, Http404
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_POST
 
-from generation.lora_forms import LoraSearchForm
-from generation.lora_models import Lora
-from generation.public_loras import (
+from generation.loras.forms import LoraSearchForm
+from generation.loras.models import Lora
+from generation.public_loras.services import (
     browsable_loras,
     lora_publish_request,
     lora_unpublish,

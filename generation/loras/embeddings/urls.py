@@ -1,6 +1,6 @@
 from django.urls import path
 
-from generation import embedding_views
+from generation.loras.embeddings import views as embedding_views
 
 urlpatterns = [
     path(

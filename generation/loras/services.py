@@ -18,21 +18,21 @@ from django.core.files.uploadedfile import TemporaryUploadedFile
 from django.core.files.uploadhandler import FileUploadHandler
 from django.db import IntegrityError, transaction
 
-from generation.lora_files import (
+from generation.loras.files import (
     SHA256_HEX,
     LoraFileError,
     addnet_hash,
     read_lora_file,
     refuse_by_name,
 )
-from generation.lora_models import (
+from generation.loras.models import (
     LORA_NAME_FORBIDDEN,
     JobLora,
     Lora,
     format_weight,
     lora_name_refusal,
 )
-from generation.lora_syntax import LoraSyntaxError, check_weight, parse_lora_tags
+from generation.loras.syntax import LoraSyntaxError, check_weight, parse_lora_tags
 from generation.models import ModelFamily
 from studio.permissions import can
 from studio.storage import files_delete_on_rollback
