@@ -59,6 +59,10 @@ INSTALLED_APPS = [
     "generation",
     "gallery",
     "studio.quotas",
+    # The HTTP API (/api/v1/) and personal access tokens; ninja serves its docs page's
+    # scripts from our static files (the CSP allows no CDN).
+    "studio.api",
+    "ninja",
 ]
 
 MIDDLEWARE = [

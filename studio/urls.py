@@ -14,6 +14,7 @@ urlpatterns = [
     path("", include("generation.public_loras.urls")),
     path("", include("gallery.urls")),
     path("", include("studio.quotas.urls")),
+    path("", include("studio.api.urls")),
 ]
 
 # 404 and 403 are Django's handlers with templates/404.html and 403.html.

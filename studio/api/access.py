@@ -1,0 +1,85 @@
+"""Who an API request acts for, and what it may do: the browser's rules
+(studio.permissions), narrowed to a token's team, projects and role when it carries one."""
+
+from django.core.exceptions import PermissionDenied
+from django.http import Http404
+
+from gallery.models import Image
+from generation.models import GenerationJob
+from studio.accounts.models import ROLE_RANK, Project, Role, Team
+from studio.api.models import ApiToken
+from studio.api.tokens import token_can, token_projects
+from studio.permissions import can
+
+
+def request_token(request):
+    """The token the request was authenticated with; None for a browser session."""
+    return request.auth if isinstance(request.auth, ApiToken) else None
+
+
+def allowed(request, action, obj):
+    token = request_token(request)
+    if token is not None:
+        return token_can(token, action, obj)
+    return can(request.user, action, obj)
+
+
+def require(request, action, obj):
+    """obj if the caller may do `action` to it; else 404 for outsiders, 403 for members (as
+    studio.permissions.require)."""
+    if allowed(request, action, obj):
+        return obj
+    if action != "view" and allowed(request, "view", obj):
+        raise PermissionDenied(f"Your role (or the token's) does not allow this ({action}).")
+    raise Http404
+
+
+def visible_projects(request):
+    token = request_token(request)
+    if token is not None:
+        return token_projects(token)
+    return Project.objects.for_user(request.user)
+
+
+def visible_teams(request):
+    token = request_token(request)
+    if token is not None:
+        return Team.objects.filter(pk=token.team_id, memberships__user=request.user)
+    return Team.objects.for_user(request.user)
+
+
+def by_id(queryset, object_id):
+    """The row with this id, or 404 (ids past 18 digits are unknown, not a 500)."""
+    found = queryset.filter(pk=object_id).first() if 0 < object_id < 10**18 else None
+    if found is None:
+        raise Http404
+    return found
+
+
+def project_for(request, project_id, action):
+    return require(request, action, by_id(Project.objects.select_related("team"), project_id))
+
+
+def team_for(request, team_id, action):
+    return require(request, action, by_id(Team.objects.all(), team_id))
+
+
+def job_for(request, job_id, action):
+    jobs = GenerationJob.objects.select_related("project__team", "created_by", "model")
+    job = by_id(jobs, job_id)
+    require(request, action, job.project)
+    return job
+
+
+def image_for(request, image_id):
+    image = by_id(Image.objects.select_related("project__team", "job__model"), image_id)
+    require(request, "view", image.project)
+    return image
+
+
+def require_write(request):
+    """A change (not generation) that the browser allows any member to ask for: a token
+    needs at least the editor role for it."""
+    token = request_token(request)
+    if token is not None and ROLE_RANK[token.role] < ROLE_RANK[Role.EDITOR]:
+        raise PermissionDenied("This token's role (viewer) only reads.")

@@ -1,0 +1,36 @@
+from unittest import mock
+
+from studio.accounts.models import Role
+from studio.api.tokens import token_create
+from tests.base import StudioTestCase
+
+
+class ApiTestCase(StudioTestCase):
+    """StudioTestCase with helpers to call /api/v1/ with a token."""
+
+    def token(self, user, *, team=None, role=None, projects=(), days=30):
+        team = team or (self.other_team if user == self.outsider else self.team)
+        role = role or team.role_of(user) or Role.VIEWER
+        return token_create(
+            user=user, team=team, name="test", role=role, days=days, projects=projects
+        )[1]
+
+    def api(self, method, path, secret=None, *, json=None, headers=None, **kwargs):
+        headers = dict(headers or {})
+        if secret is not None:
+            headers["Authorization"] = f"Bearer {secret}"
+        call = getattr(self.client, method)
+        if json is not None:
+            kwargs.update(data=json, content_type="application/json")
+        with mock.patch("generation.services.enqueue_generation"):
+            with self.captureOnCommitCallbacks(execute=True):
+                return call(f"/api/v1{path}", headers=headers, **kwargs)
+
+    def assert_problem(self, response, status, field=None):
+        self.assertEqual(response.status_code, status, response.content)
+        self.assertEqual(response["Content-Type"], "application/problem+json")
+        body = response.json()
+        self.assertEqual(body["status"], status)
+        if field is not None:
+            self.assertIn(field, [error["field"] for error in body.get("errors", [])], body)
+        return body
