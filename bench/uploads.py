@@ -143,8 +143,8 @@ def _import_case(data):
 
 
 def _subject_case(side, count):
-    from generation.subject_models import Subject
-    from generation.subject_services import subject_images_add
+    from generation.training.subjects.models import Subject
+    from generation.training.subjects.services import subject_images_add
     from studio.accounts.models import Membership, Role, Team, User
 
     user = User.objects.create_user(f"bench{os.getpid()}", password="x")

@@ -24,7 +24,7 @@ from django.db.models import F, QuerySet
 from django.utils import timezone
 
 from generation.models import GenerationJob, JobStatus
-from generation.training_models import TrainingRun
+from generation.training.models import TrainingRun
 
 # The two kinds of row a worker holds.
 Leased = GenerationJob | TrainingRun

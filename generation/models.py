@@ -536,5 +536,5 @@ class PromptFavourite(models.Model):
 # registers their models.
 from generation.loras.embeddings.models import Embedding  # noqa: E402, F401
 from generation.loras.models import JobLora, Lora  # noqa: E402, F401
-from generation.subject_models import Subject, SubjectConsent, SubjectImage  # noqa: E402, F401
-from generation.training_models import TrainingRun, TrainingSample  # noqa: E402, F401
+from generation.training.models import TrainingRun, TrainingSample  # noqa: E402, F401
+from generation.training.subjects.models import Subject, SubjectConsent, SubjectImage  # noqa: E402, F401

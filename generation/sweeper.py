@@ -22,7 +22,7 @@ from django.utils import timezone
 from generation.dispatch import enqueue_generation, enqueue_training
 from generation.leases import Leased, lapsed, lapsed_release
 from generation.models import GenerationJob, JobStatus
-from generation.training_models import TrainingRun
+from generation.training.models import TrainingRun
 from studio.dispatch import waiting
 from studio.ops.metrics import SWEEPER_ACTIONS
 from studio.realtime.event_types import EventType

@@ -39,7 +39,7 @@ def run_generation_job(job_id):
 @shared_task(name="generation.tasks.run_training", acks_late=True, **TRANSIENT)
 def run_training(run_id):
     # Imported here so web nodes, which only enqueue, never import torch.
-    from generation.training_execution import training_execute
+    from generation.training.execution import training_execute
 
     training_execute(run_id=run_id)
 

@@ -10,7 +10,7 @@ urlpatterns = [
     path("", include("generation.library_urls")),
     path("", include("generation.loras.urls")),
     path("", include("generation.loras.embeddings.urls")),
-    path("", include("generation.subject_urls")),
+    path("", include("generation.training.urls")),
     path("", include("generation.public_loras.urls")),
     path("", include("gallery.urls")),
     path("", include("studio.quotas.urls")),

@@ -5,9 +5,9 @@ import io
 from django.core.files.uploadedfile import SimpleUploadedFile
 from PIL import Image as PILImage
 
-from generation.subject_models import Subject
-from generation.subject_services import subject_images_add
-from generation.training_models import TrainingRun
+from generation.training.models import TrainingRun
+from generation.training.subjects.models import Subject
+from generation.training.subjects.services import subject_images_add
 
 
 def image_bytes(size=(320, 256), colour=(200, 80, 40), format="PNG", **save_options):

@@ -35,7 +35,7 @@ from bench.uploads import (
 from generation.loras.embeddings.files import EmbeddingFileError, read_embedding_file
 from generation.loras.files import LoraFileError, read_lora_file
 from generation.parameters_import import ParameterImportError, read_png_parameters
-from generation.subject_models import SubjectImage
+from generation.training.subjects.models import SubjectImage
 from gpu_workers.checkpoints import CheckpointError, tensor_names
 from studio.moderation.scanners import ScanResult
 from studio.moderation.scanning import image_scan
@@ -182,7 +182,7 @@ class SubjectPhotoBoundTests(StudioTestCase):
             alive_at_each_screen.append(sum(ref() is not None for ref in screened))
             screened.append(weakref.ref(picture))
 
-        with mock.patch("generation.subject_services.training_upload_screen", screen):
+        with mock.patch("generation.training.subjects.services.training_upload_screen", screen):
             response = self.upload(*[image_upload(f"{n}.png", size=(300, 300 + n))
                                      for n in range(4)])
         self.assertRedirects(response, self.subject.get_absolute_url())

@@ -6,7 +6,8 @@ import os
 
 from django.core.exceptions import ValidationError
 
-from generation import execution, training_execution
+from generation import execution
+from generation.training import execution as training_execution
 
 FULL = OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), "/srv/studio/media/images/3/a.png")
 

@@ -11,7 +11,7 @@ from django.utils import timezone
 
 from gallery.models import Image
 from generation.models import GenerationJob, JobStatus
-from generation.training_models import TrainingRun
+from generation.training.models import TrainingRun
 from studio.moderation.models import ImageScan, ScanDecision
 from tests.base import StudioTestCase, make_image, make_job
 from tests.subject_builders import make_run, make_subject

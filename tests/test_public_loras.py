@@ -7,8 +7,8 @@ from django.urls import reverse
 
 from generation.loras.models import Lora
 from generation.models import JobStatus
-from generation.subject_models import SubjectConsent
-from generation.subject_services import consent_revoke
+from generation.training.subjects.models import SubjectConsent
+from generation.training.subjects.services import consent_revoke
 from studio.accounts.models import User
 from studio.moderation.models import Case, CaseKind, CaseStatus, Moderator
 from tests.base import StudioTestCase

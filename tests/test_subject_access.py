@@ -8,8 +8,8 @@ from django.core.files.base import ContentFile
 from django.urls import reverse
 
 from generation.models import JobStatus
-from generation.subject_models import Subject, SubjectConsent
-from generation.training_models import TrainingRun, TrainingSample
+from generation.training.models import TrainingRun, TrainingSample
+from generation.training.subjects.models import Subject, SubjectConsent
 from tests.base import StudioTestCase
 from tests.subject_builders import image_bytes, image_upload, make_run, make_subject
 from tests.test_training_jobs import TRAINING_FORM
@@ -87,7 +87,7 @@ class SubjectAccessTests(StudioTestCase):
             self.client.force_login(user)
             for url, data in posts:
                 with self.subTest(user=user.username, url=url):
-                    with mock.patch("generation.training_services.enqueue_training"):
+                    with mock.patch("generation.training.services.enqueue_training"):
                         response = self.client.post(url, data)
                     self.assertEqual(response.status_code, status)
         self.assertEqual(Subject.objects.count(), 1)
@@ -105,7 +105,7 @@ class SubjectAccessTests(StudioTestCase):
 
     def test_a_run_cannot_be_started_in_another_teams_project(self):
         self.client.force_login(self.editor)
-        with mock.patch("generation.training_services.enqueue_training"):
+        with mock.patch("generation.training.services.enqueue_training"):
             response = self.client.post(
                 reverse("training_start", args=[self.subject.pk]),
                 {"project": self.other_project.pk, "model": self.model.pk, **TRAINING_FORM},

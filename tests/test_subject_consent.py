@@ -12,8 +12,8 @@ from django.utils import timezone
 from generation.loras.services import LoraChoice
 from generation.models import GenerationJob, JobStatus
 from generation.services import ModelNotAllowed, job_create
-from generation.subject_models import SubjectConsent
-from generation.training_models import TrainingRun
+from generation.training.models import TrainingRun
+from generation.training.subjects.models import SubjectConsent
 from tests.base import GenerateFormTestCase, make_job
 from tests.lora_builders import make_lora
 from tests.subject_builders import make_run, make_subject
@@ -32,7 +32,7 @@ class ConsentTests(GenerateFormTestCase):
 
     def start_training(self):
         self.client.force_login(self.editor)
-        with mock.patch("generation.training_services.enqueue_training"):
+        with mock.patch("generation.training.services.enqueue_training"):
             with self.captureOnCommitCallbacks(execute=True):
                 return self.client.post(
                     reverse("training_start", args=[self.person.pk]),

@@ -10,7 +10,7 @@ from django.test import override_settings
 from django.urls import reverse
 from PIL import Image as PILImage
 
-from generation.subject_models import Subject, SubjectImage
+from generation.training.subjects.models import Subject, SubjectImage
 from tests.base import StudioTestCase
 from tests.subject_builders import image_bytes, image_upload, make_subject
 
@@ -50,7 +50,7 @@ class SubjectCreateTests(StudioTestCase):
 class SubjectDeleteTests(StudioTestCase):
     def test_deleting_a_subject_removes_its_files_and_disables_a_persons_loras(self):
         from generation.models import JobStatus
-        from generation.subject_models import SubjectConsent
+        from generation.training.subjects.models import SubjectConsent
         from tests.lora_builders import make_lora
         from tests.subject_builders import make_run
 

@@ -15,7 +15,7 @@ from generation.models import GenerationJob, JobStatus
 from generation.services import job_cancel, job_dispatch
 from generation.sweeper import sweep, sweep_after_restart
 from generation.tasks import run_generation_job, run_training
-from generation.training_execution import training_claim
+from generation.training.execution import training_claim
 from tests.base import StudioTestCase, make_image, make_job
 from tests.subject_builders import make_run, make_subject
 
@@ -227,7 +227,7 @@ class StuckStateTests(StudioTestCase):
 
     def test_a_database_outage_in_a_task_is_retried_not_acked(self):
         for task, runner in [(run_generation_job, "generation.execution.job_execute"),
-                             (run_training, "generation.training_execution.training_execute")]:
+                             (run_training, "generation.training.execution.training_execute")]:
             with mock.patch(runner, side_effect=OperationalError("server closed the connection")), \
                     mock.patch.object(task, "retry", side_effect=Retry()) as retry:
                 task.apply(args=[1])

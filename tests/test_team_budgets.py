@@ -102,7 +102,7 @@ class BudgetRefusalTests(GenerateFormTestCase):
         TeamBudget.objects.create(team=self.team, monthly_gpu_seconds=20)
         subject = make_subject(self.team, self.editor)
         data = {"project": self.project.pk, "model": self.model.pk, **TRAINING_FORM}
-        with mock.patch("generation.training_services.enqueue_training"):
+        with mock.patch("generation.training.services.enqueue_training"):
             response = self.client.post(reverse("training_start", args=[subject.pk]), data)
         self.assertEqual(response.status_code, 422)
         self.assertContains(response, "The monthly GPU budget of Alpha, 20 GPU-seconds, has 20 "

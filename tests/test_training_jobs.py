@@ -26,8 +26,8 @@ from generation.loras.services import LoraChoice
 from generation.models import DiffusionModel, JobStatus
 from generation.services import job_create
 from generation.sweeper import sweep
-from generation.training_execution import training_claim, training_execute
-from generation.training_models import TrainingRun, TrainingSample
+from generation.training.execution import training_claim, training_execute
+from generation.training.models import TrainingRun, TrainingSample
 from gpu_workers.training_plan import PRESETS, estimate
 from studio.accounts.models import Membership, Project, Role, Team, User
 from tests.base import StudioTestCase
@@ -52,13 +52,13 @@ class TrainingStartTests(StudioTestCase):
     def post(self, user=None, **changes):
         self.client.force_login(user or self.editor)
         data = {"project": self.project.pk, "model": self.model.pk, **TRAINING_FORM, **changes}
-        with mock.patch("generation.training_services.enqueue_training") as enqueue:
+        with mock.patch("generation.training.services.enqueue_training") as enqueue:
             with self.captureOnCommitCallbacks(execute=True):
                 response = self.client.post(self.url, data)
         return response, enqueue
 
     def test_a_run_is_queued_on_commit_with_the_posted_settings(self):
-        with mock.patch("generation.training_services.publish") as publish:
+        with mock.patch("generation.training.services.publish") as publish:
             response, enqueue = self.post(prior_preservation="on")
         run = TrainingRun.objects.get()
         self.assertRedirects(response, run.get_absolute_url())
@@ -166,7 +166,7 @@ class TrainingCancelTests(StudioTestCase):
     def test_a_queued_run_is_canceled_at_once_and_never_runs(self):
         run = make_run(self.subject, self.project, self.editor, self.model)
         self.client.force_login(self.editor)
-        with mock.patch("generation.training_services.publish"):
+        with mock.patch("generation.training.services.publish"):
             self.client.post(reverse("training_cancel", args=[run.pk]))
         run.refresh_from_db()
         self.assertEqual(run.status, JobStatus.CANCELED)
@@ -213,7 +213,7 @@ def studio(tiny_model_dir):
 
 def execute(run_id, **patches):
     events = []
-    with mock.patch("generation.training_execution.publish",
+    with mock.patch("generation.training.execution.publish",
                     side_effect=lambda group, payload: events.append(payload)):
         training_execute(run_id=run_id)
     return events
@@ -342,7 +342,7 @@ def test_cancel_during_training_stops_it_and_keeps_the_log(studio):
         if payload["type"] == "training.progress" and payload["step"] == 3:
             TrainingRun.objects.filter(pk=run.pk).update(cancel_requested_at="2026-01-01T00:00Z")
 
-    with mock.patch("generation.training_execution.publish", side_effect=cancel_at_step_3):
+    with mock.patch("generation.training.execution.publish", side_effect=cancel_at_step_3):
         training_execute(run_id=run.pk)
     run.refresh_from_db()
     # The worker sees the request with the next step's update and stops before another.
@@ -425,7 +425,7 @@ def test_a_run_taken_over_while_it_finished_adds_no_lora_to_the_library(studio):
         saved.append(real_save(name, content, **kwargs))
         return saved[-1]
 
-    with mock.patch("generation.training_execution.publish",
+    with mock.patch("generation.training.execution.publish",
                     side_effect=take_over_at_the_last_step), \
             mock.patch.object(storage, "save", side_effect=save):
         run_training(run.pk)

@@ -7,9 +7,9 @@ import pytest
 from django.core.exceptions import ValidationError
 from django.urls import reverse
 
-from generation.training_execution import TrainingFailed, training_request
-from generation.training_models import TrainingRun
-from generation.training_services import training_run_create
+from generation.training.execution import TrainingFailed, training_request
+from generation.training.models import TrainingRun
+from generation.training.services import training_run_create
 from tests.base import StudioTestCase
 from tests.subject_builders import make_run, make_subject
 from tests.test_training_jobs import TRAINING_FORM
@@ -29,7 +29,7 @@ class SubjectNameTests(StudioTestCase):
     def post(self, user):
         self.client.force_login(user)
         data = {"project": self.project.pk, "model": self.model.pk, **TRAINING_FORM}
-        with mock.patch("generation.training_services.enqueue_training") as enqueue:
+        with mock.patch("generation.training.services.enqueue_training") as enqueue:
             with self.captureOnCommitCallbacks(execute=True):
                 response = self.client.post(self.url, data)
         return response, enqueue

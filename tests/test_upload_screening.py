@@ -8,7 +8,7 @@ from unittest import mock
 from django.urls import reverse
 
 from generation.models import DiffusionModel, GenerationJob, ModelKind
-from generation.subject_models import SubjectImage
+from generation.training.subjects.models import SubjectImage
 from studio.moderation.models import Case, CaseKind, Moderator
 from studio.moderation.removals import case_remove
 from studio.moderation.scanning import image_scan

@@ -102,7 +102,7 @@ class TrainingRunsAtOnceTests(StudioTestCase):
     def post(self, subject):
         self.client.force_login(self.editor)
         data = {"project": self.project.pk, "model": self.model.pk, **TRAINING_FORM}
-        with mock.patch("generation.training_services.enqueue_training"):
+        with mock.patch("generation.training.services.enqueue_training"):
             return self.client.post(reverse("training_start", args=[subject.pk]), data)
 
     def test_one_run_at_once_by_default(self):

@@ -4,8 +4,8 @@ import django.core.validators
 import django.db.models.deletion
 import django.db.models.functions.text
 import django.utils.timezone
-import generation.subject_models
-import generation.training_models
+import generation.training.subjects.models
+import generation.training.models
 from django.conf import settings
 from django.db import migrations, models
 
@@ -63,7 +63,7 @@ class Migration(migrations.Migration):
             name='SubjectImage',
             fields=[
                 ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('file', models.FileField(max_length=300, upload_to=generation.subject_models.subject_image_path)),
+                ('file', models.FileField(max_length=300, upload_to=generation.training.subjects.models.subject_image_path)),
                 ('width', models.PositiveIntegerField()),
                 ('height', models.PositiveIntegerField()),
                 ('caption', models.CharField(blank=True, help_text="Optional: what this image shows, with the token, e.g. “zxq dog asleep on a sofa”. Empty: the subject's prompt.", max_length=300)),
@@ -124,7 +124,7 @@ class Migration(migrations.Migration):
             fields=[
                 ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
                 ('step', models.PositiveIntegerField()),
-                ('file', models.FileField(max_length=300, upload_to=generation.training_models.training_sample_path)),
+                ('file', models.FileField(max_length=300, upload_to=generation.training.models.training_sample_path)),
                 ('created_at', models.DateTimeField(default=django.utils.timezone.now)),
                 ('run', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='samples', to='generation.trainingrun')),
             ],

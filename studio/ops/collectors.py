@@ -11,7 +11,7 @@ from django.db.models import Count
 from prometheus_client.core import GaugeMetricFamily
 
 from generation.models import GenerationJob, JobStatus
-from generation.training_models import TrainingRun
+from generation.training.models import TrainingRun
 
 logger = logging.getLogger(__name__)
 

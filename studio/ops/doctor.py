@@ -13,7 +13,7 @@ from django.utils import timezone
 
 from gallery.models import THUMBNAIL_SIZES, Image
 from generation.models import GenerationJob, JobStatus
-from generation.training_models import TrainingRun
+from generation.training.models import TrainingRun
 
 CHECKS = {
     "lease_lapsed": "running, but its worker's lease lapsed (the worker died) and no sweeper "

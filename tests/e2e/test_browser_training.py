@@ -8,7 +8,7 @@ import os
 import pytest
 
 from generation.models import DiffusionModel, JobStatus
-from generation.training_models import TrainingRun
+from generation.training.models import TrainingRun
 from studio.accounts.models import Membership, Project, Role, Team, User
 from tests.e2e.test_browser_generate import ARTIFACTS, CHROMIUM, launch
 from tests.subject_builders import image_bytes

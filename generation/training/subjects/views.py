@@ -13,7 +13,8 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from PIL import Image as PILImage
 
-from generation.subject_forms import (
+from generation.training.services import trainable_models, training_estimate
+from generation.training.subjects.forms import (
     CaptionForm,
     ConsentForm,
     CropForm,
@@ -22,8 +23,13 @@ from generation.subject_forms import (
     SubjectImagesForm,
     TrainingForm,
 )
-from generation.subject_models import MAX_SUBJECT_IMAGES, MIN_SUBJECT_IMAGES, Subject, SubjectImage
-from generation.subject_services import (
+from generation.training.subjects.models import (
+    MAX_SUBJECT_IMAGES,
+    MIN_SUBJECT_IMAGES,
+    Subject,
+    SubjectImage,
+)
+from generation.training.subjects.services import (
     MIN_SUBJECT_IMAGE_SIDE,
     consent_record,
     consent_revoke,
@@ -34,7 +40,6 @@ from generation.subject_services import (
     subject_image_delete,
     subject_images_add,
 )
-from generation.training_services import trainable_models, training_estimate
 from gpu_workers.training_plan import PRESET_FIELDS, PRESETS
 from studio.accounts.models import Project, Team
 from studio.permissions import can, require

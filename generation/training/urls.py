@@ -1,6 +1,7 @@
 from django.urls import path
 
-from generation import subject_views, training_views
+from generation.training import views as training_views
+from generation.training.subjects import views as subject_views
 
 urlpatterns = [
     path("teams/<int:team_id>/subjects/", subject_views.team_subjects, name="team_subjects"),

@@ -9,7 +9,7 @@ from django.utils import timezone
 
 from generation.dispatch import enqueue_training
 from generation.models import DiffusionModel, JobStatus, ModelFamily
-from generation.training_models import TrainingRun
+from generation.training.models import TrainingRun
 from gpu_workers import training_plan
 from studio.permissions import can
 from studio.quotas.services import training_quota_check

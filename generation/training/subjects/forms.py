@@ -4,8 +4,8 @@ training run (preset, parameters, estimate)."""
 from django import forms
 from django.utils import timezone
 
-from generation.subject_models import MAX_SUBJECT_IMAGES, Subject, SubjectConsent
-from generation.training_models import PRESET_CHOICES
+from generation.training.models import PRESET_CHOICES
+from generation.training.subjects.models import MAX_SUBJECT_IMAGES, Subject, SubjectConsent
 from gpu_workers import training_plan
 from gpu_workers.training_plan import PRESETS
 from studio.accounts.models import Project

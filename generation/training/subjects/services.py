@@ -17,13 +17,13 @@ from gallery.uploads import (
 )
 from generation.loras.models import Lora
 from generation.models import JobStatus
-from generation.subject_models import (
+from generation.training.models import TrainingRun, TrainingSample
+from generation.training.subjects.models import (
     MAX_SUBJECT_IMAGES,
     Subject,
     SubjectConsent,
     SubjectImage,
 )
-from generation.training_models import TrainingRun, TrainingSample
 from studio.moderation.scanning import UploadBlocked, training_upload_screen
 from studio.permissions import can
 

@@ -10,15 +10,15 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_POST
 
 from generation.models import DiffusionModel, JobStatus
-from generation.subject_forms import TrainingForm
-from generation.subject_views import detail_context, subject_for
-from generation.training_models import TrainingRun, TrainingSample
-from generation.training_services import (
+from generation.training.models import TrainingRun, TrainingSample
+from generation.training.services import (
     trainable_models,
     training_estimate,
     training_run_cancel,
     training_run_create,
 )
+from generation.training.subjects.forms import TrainingForm
+from generation.training.subjects.views import detail_context, subject_for
 from studio.accounts.models import Project
 from studio.permissions import can, require
 from studio.quotas.services import QuotaRefused

@@ -19,7 +19,7 @@ from PIL import Image as PILImage
 from generation.leases import TRANSIENT_ERRORS, claim, worker_name
 from generation.loras.services import check_lora_upload, lora_create, lora_delete, unused_name
 from generation.models import JobStatus
-from generation.training_models import TrainingRun, TrainingSample, thin_losses
+from generation.training.models import TrainingRun, TrainingSample, thin_losses
 from gpu_workers.requests import GenerationFailed
 from gpu_workers.training_plan import (
     TrainingCanceled,
