@@ -184,25 +184,28 @@ def job_run(job_id, hold):
 
 
 def generation_requests(job):
-    """The job as plain requests for gpu_workers: one per image of its batch."""
+    """The job's recipe as plain requests for gpu_workers: one per image of its batch. The
+    library's models and the stored images come from the job's rows."""
+    recipe = job.recipe()
     init_image, mask_image = source_and_mask(job)
+    width, height = recipe.canvas_size()
     request = GenerationRequest(
         model_source=job.model.source,
         model_config=job.model.config_source or None,
         # <lora:…> tags are applied as adapters, not read by the text encoder.
-        prompt=prompt_without_lora_tags(job.prompt),
-        negative_prompt=job.negative_prompt,
-        steps=job.steps,
-        guidance_scale=job.guidance_scale,
-        width=job.width,
-        height=job.height,
-        seed=job.seed,
-        sampler=job.sampler or job.model.default_sampler or None,
-        clip_skip=job.clip_skip,
+        prompt=prompt_without_lora_tags(recipe.prompt),
+        negative_prompt=recipe.negative_prompt,
+        steps=recipe.steps,
+        guidance_scale=recipe.guidance_scale,
+        width=width,
+        height=height,
+        seed=recipe.seed,
+        sampler=recipe.sampler or job.model.default_sampler or None,
+        clip_skip=recipe.clip_skip,
         init_image=init_image,
         mask_image=mask_image,
         # What outpainting adds has nothing to keep: it is drawn from noise.
-        strength=1.0 if job.mode == JobMode.OUTPAINT else job.strength,
+        strength=1.0 if recipe.mode == JobMode.OUTPAINT else recipe.strength,
         loras=job_lora_refs(job),
         control=control_ref(job),
         ip_adapter=ip_adapter_ref(job),
@@ -210,32 +213,34 @@ def generation_requests(job):
     )
     # A1111's batch: one image per seed, counting up from the job's; with variations the
     # seed stays and the variation seeds count up instead.
-    if job.variation_strength:
+    if recipe.variation:
         return [
             dataclasses.replace(
                 request,
-                variation_seed=seed_after(job.variation_seed, n),
-                variation_strength=job.variation_strength,
+                variation_seed=seed_after(recipe.variation.seed, n),
+                variation_strength=recipe.variation.strength,
             )
-            for n in range(job.batch_size)
+            for n in range(recipe.batch_size)
         ]
     return [
-        dataclasses.replace(request, seed=seed_after(job.seed, n)) for n in range(job.batch_size)
+        dataclasses.replace(request, seed=seed_after(recipe.seed, n))
+        for n in range(recipe.batch_size)
     ]
 
 
 def hires_requests(job, first_requests, first_results):
     """Hires fix's second pass: each first image upscaled (Lanczos) and redrawn by img2img at
     the larger size, with the same seed."""
+    recipe = job.recipe()
     width, height = job.hires_size()
     return [
         dataclasses.replace(
             request,
             width=width,
             height=height,
-            steps=job.hires_steps or job.steps,
+            steps=recipe.hires.steps or recipe.steps,
             init_image=result.images[0].resize((width, height), PILImage.Resampling.LANCZOS),
-            strength=job.hires_strength,
+            strength=recipe.hires.strength,
             # The ControlNet steers the hires pass too, its image at the larger size.
             control=request.control
             and dataclasses.replace(

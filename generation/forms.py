@@ -10,27 +10,13 @@ from django.forms.utils import pretty_name
 from gallery.models import Image
 from gallery.uploads import PixelBudget, UploadRejected, image_from_upload
 from generation.loras.forms import LoraStackField, ModelSelect, clean_lora_stack
-from generation.models import (
-    OUTPAINT_SIDES,
-    SAMPLER_CHOICES,
-    DiffusionModel,
-    ModelKind,
-)
-from generation.seeds import MAX_SEED
-from gpu_workers.control import (
-    DEFAULT_HIGH_THRESHOLD,
-    DEFAULT_LOW_THRESHOLD,
-    MAX_CONDITIONING_SCALE,
-    MAX_THRESHOLD,
-)
-from gpu_workers.requests import MAX_IP_ADAPTER_SCALE
+from generation.models import SAMPLER_CHOICES, DiffusionModel, ModelKind
+from generation.recipe import LIMITS, MAX_PROMPT, recipe_problems
+from gpu_workers.control import DEFAULT_HIGH_THRESHOLD, DEFAULT_LOW_THRESHOLD
 from studio.moderation.services import screen_generation_form
 from studio.permissions import can
 
-MIN_SIDE = 64
-MAX_SIDE = 2048
-MAX_CLIP_SKIP = 12  # the layers of CLIP ViT-L
-MAX_OUTPAINT = 1024
+MIN_SIDE, MAX_SIDE = LIMITS["width"]
 MASK_DATA_PREFIX = "data:image/png;base64,"
 
 
@@ -57,10 +43,16 @@ class LibraryModelField(forms.ModelChoiceField):
             raise
 
 
-def outpaint_side(label):
+def bounds(name):
+    """A number field's min_value and max_value: the recipe's limits (generation.recipe)."""
+    least, most = LIMITS[name]
+    return {"min_value": least, "max_value": most}
+
+
+def outpaint_side(name, label):
     """Pixels outpainting adds on one side of the source."""
     return forms.IntegerField(
-        required=False, label=label, min_value=0, max_value=MAX_OUTPAINT, initial=0,
+        required=False, label=label, initial=0, **bounds(name),
         widget=forms.NumberInput(attrs={"step": "8"}),
     )
 
@@ -90,14 +82,14 @@ def range_error_messages(field, name):
 
 class GenerationForm(forms.Form):
     prompt = forms.CharField(
-        max_length=2000,
+        max_length=MAX_PROMPT,
         widget=forms.Textarea(
             attrs={"rows": 5, "class": "prompt-input", "placeholder": "Describe the image…"}
         ),
         error_messages={"required": "Write a prompt: describe what the image should show."},
     )
     negative_prompt = forms.CharField(
-        max_length=2000,
+        max_length=MAX_PROMPT,
         required=False,
         widget=forms.Textarea(
             attrs={"rows": 2, "class": "negative-input", "placeholder": "What to avoid…"}
@@ -112,17 +104,17 @@ class GenerationForm(forms.Form):
         widget=ModelSelect,  # each option says its family: the LoRA picker follows it
         error_messages={"invalid_choice": "Unknown model: choose one from the list."},
     )
-    steps = forms.IntegerField(min_value=1, max_value=settings.STUDIO_MAX_STEPS, initial=25)
+    steps = forms.IntegerField(initial=25, **bounds("steps"))
     guidance_scale = forms.FloatField(
-        label="CFG scale", min_value=0, max_value=30, initial=7.0,
+        label="CFG scale", initial=7.0, **bounds("guidance_scale"),
         widget=forms.NumberInput(attrs={"step": "0.5"}),
     )
     width = forms.IntegerField(
-        min_value=MIN_SIDE, max_value=MAX_SIDE, initial=512,
+        initial=512, **bounds("width"),
         widget=forms.NumberInput(attrs={"step": "8"}),
     )
     height = forms.IntegerField(
-        min_value=MIN_SIDE, max_value=MAX_SIDE, initial=512,
+        initial=512, **bounds("height"),
         widget=forms.NumberInput(attrs={"step": "8"}),
     )
     sampler = forms.ChoiceField(
@@ -135,12 +127,12 @@ class GenerationForm(forms.Form):
     )
     clip_skip = forms.IntegerField(
         required=False,
-        min_value=1, max_value=MAX_CLIP_SKIP, initial=1,
+        initial=1, **bounds("clip_skip"),
         help_text="1 uses the text encoder's last layer; 2 suits many anime-style models.",
     )
     batch_size = forms.IntegerField(
         required=False,
-        min_value=1, max_value=settings.STUDIO_MAX_BATCH_SIZE, initial=1,
+        initial=1, **bounds("batch_size"),
         help_text="Images made together in one job.",
     )
     batch_count = forms.IntegerField(
@@ -158,47 +150,45 @@ class GenerationForm(forms.Form):
     strength = forms.FloatField(
         required=False,
         label="Denoising strength",
-        min_value=0.01,
-        max_value=1,
         initial=0.75,
+        **bounds("strength"),
         widget=forms.NumberInput(attrs={"step": "0.05"}),
         help_text="How much of the source to redraw: low keeps it, 1 replaces it.",
     )
     # The painted mask, as the painter sends it: a PNG data URL.
     mask_data = forms.CharField(required=False, widget=forms.HiddenInput)
-    outpaint_left = outpaint_side("Left")
-    outpaint_right = outpaint_side("Right")
-    outpaint_top = outpaint_side("Top")
-    outpaint_bottom = outpaint_side("Bottom")
+    outpaint_left = outpaint_side("outpaint_left", "Left")
+    outpaint_right = outpaint_side("outpaint_right", "Right")
+    outpaint_top = outpaint_side("outpaint_top", "Top")
+    outpaint_bottom = outpaint_side("outpaint_bottom", "Bottom")
     hires_fix = forms.BooleanField(
         required=False,
         label="Hires fix",
         help_text="Make the image, upscale it, then redraw it at the larger size.",
     )
     hires_scale = forms.FloatField(
-        required=False, label="Upscale by", min_value=1.05, max_value=4, initial=2,
+        required=False, label="Upscale by", initial=2, **bounds("hires_scale"),
         widget=forms.NumberInput(attrs={"step": "0.05"}),
     )
     hires_steps = forms.IntegerField(
-        required=False, label="Hires steps", min_value=0,
-        max_value=settings.STUDIO_MAX_STEPS, initial=0,
+        required=False, label="Hires steps", initial=0, **bounds("hires_steps"),
         help_text="0: as many as the first pass.",
     )
     hires_strength = forms.FloatField(
-        required=False, label="Hires denoising", min_value=0.01, max_value=1, initial=0.5,
+        required=False, label="Hires denoising", initial=0.5, **bounds("hires_strength"),
         widget=forms.NumberInput(attrs={"step": "0.05"}),
     )
     seed = SeedOrRandomField(
-        min_value=0, max_value=MAX_SEED, required=False,
+        required=False, **bounds("seed"),
         widget=forms.NumberInput(attrs={"placeholder": "Random"}),
         help_text="Empty or -1 for a random seed; it is always recorded.",
     )
     variation_seed = forms.IntegerField(
-        min_value=0, max_value=MAX_SEED, required=False,
+        required=False, **bounds("variation_seed"),
         widget=forms.NumberInput(attrs={"placeholder": "Random"}),
     )
     variation_strength = forms.FloatField(
-        required=False, min_value=0, max_value=1, initial=0,
+        required=False, initial=0, **bounds("variation_strength"),
         widget=forms.NumberInput(attrs={"step": "0.05"}),
         help_text="Above 0: variations of the seed's image, more different as it grows "
         "(text to image only).",
@@ -220,16 +210,16 @@ class GenerationForm(forms.Form):
         help_text="Its canny edges guide the image; it is resized to the chosen size.",
     )
     control_low_threshold = forms.IntegerField(
-        required=False, label="Canny low threshold", min_value=0, max_value=MAX_THRESHOLD,
-        initial=DEFAULT_LOW_THRESHOLD,
+        required=False, label="Canny low threshold", initial=DEFAULT_LOW_THRESHOLD,
+        **bounds("control_low_threshold"),
     )
     control_high_threshold = forms.IntegerField(
-        required=False, label="Canny high threshold", min_value=0, max_value=MAX_THRESHOLD,
-        initial=DEFAULT_HIGH_THRESHOLD,
+        required=False, label="Canny high threshold", initial=DEFAULT_HIGH_THRESHOLD,
+        **bounds("control_high_threshold"),
     )
     control_scale = forms.FloatField(
-        required=False, label="Control weight", min_value=0, max_value=MAX_CONDITIONING_SCALE,
-        initial=1.0, widget=forms.NumberInput(attrs={"step": "0.05"}),
+        required=False, label="Control weight", initial=1.0, **bounds("control_scale"),
+        widget=forms.NumberInput(attrs={"step": "0.05"}),
         help_text="How strongly the edges steer the image (A1111's ControlNet weight).",
     )
 
@@ -249,8 +239,8 @@ class GenerationForm(forms.Form):
         help_text="PNG, JPEG or WebP: its subject and style steer the image, with the prompt.",
     )
     ip_adapter_scale = forms.FloatField(
-        required=False, label="Image prompt weight", min_value=0,
-        max_value=MAX_IP_ADAPTER_SCALE, initial=0.6,
+        required=False, label="Image prompt weight", initial=0.6,
+        **bounds("ip_adapter_scale"),
         widget=forms.NumberInput(attrs={"step": "0.05"}),
         help_text="0 ignores the image; 1 and above let it dominate the text.",
     )
@@ -314,27 +304,13 @@ class GenerationForm(forms.Form):
         value = self.cleaned_data["ip_adapter_scale"]
         return 0.6 if value is None else value
 
-    def _clean_ip_adapter(self, cleaned):
-        adapter = cleaned.get("ip_adapter_model")
-        has_image = cleaned.get("ip_adapter_image") or cleaned.get("ip_adapter_upload")
-        if cleaned.get("ip_adapter_image") and cleaned.get("ip_adapter_upload"):
+    def _clean_family(self, cleaned, part, kind):
+        """A ControlNet or IP-Adapter of the model's family."""
+        extra, model = cleaned.get(f"{part}_model"), cleaned.get("model")
+        if extra is not None and model is not None and extra.family != model.family:
             self.add_error(
-                "ip_adapter_upload",
-                "Use either an uploaded image prompt or a gallery image, not both.",
-            )
-        if adapter is None:
-            if has_image:
-                self.add_error(
-                    "ip_adapter_model", "Choose an IP-Adapter model for the image prompt."
-                )
-            return
-        if not has_image:
-            self.add_error("ip_adapter_upload", "Choose the image the IP-Adapter should follow.")
-        model = cleaned.get("model")
-        if model is not None and adapter.family != model.family:
-            self.add_error(
-                "ip_adapter_model",
-                f"“{adapter.name}” is a {adapter.get_family_display()} IP-Adapter; "
+                f"{part}_model",
+                f"“{extra.name}” is a {extra.get_family_display()} {kind}; "
                 f"“{model.name}” is {model.get_family_display()}. Choose one of the same family.",
             )
 
@@ -356,34 +332,6 @@ class GenerationForm(forms.Form):
     def clean_control_scale(self):
         value = self.cleaned_data["control_scale"]
         return 1.0 if value is None else value
-
-    def _clean_control(self, cleaned):
-        control = cleaned.get("control_model")
-        has_image = cleaned.get("control_image") or cleaned.get("control_upload")
-        if cleaned.get("control_image") and cleaned.get("control_upload"):
-            self.add_error(
-                "control_upload",
-                "Use either an uploaded control image or a gallery image, not both.",
-            )
-        if control is None:
-            if has_image:
-                self.add_error("control_model", "Choose a ControlNet model for the control image.")
-            return
-        if not has_image:
-            self.add_error("control_upload", "Choose the image whose edges guide the ControlNet.")
-        model = cleaned.get("model")
-        if model is not None and control.family != model.family:
-            self.add_error(
-                "control_model",
-                f"“{control.name}” is a {control.get_family_display()} ControlNet; "
-                f"“{model.name}” is {model.get_family_display()}. Choose one of the same family.",
-            )
-        low, high = cleaned.get("control_low_threshold"), cleaned.get("control_high_threshold")
-        if low is not None and high is not None and low > high:
-            self.add_error(
-                "control_low_threshold",
-                f"The low threshold ({low}) must not be above the high one ({high}).",
-            )
 
     def clean_clip_skip(self):
         return self.cleaned_data["clip_skip"] or 1  # left empty: the usual 1
@@ -443,10 +391,7 @@ class GenerationForm(forms.Form):
         return mask.convert("L")
 
     def _clean_outpaint_side(self, name):
-        value = self.cleaned_data[name] or 0
-        if value % 8:
-            raise forms.ValidationError(f"Use a multiple of 8 (try {value - value % 8}).")
-        return value
+        return self.cleaned_data[name] or 0
 
     def clean_outpaint_left(self):
         return self._clean_outpaint_side("outpaint_left")
@@ -459,31 +404,6 @@ class GenerationForm(forms.Form):
 
     def clean_outpaint_bottom(self):
         return self._clean_outpaint_side("outpaint_bottom")
-
-    def _clean_image_modes(self, cleaned):
-        """Mask and outpaint need a source, and exclude each other."""
-        has_source = cleaned.get("source_image") or cleaned.get("source_upload")
-        left, right, top, bottom = (cleaned.get(side) or 0 for side in OUTPAINT_SIDES)
-        outpaint = any((left, right, top, bottom))
-        if cleaned.get("mask_data") is not None and not has_source:
-            self.add_error("mask_data", "Choose a source image to paint the mask on.")
-        if outpaint and not has_source:
-            self.add_error("outpaint_left", "Choose a source image to extend.")
-        if has_source and cleaned.get("variation_strength"):
-            self.add_error(
-                "variation_strength", "Variations are for text to image: set it to 0."
-            )
-        if outpaint and cleaned.get("mask_data") is not None:
-            self.add_error("mask_data", "Outpaint makes its own mask: remove the painted one.")
-        width, height = cleaned.get("width"), cleaned.get("height")
-        if outpaint and width and height:
-            final_width, final_height = width + left + right, height + top + bottom
-            if final_width * final_height > settings.STUDIO_MAX_PIXELS:
-                self.add_error(
-                    "outpaint_left",
-                    f"Extended to {final_width}x{final_height}, more than the "
-                    f"{settings.STUDIO_MAX_PIXELS:,} pixels allowed; extend less.",
-                )
 
     def clean_strength(self):
         strength = self.cleaned_data["strength"]
@@ -501,72 +421,19 @@ class GenerationForm(forms.Form):
     def clean_hires_strength(self):
         return self.cleaned_data["hires_strength"] or 0.5
 
-    def _clean_hires_fix(self, cleaned):
-        width, height, steps = cleaned.get("width"), cleaned.get("height"), cleaned.get("steps")
-        scale, strength = cleaned.get("hires_scale"), cleaned.get("hires_strength")
-        if not (width and height and steps and scale and strength):
-            return  # the field's own error says what is wrong
-        final_width, final_height = (int(side * scale) // 8 * 8 for side in (width, height))
-        if final_width * final_height > settings.STUDIO_MAX_PIXELS:
-            self.add_error(
-                "hires_scale",
-                f"{width}x{height} upscaled by {scale:g} is {final_width}x{final_height}, more "
-                f"than the {settings.STUDIO_MAX_PIXELS:,} pixels allowed; lower the factor.",
-            )
-        hires_steps = cleaned.get("hires_steps") or steps
-        if int(hires_steps * strength) < 1:
-            self.add_error(
-                "hires_strength",
-                f"At {strength:g} of {hires_steps} steps the hires pass runs no step; raise it.",
-            )
-
     def clean_prompt(self):
         prompt = self.cleaned_data["prompt"].strip()
         if not prompt:
             raise forms.ValidationError("Write a prompt: describe what the image should show.")
         return prompt
 
-    def _clean_side(self, name):
-        value = self.cleaned_data[name]
-        if value % 8:
-            lower, upper = value - value % 8, value - value % 8 + 8
-            raise forms.ValidationError(
-                f"{name.capitalize()} must be a multiple of 8 (try {lower} or {upper})."
-            )
-        return value
-
-    def clean_width(self):
-        return self._clean_side("width")
-
-    def clean_height(self):
-        return self._clean_side("height")
-
     def clean(self):
         cleaned = super().clean()
-        width, height = cleaned.get("width"), cleaned.get("height")
-        if width and height and width * height > settings.STUDIO_MAX_PIXELS:
-            self.add_error(
-                "height",
-                f"{width}x{height} is too large: at most {settings.STUDIO_MAX_PIXELS:,} pixels "
-                "in all.",
-            )
-        if cleaned.get("source_image") and cleaned.get("source_upload"):
-            self.add_error(
-                "source_upload", "Use either an uploaded image or a gallery image, not both."
-            )
-        if cleaned.get("hires_fix"):
-            self._clean_hires_fix(cleaned)
-        self._clean_image_modes(cleaned)
-        self._clean_control(cleaned)
-        self._clean_ip_adapter(cleaned)
+        # The rules between fields are the recipe's (generation.recipe), for every entry point.
+        for field, message in recipe_problems(cleaned):
+            self.add_error(field, message)
+        self._clean_family(cleaned, "control", "ControlNet")
+        self._clean_family(cleaned, "ip_adapter", "IP-Adapter")
         screen_generation_form(self, cleaned)
         clean_lora_stack(self, cleaned, self.project.team if self.project else None)
-        has_source = cleaned.get("source_image") or cleaned.get("source_upload")
-        steps, strength = cleaned.get("steps"), cleaned.get("strength")
-        if has_source and steps and strength and int(steps * strength) < 1:
-            self.add_error(
-                "strength",
-                f"At {strength:g} of {steps} steps not one step runs; raise the strength or "
-                "the steps.",
-            )
         return cleaned

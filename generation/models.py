@@ -5,6 +5,7 @@ from django.db import models
 from django.urls import reverse
 from django.utils import timezone
 
+from generation.recipe import Recipe
 from generation.seeds import SeedField
 from gpu_workers.requests import img2img_steps
 from gpu_workers.samplers import SAMPLERS
@@ -12,7 +13,6 @@ from studio.accounts.models import ROLE_RANK, Project, Role
 from studio.permissions import can
 
 SAMPLER_CHOICES = [(name, name) for name in SAMPLERS]
-OUTPAINT_SIDES = ("outpaint_left", "outpaint_right", "outpaint_top", "outpaint_bottom")
 
 
 class ModelFamily(models.TextChoices):
@@ -431,45 +431,12 @@ class GenerationJob(models.Model):
             user, "generate", self
         )
 
+    def recipe(self):
+        return Recipe.from_job(self)
+
     def parameters(self):
         """What the generation form needs to make this job again."""
-        return {
-            "model": self.model_id,
-            "prompt": self.prompt,
-            "negative_prompt": self.negative_prompt,
-            "steps": self.steps,
-            "guidance_scale": self.guidance_scale,
-            # The source's size: outpainting adds its sides again.
-            "width": self.width - self.outpaint_left - self.outpaint_right,
-            "height": self.height - self.outpaint_top - self.outpaint_bottom,
-            "seed": self.seed,
-            "sampler": self.sampler,
-            "clip_skip": self.clip_skip,
-            "batch_size": self.batch_size,
-            "variation_seed": self.variation_seed,
-            "variation_strength": self.variation_strength,
-            "source_image": self.source_image_id,
-            "strength": self.strength,
-            "hires_fix": self.has_hires_fix(),
-            "hires_scale": self.hires_scale if self.has_hires_fix() else 2.0,
-            "hires_steps": self.hires_steps,
-            "hires_strength": self.hires_strength,
-            "control_model": self.control_model_id,
-            "control_image": self.control_image_id,
-            "control_low_threshold": self.control_low_threshold,
-            "control_high_threshold": self.control_high_threshold,
-            "control_scale": self.control_scale,
-            "ip_adapter_model": self.ip_adapter_model_id,
-            "ip_adapter_image": self.ip_adapter_image_id,
-            "ip_adapter_scale": self.ip_adapter_scale,
-            **{side: getattr(self, side) for side in OUTPAINT_SIDES},
-            # LoRAs picked in the form; those written in the prompt come back with it.
-            "loras": [
-                {"id": used.lora_id, "weight": used.weight}
-                for used in self.job_loras.all()
-                if not used.in_prompt and used.lora_id
-            ],
-        }
+        return self.recipe().form_initial()
 
     def progress_percent(self):
         if self.status == JobStatus.FINISHED:

@@ -5,6 +5,7 @@ from collections import defaultdict
 from django.core.exceptions import PermissionDenied
 from django.core.files.storage import default_storage
 from django.db import transaction
+from django.db.models import Model
 from django.utils import timezone
 from PIL import Image as PILImage
 
@@ -16,7 +17,8 @@ from generation.loras.services import (
     job_loras_record,
     lora_stack_refusal,
 )
-from generation.models import OUTPAINT_SIDES, GenerationJob, JobMode, JobStatus, ModelKind
+from generation.models import GenerationJob, JobStatus, ModelKind
+from generation.recipe import Recipe
 from generation.seeds import RANDOM_SEED_LIMIT, seed_after
 from studio.accounts.models import Project
 from studio.moderation.services import generation_screen
@@ -69,87 +71,29 @@ def job_create(*, user, project, params):
     return job
 
 
+# The library models and gallery images a job refers to, as GenerationForm names them.
+JOB_RELATIONS = ("model", "source_image", "control_model", "control_image", "ip_adapter_model",
+                 "ip_adapter_image", "remix_of")
+
+
 def job_build(*, user, project, params):
-    """The job `params` describe, not saved yet."""
-    seed = params.get("seed")
-    left, right, top, bottom = (params.get(side) or 0 for side in OUTPAINT_SIDES)
-    return GenerationJob(
+    """The job `params` (flat values, as GenerationForm's cleaned data) describe, not saved
+    yet; its recipe leaves no seed random."""
+    recipe = Recipe.from_flat(params)
+    variation = recipe.variation
+    job = GenerationJob(
         project=project,
         created_by=user,
-        model=params["model"],
-        prompt=params["prompt"],
-        negative_prompt=params.get("negative_prompt", ""),
-        steps=params["steps"],
-        guidance_scale=params["guidance_scale"],
-        # Outpainting makes the canvas larger than the source by what it adds.
-        width=params["width"] + left + right,
-        height=params["height"] + top + bottom,
-        seed=random_seed() if seed is None else seed,
-        sampler=params.get("sampler") or "",
-        clip_skip=params.get("clip_skip") or 1,
-        batch_size=params.get("batch_size") or 1,
-        variation_strength=params.get("variation_strength") or 0.0,
-        variation_seed=variation_seed(params),
-        source_image=params.get("source_image"),
-        source_upload=params.get("source_upload") or "",
-        strength=params.get("strength") or 0.75,
-        hires_scale=params["hires_scale"] if params.get("hires_fix") else 1.0,
-        hires_steps=params.get("hires_steps") or 0,
-        hires_strength=params.get("hires_strength") or 0.5,
-        mode=job_mode(params),
-        mask_upload=params.get("mask_data") or "",
-        outpaint_left=left,
-        outpaint_right=right,
-        outpaint_top=top,
-        outpaint_bottom=bottom,
-        **control_fields(params),
-        **ip_adapter_fields(params),
-        remix_of=params.get("remix_of"),
+        **recipe.job_fields(
+            seed=random_seed() if recipe.seed is None else None,
+            variation_seed=random_seed() if variation and variation.seed is None else None,
+        ),
     )
-
-
-def control_fields(params):
-    """The job's ControlNet fields: none set without a control model."""
-    if params.get("control_model") is None:
-        return {}
-    return {
-        "control_model": params["control_model"],
-        "control_image": params.get("control_image"),
-        "control_upload": params.get("control_upload") or "",
-        "control_low_threshold": params.get("control_low_threshold", 100),
-        "control_high_threshold": params.get("control_high_threshold", 200),
-        "control_scale": params.get("control_scale", 1.0),
-    }
-
-
-def ip_adapter_fields(params):
-    """The job's IP-Adapter fields: none set without an adapter."""
-    if params.get("ip_adapter_model") is None:
-        return {}
-    return {
-        "ip_adapter_model": params["ip_adapter_model"],
-        "ip_adapter_image": params.get("ip_adapter_image"),
-        "ip_adapter_upload": params.get("ip_adapter_upload") or "",
-        "ip_adapter_scale": params.get("ip_adapter_scale", 0.6),
-    }
-
-
-def variation_seed(params):
-    """The variation seed, chosen at random when variations are asked for without one."""
-    if not params.get("variation_strength"):
-        return params.get("variation_seed")
-    seed = params.get("variation_seed")
-    return random_seed() if seed is None else seed
-
-
-def job_mode(params):
-    if not (params.get("source_image") or params.get("source_upload")):
-        return JobMode.TXT2IMG
-    if params.get("mask_data"):
-        return JobMode.INPAINT
-    if any(params.get(side) for side in OUTPAINT_SIDES):
-        return JobMode.OUTPAINT
-    return JobMode.IMG2IMG
+    # The objects the form already fetched: the checks and the save don't fetch them again.
+    for name in JOB_RELATIONS:
+        if isinstance(params.get(name), Model):
+            setattr(job, name, params[name])
+    return job
 
 
 def jobs_create(*, user, project, params):
@@ -308,21 +252,11 @@ def job_retry(*, job, user):
         loras = job_lora_stack(job)
     except LoraGone as error:
         raise ModelNotAllowed(str(error)) from error
+    # The same stored files, not copies: uploads are never changed once stored.
     params = {
-        **job.parameters(),
-        "model": job.model,
-        # The same stored files, not copies: uploads are never changed once stored.
-        "source_image": job.source_image,
-        "source_upload": job.source_upload.name,
-        "mask_data": job.mask_upload.name,
-        "control_model": job.control_model,
-        "control_image": job.control_image,
-        "control_upload": job.control_upload.name,
-        "ip_adapter_model": job.ip_adapter_model,
-        "ip_adapter_image": job.ip_adapter_image,
-        "ip_adapter_upload": job.ip_adapter_upload.name,
+        **job.recipe().to_flat(),
+        **{name: getattr(job, name) for name in JOB_RELATIONS},
         "loras": loras,
-        "remix_of": job.remix_of,
     }
     return job_create(user=user, project=job.project, params=params)
 

@@ -7,8 +7,8 @@ from django.core.files.base import ContentFile
 from django.urls import reverse
 from PIL import Image as PILImage
 
-from gallery.metadata import png_info
 from generation.models import JobMode
+from generation.parameters_import.files import png_info
 from studio.accounts.models import Membership, Project, Role
 from tests.base import StudioTestCase, make_image, make_job
 

@@ -160,7 +160,8 @@ class IPAdapterFormTestCase(GenerateFormTestCase):
 
     def test_retry_refuses_an_adapter_the_user_may_no_longer_use(self):
         job = make_job(
-            self.project, self.editor, self.model, ip_adapter_model=self.adapter, status="failed"
+            self.project, self.editor, self.model, ip_adapter_model=self.adapter,
+            ip_adapter_upload="uploads/face.png", status="failed",
         )
         TeamModelSetting.objects.create(team=self.team, model=self.adapter, is_enabled=False)
         with self.assertRaisesMessage(ModelNotAllowed, "IP-Adapter “ip-adapter-sd15”"):

@@ -51,8 +51,13 @@ class EstimateTests(StudioTestCase):
             name="canny", source="/m/canny", kind=ModelKind.CONTROLNET)
         adapter = DiffusionModel.objects.create(
             name="ipa", source="/m/ipa", kind=ModelKind.IP_ADAPTER)
-        self.assertAlmostEqual(self.estimate(control_model=control), 1.5 * base)
-        self.assertAlmostEqual(self.estimate(ip_adapter_model=adapter), 1.1 * base)
+        self.assertAlmostEqual(
+            self.estimate(control_model=control, control_upload="uploads/edges.png"), 1.5 * base
+        )
+        self.assertAlmostEqual(
+            self.estimate(ip_adapter_model=adapter, ip_adapter_upload="uploads/face.png"),
+            1.1 * base,
+        )
 
     def test_sdxl_costs_more_per_pixel_than_sd15(self):
         xl = DiffusionModel.objects.create(name="xl", source="/m/xl", family=ModelFamily.SDXL)
@@ -143,7 +148,7 @@ class TrainingMemoryTests(StudioTestCase):
         WorkerReport.objects.create(worker="small:1", device="RTX", gpu_memory_bytes=4 * 1024**3)
         self.client.force_login(self.editor)
         data = {"project": self.project.pk, "model": self.model.pk, **TRAINING_FORM}
-        with mock.patch("generation.training_services.enqueue_training") as enqueue:
+        with mock.patch("generation.training.services.enqueue_training") as enqueue:
             response = self.client.post(reverse("training_start", args=[subject.pk]), data)
 
         self.assertEqual(response.status_code, 422)
@@ -158,7 +163,7 @@ class TrainingMemoryTests(StudioTestCase):
         WorkerReport.objects.create(worker="big:1", gpu_memory_bytes=80 * 1024**3)
         self.client.force_login(self.editor)
         data = {"project": self.project.pk, "model": self.model.pk, **TRAINING_FORM}
-        with mock.patch("generation.training_services.enqueue_training"):
+        with mock.patch("generation.training.services.enqueue_training"):
             response = self.client.post(reverse("training_start", args=[subject.pk]), data)
         self.assertEqual(response.status_code, 302)
         self.assertTrue(subject.training_runs.exists())

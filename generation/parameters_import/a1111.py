@@ -3,6 +3,12 @@
 import json
 import re
 
+from generation.loras.embeddings.services import job_embeddings, ti_hashes
+from generation.loras.services import infotext_prompt, lora_hashes
+from generation.model_hashes import model_hash_backfill
+from gpu_workers.samplers import infotext_schedule_type
+from studio import __version__ as studio_version
+
 from .civitai import (
     CIVITAI_INFORMATIONAL,
     CIVITAI_KEYS,
@@ -243,3 +249,121 @@ def _unquote_lenient(raw):
         return _unquote(raw, "")
     except ParameterImportError:
         return raw
+
+
+# -- Writing: a job's recipe as A1111 writes its infotext ------------------------------------
+
+
+def a1111_quote(value):
+    """Quote a value the way A1111 does: only when it holds a comma, colon or newline."""
+    text = str(value)
+    if "," not in text and "\n" not in text and ":" not in text:
+        return text
+    return json.dumps(text, ensure_ascii=False)
+
+
+def format_number(value):
+    return str(int(value)) if float(value).is_integer() else str(value)
+
+
+def a1111_infotext(*, prompt, negative_prompt, fields):
+    """`fields` is an ordered list of (name, value) pairs; None values are left out."""
+    lines = [prompt]
+    if negative_prompt:
+        lines.append(f"Negative prompt: {negative_prompt}")
+    lines.append(
+        ", ".join(f"{name}: {a1111_quote(value)}" for name, value in fields if value is not None)
+    )
+    return "\n".join(lines)
+
+
+def denoising_strength(recipe):
+    """A1111 writes one: the hires pass's when there is one, else that of the image mode."""
+    if recipe.hires:
+        return format_number(recipe.hires.strength)
+    if recipe.mode == "outpaint":
+        return "1"  # what it adds is drawn from noise
+    if recipe.mode != "txt2img":
+        return format_number(recipe.strength)
+    return None
+
+
+def controlnet_unit(recipe, model):
+    """A1111's ControlNet extension's unit, as it writes it (quoted by a1111_infotext)."""
+    control = recipe.control
+    return ", ".join(
+        f"{name}: {value}"
+        for name, value in [
+            ("Module", "canny"),
+            ("Model", model.name),
+            ("Weight", format_number(control.scale)),
+            ("Resize Mode", "Just Resize"),
+            ("Threshold A", control.low_threshold),
+            ("Threshold B", control.high_threshold),
+            ("Guidance Start", 0),
+            ("Guidance End", 1),
+        ]
+    )
+
+
+def ip_adapter_unit(recipe, model):
+    """The IP-Adapter as A1111's ControlNet extension writes it: one more unit, whose
+    module names the CLIP image encoder's preprocessor."""
+    family = "sdxl" if model.family == "sdxl" else "sd15"
+    return ", ".join(
+        f"{name}: {value}"
+        for name, value in [
+            ("Module", f"ip-adapter_clip_{family}"),
+            ("Model", model.name),
+            ("Weight", format_number(recipe.ip_adapter.scale)),
+            ("Resize Mode", "Crop and Resize"),
+            ("Guidance Start", 0),
+            ("Guidance End", 1),
+        ]
+    )
+
+
+def controlnet_units(job, recipe):
+    """A1111's "ControlNet 0", "ControlNet 1": the ControlNet first, then the IP-Adapter."""
+    units = [
+        controlnet_unit(recipe, job.control_model) if recipe.control else None,
+        ip_adapter_unit(recipe, job.ip_adapter_model) if recipe.ip_adapter else None,
+    ]
+    return [(f"ControlNet {number}", unit)
+            for number, unit in enumerate(unit for unit in units if unit)]
+
+
+def recipe_infotext(job, *, seed, sampler, schedule_type=None, variation_seed=None):
+    """A1111's infotext of one image of `job` (its recipe; the library's names and hashes),
+    its fields in A1111's order (modules/processing.py create_infotext)."""
+    recipe = job.recipe()
+    job_loras = list(job.job_loras.all())
+    model_hash_backfill(model=job.model)
+    hires, variation = recipe.hires, recipe.variation
+    width, height = recipe.canvas_size()
+    return a1111_infotext(
+        prompt=infotext_prompt(recipe.prompt, job_loras),
+        negative_prompt=recipe.negative_prompt,
+        fields=[
+            ("Steps", recipe.steps),
+            ("Sampler", sampler),
+            ("Schedule type", infotext_schedule_type(sampler, schedule_type)),
+            ("CFG scale", format_number(recipe.guidance_scale)),
+            ("Seed", seed),
+            ("Size", f"{width}x{height}"),
+            ("Model hash", job.model.a1111_hash()),
+            ("Model", job.model.name),
+            ("Variation seed", variation_seed if variation else None),
+            ("Variation seed strength", format_number(variation.strength) if variation else None),
+            ("Denoising strength", denoising_strength(recipe)),
+            ("Clip skip", recipe.clip_skip if recipe.clip_skip > 1 else None),
+            ("Hires upscale", format_number(hires.scale) if hires else None),
+            # Only when set: 0 means "as many as the first pass".
+            ("Hires steps", (hires.steps or None) if hires else None),
+            ("Hires upscaler", HIRES_UPSCALER if hires else None),
+            ("Lora hashes", lora_hashes(job_loras)),
+            ("TI hashes", ti_hashes(job_embeddings(job))),
+            *controlnet_units(job, recipe),
+            ("Version", f"studio {studio_version}"),
+        ],
+    )

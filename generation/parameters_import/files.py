@@ -2,7 +2,7 @@
 
 import struct
 
-from PIL import ExifTags
+from PIL import ExifTags, PngImagePlugin
 
 from gallery.uploads import ImageTooLarge, UploadRejected, image_open_bounded
 
@@ -12,12 +12,20 @@ from .common import ImportedParameters, ParameterImportError, load_json
 from .fooocus import is_fooocus, parse_fooocus_metadata
 from .invokeai import parse_invokeai_metadata
 from .novelai import is_novelai, parse_novelai_chunks
-from .studio import parse_studio_metadata
+from .studio import parse_studio_metadata, strict_json
 
 ALLOWED_FORMATS = ("PNG", "WEBP", "JPEG")
 # The text chunks the importers read (NovelAI: Software, Description, Source, Comment).
 METADATA_CHUNKS = ("studio", "parameters", "prompt", "workflow", "invokeai_metadata",
                    "fooocus_scheme", "Software", "Description", "Source", "Comment")
+
+
+def png_info(*, parameters, spec):
+    """PNG text chunks: A1111's `parameters` and the studio's JSON spec."""
+    info = PngImagePlugin.PngInfo()
+    info.add_text("parameters", parameters)
+    info.add_text("studio", strict_json(spec))
+    return info
 
 
 def read_png_parameters(file, *, max_bytes=None) -> ImportedParameters:

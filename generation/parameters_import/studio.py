@@ -1,8 +1,13 @@
 """This studio's JSON spec (gallery/services.py), completed by its A1111 infotext."""
 
 import json
+import math
+from importlib import metadata
 
-from .a1111 import parse_a1111_infotext
+from generation.loras.embeddings.services import job_embeddings
+from studio import __version__ as studio_version
+
+from .a1111 import denoising_strength, parse_a1111_infotext
 from .common import (
     HIRES_UPSCALER,
     SOURCE_IMAGE_NOTE,
@@ -209,3 +214,105 @@ def _summary(value):
     if isinstance(value, (dict, list)):
         return json.dumps(value, ensure_ascii=False, sort_keys=True)
     return value
+
+
+# -- Writing: a job's recipe as the studio's JSON spec ---------------------------------------
+
+
+def recipe_spec(job, result):
+    """The `studio` chunk of one image of `job` (a GenerationResult's): its recipe, with the
+    library's names and hashes instead of ids, and what ran it (scheduler, versions)."""
+    recipe = job.recipe()
+    hires, control, adapter, variation = (
+        recipe.hires, recipe.control, recipe.ip_adapter, recipe.variation
+    )
+    width, height = recipe.canvas_size()
+    return {
+        "job_id": job.pk,
+        "mode": recipe.mode,
+        "source_image_id": recipe.source and recipe.source.image,
+        "variation": {"seed": result.variation_seed, "strength": variation.strength}
+        if variation
+        else None,
+        "strength": float(denoising_strength(recipe)) if recipe.mode != "txt2img" else None,
+        "outpaint": recipe.outpaint.model_dump() if recipe.outpaint else None,
+        "clip_skip": recipe.clip_skip,
+        "batch_size": recipe.batch_size,
+        "hires": {
+            "scale": hires.scale,
+            "steps": hires.steps or recipe.steps,
+            "strength": hires.strength,
+            "upscaler": HIRES_UPSCALER,
+        }
+        if hires
+        else None,
+        "model": {
+            "name": job.model.name,
+            "source": job.model.source,
+            "sha256": job.model.sha256 or None,
+        },
+        "controlnet": {
+            "module": "canny",
+            "model": {"name": job.control_model.name, "source": job.control_model.source},
+            "image_id": control.image.image,
+            "weight": control.scale,
+            "low_threshold": control.low_threshold,
+            "high_threshold": control.high_threshold,
+        }
+        if control
+        else None,
+        "ip_adapter": {
+            "model": {"name": job.ip_adapter_model.name, "source": job.ip_adapter_model.source},
+            "image_id": adapter.image.image,
+            "scale": adapter.scale,
+        }
+        if adapter
+        else None,
+        "embeddings": [
+            {"name": used.name, "sha256": used.sha256} for used in job_embeddings(job)
+        ],
+        "loras": [
+            {"name": used.name, "sha256": used.sha256, "weight": used.weight,
+             "in_prompt": used.in_prompt}
+            for used in job.job_loras.all()
+        ],
+        "prompt": recipe.prompt,
+        "negative_prompt": recipe.negative_prompt,
+        "steps": recipe.steps,
+        "guidance_scale": recipe.guidance_scale,
+        "width": width,
+        "height": height,
+        "seed": result.seed,
+        "sampler": recipe.sampler or None,
+        "scheduler": {"class": result.scheduler_class, "config": result.scheduler_config},
+        "versions": library_versions(),
+    }
+
+
+def library_versions():
+    """What made the image, for reproducing it; read from package metadata (no torch import)."""
+    versions = {"studio": studio_version}
+    for package in ("diffusers", "torch", "transformers"):
+        try:
+            versions[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            pass
+    return versions
+
+
+def finite_json_value(value):
+    """`value` with every infinite or NaN float as the string JSON.parse would need
+    ("-Infinity", "Infinity", "NaN"): DPM++ schedulers' configs hold -inf
+    (lambda_min_clipped), which JSON has no number for."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
+    if isinstance(value, dict):
+        return {key: finite_json_value(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [finite_json_value(item) for item in value]
+    return value
+
+
+def strict_json(spec):
+    """JSON any strict parser reads (RFC 8259: no Infinity or NaN)."""
+    return json.dumps(finite_json_value(spec), sort_keys=True, allow_nan=False)
