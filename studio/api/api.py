@@ -13,7 +13,7 @@ from ninja.errors import AuthenticationError, HttpError
 from ninja.errors import ValidationError as NinjaValidationError
 from ninja.security import HttpBearer, SessionAuth
 
-from studio.api import jobs, library
+from studio.api import account, images, jobs, library
 from studio.api.problems import Problem, problem_response
 from studio.api.tokens import token_for_secret
 from studio.quotas.services import QuotaRefused
@@ -108,3 +108,5 @@ def on_http_error(request, error):
 
 api.add_router("/", library.router)
 api.add_router("/", jobs.router)
+api.add_router("/", images.router)
+api.add_router("/", account.router)

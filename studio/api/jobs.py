@@ -18,7 +18,8 @@ from pydantic import ConfigDict
 
 from generation import services
 from generation.forms import MASK_DATA_PREFIX, GenerationForm
-from generation.models import GenerationJob, JobMode, JobStatus
+from generation.models import DiffusionModel, GenerationJob, JobMode, JobStatus
+from generation.views import initial_parameters
 from studio.api.access import allowed, job_for, project_for, visible_projects
 from studio.api.models import IdempotencyKey
 from studio.api.problems import Problem, throttle
@@ -56,7 +57,7 @@ class JobCreateIn(Schema):
     guidance_scale: float | None = None
     width: int | None = None
     height: int | None = None
-    sampler: str = ""
+    sampler: str | None = Field(None, description="An A1111 sampler name; empty: the model's.")
     clip_skip: int | None = None
     batch_size: int | None = None
     batch_count: int | None = None
@@ -278,8 +279,14 @@ def decode_image(field, value):
 
 
 def form_input(payload):
-    """The form data and files the studio's generate form would receive for `payload`."""
+    """The form data and files the studio's generate form would receive for `payload`.
+    Sizes, steps, CFG scale and sampler left out are the model's defaults, as the studio
+    fills the form with them."""
     body = payload.model_dump(exclude_none=True)
+    known = 0 < payload.model < 10**18
+    model = DiffusionModel.objects.filter(pk=payload.model).first() if known else None
+    if model is not None:
+        body = {**initial_parameters(model), **body}
     loras = body.pop("loras", [])
     data = {name: value for name, value in body.items() if name not in UPLOAD_FIELDS}
     data["lora"] = [str(lora["id"]) for lora in loras]
