@@ -131,7 +131,7 @@ def _upload(name, data):
 
 
 def _image_case(data):
-    from gallery.uploads import image_from_upload
+    from studio.uploads import image_from_upload
 
     return lambda: image_from_upload(_upload("image", data))
 

@@ -5,6 +5,6 @@ class GalleryConfig(AppConfig):
     name = "gallery"
 
     def ready(self):
-        from gallery.uploads import pillow_limit_apply
+        from studio.uploads import pillow_limit_apply
 
         pillow_limit_apply()

@@ -12,7 +12,6 @@ from django.views.decorators.http import require_POST
 from PIL import Image as PILImage
 
 from gallery.models import Image
-from gallery.uploads import UploadRejected, image_from_upload
 from generation.forms import MAX_SIDE, MIN_SIDE
 from generation.views import project_for
 from gpu_workers.control import (
@@ -23,6 +22,7 @@ from gpu_workers.control import (
 )
 from studio.permissions import can
 from studio.throttling import preview_rate_limited
+from studio.uploads import UploadRejected, image_from_upload
 
 # The preview is for judging thresholds: at most this many pixels a side.
 PREVIEW_MAX_SIDE = 512

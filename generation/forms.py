@@ -8,13 +8,13 @@ from django.core.files.base import ContentFile
 from django.forms.utils import pretty_name
 
 from gallery.models import Image
-from gallery.uploads import PixelBudget, UploadRejected, image_from_upload
 from generation.loras.forms import LoraStackField, ModelSelect, clean_lora_stack
 from generation.models import SAMPLER_CHOICES, DiffusionModel, ModelKind
 from generation.recipe import LIMITS, MAX_PROMPT, recipe_problems
 from gpu_workers.control import DEFAULT_HIGH_THRESHOLD, DEFAULT_LOW_THRESHOLD
 from studio.moderation.services import screen_generation_form
 from studio.permissions import can
+from studio.uploads import PixelBudget, UploadRejected, image_from_upload
 
 MIN_SIDE, MAX_SIDE = LIMITS["width"]
 MASK_DATA_PREFIX = "data:image/png;base64,"
@@ -364,7 +364,7 @@ class GenerationForm(forms.Form):
         return PixelBudget()
 
     def _clean_image_upload(self, field):
-        """An uploaded image, checked and rebuilt from its pixels (gallery.uploads)."""
+        """An uploaded image, checked and rebuilt from its pixels (studio.uploads)."""
         upload = self.cleaned_data[field]
         if not upload:
             return None

@@ -9,7 +9,6 @@ from django.db.models import Model
 from django.utils import timezone
 from PIL import Image as PILImage
 
-from gallery.uploads import upload_store
 from generation.dispatch import enqueue_generation
 from generation.loras.services import (
     LoraGone,
@@ -27,6 +26,7 @@ from studio.quotas.services import generation_quota_check
 from studio.realtime.event_types import EventType
 from studio.realtime.events import publish
 from studio.storage import files_delete_on_rollback
+from studio.uploads import upload_store
 
 logger = logging.getLogger(__name__)
 

@@ -1,7 +1,7 @@
 """Bounded decoding: what an upload costs is the work of decoding it, not its bytes.
 
 Every image that enters (generate-form images, parameter imports, subject photos) is
-opened by gallery.uploads.image_open_bounded: its header's size is checked against
+opened by studio.uploads.image_open_bounded: its header's size is checked against
 STUDIO_MAX_UPLOAD_PIXELS before any pixel is decoded, for PNG, JPEG, WebP and AVIF
 alike, and a request's images share STUDIO_MAX_REQUEST_PIXELS. Subject photos are decoded,
 screened (downscaled) and written one at a time. `.safetensors` headers are capped in

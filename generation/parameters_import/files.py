@@ -4,7 +4,7 @@ import struct
 
 from PIL import ExifTags, PngImagePlugin
 
-from gallery.uploads import ImageTooLarge, UploadRejected, image_open_bounded
+from studio.uploads import ImageTooLarge, UploadRejected, image_open_bounded
 
 from .a1111 import parse_a1111_infotext
 from .comfyui import parse_comfyui_prompt
@@ -122,7 +122,7 @@ def _has_allowed_signature(data):
 
 
 def _max_pixels():
-    """The limit of every image upload (gallery.uploads checks it from the header)."""
+    """The limit of every image upload (studio.uploads checks it from the header)."""
     from django.conf import settings
 
     return settings.STUDIO_MAX_UPLOAD_PIXELS

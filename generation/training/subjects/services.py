@@ -9,12 +9,6 @@ from django.core.files.base import File
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from gallery.uploads import (
-    PixelBudget,
-    UploadRejected,
-    image_from_upload,
-    upload_pixels_charge,
-)
 from generation.loras.models import Lora
 from generation.models import JobStatus
 from generation.training.models import TrainingRun, TrainingSample
@@ -26,6 +20,12 @@ from generation.training.subjects.models import (
 )
 from studio.moderation.scanning import UploadBlocked, training_upload_screen
 from studio.permissions import can
+from studio.uploads import (
+    PixelBudget,
+    UploadRejected,
+    image_from_upload,
+    upload_pixels_charge,
+)
 
 # Smaller images can't fill a useful training square (DreamBooth trains at 512 or more).
 MIN_SUBJECT_IMAGE_SIDE = 256
