@@ -32,7 +32,7 @@ run: $(INSTALLED)
 test: $(INSTALLED)
 	$(BIN)/ruff check .
 	env MEDIA_ROOT=$(CURDIR)/var/media $(BIN)/mypy generation/leases.py generation/sweeper.py \
-		studio/dispatch.py studio/permissions.py
+		generation/recipe.py generation/services.py studio/dispatch.py studio/permissions.py
 	$(BIN)/python -m pytest
 
 # A GPU (or CPU) worker for the distributed mode; needs REDIS_URL and DATABASE_URL.

@@ -18,7 +18,8 @@ name. The limits are written once, in LIMITS: the form's fields take theirs from
 tests/test_recipe.py walks every field through every adapter and back.
 """
 
-from typing import Literal
+from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING, Any, Literal, Self, TypeVar
 
 from django.conf import settings
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -33,7 +34,10 @@ from gpu_workers.control import (
 from gpu_workers.requests import MAX_IP_ADAPTER_SCALE
 from gpu_workers.samplers import SAMPLERS
 
-RECIPE_VERSION = 1
+if TYPE_CHECKING:
+    from generation.models import GenerationJob
+
+RECIPE_VERSION: Literal[1] = 1
 MAX_PROMPT = 2000
 MAX_OUTPAINT = 1024
 MAX_CLIP_SKIP = 12  # the layers of CLIP ViT-L
@@ -62,7 +66,7 @@ LIMITS = {
 }
 
 
-def limited(name, default=...):
+def limited(name: str, default: Any = ...) -> Any:
     """A pydantic Field bounded by LIMITS[name]."""
     least, most = LIMITS[name]
     return Field(default, ge=least, le=most)
@@ -72,6 +76,9 @@ class Part(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
 
+PartT = TypeVar("PartT", bound=Part)
+
+
 class ImageRef(Part):
     """An image the job reads: a gallery image (by id) or a stored upload (by name)."""
 
@@ -79,7 +86,7 @@ class ImageRef(Part):
     upload: str = ""
 
     @model_validator(mode="after")
-    def one_of_them(self):
+    def one_of_them(self) -> Self:
         if (self.image is None) == (not self.upload):
             raise ValueError("give either a gallery image id or an upload, one of them")
         return self
@@ -162,7 +169,7 @@ class Recipe(Part):
     remix_of: int | None = None  # the gallery image "Remix" opened the form from
 
     @model_validator(mode="after")
-    def consistent(self):
+    def consistent(self) -> Self:
         if self.sampler and self.sampler not in SAMPLERS:
             raise ValueError(f"unknown sampler {self.sampler!r}")
         problems = recipe_problems(self.to_flat())
@@ -171,7 +178,7 @@ class Recipe(Part):
         return self
 
     @property
-    def mode(self):
+    def mode(self) -> str:
         """The JobMode value the recipe runs in."""
         if self.source is None:
             return "txt2img"
@@ -181,7 +188,7 @@ class Recipe(Part):
             return "outpaint"
         return "img2img"
 
-    def canvas_size(self):
+    def canvas_size(self) -> tuple[int, int]:
         """The image's size: outpainting adds its sides to the source's."""
         extra = self.outpaint or Outpaint()
         return self.width + extra.left + extra.right, self.height + extra.top + extra.bottom
@@ -189,21 +196,24 @@ class Recipe(Part):
     # -- Flat values: the form's fields (and what the importers fill in) ---------------------
 
     @classmethod
-    def from_flat(cls, values, *, loras=None, trusted=False):
+    def from_flat(
+        cls, values: Mapping[str, Any], *, loras: Iterable["LoraUse"] | None = None,
+        trusted: bool = False,
+    ) -> "Recipe":
         """The recipe of flat values named as GenerationForm's fields. Library models, LoRA
         choices and gallery images may be objects or ids; uploads are storage names.
         `loras`: the stack as LoraUse items, where the caller has it resolved. `trusted`:
         values accepted before (a job row), built without checking them again, so a job
         queued under older limits still runs."""
 
-        def make(part, **fields):
+        def make(part: type[PartT], **fields: Any) -> PartT:
             return part.model_construct(**fields) if trusted else part(**fields)
 
         get = values.get
         sides = {side.removeprefix("outpaint_"): get(side) or 0 for side in OUTPAINT_SIDES}
         control_model, adapter_model = get("control_model"), get("ip_adapter_model")
 
-        def image_ref(image, upload, *, needed):
+        def image_ref(image: Any, upload: str | None, *, needed: bool) -> ImageRef | None:
             if image is None and not upload:
                 # A trusted row's image that was deleted since: still the job's image.
                 return ImageRef.model_construct(image=None, upload="") if needed else None
@@ -266,7 +276,7 @@ class Recipe(Part):
             remix_of=pk_of(get("remix_of")),
         )
 
-    def to_flat(self):
+    def to_flat(self) -> dict[str, Any]:
         """Flat values named as GenerationForm's fields (refs as ids, uploads as names)."""
         source, control, adapter = self.source, self.control, self.ip_adapter
         outpaint, hires, variation = self.outpaint or Outpaint(), self.hires, self.variation
@@ -311,7 +321,7 @@ class Recipe(Part):
             "remix_of": self.remix_of,
         }
 
-    def form_initial(self):
+    def form_initial(self) -> dict[str, Any]:
         """What GenerationForm shows to make this again: gallery images, not uploads (a file
         input can't be filled in), and the LoRAs picked in the form (those written in the
         prompt come back with it)."""
@@ -325,7 +335,9 @@ class Recipe(Part):
 
     # -- The job row ---------------------------------------------------------------------
 
-    def job_fields(self, *, seed=None, variation_seed=None):
+    def job_fields(
+        self, *, seed: int | None = None, variation_seed: int | None = None
+    ) -> dict[str, Any]:
         """GenerationJob's columns (ids for foreign keys). `seed`, `variation_seed`: those
         chosen for a recipe that left them random."""
         width, height = self.canvas_size()
@@ -376,7 +388,7 @@ class Recipe(Part):
         }
 
     @classmethod
-    def from_job(cls, job):
+    def from_job(cls, job: "GenerationJob") -> "Recipe":
         """The recipe a job row was made from (its LoRAs from its JobLora rows), as accepted
         when it was queued."""
         left, right = job.outpaint_left, job.outpaint_right
@@ -432,7 +444,7 @@ class Recipe(Part):
     # -- Validation with errors by field ------------------------------------------------
 
     @classmethod
-    def validated(cls, data):
+    def validated(cls, data: Any) -> "Recipe":
         """The recipe of JSON-like `data` (nested, as model_dump writes it), or RecipeInvalid
         naming each wrong field by its flat name (as the form's)."""
         try:
@@ -444,13 +456,13 @@ class Recipe(Part):
 class RecipeInvalid(ValueError):
     """Wrong values: {flat field name: [messages]}."""
 
-    def __init__(self, errors):
+    def __init__(self, errors: dict[str, list[str]]) -> None:
         super().__init__("; ".join(f"{name}: {' '.join(msgs)}" for name, msgs in errors.items()))
         self.errors = errors
 
     @classmethod
-    def from_pydantic(cls, error):
-        errors = {}
+    def from_pydantic(cls, error: ValidationError) -> "RecipeInvalid":
+        errors: dict[str, list[str]] = {}
         for item in error.errors():
             location = [str(part) for part in item["loc"] if not isinstance(part, int)]
             name = flat_name(location) or "recipe"
@@ -473,7 +485,7 @@ FLAT_NAMES = {
 }
 
 
-def flat_name(location):
+def flat_name(location: Iterable[str]) -> str:
     location = tuple(location)
     if location in FLAT_NAMES:
         return FLAT_NAMES[location]
@@ -483,7 +495,7 @@ def flat_name(location):
     return location[0] if location else ""
 
 
-def recipe_problems(values):
+def recipe_problems(values: Mapping[str, Any]) -> list[tuple[str, str]]:
     """The rules between fields, as (flat field name, message) pairs: for the form (whose
     values may lack fields that have errors of their own, and hold objects for refs) and the
     recipe alike."""
@@ -518,7 +530,7 @@ def recipe_problems(values):
     return problems
 
 
-def hires_problems(values):
+def hires_problems(values: Mapping[str, Any]) -> list[tuple[str, str]]:
     get = values.get
     width, height, steps = get("width"), get("height"), get("steps")
     scale, strength = get("hires_scale"), get("hires_strength")
@@ -538,7 +550,7 @@ def hires_problems(values):
     return problems
 
 
-def image_mode_problems(values, has_source):
+def image_mode_problems(values: Mapping[str, Any], has_source: Any) -> list[tuple[str, str]]:
     """Mask and outpaint need a source, and exclude each other."""
     get = values.get
     sides = [get(side) or 0 for side in OUTPAINT_SIDES]
@@ -568,7 +580,9 @@ def image_mode_problems(values, has_source):
     return problems
 
 
-def part_image_problems(values, part, model_label):
+def part_image_problems(
+    values: Mapping[str, Any], part: str, model_label: str
+) -> list[tuple[str, str]]:
     """A ControlNet or IP-Adapter needs its image, one of them, and the image its model."""
     get = values.get
     image, upload = get(f"{part}_image"), get(f"{part}_upload")
@@ -588,7 +602,7 @@ def part_image_problems(values, part, model_label):
     return problems
 
 
-def lora_uses(items):
+def lora_uses(items: Iterable[Any]) -> list["LoraUse"]:
     """LoraUse items of LoraChoice objects or {"id"|"lora", "weight", "in_prompt"} dicts."""
     uses = []
     for item in items:
@@ -601,10 +615,10 @@ def lora_uses(items):
     return uses
 
 
-def pk_of(value):
+def pk_of(value: Any) -> Any:
     """A model instance's id, or the id itself."""
     return getattr(value, "pk", value)
 
 
-def default_if_none(value, default):
+def default_if_none(value: Any, default: Any) -> Any:
     return default if value is None else value

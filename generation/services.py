@@ -1,6 +1,8 @@
 import logging
 import secrets
 from collections import defaultdict
+from collections.abc import Mapping
+from typing import Any
 
 from django.core.exceptions import PermissionDenied
 from django.core.files.storage import default_storage
@@ -19,7 +21,7 @@ from generation.loras.services import (
 from generation.models import GenerationJob, JobStatus, ModelKind
 from generation.recipe import Recipe
 from generation.seeds import RANDOM_SEED_LIMIT, seed_after
-from studio.accounts.models import Project
+from studio.accounts.models import Project, Team, User
 from studio.moderation.services import generation_screen
 from studio.permissions import can
 from studio.quotas.services import generation_quota_check
@@ -31,7 +33,7 @@ from studio.uploads import upload_store
 logger = logging.getLogger(__name__)
 
 
-def random_seed():
+def random_seed() -> int:
     return secrets.randbelow(RANDOM_SEED_LIMIT)
 
 
@@ -39,7 +41,7 @@ class ModelNotAllowed(PermissionDenied):
     """The user may not generate with this model in this project; the message says why."""
 
 
-def job_create(*, user, project, params):
+def job_create(*, user: User, project: Project, params: Mapping[str, Any]) -> GenerationJob:
     """Create a queued job from validated form data and dispatch it once committed."""
     if not can(user, "generate", project):
         raise PermissionDenied("Your role in this project does not allow generating.")
@@ -58,9 +60,12 @@ def job_create(*, user, project, params):
     if refusal:
         raise ModelNotAllowed(refusal)
     adapter = params.get("ip_adapter_model")
-    refusal = adapter and adapter.refusal_reason(user, project.team, kind=ModelKind.IP_ADAPTER)
-    if refusal:
-        raise ModelNotAllowed(f"You may not use the IP-Adapter “{adapter.name}” here: {refusal}")
+    if adapter is not None:
+        refusal = adapter.refusal_reason(user, project.team, kind=ModelKind.IP_ADAPTER)
+        if refusal:
+            raise ModelNotAllowed(
+                f"You may not use the IP-Adapter “{adapter.name}” here: {refusal}"
+            )
     job = job_build(user=user, project=project, params=params)
     # Before the transaction too: a refusal is counted even when the caller rolls back.
     generation_quota_check(user=user, project=project, job=job)
@@ -76,7 +81,7 @@ JOB_RELATIONS = ("model", "source_image", "control_model", "control_image", "ip_
                  "ip_adapter_image", "remix_of")
 
 
-def job_build(*, user, project, params):
+def job_build(*, user: User, project: Project, params: Mapping[str, Any]) -> GenerationJob:
     """The job `params` (flat values, as GenerationForm's cleaned data) describe, not saved
     yet; its recipe leaves no seed random."""
     recipe = Recipe.from_flat(params)
@@ -96,7 +101,9 @@ def job_build(*, user, project, params):
     return job
 
 
-def jobs_create(*, user, project, params):
+def jobs_create(
+    *, user: User, project: Project, params: Mapping[str, Any]
+) -> list[GenerationJob]:
     """`batch_count` jobs (A1111's "Batch count"), all or none. As in A1111, each image's
     seed follows the previous one's: job n starts at seed + n * batch_size."""
     count = params.get("batch_count") or 1
@@ -133,7 +140,7 @@ def jobs_create(*, user, project, params):
             ]
 
 
-def job_dispatch(job):
+def job_dispatch(job: GenerationJob) -> None:
     """Hand a committed job to the workers and tell the project's members it is waiting."""
     try:
         enqueue_generation(job.pk)
@@ -146,7 +153,7 @@ def job_dispatch(job):
     )
 
 
-def publish_queue_positions():
+def publish_queue_positions() -> None:
     """Tell every waiting job its new place in line: one event per project with waiting
     jobs (not one per job), so a change to a long queue stays cheap."""
     positions = GenerationJob.objects.positions()
@@ -165,7 +172,7 @@ def publish_queue_positions():
         )
 
 
-def job_announce_worker_starting(*, job_id):
+def job_announce_worker_starting(*, job_id: int) -> None:
     """Tell a still-queued job's project that a worker is starting up to run it: a cold
     worker spends tens of seconds importing torch before it can claim anything."""
     job = GenerationJob.objects.filter(pk=job_id, status=JobStatus.QUEUED).first()
@@ -176,7 +183,7 @@ def job_announce_worker_starting(*, job_id):
         )
 
 
-def job_cancel(*, job, user):
+def job_cancel(*, job: GenerationJob, user: User) -> bool:
     """Cancel a queued job (it never runs) or ask a running one to stop at its next step.
 
     Returns False when the job had already ended (nothing to cancel).
@@ -215,7 +222,7 @@ def job_cancel(*, job, user):
     )
 
 
-def jobs_cancel_queued(*, user, by, team=None):
+def jobs_cancel_queued(*, user: User, by: User, team: Team | None = None) -> int:
     """Cancel every queued job of `user` (only those in `team`'s projects, when given) for
     `by`: the user themselves, or an admin of `team`. One update and one event per project,
     whatever the number of jobs. Returns how many were canceled."""
@@ -244,7 +251,7 @@ def jobs_cancel_queued(*, user, by, team=None):
     return len(canceled)
 
 
-def job_retry(*, job, user):
+def job_retry(*, job: GenerationJob, user: User) -> GenerationJob:
     """A new queued job with the same parameters (seed included) as a failed or canceled one."""
     if not job.may_retry(user):
         raise PermissionDenied("Only failed or canceled jobs can be retried, by an editor.")
@@ -261,7 +268,7 @@ def job_retry(*, job, user):
     return job_create(user=user, project=job.project, params=params)
 
 
-def job_set_priority(*, job, user, priority):
+def job_set_priority(*, job: GenerationJob, user: User, priority: int) -> bool:
     """Team admins move a waiting job ahead (or back) in the queue."""
     if not can(user, "manage", job):
         raise PermissionDenied("Only team admins may change a job's priority.")
