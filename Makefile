@@ -6,7 +6,7 @@ INSTALLED := $(VENV)/.installed
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: install run test worker bench bench-gallery bench-policy bench-faults bench-uploads bench-load
+.PHONY: install run test test-fast worker bench bench-gallery bench-policy bench-faults bench-uploads bench-load
 
 $(INSTALLED): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -34,6 +34,12 @@ test: $(INSTALLED)
 	env MEDIA_ROOT=$(CURDIR)/var/media $(BIN)/mypy generation/leases.py generation/sweeper.py \
 		generation/recipe.py generation/services.py studio/dispatch.py studio/permissions.py
 	$(BIN)/python -m pytest
+
+# The inner loop: lint and every test that runs neither the tiny models nor real processes
+# (the `slow` marker, set in tests/conftest.py). `make test` still runs everything.
+test-fast: $(INSTALLED)
+	$(BIN)/ruff check .
+	$(BIN)/python -m pytest -m "not slow"
 
 # A GPU (or CPU) worker for the distributed mode; needs REDIS_URL and DATABASE_URL.
 worker: $(INSTALLED)

@@ -5,6 +5,20 @@ from pathlib import Path
 import pytest
 from django.conf import settings
 
+# What makes a test slow: a real diffusion run on the tiny models, or real processes.
+SLOW_FIXTURES = {"tiny_model_dir", "tiny_sdxl_model_dir"}
+SLOW_MARKERS = ("e2e", "browser", "faults")
+
+
+def pytest_collection_modifyitems(items):
+    """Mark `slow` what runs the tiny models or real processes, so `make test-fast` (`-m "not
+    slow"`) leaves it out without anyone having to remember the marker."""
+    for item in items:
+        if SLOW_FIXTURES & set(item.fixturenames) or any(
+            item.get_closest_marker(name) for name in SLOW_MARKERS
+        ):
+            item.add_marker(pytest.mark.slow)
+
 
 @pytest.fixture(scope="session", autouse=True)
 def remove_test_media():
