@@ -1,7 +1,7 @@
 from django.contrib import admin
 
-from generation.library_forms import DiffusionModelForm
-from generation.model_hashes import model_hash_schedule
+from generation.library.forms import DiffusionModelForm
+from generation.library.hashes import model_hash_schedule
 from generation.models import DiffusionModel, GenerationJob, TeamModelSetting
 
 

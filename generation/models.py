@@ -140,7 +140,7 @@ class DiffusionModel(models.Model):
     )
     is_enabled = models.BooleanField("enabled", default=True)
     created_at = models.DateTimeField(default=timezone.now)
-    # Of a single-file source, computed on the CPU queue (generation.model_hashes); blank
+    # Of a single-file source, computed on the CPU queue (generation.library.hashes); blank
     # until then, and for folders and Hub ids, which A1111 has no hash for.
     sha256 = models.CharField("SHA-256", max_length=64, blank=True, editable=False)
 

@@ -47,7 +47,7 @@ def run_training(run_id):
 @shared_task(name="generation.tasks.hash_model", acks_late=True)
 def hash_model(model_id, source):
     """A1111's "Model hash" of a single-file library model (CPU queue); idempotent."""
-    from generation.model_hashes import model_hash_compute
+    from generation.library.hashes import model_hash_compute
 
     model_hash_compute(model_id=model_id, source=source)
 

@@ -7,7 +7,7 @@ urlpatterns = [
     path("", include("studio.accounts.urls")),
     path("", include("generation.urls")),
     path("", include("studio.moderation.urls")),
-    path("", include("generation.library_urls")),
+    path("", include("generation.library.urls")),
     path("", include("generation.loras.urls")),
     path("", include("generation.loras.embeddings.urls")),
     path("", include("generation.training.urls")),

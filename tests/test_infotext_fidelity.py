@@ -18,8 +18,8 @@ from PIL import PngImagePlugin
 from safetensors.numpy import save_file
 
 from gallery.services import image_create_from_generation
+from generation.library.hashes import model_hash_compute
 from generation.loras.services import lora_hashes
-from generation.model_hashes import model_hash_compute
 from generation.models import DiffusionModel, SourceKind
 from generation.parameters_import import parse_a1111_infotext, read_png_parameters
 from gpu_workers.requests import GenerationResult
@@ -189,7 +189,7 @@ class ModelHashTestCase(ImageWriting):
 
     def test_a_model_without_its_hash_gets_it_on_the_cpu_queue_when_an_image_is_written(self):
         model = self.single_file_model()
-        with mock.patch("generation.model_hashes.send") as send:
+        with mock.patch("generation.library.hashes.send") as send:
             with self.captureOnCommitCallbacks(execute=True):
                 _, info = self.png(model=model)
                 self.png(model=model)  # a batch's next image asks no more
@@ -225,7 +225,7 @@ class ModelHashTestCase(ImageWriting):
             save_file(tensors, str(path))
             self.addCleanup(path.unlink)
         run_now = mock.patch(
-            "generation.model_hashes.send", side_effect=lambda task, *args, queue: task(*args)
+            "generation.library.hashes.send", side_effect=lambda task, *args, queue: task(*args)
         )
         for path in paths:
             with run_now, self.captureOnCommitCallbacks(execute=True):
@@ -248,7 +248,7 @@ class ModelHashTestCase(ImageWriting):
             "default_sampler": "", "min_role": "editor", "is_enabled": "on",
         }
         run_now = mock.patch(
-            "generation.model_hashes.send", side_effect=lambda task, *args, queue: task(*args)
+            "generation.library.hashes.send", side_effect=lambda task, *args, queue: task(*args)
         )
         with run_now, self.captureOnCommitCallbacks(execute=True):
             response = self.client.post(reverse("admin:generation_diffusionmodel_add"), data)
@@ -257,7 +257,7 @@ class ModelHashTestCase(ImageWriting):
         self.assertEqual(model.sha256, hashlib.sha256(path.read_bytes()).hexdigest())
 
     def test_folders_and_hub_models_write_no_hash(self):
-        with mock.patch("generation.model_hashes.send") as send:
+        with mock.patch("generation.library.hashes.send") as send:
             with self.captureOnCommitCallbacks(execute=True):
                 _, info = self.png()
         send.assert_not_called()

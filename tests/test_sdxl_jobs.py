@@ -106,7 +106,7 @@ def test_the_library_accepts_the_sdxl_folder_and_single_file_as_sdxl(
 ):
     from django.core.exceptions import ValidationError
 
-    from generation.model_sources import validate_folder, validate_single_file
+    from generation.library.sources import validate_folder, validate_single_file
     from generation.models import ModelKind
     from gpu_workers.checkpoints import save_original_layout
 

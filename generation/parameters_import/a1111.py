@@ -3,9 +3,9 @@
 import json
 import re
 
+from generation.library.hashes import model_hash_backfill
 from generation.loras.embeddings.services import job_embeddings, ti_hashes
 from generation.loras.services import infotext_prompt, lora_hashes
-from generation.model_hashes import model_hash_backfill
 from gpu_workers.samplers import infotext_schedule_type
 from studio import __version__ as studio_version
 

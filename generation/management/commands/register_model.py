@@ -124,7 +124,7 @@ class Command(BaseCommand):
 
     def register(self, options):
         # The library's form is the one validator: same checks and messages as the web page.
-        from generation.library_forms import DiffusionModelForm
+        from generation.library.forms import DiffusionModelForm
 
         source = options["source"]
         name = options["name"] or source

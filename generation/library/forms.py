@@ -5,8 +5,8 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 
 from generation.forms import MAX_SIDE, MIN_SIDE
-from generation.model_hashes import model_hash_schedule
-from generation.model_sources import validate_config_source, validate_source
+from generation.library.hashes import model_hash_schedule
+from generation.library.sources import validate_config_source, validate_source
 from generation.models import (
     SAMPLER_CHOICES,
     DiffusionModel,
@@ -164,7 +164,7 @@ class DiffusionModelForm(forms.ModelForm):
 
     def save(self, commit=True):
         """The model, its A1111 hash cleared when its source changes and computed again
-        (generation.model_hashes)."""
+        (generation.library.hashes)."""
         model = super().save(commit=False)
         if {"source", "source_kind"} & set(self.changed_data):
             model.sha256 = ""

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from generation import library_views
+from generation.library import views as library_views
 
 urlpatterns = [
     path("models/", library_views.model_library, name="model_library"),

@@ -9,7 +9,7 @@ from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from generation.library_forms import (
+from generation.library.forms import (
     DiffusionModelForm,
     LibrarySearchForm,
     TeamModelSettingForm,
