@@ -15,7 +15,7 @@ its format's reader:
 Library models, LoRAs and gallery images are referred to by id, uploads by their storage
 name. The limits are written once, in LIMITS: the form's fields take theirs from it, and
 `recipe_problems` holds the rules between fields, for the form and `Recipe.validated` alike.
-tests/test_recipe.py walks every field through every adapter and back.
+tests/generation/test_recipe.py walks every field through every adapter and back.
 """
 
 from collections.abc import Iterable, Mapping

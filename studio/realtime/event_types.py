@@ -3,7 +3,7 @@
 Python publishes `EventType` members; the pages that listen render the same members as a
 JSON data block (`{% event_types_script %}`, id "event-types") that static/js/studio.js
 and training.js switch on, so a name exists once and a renamed event can't leave a page
-listening for the old one. tests/test_event_types.py fails when Python or JS uses a name
+listening for the old one. tests/realtime/test_event_types.py fails when Python or JS uses a name
 this module lacks.
 """
 

@@ -1,4 +1,4 @@
-"""The Content-Security-Policy in a real browser against the real server (tests/test_csp.py
+"""The Content-Security-Policy in a real browser against the real server (tests/studio/test_csp.py
 checks the header and the templates)."""
 
 import os

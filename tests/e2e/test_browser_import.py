@@ -15,7 +15,7 @@ from PIL import PngImagePlugin
 from generation.models import DiffusionModel
 from studio.accounts.models import Membership, Project, Role, Team, User
 from tests.e2e.test_browser_generate import CHROMIUM, launch
-from tests.test_parameters_import import A1111_INFOTEXT, COMFYUI_GRAPH
+from tests.generation.parameters_import.test_parameters_import import A1111_INFOTEXT, COMFYUI_GRAPH
 
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 

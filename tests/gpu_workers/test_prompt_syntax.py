@@ -230,6 +230,15 @@ def test_a_chunk_ends_at_a_comma_it_fills_up_soon_after(tokenizer):
     assert [len(chunk.tokens) for chunk in chunks] == [75, 16]
 
 
+def test_an_embeddings_vectors_stay_in_one_chunk(tokenizer):
+    run = ids(tokenizer, "owl")  # stands for a 3-vector embedding's tokens
+    text = "x" * 73 + " owl"
+
+    assert [len(chunk.tokens) for chunk in prompt_chunks(text, tokenizer)] == [75, 1]
+    chunks = prompt_chunks(text, tokenizer, run_lengths={run[0]: 3})
+    assert [chunk.tokens for chunk in chunks] == [tuple(ids(tokenizer, "x" * 73)), tuple(run)]
+
+
 def test_token_chunks_counts_the_longest_text_of_a_schedule(tokenizer):
     assert token_chunks("[a:bbbb:0.5]", tokenizer) == [4]
     assert token_chunks("", tokenizer) == [0]

@@ -209,9 +209,8 @@ def test_clip_skip_2_is_the_text_encoder_without_its_last_layer(
     tiny_request, cpu_config, plain_pipeline
 ):
     skipped = dataclasses.replace(tiny_request, clip_skip=2)
-    # The tiny text encoder has 2 layers: skipping one is the pipeline with only the first.
-    # The negative prompt keeps the last layer (as in diffusers), so it is left empty here.
-    skipped = dataclasses.replace(skipped, negative_prompt="", guidance_scale=1.0)
+    # The tiny text encoder has 2 layers: skipping one is the pipeline with only the first,
+    # for the negative prompt too (as in A1111; diffusers' clip_skip skips the prompt's only).
     one_layer = copy.deepcopy(plain_pipeline.text_encoder)
     layers = getattr(one_layer, "text_model", one_layer).encoder.layers
     del layers[1:]
@@ -224,6 +223,7 @@ def test_clip_skip_2_is_the_text_encoder_without_its_last_layer(
 
     expected = pipe(
         prompt=skipped.prompt,
+        negative_prompt=skipped.negative_prompt,
         num_inference_steps=skipped.steps,
         guidance_scale=skipped.guidance_scale,
         width=skipped.width,

@@ -104,7 +104,21 @@ def common_arguments(request):
 
 
 def plain_txt2img(pipe, request):
-    output = pipe(**common_arguments(request), width=request.width, height=request.height)
+    arguments = common_arguments(request)
+    if arguments["clip_skip"] is not None and request.negative_prompt:
+        # The engine reads the negative prompt at the clip skip too, as A1111 does; the
+        # pipeline's clip_skip skips only the prompt's layers.
+        embeds, _, pooled, _ = pipe.encode_prompt(
+            request.negative_prompt,
+            do_classifier_free_guidance=False,
+            clip_skip=arguments["clip_skip"],
+        )
+        arguments |= {
+            "negative_prompt": None,
+            "negative_prompt_embeds": embeds,
+            "negative_pooled_prompt_embeds": pooled,
+        }
+    output = pipe(**arguments, width=request.width, height=request.height)
     return np.asarray(output.images[0])
 
 
