@@ -5,6 +5,8 @@ __call__ (diffusers 0.42).
 The pipelines take one guidance scale and one seed per call. A batch of independent requests
 needs a guidance scale and a noise generator per row, so the loop is spelled out here; the
 rest follows the pipelines line for line, so that a request alone gets the pipeline's image.
+Prompts are read in A1111's prompt language (gpu_workers.prompt_encoding): one without its
+syntax that fits 75 tokens conditions the UNet exactly as the pipelines' encode_prompt does.
 """
 
 import inspect
@@ -26,34 +28,11 @@ from gpu_workers.control import control_image_from
 from gpu_workers.embeddings import embeddings_loaded
 from gpu_workers.ip_adapters import LoadedIPAdapter, image_embeds, ip_adapter_active
 from gpu_workers.pipelines import SDXL, pipeline_family
+from gpu_workers.prompt_encoding import Conditioning, batch_conditioning
 from gpu_workers.requests import GenerationFailed, GenerationRequest
 
 # (step, latents, denoised) → per row, whether that row is still wanted.
 StepEndCallback = Callable[[int, torch.Tensor, torch.Tensor], list[bool]]
-
-
-def clip_skipped_embeds(pipe, prompts, device, clip_skip):
-    """Prompt embeddings from the text encoder's layer `clip_skip` counted from the end
-    (A1111's "Clip skip"; 1 is the last layer: None, encode_prompt's own path).
-
-    The pipeline's own clip_skip path reaches for `text_encoder.text_model`, which
-    transformers 5 no longer has; this is that path with the layer norm found either way.
-    Like the pipeline, negative prompts keep the last layer.
-    """
-    if clip_skip == 1:
-        return None
-    prompts = pipe.maybe_convert_prompt(prompts, pipe.tokenizer)  # textual inversion tokens
-    ids = pipe.tokenizer(
-        prompts,
-        padding="max_length",
-        max_length=pipe.tokenizer.model_max_length,
-        truncation=True,
-        return_tensors="pt",
-    ).input_ids.to(device)
-    encoder = pipe.text_encoder
-    hidden_states = encoder(ids, output_hidden_states=True).hidden_states[-clip_skip]
-    final_layer_norm = getattr(encoder, "text_model", encoder).final_layer_norm
-    return final_layer_norm(hidden_states).to(dtype=encoder.dtype, device=device)
 
 
 def varied_noise(noise, requests, device):
@@ -161,31 +140,6 @@ def vae_decoded(pipe, latents):
     return pipe.vae.decode(latents / pipe.vae.config.scaling_factor, return_dict=False)[0]
 
 
-def sdxl_prompt_embeds(pipe, requests, device, clip_skip):
-    """SDXL's encode_prompt for a batch: both text encoders' hidden states side by side,
-    and the second's pooled output.
-
-    An empty negative prompt is no negative prompt, as in the pipeline called without one
-    (and in A1111): zeros where the model asks for them (force_zeros_for_empty_prompt).
-    A1111's clip skip counts from SDXL's default layer, the penultimate: clip skip 2 is
-    the pipeline's clip_skip=1. Like the pipeline, negative prompts keep the default layer.
-    """
-    negatives = [request.negative_prompt or None for request in requests]
-    prompt_embeds, negative_prompt_embeds, pooled, negative_pooled = pipe.encode_prompt(
-        prompt=[request.prompt for request in requests],
-        device=device,
-        num_images_per_prompt=1,
-        do_classifier_free_guidance=True,
-        negative_prompt=None if not any(negatives) else [text or "" for text in negatives],
-        clip_skip=None if clip_skip == 1 else clip_skip - 1,
-    )
-    if pipe.config.force_zeros_for_empty_prompt:
-        zeroed = [row for row, text in enumerate(negatives) if text is None]
-        negative_prompt_embeds[zeroed] = 0
-        negative_pooled[zeroed] = 0
-    return prompt_embeds, negative_prompt_embeds, pooled, negative_pooled
-
-
 def sdxl_time_ids(pipe, requests, dtype, device):
     """Each row's size conditioning, as the pipelines make it for an image made whole at the
     requested size: original size and target size (height, width), crop (0, 0). The
@@ -221,6 +175,77 @@ def with_cfg_rows(latents, cfg_rows):
     if not cfg_rows:
         return latents
     return torch.cat([latents[cfg_rows], latents])
+
+
+class RowConditioning:
+    """The UNet rows' prompt conditioning at each step (rows: every CFG row's negative
+    prompt, then every request's prompt), in groups of rows with as many tokens: one model
+    call each. `request_rows`: each request's UNet rows, to run them as that request alone
+    (gpu_workers.batch_invariance)."""
+
+    def __init__(self, schedules, request_rows, device):
+        self.schedules = schedules
+        self.request_rows = request_rows
+        self.device = device
+        self._joined = {}  # the parts' ids → their Conditioning joined row by row
+        self._alone = {}  # a group's rows → its each_request_alone context
+        self._row_order = None
+
+    def groups(self, step):
+        """(rows, joined conditioning, context) per group for the model call at `step`;
+        rows None: one group of every row, in order."""
+        parts = [schedule.at(step) for schedule in self.schedules]
+        by_length = {}
+        for row, part in enumerate(parts):
+            by_length.setdefault(part.embeds.shape[1], []).append(row)
+        groups = list(by_length.values())
+        self._row_order = None
+        if len(groups) > 1:
+            self._row_order = torch.tensor([row for rows in groups for row in rows]).argsort()
+        for rows in groups:
+            key = tuple(id(parts[row]) for row in rows)
+            if key not in self._joined:
+                pooled = [parts[row].pooled for row in rows]
+                self._joined[key] = Conditioning(
+                    torch.cat([parts[row].embeds for row in rows]),
+                    None if pooled[0] is None else torch.cat(pooled),
+                )
+            yield (None if len(groups) == 1 else rows), self._joined[key], self._alone_in(rows)
+
+    def _alone_in(self, rows):
+        if tuple(rows) not in self._alone:
+            position = {row: n for n, row in enumerate(rows)}
+            in_group = [
+                [position[row] for row in request if row in position]
+                for request in self.request_rows
+            ]
+            self._alone[tuple(rows)] = each_request_alone(
+                [group for group in in_group if group], self.device
+            )
+        return self._alone[tuple(rows)]
+
+    def in_row_order(self, predictions):
+        """The groups' model outputs (in groups() order) as one batch in row order."""
+        if self._row_order is None:
+            return predictions[0]
+        return torch.cat(predictions)[self._row_order]
+
+
+def _rows_of(value, rows):
+    """The UNet rows `rows` of a model input (a tensor, or a list or dict of them); rows
+    None: all of them, the input itself. Rows keep the batch's memory layout: kernels are
+    chosen by layout."""
+    if isinstance(value, dict):
+        return {key: _rows_of(item, rows) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_rows_of(item, rows) for item in value]
+    if rows is None or value is None:
+        return value
+    layout = torch.contiguous_format
+    if value.dim() == 4 and not value.is_contiguous():
+        if value.is_contiguous(memory_format=torch.channels_last):
+            layout = torch.channels_last
+    return value[rows].contiguous(memory_format=layout)
 
 
 @dataclass
@@ -389,63 +414,50 @@ def _denoise(
     pipe, requests, *, scheduler, device, callback_on_step_end, controlnet, ip_adapter=None
 ):
     width, height, steps = requests[0].width, requests[0].height, requests[0].steps
-    clip_skip = requests[0].clip_skip
     sdxl = pipeline_family(pipe) == SDXL
 
-    # 1. Encode prompts. Every row gets a negative embedding; only CFG rows use theirs.
-    # The text encoders see one row per request, as each request alone.
-    prompts = [request.prompt for request in requests]
-    with each_request_alone([[row] for row in range(len(requests))], device):
-        if sdxl:
-            prompt_embeds, negative_prompt_embeds, pooled, negative_pooled = (
-                sdxl_prompt_embeds(pipe, requests, device, clip_skip)
-            )
-        else:
-            prompt_embeds, negative_prompt_embeds = pipe.encode_prompt(
-                prompts,
-                device,
-                num_images_per_prompt=1,
-                do_classifier_free_guidance=True,
-                negative_prompt=[request.negative_prompt for request in requests],
-                prompt_embeds=clip_skipped_embeds(pipe, prompts, device, clip_skip),
-            )
-
-    # 2. Guidance, per row. Guidance-distilled UNets (LCM) take it as an embedding instead of
+    # 1. Guidance, per row. Guidance-distilled UNets (LCM) take it as an embedding instead of
     # running CFG; otherwise, as in the pipeline, CFG runs only where guidance_scale > 1.
     guidance = torch.tensor([request.guidance_scale for request in requests], device=device)
     guidance = guidance.view(-1, 1, 1, 1)
-    timestep_cond = None
     if pipe.unet.config.time_cond_proj_dim is not None:
         cfg_rows = []
+    else:
+        cfg_rows = [row for row, request in enumerate(requests) if request.guidance_scale > 1]
+
+    # 2. Encode prompts (A1111's prompt language: gpu_workers.prompt_encoding), each
+    # distinct one once; negative prompts only where CFG uses them.
+    positives, negatives = batch_conditioning(pipe, requests, cfg_rows, device=device)
+    dtype = positives[0].parts[0].embeds.dtype
+    timestep_cond = None
+    if pipe.unet.config.time_cond_proj_dim is not None:
         guidance_minus_one = torch.tensor([request.guidance_scale - 1 for request in requests])
         timestep_cond = pipe.get_guidance_scale_embedding(
             guidance_minus_one, embedding_dim=pipe.unet.config.time_cond_proj_dim
-        ).to(device=device, dtype=prompt_embeds.dtype)
-    else:
-        cfg_rows = [row for row, request in enumerate(requests) if request.guidance_scale > 1]
+        ).to(device=device, dtype=dtype)
     # Unconditional rows first, then one conditional row per request: for a single request
     # exactly the pipeline's torch.cat([negative_prompt_embeds, prompt_embeds]).
-    encoder_hidden_states = torch.cat([negative_prompt_embeds[cfg_rows], prompt_embeds])
     # Each request's UNet rows: its unconditional row (with CFG), then its conditional one.
     request_rows = [
         ([cfg_rows.index(row)] if row in cfg_rows else []) + [len(cfg_rows) + row]
         for row in range(len(requests))
     ]
-    added_cond_kwargs = None
+    conditioning = RowConditioning(
+        [negatives[row] for row in cfg_rows] + positives, request_rows, device
+    )
+    added_cond_kwargs = {}
     if sdxl:
-        # SDXL's added conditions, row for row like the prompts.
-        time_ids = sdxl_time_ids(pipe, requests, prompt_embeds.dtype, device)
-        added_cond_kwargs = {
-            "text_embeds": torch.cat([negative_pooled[cfg_rows], pooled]).to(device),
-            "time_ids": torch.cat([time_ids[cfg_rows], time_ids]),
-        }
+        # SDXL's size conditions, row for row like the prompts (the pooled prompts, which
+        # change with the prompts' schedules, are added at each step).
+        time_ids = sdxl_time_ids(pipe, requests, dtype, device)
+        added_cond_kwargs["time_ids"] = torch.cat([time_ids[cfg_rows], time_ids])
     if ip_adapter is not None:
         adapter, projection = ip_adapter
         images = [request.ip_adapter.image for request in requests]
         # The image encoder too sees one row per request, as each request alone.
         with each_request_alone([[row] for row in range(len(requests))], device, attention=True):
             embeds = image_embeds(adapter, images, projection, cfg_rows, device)
-        added_cond_kwargs = {**(added_cond_kwargs or {}), "image_embeds": embeds}
+        added_cond_kwargs["image_embeds"] = embeds
 
     # 3. Timesteps, on this batch's own scheduler. img2img starts part way, at its strength.
     scheduler.set_timesteps(steps, device=device)
@@ -469,9 +481,7 @@ def _denoise(
         )
     inpaint = None
     if mode == "inpaint":
-        inpaint = inpaint_start(
-            pipe, requests, scheduler, timesteps[:1], generators, device, prompt_embeds.dtype
-        )
+        inpaint = inpaint_start(pipe, requests, scheduler, timesteps[:1], generators, device, dtype)
         latents = inpaint.latents
     elif mode == "txt2img":
         shape = (
@@ -480,13 +490,12 @@ def _denoise(
             height // pipe.vae_scale_factor,
             width // pipe.vae_scale_factor,
         )
-        dtype = prompt_embeds.dtype
         latents = randn_tensor(shape, generator=generators, device=device, dtype=dtype)
         latents = varied_noise(latents, requests, device)
         latents = latents * scheduler.init_noise_sigma
     else:
         latents = noised_image_latents(
-            pipe, requests, scheduler, timesteps[:1], generators, device, prompt_embeds.dtype
+            pipe, requests, scheduler, timesteps[:1], generators, device, dtype
         )
     control = None
     if requests[0].control is not None:
@@ -497,47 +506,60 @@ def _denoise(
         step_kwargs["generator"] = generators
 
     # 5. Denoising loop.
-    alone = each_request_alone(request_rows, device)
     num_warmup_steps = len(timesteps) - denoising_steps * scheduler.order
     wanted = [True] * len(requests)
     step = 0
     for i, t in enumerate(timesteps):
         latent_model_input = with_cfg_rows(latents, cfg_rows)
         latent_model_input = scheduler.scale_model_input(latent_model_input, t)
-        residuals = {}
-        if control is not None:
-            with alone:
-                down_block_res_samples, mid_block_res_sample = control.controlnet(
-                    latent_model_input,
-                    t,
-                    encoder_hidden_states=encoder_hidden_states,
-                    controlnet_cond=control.images,
-                    conditioning_scale=control.scales[i],
-                    guess_mode=False,
-                    # SDXL ControlNets take the pooled prompt and sizes as the UNet does.
-                    added_cond_kwargs=added_cond_kwargs if sdxl else None,
-                    return_dict=False,
-                )
-            residuals = {
-                "down_block_additional_residuals": down_block_res_samples,
-                "mid_block_additional_residual": mid_block_res_sample,
+        # Rows whose prompts have as many tokens share a model call; A1111 too runs a
+        # prompt and a negative prompt of different lengths apart (unpadded, by default).
+        # The prompts' schedules count steps, not model calls (Heun makes two per step).
+        predictions = []
+        for rows, text, alone in conditioning.groups(step):
+            inputs = {
+                "encoder_hidden_states": text.embeds,
+                "added_cond_kwargs": _rows_of(added_cond_kwargs, rows),
             }
-        # After the ControlNet, which sees the latents alone (the ControlNet inpaint
-        # pipelines'), the mask and the masked image for inpainting UNets.
-        if inpaint is not None and pipe.unet.config.in_channels == 9:
-            mask = with_cfg_rows(inpaint.mask, cfg_rows)
-            masked = with_cfg_rows(inpaint.masked_image_latents, cfg_rows)
-            latent_model_input = torch.cat([latent_model_input, mask, masked], dim=1)
-        with alone:
-            noise_pred = pipe.unet(
-                latent_model_input,
-                t,
-                encoder_hidden_states=encoder_hidden_states,
-                timestep_cond=timestep_cond,
-                added_cond_kwargs=added_cond_kwargs,
-                return_dict=False,
-                **residuals,
-            )[0]
+            if text.pooled is not None:
+                inputs["added_cond_kwargs"]["text_embeds"] = text.pooled
+            rows_input = _rows_of(latent_model_input, rows)
+            residuals = {}
+            if control is not None:
+                with alone:
+                    down_block_res_samples, mid_block_res_sample = control.controlnet(
+                        rows_input,
+                        t,
+                        encoder_hidden_states=text.embeds,
+                        controlnet_cond=_rows_of(control.images, rows),
+                        # SDXL ControlNets take the pooled prompt and sizes as the UNet does.
+                        added_cond_kwargs=inputs["added_cond_kwargs"] if sdxl else None,
+                        conditioning_scale=control.scales[i],
+                        guess_mode=False,
+                        return_dict=False,
+                    )
+                residuals = {
+                    "down_block_additional_residuals": down_block_res_samples,
+                    "mid_block_additional_residual": mid_block_res_sample,
+                }
+            # After the ControlNet, which sees the latents alone (the ControlNet inpaint
+            # pipelines'), the mask and the masked image for inpainting UNets.
+            if inpaint is not None and pipe.unet.config.in_channels == 9:
+                mask = _rows_of(with_cfg_rows(inpaint.mask, cfg_rows), rows)
+                masked = _rows_of(with_cfg_rows(inpaint.masked_image_latents, cfg_rows), rows)
+                rows_input = torch.cat([rows_input, mask, masked], dim=1)
+            with alone:
+                predictions.append(
+                    pipe.unet(
+                        rows_input,
+                        t,
+                        **{**inputs, "added_cond_kwargs": inputs["added_cond_kwargs"] or None},
+                        timestep_cond=_rows_of(timestep_cond, rows),
+                        return_dict=False,
+                        **residuals,
+                    )[0]
+                )
+        noise_pred = conditioning.in_row_order(predictions)
         noise_pred_uncond, noise_pred = noise_pred[: len(cfg_rows)], noise_pred[len(cfg_rows) :]
         if cfg_rows:
             noise_pred_text = noise_pred[cfg_rows]

@@ -31,6 +31,7 @@ from gpu_workers.pipelines import (
     model_family,
 )
 from gpu_workers.previews import latent_preview
+from gpu_workers.prompt_syntax import PromptTooComplex, prompt_schedule
 from gpu_workers.requests import (
     MAX_IP_ADAPTER_SCALE,
     GenerationCanceled,
@@ -395,6 +396,11 @@ def _check(request: GenerationRequest) -> None:
         raise ValueError(f"steps must be at least 1, not {request.steps}.")
     if not 1 <= request.clip_skip <= MAX_CLIP_SKIP:
         raise ValueError(f"clip_skip must be 1 to {MAX_CLIP_SKIP}, not {request.clip_skip}.")
+    for field_name in ("prompt", "negative_prompt"):
+        try:
+            prompt_schedule(getattr(request, field_name), request.steps)
+        except PromptTooComplex as error:
+            raise ValueError(f"{field_name}: {error}") from error
     if request.sampler is not None and request.sampler not in SAMPLERS:
         raise ValueError(f"Unknown sampler {request.sampler!r}; use one of {', '.join(SAMPLERS)}.")
     if not 0 <= request.variation_strength <= 1:

@@ -15,9 +15,9 @@ same language; lark is the parser A1111 uses, so ambiguous prompts resolve alike
 """
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from functools import cache
+from functools import cache, lru_cache
 
 import lark
 
@@ -146,8 +146,13 @@ def prompt_schedule(prompt: str, steps: int) -> list[tuple[int, str]]:
     most its last step, so `[a:b:3]` uses "a" for steps 0 to 3, then "b". Raises
     PromptTooComplex for a prompt with editing that is too costly to parse.
     """
+    return list(_schedule(prompt, steps))
+
+
+@lru_cache(maxsize=256)  # a worker checks a request's prompts at submit, then encodes them
+def _schedule(prompt: str, steps: int) -> tuple[tuple[int, str], ...]:
     if "[" not in prompt or not ("|" in prompt or _SCHEDULED_END.search(prompt)):
-        return [(steps, prompt)]
+        return ((steps, prompt),)
     marks = len(_MARKS.findall(prompt))
     if marks > MAX_SCHEDULE_MARKS:
         raise PromptTooComplex(
@@ -157,7 +162,7 @@ def prompt_schedule(prompt: str, steps: int) -> list[tuple[int, str]]:
     try:
         tree = _schedule_parser().parse(prompt)
     except lark.exceptions.LarkError:
-        return [(steps, prompt)]
+        return ((steps, prompt),)
     ends = {steps}
     when_of: dict[int, int] = {}  # id(scheduled tree) → its last step of "from"
     for node in tree.iter_subtrees():
@@ -171,7 +176,7 @@ def prompt_schedule(prompt: str, steps: int) -> list[tuple[int, str]]:
                 ends.add(when)
         elif node.data == "alternate":
             ends.update(range(1, steps + 1))
-    return [(end, _text_at(tree, end, when_of)) for end in sorted(ends)]
+    return tuple((end, _text_at(tree, end, when_of)) for end in sorted(ends))
 
 
 def _text_at(tree: lark.Tree, step: int, when_of: dict[int, int]) -> str:
@@ -205,12 +210,19 @@ class Chunk:
 
 
 def prompt_chunks(
-    text: str, tokenizer, *, convert: Callable[[str], str] | None = None
+    text: str,
+    tokenizer,
+    *,
+    convert: Callable[[str], str] | None = None,
+    run_lengths: Mapping[int, int] | None = None,
 ) -> list[Chunk]:
     """One prompt text (a schedule's, without editing syntax) in chunks, as A1111 cuts it:
     75 tokens each, a chunk ends early at BREAK, and at a comma when it fills up within 20
     tokens after one. `tokenizer`: a Hugging Face CLIP tokenizer. `convert`: applied to each
-    piece's text before tokenising (textual-inversion names to their tokens)."""
+    piece's text before tokenising (textual-inversion names to their tokens).
+    `run_lengths`: tokens that start a run of that many which stays in one chunk (a
+    textual-inversion embedding's vectors, as A1111 keeps them together)."""
+    run_lengths = run_lengths or {}
     pieces = parse_attention(text)
     texts = [convert(piece.text) if convert else piece.text for piece in pieces]
     ids = tokenizer(texts, add_special_tokens=False, truncation=False).input_ids
@@ -244,6 +256,8 @@ def prompt_chunks(
                 close()
                 tokens, weights = moved
             if len(tokens) == CHUNK_TOKENS:
+                close()
+            if tokens and len(tokens) + run_lengths.get(token, 1) > CHUNK_TOKENS:
                 close()
             tokens.append(token)
             weights.append(piece.weight)
