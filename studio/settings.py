@@ -413,6 +413,9 @@ STUDIO_UPLOADS_PER_HOUR = int(os.environ.get("STUDIO_UPLOADS_PER_HOUR", "60"))
 STUDIO_IMPORTS_PER_MINUTE = int(os.environ.get("STUDIO_IMPORTS_PER_MINUTE", "30"))
 # A ControlNet edge preview decodes its posted image and runs Canny on it.
 STUDIO_PREVIEWS_PER_MINUTE = int(os.environ.get("STUDIO_PREVIEWS_PER_MINUTE", "30"))
+# The A1111 and OpenAI APIs answer when the job is done, as those APIs do: a request waits
+# at most this long, then its jobs are canceled and it gets a 504.
+STUDIO_API_WAIT_SECONDS = float(os.environ.get("STUDIO_API_WAIT_SECONDS", "600"))
 STUDIO_SIGNUPS_PER_HOUR_PER_IP = int(os.environ.get("STUDIO_SIGNUPS_PER_HOUR_PER_IP", "10"))
 # Each request mails someone: a cap per address keeps the form from flooding inboxes.
 STUDIO_PASSWORD_RESETS_PER_HOUR_PER_IP = int(

@@ -53,58 +53,59 @@ def field_name(location):
     return ".".join(parts) or None
 
 
-@api.exception_handler(NinjaValidationError)
-def on_validation_error(request, error):
-    errors = [
-        {"field": field_name(item.get("loc", ())), "message": item.get("msg", "Invalid.")}
-        for item in error.errors
-    ]
-    named = "; ".join(f"{item['field']}: {item['message']}" for item in errors)
-    return problem_response(422, f"Invalid request: {named}", errors=errors)
+def add_error_handlers(api, respond, *, scheme, how_to_authenticate):
+    """The refusals every API of the studio answers alike, each as `respond(status, detail,
+    title=, errors=, headers=)` writes its body; `scheme`: WWW-Authenticate's challenge."""
+
+    @api.exception_handler(NinjaValidationError)
+    def on_validation_error(request, error):
+        errors = [
+            {"field": field_name(item.get("loc", ())), "message": item.get("msg", "Invalid.")}
+            for item in error.errors
+        ]
+        named = "; ".join(f"{item['field']}: {item['message']}" for item in errors)
+        return respond(422, f"Invalid request: {named}", errors=errors)
+
+    @api.exception_handler(Problem)
+    def on_problem(request, error):
+        return respond(
+            error.status, error.detail, title=error.title, errors=error.errors,
+            headers=error.headers,
+        )
+
+    @api.exception_handler(AuthenticationError)
+    def on_authentication_error(request, error):
+        detail = error.message if error.message != "Unauthorized" else how_to_authenticate
+        return respond(401, detail, headers={"WWW-Authenticate": scheme})
+
+    @api.exception_handler(Http404)
+    def on_not_found(request, error):
+        return respond(404, "Not found, or not visible to you.")
+
+    @api.exception_handler(QuotaRefused)
+    def on_quota_refused(request, error):
+        # A limit that frees up by waiting (active images, images per hour) is a 429; its
+        # message says when, and Retry-After asks clients to wait at least a minute.
+        headers = {"Retry-After": "60"} if error.status_code == 429 else None
+        return respond(error.status_code, str(error), title="Quota refused", headers=headers)
+
+    @api.exception_handler(PermissionDenied)
+    def on_permission_denied(request, error):
+        return respond(403, str(error) or "You may not do this.")
+
+    @api.exception_handler(RequestDataTooBig)
+    def on_too_big(request, error):
+        return respond(413, "The request body is too large.")
+
+    @api.exception_handler(HttpError)
+    def on_http_error(request, error):
+        return respond(error.status_code, str(error))
 
 
-@api.exception_handler(Problem)
-def on_problem(request, error):
-    return problem_response(
-        error.status, error.detail, title=error.title, errors=error.errors, headers=error.headers
-    )
-
-
-@api.exception_handler(AuthenticationError)
-def on_authentication_error(request, error):
-    detail = error.message if error.message != "Unauthorized" else (
-        "Authenticate with `Authorization: Bearer <token>` or a signed-in session."
-    )
-    return problem_response(401, detail, headers={"WWW-Authenticate": "Bearer"})
-
-
-@api.exception_handler(Http404)
-def on_not_found(request, error):
-    return problem_response(404, "Not found, or not visible to you.")
-
-
-@api.exception_handler(QuotaRefused)
-def on_quota_refused(request, error):
-    # A limit that frees up by waiting (active images, images per hour) is a 429; its
-    # message says when, and Retry-After asks clients to wait at least a minute.
-    headers = {"Retry-After": "60"} if error.status_code == 429 else None
-    return problem_response(error.status_code, str(error), title="Quota refused", headers=headers)
-
-
-@api.exception_handler(PermissionDenied)
-def on_permission_denied(request, error):
-    return problem_response(403, str(error) or "You may not do this.")
-
-
-@api.exception_handler(RequestDataTooBig)
-def on_too_big(request, error):
-    return problem_response(413, "The request body is too large.")
-
-
-@api.exception_handler(HttpError)
-def on_http_error(request, error):
-    return problem_response(error.status_code, str(error))
-
+add_error_handlers(
+    api, problem_response, scheme="Bearer",
+    how_to_authenticate="Authenticate with `Authorization: Bearer <token>` or a signed-in session.",
+)
 
 api.add_router("/", library.router)
 api.add_router("/", jobs.router)

@@ -40,6 +40,12 @@ class ApiToken(models.Model):
         settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True,
         related_name="+",
     )
+    # The model of requests that name none (the A1111 and OpenAI APIs): A1111 clients set
+    # it with POST /sdapi/v1/options {"sd_model_checkpoint": ...}. None: the first usable.
+    default_model = models.ForeignKey(
+        "generation.DiffusionModel", on_delete=models.SET_NULL, null=True, blank=True,
+        related_name="+",
+    )
 
     objects = ApiTokenQuerySet.as_manager()
 

@@ -2,9 +2,11 @@ from django.urls import path
 
 from studio.api import views
 from studio.api.api import api
+from studio.api.sdapi import sdapi
 
 urlpatterns = [
     path("account/tokens/", views.token_list, name="api_tokens"),
     path("account/tokens/<int:token_id>/revoke/", views.token_revoke_view, name="api_token_revoke"),
     path("api/v1/", api.urls),
+    path("sdapi/v1/", sdapi.urls),
 ]
