@@ -14,9 +14,12 @@ import numpy as np
 import pytest
 import torch
 from diffusers import StableDiffusionPipeline, StableDiffusionXLPipeline
+from PIL import Image
 from transformers import CLIPTokenizer
 
 from gpu_workers.prompt_encoding import embedding_runs, encode_prompt
+from gpu_workers.requests import ControlRef, IPAdapterRef
+from gpu_workers.tiny_models import build_tiny_controlnet, build_tiny_ip_adapter, build_tiny_sd15
 
 CPU = torch.device("cpu")
 LONG = " ".join(f"w{n % 10}" for n in range(60))  # "w" and the digit: 120 tokens, no comma
@@ -255,6 +258,57 @@ def test_batched_equals_alone_with_the_prompt_language(
     for batched_result, alone_result in zip(batched, alone, strict=True):
         assert np.array_equal(pixels(batched_result), pixels(alone_result))
     assert len({pixels(result).tobytes() for result in alone}) == len(requests)
+
+
+@pytest.fixture(scope="module")
+def feature_models(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("models")
+    return {
+        "control": build_tiny_controlnet(folder / "controlnet"),
+        "ip_adapter": build_tiny_ip_adapter(folder / "ip-adapter"),
+        "inpaint": build_tiny_sd15(folder / "inpaint", inpaint=True),
+    }
+
+
+def with_feature(request, feature, models, seed):
+    """`request` with a ControlNet, an image prompt or an inpainting model's mask, its
+    images drawn from `seed`."""
+    noise = np.random.default_rng(seed).integers(0, 256, (64, 64, 3), dtype=np.uint8)
+    image = Image.fromarray(noise, "RGB")
+    if feature == "control":
+        control = ControlRef(model_source=str(models["control"]), image=image)
+        return dataclasses.replace(request, control=control)
+    if feature == "ip_adapter":
+        adapter = IPAdapterRef(model_source=str(models["ip_adapter"]), image=image, scale=0.8)
+        return dataclasses.replace(request, ip_adapter=adapter)
+    mask = np.zeros((64, 64), dtype=np.uint8)
+    mask[8:40, 16:48] = 255
+    return dataclasses.replace(
+        request,
+        model_source=str(models["inpaint"]),
+        init_image=image,
+        mask_image=Image.fromarray(mask, "L"),
+        strength=1.0,
+    )
+
+
+@pytest.mark.parametrize("feature", ["control", "ip_adapter", "inpaint"])
+def test_rows_of_different_lengths_keep_their_feature_inputs(
+    make_engine, tiny_request, feature_models, feature
+):
+    """Rows split into model calls by prompt length take their own control image, image
+    prompt or mask along."""
+    requests = [
+        with_feature(request, feature, feature_models, seed)
+        for seed, request in enumerate(prompt_language_requests(tiny_request)[:4])
+    ]
+
+    alone = run_batch(make_engine(max_batch=1, max_wait_ms=0), requests)
+    batched = run_batch(make_engine(max_batch=len(requests), max_wait_ms=0), requests)
+
+    assert [result.batch_size for result in batched] == [len(requests)] * len(requests)
+    for batched_result, alone_result in zip(batched, alone, strict=True):
+        assert np.array_equal(pixels(batched_result), pixels(alone_result))
 
 
 def test_the_schedule_changes_the_image(make_engine, tiny_request):
