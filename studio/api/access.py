@@ -3,9 +3,10 @@
 
 from django.core.exceptions import PermissionDenied
 from django.http import Http404
+from ninja.errors import AuthenticationError
 
 from gallery.models import Image
-from generation.models import GenerationJob
+from generation.models import DiffusionModel, GenerationJob
 from studio.accounts.models import ROLE_RANK, Project, Role, Team
 from studio.api.models import ApiToken
 from studio.api.tokens import token_can, token_projects
@@ -83,3 +84,34 @@ def require_write(request):
     token = request_token(request)
     if token is not None and ROLE_RANK[token.role] < ROLE_RANK[Role.EDITOR]:
         raise PermissionDenied("This token's role (viewer) only reads.")
+
+
+def token_of(request) -> ApiToken:
+    """The request's token, on the routes that only tokens authenticate."""
+    token = request_token(request)
+    if token is None:
+        raise AuthenticationError(401, "A token is required.")
+    return token
+
+
+def token_project(request, action="generate"):
+    """Where the A1111 and OpenAI APIs, which know no projects, work: the token's first
+    project (by id) in which it may `action` (a token limited to one project picks it)."""
+    for project in visible_projects(request).select_related("team").order_by("pk"):
+        if allowed(request, action, project):
+            return project
+    raise PermissionDenied(f"This token may {action} in none of its team's projects.")
+
+
+def checkpoints(request, project):
+    return DiffusionModel.objects.available_to(request.user, project).order_by("name")
+
+
+def default_checkpoint(request, models):
+    """Of `models` (a list of checkpoints), the token's default model, else the first."""
+    default = token_of(request).default_model
+    if default is not None and default in models:
+        return default
+    if not models:
+        raise PermissionDenied("No model is available to you in this project.")
+    return models[0]

@@ -26,21 +26,26 @@ from django.utils import timezone
 from ninja import Body, Field, NinjaAPI, Schema
 from ninja.errors import AuthenticationError
 from ninja.security import HttpBasicAuth
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict
 
 from generation import services
 from generation.models import DiffusionModel, Embedding, GenerationJob, JobStatus, Lora, ModelKind
 from generation.parameters_import import ParameterImportError, read_png_parameters
 from generation.parameters_import.common import HIRES_UPSCALER, ImportedParameters, sampler_name_for
 from gpu_workers.samplers import SAMPLERS, UNIFORM_SCHEDULE
-from studio.api.access import allowed, request_token, visible_projects
+from studio.api.access import (
+    checkpoints,
+    default_checkpoint,
+    token_of,
+    token_project,
+    visible_projects,
+)
 from studio.api.api import TokenAuth, add_error_handlers
-from studio.api.jobs import JobCreateIn, create, decode_image
+from studio.api.jobs import decode_image
 from studio.api.models import ApiToken
-from studio.api.problems import Problem, throttle
+from studio.api.problems import Problem
 from studio.api.tokens import token_for_secret
-from studio.api.waiting import jobs_wait
-from studio.throttling import generate_rate_limited
+from studio.api.waiting import recipe_run
 from studio.uploads import UploadRejected, image_open_bounded
 
 
@@ -89,25 +94,6 @@ add_error_handlers(
 # -- Where a request generates, with what ------------------------------------------------
 
 
-def token_of(request) -> ApiToken:
-    token = request_token(request)
-    if token is None:  # only tokens authenticate here; kept as a guard for the type
-        raise AuthenticationError(401, "A token is required.")
-    return token
-
-
-def token_project(request, action="generate"):
-    """The token's first project (by id) in which it may `action`."""
-    for project in visible_projects(request).select_related("team").order_by("pk"):
-        if allowed(request, action, project):
-            return project
-    raise Problem(403, f"This token may {action} in none of its team's projects.")
-
-
-def checkpoints(request, project):
-    return DiffusionModel.objects.available_to(request.user, project).order_by("name")
-
-
 def title_of(model):
     """A1111's checkpoint title: "name [short hash]"."""
     short = model.a1111_hash()
@@ -134,12 +120,7 @@ def chosen_model(request, project, name, field):
                 errors=[{"field": field, "message": f"Unknown model {name!r}."}],
             )
         return model
-    default = token_of(request).default_model
-    if default is not None and default in models:
-        return default
-    if not models:
-        raise Problem(403, "No model is available to you in this project.")
-    return models[0]
+    return default_checkpoint(request, models)
 
 
 # -- Requests ----------------------------------------------------------------------------
@@ -344,23 +325,10 @@ def a1111_field(field):
 def generate(request, body, build):
     """Queue the request's jobs through the studio's form and wait for them."""
     project = token_project(request)
-    throttle(request, generate_rate_limited)
     notes = ImportedParameters(source="a1111")
     values = build(request, project, body, notes)
-    try:
-        payload = JobCreateIn.model_validate({k: v for k, v in values.items() if v is not None})
-    except ValidationError as error:
-        errors = [{"field": a1111_field(str(item["loc"][0])) if item["loc"] else None,
-                   "message": item["msg"]} for item in error.errors()]
-        raise Problem(422, "; ".join(f"{e['field']}: {e['message']}" for e in errors),
-                      errors=errors) from None
-    try:
-        jobs = create(request, project, payload)
-    except Problem as problem:
-        for error in problem.errors:
-            error["field"] = a1111_field(error["field"])
-        raise
-    return images_response(jobs_wait(jobs=jobs, user=request.user), body, notes)
+    jobs = recipe_run(request, project, values, field_name=a1111_field)
+    return images_response(jobs, body, notes)
 
 
 def images_response(jobs, body, notes):

@@ -5,10 +5,13 @@ wait reads the jobs' rows rather than listening for events that a lost message c
 import time
 
 from django.conf import settings
+from pydantic import ValidationError
 
 from generation import services
 from generation.models import GenerationJob, JobStatus
-from studio.api.problems import Problem
+from studio.api.jobs import JobCreateIn, create
+from studio.api.problems import Problem, throttle
+from studio.throttling import generate_rate_limited
 
 ENDED = (JobStatus.FINISHED, JobStatus.FAILED, JobStatus.CANCELED)
 # Short enough to add little to a job of seconds, long enough not to load the database.
@@ -36,3 +39,29 @@ def jobs_wait(*, jobs, user):
         .prefetch_related("images")
         .order_by("pk")
     )
+
+
+def recipe_run(request, project, values, *, field_name):
+    """Queue the jobs of a recipe (JobCreateIn's fields; None: left out) through the
+    studio's form and services, as the native API does, and wait for them. Refusals name
+    the fields as `field_name(recipe field)` says the caller's API calls them."""
+    throttle(request, generate_rate_limited)
+    try:
+        payload = JobCreateIn.model_validate(
+            {name: value for name, value in values.items() if value is not None}
+        )
+    except ValidationError as error:
+        errors = [
+            {"field": field_name(str(item["loc"][0])) if item["loc"] else None,
+             "message": item["msg"]}
+            for item in error.errors()
+        ]
+        detail = "; ".join(f"{error['field']}: {error['message']}" for error in errors)
+        raise Problem(422, detail, errors=errors) from None
+    try:
+        jobs = create(request, project, payload)
+    except Problem as problem:
+        for error in problem.errors:
+            error["field"] = field_name(error["field"])
+        raise
+    return jobs_wait(jobs=jobs, user=request.user)
