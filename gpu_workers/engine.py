@@ -71,6 +71,8 @@ class BatchKey:
     ip_adapter: tuple | None = None
     # Textual-inversion embeddings: (SHA-256, name) pairs, loaded for the whole batch.
     embeddings: tuple = ()
+    # Hires fix's second pass: the first pass's steps, which prompt editing counts too.
+    first_pass_steps: int | None = None
 
     @classmethod
     def for_request(cls, request: GenerationRequest) -> "BatchKey":
@@ -97,6 +99,7 @@ class BatchKey:
             if request.ip_adapter is None
             else (request.ip_adapter.model_source, request.ip_adapter.scale),
             embeddings=tuple((used.sha256, used.name) for used in request.embeddings),
+            first_pass_steps=request.first_pass_steps,
         )
 
 
@@ -396,9 +399,15 @@ def _check(request: GenerationRequest) -> None:
         raise ValueError(f"steps must be at least 1, not {request.steps}.")
     if not 1 <= request.clip_skip <= MAX_CLIP_SKIP:
         raise ValueError(f"clip_skip must be 1 to {MAX_CLIP_SKIP}, not {request.clip_skip}.")
+    if request.first_pass_steps is not None and request.first_pass_steps < 1:
+        raise ValueError(f"first_pass_steps must be at least 1, not {request.first_pass_steps}.")
     for field_name in ("prompt", "negative_prompt"):
         try:
-            prompt_schedule(getattr(request, field_name), request.steps)
+            prompt_schedule(
+                getattr(request, field_name),
+                request.steps,
+                first_pass_steps=request.first_pass_steps,
+            )
         except PromptTooComplex as error:
             raise ValueError(f"{field_name}: {error}") from error
     if request.sampler is not None and request.sampler not in SAMPLERS:

@@ -151,10 +151,13 @@ def encode_texts(pipe, texts: list[str], schedule_rows: list[int], *, clip_skip:
     ]
 
 
-def encode_prompt(pipe, prompt: str, *, steps: int, clip_skip: int, device):
-    """The prompt's conditioning over `steps` steps: each distinct text of its schedule
-    encoded once."""
-    schedule = prompt_schedule(prompt, steps)
+def encode_prompt(
+    pipe, prompt: str, *, steps: int, clip_skip: int, device, first_pass_steps=None
+):
+    """The prompt's conditioning over `steps` steps (of a second pass after
+    `first_pass_steps`, see prompt_schedule): each distinct text of its schedule encoded
+    once."""
+    schedule = prompt_schedule(prompt, steps, first_pass_steps=first_pass_steps)
     texts = list(dict.fromkeys(text for _, text in schedule))
     parts = encode_texts(
         pipe,
@@ -184,13 +187,18 @@ def batch_conditioning(pipe, requests, cfg_rows, *, device):
 
     SDXL models that ask for it (force_zeros_for_empty_prompt) take an empty negative prompt
     as none at all, zeros, as their pipeline and A1111 do."""
-    steps, clip_skip = requests[0].steps, requests[0].clip_skip
+    first = requests[0]  # steps, clip skip and passes are the batch's (BatchKey)
     encoded = {}
 
     def conditioning(prompt):
         if prompt not in encoded:
             encoded[prompt] = encode_prompt(
-                pipe, prompt, steps=steps, clip_skip=clip_skip, device=device
+                pipe,
+                prompt,
+                steps=first.steps,
+                clip_skip=first.clip_skip,
+                device=device,
+                first_pass_steps=first.first_pass_steps,
             )
         return encoded[prompt]
 

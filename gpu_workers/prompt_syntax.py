@@ -139,18 +139,24 @@ class PromptTooComplex(ValueError):
     MAX_SCHEDULE_MARKS."""
 
 
-def prompt_schedule(prompt: str, steps: int) -> list[tuple[int, str]]:
+def prompt_schedule(
+    prompt: str, steps: int, *, first_pass_steps: int | None = None
+) -> list[tuple[int, str]]:
     """The prompt's texts over `steps` steps, as (last step, text) pairs in step order.
 
     Step numbers count from 0 as A1111's sampler does: a text is used while the step is at
-    most its last step, so `[a:b:3]` uses "a" for steps 0 to 3, then "b". Raises
-    PromptTooComplex for a prompt with editing that is too costly to parse.
+    most its last step, so `[a:b:3]` uses "a" for steps 0 to 3, then "b". For hires fix's
+    second pass, `first_pass_steps` counts the first pass's steps first, as A1111 1.6+ does:
+    a fraction 1 is the second pass's start, a step number is after the first pass's steps.
+    Raises PromptTooComplex for a prompt with editing that is too costly to parse.
     """
-    return list(_schedule(prompt, steps))
+    return list(_schedule(prompt, steps, first_pass_steps))
 
 
 @lru_cache(maxsize=256)  # a worker checks a request's prompts at submit, then encodes them
-def _schedule(prompt: str, steps: int) -> tuple[tuple[int, str], ...]:
+def _schedule(
+    prompt: str, steps: int, first_pass_steps: int | None
+) -> tuple[tuple[int, str], ...]:
     if "[" not in prompt or not ("|" in prompt or _SCHEDULED_END.search(prompt)):
         return ((steps, prompt),)
     marks = len(_MARKS.findall(prompt))
@@ -168,7 +174,10 @@ def _schedule(prompt: str, steps: int) -> tuple[tuple[int, str], ...]:
     for node in tree.iter_subtrees():
         if node.data == "scheduled":
             number = str(node.children[-2])
-            value = float(number) * steps if "." in number else float(number)
+            if "." in number:  # a fraction of the steps, in a second pass of both passes'
+                value = (float(number) - (0.0 if first_pass_steps is None else 1.0)) * steps
+            else:
+                value = float(number) - (first_pass_steps or 0)
             # Clamped before int(): "1e999" is infinite (A1111 fails on it).
             when = int(max(-1.0, min(float(steps), value)))
             when_of[id(node)] = when

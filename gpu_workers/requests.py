@@ -42,6 +42,10 @@ class GenerationRequest:
     ip_adapter: object = None
     # Textual-inversion embeddings (EmbeddingRef items) the prompts name.
     embeddings: tuple = ()
+    # Hires fix's second pass: the first pass's steps. A1111 schedules prompt editing over
+    # both passes: in the second, [a:b:0.5] is "b" throughout, [a:b:1.5] changes half-way
+    # and [a:b:25] after step 25 - first_pass_steps. None: a pass of its own.
+    first_pass_steps: int | None = None
 
     @property
     def mode(self) -> str:

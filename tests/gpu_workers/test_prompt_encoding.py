@@ -318,6 +318,27 @@ def test_the_schedule_changes_the_image(make_engine, tiny_request):
     assert not np.array_equal(pixels(results[0]), pixels(results[1]))
 
 
+def test_a_hires_second_pass_continues_the_schedule(make_engine, tiny_request):
+    """In a second pass, a fraction under 1 has passed (A1111 1.6+): "[a cat:the dog:0.5]"
+    is "the dog" throughout."""
+    gradient = np.linspace(0, 255, 64 * 64 * 3).reshape(64, 64, 3).astype(np.uint8)
+    second_pass = dataclasses.replace(
+        tiny_request,
+        prompt="[a cat:the dog:0.5]",
+        init_image=Image.fromarray(gradient, "RGB"),
+        strength=0.5,
+        first_pass_steps=4,
+    )
+    expected = dataclasses.replace(second_pass, prompt="the dog")
+    single_pass = dataclasses.replace(second_pass, first_pass_steps=None)
+
+    results = run_batch(make_engine(max_wait_ms=0), [second_pass, expected, single_pass])
+
+    assert np.array_equal(pixels(results[0]), pixels(results[1]))
+    assert not np.array_equal(pixels(results[0]), pixels(results[2]))
+    assert [result.batch_size for result in results] == [2, 2, 1]  # passes never mix
+
+
 def test_editing_too_costly_to_parse_is_refused_at_submit(make_engine, tiny_request):
     engine = make_engine()
     request = dataclasses.replace(tiny_request, negative_prompt="(x) " * 40 + "[a:b:3]")

@@ -118,6 +118,23 @@ def test_prompt_editing(prompt, expected):
     assert schedule(prompt) == expected
 
 
+@pytest.mark.parametrize(
+    ("prompt", "expected"),
+    [
+        # A1111's own examples (10 steps, then a second pass of 10).
+        ("a [b:.5] c", [(10, "a b c")]),
+        ("a [b:1.5] c", [(5, "a  c"), (10, "a b c")]),
+        # A step number counts the first pass's steps too.
+        ("[x:y:15]", [(5, "x"), (10, "y")]),
+        ("[x:y:8]", [(10, "y")]),
+        ("[x|y]", [(1, "x"), (2, "y"), (3, "x"), (4, "y"), (5, "x"), (6, "y"), (7, "x"),
+                   (8, "y"), (9, "x"), (10, "y")]),
+    ],
+)
+def test_a_second_pass_continues_the_first_passs_schedule(prompt, expected):
+    assert prompt_schedule(prompt, 10, first_pass_steps=10) == expected
+
+
 def test_alternation_switches_every_step():
     assert schedule("[a|(b:1.1)]", 4) == [(1, "a"), (2, "(b:1.1)"), (3, "a"), (4, "(b:1.1)")]
     assert schedule("[fe|]male", 4) == [(1, "female"), (2, "male"), (3, "female"), (4, "male")]
