@@ -416,6 +416,8 @@ STUDIO_PREVIEWS_PER_MINUTE = int(os.environ.get("STUDIO_PREVIEWS_PER_MINUTE", "3
 # The A1111 and OpenAI APIs answer when the job is done, as those APIs do: a request waits
 # at most this long, then its jobs are canceled and it gets a 504.
 STUDIO_API_WAIT_SECONDS = float(os.environ.get("STUDIO_API_WAIT_SECONDS", "600"))
+# How long the image links of the OpenAI API's `url` responses work.
+STUDIO_API_URL_SECONDS = int(os.environ.get("STUDIO_API_URL_SECONDS", "3600"))
 STUDIO_SIGNUPS_PER_HOUR_PER_IP = int(os.environ.get("STUDIO_SIGNUPS_PER_HOUR_PER_IP", "10"))
 # Each request mails someone: a cap per address keeps the form from flooding inboxes.
 STUDIO_PASSWORD_RESETS_PER_HOUR_PER_IP = int(

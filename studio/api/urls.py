@@ -2,6 +2,7 @@ from django.urls import path
 
 from studio.api import views
 from studio.api.api import api
+from studio.api.openai_images import openai_api
 from studio.api.sdapi import sdapi
 
 urlpatterns = [
@@ -9,4 +10,5 @@ urlpatterns = [
     path("account/tokens/<int:token_id>/revoke/", views.token_revoke_view, name="api_token_revoke"),
     path("api/v1/", api.urls),
     path("sdapi/v1/", sdapi.urls),
+    path("v1/", openai_api.urls),
 ]
