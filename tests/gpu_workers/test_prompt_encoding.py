@@ -19,6 +19,7 @@ from transformers import CLIPTokenizer
 
 from gpu_workers.prompt_encoding import embedding_runs, encode_prompt
 from gpu_workers.requests import ControlRef, IPAdapterRef
+from gpu_workers.samplers import fresh_scheduler
 from gpu_workers.tiny_models import build_tiny_controlnet, build_tiny_ip_adapter, build_tiny_sd15
 
 CPU = torch.device("cpu")
@@ -198,20 +199,30 @@ def run_batch(engine, requests):
     return [future.result(timeout=120) for future in futures]
 
 
+@pytest.mark.parametrize(
+    ("sampler", "last_call_of_step_2"),
+    # Heun's 4 steps are 7 model calls: 2 per step, 1 for the last.
+    [(None, 2), ("Heun", 5)],
+)
 def test_an_edited_prompt_alone_is_the_pipeline_switching_prompts(
-    make_engine, plain_pipeline, tiny_request
+    make_engine, plain_pipeline, tiny_request, sampler, last_call_of_step_2
 ):
-    """The pipeline with the prompt embeddings replaced after step 2, as A1111 does for
-    `[a cat:the dog:2]`."""
-    request = dataclasses.replace(tiny_request, prompt="[a cat:the dog:2]")
+    """The pipeline with the prompt embeddings replaced after step 2 (counted in steps,
+    not model calls), as A1111 does for `[a cat:the dog:2]`."""
+    request = dataclasses.replace(tiny_request, prompt="[a cat:the dog:2]", sampler=sampler)
+    pipe = StableDiffusionPipeline(
+        **{**plain_pipeline.components, "scheduler": fresh_scheduler(plain_pipeline, sampler)},
+        requires_safety_checker=False,
+    )
+    pipe.set_progress_bar_config(disable=True)
     with torch.no_grad():
-        cat, negative = plain_pipeline.encode_prompt("a cat", CPU, 1, True, "blurry")
-        dog, _ = plain_pipeline.encode_prompt("the dog", CPU, 1, False)
+        cat, negative = pipe.encode_prompt("a cat", CPU, 1, True, "blurry")
+        dog, _ = pipe.encode_prompt("the dog", CPU, 1, False)
 
-    def switch(pipe, step, timestep, tensors):
-        return {"prompt_embeds": torch.cat([negative, dog])} if step == 2 else {}
+    def switch(pipe, call, timestep, tensors):
+        return {"prompt_embeds": torch.cat([negative, dog])} if call == last_call_of_step_2 else {}
 
-    expected = plain_pipeline(
+    expected = pipe(
         prompt_embeds=cat,
         negative_prompt_embeds=negative,
         num_inference_steps=request.steps,
