@@ -204,7 +204,8 @@ def unapplied(body, notes):
 
 def controlnet_units(body):
     scripts = {name.lower(): value for name, value in (body.alwayson_scripts or {}).items()}
-    units = (scripts.get("controlnet") or {}).get("args") or []
+    controlnet = scripts.get("controlnet") or {}
+    units = controlnet.get("args") or [] if isinstance(controlnet, dict) else None
     if not isinstance(units, list):
         raise refused(CONTROLNET_FIELD, "A list of ControlNet units.")
     return [(number, unit) for number, unit in enumerate(units)

@@ -15,13 +15,15 @@ from django.test import override_settings
 from django.utils import timezone
 from PIL import Image as PILImage
 
-from generation.models import DiffusionModel, GenerationJob, JobStatus
+from generation.models import DiffusionModel, GenerationJob, JobStatus, ModelKind
 from studio.api.models import ApiToken
 from studio.moderation.models import Policy
 from studio.quotas.models import TeamLimits
 from tests.api.live import LiveApiTestCase
 from tests.base import make_job
 from tests.lora_builders import make_lora
+
+CONTROLNET_ARGS = "alwayson_scripts.controlnet.args"
 
 
 def png_base64(size=(64, 64), colour=(30, 120, 200)):
@@ -37,6 +39,7 @@ class SdapiTestCase(LiveApiTestCase):
 
     def call(self, method, path, secret=None, *, auth=None, **kwargs):
         headers = {"Authorization": f"Bearer {secret or self.secret}"} if auth is None else {}
+        headers.update(kwargs.pop("headers", {}))
         return requests.request(method, f"{self.live_server_url}/sdapi/v1{path}",
                                 headers=headers, auth=auth, timeout=30, **kwargs)
 
@@ -115,6 +118,40 @@ class Txt2ImgTests(SdapiTestCase):
         self.assertEqual(GenerationJob.objects.get().project, covers)
 
 
+class ExtensionTests(SdapiTestCase):
+    def test_controlnet_canny_and_ip_adapter_units(self):
+        canny = DiffusionModel.objects.create(name="canny-sd15", source="/models/canny",
+                                              kind=ModelKind.CONTROLNET)
+        adapter = DiffusionModel.objects.create(name="ip-adapter-sd15", source="/models/ipa",
+                                                kind=ModelKind.IP_ADAPTER)
+        units = [
+            {"enabled": True, "module": "canny", "model": "canny-sd15 [a1b2c3d4]",
+             "image": png_base64(), "weight": 0.8, "threshold_a": 90, "threshold_b": 180},
+            {"enabled": False, "module": "depth", "model": "ignored"},
+            {"module": "ip-adapter_clip_sd15", "model": "ip-adapter-sd15",
+             "image": {"image": png_base64(colour=(200, 10, 10))}, "weight": 0.5},
+        ]
+        response = self.txt2img(alwayson_scripts={"controlnet": {"args": units}})
+        self.assertEqual(response.status_code, 200, response.text)
+        job = GenerationJob.objects.get()
+        self.assertEqual((job.control_model, job.control_scale), (canny, 0.8))
+        self.assertEqual((job.control_low_threshold, job.control_high_threshold), (90, 180))
+        self.assertEqual((job.ip_adapter_model, job.ip_adapter_scale), (adapter, 0.5))
+        self.assertIn("ControlNet 0: \"Module: canny", json.loads(response.json()["info"])
+                      ["infotexts"][0])
+
+    def test_a_lora_in_the_prompt_is_the_tokens_teams(self):
+        make_lora(self.team, self.editor, "paper_cut")
+        make_lora(self.other_team, self.outsider, "hers")
+        response = self.txt2img(prompt="a fox <lora:paper_cut:0.7>")
+        self.assertEqual(response.status_code, 200, response.text)
+        [used] = GenerationJob.objects.get().job_loras.all()
+        self.assertEqual((used.name, used.weight, used.in_prompt), ("paper_cut", 0.7, True))
+        response = self.txt2img(self.token(self.outsider), prompt="a fox <lora:paper_cut:1>")
+        self.assert_refused(response, 422, "prompt")
+        self.assertEqual(GenerationJob.objects.count(), 1)
+
+
 class RefusalTests(SdapiTestCase):
     def test_bad_input_is_a_422_naming_the_a1111_field(self):
         cases = [
@@ -133,6 +170,18 @@ class RefusalTests(SdapiTestCase):
         for fields, field in cases:
             with self.subTest(field=field):
                 self.assert_refused(self.txt2img(**fields), 422, field)
+        self.assertFalse(GenerationJob.objects.exists())
+
+    def test_malformed_bodies_are_4xx_json(self):
+        for body, field in (([], None), ({"override_settings": "x"}, "override_settings"),
+                            ({"alwayson_scripts": {"controlnet": "x"}}, CONTROLNET_ARGS),
+                            ({"alwayson_scripts": {"controlnet": {"args": "x"}}}, CONTROLNET_ARGS),
+                            ({"seed": "random"}, "seed"), ({"prompt": ["a", "b"]}, "prompt")):
+            with self.subTest(body=body):
+                self.assert_refused(self.call("post", "/txt2img", json=body), 422, field)
+        response = self.call("post", "/txt2img", data="{not json",
+                             headers={"Content-Type": "application/json"})
+        self.assertEqual(response.status_code // 100, 4, response.text)
         self.assertFalse(GenerationJob.objects.exists())
 
     def test_img2img_needs_a_decodable_image(self):
