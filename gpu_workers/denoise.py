@@ -187,7 +187,7 @@ class RowConditioning:
         self.schedules = schedules
         self.request_rows = request_rows
         self.device = device
-        self._joined = {}  # the parts' ids → their Conditioning joined row by row
+        self._joined = {}  # the last step's groups: the parts' ids → the parts joined
         self._alone = {}  # a group's rows → its each_request_alone context
         self._row_order = None
 
@@ -202,15 +202,22 @@ class RowConditioning:
         self._row_order = None
         if len(groups) > 1:
             self._row_order = torch.tensor([row for rows in groups for row in rows]).argsort()
+        # Joined again only where a row's part changed since the last step; only the last
+        # step's are kept (alternating rows could otherwise keep one per step).
+        joined = {}
         for rows in groups:
             key = tuple(id(parts[row]) for row in rows)
-            if key not in self._joined:
+            joined[key] = self._joined.get(key)
+            if joined[key] is None:
                 pooled = [parts[row].pooled for row in rows]
-                self._joined[key] = Conditioning(
+                joined[key] = Conditioning(
                     torch.cat([parts[row].embeds for row in rows]),
                     None if pooled[0] is None else torch.cat(pooled),
                 )
-            yield (None if len(groups) == 1 else rows), self._joined[key], self._alone_in(rows)
+        self._joined = joined
+        for rows in groups:
+            text = joined[tuple(id(parts[row]) for row in rows)]
+            yield (None if len(groups) == 1 else rows), text, self._alone_in(rows)
 
     def _alone_in(self, rows):
         if tuple(rows) not in self._alone:
