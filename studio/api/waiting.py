@@ -5,6 +5,7 @@ wait reads the jobs' rows rather than listening for events that a lost message c
 import time
 
 from django.conf import settings
+from django.db import connection
 from pydantic import ValidationError
 
 from generation import services
@@ -32,6 +33,10 @@ def jobs_wait(*, jobs, user):
                 f"The job did not finish within {settings.STUDIO_API_WAIT_SECONDS:g} seconds "
                 "(STUDIO_API_WAIT_SECONDS) and was canceled; try fewer or smaller images.",
             )
+        # A waiting request would hold one of the process's pooled connections for
+        # minutes: give it back between looks (the next query takes one again).
+        if not connection.in_atomic_block:
+            connection.close()
         time.sleep(POLL_SECONDS)
     return list(
         GenerationJob.objects.filter(pk__in=ids)

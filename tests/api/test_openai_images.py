@@ -103,6 +103,15 @@ class EditAndVariationTests(OpenAITestCase):
                                  prompt="a red door", size="64x64")
         self.assertEqual(GenerationJob.objects.get().mode, "img2img")
 
+    def test_an_images_own_transparency_is_the_mask(self):
+        image = PILImage.new("RGBA", (64, 64), (30, 120, 200, 255))
+        image.paste((0, 0, 0, 0), (0, 0, 64, 16))
+        buffer = io.BytesIO()
+        image.save(buffer, format="PNG")
+        self.client_.images.edit(image=("cut.png", buffer.getvalue(), "image/png"),
+                                 prompt="sky", size="64x64")
+        self.assertEqual(GenerationJob.objects.get().mode, "inpaint")
+
     def test_variations_of_an_image(self):
         result = self.client_.images.create_variation(
             image=("door.png", png_bytes(), "image/png"), n=1, size="64x64"
@@ -142,6 +151,24 @@ class RefusalTests(OpenAITestCase):
                                              prompt="x"),
             openai.BadRequestError, "image",
         )
+        self.assertFalse(GenerationJob.objects.exists())
+
+    def test_malformed_bodies_are_400s_not_5xx(self):
+        url = f"{self.live_server_url}/v1/images/generations"
+        headers = {"Authorization": f"Bearer {self.secret}"}
+        for body in ([], {"prompt": "x", "n": "many"}, {"prompt": {"a": 1}},
+                     {"prompt": "x", "response_format": "gif"}):
+            with self.subTest(body=body):
+                response = requests.post(url, json=body, headers=headers, timeout=30)
+                self.assertEqual(response.status_code, 400, response.text)
+                self.assertIn("message", response.json()["error"])
+        response = requests.post(url, data="{oops", timeout=30,
+                                 headers={**headers, "Content-Type": "application/json"})
+        self.assertEqual(response.status_code // 100, 4, response.text)
+        response = requests.post(f"{self.live_server_url}/v1/images/edits", headers=headers,
+                                 data={"prompt": "x"}, timeout=30)
+        self.assertEqual((response.status_code, response.json()["error"]["param"]),
+                         (400, "image"))
         self.assertFalse(GenerationJob.objects.exists())
 
     def test_prompt_policy_refuses_as_in_the_studio(self):
