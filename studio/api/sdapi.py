@@ -178,8 +178,8 @@ NO_EFFECT = {
     "inpaint_full_res_padding": 32, "initial_noise_multiplier": 1.0, "resize_mode": 0,
     "seed_resize_from_h": -1, "seed_resize_from_w": -1, "sampler_index": "Euler",
 }
-# Handled elsewhere (mapped, or moot without hires), never reported.
-CONSUMED = {"hr_upscaler", "hr_scale", "hr_second_pass_steps", "save_images"}
+# Always so here: every image is saved in the project's gallery.
+CONSUMED = {"save_images"}
 # What A1111 calls the recipe's fields, to name the field at fault in refusals.
 A1111_NAMES = {
     "guidance_scale": "cfg_scale", "sampler": "sampler_name", "batch_count": "n_iter",
@@ -205,7 +205,7 @@ def unapplied(body, notes):
 def controlnet_units(body):
     scripts = {name.lower(): value for name, value in (body.alwayson_scripts or {}).items()}
     controlnet = scripts.get("controlnet") or {}
-    units = controlnet.get("args") or [] if isinstance(controlnet, dict) else None
+    units = (controlnet.get("args") or []) if isinstance(controlnet, dict) else None
     if not isinstance(units, list):
         raise refused(CONTROLNET_FIELD, "A list of ControlNet units.")
     return [(number, unit) for number, unit in enumerate(units)

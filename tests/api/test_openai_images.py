@@ -203,6 +203,11 @@ class RefusalTests(OpenAITestCase):
 
 
 class ModelTests(OpenAITestCase):
+    def test_the_openapi_schema_lists_every_route(self):
+        schema = requests.get(f"{self.live_server_url}/v1/openapi.json", timeout=30).json()
+        for route in ("images/generations", "images/edits", "images/variations", "models"):
+            self.assertIn(f"/v1/{route}", schema["paths"])
+
     def test_models_list_and_get(self):
         self.assertEqual([model.id for model in self.client_.models.list()], ["tiny-sd15"])
         self.assertEqual(self.client_.models.retrieve("tiny-sd15").owned_by, "studio")

@@ -253,6 +253,12 @@ class LibraryAndOptionsTests(SdapiTestCase):
         self.assertEqual([item["name"] for item in self.call("get", "/upscalers").json()],
                          ["None", "Lanczos"])
 
+    def test_the_openapi_schema_lists_every_route(self):
+        schema = requests.get(f"{self.live_server_url}/sdapi/v1/openapi.json", timeout=30).json()
+        for route in ("txt2img", "img2img", "progress", "interrupt", "sd-models", "samplers",
+                      "schedulers", "loras", "embeddings", "options", "png-info", "upscalers"):
+            self.assertIn(f"/sdapi/v1/{route}", schema["paths"])
+
     def test_options_set_the_tokens_default_model(self):
         second = DiffusionModel.objects.create(name="second", source="/models/second",
                                                default_width=64, default_height=64)
