@@ -1,7 +1,9 @@
 """Every page at a laptop (1440×900), a small laptop (1024×768) and a phone (390×844), for
 looking at (issue #15, "Must show"): one full-page screenshot per page and size lands in
 test-artifacts/pages/. Each page answers as expected and is no wider than the window at
-any size. Then an accessibility pass: axe-core (npm, node_modules/axe-core) runs in the
+any size. The stylesheets are one design system (studio.css) plus page stylesheets: no
+selector is written in two of them, and no page has elements that a stylesheet it doesn't
+load would style. Then an accessibility pass: axe-core (npm, node_modules/axe-core) runs in the
 studio, gallery, image, Explore and moderation pages and finds nothing serious or
 critical. No worker is needed: the data is made in the test."""
 
@@ -9,6 +11,8 @@ import hashlib
 import os
 import shutil
 import subprocess
+from collections import defaultdict
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
@@ -34,6 +38,7 @@ PASSWORD = "a-long-test-password-15"
 SIZES = {"laptop": (1440, 900), "small-laptop": (1024, 768), "phone": (390, 844)}
 SHOTS = ARTIFACTS / "pages"
 ROOT = Path(__file__).resolve().parents[2]
+STYLESHEETS = ROOT / "static" / "css"
 AXE = ROOT / "node_modules" / "axe-core" / "axe.min.js"
 PROMPTS = [
     "a lighthouse on a cliff at dusk, oil painting", "a red fox in fresh snow",
@@ -197,10 +202,47 @@ STICKING_OUT = """() => {
 }"""
 
 
-def shoot_everywhere(page, url, name, status, widths):
-    """Open the page once, then screenshot it at each size; record any width overflow."""
+# Each style rule as [the @media/@supports conditions around it, its selector].
+SELECTORS = """(text) => {
+  const sheet = new CSSStyleSheet();
+  sheet.replaceSync(text);
+  const walk = (rules, context) => [...rules].flatMap((rule) =>
+    rule instanceof CSSStyleRule ? [[context, rule.selectorText]]
+      : rule.cssRules ? walk(rule.cssRules, context + rule.cssText.split("{")[0].trim() + " ")
+      : []);
+  return walk(sheet.cssRules, "");
+}"""
+
+# Rules of the stylesheets this page doesn't load that would style one of its elements:
+# styles the page lost (or a page rule that belongs in the design system).
+BORROWED = r"""(sheets) => {
+  const loaded = new Set([...document.styleSheets].map((s) => (s.href || "").split("/").pop()));
+  const found = [];
+  for (const [name, rules] of Object.entries(sheets)) {
+    if (loaded.has(name)) continue;
+    for (const [, selector] of rules) {
+      // Pseudo-elements never match an element: ask about the element they hang on.
+      const element = selector.replace(/::[\w-]+(\([^)]*\))?/g, "") || "*";
+      if (document.querySelector(element)) found.push(name + ": " + selector);
+    }
+  }
+  return found;
+}"""
+
+
+@dataclass
+class Findings:
+    sheets: dict  # stylesheet name -> its rules' [conditions, selector]
+    too_wide: list = field(default_factory=list)
+    borrowed: list = field(default_factory=list)
+
+
+def shoot_everywhere(page, url, name, status, findings):
+    """Open the page once, then screenshot it at each size; record any width overflow and
+    any style it would borrow from a stylesheet it doesn't load."""
     response = page.goto(url)
     assert response.status == status, (name, response.status)
+    findings.borrowed += [(name, rule) for rule in page.evaluate(BORROWED, findings.sheets)]
     for size, (width, height) in SIZES.items():
         page.set_viewport_size({"width": width, "height": height})
         # A new size may reveal more (htmx "revealed" triggers, lazy images): wait for it.
@@ -208,7 +250,7 @@ def shoot_everywhere(page, url, name, status, widths):
         page.wait_for_function(ALL_PICTURES_LOADED, timeout=30_000)
         overflow = page.evaluate(STICKING_OUT)
         if overflow:
-            widths.append((name, size, overflow))
+            findings.too_wide.append((name, size, overflow))
         page.screenshot(path=str(SHOTS / f"{name}-{size}.png"), full_page=True,
                         animations="disabled")
 
@@ -217,37 +259,47 @@ def test_every_page_at_three_sizes(studio_processes, studio_with_everything):
     base_url = studio_processes["base_url"]
     data = studio_with_everything
     SHOTS.mkdir(parents=True, exist_ok=True)
-    too_wide = []
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
         browser = launch(playwright)
         # Signed out: log in, sign up, password reset, an invitation, Explore.
         page = browser.new_page()
+        page.goto(base_url + reverse("login"))
+        findings = Findings(sheets={path.name: page.evaluate(SELECTORS, path.read_text())
+                                    for path in sorted(STYLESHEETS.glob("*.css"))})
         for name, path in [("login", reverse("login")), ("signup", reverse("signup")),
                            ("password-reset", reverse("password_reset")),
                            ("invitation", data["invitation"].get_absolute_url()),
                            ("explore-signed-out", reverse("explore"))]:
-            shoot_everywhere(page, base_url + path, name, 200, too_wide)
+            shoot_everywhere(page, base_url + path, name, 200, findings)
         # The 500 page as the server's handler renders it (nothing here can make it crash).
         error_page = loader.get_template("500.html").render({"request_id": "req-5f3a"})
         page.route(base_url + "/crash/", lambda route: route.fulfill(
             status=500, content_type="text/html", body=error_page))
-        shoot_everywhere(page, base_url + "/crash/", "500", 500, too_wide)
+        shoot_everywhere(page, base_url + "/crash/", "500", 500, findings)
 
         page = log_in(browser, base_url, "iris")
         for name, path, status in pages_of(data):
-            shoot_everywhere(page, base_url + path, name, status, too_wide)
+            shoot_everywhere(page, base_url + path, name, status, findings)
 
         # Another member: report the public image; the library's model form is staff only.
         page = log_in(browser, base_url, "vera")
         shoot_everywhere(page, base_url + reverse(
             "moderation_report", args=["image", data["public_image"].pk]), "report", 200,
-            too_wide)
+            findings)
         page = log_in(browser, base_url, "tom")
-        shoot_everywhere(page, base_url + reverse("model_create"), "403", 403, too_wide)
+        shoot_everywhere(page, base_url + reverse("model_create"), "403", 403, findings)
         browser.close()
-    assert too_wide == [], f"pages wider than the window (page, size, what sticks out): {too_wide}"
+    written_in = defaultdict(set)
+    for sheet, rules in findings.sheets.items():
+        for context, selector in rules:
+            written_in[context + selector].add(sheet)
+    assert {selector: sheets for selector, sheets in written_in.items() if len(sheets) > 1} == {}
+    assert findings.borrowed == [], (
+        f"styles from a stylesheet the page doesn't load: {findings.borrowed}")
+    assert findings.too_wide == [], (
+        f"pages wider than the window (page, size, what sticks out): {findings.too_wide}")
 
 
 # Axe's own script is injected: a context that ignores the page's CSP lets it run (the CSP
