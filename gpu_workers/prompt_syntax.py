@@ -10,8 +10,10 @@ it. No torch here: a web feature may import it (token_chunks).
   Alternation `[a|b|c]` takes the next option at every step. A prompt whose brackets do not
   parse as editing is one prompt for every step, its brackets read by the attention rules.
 
-A1111's parsers are AGPL: this is a rewrite to the same behaviour (the lark grammar is the
-same language; lark is the parser A1111 uses, so ambiguous prompts resolve alike).
+A1111's parsers are AGPL-3.0. The code here is written anew to the same behaviour, but the
+schedule grammar is A1111's text (lark's Earley parser resolves ambiguous prompts by the
+grammar's shape, so a grammar of our own could read them otherwise): whether that text may
+stay in an Apache-2.0 project is for the maintainers to confirm.
 """
 
 import re
