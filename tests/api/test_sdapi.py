@@ -7,14 +7,19 @@ naming the field."""
 import base64
 import io
 import json
+import threading
 from datetime import timedelta
+from unittest import mock
 
+import pytest
 import requests
 import webuiapi
+from django.db import connection
 from django.test import override_settings
 from django.utils import timezone
 from PIL import Image as PILImage
 
+from generation.execution import job_execute
 from generation.models import DiffusionModel, GenerationJob, JobStatus, ModelKind
 from studio.api.models import ApiToken
 from studio.moderation.models import Policy
@@ -150,6 +155,41 @@ class ExtensionTests(SdapiTestCase):
         response = self.txt2img(self.token(self.outsider), prompt="a fox <lora:paper_cut:1>")
         self.assert_refused(response, 422, "prompt")
         self.assertEqual(GenerationJob.objects.count(), 1)
+
+
+class RealWorkerTests(SdapiTestCase):
+    """The job run by the worker's own code on the tiny model, in a thread of its own as a
+    GPU worker would, while the request waits."""
+
+    @pytest.fixture(autouse=True)
+    def tiny_model(self, tiny_model_dir):
+        self.tiny_model_dir = tiny_model_dir
+
+    def test_txt2img_waits_for_a_real_run(self):
+        DiffusionModel.objects.filter(pk=self.model.pk).update(source=str(self.tiny_model_dir))
+        threads = []
+
+        def run_in_a_worker_thread(job_id):
+            def work():
+                with mock.patch("generation.execution.publish"):
+                    job_execute(job_id=job_id)
+                connection.close()
+
+            threads.append(threading.Thread(target=work))
+            threads[-1].start()
+
+        self.worker.side_effect = run_in_a_worker_thread
+        client = webuiapi.WebUIApi(baseurl=f"{self.live_server_url}/sdapi/v1")
+        client.set_auth("carol", self.secret)
+        result = client.txt2img(prompt="a red fox", seed=1234, steps=3, width=64, height=64,
+                                sampler_name="Euler")
+        for thread in threads:
+            thread.join()
+        self.assertEqual(result.images[0].size, (64, 64))
+        self.assertTrue(result.images[0].info["parameters"].startswith(
+            "a red fox\nSteps: 3, Sampler: Euler, Schedule type: Automatic, CFG scale: 7, "
+            "Seed: 1234, Size: 64x64"))
+        self.assertEqual(GenerationJob.objects.get().status, JobStatus.FINISHED)
 
 
 class RefusalTests(SdapiTestCase):
