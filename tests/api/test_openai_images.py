@@ -183,16 +183,19 @@ class RefusalTests(OpenAITestCase):
             prompt="x", size="64x64"), openai.PermissionDeniedError)
         self.assertFalse(GenerationJob.objects.exists())
 
-    def test_other_teams_images_and_models(self):
-        result = self.client_.images.generate(prompt="a fox", size="64x64",
-                                              response_format="b64_json")
-        self.assertEqual(len(result.data), 1)
+    def test_another_teams_token_works_only_in_its_own_team(self):
         hers = self.openai(self.token(self.outsider))
-        # Her token works in her team: not on the editor's job, nor on a model held back.
+        hers.images.generate(prompt="a fox", size="64x64")
+        self.assertEqual(GenerationJob.objects.get().project, self.other_project)
+
+    def test_models_are_those_the_tokens_user_may_use(self):
         DiffusionModel.objects.filter(pk=self.model.pk).update(min_role="owner")
         self.assertEqual([model.id for model in self.client_.models.list()], [])
-        self.assertEqual([model.id for model in hers.models.list()], ["tiny-sd15"])
         self.assert_error(lambda: self.client_.models.retrieve("tiny-sd15"), openai.NotFoundError)
+        self.assert_error(lambda: self.client_.images.generate(prompt="x", model="tiny-sd15"),
+                          openai.NotFoundError, "model")
+        owners = self.openai(self.token(self.owner))
+        self.assertEqual([model.id for model in owners.models.list()], ["tiny-sd15"])
 
     @override_settings(STUDIO_API_WAIT_SECONDS=0.3)
     def test_a_job_past_the_wait_is_a_504_and_canceled(self):
