@@ -11,6 +11,14 @@ from gallery.models import Image
 from generation.loras.forms import LoraStackField, ModelSelect, clean_lora_stack
 from generation.models import SAMPLER_CHOICES, DiffusionModel, ModelKind
 from generation.recipe import LIMITS, MAX_PROMPT, recipe_problems
+from generation.seeds import random_seed
+from generation.wildcards.expansion import (
+    expansion_problems,
+    is_dynamic,
+    job_prompts,
+    team_wildcards,
+    template_problems,
+)
 from gpu_workers.control import DEFAULT_HIGH_THRESHOLD, DEFAULT_LOW_THRESHOLD
 from studio.moderation.services import screen_generation_form
 from studio.permissions import can
@@ -435,5 +443,31 @@ class GenerationForm(forms.Form):
         self._clean_family(cleaned, "control", "ControlNet")
         self._clean_family(cleaned, "ip_adapter", "IP-Adapter")
         screen_generation_form(self, cleaned)
+        self._clean_dynamic_prompts(cleaned)
         clean_lora_stack(self, cleaned, self.project.team if self.project else None)
         return cleaned
+
+    def _clean_dynamic_prompts(self, cleaned):
+        """{ } variants and __wildcards__: readable and the team's, and each job's expansion
+        within the prompt's length and the prompt policy. A seed left random is chosen here,
+        so the expansions checked are those the jobs get (jobs_create expands the same)."""
+        prompt, negative = cleaned.get("prompt"), cleaned.get("negative_prompt") or ""
+        if prompt is None or self.project is None or self.errors:
+            return
+        if not (is_dynamic(prompt) or is_dynamic(negative)):
+            return
+        wildcards = team_wildcards(self.project.team)
+        problems = (template_problems(prompt, "prompt", wildcards)
+                    + template_problems(negative, "negative_prompt", wildcards))
+        if cleaned.get("seed") is None and not problems:
+            cleaned["seed"] = random_seed()
+        for prompts in [] if problems else job_prompts(cleaned, wildcards):
+            problems = (expansion_problems(prompts[0], "prompt")
+                        + expansion_problems(prompts[1], "negative_prompt"))
+            if problems:
+                break
+            screen_generation_form(self, {"prompt": prompts[0], "negative_prompt": prompts[1]})
+            if self.errors:
+                return
+        for field, message in problems:
+            self.add_error(field, message)

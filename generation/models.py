@@ -265,6 +265,9 @@ class GenerationJob(models.Model):
     model = models.ForeignKey(DiffusionModel, on_delete=models.PROTECT, related_name="jobs")
     prompt = models.TextField()
     negative_prompt = models.TextField(blank=True)
+    # The prompts as typed when their variants and wildcards were expanded into the two above.
+    prompt_template = models.TextField(blank=True)
+    negative_prompt_template = models.TextField(blank=True)
     steps = models.PositiveIntegerField()
     guidance_scale = models.FloatField()
     width = models.PositiveIntegerField()
@@ -499,9 +502,10 @@ class PromptFavourite(models.Model):
         super().save(*args, **kwargs)
 
 
-# The LoRA and embedding libraries live in their own modules; imported here so Django
+# The libraries, training and wildcards live in their own packages; imported here so Django
 # registers their models.
 from generation.loras.embeddings.models import Embedding  # noqa: E402, F401
 from generation.loras.models import JobLora, Lora  # noqa: E402, F401
 from generation.training.models import TrainingRun, TrainingSample  # noqa: E402, F401
 from generation.training.subjects.models import Subject, SubjectConsent, SubjectImage  # noqa: E402, F401
+from generation.wildcards.models import Wildcard  # noqa: E402, F401

@@ -148,6 +148,10 @@ class Recipe(Part):
     model: int
     prompt: str = Field(min_length=1, max_length=MAX_PROMPT)
     negative_prompt: str = Field("", max_length=MAX_PROMPT)
+    # The prompts as typed, when their { } variants and __wildcards__ were expanded into
+    # prompt and negative_prompt (generation.wildcards.expansion); blank otherwise.
+    template: str = Field("", max_length=MAX_PROMPT)
+    negative_template: str = Field("", max_length=MAX_PROMPT)
     steps: int = limited("steps", 25)
     guidance_scale: float = limited("guidance_scale", 7.0)
     # The size asked for: the source's when outpainting, which adds its sides to it.
@@ -224,6 +228,8 @@ class Recipe(Part):
             model=pk_of(get("model")),
             prompt=get("prompt") or "",
             negative_prompt=get("negative_prompt") or "",
+            template=get("template") or "",
+            negative_template=get("negative_template") or "",
             steps=get("steps"),
             guidance_scale=get("guidance_scale"),
             width=get("width"),
@@ -284,6 +290,8 @@ class Recipe(Part):
             "model": self.model,
             "prompt": self.prompt,
             "negative_prompt": self.negative_prompt,
+            "template": self.template,
+            "negative_template": self.negative_template,
             "steps": self.steps,
             "guidance_scale": self.guidance_scale,
             "width": self.width,
@@ -323,11 +331,11 @@ class Recipe(Part):
 
     def form_initial(self) -> dict[str, Any]:
         """What GenerationForm shows to make this again: gallery images, not uploads (a file
-        input can't be filled in), and the LoRAs picked in the form (those written in the
-        prompt come back with it)."""
+        input can't be filled in), the prompts as they ran (not their templates), and the
+        LoRAs picked in the form (those written in the prompt come back with it)."""
         flat = self.to_flat()
         for name in ("source_upload", "mask_data", "control_upload", "ip_adapter_upload",
-                     "remix_of"):
+                     "remix_of", "template", "negative_template"):
             del flat[name]
         flat["loras"] = [{"id": use.lora, "weight": use.weight}
                          for use in self.loras if not use.in_prompt]
@@ -347,6 +355,8 @@ class Recipe(Part):
             "model_id": self.model,
             "prompt": self.prompt,
             "negative_prompt": self.negative_prompt,
+            "prompt_template": self.template,
+            "negative_prompt_template": self.negative_template,
             "steps": self.steps,
             "guidance_scale": self.guidance_scale,
             "width": width,
@@ -398,6 +408,8 @@ class Recipe(Part):
                 "model": job.model_id,
                 "prompt": job.prompt,
                 "negative_prompt": job.negative_prompt,
+                "template": job.prompt_template,
+                "negative_template": job.negative_prompt_template,
                 "steps": job.steps,
                 "guidance_scale": job.guidance_scale,
                 "width": job.width - left - right,

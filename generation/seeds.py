@@ -4,6 +4,8 @@ A1111 and this studio pick random seeds below 2**32; ComfyUI's go up to 2**64 - 
 images keep them, so every seed a user brings back must be one the studio can run.
 """
 
+import secrets
+
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.utils.functional import cached_property
@@ -11,6 +13,10 @@ from django.utils.functional import cached_property
 SEED_LIMIT = 2**64  # seeds are 0 ≤ seed < SEED_LIMIT
 MAX_SEED = SEED_LIMIT - 1
 RANDOM_SEED_LIMIT = 2**32  # random seeds stay below this, as A1111's
+
+
+def random_seed() -> int:
+    return secrets.randbelow(RANDOM_SEED_LIMIT)
 
 
 def seed_after(seed, count):

@@ -1,5 +1,4 @@
 import logging
-import secrets
 from collections import defaultdict
 from collections.abc import Mapping
 from typing import Any
@@ -20,7 +19,8 @@ from generation.loras.services import (
 )
 from generation.models import GenerationJob, JobStatus, ModelKind
 from generation.recipe import Recipe
-from generation.seeds import RANDOM_SEED_LIMIT, seed_after
+from generation.seeds import random_seed, seed_after
+from generation.wildcards.expansion import is_dynamic, job_prompts, team_wildcards
 from studio.accounts.models import Project, Team, User
 from studio.moderation.services import generation_screen
 from studio.permissions import can
@@ -31,10 +31,6 @@ from studio.storage import files_delete_on_rollback
 from studio.uploads import upload_store
 
 logger = logging.getLogger(__name__)
-
-
-def random_seed() -> int:
-    return secrets.randbelow(RANDOM_SEED_LIMIT)
 
 
 class ModelNotAllowed(PermissionDenied):
@@ -129,15 +125,34 @@ def jobs_create(
             job=job_build(user=user, project=project, params={**params, "seed": seed}),
             copies=count,
         )
+        typed = (params["prompt"], params.get("negative_prompt") or "")
+        wildcards = team_wildcards(project.team) if any(map(is_dynamic, typed)) else {}
+        prompts = job_prompts({**params, "seed": seed}, wildcards)
         with transaction.atomic():
             return [
                 job_create(
                     user=user,
                     project=project,
-                    params={**params, "seed": seed_after(seed, n * batch_size)},
+                    params={
+                        **params,
+                        "seed": seed_after(seed, n * batch_size),
+                        **expansion_params(params, *prompts[n]),
+                    },
                 )
                 for n in range(count)
             ]
+
+
+def expansion_params(params: Mapping[str, Any], prompt: str, negative: str) -> dict[str, str]:
+    """A job's expanded prompts, and the text as typed as their templates where it had
+    variants or wildcards."""
+    typed, typed_negative = params["prompt"], params.get("negative_prompt") or ""
+    return {
+        "prompt": prompt,
+        "negative_prompt": negative,
+        "template": typed if is_dynamic(typed) else "",
+        "negative_template": typed_negative if is_dynamic(typed_negative) else "",
+    }
 
 
 def job_dispatch(job: GenerationJob) -> None:

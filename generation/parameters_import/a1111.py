@@ -31,6 +31,9 @@ from .common import (
 # or JSON-quoted when they hold a comma, colon or newline. Keys are bounded and the quoted
 # value possessive, so the time stays linear in the length of any line.
 PARAM_RE = re.compile(r'(\w[\w \-/]{0,79}?)\s*:\s*("(?:\\.|[^\\"])*+"|[^,]*)(?:,|$)')
+# The Dynamic Prompts extension's labels (sd_dynamic_prompts/helpers/pnginfo_saver.py).
+TEMPLATE_LABEL = "Template"
+NEGATIVE_TEMPLATE_LABEL = "Negative Template"
 # A settings line holds at least one of these (A1111 writes Steps first, always).
 A1111_KEYS = {"steps", "sampler", "cfg scale", "seed", "size", "model", "model hash"}
 # Fields the form applies; everything else is reported.
@@ -46,6 +49,20 @@ CONTROLNET_UNIT_RE = re.compile(r"ControlNet \d")
 # Written by A1111 for information only; nothing to apply or to warn about.
 # TI hashes: the prompt names its embeddings, which apply again where the team has them.
 A1111_INFORMATIONAL = {"Batch pos", "TI hashes"} | CIVITAI_INFORMATIONAL
+
+
+def templates_split(text):
+    """(the infotext, its template, its negative template): the Dynamic Prompts extension
+    appends "Template: …" and "Negative Template: …" after the settings line (either may be
+    missing; a template may span lines)."""
+    for label in (TEMPLATE_LABEL, NEGATIVE_TEMPLATE_LABEL):
+        body, marker, rest = text.rpartition(f"\n{label}: ")
+        if marker and _settings_fields(body.rsplit("\n", 1)[-1]) is not None:
+            if label == TEMPLATE_LABEL:
+                template, _, negative = rest.partition(f"\n{NEGATIVE_TEMPLATE_LABEL}: ")
+                return body, template.strip(), negative.strip()
+            return body, "", rest.strip()
+    return text, "", ""
 
 
 def _settings_fields(line):
@@ -88,11 +105,17 @@ def _unquote(raw, key):
 
 def parse_a1111_infotext(text) -> ImportedParameters:
     """A1111's "parameters" text: prompt lines, an optional "Negative prompt:" (which may
-    span lines), then one line of "Key: value" settings."""
+    span lines), then one line of "Key: value" settings, and the Dynamic Prompts
+    extension's "Template:" and "Negative Template:" after it."""
     if not isinstance(text, str) or not text.strip():
         raise ParameterImportError("The image's parameters text is empty.")
     result = ImportedParameters(source="a1111")
-    *lines, last = text.strip().replace("\r\n", "\n").split("\n")
+    text, template, negative_template = templates_split(text.strip().replace("\r\n", "\n"))
+    if template:
+        result.values["template"] = template
+    if negative_template:
+        result.values["negative_template"] = negative_template
+    *lines, last = text.split("\n")
     settings_line, json_fields = civitai_json_fields(last)
     fields = _settings_fields(settings_line)
     if fields is None:
@@ -341,7 +364,7 @@ def recipe_infotext(job, *, seed, sampler, schedule_type=None, variation_seed=No
     model_hash_backfill(model=job.model)
     hires, variation = recipe.hires, recipe.variation
     width, height = recipe.canvas_size()
-    return a1111_infotext(
+    text = a1111_infotext(
         prompt=infotext_prompt(recipe.prompt, job_loras),
         negative_prompt=recipe.negative_prompt,
         fields=[
@@ -367,3 +390,9 @@ def recipe_infotext(job, *, seed, sampler, schedule_type=None, variation_seed=No
             ("Version", f"studio {studio_version}"),
         ],
     )
+    # The Dynamic Prompts extension's lines after the settings (PngInfoSaver).
+    if recipe.template:
+        text += f"\n{TEMPLATE_LABEL}: {recipe.template}"
+    if recipe.negative_template:
+        text += f"\n{NEGATIVE_TEMPLATE_LABEL}: {recipe.negative_template}"
+    return text

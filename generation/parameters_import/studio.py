@@ -28,6 +28,8 @@ STUDIO_INFORMATIONAL = {"job_id", "scheduler", "versions", "source_image_id", "e
 STUDIO_FIELDS = {
     "prompt": text_value,
     "negative_prompt": text_value,
+    "template": text_value,  # the prompts as typed, before their variants and wildcards
+    "negative_template": text_value,
     "steps": int_value,
     "guidance_scale": float_value,
     "width": int_value,
@@ -278,6 +280,8 @@ def recipe_spec(job, result):
         ],
         "prompt": recipe.prompt,
         "negative_prompt": recipe.negative_prompt,
+        "template": recipe.template or None,
+        "negative_template": recipe.negative_template or None,
         "steps": recipe.steps,
         "guidance_scale": recipe.guidance_scale,
         "width": width,

@@ -34,6 +34,7 @@ from generation.recipe import (
     RecipeInvalid,
     Variation,
 )
+from generation.wildcards.models import Wildcard
 from gpu_workers.requests import GenerationResult
 from gpu_workers.samplers import SAMPLERS
 from tests.base import StudioTestCase, make_image, make_job
@@ -103,6 +104,7 @@ class RecipeTestCase(StudioTestCase):
         cls.ink = make_lora(cls.team, cls.owner, "ink")
         cls.paper = make_lora(cls.team, cls.owner, "paper")
         cls.image = make_image(make_job(cls.project, cls.editor, cls.model))
+        Wildcard.objects.create(team=cls.team, name="when", values="at dusk")
         cls.other_image = make_image(make_job(cls.project, cls.editor, cls.model))
 
     def setUp(self):
@@ -115,6 +117,9 @@ class RecipeTestCase(StudioTestCase):
             model=self.model.pk,
             prompt="a lighthouse at dusk <lora:paper:0.4>",
             negative_prompt="fog",
+            # Expanding to the prompts above, whatever the seed.
+            template="a {lighthouse} __when__ <lora:paper:0.4>",
+            negative_template="{fog}",
             steps=12,
             guidance_scale=5.5,
             width=128,
@@ -209,7 +214,8 @@ class AdapterTestCase(RecipeTestCase):
         """Without what a page can't put back in a form: uploads, and where it was remixed
         from (the remix link says)."""
         not_carried = [("source", "upload"), ("mask",), ("ip_adapter", "image", "upload"),
-                       ("remix_of",), ("loras", "in_prompt")]
+                       ("remix_of",), ("loras", "in_prompt"), ("template",),
+                       ("negative_template",)]
 
         def round_trip(recipe):
             return self.refill(recipe, recipe.form_initial())
@@ -236,6 +242,9 @@ class AdapterTestCase(RecipeTestCase):
         def round_trip(recipe):
             data = {key: value for key, value in recipe.form_initial().items()
                     if value not in (None, "", False) and key != "loras"}
+            # Typed with its variants and wildcards, the job gets their expansion.
+            data["prompt"] = recipe.template or recipe.prompt
+            data["negative_prompt"] = recipe.negative_template or recipe.negative_prompt
             data["remix_of"] = recipe.remix_of or ""
             picked = [use for use in recipe.loras if not use.in_prompt]
             data["lora"] = [use.lora for use in picked]
@@ -261,8 +270,9 @@ class AdapterTestCase(RecipeTestCase):
     def test_worker_requests(self):
         """What the worker runs: one request per image of the batch, the hires pass second.
         Library models and images go as sources and pixels; lineage stays in the studio."""
-        not_carried = [("model",), ("source", "image"), ("source", "upload"), ("mask",),
-                       ("control", "model"), ("control", "image", "image"),
+        not_carried = [("model",), ("template",), ("negative_template",), ("source", "image"),
+                       ("source", "upload"), ("mask",), ("control", "model"),
+                       ("control", "image", "image"),
                        ("control", "image", "upload"), ("ip_adapter", "model"),
                        ("ip_adapter", "image", "image"), ("ip_adapter", "image", "upload"),
                        ("loras", "lora"), ("loras", "in_prompt"), ("remix_of",)]
@@ -400,6 +410,9 @@ class AdapterTestCase(RecipeTestCase):
             "prompt": recipe.prompt
             if words == " ".join(prompt_without_lora_tags(recipe.prompt).split())
             else values["prompt"],
+            # Only what the format holds: a template left out is no template.
+            "template": values.get("template", ""),
+            "negative_template": values.get("negative_template", ""),
             "hires": Hires(scale=values["hires_scale"], steps=values.get("hires_steps", 0),
                            strength=values["hires_strength"]) if values.get("hires_fix")
             else None,
