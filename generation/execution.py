@@ -239,6 +239,8 @@ def hires_requests(job, first_requests, first_results):
             width=width,
             height=height,
             steps=recipe.hires.steps or recipe.steps,
+            # Prompt editing goes on over both passes, as A1111 1.6+ schedules it.
+            first_pass_steps=recipe.steps,
             init_image=result.images[0].resize((width, height), PILImage.Resampling.LANCZOS),
             strength=recipe.hires.strength,
             # The ControlNet steers the hires pass too, its image at the larger size.

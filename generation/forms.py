@@ -462,8 +462,9 @@ class GenerationForm(forms.Form):
         if cleaned.get("seed") is None and not problems:
             cleaned["seed"] = random_seed()
         for prompts in [] if problems else job_prompts(cleaned, wildcards):
-            problems = (expansion_problems(prompts[0], "prompt")
-                        + expansion_problems(prompts[1], "negative_prompt"))
+            steps = cleaned.get("steps") or 1
+            problems = (expansion_problems(prompts[0], "prompt", steps)
+                        + expansion_problems(prompts[1], "negative_prompt", steps))
             if problems:
                 break
             screen_generation_form(self, {"prompt": prompts[0], "negative_prompt": prompts[1]})

@@ -31,6 +31,7 @@ from gpu_workers.control import (
     MAX_CONDITIONING_SCALE,
     MAX_THRESHOLD,
 )
+from gpu_workers.prompt_syntax import PromptTooComplex, prompt_schedule
 from gpu_workers.requests import MAX_IP_ADAPTER_SCALE
 from gpu_workers.samplers import SAMPLERS
 
@@ -529,6 +530,8 @@ def recipe_problems(values: Mapping[str, Any]) -> list[tuple[str, str]]:
     if get("hires_fix"):
         problems += hires_problems(values)
     problems += image_mode_problems(values, has_source)
+    for field in ("prompt", "negative_prompt"):
+        problems += prompt_problems(get(field) or "", field, steps or 1)
     problems += part_image_problems(values, "control", "a ControlNet model")
     problems += part_image_problems(values, "ip_adapter", "an IP-Adapter model")
     low, high = get("control_low_threshold"), get("control_high_threshold")
@@ -540,6 +543,16 @@ def recipe_problems(values: Mapping[str, Any]) -> list[tuple[str, str]]:
         problems.append(("strength", f"At {strength:g} of {steps} steps not one step runs; "
                                      "raise the strength or the steps."))
     return problems
+
+
+def prompt_problems(text: str, field: str, steps: int) -> list[tuple[str, str]]:
+    """A prompt whose editing or alternation is too costly to parse (the workers would
+    refuse it)."""
+    try:
+        prompt_schedule(text, steps)
+    except PromptTooComplex as error:
+        return [(field, str(error))]
+    return []
 
 
 def hires_problems(values: Mapping[str, Any]) -> list[tuple[str, str]]:

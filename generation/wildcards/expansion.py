@@ -13,7 +13,7 @@ import re
 from dynamicprompts.generators import RandomPromptGenerator
 from dynamicprompts.wildcards import WildcardManager
 
-from generation.recipe import MAX_PROMPT
+from generation.recipe import MAX_PROMPT, prompt_problems
 from generation.seeds import seed_after
 from generation.wildcards.models import Wildcard
 
@@ -84,11 +84,11 @@ def expanded(text, wildcards, *, seeds):
     return generator.generate(text, len(seeds), seeds=list(seeds))
 
 
-def expansion_problems(prompt, field):
+def expansion_problems(prompt, field, steps):
     if len(prompt) > MAX_PROMPT:
         return [(field, f"Its variants and wildcards make a prompt of {len(prompt):,} "
                         f"characters, more than the {MAX_PROMPT:,} allowed.")]
-    return []
+    return prompt_problems(prompt, field, steps)
 
 
 def job_prompts(params, wildcards):

@@ -290,6 +290,7 @@ class AdapterTestCase(RecipeTestCase):
                 results = [mock.Mock(images=[PILImage.new("RGB", (first.width, first.height))])
                            for _ in requests]
                 second = hires_requests(job, requests, results)[0]
+                self.assertEqual(second.first_pass_steps, recipe.steps)
                 hires = Hires(scale=recipe.hires.scale, steps=second.steps,
                               strength=second.strength)
             width, height = recipe.width, recipe.height
