@@ -14,7 +14,7 @@ from ninja.errors import ValidationError as NinjaValidationError
 from ninja.security import HttpBearer, SessionAuth
 
 from studio.api import account, images, jobs, library
-from studio.api.problems import Problem, problem_response
+from studio.api.problems import PROBLEM_CONTENT_TYPE, Problem, problem_response
 from studio.api.tokens import token_for_secret
 from studio.quotas.services import QuotaRefused
 
@@ -30,7 +30,50 @@ class TokenAuth(HttpBearer):
         return found
 
 
-api = NinjaAPI(
+# Every operation may answer a refusal; the schema says so once, for all of them.
+PROBLEM_SCHEMA = {
+    "type": "object",
+    "required": ["type", "title", "status", "detail"],
+    "properties": {
+        "type": {"type": "string"},
+        "title": {"type": "string"},
+        "status": {"type": "integer"},
+        "detail": {"type": "string"},
+        "errors": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "required": ["field", "message"],
+                "properties": {
+                    "field": {"type": "string", "nullable": True},
+                    "message": {"type": "string"},
+                },
+            },
+        },
+    },
+}
+
+
+class StudioAPI(NinjaAPI):
+    def get_openapi_schema(self, *args, **kwargs):
+        """ninja's schema, with the refusals (4XX, application/problem+json) that every
+        operation may answer and that the routes leave out."""
+        schema = super().get_openapi_schema(*args, **kwargs)
+        schema["components"].setdefault("schemas", {})["Problem"] = PROBLEM_SCHEMA
+        refusal = {
+            "description": "A refusal: the request is invalid, unauthorized, not found, "
+                           "or over a limit (with Retry-After).",
+            "content": {PROBLEM_CONTENT_TYPE: {
+                "schema": {"$ref": "#/components/schemas/Problem"}
+            }},
+        }
+        for operations in schema["paths"].values():
+            for operation in operations.values():
+                operation["responses"].setdefault("4XX", refusal)
+        return schema
+
+
+api = StudioAPI(
     title="Studio API",
     version="1",
     description=(
