@@ -1,11 +1,12 @@
 """Every page at a laptop (1440×900), a small laptop (1024×768) and a phone (390×844), for
 looking at (issue #15, "Must show"): one full-page screenshot per page and size lands in
 test-artifacts/pages/. Each page answers as expected and is no wider than the window at
-any size. The stylesheets are one design system (studio.css) plus page stylesheets: no
-selector is written in two of them, and no page has elements that a stylesheet it doesn't
-load would style. Then an accessibility pass: axe-core (npm, node_modules/axe-core) runs in the
-studio, gallery, image, Explore and moderation pages and finds nothing serious or
-critical. No worker is needed: the data is made in the test."""
+any size. The stylesheets are one design system (studio.css) plus page stylesheets (issue
+#12): no selector is written in two of them, and no page has elements that a stylesheet
+it doesn't load would style. Then an accessibility pass: axe-core (from npm, installed by
+the test when node_modules lacks it) runs in the studio, gallery, image, Explore and
+moderation pages and finds nothing serious or critical. No worker is needed: the data is
+made in the test."""
 
 import hashlib
 import os
@@ -111,7 +112,10 @@ def studio_with_everything(db):
     embedding.file.save("easyneg.safetensors", ContentFile(b"vector"), save=False)
     embedding.save()
     subject = make_subject(team, owner, name="Rex", images=3)
-    run = make_run(subject, project, owner, diffusion)
+    # A run that already ended: a queued one would have the server's embedded worker load
+    # torch (slow on a busy machine) and fail while its pages are being shot.
+    run = make_run(subject, project, owner, diffusion, status="failed", progress_step=2,
+                   losses=[[1, 0.31], [2, 0.27]], error="CUDA out of memory at step 3 of 4")
     collection = model("gallery.Collection").objects.create(
         team=team, name="Finals", description="The posters we print", created_by=owner)
     for position, image in enumerate(images[:3]):
