@@ -175,8 +175,15 @@ def pages_of(data):
     ]
 
 
-def log_in(browser, base_url, username, **context):
+def new_page(browser, **context):
+    """A page whose waits are generous: a loaded 2-core machine serves pages slowly."""
     page = browser.new_context(**context).new_page()
+    page.set_default_timeout(60_000)
+    return page
+
+
+def log_in(browser, base_url, username, **context):
+    page = new_page(browser, **context)
     page.goto(base_url + reverse("login"))
     page.get_by_label("Username").fill(username)
     page.get_by_label("Password").fill(PASSWORD)
@@ -251,7 +258,7 @@ def shoot_everywhere(page, url, name, status, findings):
         page.set_viewport_size({"width": width, "height": height})
         # A new size may reveal more (htmx "revealed" triggers, lazy images): wait for it.
         page.wait_for_load_state("networkidle")
-        page.wait_for_function(ALL_PICTURES_LOADED, timeout=30_000)
+        page.wait_for_function(ALL_PICTURES_LOADED)
         overflow = page.evaluate(STICKING_OUT)
         if overflow:
             findings.too_wide.append((name, size, overflow))
@@ -268,7 +275,7 @@ def test_every_page_at_three_sizes(studio_processes, studio_with_everything):
     with sync_playwright() as playwright:
         browser = launch(playwright)
         # Signed out: log in, sign up, password reset, an invitation, Explore.
-        page = browser.new_page()
+        page = new_page(browser)
         page.goto(base_url + reverse("login"))
         findings = Findings(sheets={path.name: page.evaluate(SELECTORS, path.read_text())
                                     for path in sorted(STYLESHEETS.glob("*.css"))})
