@@ -5,6 +5,9 @@ class GalleryConfig(AppConfig):
     name = "gallery"
 
     def ready(self):
+        from gallery.repairs import thumbnails_resend
+        from generation.sweeper import repair_register
         from studio.uploads import pillow_limit_apply
 
         pillow_limit_apply()
+        repair_register(thumbnails_resend)

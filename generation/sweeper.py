@@ -30,12 +30,21 @@ from studio.realtime.events import publish
 
 logger = logging.getLogger(__name__)
 
-# Images whose side effects are this old without their result have lost their message.
+# Work whose result is this old without showing has lost its message...
 SIDE_EFFECT_GRACE = timedelta(seconds=30)
-# ... and are sent again for this long, so one that always fails isn't retried forever.
+# ... and is sent again for this long, so work that always fails isn't retried forever.
 SIDE_EFFECT_RETRY_WINDOW = timedelta(hours=6)
 SIDE_EFFECTS_PER_PASS = 200
 WAKE_UPS_PER_PASS = 1000
+# The apps above this one repair their own lost work (thumbnails, scans) in each pass: they
+# register a repair ({action: count}) from their AppConfig.ready(), so the sweeper runs them
+# without importing them.
+REPAIRS: list[Callable[[], dict[str, int]]] = []
+
+
+def repair_register(repair: Callable[[], dict[str, int]]) -> None:
+    if repair not in REPAIRS:
+        REPAIRS.append(repair)
 # What a lapsed row's project hears when the sweeper fails or cancels it, by kind of row.
 FAILED_EVENTS = {"job": EventType.JOB_FAILED, "training": EventType.TRAINING_FAILED}
 CANCELED_EVENTS = {"job": EventType.JOB_CANCELED, "training": EventType.TRAINING_CANCELED}
@@ -53,7 +62,8 @@ def sweep() -> dict[str, int]:
     done["training_wake_ups"] = wake_ups_send(
         TrainingRun, enqueue_training, settings.STUDIO_TRAIN_QUEUE
     )
-    done.update(side_effects_resend())
+    for repair in REPAIRS:
+        done.update(repair())
     done = {action: count for action, count in done.items() if count}
     for action, count in done.items():
         SWEEPER_ACTIONS.labels(action=action).inc(count)
@@ -106,31 +116,3 @@ def wake_ups_send(
     for pk in queued[:max(missing, 0)]:
         enqueue(pk)
     return max(missing, 0)
-
-
-def side_effects_resend() -> dict[str, int]:
-    """Thumbnails and scans of recent images that have neither, sent again while their
-    queue is empty (a backlog still holds them)."""
-    from gallery.dispatch import enqueue_thumbnails
-    from gallery.models import Image
-    from studio.moderation.dispatch import enqueue_scan
-
-    now = timezone.now()
-    recent = Image.objects.filter(
-        created_at__lt=now - SIDE_EFFECT_GRACE,
-        created_at__gt=now - SIDE_EFFECT_RETRY_WINDOW,
-    ).order_by("created_at")
-    sent: dict[str, int] = {}
-    if not waiting(settings.STUDIO_CPU_QUEUE):
-        ids = list(recent.filter(thumbnails={}).values_list("pk", flat=True)
-                   [:SIDE_EFFECTS_PER_PASS])
-        for image_id in ids:
-            enqueue_thumbnails(image_id)
-        sent["thumbnails_resent"] = len(ids)
-    if not waiting(settings.STUDIO_MODERATION_QUEUE):
-        ids = list(recent.filter(scan__isnull=True).values_list("pk", flat=True)
-                   [:SIDE_EFFECTS_PER_PASS])
-        for image_id in ids:
-            enqueue_scan(image_id)
-        sent["scans_resent"] = len(ids)
-    return sent

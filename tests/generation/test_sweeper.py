@@ -34,12 +34,14 @@ class SweeperTestCase(StudioTestCase):
                        side_effect=lambda pk: self.sent.append(("job", pk))),
             mock.patch("generation.sweeper.enqueue_training",
                        side_effect=lambda pk: self.sent.append(("training", pk))),
-            mock.patch("gallery.dispatch.enqueue_thumbnails",
+            mock.patch("gallery.repairs.enqueue_thumbnails",
                        side_effect=lambda pk: self.sent.append(("thumbnails", pk))),
-            mock.patch("studio.moderation.dispatch.enqueue_scan",
+            mock.patch("studio.moderation.repairs.enqueue_scan",
                        side_effect=lambda pk: self.sent.append(("scan", pk))),
-            mock.patch("generation.sweeper.waiting",
-                       side_effect=lambda queue: self.waiting.get(queue, 0)),
+            *(mock.patch(f"{module}.waiting",
+                         side_effect=lambda queue: self.waiting.get(queue, 0))
+              for module in ("generation.sweeper", "gallery.repairs",
+                             "studio.moderation.repairs")),
         ]
         for patch in patches:
             patch.start()
