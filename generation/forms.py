@@ -12,6 +12,7 @@ from generation.loras.forms import LoraStackField, ModelSelect, clean_lora_stack
 from generation.models import SAMPLER_CHOICES, DiffusionModel, ModelKind
 from generation.recipe import LIMITS, MAX_PROMPT, recipe_problems
 from generation.seeds import random_seed
+from generation.styles.applying import styled_prompts, team_styles
 from generation.wildcards.expansion import (
     expansion_problems,
     is_dynamic,
@@ -106,6 +107,15 @@ class GenerationForm(forms.Form):
     # LoRAs picked in the form ("lora" and "lora_weight" rows); <lora:name:weight> tags in
     # the prompt join them when the form is cleaned.
     loras = LoraStackField()
+    # The team's styles applied to the prompts, by name, in the order given (A1111's picker).
+    styles = forms.MultipleChoiceField(
+        required=False,
+        widget=forms.CheckboxSelectMultiple,
+        error_messages={
+            "invalid_choice": "No style of this team is called %(value)s: pick styles from "
+                              "the list, or add it in the team's styles.",
+        },
+    )
     model = LibraryModelField(
         queryset=DiffusionModel.objects.none(),
         empty_label=None,
@@ -261,6 +271,10 @@ class GenerationForm(forms.Form):
         super().__init__(*args, **kwargs)
         self.user = user
         self.project = project
+        # The prompts as typed, before the styles: what the form shows again.
+        self.typed_prompts = {}
+        self.team_styles = team_styles(project.team) if project is not None else {}
+        self.fields["styles"].choices = [(name, name) for name in self.team_styles]
         if user is not None and project is not None:
             if models is None:
                 models = DiffusionModel.objects.available_to(user, project)
@@ -437,6 +451,7 @@ class GenerationForm(forms.Form):
 
     def clean(self):
         cleaned = super().clean()
+        self._apply_styles(cleaned)
         # The rules between fields are the recipe's (generation.recipe), for every entry point.
         for field, message in recipe_problems(cleaned):
             self.add_error(field, message)
@@ -446,6 +461,29 @@ class GenerationForm(forms.Form):
         self._clean_dynamic_prompts(cleaned)
         clean_lora_stack(self, cleaned, self.project.team if self.project else None)
         return cleaned
+
+    def _apply_styles(self, cleaned):
+        """The picked styles merged into the prompts as A1111 merges them, before anything
+        reads the prompts: the prompt policy, the variants and wildcards, and the job all see
+        the styled text."""
+        names = list(dict.fromkeys(cleaned.get("styles") or []))
+        cleaned["styles"] = names
+        prompt, negative = cleaned.get("prompt"), cleaned.get("negative_prompt")
+        if not names or prompt is None or negative is None:
+            return
+        styled = dict(zip(
+            ("prompt", "negative_prompt"),
+            styled_prompts(prompt, negative, [self.team_styles[name] for name in names]),
+            strict=True,
+        ))
+        too_long = {field: text for field, text in styled.items() if len(text) > MAX_PROMPT}
+        for field, text in too_long.items():
+            label = "prompt" if field == "prompt" else "negative prompt"
+            self.add_error("styles", f"With these styles the {label} has {len(text):,} "
+                                     f"characters, more than the {MAX_PROMPT:,} allowed.")
+        if not too_long:
+            self.typed_prompts = {"prompt": prompt, "negative_prompt": negative}
+            cleaned.update(styled)
 
     def _clean_dynamic_prompts(self, cleaned):
         """{ } variants and __wildcards__: readable and the team's, and each job's expansion

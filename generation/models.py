@@ -268,6 +268,8 @@ class GenerationJob(models.Model):
     # The prompts as typed when their variants and wildcards were expanded into the two above.
     prompt_template = models.TextField(blank=True)
     negative_prompt_template = models.TextField(blank=True)
+    # The names of the team's styles applied to the prompts above, in order.
+    styles = models.JSONField(default=list, blank=True)
     steps = models.PositiveIntegerField()
     guidance_scale = models.FloatField()
     width = models.PositiveIntegerField()
@@ -506,6 +508,7 @@ class PromptFavourite(models.Model):
 # registers their models.
 from generation.loras.embeddings.models import Embedding  # noqa: E402, F401
 from generation.loras.models import JobLora, Lora  # noqa: E402, F401
+from generation.styles.models import Style  # noqa: E402, F401
 from generation.training.models import TrainingRun, TrainingSample  # noqa: E402, F401
 from generation.training.subjects.models import Subject, SubjectConsent, SubjectImage  # noqa: E402, F401
 from generation.wildcards.models import Wildcard  # noqa: E402, F401

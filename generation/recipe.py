@@ -153,6 +153,9 @@ class Recipe(Part):
     # prompt and negative_prompt (generation.wildcards.expansion); blank otherwise.
     template: str = Field("", max_length=MAX_PROMPT)
     negative_template: str = Field("", max_length=MAX_PROMPT)
+    # The team's styles (generation.styles) applied to the prompts as typed, by name, in
+    # order: the prompts above hold their text already.
+    styles: tuple[str, ...] = ()
     steps: int = limited("steps", 25)
     guidance_scale: float = limited("guidance_scale", 7.0)
     # The size asked for: the source's when outpainting, which adds its sides to it.
@@ -231,6 +234,7 @@ class Recipe(Part):
             negative_prompt=get("negative_prompt") or "",
             template=get("template") or "",
             negative_template=get("negative_template") or "",
+            styles=tuple(get("styles") or ()),
             steps=get("steps"),
             guidance_scale=get("guidance_scale"),
             width=get("width"),
@@ -293,6 +297,7 @@ class Recipe(Part):
             "negative_prompt": self.negative_prompt,
             "template": self.template,
             "negative_template": self.negative_template,
+            "styles": list(self.styles),
             "steps": self.steps,
             "guidance_scale": self.guidance_scale,
             "width": self.width,
@@ -332,11 +337,12 @@ class Recipe(Part):
 
     def form_initial(self) -> dict[str, Any]:
         """What GenerationForm shows to make this again: gallery images, not uploads (a file
-        input can't be filled in), the prompts as they ran (not their templates), and the
-        LoRAs picked in the form (those written in the prompt come back with it)."""
+        input can't be filled in), the prompts as they ran (not their templates, and with
+        their styles' text in them, so no style is picked again), and the LoRAs picked in
+        the form (those written in the prompt come back with it)."""
         flat = self.to_flat()
         for name in ("source_upload", "mask_data", "control_upload", "ip_adapter_upload",
-                     "remix_of", "template", "negative_template"):
+                     "remix_of", "template", "negative_template", "styles"):
             del flat[name]
         flat["loras"] = [{"id": use.lora, "weight": use.weight}
                          for use in self.loras if not use.in_prompt]
@@ -358,6 +364,7 @@ class Recipe(Part):
             "negative_prompt": self.negative_prompt,
             "prompt_template": self.template,
             "negative_prompt_template": self.negative_template,
+            "styles": list(self.styles),
             "steps": self.steps,
             "guidance_scale": self.guidance_scale,
             "width": width,
@@ -411,6 +418,7 @@ class Recipe(Part):
                 "negative_prompt": job.negative_prompt,
                 "template": job.prompt_template,
                 "negative_template": job.negative_prompt_template,
+                "styles": job.styles,
                 "steps": job.steps,
                 "guidance_scale": job.guidance_scale,
                 "width": job.width - left - right,

@@ -303,6 +303,7 @@ def job_create(request, project_id):
     source = form.cleaned_data["source_image"]
     params = {
         **form.cleaned_data,
+        **form.typed_prompts,  # the styles stay picked: not their text in the prompt too
         "model": form.cleaned_data["model"].pk,
         "seed": None,
         "source_image": source.pk if source else None,

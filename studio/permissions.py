@@ -30,6 +30,7 @@ TEAM_ACTIONS: dict[str, Role] = {
     "manage_policy": Role.ADMIN,  # the team's prompt policy (blocked terms, allow-list)
     "manage_loras": Role.EDITOR,  # upload, edit and delete the team's LoRAs
     "manage_wildcards": Role.EDITOR,  # add, change and delete the team's wildcards
+    "manage_styles": Role.EDITOR,  # add, change and delete the team's styles
     "manage_subjects": Role.EDITOR,  # subjects, their images and consent; training runs
     "delete": Role.OWNER,
 }

@@ -11,6 +11,7 @@ urlpatterns = [
     path("", include("generation.loras.urls")),
     path("", include("generation.loras.embeddings.urls")),
     path("", include("generation.wildcards.urls")),
+    path("", include("generation.styles.urls")),
     path("", include("generation.training.urls")),
     path("", include("generation.public_loras.urls")),
     path("", include("gallery.urls")),

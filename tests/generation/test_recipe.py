@@ -34,6 +34,7 @@ from generation.recipe import (
     RecipeInvalid,
     Variation,
 )
+from generation.styles.models import Style
 from generation.wildcards.models import Wildcard
 from gpu_workers.requests import GenerationResult
 from gpu_workers.samplers import SAMPLERS
@@ -105,6 +106,9 @@ class RecipeTestCase(StudioTestCase):
         cls.paper = make_lora(cls.team, cls.owner, "paper")
         cls.image = make_image(make_job(cls.project, cls.editor, cls.model))
         Wildcard.objects.create(team=cls.team, name="when", values="at dusk")
+        # Typed "__when__ <lora:paper:0.4>" with it, the sample's templates below.
+        Style.objects.create(team=cls.team, name="Lighthouse", prompt="a {lighthouse} {prompt}",
+                             negative_prompt="{fog}")
         cls.other_image = make_image(make_job(cls.project, cls.editor, cls.model))
 
     def setUp(self):
@@ -120,6 +124,7 @@ class RecipeTestCase(StudioTestCase):
             # Expanding to the prompts above, whatever the seed.
             template="a {lighthouse} __when__ <lora:paper:0.4>",
             negative_template="{fog}",
+            styles=("Lighthouse",),
             steps=12,
             guidance_scale=5.5,
             width=128,
@@ -215,7 +220,7 @@ class AdapterTestCase(RecipeTestCase):
         from (the remix link says)."""
         not_carried = [("source", "upload"), ("mask",), ("ip_adapter", "image", "upload"),
                        ("remix_of",), ("loras", "in_prompt"), ("template",),
-                       ("negative_template",)]
+                       ("negative_template",), ("styles",)]
 
         def round_trip(recipe):
             return self.refill(recipe, recipe.form_initial())
@@ -242,9 +247,14 @@ class AdapterTestCase(RecipeTestCase):
         def round_trip(recipe):
             data = {key: value for key, value in recipe.form_initial().items()
                     if value not in (None, "", False) and key != "loras"}
-            # Typed with its variants and wildcards, the job gets their expansion.
+            # Typed with its variants and wildcards, the job gets their expansion; typed
+            # without its styles' text, the job gets it with the styles picked.
             data["prompt"] = recipe.template or recipe.prompt
             data["negative_prompt"] = recipe.negative_template or recipe.negative_prompt
+            if recipe.styles:
+                data["styles"] = list(recipe.styles)
+                data["prompt"] = data["prompt"].removeprefix("a {lighthouse} ")
+                data["negative_prompt"] = ""
             data["remix_of"] = recipe.remix_of or ""
             picked = [use for use in recipe.loras if not use.in_prompt]
             data["lora"] = [use.lora for use in picked]
@@ -270,7 +280,8 @@ class AdapterTestCase(RecipeTestCase):
     def test_worker_requests(self):
         """What the worker runs: one request per image of the batch, the hires pass second.
         Library models and images go as sources and pixels; lineage stays in the studio."""
-        not_carried = [("model",), ("template",), ("negative_template",), ("source", "image"),
+        not_carried = [("model",), ("template",), ("negative_template",), ("styles",),
+                       ("source", "image"),
                        ("source", "upload"), ("mask",), ("control", "model"),
                        ("control", "image", "image"),
                        ("control", "image", "upload"), ("ip_adapter", "model"),
@@ -337,7 +348,8 @@ class AdapterTestCase(RecipeTestCase):
     def test_a1111_infotext(self):
         """What A1111's format has no field for: library ids, uploads, lineage; the
         ControlNet and IP-Adapter units name their models and are for the user to pick
-        again; LoRAs go as <lora:name:weight> tags."""
+        again; LoRAs go as <lora:name:weight> tags. Styles are in the prompt, not named:
+        A1111 writes no style names either (it infers them from the prompt when pasting)."""
         not_carried = [("source", "image"), ("source", "upload"), ("mask",), ("strength",),
                        ("batch_size",), ("outpaint", "left"), ("outpaint", "right"),
                        ("outpaint", "top"), ("outpaint", "bottom"),
@@ -346,7 +358,8 @@ class AdapterTestCase(RecipeTestCase):
                        ("control", "high_threshold"), ("control", "scale"),
                        ("ip_adapter", "model"), ("ip_adapter", "image", "image"),
                        ("ip_adapter", "image", "upload"), ("ip_adapter", "scale"),
-                       ("loras", "lora"), ("loras", "in_prompt"), ("remix_of",)]
+                       ("loras", "lora"), ("loras", "in_prompt"), ("remix_of",),
+                       ("styles",)]
 
         def round_trip(recipe):
             job = self.job_of(recipe)
@@ -372,7 +385,7 @@ class AdapterTestCase(RecipeTestCase):
                        ("control", "image", "image"), ("control", "image", "upload"),
                        ("ip_adapter", "model"), ("ip_adapter", "image", "image"),
                        ("ip_adapter", "image", "upload"), ("loras", "lora"),
-                       ("loras", "in_prompt"), ("remix_of",)]
+                       ("loras", "in_prompt"), ("remix_of",), ("styles",)]
 
         def round_trip(recipe):
             job = self.job_of(recipe)
@@ -414,6 +427,7 @@ class AdapterTestCase(RecipeTestCase):
             # Only what the format holds: a template left out is no template.
             "template": values.get("template", ""),
             "negative_template": values.get("negative_template", ""),
+            "styles": tuple(values.get("styles", ())),
             "hires": Hires(scale=values["hires_scale"], steps=values.get("hires_steps", 0),
                            strength=values["hires_strength"]) if values.get("hires_fix")
             else None,
