@@ -20,6 +20,7 @@ from generation.models import GenerationJob, JobMode, JobStatus
 from generation.queue import service_order
 from generation.seeds import seed_after
 from generation.services import publish_queue_positions
+from generation.signals import job_ended
 from gpu_workers.requests import (
     ControlRef,
     GenerationCanceled,
@@ -29,7 +30,6 @@ from gpu_workers.requests import (
 )
 from gpu_workers.runner import generate_all
 from studio.ops.logging import log_context
-from studio.quotas.charging import usage_charge
 from studio.realtime.event_types import EventType
 from studio.realtime.events import publish
 
@@ -143,7 +143,7 @@ def job_run(job_id, hold):
         job.status, job.error = status, error
         ended = hold.end(status, error=error)
         if ended:
-            usage_charge(job=job, passes=passes)
+            job_ended.send(sender=GenerationJob, job=job, passes=passes)
         return ended
 
     try:

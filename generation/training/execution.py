@@ -19,6 +19,7 @@ from PIL import Image as PILImage
 from generation.leases import TRANSIENT_ERRORS, claim, worker_name
 from generation.loras.services import check_lora_upload, lora_create, lora_delete, unused_name
 from generation.models import JobStatus
+from generation.signals import training_run_ended
 from generation.training.models import TrainingRun, TrainingSample, thin_losses
 from gpu_workers.requests import GenerationFailed
 from gpu_workers.training_plan import (
@@ -28,7 +29,6 @@ from gpu_workers.training_plan import (
     TrainingRequest,
 )
 from studio.ops.logging import log_context
-from studio.quotas.charging import training_usage_charge
 from studio.realtime.event_types import EventType
 from studio.realtime.events import publish
 
@@ -63,7 +63,7 @@ def training_execute(*, run_id):
         return
     with log_context(run_id=claimed_id):
         training_run(claimed_id, hold)
-        training_usage_charge(run_id=claimed_id)
+        training_run_ended.send(sender=TrainingRun, run_id=claimed_id)
 
 
 def training_run(run_id, hold):

@@ -7,4 +7,4 @@ class QuotasConfig(AppConfig):
     verbose_name = "Quotas and GPU budgets"
 
     def ready(self):
-        from studio.quotas import signals  # noqa: F401  (connects the worker hook)
+        from studio.quotas import signals  # noqa: F401  (connects its receivers)

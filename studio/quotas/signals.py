@@ -1,7 +1,22 @@
-"""Celery worker hooks: a GPU or training worker reports its GPU as it starts."""
+"""Hooks: a GPU or training worker reports its GPU as it starts (Celery), and the team is
+charged for each job and training run that ends (generation.signals)."""
 
 from celery.signals import worker_ready
 from django.conf import settings
+from django.dispatch import receiver
+
+from generation.signals import job_ended, training_run_ended
+from studio.quotas.charging import training_usage_charge, usage_charge
+
+
+@receiver(job_ended)
+def job_charge(sender, *, job, passes, **_):
+    usage_charge(job=job, passes=passes)
+
+
+@receiver(training_run_ended)
+def training_run_charge(sender, *, run_id, **_):
+    training_usage_charge(run_id=run_id)
 
 
 @worker_ready.connect

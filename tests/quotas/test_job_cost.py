@@ -12,6 +12,8 @@ from django.utils import timezone
 from generation.execution import job_execute
 from generation.models import DiffusionModel, JobStatus, ModelFamily, ModelKind
 from generation.services import job_build
+from generation.signals import training_run_ended
+from generation.training.models import TrainingRun
 from studio.quotas.charging import training_usage_charge, usage_charge
 from studio.quotas.costs import STEP_SECONDS_PER_MEGAPIXEL, job_estimate, job_work
 from studio.quotas.models import QuotaRefusal, RefusalReason, UsageRecord, WorkerReport
@@ -130,7 +132,8 @@ class ChargeTests(StudioTestCase):
         started = timezone.now() - timedelta(minutes=5)
         run.status, run.started_at, run.finished_at = JobStatus.FINISHED, started, timezone.now()
         run.save()
-        training_usage_charge(run_id=run.pk)
+        # As the training worker tells it (generation.signals), the quotas app charging.
+        training_run_ended.send(sender=TrainingRun, run_id=run.pk)
         record = UsageRecord.objects.get(training_run=run)
         self.assertAlmostEqual(record.gpu_seconds, 300, delta=1)
         self.assertEqual(record.estimated_gpu_seconds, 90)
