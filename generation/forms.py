@@ -273,8 +273,7 @@ class GenerationForm(forms.Form):
         self.project = project
         # The prompts as typed, before the styles: what the form shows again.
         self.typed_prompts = {}
-        self.team_styles = team_styles(project.team) if project is not None else {}
-        self.fields["styles"].choices = [(name, name) for name in self.team_styles]
+        self.offer_styles(project.team if project is not None else None)
         if user is not None and project is not None:
             if models is None:
                 models = DiffusionModel.objects.available_to(user, project)
@@ -301,6 +300,11 @@ class GenerationForm(forms.Form):
             numeric = isinstance(field, (forms.IntegerField, forms.FloatField))
             if numeric and not field.widget.is_hidden:
                 field.error_messages.update(range_error_messages(field, name))
+
+    def offer_styles(self, team):
+        """Offer `team`'s styles (none without a team)."""
+        self.team_styles = team_styles(team) if team is not None else {}
+        self.fields["styles"].choices = [(name, name) for name in self.team_styles]
 
     def clean_remix_of(self):
         """The remixed image, if the user may (still) see it: own teams' or public ones."""

@@ -97,6 +97,7 @@ def studio_context(request, project, form=None):
     form.fields["ip_adapter_model"].queryset = DiffusionModel.objects.available_to(
         request.user, project, kind=ModelKind.IP_ADAPTER
     ).order_by("name")
+    form.offer_styles(project.team)
     images = list(project.images.order_by("-created_at", "-id")[:RECENT_IMAGES])
     return {
         "project": project,
