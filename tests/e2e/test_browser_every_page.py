@@ -153,6 +153,8 @@ def pages_of(data):
         ("public-loras", reverse("public_loras"), 200),
         ("public-lora", reverse("public_lora_detail", args=[lora]), 200),
         ("embeddings", reverse("team_embeddings", args=[team]), 200),
+        ("styles", reverse("team_styles", args=[team]), 200),
+        ("wildcards", reverse("team_wildcards", args=[team]), 200),
         ("subjects", reverse("team_subjects", args=[team]), 200),
         ("subject-new", reverse("subject_new", args=[team]), 200),
         ("subject", reverse("subject_detail", args=[data["subject"].pk]), 200),
