@@ -1,6 +1,7 @@
 """Who an API request acts for, and what it may do: the browser's rules
 (studio.permissions), narrowed to a token's team, projects and role when it carries one."""
 
+from django.contrib.auth import get_user_model
 from django.core.exceptions import PermissionDenied
 from django.http import Http404
 from ninja.errors import AuthenticationError
@@ -23,6 +24,29 @@ def allowed(request, action, obj):
     if token is not None:
         return token_can(token, action, obj)
     return can(request.user, action, obj)
+
+
+def token_allows_now(token_id, action, obj):
+    """token_can with the token read again: revoked, expired or its user deactivated since
+    it was last read, it allows nothing. For streams that outlive the request's check."""
+    token = (
+        ApiToken.objects.live().select_related("user", "team")
+        .filter(pk=token_id, user__is_active=True).first()
+    )
+    return token is not None and token_can(token, action, obj)
+
+
+def may_still_view(request, project):
+    """Whether the caller may see the project now: the token, the user, their membership and
+    the project read again (a long stream's check when its caller's access changed)."""
+    project = Project.objects.select_related("team").filter(pk=project.pk).first()
+    if project is None:
+        return False
+    token = request_token(request)
+    if token is not None:
+        return token_allows_now(token.pk, "view", project)
+    user = get_user_model().objects.filter(pk=request.user.pk, is_active=True).first()
+    return user is not None and can(user, "view", project)
 
 
 def require(request, action, obj):

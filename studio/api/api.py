@@ -13,7 +13,7 @@ from ninja.errors import AuthenticationError, HttpError
 from ninja.errors import ValidationError as NinjaValidationError
 from ninja.security import HttpBearer, SessionAuth
 
-from studio.api import account, images, jobs, library
+from studio.api import account, events, images, jobs, library
 from studio.api.problems import PROBLEM_CONTENT_TYPE, Problem, problem_response
 from studio.api.tokens import token_for_secret
 from studio.quotas.services import QuotaRefused
@@ -59,7 +59,10 @@ class StudioAPI(NinjaAPI):
         """ninja's schema, with the refusals (4XX, application/problem+json) that every
         operation may answer and that the routes leave out."""
         schema = super().get_openapi_schema(*args, **kwargs)
-        schema["components"].setdefault("schemas", {})["Problem"] = PROBLEM_SCHEMA
+        schemas = schema["components"].setdefault("schemas", {})
+        schemas["Problem"] = PROBLEM_SCHEMA
+        # What each `data:` line of the event streams holds.
+        schemas["Event"] = events.EVENT_SCHEMA
         refusal = {
             "description": "A refusal: the request is invalid, unauthorized, not found, "
                            "or over a limit (with Retry-After).",
@@ -154,3 +157,4 @@ api.add_router("/", library.router)
 api.add_router("/", jobs.router)
 api.add_router("/", images.router)
 api.add_router("/", account.router)
+api.add_router("/", events.router)

@@ -8,6 +8,7 @@ second. Rotating SECRET_KEY invalidates every token.
 
 import secrets
 from datetime import timedelta
+from functools import partial
 
 from django.core.exceptions import ValidationError
 from django.db import transaction
@@ -17,6 +18,7 @@ from django.utils.crypto import salted_hmac
 from studio.accounts.models import ROLE_RANK, Project, Role, Team
 from studio.api.models import ApiToken
 from studio.permissions import PROJECT_ACTIONS, TEAM_ACTIONS, can
+from studio.realtime import events
 
 TOKEN_PREFIX = "stu_"
 # Shown in token lists: the fixed prefix and a few random characters.
@@ -89,12 +91,14 @@ def may_revoke(user, token):
 
 
 def token_revoke(*, token, by):
-    """Revoked at once: the next request with it is refused."""
+    """Revoked at once: the next request with it is refused, and the streams and sockets
+    open with it close (their user's are told to check their access again)."""
     if not may_revoke(by, token):
         raise ValidationError("Only the token's owner or a team admin may revoke it.")
     ApiToken.objects.filter(pk=token.pk, revoked_at__isnull=True).update(
         revoked_at=timezone.now(), revoked_by=by
     )
+    transaction.on_commit(partial(events.access_changed, token.user_id))
 
 
 def project_ids(token):

@@ -48,6 +48,35 @@ async def apublish(group, payload):
     await get_channel_layer().group_send(group, {"type": EVENT_MESSAGE_TYPE, "payload": payload})
 
 
+class GroupListener:
+    """A channel of the channel layer joined to groups, for streams that are not socket
+    consumers (the API's server-sent events): `async with GroupListener(groups) as
+    listener`, then `await listener.receive(timeout)` for each message sent to the groups.
+    Publishes of this process go to the loop it listens on, as a socket's do."""
+
+    def __init__(self, groups):
+        self.groups = list(groups)
+        self.layer = get_channel_layer()
+
+    async def __aenter__(self):
+        bind_server_loop(asyncio.get_running_loop())
+        self.channel = await self.layer.new_channel()
+        for group in self.groups:
+            await self.layer.group_add(group, self.channel)
+        return self
+
+    async def __aexit__(self, *exc_info):
+        for group in self.groups:
+            await self.layer.group_discard(group, self.channel)
+
+    async def receive(self, timeout):
+        """The next message ({"type": ..., ...}), or None when none came within timeout."""
+        try:
+            return await asyncio.wait_for(self.layer.receive(self.channel), timeout)
+        except TimeoutError:
+            return None
+
+
 def user_access_group(user_id):
     """Every socket of one user joins this group, so a change of their access reaches them."""
     return f"user-{user_id}-access"
