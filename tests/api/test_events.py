@@ -192,6 +192,13 @@ class EventStreamTests(TransactionTestCase):
         membership_remove(membership=Membership.objects.get(team=self.team, user=self.viewer))
         self.assertTrue(stream.ended())
 
+    def test_signing_out_ends_the_sessions_stream(self):
+        self.client.login(username=self.viewer.username, password=self.password)
+        cookies = {"sessionid": self.client.cookies["sessionid"].value}
+        stream = self.open(f"/projects/{self.project.pk}/events", cookies=cookies)
+        self.client.logout()
+        self.assertTrue(stream.ended())
+
     def test_a_revoked_token_loses_the_stream(self):
         stream = self.open(f"/projects/{self.project.pk}/events",
                            secret=self.token(self.viewer))
