@@ -1,6 +1,9 @@
 import shutil
 import tempfile
+import time
 from pathlib import Path
+from types import SimpleNamespace
+from unittest import mock
 
 import pytest
 from django.conf import settings
@@ -34,6 +37,15 @@ def fresh_cache():
     from django.core.cache import cache
 
     cache.clear()
+
+
+@pytest.fixture(autouse=True)
+def steady_rate_limit_windows():
+    """django-ratelimit counts in fixed windows: a test crossing a window's end on a slow
+    machine would see its count start again. Its clock stands still during each test."""
+    now = time.time()
+    with mock.patch("django_ratelimit.core.time", SimpleNamespace(time=lambda: now)):
+        yield
 
 
 @pytest.fixture(scope="session")
