@@ -1,6 +1,6 @@
 from django.urls import path
 
-from generation import control_views, history_views, views
+from generation import control_views, history_views, token_count_views, views
 
 urlpatterns = [
     path("projects/<int:project_id>/", views.project_studio, name="project_studio"),
@@ -15,6 +15,11 @@ urlpatterns = [
         "projects/<int:project_id>/control-preview/",
         control_views.control_preview,
         name="control_preview",
+    ),
+    path(
+        "projects/<int:project_id>/token-count/",
+        token_count_views.token_count_view,
+        name="token_count",
     ),
     path("jobs/<int:job_id>/", views.job_status, name="job_detail"),
     path("jobs/<int:job_id>/cancel/", views.job_cancel, name="job_cancel"),

@@ -413,6 +413,8 @@ STUDIO_UPLOADS_PER_HOUR = int(os.environ.get("STUDIO_UPLOADS_PER_HOUR", "60"))
 STUDIO_IMPORTS_PER_MINUTE = int(os.environ.get("STUDIO_IMPORTS_PER_MINUTE", "30"))
 # A ControlNet edge preview decodes its posted image and runs Canny on it.
 STUDIO_PREVIEWS_PER_MINUTE = int(os.environ.get("STUDIO_PREVIEWS_PER_MINUTE", "30"))
+# The token counter tokenises a prompt box's text on each (debounced) change.
+STUDIO_TOKEN_COUNTS_PER_MINUTE = int(os.environ.get("STUDIO_TOKEN_COUNTS_PER_MINUTE", "120"))
 # The A1111 and OpenAI APIs answer when the job is done, as those APIs do: a request waits
 # at most this long, then its jobs are canceled and it gets a 504.
 STUDIO_API_WAIT_SECONDS = float(os.environ.get("STUDIO_API_WAIT_SECONDS", "600"))

@@ -84,6 +84,11 @@ import_rate_limited = rate_limited(
 preview_rate_limited = rate_limited(
     group="preview", setting="STUDIO_PREVIEWS_PER_MINUTE", per="m", what="edge previews"
 )
+# The studio's token counter posts as the user types (debounced), two boxes at a time.
+token_count_rate_limited = rate_limited(
+    group="token-count", setting="STUDIO_TOKEN_COUNTS_PER_MINUTE", per="m",
+    what="token counts",
+)
 signup_rate_limited = rate_limited(
     group="signup", setting="STUDIO_SIGNUPS_PER_HOUR_PER_IP", per="h", key="ip",
     what="sign-ups from one address",

@@ -1,0 +1,78 @@
+"""The studio's live token counter: the generate form posts a prompt box's text as it is
+typed (debounced), with the model, steps and styles picked; the answer is A1111's "42/75"."""
+
+from django import forms
+from django.contrib.auth.decorators import login_required
+from django.shortcuts import render
+from django.views.decorators.http import require_POST
+
+from generation.forms import LibraryModelField
+from generation.models import DiffusionModel
+from generation.recipe import LIMITS, MAX_PROMPT
+from generation.styles.applying import styled, team_styles
+from generation.token_counts import token_count, tokenizer_at, tokenizer_location
+from generation.views import project_for
+from studio.throttling import token_count_rate_limited
+
+PROMPT_FIELDS = {"prompt": "prompt", "negative_prompt": "negative prompt"}
+
+
+class TokenCountForm(forms.Form):
+    field = forms.ChoiceField(choices=list(PROMPT_FIELDS.items()))
+    prompt = forms.CharField(required=False, strip=False)
+    negative_prompt = forms.CharField(required=False, strip=False)
+    model = LibraryModelField(
+        queryset=DiffusionModel.objects.none(),
+        error_messages={"invalid_choice": "Unknown model: choose one from the list."},
+    )
+    steps = forms.IntegerField(
+        required=False, min_value=LIMITS["steps"][0], max_value=LIMITS["steps"][1]
+    )
+    styles = forms.MultipleChoiceField(required=False)
+
+    def __init__(self, *args, user, project, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["model"].queryset = DiffusionModel.objects.available_to(user, project)
+        self.team_styles = team_styles(project.team)
+        self.fields["styles"].choices = [(name, name) for name in self.team_styles]
+
+    def text(self):
+        """The box's text with the picked styles applied, as the job will have it."""
+        field = self.cleaned_data["field"]
+        style_texts = [getattr(self.team_styles[name], field)
+                       for name in self.cleaned_data["styles"]]
+        return styled(self.cleaned_data[field], style_texts)
+
+
+UNAVAILABLE = "token count unavailable"
+
+
+@login_required
+@require_POST
+@token_count_rate_limited
+def token_count_view(request, project_id):
+    """A fragment: the count, or why there is none (422 for a field's error)."""
+    project = project_for(request.user, project_id, "generate")
+    form = TokenCountForm(request.POST, user=request.user, project=project)
+    if not form.is_valid():
+        label = "; ".join(f"{field}: {' '.join(errors)}" for field, errors in form.errors.items())
+        return counter(request, label, is_error=True, status=422)
+    text = form.text()
+    if len(text) > MAX_PROMPT:
+        return counter(request, f"{len(text):,} characters: at most {MAX_PROMPT:,}",
+                       is_error=True)
+    model = form.cleaned_data["model"]
+    tokenizer = tokenizer_at(tokenizer_location(model.source, model.config_source))
+    if tokenizer is None:
+        return counter(request, UNAVAILABLE,
+                       title=f"The web server can't read {model.name}'s tokenizer files.")
+    count = token_count(text, tokenizer, steps=form.cleaned_data["steps"] or 20)
+    if count is None:
+        return counter(request, UNAVAILABLE, title="Its prompt editing is too complex to read.")
+    return counter(request, str(count), title="Tokens as AUTOMATIC1111 counts them: 75 for "
+                   "each full chunk plus those of the chunk being typed, over the chunks' room.")
+
+
+def counter(request, label, *, title="", is_error=False, status=200):
+    context = {"label": label, "title": title, "is_error": is_error}
+    return render(request, "generation/token_count.html", context, status=status)
