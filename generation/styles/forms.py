@@ -10,11 +10,11 @@ class StyleForm(forms.ModelForm):
         fields = ["name", "prompt", "negative_prompt"]
         help_texts = {
             "name": "How the studio's style picker lists it.",
-            "prompt": f"Added after the prompt, after a comma; or write {PROMPT_PLACEHOLDER} "
-                      "where the prompt goes (e.g. <code>analog photo of {prompt}, film "
-                      "grain</code>).",
-            "negative_prompt": f"Added to the negative prompt the same way ({PROMPT_PLACEHOLDER} "
-                               "is the negative prompt as typed).",
+            "prompt": f"Added after the prompt, after a comma; or write <code>"
+                      f"{PROMPT_PLACEHOLDER}</code> where the prompt goes (e.g. <code>analog "
+                      "photo of {prompt}, film grain</code>).",
+            "negative_prompt": f"Added to the negative prompt the same way (<code>"
+                               f"{PROMPT_PLACEHOLDER}</code> is the negative prompt as typed).",
         }
         widgets = {
             "prompt": forms.Textarea(attrs={"rows": 3, "spellcheck": "false"}),
