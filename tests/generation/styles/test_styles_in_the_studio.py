@@ -13,7 +13,7 @@ from generation.styles.applying import merge_prompts, styled
 from generation.styles.models import Style
 from generation.wildcards.models import Wildcard
 from studio.moderation.models import Policy
-from tests.base import GenerateFormTestCase
+from tests.base import GenerateFormTestCase, make_image
 
 
 class MergeTestCase(SimpleTestCase):
@@ -111,6 +111,14 @@ class StudioStylesTestCase(GenerateFormTestCase):
         self.assertEqual(job.prompt, "a lighthouse in winter")
         self.assertEqual(job.prompt_template, "a lighthouse in __season__")
         self.assertEqual(job.styles, ["Season"])
+
+    def test_the_image_page_names_the_styles(self):
+        self.post()
+        image = make_image(GenerationJob.objects.get())
+        self.client.force_login(self.viewer)
+        response = self.client.get(reverse("image_detail", args=[image.pk]))
+        self.assertContains(response, "analog photo of a lighthouse, film grain")
+        self.assertContains(response, '<span class="inline-label">Styles</span> Film, Grain')
 
     def test_the_infotext_holds_the_styled_prompt_and_no_style_names(self):
         """As A1111 1.6+: the styles' text is in the prompt; it writes no "Styles" field."""
