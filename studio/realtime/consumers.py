@@ -1,4 +1,5 @@
 import asyncio
+from functools import partial
 
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
@@ -15,9 +16,12 @@ CLOSE_SIGNED_OUT = 4401
 
 
 @database_sync_to_async
-def visible_project(user, project_id):
+def visible_project(scope, project_id):
+    """The project if the socket may see it now. A socket opened with an API token carries
+    the token's check as scope["authorise"] (studio.api.sockets); others, the user's own."""
+    authorise = scope.get("authorise") or partial(can, scope["user"])
     project = Project.objects.select_related("team").filter(pk=project_id).first()
-    if project is None or not can(user, "view", project):
+    if project is None or not authorise("view", project):
         return None
     return project
 
@@ -53,7 +57,7 @@ class ProjectEventsConsumer(AsyncJsonWebsocketConsumer):
     async def connect(self):
         project_id = self.scope["url_route"]["kwargs"]["project_id"]
         user = self.scope["user"]
-        project = await visible_project(user, project_id)
+        project = await visible_project(self.scope, project_id)
         if project is None:
             # Refuse before joining any group: outsiders never receive a single event.
             await self.close(code=CLOSE_NOT_ALLOWED)
@@ -87,7 +91,7 @@ class ProjectEventsConsumer(AsyncJsonWebsocketConsumer):
     async def access_changed(self, message):
         # A member removed from the team must stop receiving events at once, not when
         # they next reload the page.
-        if await visible_project(self.scope["user"], self.project_id) is None:
+        if await visible_project(self.scope, self.project_id) is None:
             await self.leave()
             await self.close(code=CLOSE_NOT_ALLOWED)
 
