@@ -115,7 +115,7 @@ def decode_sorted_cursor(cursor, sort):
 
 
 def sorted_page(images, *, sort, cursor=None):
-    """One page of `images` (annotated with like_count, see gallery.reactions) in `sort`
+    """One page of `images` (annotated with like_count, see gallery.reactions.services) in `sort`
     order, starting after `cursor`."""
     if sort != MOST_LIKED:
         return image_page(images, cursor)

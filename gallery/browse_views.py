@@ -7,9 +7,9 @@ from django.utils.cache import patch_vary_headers
 from django.views.decorators.http import require_GET
 
 from gallery import browse
-from gallery.collection_views import select_context
+from gallery.collections.views import select_context
 from gallery.forms import GalleryFilterForm
-from gallery.reactions import favourites_of, with_reactions
+from gallery.reactions.services import favourites_of, with_reactions
 from studio.accounts.models import Project, Team
 from studio.permissions import can, require
 

@@ -36,7 +36,7 @@ class GalleryFilterForm(forms.Form):
     review = forms.ChoiceField(
         label="Review", choices=[("", "Any review state"), *ReviewStatus.choices], required=False
     )
-    # The user's own favourites only (gallery.reactions; the views apply it).
+    # The user's own favourites only (gallery.reactions.services; the views apply it).
     favourites = forms.BooleanField(label="Favourites", required=False)
     date_from = forms.DateField(
         label="From", required=False, widget=forms.DateInput(attrs={"type": "date"})

@@ -69,7 +69,7 @@ class ImageQuerySet(models.QuerySet):
 class LiveImageManager(models.Manager.from_queryset(ImageQuerySet)):
     """Images that are not deleted. The default manager (and so every related manager,
     prefetch and form field): a deleted image is gone from every page and query at once.
-    Image.all_objects sees deleted ones too, for undo and purge (gallery.deletion)."""
+    Image.all_objects sees deleted ones too, for undo and purge (gallery.deletion.services)."""
 
     def get_queryset(self):
         return super().get_queryset().filter(deleted_at__isnull=True)
@@ -137,7 +137,7 @@ class Image(models.Model):
     # embedded); off, the link shows the picture only. The editors choose, per image.
     share_recipe = models.BooleanField("link shows the prompt and parameters", default=False)
     created_at = models.DateTimeField(default=timezone.now, db_index=True)
-    # Team review (gallery.review): editors approve or reject; comments are ImageComments.
+    # Team review (gallery.review.services): editors approve or reject; comments are ImageComments.
     review_status = models.CharField(
         max_length=10, choices=ReviewStatus.choices, default=ReviewStatus.UNREVIEWED
     )
@@ -146,7 +146,7 @@ class Image(models.Model):
         related_name="+",
     )
     reviewed_at = models.DateTimeField(null=True, blank=True)
-    # Soft delete (gallery.deletion): hidden everywhere at once, restorable until the undo
+    # Soft delete (gallery.deletion.services): hidden everywhere at once, restorable until the undo
     # window ends, then purged with its files. Images deleted together share a deletion id.
     deleted_at = models.DateTimeField(null=True, blank=True)
     deleted_by = models.ForeignKey(
@@ -312,5 +312,5 @@ class ImageComment(models.Model):
         return f"Comment {self.pk} on image {self.image_id}"
 
 
-from gallery.collection_models import Collection, CollectionItem  # noqa: E402, F401
-from gallery.reaction_models import Favourite, Like  # noqa: E402, F401
+from gallery.collections.models import Collection, CollectionItem  # noqa: E402, F401
+from gallery.reactions.models import Favourite, Like  # noqa: E402, F401

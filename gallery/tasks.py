@@ -15,7 +15,7 @@ def purge_deleted_images():
     In the embedded mode it then arms the timer for the next window to end."""
     from django.utils import timezone
 
-    from gallery.deletion import (
+    from gallery.deletion.services import (
         PURGE_RETRY,
         collections_purge_due,
         images_purge_due,

@@ -40,7 +40,9 @@ urlpatterns = [
         views.image_thumbnail,
         name="image_thumbnail",
     ),
-    path("", include("gallery.review_urls")),  # review state and comments
-    path("", include("gallery.deletion_urls")),  # delete, undo, recently deleted
-    path("", include("gallery.collection_urls")),  # explore, likes, collections
+    path("", include("gallery.review.urls")),  # review state and comments
+    path("", include("gallery.deletion.urls")),  # delete, undo, recently deleted
+    path("", include("gallery.collections.urls")),
+    path("", include("gallery.explore.urls")),
+    path("", include("gallery.reactions.urls")),  # likes and favourites
 ]

@@ -13,7 +13,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 
-from gallery.deletion import deletion_offer
+from gallery.deletion.services import deletion_offer
 from gallery.detail import (
     png_without_metadata,
     remix_default_project,
@@ -21,8 +21,8 @@ from gallery.detail import (
 )
 from gallery.lineage import image_lineage
 from gallery.models import THUMBNAIL_SIZES, Image, Visibility
-from gallery.reactions import image_panel
-from gallery.review import review_context
+from gallery.reactions.services import image_panel
+from gallery.review.services import review_context
 from gallery.sharing import (
     VisibilityRefused,
     image_set_visibility,

@@ -38,7 +38,7 @@ PROJECT_ACTIONS: dict[str, Role] = {
     "view": Role.VIEWER,
     "generate": Role.EDITOR,
     "review": Role.EDITOR,  # approve or reject its images, delete any comment on them
-    "delete_images": Role.EDITOR,  # soft delete, undo (gallery.deletion)
+    "delete_images": Role.EDITOR,  # soft delete, undo (gallery.deletion.services)
     "manage": Role.ADMIN,
 }
 

@@ -277,7 +277,7 @@ CELERY_BEAT_SCHEDULE = {
     },
 }
 # Deleted images can be restored for this long (default a day), then are purged with
-# their files (gallery.deletion; `manage.py purge_deleted_images`).
+# their files (gallery.deletion.services; `manage.py purge_deleted_images`).
 STUDIO_DELETE_UNDO_SECONDS = int(os.environ.get("STUDIO_DELETE_UNDO_SECONDS", str(24 * 3600)))
 
 # Per-user limits (studio.quotas; README "Quotas and GPU budgets"): site defaults and the

@@ -8,8 +8,8 @@ from django.utils import timezone
 from ninja import Field, Query, Router, Schema, Status
 from pydantic import ConfigDict
 
-from gallery.collection_models import Collection
-from gallery.collections import CollectionRefused, collection_add_images
+from gallery.collections.models import Collection
+from gallery.collections.services import CollectionRefused, collection_add_images
 from gallery.models import Image
 from generation.models import GenerationJob, Subject, TrainingRun
 from generation.prompt_history import clean_query, prompt_entries

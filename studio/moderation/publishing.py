@@ -8,7 +8,7 @@ from django.db import transaction
 from django.urls import reverse
 from django.utils import timezone
 
-from gallery.collection_models import Collection, CollectionVisibility
+from gallery.collections.models import Collection, CollectionVisibility
 from gallery.models import Image, Visibility, share_token
 from generation.loras.models import Lora
 from studio.moderation.models import Case, CaseKind, CaseStatus, Policy, Resolution

@@ -7,7 +7,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from gallery.collection_models import Collection
+from gallery.collections.models import Collection
 from gallery.models import Image, ModerationStatus, Visibility
 from generation.loras.models import Lora
 from studio.moderation.hashing import MIN_QUALITY, pdq_hash

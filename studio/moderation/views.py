@@ -14,7 +14,7 @@ from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_POST
 
-from gallery.collection_models import Collection
+from gallery.collections.models import Collection
 from gallery.models import THUMBNAIL_SIZES, Image, ModerationStatus, Visibility
 from generation.loras.models import Lora
 from studio.accounts.models import Team

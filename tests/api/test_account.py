@@ -3,7 +3,7 @@ LoRA training runs; other teams' rows are 404, bad input a 4xx naming the field.
 
 from unittest import mock
 
-from gallery.collection_models import Collection, CollectionVisibility
+from gallery.collections.models import Collection, CollectionVisibility
 from generation.models import JobStatus, PromptFavourite
 from generation.training.models import TrainingRun
 from studio.accounts.models import Project

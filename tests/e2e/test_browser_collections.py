@@ -12,7 +12,7 @@ from django.core.files.base import ContentFile
 from PIL import Image as PILImage
 from PIL import ImageDraw
 
-from gallery.collection_models import Collection
+from gallery.collections.models import Collection
 from gallery.models import Image, Like, ModerationStatus, Visibility
 from gallery.thumbnails import image_thumbnails_make
 from generation.models import DiffusionModel

@@ -8,7 +8,7 @@ import os
 
 import pytest
 
-from gallery.collection_models import Collection, CollectionItem
+from gallery.collections.models import Collection, CollectionItem
 from gallery.models import Image, ModerationStatus, Visibility
 from gallery.thumbnails import image_thumbnails_make
 from generation.models import DiffusionModel

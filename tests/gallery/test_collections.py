@@ -12,9 +12,9 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 
-from gallery.collection_models import Collection, CollectionItem, CollectionVisibility
-from gallery.collections import MAX_IMAGES_PER_ADD
-from gallery.deletion import collections_purge_due
+from gallery.collections.models import Collection, CollectionItem, CollectionVisibility
+from gallery.collections.services import MAX_IMAGES_PER_ADD
+from gallery.deletion.services import collections_purge_due
 from gallery.models import Image, ModerationStatus, Visibility
 from gallery.thumbnails import image_thumbnails_make
 from studio.accounts.models import Membership, Project, Role, User

@@ -8,7 +8,7 @@ from unittest import mock
 
 from django.urls import reverse
 
-from gallery.collection_models import Collection, CollectionItem, CollectionVisibility
+from gallery.collections.models import Collection, CollectionItem, CollectionVisibility
 from gallery.models import Image, ModerationStatus, Visibility
 from gallery.thumbnails import image_thumbnails_make
 from generation.models import GenerationJob

@@ -13,8 +13,9 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 
-from gallery import deletion, dispatch
-from gallery.collection_models import Collection
+from gallery import dispatch
+from gallery.collections.models import Collection
+from gallery.deletion import services as deletion
 from gallery.models import Image, Visibility
 from gallery.tasks import purge_deleted_images
 from gallery.thumbnails import image_thumbnails_make
@@ -47,7 +48,7 @@ class DeletionTestCase(StudioTestCase):
 
     def setUp(self):
         # Deleting arms the embedded purge timer; tests check the call, not a real timer.
-        patcher = mock.patch("gallery.deletion.schedule_purge")
+        patcher = mock.patch("gallery.deletion.services.schedule_purge")
         self.schedule_purge = patcher.start()
         self.addCleanup(patcher.stop)
 
@@ -435,7 +436,7 @@ class PurgeTestCase(DeletionTestCase):
         self.age_deletion(WINDOW + 1)
         with (
             mock.patch.object(default_storage, "delete", side_effect=OSError("read-only")),
-            self.assertLogs("gallery.deletion", "ERROR"),
+            self.assertLogs("gallery.deletion.services", "ERROR"),
         ):
             self.assertEqual(deletion.images_purge_due(), 0)
         self.assertEqual(deleted_image_ids(), {self.image.pk})

@@ -8,7 +8,7 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
 from gallery.models import Image, ImageComment, ReviewStatus, Visibility
-from gallery.review import MAX_COMMENT_LENGTH
+from gallery.review.services import MAX_COMMENT_LENGTH
 from tests.base import StudioTestCase, make_image, make_job
 
 EDITORS = ("owner", "admin", "editor")

@@ -237,7 +237,7 @@ class LineageGraphTestCase(StudioTestCase):
             self.assertNotContains(response, secret)
 
     def test_deleted_and_uploaded_sources(self):
-        from gallery.deletion import image_delete
+        from gallery.deletion.services import image_delete
 
         parent = self.child_of(self.root)
         child = self.child_of(parent)

@@ -6,7 +6,7 @@ tells its owner why."""
 
 from django.urls import reverse
 
-from gallery.collection_models import Collection, CollectionItem, CollectionVisibility
+from gallery.collections.models import Collection, CollectionItem, CollectionVisibility
 from gallery.models import Image, ModerationStatus, Visibility
 from gallery.thumbnails import image_thumbnails_make
 from generation.loras.models import Lora

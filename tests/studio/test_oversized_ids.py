@@ -73,7 +73,7 @@ class LoraPickTests(StudioTestCase):
 
 class CollectionTests(StudioTestCase):
     def setUp(self):
-        from gallery.collection_models import Collection, CollectionItem
+        from gallery.collections.models import Collection, CollectionItem
 
         self.image = make_image(make_job(self.project, self.editor, self.model))
         self.board = Collection.objects.create(

@@ -2,7 +2,7 @@
 
 from django.core.management.base import BaseCommand
 
-from gallery.deletion import (
+from gallery.deletion.services import (
     collections_purge_due,
     images_purge_due,
     next_purge_at,

@@ -1,16 +1,10 @@
-"""Explore, likes and favourites, and collections (included by gallery/urls.py)."""
+"""Collections (included by gallery/urls.py)."""
 
 from django.urls import path
 
-from gallery import collection_views, explore_views, reaction_views
+from gallery.collections import views as collection_views
 
 urlpatterns = [
-    path("explore/", explore_views.explore_page, name="explore"),
-    path("images/<int:image_id>/like/", reaction_views.image_like, name="image_like"),
-    path(
-        "images/<int:image_id>/favourite/", reaction_views.image_favourite,
-        name="image_favourite",
-    ),
     path("teams/<int:team_id>/collections/", collection_views.team_collections,
          name="team_collections"),
     path("teams/<int:team_id>/collections/new/", collection_views.collection_new,

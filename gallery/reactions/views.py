@@ -9,7 +9,7 @@ from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
 from gallery.models import Favourite, Like
-from gallery.reactions import image_reactions, reaction_toggle
+from gallery.reactions.services import image_reactions, reaction_toggle
 from gallery.views import viewable_image
 
 TEMPLATE = "gallery/reactions.html"

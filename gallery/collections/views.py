@@ -20,9 +20,9 @@ from django.utils.cache import patch_vary_headers
 from django.views.decorators.http import require_GET, require_POST
 
 from gallery import browse
-from gallery.collection_forms import CollectionForm
-from gallery.collection_models import Collection, CollectionItem, CollectionVisibility
-from gallery.collections import (
+from gallery.collections.forms import CollectionForm
+from gallery.collections.models import Collection, CollectionItem, CollectionVisibility
+from gallery.collections.services import (
     CollectionRefused,
     collection_add_images,
     collection_create,
@@ -39,9 +39,9 @@ from gallery.collections import (
     pending_publish_request,
     publishing_message,
 )
-from gallery.deletion import undo_window_label
+from gallery.deletion.services import undo_window_label
 from gallery.models import Image, ModerationStatus, Visibility
-from gallery.reactions import with_reactions
+from gallery.reactions.services import with_reactions
 from studio.accounts.models import Project, Team
 from studio.permissions import require
 from studio.redirects import safe_next_url

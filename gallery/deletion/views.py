@@ -8,7 +8,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.template.loader import render_to_string
 from django.views.decorators.http import require_GET, require_POST
 
-from gallery import deletion
+from gallery.deletion import services as deletion
 from gallery.models import THUMBNAIL_SIZES, Image
 from gallery.views import thumbnail_response
 from generation.models import GenerationJob

@@ -8,7 +8,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
 from gallery.models import Image, ImageComment
-from gallery.review import (
+from gallery.review.services import (
     ReviewRefused,
     comment_add,
     comment_delete,

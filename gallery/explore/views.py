@@ -2,10 +2,11 @@
 
 from django.views.decorators.http import require_GET
 
-from gallery import browse, explore
+from gallery import browse
 from gallery.browse_views import grid_response
-from gallery.collection_views import select_context
-from gallery.reactions import favourites_of
+from gallery.collections.views import select_context
+from gallery.explore import services as explore
+from gallery.reactions.services import favourites_of
 
 TEMPLATE = "gallery/explore.html"
 

@@ -21,7 +21,7 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
 from django.utils import timezone
 
-from gallery.collection_models import Collection
+from gallery.collections.models import Collection
 from gallery.dispatch import schedule_purge
 from gallery.models import Image
 from gallery.services import image_thumbnails_schedule
@@ -158,7 +158,7 @@ def images_purge_due(*, now=None):
 
 
 def collections_purge_due(*, now=None):
-    """Remove collections deleted before the undo window (gallery.collections deletes them
+    """Remove collections deleted before the undo window (gallery.collections.services deletes them
     softly; they hold no files, their images stay); how many."""
     _, removed = Collection.all_objects.filter(
         deleted_at__isnull=False, deleted_at__lte=purge_cutoff(now)

@@ -59,7 +59,7 @@ class CollectionQuerySet(models.QuerySet):
 
 class LiveCollectionManager(models.Manager.from_queryset(CollectionQuerySet)):
     """Collections that are not deleted: a deleted one is gone from every page at once.
-    Collection.all_objects sees deleted ones too, to restore them (gallery.collections)."""
+    Collection.all_objects sees deleted ones too, to restore them (gallery.collections.services)."""
 
     def get_queryset(self):
         return super().get_queryset().filter(deleted_at__isnull=True)

@@ -12,7 +12,7 @@ from django.db.models import Exists, OuterRef
 from gallery import browse
 from gallery.forms import GalleryFilterForm
 from gallery.models import Image, ModerationStatus, Visibility
-from gallery.reactions import with_reactions
+from gallery.reactions.services import with_reactions
 from generation.models import JobLora
 
 

@@ -77,7 +77,7 @@ def image_reactions(image, user):
 def image_panel(image, user):
     """The image page's likes, favourite and collections: those it is in that `user` may
     see, and those they may add it to."""
-    from gallery.collection_models import Collection
+    from gallery.collections.models import Collection
 
     related = ("team", "project")
     listed = Collection.objects.visible_to(user).filter(items__image=image)

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from gallery import deletion_views
+from gallery.deletion import views as deletion_views
 
 urlpatterns = [
     path("images/<int:image_id>/delete/", deletion_views.image_delete, name="image_delete"),

@@ -9,8 +9,8 @@ from django.db import transaction
 from django.db.models import Max
 from django.utils import timezone
 
-from gallery.collection_models import Collection, CollectionItem, CollectionVisibility
-from gallery.deletion import undo_window, undo_window_label
+from gallery.collections.models import Collection, CollectionItem, CollectionVisibility
+from gallery.deletion.services import undo_window, undo_window_label
 from gallery.models import Image, share_token
 from studio.accounts.models import ROLE_RANK, Role
 from studio.moderation.publishing import (
@@ -115,7 +115,7 @@ def collection_update(*, collection, user, name, description, visibility):
 
 def collection_delete(*, collection, user):
     """Delete the collection (its images stay where they are): gone at once, restorable
-    for the undo window; the purge (gallery.deletion.collections_purge_due) removes it
+    for the undo window; the purge (gallery.deletion.services.collections_purge_due) removes it
     after."""
     if not collection.may_manage(user):
         raise PermissionDenied("Only its owner and the team's admins may delete it.")

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from gallery import review_views
+from gallery.review import views as review_views
 
 urlpatterns = [
     path("images/<int:image_id>/review/", review_views.image_review, name="image_review"),

@@ -1,6 +1,6 @@
 from django import forms
 
-from gallery.collection_models import Collection, CollectionVisibility
+from gallery.collections.models import Collection, CollectionVisibility
 from studio.accounts.models import Project
 from studio.moderation.removals import publishing_refusal
 

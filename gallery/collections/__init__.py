@@ -1,0 +1,1 @@
+"""Collections: named, ordered sets of a team's images, shared like images."""

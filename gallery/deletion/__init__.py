@@ -1,0 +1,1 @@
+"""Soft deletion of images: hidden at once, restorable for the undo window, then purged."""

@@ -1,0 +1,1 @@
+"""Explore: the public images of every team, for everyone."""

@@ -1,0 +1,1 @@
+"""Likes and favourites."""

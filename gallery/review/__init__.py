@@ -1,0 +1,1 @@
+"""Team review of images: approve or reject, and comments."""
