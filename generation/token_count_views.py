@@ -7,10 +7,10 @@ from django.shortcuts import render
 from django.views.decorators.http import require_POST
 
 from generation.forms import LibraryModelField
-from generation.models import DiffusionModel
+from generation.models import DiffusionModel, SourceKind
 from generation.recipe import LIMITS, MAX_PROMPT
 from generation.styles.applying import styled, team_styles
-from generation.token_counts import token_count, tokenizer_at, tokenizer_location
+from generation.token_counts import token_count, tokenizer_at
 from generation.views import project_for
 from studio.throttling import token_count_rate_limited
 
@@ -62,7 +62,9 @@ def token_count_view(request, project_id):
         return counter(request, f"{len(text):,} characters: at most {MAX_PROMPT:,}",
                        is_error=True)
     model = form.cleaned_data["model"]
-    tokenizer = tokenizer_at(tokenizer_location(model.source, model.config_source))
+    # A single file's tokenizer is its diffusers config's (none given: none to read).
+    is_file = model.source_kind == SourceKind.FILE
+    tokenizer = tokenizer_at(model.config_source if is_file else model.source)
     if tokenizer is None:
         return counter(request, UNAVAILABLE,
                        title=f"The web server can't read {model.name}'s tokenizer files.")

@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from huggingface_hub import try_to_load_from_cache
-from transformers import CLIPTokenizer
 
 from generation.loras.syntax import prompt_without_lora_tags
 from gpu_workers.prompt_syntax import CHUNK_TOKENS, PromptTooComplex, token_chunks
@@ -23,7 +22,7 @@ HUB_ID_RE = re.compile(r"[\w.-]+/[\w.-]+")
 VOCABULARY, MERGES = "vocab.json", "merges.txt"
 # Tokenizers loaded, by location: a few models' worth, each a vocabulary of ~50k entries.
 MAX_CACHED = 16
-_tokenizers: dict[str, CLIPTokenizer] = {}
+_tokenizers: dict = {}  # location → transformers' CLIPTokenizer
 _lock = threading.Lock()
 
 
@@ -39,14 +38,6 @@ class TokenCount:
         return f"{self.tokens}/{self.capacity}"
 
 
-def tokenizer_location(source, config_source=""):
-    """Where a model's tokenizer is: its diffusers folder or Hub id; a single file's
-    diffusers config (blank: none to read)."""
-    if Path(source).suffix.lower() in {".safetensors", ".ckpt", ".pt", ".bin", ".pth"}:
-        return config_source or ""
-    return source
-
-
 def tokenizer_at(location):
     """The CLIP tokenizer of the diffusers folder or cached Hub id `location`; None where
     the web node can't read one."""
@@ -58,6 +49,9 @@ def tokenizer_at(location):
     folder = tokenizer_folder(location)
     if folder is None:
         return None
+    # Imported on the first count: it takes a second or two, which no other page should pay.
+    from transformers import CLIPTokenizer
+
     try:
         tokenizer = CLIPTokenizer.from_pretrained(folder)
     except (OSError, ValueError):  # not a CLIP tokenizer's files

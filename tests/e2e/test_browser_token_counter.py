@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from generation.models import DiffusionModel
+from generation.models import DiffusionModel, SourceKind
 from generation.styles.models import Style
 from studio.accounts.models import Membership, Project, Role, Team, User
 from tests.e2e.test_browser_generate import ARTIFACTS, CHROMIUM, launch
@@ -30,7 +30,8 @@ def test_the_counters_follow_the_typing(studio_processes, tmp_path):
     team = Team.objects.create(name="Poster team")
     Membership.objects.create(team=team, user=user, role=Role.EDITOR)
     project = Project.objects.create(team=team, name="Spring posters")
-    DiffusionModel.objects.create(name="tiny-sd15", source=str(tmp_path / "tiny"))
+    DiffusionModel.objects.create(name="tiny-sd15", source_kind=SourceKind.FOLDER,
+                                  source=str(tmp_path / "tiny"))
     Style.objects.create(team=team, name="Film", prompt="analog photo of {prompt}, grain",
                          negative_prompt="digital")
     Style.objects.create(team=team, name="Ink", prompt="ink drawing")

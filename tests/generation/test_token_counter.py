@@ -12,7 +12,7 @@ from unittest import mock
 from django.test import override_settings
 from django.urls import reverse
 
-from generation.models import DiffusionModel, TeamModelSetting
+from generation.models import DiffusionModel, SourceKind, TeamModelSetting
 from generation.styles.models import Style
 from generation.token_counts import TokenCount, token_count, tokenizer_at
 from gpu_workers.prompt_syntax import token_chunks
@@ -29,7 +29,7 @@ class TokenCounterTestCase(StudioTestCase):
         super().setUpTestData()
         cls.folder = Path(tempfile.mkdtemp(prefix="token-counter-"))
         cls.tokenizer = tiny_clip_tokenizer(cls.folder / "tokenizer")
-        cls.model.source = str(cls.folder)
+        cls.model.source_kind, cls.model.source = SourceKind.FOLDER, str(cls.folder)
         cls.model.save()
         Style.objects.create(team=cls.team, name="Grain", prompt="{prompt}, film grain",
                              negative_prompt="smooth")
@@ -73,16 +73,17 @@ class TokenCounterTestCase(StudioTestCase):
         self.assertContains(negative, f">{self.expected('dull, smooth')}<")
 
     def test_without_a_readable_tokenizer_it_says_so(self):
-        for source, config_source in [("someone/not-in-the-cache", ""),
-                                      ("/models/checkpoint.safetensors", ""),
-                                      ("/nowhere/at/all", "")]:
+        for kind, source in [(SourceKind.HUB, "someone/not-in-the-cache"),
+                             (SourceKind.FILE, "/models/checkpoint.safetensors"),
+                             (SourceKind.FOLDER, "/nowhere/at/all")]:
             with self.subTest(source=source):
                 DiffusionModel.objects.filter(pk=self.model.pk).update(
-                    source=source, config_source=config_source)
+                    source_kind=kind, source=source)
                 self.assertContains(self.count("a cat"), ">token count unavailable<")
         # A single file's diffusers config holds the tokenizer.
         DiffusionModel.objects.filter(pk=self.model.pk).update(
-            source="/models/checkpoint.safetensors", config_source=str(self.folder))
+            source_kind=SourceKind.FILE, source="/models/checkpoint.safetensors",
+            config_source=str(self.folder))
         self.assertContains(self.count("a cat"), ">2/75<")
 
     def test_a_hub_models_tokenizer_is_read_from_the_cache(self):
@@ -92,7 +93,8 @@ class TokenCounterTestCase(StudioTestCase):
         (repo / "refs").mkdir(parents=True)
         (repo / "refs" / "main").write_text("0" * 40)
         shutil.copytree(self.folder / "tokenizer", repo / "snapshots" / ("0" * 40) / "tokenizer")
-        DiffusionModel.objects.filter(pk=self.model.pk).update(source="someone/tiny")
+        DiffusionModel.objects.filter(pk=self.model.pk).update(source_kind=SourceKind.HUB,
+                                                               source="someone/tiny")
         with mock.patch("huggingface_hub.constants.HF_HUB_CACHE", str(cache)):
             self.assertContains(self.count("a cat"), ">2/75<")
 
