@@ -57,6 +57,9 @@ class GroupListener:
     def __init__(self, groups):
         self.groups = list(groups)
         self.layer = get_channel_layer()
+        # One receive at a time, kept across timeouts rather than canceled at each: a
+        # canceled receive may drop the message it was taking (channels-redis).
+        self.pending = None
 
     async def __aenter__(self):
         bind_server_loop(asyncio.get_running_loop())
@@ -66,15 +69,20 @@ class GroupListener:
         return self
 
     async def __aexit__(self, *exc_info):
+        if self.pending is not None:
+            self.pending.cancel()
         for group in self.groups:
             await self.layer.group_discard(group, self.channel)
 
     async def receive(self, timeout):
         """The next message ({"type": ..., ...}), or None when none came within timeout."""
-        try:
-            return await asyncio.wait_for(self.layer.receive(self.channel), timeout)
-        except TimeoutError:
+        if self.pending is None:
+            self.pending = asyncio.ensure_future(self.layer.receive(self.channel))
+        done, _ = await asyncio.wait({self.pending}, timeout=timeout)
+        if not done:
             return None
+        received, self.pending = self.pending, None
+        return received.result()
 
 
 def user_access_group(user_id):

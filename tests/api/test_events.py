@@ -4,10 +4,12 @@ job execution, the API's cancel, services); the state first, the job's stream en
 last event, keep-alives, and nothing for another team or a caller who lost access."""
 
 import json
+import time
 from contextlib import ExitStack
 from unittest import mock
 
 import httpx
+from channels.layers import get_channel_layer
 from django.test import TransactionTestCase, override_settings
 from openapi_schema_validator import OAS31Validator
 
@@ -25,6 +27,15 @@ from tests.quota_helpers import fake_result
 
 # Every wait on the stream is bounded: a missing event fails the test, never hangs it.
 READ_TIMEOUT_S = 10
+
+
+def wait_for(condition, timeout=READ_TIMEOUT_S):
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
 
 
 def fake_generate_all(requests, *, on_step, **callbacks):
@@ -191,6 +202,15 @@ class EventStreamTests(TransactionTestCase):
                            secret=self.token(self.viewer))
         membership_remove(membership=Membership.objects.get(team=self.team, user=self.viewer))
         self.assertTrue(stream.ended())
+
+    def test_a_client_that_goes_away_leaves_the_projects_group(self):
+        layer = get_channel_layer()  # the in-memory layer: its groups can be looked at
+        group = self.project.events_group()
+        stream = self.open(f"/projects/{self.project.pk}/events",
+                           secret=self.token(self.viewer))
+        self.assertTrue(wait_for(lambda: layer.groups.get(group)))
+        stream.response.close()
+        self.assertTrue(wait_for(lambda: not layer.groups.get(group)))
 
     def test_signing_out_ends_the_sessions_stream(self):
         self.client.login(username=self.viewer.username, password=self.password)
