@@ -8,6 +8,7 @@ from django.core.files.base import ContentFile
 from django.forms.utils import pretty_name
 
 from gallery.models import Image
+from generation import admission
 from generation.loras.forms import LoraStackField, ModelSelect, clean_lora_stack
 from generation.models import SAMPLER_CHOICES, DiffusionModel, ModelKind
 from generation.recipe import LIMITS, MAX_PROMPT, recipe_problems
@@ -21,7 +22,6 @@ from generation.wildcards.expansion import (
     template_problems,
 )
 from gpu_workers.control import DEFAULT_HIGH_THRESHOLD, DEFAULT_LOW_THRESHOLD
-from studio.moderation.services import screen_generation_form
 from studio.permissions import can
 from studio.uploads import PixelBudget, UploadRejected, image_from_upload
 
@@ -461,7 +461,7 @@ class GenerationForm(forms.Form):
             self.add_error(field, message)
         self._clean_family(cleaned, "control", "ControlNet")
         self._clean_family(cleaned, "ip_adapter", "IP-Adapter")
-        screen_generation_form(self, cleaned)
+        admission.run(admission.form_checks, self, cleaned)
         self._clean_dynamic_prompts(cleaned)
         clean_lora_stack(self, cleaned, self.project.team if self.project else None)
         return cleaned
@@ -509,7 +509,8 @@ class GenerationForm(forms.Form):
                         + expansion_problems(prompts[1], "negative_prompt", steps))
             if problems:
                 break
-            screen_generation_form(self, {"prompt": prompts[0], "negative_prompt": prompts[1]})
+            admission.run(admission.form_checks, self,
+                          {"prompt": prompts[0], "negative_prompt": prompts[1]})
             if self.errors:
                 return
         for field, message in problems:

@@ -10,6 +10,7 @@ from django.db.models import Model
 from django.utils import timezone
 from PIL import Image as PILImage
 
+from generation import admission
 from generation.dispatch import enqueue_generation
 from generation.loras.services import (
     LoraGone,
@@ -22,9 +23,7 @@ from generation.recipe import Recipe
 from generation.seeds import random_seed, seed_after
 from generation.wildcards.expansion import is_dynamic, job_prompts, team_wildcards
 from studio.accounts.models import Project, Team, User
-from studio.moderation.services import generation_screen
 from studio.permissions import can
-from studio.quotas.services import generation_quota_check
 from studio.realtime.event_types import EventType
 from studio.realtime.events import publish
 from studio.storage import files_delete_on_rollback
@@ -42,7 +41,8 @@ def job_create(*, user: User, project: Project, params: Mapping[str, Any]) -> Ge
     if not can(user, "generate", project):
         raise PermissionDenied("Your role in this project does not allow generating.")
     # Before any transaction: a refused prompt is logged even when the caller rolls back.
-    generation_screen(
+    admission.run(
+        admission.prompt_checks,
         user=user,
         project=project,
         prompt=params["prompt"],
@@ -64,7 +64,7 @@ def job_create(*, user: User, project: Project, params: Mapping[str, Any]) -> Ge
             )
     job = job_build(user=user, project=project, params=params)
     # Before the transaction too: a refusal is counted even when the caller rolls back.
-    generation_quota_check(user=user, project=project, job=job)
+    admission.run(admission.job_cost_checks, user=user, project=project, job=job, copies=1)
     with transaction.atomic():
         job.save()
         job_loras_record(job=job, loras=loras)
@@ -113,13 +113,15 @@ def jobs_create(
             if isinstance(params.get(name), PILImage.Image):
                 params = {**params, name: upload_store(params[name], project=project)}
                 written.append(params[name])
-        generation_screen(
+        admission.run(
+            admission.prompt_checks,
             user=user,
             project=project,
             prompt=params["prompt"],
             negative_prompt=params.get("negative_prompt", ""),
         )
-        generation_quota_check(
+        admission.run(
+            admission.job_cost_checks,
             user=user,
             project=project,
             job=job_build(user=user, project=project, params={**params, "seed": seed}),

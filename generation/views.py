@@ -9,7 +9,7 @@ from django.views.decorators.csrf import csrf_exempt, csrf_protect
 from django.views.decorators.http import require_GET, require_POST
 
 from gallery.models import Image
-from generation import services
+from generation import admission, services
 from generation.forms import GenerationForm
 from generation.models import (
     DiffusionModel,
@@ -31,10 +31,8 @@ from generation.parameters_import import (
 )
 from generation.remix import GALLERY_IMAGE_FIELDS, remix_parameters, usable_gallery_images
 from studio.accounts.models import Project
-from studio.moderation.services import GenerationRefused
 from studio.permissions import can, require
 from studio.quotas.costs import jobs_seconds_left
-from studio.quotas.services import QuotaRefused
 from studio.realtime.event_types import JOB_STATUS_EVENT_TYPES
 from studio.throttling import generate_rate_limited, import_rate_limited
 
@@ -232,9 +230,9 @@ def job_retry(request, job_id):
         )
     try:
         services.job_retry(job=job, user=request.user)
-    except (services.ModelNotAllowed, GenerationRefused) as error:
+    except services.ModelNotAllowed as error:
         return job_list_response(request, job, status=403, message=str(error))
-    except QuotaRefused as refusal:
+    except admission.Refused as refusal:  # moderation, a limit or the budget
         return job_list_response(
             request, job, status=refusal.status_code, message=str(refusal)
         )
@@ -289,8 +287,8 @@ def job_create(request, project_id):
     if form.is_valid():
         try:
             services.jobs_create(user=request.user, project=project, params=form.cleaned_data)
-        except QuotaRefused as refusal:
-            # A per-user limit or the team's budget, named; nothing was created.
+        except admission.Refused as refusal:
+            # A per-user limit, the team's budget or moderation, named; nothing was made.
             form.add_error(None, str(refusal))
     if not form.is_valid():
         context = studio_context(request, project, form=form)

@@ -7,12 +7,12 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
 from django.utils import timezone
 
+from generation import admission
 from generation.dispatch import enqueue_training
 from generation.models import DiffusionModel, JobStatus, ModelFamily
 from generation.training.models import TrainingRun
 from gpu_workers import training_plan
 from studio.permissions import can
-from studio.quotas.services import training_quota_check
 from studio.realtime.event_types import EventType
 from studio.realtime.events import publish
 
@@ -61,7 +61,8 @@ def training_run_create(*, subject, project, user, params):
         )
     estimate = training_estimate(model, params)
     # Before the transaction: a refusal is counted even when the caller rolls back.
-    training_quota_check(user=user, project=project, estimate=estimate)
+    admission.run(admission.training_cost_checks, user=user, project=project,
+                  estimate=estimate)
     with transaction.atomic():
         run = TrainingRun.objects.create(
             subject=subject,

@@ -9,6 +9,7 @@ from django.http import FileResponse, Http404
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_POST
 
+from generation import admission
 from generation.models import DiffusionModel, JobStatus
 from generation.training.models import TrainingRun, TrainingSample
 from generation.training.services import (
@@ -21,7 +22,6 @@ from generation.training.subjects.forms import TrainingForm
 from generation.training.subjects.views import detail_context, subject_for
 from studio.accounts.models import Project
 from studio.permissions import can, require
-from studio.quotas.services import QuotaRefused
 
 
 def run_for(user, run_id):
@@ -62,7 +62,7 @@ def training_start(request, subject_id):
             )
         except ValidationError as error:
             form.add_error("model" if error.code == "model" else None, error)
-        except QuotaRefused as refusal:
+        except admission.Refused as refusal:
             form.add_error(None, str(refusal))
         else:
             messages.success(request, f"Training of “{subject.name}” is queued.")

@@ -12,6 +12,7 @@ from django.utils import timezone
 from PIL import Image as PILImage
 
 from gallery.models import Image, ModerationStatus
+from generation.admission import Refused
 from studio.moderation.hashing import MIN_QUALITY, nearest, pdq_hash, picture_fitted
 from studio.moderation.models import (
     BlockedHash,
@@ -210,3 +211,11 @@ def training_upload_screen(*, user, team, picture, what):
             f"{what} was {decision.label.lower()} by the moderation scan ({label} "
             f"{score:.2f}): images a LoRA learns from must pass it. Choose another image."
         )
+
+
+def subject_image_screen(*, user, team, picture, what):
+    """training_upload_screen as generation's subject-image check (generation.admission)."""
+    try:
+        training_upload_screen(user=user, team=team, picture=picture, what=what)
+    except UploadBlocked as blocked:
+        raise Refused(str(blocked)) from blocked

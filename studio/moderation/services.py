@@ -2,10 +2,10 @@
 
 from datetime import timedelta
 
-from django.core.exceptions import PermissionDenied
 from django.db import transaction
 from django.utils import timezone
 
+from generation.admission import Refused
 from studio.moderation.models import (
     PERMANENT,
     AuditEntry,
@@ -25,7 +25,7 @@ REPEAT_BLOCKS = 3  # blocks by one user within REPEAT_WINDOW open a case
 REPEAT_WINDOW = timedelta(hours=1)
 
 
-class GenerationRefused(PermissionDenied):
+class GenerationRefused(Refused):
     """Moderation refuses this generation request; the message says why."""
 
     field = None

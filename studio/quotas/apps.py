@@ -7,4 +7,10 @@ class QuotasConfig(AppConfig):
     verbose_name = "Quotas and GPU budgets"
 
     def ready(self):
+        from generation import admission
         from studio.quotas import signals  # noqa: F401  (connects its receivers)
+        from studio.quotas.services import generation_quota_check, training_quota_check
+
+        # Limits and budgets generation checks before it takes work.
+        admission.register(admission.job_cost_checks, generation_quota_check)
+        admission.register(admission.training_cost_checks, training_quota_check)

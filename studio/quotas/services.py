@@ -3,11 +3,11 @@ spent. Web-side: no torch here (the workers' charging is in studio.quotas.chargi
 
 from datetime import timedelta
 
-from django.core.exceptions import PermissionDenied
 from django.db.models import Count, Max, Min, Sum
 from django.db.models.functions import TruncDate
 from django.utils import timezone
 
+from generation.admission import Refused
 from generation.models import GenerationJob, JobStatus, TrainingRun
 from studio.quotas.costs import job_estimate, job_work, step_seconds
 from studio.quotas.models import (
@@ -28,7 +28,7 @@ BUDGET_REASONS = {
 }
 
 
-class QuotaRefused(PermissionDenied):
+class QuotaRefused(Refused):
     """A limit or budget refuses the request; nothing was created. `status_code`: what an
     API answers (429 for a limit that frees up by waiting, 403 for the rest)."""
 

@@ -9,6 +9,7 @@ from django.core.files.base import File
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from generation import admission
 from generation.loras.models import Lora
 from generation.models import JobStatus
 from generation.training.models import TrainingRun, TrainingSample
@@ -18,7 +19,6 @@ from generation.training.subjects.models import (
     SubjectConsent,
     SubjectImage,
 )
-from studio.moderation.scanning import UploadBlocked, training_upload_screen
 from studio.permissions import can
 from studio.uploads import (
     PixelBudget,
@@ -126,10 +126,11 @@ def _subject_image_stored(*, subject, user, upload):
             f"side needs at least {MIN_SUBJECT_IMAGE_SIDE} pixels."
         )
     try:  # before the rows' transaction: a hash match's case is kept
-        training_upload_screen(
-            user=user, team=subject.team, picture=image, what=f"{name}: this subject image"
+        admission.run(
+            admission.subject_image_checks,
+            user=user, team=subject.team, picture=image, what=f"{name}: this subject image",
         )
-    except UploadBlocked as error:
+    except admission.Refused as error:
         raise ValidationError(str(error)) from error
     buffer = io.BytesIO()
     image.save(buffer, format="PNG", compress_level=PNG_COMPRESS_LEVEL)
