@@ -49,8 +49,11 @@ def tokenizer_at(location):
     folder = tokenizer_folder(location)
     if folder is None:
         return None
-    # Imported on the first count: it takes a second or two, which no other page should pay.
-    from transformers import CLIPTokenizer
+    # Imported on the first count: it takes a second or two, which no other page should
+    # pay. One thread at a time: transformers' lazy module fails a name asked for by a
+    # second thread while the first is still importing it.
+    with _lock:
+        from transformers import CLIPTokenizer
 
     try:
         tokenizer = CLIPTokenizer.from_pretrained(folder)

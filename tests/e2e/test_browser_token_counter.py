@@ -47,8 +47,9 @@ def test_the_counters_follow_the_typing(studio_processes, tmp_path):
         page.goto(base_url + project.get_absolute_url())
         prompt_count = page.locator(".token-counter").nth(0)
         negative_count = page.locator(".token-counter").nth(1)
-        expect(prompt_count).to_contain_text("0/75")
-        expect(negative_count).to_contain_text("0/75")
+        # The server's first count imports transformers: seconds on a busy machine.
+        expect(prompt_count).to_contain_text("0/75", timeout=60_000)
+        expect(negative_count).to_contain_text("0/75", timeout=60_000)
 
         page.get_by_label("Prompt", exact=True).press_sequentially("a cat", delay=20)
         expect(prompt_count).to_contain_text("2/75")
