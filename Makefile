@@ -32,7 +32,8 @@ run: $(INSTALLED)
 test: $(INSTALLED)
 	$(BIN)/ruff check .
 	env MEDIA_ROOT=$(CURDIR)/var/media $(BIN)/mypy generation/leases.py generation/sweeper.py \
-		generation/recipe.py generation/services.py studio/dispatch.py studio/permissions.py
+		generation/recipe.py generation/services.py generation/admission.py studio/dispatch.py \
+		studio/permissions.py
 	$(BIN)/python -m pytest
 
 # The inner loop: lint and every test that runs neither the tiny models nor real processes
