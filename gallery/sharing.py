@@ -3,14 +3,8 @@
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
 
+from gallery import publication
 from gallery.models import ModerationStatus, Visibility, share_token
-from studio.moderation.publishing import (
-    pending_publish_request,
-    publish_request_open,
-    publish_request_withdraw,
-    publishing_needs_approval,
-)
-from studio.moderation.removals import publishing_refusal
 from studio.permissions import can
 
 
@@ -43,16 +37,16 @@ def image_set_visibility(*, image, user, visibility):
         raise VisibilityRefused(f"Choose who may see it: {allowed}.")
     if visibility == Visibility.PUBLIC and (refusal := public_refusal(image)):
         raise VisibilityRefused(refusal)
-    if visibility == Visibility.PUBLIC and (refusal := publishing_refusal(user)):
+    if visibility == Visibility.PUBLIC and (refusal := publication.gate.refusal(user)):
         raise VisibilityRefused(refusal)
     with transaction.atomic():
         if visibility == Visibility.PUBLIC and image.visibility != Visibility.PUBLIC and (
-            publishing_needs_approval()
+            publication.gate.needs_approval()
         ):
-            publish_request_open(user=user, image=image)
+            publication.gate.request_open(user=user, image=image)
             return image
         if visibility != Visibility.PUBLIC:
-            publish_request_withdraw(image=image)
+            publication.gate.request_withdraw(image=image)
         image.visibility = visibility
         fields = ["visibility"]
         if visibility in (Visibility.UNLISTED, Visibility.PUBLIC) and not image.share_token:
@@ -64,7 +58,7 @@ def image_set_visibility(*, image, user, visibility):
 
 def visibility_message(image):
     """What the editor reads after choosing who may see the image."""
-    if pending_publish_request(image=image):
+    if publication.gate.pending(image=image):
         return (
             "Publishing requested: a moderator decides. Until then it stays visible to: "
             f"{image.get_visibility_display().lower()}."

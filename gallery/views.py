@@ -13,6 +13,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 
+from gallery import publication
 from gallery.deletion.services import deletion_offer
 from gallery.detail import (
     png_without_metadata,
@@ -28,9 +29,7 @@ from gallery.sharing import (
     image_set_visibility,
     image_share_link_reset,
     image_share_recipe_set,
-    pending_publish_request,
     public_refusal,
-    publishing_needs_approval,
     visibility_message,
 )
 from studio.accounts.models import Project
@@ -152,8 +151,8 @@ def sharing_context(request, image, error=""):
         "may_share": user.is_authenticated and can(user, "generate", image.project),
         "visibility_choices": Visibility.choices,
         "public_refusal": public_refusal(image),
-        "publish_request": pending_publish_request(image=image),
-        "public_needs_approval": publishing_needs_approval(),
+        "publish_request": publication.gate.pending(image=image),
+        "public_needs_approval": publication.gate.needs_approval(),
         "sharing_error": error,
         "share_absolute_url": request.build_absolute_uri(image.share_url())
         if image.share_token

@@ -1,8 +1,8 @@
 from django import forms
 
+from gallery import publication
 from gallery.collections.models import Collection, CollectionVisibility
 from studio.accounts.models import Project
-from studio.moderation.removals import publishing_refusal
 
 
 class CollectionForm(forms.ModelForm):
@@ -51,7 +51,7 @@ class CollectionForm(forms.ModelForm):
                 "it belong to a project.",
             )
         if self.publishing_refused(cleaned.get("visibility")):
-            self.add_error("visibility", publishing_refusal(self.user))
+            self.add_error("visibility", publication.gate.refusal(self.user))
         return cleaned
 
     def publishing_refused(self, visibility):
@@ -61,4 +61,4 @@ class CollectionForm(forms.ModelForm):
         already_public = self.instance.pk and Collection.all_objects.filter(
             pk=self.instance.pk, visibility=CollectionVisibility.PUBLIC
         ).exists()
-        return not already_public and publishing_refusal(self.user) is not None
+        return not already_public and publication.gate.refusal(self.user) is not None

@@ -9,16 +9,11 @@ from django.db import transaction
 from django.db.models import Max
 from django.utils import timezone
 
+from gallery import publication
 from gallery.collections.models import Collection, CollectionItem, CollectionVisibility
 from gallery.deletion.services import undo_window, undo_window_label
 from gallery.models import Image, share_token
 from studio.accounts.models import ROLE_RANK, Role
-from studio.moderation.publishing import (
-    pending_publish_request,
-    publish_request_open,
-    publish_request_withdraw,
-    publishing_needs_approval,
-)
 
 MAX_IMAGES_PER_ADD = 200
 
@@ -60,7 +55,7 @@ def held_for_approval(collection, visibility):
     held = (
         visibility == CollectionVisibility.PUBLIC
         and saved != CollectionVisibility.PUBLIC
-        and publishing_needs_approval()
+        and publication.gate.needs_approval()
     )
     collection.visibility = saved if held else visibility
     return held
@@ -68,7 +63,7 @@ def held_for_approval(collection, visibility):
 
 def publishing_message(collection):
     """What its manager reads after saving it: that public waits for a moderator."""
-    if pending_publish_request(collection=collection):
+    if publication.gate.pending(collection=collection):
         return (
             "Publishing requested: a moderator decides. Until then it stays visible to: "
             f"{collection.get_visibility_display().lower()}."
@@ -92,7 +87,7 @@ def collection_create(*, user, team, project=None, name, description="", visibil
     with transaction.atomic():
         collection.save()
         if held:
-            publish_request_open(user=user, collection=collection)
+            publication.gate.request_open(user=user, collection=collection)
     return collection
 
 
@@ -107,9 +102,9 @@ def collection_update(*, collection, user, name, description, visibility):
     with transaction.atomic():
         collection.save()
         if held:
-            publish_request_open(user=user, collection=collection)
+            publication.gate.request_open(user=user, collection=collection)
         elif visibility != CollectionVisibility.PUBLIC:
-            publish_request_withdraw(collection=collection)
+            publication.gate.request_withdraw(collection=collection)
     return collection
 
 

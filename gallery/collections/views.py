@@ -19,7 +19,7 @@ from django.template.loader import render_to_string
 from django.utils.cache import patch_vary_headers
 from django.views.decorators.http import require_GET, require_POST
 
-from gallery import browse
+from gallery import browse, publication
 from gallery.collections.forms import CollectionForm
 from gallery.collections.models import Collection, CollectionItem, CollectionVisibility
 from gallery.collections.services import (
@@ -36,7 +36,6 @@ from gallery.collections.services import (
     collection_update,
     may_create,
     parse_image_ids,
-    pending_publish_request,
     publishing_message,
 )
 from gallery.deletion.services import undo_window_label
@@ -233,7 +232,7 @@ def detail_response(request, collection, *, shared=False, edit_form=None, status
         if may_manage:
             context.update(manage_context(collection, edit_form))
         if context["is_member"]:
-            context["publish_request"] = pending_publish_request(collection=collection)
+            context["publish_request"] = publication.gate.pending(collection=collection)
         if context["is_member"] and collection.visibility in (
             CollectionVisibility.UNLISTED, CollectionVisibility.PUBLIC
         ):
