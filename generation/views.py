@@ -30,6 +30,7 @@ from generation.parameters_import import (
     shorten,
 )
 from generation.remix import GALLERY_IMAGE_FIELDS, remix_parameters, usable_gallery_images
+from generation.styles.applying import styles_in_prompts, team_styles
 from studio.accounts.models import Project
 from studio.permissions import can, require
 from studio.quotas.costs import jobs_seconds_left
@@ -382,6 +383,7 @@ def current_parameters(data, models):
         if name in data and name not in ("source_upload", "control_upload")
     }
     values["hires_fix"] = bool(data.get("hires_fix"))  # an unticked box is not posted
+    values["styles"] = data.getlist("styles")  # every box ticked
     posted = data.get("model", "")
     model = (
         models.filter(pk=posted).first() if posted.isdecimal() and len(posted) <= 18 else None
@@ -395,6 +397,9 @@ def form_data(values):
     data = {}
     for name, value in values.items():
         if value is None or value is False:
+            continue
+        if isinstance(value, list):  # a multiple choice: each value, as posted
+            data[name] = value
             continue
         data[name] = "on" if value is True else str(value)
     return data
@@ -457,8 +462,18 @@ def _parameters_import(request, project_id, limit):
     values = {**current, **imported.values}
     if model is not None:
         values["model"] = model.pk
+    if "prompt" in imported.values:
+        # As A1111 reads a pasted infotext (its default, "Apply if any"): the team's styles
+        # whose text the prompts hold are picked, and their text taken out of them.
+        found, prompt, negative = styles_in_prompts(
+            values["prompt"], values.get("negative_prompt") or "",
+            team_styles(project.team).values(),
+        )
+        if found:
+            values.update(prompt=prompt, negative_prompt=negative, styles=found)
     # The form stays the one validator: imported values it refuses show as field errors.
     form = GenerationForm(form_data(values), models=models, user=request.user)
+    form.offer_styles(project.team)
     if form.is_valid():
         form = GenerationForm(initial=values, models=models)
     applied = ", ".join(imported.applied_labels(model_applied=model is not None))

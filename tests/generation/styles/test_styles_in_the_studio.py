@@ -9,11 +9,12 @@ from django.urls import reverse
 from generation.models import GenerationJob
 from generation.parameters_import import parse_a1111_infotext
 from generation.parameters_import.a1111 import recipe_infotext
-from generation.styles.applying import merge_prompts, styled
+from generation.styles.applying import merge_prompts, styled, styles_in_prompts
 from generation.styles.models import Style
 from generation.wildcards.models import Wildcard
 from studio.moderation.models import Policy
 from tests.base import GenerateFormTestCase, make_image
+from tests.generation.parameters_import.test_parameters_import import png_bytes, upload
 
 
 class MergeTestCase(SimpleTestCase):
@@ -34,6 +35,28 @@ class MergeTestCase(SimpleTestCase):
     def test_styles_apply_in_order(self):
         self.assertEqual(styled("a cat", ["photo of {prompt}", "grain", "[{prompt}]"]),
                          "[photo of a cat, grain]")
+
+
+class InferTestCase(SimpleTestCase):
+    """A1111's extract_styles_from_prompt: what merge_prompts put in, taken out again."""
+
+    def test_the_styles_applied_are_found_in_order(self):
+        film = Style(name="Film", prompt="analog photo of {prompt}", negative_prompt="digital")
+        grain = Style(name="Grain", prompt="film grain", negative_prompt="")
+        ink = Style(name="Ink", prompt="ink", negative_prompt="")
+        prompt = styled("a cat", [film.prompt, grain.prompt])
+        negative = styled("blurry", [film.negative_prompt, grain.negative_prompt])
+        self.assertEqual(styles_in_prompts(prompt, negative, [ink, grain, film]),
+                         (["Film", "Grain"], "a cat", "blurry"))
+
+    def test_a_style_matches_only_where_both_prompts_hold_it(self):
+        film = Style(name="Film", prompt="{prompt}, film", negative_prompt="digital")
+        self.assertEqual(styles_in_prompts("a cat, film", "blurry", [film]),
+                         ([], "a cat, film", "blurry"))
+        self.assertEqual(styles_in_prompts("a film about cats", "digital", [film]),
+                         ([], "a film about cats", "digital"))
+        self.assertEqual(styles_in_prompts("a cat", "", [Style(name="Empty")]),
+                         ([], "a cat", ""))
 
 
 class StudioStylesTestCase(GenerateFormTestCase):
@@ -119,6 +142,30 @@ class StudioStylesTestCase(GenerateFormTestCase):
         response = self.client.get(reverse("image_detail", args=[image.pk]))
         self.assertContains(response, "analog photo of a lighthouse, film grain")
         self.assertContains(response, '<span class="inline-label">Styles</span> Film, Grain')
+
+    def test_importing_an_infotext_picks_the_styles_its_prompts_hold(self):
+        """As A1111 pastes an infotext by default ("Apply if any"): the team's styles found are
+        picked and their text taken out; none found, the styles ticked stay."""
+        text = ("analog photo of a red fox, film grain\nNegative prompt: dull, digital, smooth\n"
+                "Steps: 20, Sampler: Euler, CFG scale: 7, Seed: 5, Size: 512x512")
+        url = reverse("parameters_import", args=[self.project.pk])
+        response = self.client.post(url, {
+            "prompt": "", "model": self.model.pk, "styles": ["Grain"],
+            "image": upload(png_bytes({"parameters": text})),
+        }, headers={"HX-Request": "true"})
+        form = response.context["form"]
+        self.assertEqual((form.initial["prompt"], form.initial["negative_prompt"]),
+                         ("a red fox", "dull"))
+        self.assertEqual(form.initial["styles"], ["Film", "Grain"])
+        self.assertContains(response, 'value="Film" id="id_styles_0" checked')
+        plain = text.replace("analog photo of a red fox, film grain", "a red fox")
+        response = self.client.post(url, {
+            "prompt": "", "model": self.model.pk, "styles": ["Grain"],
+            "image": upload(png_bytes({"parameters": plain})),
+        }, headers={"HX-Request": "true"})
+        form = response.context["form"]
+        self.assertEqual(form.initial["prompt"], "a red fox")
+        self.assertEqual(form.initial["styles"], ["Grain"])
 
     def test_the_infotext_holds_the_styled_prompt_and_no_style_names(self):
         """As A1111 1.6+: the styles' text is in the prompt; it writes no "Styles" field."""
