@@ -6,7 +6,7 @@ from django.contrib.auth.decorators import login_required
 from django.shortcuts import render
 from django.views.decorators.http import require_POST
 
-from generation.forms import LibraryModelField
+from generation.forms import GenerationForm, LibraryModelField
 from generation.models import DiffusionModel, SourceKind
 from generation.recipe import LIMITS, MAX_PROMPT
 from generation.styles.applying import styled, team_styles
@@ -68,7 +68,9 @@ def token_count_view(request, project_id):
     if tokenizer is None:
         return counter(request, UNAVAILABLE,
                        title=f"The web server can't read {model.name}'s tokenizer files.")
-    count = token_count(text, tokenizer, steps=form.cleaned_data["steps"] or 20)
+    # Prompt editing switches at a fraction of the steps: the form's default when blank.
+    steps = form.cleaned_data["steps"] or GenerationForm.base_fields["steps"].initial
+    count = token_count(text, tokenizer, steps=steps)
     if count is None:
         return counter(request, UNAVAILABLE, title="Its prompt editing is too complex to read.")
     return counter(request, str(count), title="Tokens as AUTOMATIC1111 counts them: 75 for "
