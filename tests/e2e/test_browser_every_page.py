@@ -1,4 +1,4 @@
-"""Every page at a laptop (1440×900), a small laptop (1024×768) and a phone (390×844), for
+"""Every page at a laptop (1440×900), a small laptop (1280×720) and a phone (390×844), for
 looking at (issue #15, "Must show"): one full-page screenshot per page and size lands in
 test-artifacts/pages/. Each page answers as expected and is no wider than the window at
 any size. The stylesheets are one design system (studio.css) plus page stylesheets (issue
@@ -36,7 +36,7 @@ pytestmark = [
 ]
 
 PASSWORD = "a-long-test-password-15"
-SIZES = {"laptop": (1440, 900), "small-laptop": (1024, 768), "phone": (390, 844)}
+SIZES = {"laptop": (1440, 900), "small-laptop": (1280, 720), "phone": (390, 844)}
 SHOTS = ARTIFACTS / "pages"
 ROOT = Path(__file__).resolve().parents[2]
 STYLESHEETS = ROOT / "static" / "css"
