@@ -7,6 +7,7 @@ from django.shortcuts import render
 from django.views.decorators.http import require_POST
 
 from generation.forms import GenerationForm, LibraryModelField
+from generation.loras.embeddings.models import EMBEDDING_NAME_RE, Embedding
 from generation.models import DiffusionModel, SourceKind
 from generation.recipe import LIMITS, MAX_PROMPT
 from generation.styles.applying import styled, team_styles
@@ -45,6 +46,19 @@ class TokenCountForm(forms.Form):
 
 
 UNAVAILABLE = "token count unavailable"
+# A one-token word of CLIP's vocabulary: a textual-inversion embedding's name is counted as
+# one of these per vector, as the worker loads it as that many tokens. (The worker also keeps
+# an embedding's vectors in one chunk; the count can differ by that where one straddles 75.)
+VECTOR_STAND_IN = "a"
+
+
+def embedding_vectors_spelled_out(text, vectors):
+    """`text` with each embedding's name (`vectors`: name → its vectors) as that many words."""
+    def spelled(match):
+        name = match.group()
+        return " ".join([VECTOR_STAND_IN] * vectors[name]) if name in vectors else name
+
+    return EMBEDDING_NAME_RE.sub(spelled, text)
 
 
 @login_required
@@ -70,7 +84,10 @@ def token_count_view(request, project_id):
                        title=f"The web server can't read {model.name}'s tokenizer files.")
     # Prompt editing switches at a fraction of the steps: the form's default when blank.
     steps = form.cleaned_data["steps"] or GenerationForm.base_fields["steps"].initial
-    count = token_count(text, tokenizer, steps=steps)
+    # The team's embeddings the worker would load for this model (generation.loras.embeddings).
+    embeddings = Embedding.objects.for_team(project.team).filter(family=model.family)
+    vectors = {embedding.name: embedding.vectors for embedding in embeddings.named_in(text)}
+    count = token_count(embedding_vectors_spelled_out(text, vectors), tokenizer, steps=steps)
     if count is None:
         return counter(request, UNAVAILABLE, title="Its prompt editing is too complex to read.")
     return counter(request, str(count), title="Tokens as AUTOMATIC1111 counts them: 75 for "

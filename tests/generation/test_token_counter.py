@@ -12,6 +12,7 @@ from unittest import mock
 from django.test import override_settings
 from django.urls import reverse
 
+from generation.loras.embeddings.models import Embedding
 from generation.models import DiffusionModel, SourceKind, TeamModelSetting
 from generation.styles.models import Style
 from generation.token_counts import TokenCount, token_count, tokenizer_at
@@ -71,6 +72,20 @@ class TokenCounterTestCase(StudioTestCase):
                                                "negative_prompt": "dull", "model": self.model.pk,
                                                "styles": ["Grain"]})
         self.assertContains(negative, f">{self.expected('dull, smooth')}<")
+
+    def test_an_embedding_counts_its_vectors(self):
+        """As the worker loads it: one token per vector, for the model's family only."""
+        for team, family, name in [(self.team, self.model.family, "inkwash"),
+                                   (self.team, "sdxl", "bigink"),
+                                   (self.other_team, self.model.family, "theirink")]:
+            Embedding.objects.create(team=team, name=name, file=f"embeddings/{name}.safetensors",
+                                     sha256=name.ljust(64, "0"), size_bytes=1, family=family,
+                                     layout="a1111", vectors=8)
+        self.assertContains(self.count("a cat, (inkwash:1.2)"), f">{3 + 8}/75<")
+        for name in ("bigink", "theirink"):
+            with self.subTest(name=name):
+                self.assertContains(self.count(f"a cat, {name}"),
+                                    f">{self.expected(f'a cat, {name}')}<")
 
     def test_without_a_readable_tokenizer_it_says_so(self):
         for kind, source in [(SourceKind.HUB, "someone/not-in-the-cache"),
