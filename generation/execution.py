@@ -124,6 +124,7 @@ def job_run(job_id, hold):
             # The engine sends a step's preview just before the step, about 4 per second.
             if step in previews:
                 event["preview"] = previews.pop(step)
+                job.preview_keep(event["preview"])
             publish(group, event)
 
         return {

@@ -1,6 +1,7 @@
 import hashlib
 
 from django.conf import settings
+from django.core.cache import cache
 from django.db import models
 from django.urls import reverse
 from django.utils import timezone
@@ -14,6 +15,9 @@ from studio.permissions import can
 
 SAMPLER_CHOICES = [(name, name) for name in SAMPLERS]
 
+
+# A kept preview outlives its job's last step by this much, then goes.
+PREVIEW_KEPT_S = 600
 
 class ModelFamily(models.TextChoices):
     SD15 = "sd15", "Stable Diffusion 1.x"
@@ -442,6 +446,15 @@ class GenerationJob(models.Model):
     def parameters(self):
         """What the generation form needs to make this job again."""
         return self.recipe().form_initial()
+
+    def preview_keep(self, data_url):
+        """Keep the running job's latest preview (a JPEG data URL) for those who poll for
+        it rather than listen to the project's events (A1111's /sdapi/v1/progress)."""
+        cache.set(f"job-preview:{self.pk}", data_url, PREVIEW_KEPT_S)
+
+    def latest_preview(self):
+        """The running job's latest preview (a JPEG data URL), or None."""
+        return cache.get(f"job-preview:{self.pk}")
 
     def progress_percent(self):
         if self.status == JobStatus.FINISHED:

@@ -422,10 +422,13 @@ def progress(request, skip_current_image: bool = False):
     state.update(job=f"job {job.pk}", job_timestamp=job.started_at.strftime("%Y%m%d%H%M%S")
                  if job.started_at else "0", sampling_step=job.progress_step,
                  sampling_steps=job.total_steps())
+    preview = None if skip_current_image else job.latest_preview()
     return {
         "progress": done,
         "eta_relative": elapsed / done - elapsed if done else 0.0,
         "state": state,
+        # A1111 sends the preview as plain base64 (a JPEG here).
+        "current_image": preview.split(",", 1)[1] if preview else None,
         "textinfo": f"Job {job.pk}: step {job.progress_step} of {job.total_steps()}",
     }
 

@@ -349,6 +349,19 @@ class ProgressTests(SdapiTestCase):
                          (5, 10))
         self.assertEqual(body["state"]["job"], f"job {self.running.pk}")
 
+    def test_the_latest_preview_is_the_current_image(self):
+        self.assertIsNone(self.call("get", "/progress").json()["current_image"])
+        buffer = io.BytesIO()
+        PILImage.new("RGB", (8, 8), (200, 30, 30)).save(buffer, format="JPEG")
+        encoded = base64.b64encode(buffer.getvalue()).decode()
+        self.running.preview_keep(f"data:image/jpeg;base64,{encoded}")
+        body = self.call("get", "/progress").json()
+        self.assertEqual(body["current_image"], encoded)
+        preview = PILImage.open(io.BytesIO(base64.b64decode(body["current_image"])))
+        self.assertEqual(preview.size, (8, 8))
+        skipped = self.call("get", "/progress", params={"skip_current_image": "true"}).json()
+        self.assertIsNone(skipped["current_image"])
+
     def test_other_teams_and_other_users_jobs_are_not_theirs(self):
         for secret in (self.token(self.outsider), self.token(self.owner)):
             body = self.call("get", "/progress", secret).json()

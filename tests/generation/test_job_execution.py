@@ -67,6 +67,11 @@ def test_progress_carries_a_small_preview_image(job):
     preview = PILImage.open(io.BytesIO(base64.b64decode(progress[0]["preview"].split(",")[1])))
     assert preview.size == (64 // 8, 48 // 8)
     assert "preview" not in progress[-1]  # the image itself follows the last step
+    # Kept for those who poll (A1111's /progress): the last one sent.
+    job.refresh_from_db()
+    assert job.latest_preview() == [event for event in progress if "preview" in event][-1][
+        "preview"
+    ]
 
 
 def test_saves_a_png_with_its_parameters(job):
