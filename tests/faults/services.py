@@ -182,9 +182,11 @@ class CeleryProcesses:
         }
         self.gpu_env = {**self.env, **(gpu_env or {})}  # GPU workers only
         self.processes = {}  # name -> Popen
+        self.started_with = {}  # name -> (args, env), to start it again
         self.starts = 0
 
     def _start(self, name, args, env=None):
+        self.started_with[name] = (args, env)
         self.starts += 1
         log = (self.logs / f"{name}.log").open("a")
         log.write(f"\n----- start {self.starts} -----\n")
@@ -232,6 +234,17 @@ class CeleryProcesses:
             for name, process in self.processes.items()
             if process.poll() is not None and process.returncode != -signal.SIGKILL
         }
+
+    def restart_crashed(self, signature):
+        """Start again, as a supervisor would, the processes that exited with `signature`
+        in their log since their last start; the names restarted."""
+        crashed = [
+            name for name in self.exited()
+            if signature in self.log_text(name).rsplit("----- start", 1)[-1]
+        ]
+        for name in crashed:
+            self._start(name, *self.started_with[name])
+        return crashed
 
     def log_text(self, name):
         return (self.logs / f"{name}.log").read_text(errors="replace")
