@@ -53,3 +53,18 @@ def service_order():
         for round_number in range(max(len(jobs) for jobs in lines.values())):
             order.extend(lines[u][round_number] for u in turns if round_number < len(lines[u]))
     return order
+
+
+def no_wait_estimate(*, positions):
+    return {}
+
+
+# {job id: seconds until it is done} for the running jobs and the queued ones in `positions`
+# (GenerationJob.objects.positions()). Quotas measure the workers' speed and register their
+# estimator from AppConfig.ready(); without one, no job shows a time left.
+wait_estimator = no_wait_estimate
+
+
+def wait_estimator_register(estimator):
+    global wait_estimator
+    wait_estimator = estimator

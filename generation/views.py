@@ -10,6 +10,7 @@ from django.views.decorators.http import require_GET, require_POST
 
 from gallery.models import Image
 from generation import admission, services
+from generation import queue as job_queue
 from generation.forms import GenerationForm
 from generation.models import (
     DiffusionModel,
@@ -33,7 +34,6 @@ from generation.remix import GALLERY_IMAGE_FIELDS, remix_parameters, usable_gall
 from generation.styles.applying import styles_in_prompts, team_styles
 from studio.accounts.models import Project
 from studio.permissions import can, require
-from studio.quotas.costs import jobs_seconds_left
 from studio.realtime.event_types import JOB_STATUS_EVENT_TYPES
 from studio.throttling import generate_rate_limited, import_rate_limited
 
@@ -72,7 +72,7 @@ def recent_jobs(project, user):
     if any(job.status == JobStatus.QUEUED for job in jobs):
         positions = GenerationJob.objects.positions()
     if any(job.is_active() for job in jobs):
-        seconds_left = jobs_seconds_left(positions=positions)
+        seconds_left = job_queue.wait_estimator(positions=positions)
     is_admin, may_generate = can(user, "manage", project), can(user, "generate", project)
     for job in jobs:
         job.position = positions.get(job.pk)
