@@ -182,7 +182,8 @@ class SubjectPhotoBoundTests(StudioTestCase):
             alive_at_each_screen.append(sum(ref() is not None for ref in screened))
             screened.append(weakref.ref(picture))
 
-        with mock.patch("generation.training.subjects.services.training_upload_screen", screen):
+        # The subject-image check moderation registers (generation.admission) calls it.
+        with mock.patch("studio.moderation.scanning.training_upload_screen", screen):
             response = self.upload(*[image_upload(f"{n}.png", size=(300, 300 + n))
                                      for n in range(4)])
         self.assertRedirects(response, self.subject.get_absolute_url())
