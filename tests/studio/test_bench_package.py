@@ -13,7 +13,7 @@ ROOT = Path(__file__).resolve().parents[2]
 RUNTIME_PACKAGES = ("studio", "generation", "gallery", "gpu_workers")
 # bench.load_users is a locustfile: importing it loads locust, which monkey-patches the
 # standard library for gevent. bench.load starts it in a process of its own.
-BENCHMARKS = ("events", "faults", "gallery", "load", "policy", "uploads")
+BENCHMARKS = ("api", "events", "faults", "gallery", "load", "policy", "uploads")
 
 
 def imported_names(path):
