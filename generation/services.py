@@ -38,16 +38,21 @@ class ModelNotAllowed(PermissionDenied):
 
 def job_create(*, user: User, project: Project, params: Mapping[str, Any]) -> GenerationJob:
     """Create a queued job from validated form data and dispatch it once committed."""
+    loras = job_admit(user=user, project=project, params=params)
+    # Before any transaction: a refused prompt is logged even when the caller rolls back.
+    prompts_screen(user=user, project=project,
+                   prompts=[(params["prompt"], params.get("negative_prompt", ""))])
+    job = job_build(user=user, project=project, params=params)
+    # Before the transaction too: a refusal is counted even when the caller rolls back.
+    admission.run(admission.job_cost_checks, user=user, project=project, job=job, copies=1)
+    return job_save(job=job, loras=loras)
+
+
+def job_admit(*, user: User, project: Project, params: Mapping[str, Any]) -> list[Any]:
+    """Refuse a job `user` may not queue here: their role, the model, the LoRA stack, the
+    IP-Adapter. Returns its LoRA stack."""
     if not can(user, "generate", project):
         raise PermissionDenied("Your role in this project does not allow generating.")
-    # Before any transaction: a refused prompt is logged even when the caller rolls back.
-    admission.run(
-        admission.prompt_checks,
-        user=user,
-        project=project,
-        prompt=params["prompt"],
-        negative_prompt=params.get("negative_prompt", ""),
-    )
     refusal = params["model"].refusal_reason(user, project.team)
     if refusal:
         raise ModelNotAllowed(f"You may not use “{params['model'].name}” here: {refusal}")
@@ -62,9 +67,17 @@ def job_create(*, user: User, project: Project, params: Mapping[str, Any]) -> Ge
             raise ModelNotAllowed(
                 f"You may not use the IP-Adapter “{adapter.name}” here: {refusal}"
             )
-    job = job_build(user=user, project=project, params=params)
-    # Before the transaction too: a refusal is counted even when the caller rolls back.
-    admission.run(admission.job_cost_checks, user=user, project=project, job=job, copies=1)
+    return loras
+
+
+def prompts_screen(*, user: User, project: Project, prompts: list[tuple[str, str]]) -> None:
+    """The apps above screen each distinct (prompt, negative prompt) once."""
+    for prompt, negative_prompt in dict.fromkeys(prompts):
+        admission.run(admission.prompt_checks, user=user, project=project, prompt=prompt,
+                      negative_prompt=negative_prompt)
+
+
+def job_save(*, job: GenerationJob, loras: list[Any]) -> GenerationJob:
     with transaction.atomic():
         job.save()
         job_loras_record(job=job, loras=loras)
@@ -113,13 +126,12 @@ def jobs_create(
             if isinstance(params.get(name), PILImage.Image):
                 params = {**params, name: upload_store(params[name], project=project)}
                 written.append(params[name])
-        admission.run(
-            admission.prompt_checks,
-            user=user,
-            project=project,
-            prompt=params["prompt"],
-            negative_prompt=params.get("negative_prompt", ""),
-        )
+        typed = (params["prompt"], params.get("negative_prompt") or "")
+        wildcards = team_wildcards(project.team) if any(map(is_dynamic, typed)) else {}
+        prompts = job_prompts({**params, "seed": seed}, wildcards)
+        # Each job's prompts as it will run them (its wildcards picked), once per request.
+        prompts_screen(user=user, project=project, prompts=prompts)
+        loras = job_admit(user=user, project=project, params=params)
         admission.run(
             admission.job_cost_checks,
             user=user,
@@ -127,19 +139,19 @@ def jobs_create(
             job=job_build(user=user, project=project, params={**params, "seed": seed}),
             copies=count,
         )
-        typed = (params["prompt"], params.get("negative_prompt") or "")
-        wildcards = team_wildcards(project.team) if any(map(is_dynamic, typed)) else {}
-        prompts = job_prompts({**params, "seed": seed}, wildcards)
         with transaction.atomic():
             return [
-                job_create(
-                    user=user,
-                    project=project,
-                    params={
-                        **params,
-                        "seed": seed_after(seed, n * batch_size),
-                        **expansion_params(params, *prompts[n]),
-                    },
+                job_save(
+                    job=job_build(
+                        user=user,
+                        project=project,
+                        params={
+                            **params,
+                            "seed": seed_after(seed, n * batch_size),
+                            **expansion_params(params, *prompts[n]),
+                        },
+                    ),
+                    loras=loras,
                 )
                 for n in range(count)
             ]
