@@ -122,7 +122,7 @@ def finish(job):
         scheduler_class="EulerDiscreteScheduler", scheduler_config={}, elapsed_s=1.0,
     )
     with mock.patch("gallery.services.image_thumbnails_schedule"), \
-            mock.patch("gallery.services.image_scan_schedule"):
+            mock.patch("studio.moderation.scanning.image_scan_schedule"):
         image = image_create_from_generation(
             job=job, pil_image=PILImage.new("RGB", (job.width, job.height), (90, 40, 200)),
             result=result,

@@ -9,6 +9,10 @@ from django.db.models import Q
 from django.urls import get_script_prefix, reverse
 from django.utils import timezone
 
+# The domain packages' models (noqa: F401) are imported for Django, which registers an app's
+# models from its models module.
+from gallery.collections.models import Collection, CollectionItem  # noqa: F401
+from gallery.reactions.models import Favourite, Like  # noqa: F401
 from generation.seeds import SeedField
 from studio.accounts.models import Project, Team
 
@@ -311,6 +315,3 @@ class ImageComment(models.Model):
     def __str__(self):
         return f"Comment {self.pk} on image {self.image_id}"
 
-
-from gallery.collections.models import Collection, CollectionItem  # noqa: E402, F401
-from gallery.reactions.models import Favourite, Like  # noqa: E402, F401

@@ -5,10 +5,10 @@ from django.db import transaction
 
 from gallery.dispatch import enqueue_thumbnails
 from gallery.models import Image
+from gallery.signals import image_generated
 from generation.parameters_import.a1111 import recipe_infotext
 from generation.parameters_import.files import png_info
 from generation.parameters_import.studio import recipe_spec
-from studio.moderation.scanning import image_scan_schedule
 from studio.storage import files_delete_on_rollback
 
 
@@ -42,7 +42,7 @@ def image_create_from_generation(*, job, pil_image, result):
         written.append(image.file.name)
         image.save()
     image_thumbnails_schedule(image=image)
-    image_scan_schedule(image=image)
+    image_generated.send(sender=Image, image=image)
     return image
 
 

@@ -6,8 +6,25 @@ from django.db import models
 from django.urls import reverse
 from django.utils import timezone
 
+# The domain packages' models (noqa: F401) are imported for Django, which registers an app's
+# models from its models module.
+from generation.choices import (
+    GENERATION_FAMILIES,
+    JobMode,
+    JobPriority,
+    JobStatus,
+    ModelFamily,
+    ModelKind,
+    SourceKind,
+)
+from generation.loras.embeddings.models import Embedding  # noqa: F401
+from generation.loras.models import JobLora, Lora  # noqa: F401
 from generation.recipe import Recipe
 from generation.seeds import SeedField
+from generation.styles.models import Style  # noqa: F401
+from generation.training.models import TrainingRun, TrainingSample  # noqa: F401
+from generation.training.subjects.models import Subject, SubjectConsent, SubjectImage  # noqa: F401
+from generation.wildcards.models import Wildcard  # noqa: F401
 from gpu_workers.requests import img2img_steps
 from gpu_workers.samplers import SAMPLERS
 from studio.accounts.models import ROLE_RANK, Project, Role
@@ -19,28 +36,7 @@ SAMPLER_CHOICES = [(name, name) for name in SAMPLERS]
 # A kept preview outlives its job's last step by this much, then goes.
 PREVIEW_KEPT_S = 600
 
-class ModelFamily(models.TextChoices):
-    SD15 = "sd15", "Stable Diffusion 1.x"
-    SD2 = "sd2", "Stable Diffusion 2.x"
-    SDXL = "sdxl", "Stable Diffusion XL"
-
-
-# Families the studio's workers can generate with; the library may hold others already.
-GENERATION_FAMILIES = (ModelFamily.SD15, ModelFamily.SD2, ModelFamily.SDXL)
-
 _LOOK_UP = object()  # refusal_reason's "not given": None means the team has no setting
-
-
-class ModelKind(models.TextChoices):
-    CHECKPOINT = "checkpoint", "Checkpoint"
-    CONTROLNET = "controlnet", "ControlNet"
-    IP_ADAPTER = "ip_adapter", "IP-Adapter"
-
-
-class SourceKind(models.TextChoices):
-    HUB = "hub", "Hugging Face Hub id"
-    FOLDER = "folder", "Diffusers folder"
-    FILE = "file", "Single .safetensors file"
 
 
 def guess_source_kind(source):
@@ -224,27 +220,6 @@ class TeamModelSetting(models.Model):
 
     def effective_min_role(self):
         return self.min_role or self.model.min_role
-
-
-class JobStatus(models.TextChoices):
-    QUEUED = "queued", "Queued"
-    RUNNING = "running", "Running"
-    FINISHED = "finished", "Finished"
-    FAILED = "failed", "Failed"
-    CANCELED = "canceled", "Canceled"
-
-
-class JobMode(models.TextChoices):
-    TXT2IMG = "txt2img", "Text to image"
-    IMG2IMG = "img2img", "Image to image"
-    INPAINT = "inpaint", "Inpaint"
-    OUTPAINT = "outpaint", "Outpaint"
-
-
-class JobPriority(models.IntegerChoices):
-    NORMAL = 0, "Normal"
-    HIGH = 1, "High"
-    URGENT = 2, "Urgent"
 
 
 class GenerationJobQuerySet(models.QuerySet):
@@ -515,13 +490,3 @@ class PromptFavourite(models.Model):
     def save(self, *args, **kwargs):
         self.prompt_hash = prompt_key(self.prompt)
         super().save(*args, **kwargs)
-
-
-# The libraries, training and wildcards live in their own packages; imported here so Django
-# registers their models.
-from generation.loras.embeddings.models import Embedding  # noqa: E402, F401
-from generation.loras.models import JobLora, Lora  # noqa: E402, F401
-from generation.styles.models import Style  # noqa: E402, F401
-from generation.training.models import TrainingRun, TrainingSample  # noqa: E402, F401
-from generation.training.subjects.models import Subject, SubjectConsent, SubjectImage  # noqa: E402, F401
-from generation.wildcards.models import Wildcard  # noqa: E402, F401

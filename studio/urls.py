@@ -13,7 +13,7 @@ urlpatterns = [
     path("", include("generation.wildcards.urls")),
     path("", include("generation.styles.urls")),
     path("", include("generation.training.urls")),
-    path("", include("generation.public_loras.urls")),
+    path("", include("studio.moderation.public_loras.urls")),
     path("", include("gallery.urls")),
     path("", include("studio.quotas.urls")),
     path("", include("studio.api.urls")),

@@ -6,13 +6,13 @@ own: a collection never shows anyone an image they could not open by itself.
 Imported by gallery/models.py, so Django registers these models with the app.
 """
 
+from django.apps import apps
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
 from django.urls import reverse
 from django.utils import timezone
 
-from gallery.models import Image
 from studio.accounts.models import ROLE_RANK, Project, Role, Team
 
 
@@ -81,7 +81,7 @@ class Collection(models.Model):
     # The secret of its "anyone with the link" URL; made the first time it is shared so.
     share_token = models.CharField(max_length=64, unique=True, null=True, blank=True)
     cover = models.ForeignKey(
-        Image, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+        "gallery.Image", on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
     )
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, related_name="+"
@@ -164,7 +164,7 @@ class Collection(models.Model):
     def images_for(self, user):
         """Its images that `user` may see, in the collection's order."""
         return (
-            Image.objects.visible_to(user)
+            apps.get_model("gallery", "Image").objects.visible_to(user)
             .filter(collection_items__collection=self)
             .order_by("collection_items__position", "collection_items__id")
         )
@@ -172,7 +172,9 @@ class Collection(models.Model):
 
 class CollectionItem(models.Model):
     collection = models.ForeignKey(Collection, on_delete=models.CASCADE, related_name="items")
-    image = models.ForeignKey(Image, on_delete=models.CASCADE, related_name="collection_items")
+    image = models.ForeignKey(
+        "gallery.Image", on_delete=models.CASCADE, related_name="collection_items"
+    )
     position = models.PositiveIntegerField()
     added_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, related_name="+"

@@ -8,14 +8,12 @@ from django.conf import settings
 from django.db import models
 from django.utils import timezone
 
-from gallery.models import Image
-
 
 class Like(models.Model):
     user = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="image_likes"
     )
-    image = models.ForeignKey(Image, on_delete=models.CASCADE, related_name="likes")
+    image = models.ForeignKey("gallery.Image", on_delete=models.CASCADE, related_name="likes")
     created_at = models.DateTimeField(default=timezone.now)
 
     class Meta:
@@ -31,7 +29,7 @@ class Favourite(models.Model):
     user = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="image_favourites"
     )
-    image = models.ForeignKey(Image, on_delete=models.CASCADE, related_name="favourites")
+    image = models.ForeignKey("gallery.Image", on_delete=models.CASCADE, related_name="favourites")
     created_at = models.DateTimeField(default=timezone.now)
 
     class Meta:

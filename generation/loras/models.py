@@ -11,7 +11,7 @@ from django.db.models.functions import Lower
 from django.urls import reverse
 from django.utils import timezone
 
-from generation.models import ModelFamily
+from generation.choices import ModelFamily
 
 LORA_NAME_FORBIDDEN = "<>:"  # the prompt's <lora:name:weight> syntax needs them
 

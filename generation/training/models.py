@@ -12,7 +12,7 @@ from django.db import models
 from django.urls import reverse
 from django.utils import timezone
 
-from generation.models import JobStatus
+from generation.choices import JobStatus
 from gpu_workers.training_plan import PRESETS, duration_label
 from studio.permissions import can
 

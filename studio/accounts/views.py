@@ -6,8 +6,7 @@ from django.db.models import Prefetch
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
-from gallery.models import Image, live_image_count
-from studio.accounts import services
+from studio.accounts import project_cards, services
 from studio.accounts.forms import (
     InvitationForm,
     MemberRoleForm,
@@ -19,14 +18,6 @@ from studio.accounts.models import Invitation, Membership, Project, Role, Team
 from studio.permissions import can, require
 from studio.redirects import safe_next_url
 from studio.throttling import signup_rate_limited
-
-COVER_IMAGES = 4
-
-
-def cover_images_prefetch():
-    """Each project's latest few images, for its card, in one query for all projects."""
-    latest = Image.objects.order_by("-created_at", "-id")[:COVER_IMAGES]
-    return Prefetch("images", queryset=latest, to_attr="cover_images")
 
 
 @signup_rate_limited
@@ -49,9 +40,7 @@ def dashboard(request):
         .prefetch_related(
             Prefetch(
                 "projects",
-                queryset=Project.objects.annotate(image_count=live_image_count()).prefetch_related(
-                    cover_images_prefetch()
-                ),
+                queryset=project_cards.with_images(Project.objects.all()),
             )
         )
         .distinct()
@@ -76,9 +65,7 @@ def team_create(request):
 @login_required
 def team_detail(request, team_id):
     team = require(request.user, "view", get_object_or_404(Team, pk=team_id))
-    projects = team.projects.annotate(image_count=live_image_count()).prefetch_related(
-        cover_images_prefetch()
-    )
+    projects = project_cards.with_images(team.projects.all())
     memberships = team.memberships.select_related("user")
     invitations = [i for i in team.invitations.filter(accepted_at__isnull=True) if i.is_open()]
     ctx = {

@@ -218,7 +218,7 @@ def case_approve(*, case, moderator, reason_code, note=""):
         if published:
             notify(user=asked.subject_user, url=subject.get_absolute_url(),
                    message=f"The moderators approved your {published}: it is public now.")
-        # A LoRA's owner asked to publish it (generation.public_loras.services): approved, it is.
+        # A LoRA's owner asked to publish it (moderation.public_loras.services): approved, it is.
         if kind == "lora" and any(each.kind == CaseKind.LORA_PUBLISH for each in cases):
             Lora.objects.filter(pk=subject.pk).update(is_public=True)
             audit(actor=moderator, action="lora.publish", target=f"lora:{subject.pk}",

@@ -166,6 +166,11 @@ def image_moderated_publish(image_id):
     )
 
 
+def image_generated_scan(sender, *, image, **kwargs):
+    """Receiver of gallery.signals.image_generated: each new image is scanned."""
+    image_scan_schedule(image=image)
+
+
 def image_scan_schedule(*, image):
     """Scan the image on the `moderation` queue once its row is committed."""
     from studio.moderation.dispatch import enqueue_scan

@@ -56,7 +56,7 @@ class LiveApiTestCase(LiveServerTestCase):
         )
         # Thumbnails and scans are other workers' business.
         stack.enter_context(mock.patch("gallery.services.image_thumbnails_schedule"))
-        stack.enter_context(mock.patch("gallery.services.image_scan_schedule"))
+        stack.enter_context(mock.patch("studio.moderation.scanning.image_scan_schedule"))
 
     def token(self, user, *, team=None, role=None, projects=()):
         team = team or (self.other_team if user == self.outsider else self.team)

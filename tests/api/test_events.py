@@ -105,7 +105,7 @@ class EventStreamTests(TransactionTestCase):
         self.addCleanup(stack.close)
         stack.enter_context(mock.patch("generation.services.enqueue_generation"))
         stack.enter_context(mock.patch("gallery.services.image_thumbnails_schedule"))
-        stack.enter_context(mock.patch("gallery.services.image_scan_schedule"))
+        stack.enter_context(mock.patch("studio.moderation.scanning.image_scan_schedule"))
         self.http = stack.enter_context(httpx.Client(
             base_url=self.server.url, timeout=httpx.Timeout(READ_TIMEOUT_S)
         ))

@@ -10,7 +10,6 @@ from gallery.collections.models import Collection, CollectionItem, CollectionVis
 from gallery.models import Image, ModerationStatus, Visibility
 from gallery.thumbnails import image_thumbnails_make
 from generation.loras.models import Lora
-from generation.public_loras.services import lora_publish_request
 from studio.accounts.models import User
 from studio.moderation.models import (
     AuditEntry,
@@ -22,6 +21,7 @@ from studio.moderation.models import (
     Policy,
     Resolution,
 )
+from studio.moderation.public_loras.services import lora_publish_request
 from tests.base import StudioTestCase
 from tests.lora_builders import make_lora
 from tests.moderation_helpers import make_textured_image

@@ -12,7 +12,7 @@ from django.db.models.functions import Lower
 from django.urls import reverse
 from django.utils import timezone
 
-from generation.models import ModelFamily
+from generation.choices import ModelFamily
 
 # A word of a prompt, as A1111 finds embeddings: letters, digits, "_" and "-".
 EMBEDDING_NAME_RE = re.compile(r"[\w-]+")

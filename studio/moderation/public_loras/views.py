@@ -11,14 +11,14 @@ from django.views.decorators.http import require_GET, require_POST
 
 from generation.loras.forms import LoraSearchForm
 from generation.loras.models import Lora
-from generation.public_loras.services import (
+from studio.moderation.models import is_site_moderator
+from studio.moderation.public_loras.services import (
     browsable_loras,
     lora_publish_request,
     lora_unpublish,
     may_publish,
     pending_request,
 )
-from studio.moderation.models import is_site_moderator
 from studio.permissions import can, require
 
 

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from generation.public_loras import views as public_lora_views
+from studio.moderation.public_loras import views as public_lora_views
 
 urlpatterns = [
     path("loras/public/", public_lora_views.public_loras, name="public_loras"),

@@ -2,7 +2,7 @@
 
 from django import template
 
-from generation.public_loras.services import may_publish, pending_request, publish_refusal
+from studio.moderation.public_loras.services import may_publish, pending_request, publish_refusal
 
 register = template.Library()
 

@@ -1,0 +1,48 @@
+"""The choices of models and jobs (families, kinds, statuses, modes), apart from the models
+so that the domain packages' models can use them while generation/models.py imports those
+packages' models."""
+
+from django.db import models
+
+
+class ModelFamily(models.TextChoices):
+    SD15 = "sd15", "Stable Diffusion 1.x"
+    SD2 = "sd2", "Stable Diffusion 2.x"
+    SDXL = "sdxl", "Stable Diffusion XL"
+
+
+# Families the studio's workers can generate with; the library may hold others already.
+GENERATION_FAMILIES = (ModelFamily.SD15, ModelFamily.SD2, ModelFamily.SDXL)
+
+
+class ModelKind(models.TextChoices):
+    CHECKPOINT = "checkpoint", "Checkpoint"
+    CONTROLNET = "controlnet", "ControlNet"
+    IP_ADAPTER = "ip_adapter", "IP-Adapter"
+
+
+class SourceKind(models.TextChoices):
+    HUB = "hub", "Hugging Face Hub id"
+    FOLDER = "folder", "Diffusers folder"
+    FILE = "file", "Single .safetensors file"
+
+
+class JobStatus(models.TextChoices):
+    QUEUED = "queued", "Queued"
+    RUNNING = "running", "Running"
+    FINISHED = "finished", "Finished"
+    FAILED = "failed", "Failed"
+    CANCELED = "canceled", "Canceled"
+
+
+class JobMode(models.TextChoices):
+    TXT2IMG = "txt2img", "Text to image"
+    IMG2IMG = "img2img", "Image to image"
+    INPAINT = "inpaint", "Inpaint"
+    OUTPAINT = "outpaint", "Outpaint"
+
+
+class JobPriority(models.IntegerChoices):
+    NORMAL = 0, "Normal"
+    HIGH = 1, "High"
+    URGENT = 2, "Urgent"
