@@ -15,6 +15,7 @@ from gallery.collections.models import Collection, CollectionItem  # noqa: F401
 from gallery.reactions.models import Favourite, Like  # noqa: F401
 from generation.seeds import SeedField
 from studio.accounts.models import Project, Team
+from studio.permissions import can
 
 # Thumbnails, by their long side in pixels: grids use them, never originals.
 THUMBNAIL_SIZES = (256, 512)
@@ -213,8 +214,6 @@ class Image(models.Model):
         """Its project's members; its team's for team visibility (today the same people:
         projects are open to their whole team); anyone once public. Unlisted images are
         seen through their link (shared_by_link), not here."""
-        from studio.permissions import can
-
         if self.is_public():
             return True
         if not user.is_authenticated:
