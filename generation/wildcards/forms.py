@@ -1,10 +1,14 @@
 from django import forms
+from django.db.models import Sum
+from django.db.models.functions import Length
 
 from generation.wildcards.expansion import LORA_TAG, WILDCARD_RE
 from generation.wildcards.models import (
     MAX_NAME,
+    MAX_TEAM_WILDCARD_CHARACTERS,
     MAX_VALUE_LENGTH,
     MAX_VALUES,
+    MAX_WILDCARDS_PER_TEAM,
     WILDCARD_NAME_RE,
     Wildcard,
     value_lines,
@@ -82,3 +86,21 @@ class WildcardForm(forms.ModelForm):
                     f"Fragment {number} holds a LoRA tag: write <lora:…> in the prompt itself."
                 )
         return "\n".join(line.strip() for line in text.strip().splitlines())
+
+    def clean(self):
+        cleaned = super().clean()
+        others = Wildcard.objects.filter(team=self.instance.team).exclude(pk=self.instance.pk)
+        if self.instance.pk is None and others.count() >= MAX_WILDCARDS_PER_TEAM:
+            raise forms.ValidationError(
+                f"The team has {MAX_WILDCARDS_PER_TEAM} wildcards, the most it may keep: "
+                "delete or merge some first."
+            )
+        values = cleaned.get("values")
+        if values is not None:
+            used = others.aggregate(total=Sum(Length("values")))["total"] or 0
+            if used + len(values) > MAX_TEAM_WILDCARD_CHARACTERS:
+                self.add_error("values", (
+                    f"The team's wildcards would hold {used + len(values):,} characters; at "
+                    f"most {MAX_TEAM_WILDCARD_CHARACTERS:,} in all ({used:,} in the others)."
+                ))
+        return cleaned

@@ -17,6 +17,10 @@ WILDCARD_NAME_RE = re.compile(r"[A-Za-z0-9_-]+(?:/[A-Za-z0-9_-]+)*")
 MAX_NAME = 64
 MAX_VALUES = 1000
 MAX_VALUE_LENGTH = 500
+# A prompt with `__*__` loads every wildcard of its team in the web request that queues it:
+# these bound that load (about 1 MB of text).
+MAX_WILDCARDS_PER_TEAM = 500
+MAX_TEAM_WILDCARD_CHARACTERS = 1_000_000
 
 
 class Wildcard(models.Model):

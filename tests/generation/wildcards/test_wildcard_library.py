@@ -3,7 +3,12 @@
 
 from django.urls import reverse
 
-from generation.wildcards.models import Wildcard
+from generation.wildcards.models import (
+    MAX_TEAM_WILDCARD_CHARACTERS,
+    MAX_VALUE_LENGTH,
+    MAX_WILDCARDS_PER_TEAM,
+    Wildcard,
+)
 from tests.base import StudioTestCase
 
 
@@ -88,3 +93,30 @@ class WildcardLibraryTestCase(StudioTestCase):
         self.assertIn("has a wildcard called season already",
                       " ".join(response.context["form"].errors["name"]))
         self.assertRedirects(self.add(name="colour"), self.url)  # another team's name is free
+
+    def test_a_team_keeps_a_bounded_number_and_size_of_wildcards(self):
+        """A prompt with __*__ loads all of its team's wildcards in the request that queues it."""
+        Wildcard.objects.bulk_create(
+            Wildcard(team=self.team, name=f"w{number}", values="x")
+            for number in range(MAX_WILDCARDS_PER_TEAM)
+        )
+        response = self.add()
+        self.assertEqual(response.status_code, 422)
+        self.assertIn("the most it may keep", " ".join(response.context["form"].non_field_errors()))
+        self.assertFalse(Wildcard.objects.filter(name="season").exists())
+        edit = reverse("wildcard_edit", args=[Wildcard.objects.get(name="w0").pk])
+        self.assertRedirects(self.client.post(edit, {"name": "w0", "values": "y"}), self.url)
+
+        Wildcard.objects.filter(team=self.team).delete()
+        big = "\n".join(["z" * MAX_VALUE_LENGTH] * 990)
+        Wildcard.objects.bulk_create(
+            Wildcard(team=self.team, name=f"big{number}", values=big)
+            for number in range(MAX_TEAM_WILDCARD_CHARACTERS // len(big))
+        )
+        response = self.add(values=big)
+        self.assertEqual(response.status_code, 422)
+        errors = " ".join(response.context["form"].errors["values"])
+        self.assertIn("at most 1,000,000 in all", errors)
+        self.assertFalse(Wildcard.objects.filter(name="season").exists())
+        Wildcard.objects.create(team=self.other_team, name="season", values=big)
+        self.assertRedirects(self.add(values="short"), self.url)  # the sum is the team's own
