@@ -1,9 +1,10 @@
-from django.urls import path
+from generation.styles.forms import StyleForm
+from generation.styles.models import Style
+from generation.team_libraries import TeamLibrary, library_urls
 
-from generation.styles import views as style_views
+STYLES = TeamLibrary(
+    model=Style, form=StyleForm, permission="manage_styles", singular="style", plural="styles",
+    label=lambda style: f"The style {style.name}",
+)
 
-urlpatterns = [
-    path("teams/<int:team_id>/styles/", style_views.team_styles, name="team_styles"),
-    path("styles/<int:style_id>/edit/", style_views.style_edit, name="style_edit"),
-    path("styles/<int:style_id>/delete/", style_views.style_delete, name="style_delete"),
-]
+urlpatterns = library_urls(STYLES)

@@ -1,13 +1,10 @@
-from django.urls import path
+from generation.team_libraries import TeamLibrary, library_urls
+from generation.wildcards.forms import WildcardForm
+from generation.wildcards.models import Wildcard
 
-from generation.wildcards import views as wildcard_views
+WILDCARDS = TeamLibrary(
+    model=Wildcard, form=WildcardForm, permission="manage_wildcards", singular="wildcard",
+    plural="wildcards", label=lambda wildcard: f"__{wildcard.name}__",
+)
 
-urlpatterns = [
-    path("teams/<int:team_id>/wildcards/", wildcard_views.team_wildcards, name="team_wildcards"),
-    path("wildcards/<int:wildcard_id>/edit/", wildcard_views.wildcard_edit, name="wildcard_edit"),
-    path(
-        "wildcards/<int:wildcard_id>/delete/",
-        wildcard_views.wildcard_delete,
-        name="wildcard_delete",
-    ),
-]
+urlpatterns = library_urls(WILDCARDS)

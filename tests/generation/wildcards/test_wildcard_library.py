@@ -57,8 +57,10 @@ class WildcardLibraryTestCase(StudioTestCase):
         self.assertContains(self.client.get(edit), "Edit __season__")
         response = self.client.post(edit, {"name": "seasons", "values": "spring\nwinter"})
         self.assertRedirects(response, self.url)
+        saved_before = wildcard.updated_at
         wildcard.refresh_from_db()
         self.assertEqual((wildcard.name, wildcard.value_list()), ("seasons", ["spring", "winter"]))
+        self.assertGreater(wildcard.updated_at, saved_before)
         self.client.force_login(self.viewer)
         delete = reverse("wildcard_delete", args=[wildcard.pk])
         self.assertEqual(self.client.post(delete).status_code, 403)
