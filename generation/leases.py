@@ -23,7 +23,8 @@ from django.db import InterfaceError, OperationalError
 from django.db.models import F, QuerySet
 from django.utils import timezone
 
-from generation.models import GenerationJob, JobStatus
+from generation.choices import JobStatus
+from generation.models import GenerationJob
 from generation.training.models import TrainingRun
 
 # The two kinds of row a worker holds.

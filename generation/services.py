@@ -11,6 +11,7 @@ from django.utils import timezone
 from PIL import Image as PILImage
 
 from generation import admission
+from generation.choices import JobStatus, ModelKind
 from generation.dispatch import enqueue_generation
 from generation.loras.services import (
     LoraGone,
@@ -18,7 +19,7 @@ from generation.loras.services import (
     job_loras_record,
     lora_stack_refusal,
 )
-from generation.models import GenerationJob, JobStatus, ModelKind
+from generation.models import GenerationJob
 from generation.recipe import Recipe
 from generation.seeds import random_seed, seed_after
 from generation.wildcards.expansion import is_dynamic, job_prompts, team_wildcards

@@ -19,9 +19,10 @@ from datetime import datetime, timedelta
 from django.conf import settings
 from django.utils import timezone
 
+from generation.choices import JobStatus
 from generation.dispatch import enqueue_generation, enqueue_training
 from generation.leases import Leased, lapsed, lapsed_release
-from generation.models import GenerationJob, JobStatus
+from generation.models import GenerationJob
 from generation.training.models import TrainingRun
 from studio.dispatch import waiting
 from studio.ops.metrics import SWEEPER_ACTIONS
