@@ -1,6 +1,7 @@
 import logging
 from collections import defaultdict
 from collections.abc import Mapping
+from functools import partial
 from typing import Any
 
 from django.core.exceptions import PermissionDenied
@@ -80,10 +81,15 @@ def prompts_screen(*, user: User, project: Project, prompts: list[tuple[str, str
 
 def job_save(*, job: GenerationJob, loras: list[Any]) -> GenerationJob:
     with transaction.atomic():
-        job.save()
-        job_loras_record(job=job, loras=loras)
-        transaction.on_commit(lambda: job_dispatch(job))
+        job_insert(job=job, loras=loras)
+        transaction.on_commit(partial(jobs_dispatch, [job]))
     return job
+
+
+def job_insert(*, job: GenerationJob, loras: list[Any]) -> None:
+    """The job's row and its LoRAs' (in the caller's transaction)."""
+    job.save()
+    job_loras_record(job=job, loras=loras)
 
 
 # The library models and gallery images a job refers to, as GenerationForm names them.
@@ -133,29 +139,26 @@ def jobs_create(
         # Each job's prompts as it will run them (its wildcards picked), once per request.
         prompts_screen(user=user, project=project, prompts=prompts)
         loras = job_admit(user=user, project=project, params=params)
-        admission.run(
-            admission.job_cost_checks,
-            user=user,
-            project=project,
-            job=job_build(user=user, project=project, params={**params, "seed": seed}),
-            copies=count,
-        )
+        jobs = [
+            job_build(
+                user=user,
+                project=project,
+                params={
+                    **params,
+                    "seed": seed_after(seed, n * batch_size),
+                    **expansion_params(params, *prompts[n]),
+                },
+            )
+            for n in range(count)
+        ]
+        # The jobs differ only in seeds and prompts, which cost nothing: one is costed for all.
+        admission.run(admission.job_cost_checks, user=user, project=project, job=jobs[0],
+                      copies=count)
         with transaction.atomic():
-            return [
-                job_save(
-                    job=job_build(
-                        user=user,
-                        project=project,
-                        params={
-                            **params,
-                            "seed": seed_after(seed, n * batch_size),
-                            **expansion_params(params, *prompts[n]),
-                        },
-                    ),
-                    loras=loras,
-                )
-                for n in range(count)
-            ]
+            for job in jobs:
+                job_insert(job=job, loras=loras)
+            transaction.on_commit(partial(jobs_dispatch, jobs))
+        return jobs
 
 
 def expansion_params(params: Mapping[str, Any], prompt: str, negative: str) -> dict[str, str]:
@@ -172,15 +175,26 @@ def expansion_params(params: Mapping[str, Any], prompt: str, negative: str) -> d
 
 def job_dispatch(job: GenerationJob) -> None:
     """Hand a committed job to the workers and tell the project's members it is waiting."""
-    try:
-        enqueue_generation(job.pk)
-    except Exception:
-        # It stays queued: the sweeper sends its message once the broker is back.
-        logger.exception("Could not enqueue job %s; the sweeper will", job.pk)
-    publish(
-        job.project.events_group(),
-        job.event_payload(type=EventType.JOB_QUEUED, position=job.queue_position()),
-    )
+    jobs_dispatch([job])
+
+
+def jobs_dispatch(jobs: list[GenerationJob]) -> None:
+    """Hand committed jobs to the workers and tell the projects' members they are waiting,
+    with their places in line (read once for all of them). Each job keeps the place it was
+    announced with as `announced_position`, for the caller's answer."""
+    for job in jobs:
+        try:
+            enqueue_generation(job.pk)
+        except Exception:
+            # It stays queued: the sweeper sends its message once the broker is back.
+            logger.exception("Could not enqueue job %s; the sweeper will", job.pk)
+    positions = GenerationJob.objects.positions()
+    for job in jobs:
+        job.announced_position = positions.get(job.pk)
+        publish(
+            job.project.events_group(),
+            job.event_payload(type=EventType.JOB_QUEUED, position=job.announced_position),
+        )
 
 
 def publish_queue_positions() -> None:

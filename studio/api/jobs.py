@@ -150,10 +150,19 @@ class JobFilters(Schema):
     limit: int = Field(50, ge=1, le=MAX_PAGE)
 
 
-def job_out(job, *, positions=None):
+def job_out(job, *, positions=None, loras=None, image_ids=None):
+    """`loras` and `image_ids`, when given, are the job's as the caller has them (else read)."""
     position = None
     if job.status == JobStatus.QUEUED:
         position = positions.get(job.pk) if positions is not None else job.queue_position()
+    if loras is None:
+        loras = [
+            {"lora_id": used.lora_id, "name": used.name, "weight": used.weight,
+             "in_prompt": used.in_prompt}
+            for used in job.job_loras.all()
+        ]
+    if image_ids is None:
+        image_ids = [image.pk for image in job.images.all()]
     return {
         "id": job.pk,
         "project_id": job.project_id,
@@ -173,11 +182,7 @@ def job_out(job, *, positions=None):
         "clip_skip": job.clip_skip,
         "batch_size": job.batch_size,
         "strength": job.strength,
-        "loras": [
-            {"lora_id": used.lora_id, "name": used.name, "weight": used.weight,
-             "in_prompt": used.in_prompt}
-            for used in job.job_loras.all()
-        ],
+        "loras": loras,
         "step": job.progress_step,
         "total_steps": job.total_steps(),
         "progress_percent": job.progress_percent(),
@@ -186,7 +191,7 @@ def job_out(job, *, positions=None):
         "created_at": job.created_at,
         "started_at": job.started_at,
         "finished_at": job.finished_at,
-        "image_ids": [image.pk for image in job.images.all()],
+        "image_ids": image_ids,
     }
 
 
@@ -197,6 +202,22 @@ def jobs_out(jobs):
         if any(job.status == JobStatus.QUEUED for job in jobs) else {}
     )
     return [job_out(job, positions=positions) for job in jobs]
+
+
+def created_jobs_out(jobs, loras):
+    """The answer for jobs just queued, from the rows saved (not read back): the LoRA stack
+    they were saved with, no images yet, and the places in line they were announced with
+    (generation.services.jobs_dispatch), read here only if they were not announced yet."""
+    stack = [
+        {"lora_id": choice.lora.pk, "name": choice.lora.name, "weight": choice.weight,
+         "in_prompt": choice.in_prompt}
+        for choice in loras
+    ]
+    if all(hasattr(job, "announced_position") for job in jobs):
+        positions = {job.pk: job.announced_position for job in jobs}
+    else:
+        positions = GenerationJob.objects.positions()
+    return [job_out(job, positions=positions, loras=stack, image_ids=[]) for job in jobs]
 
 
 def with_details(jobs):
@@ -368,7 +389,7 @@ def jobs_create(request, project_id: int, payload: JobCreateIn):
             return Status(201, {"jobs": jobs_out(jobs)})
     try:
         throttle(request, generate_rate_limited)
-        jobs = create(request, project, payload)
+        jobs, loras = create(request, project, payload)
     except BaseException:
         if key:
             IdempotencyKey.objects.filter(user=request.user, key=key).delete()
@@ -377,16 +398,17 @@ def jobs_create(request, project_id: int, payload: JobCreateIn):
         IdempotencyKey.objects.filter(user=request.user, key=key).update(
             job_ids=[job.pk for job in jobs]
         )
-    created = with_details(GenerationJob.objects.filter(pk__in=[job.pk for job in jobs]))
-    return Status(201, {"jobs": jobs_out(created.order_by("pk"))})
+    return Status(201, {"jobs": created_jobs_out(jobs, loras)})
 
 
 def create(request, project, payload):
+    """The jobs queued for `payload`, and their LoRA stack."""
     data, files = form_input(payload)
     form = GenerationForm(data, files, user=request.user, project=project)
     if form.is_valid():
         # Refusals past the form (quota, budget, suspension) are PermissionDenied: 403/429.
-        return services.jobs_create(user=request.user, project=project, params=form.cleaned_data)
+        jobs = services.jobs_create(user=request.user, project=project, params=form.cleaned_data)
+        return jobs, form.cleaned_data["loras"]
     errors, detail = form_errors(form)
     raise Problem(422, detail, errors=errors)
 

@@ -64,7 +64,7 @@ def recipe_run(request, project, values, *, field_name):
         detail = "; ".join(f"{error['field']}: {error['message']}" for error in errors)
         raise Problem(422, detail, errors=errors) from None
     try:
-        jobs = create(request, project, payload)
+        jobs, _ = create(request, project, payload)
     except Problem as problem:
         for error in problem.errors:
             error["field"] = field_name(error["field"])
