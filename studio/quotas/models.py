@@ -86,10 +86,15 @@ USER_LIMITS = {
 }
 
 
-def effective_limits(team):
+_LOOK_UP = object()
+
+
+def effective_limits(team, own=_LOOK_UP):
     """{limit: value} for `team`'s members: the team's own where it set one, never above
-    the site's (which may have been lowered since), else the site's."""
-    own = TeamLimits.objects.filter(team=team).first()
+    the site's (which may have been lowered since), else the site's. `own`: the team's
+    TeamLimits or None, if the caller has already fetched it."""
+    if own is _LOOK_UP:
+        own = TeamLimits.objects.filter(team=team).first()
     limits = {}
     for name, setting in USER_LIMITS.items():
         site = getattr(settings, setting)

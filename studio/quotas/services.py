@@ -3,12 +3,13 @@ spent. Web-side: no torch here (the workers' charging is in studio.quotas.chargi
 
 from datetime import timedelta
 
-from django.db.models import Count, Max, Min, Sum
+from django.db.models import Count, Max, Min, Q, Sum
 from django.db.models.functions import TruncDate
 from django.utils import timezone
 
 from generation.admission import Refused
 from generation.models import GenerationJob, JobStatus, TrainingRun
+from studio.accounts.models import Team
 from studio.quotas.costs import job_estimate, job_work, step_seconds
 from studio.quotas.models import (
     BudgetPeriod,
@@ -21,6 +22,7 @@ from studio.quotas.models import (
     period_bounds,
 )
 
+_LOOK_UP = object()
 ALERT_SHARE = 0.8  # the team's admins are told once a period's budget is this much spent
 BUDGET_REASONS = {
     BudgetPeriod.DAY: RefusalReason.DAILY_BUDGET,
@@ -49,14 +51,32 @@ def local_time(moment):
     return timezone.localtime(moment).strftime("%Y-%m-%d %H:%M %Z")
 
 
+def team_quota_rows(team):
+    """(TeamLimits or None, TeamBudget or None) of `team`, in one query."""
+    found = Team.objects.select_related("user_limits", "budget").filter(pk=team.pk).first()
+    # A missing reverse one-to-one row raises an AttributeError: getattr's default.
+    return getattr(found, "user_limits", None), getattr(found, "budget", None)
+
+
 def generation_quota_check(*, user, project, job, copies=1):
     """Refuse `copies` jobs like `job` (unsaved) that would take `user` past a per-user
     limit of the project's team, or the team past its GPU budget."""
     team = project.team
-    limits = effective_limits(team)
+    own_limits, budget = team_quota_rows(team)
+    limits = effective_limits(team, own=own_limits)
     images = job.batch_size * copies
-    mine = GenerationJob.objects.filter(created_by=user)
-    active = mine.active().aggregate(images=Sum("batch_size"))["images"] or 0
+    hour_ago = timezone.now() - timedelta(hours=1)
+    is_active = Q(status__in=[JobStatus.QUEUED, JobStatus.RUNNING])
+    is_recent = Q(created_at__gt=hour_ago)
+    # The user's active images and those of the last hour, in one read of their jobs.
+    counts = GenerationJob.objects.filter(
+        Q(created_by=user) & (is_active | is_recent)
+    ).aggregate(
+        active=Sum("batch_size", filter=is_active),
+        last_hour=Sum("batch_size", filter=is_recent),
+        first=Min("created_at", filter=is_recent),
+    )
+    active = counts["active"] or 0
     limit = limits["max_active_images"]
     if active + images > limit:
         quota_refuse(
@@ -65,21 +85,20 @@ def generation_quota_check(*, user, project, job, copies=1):
             f"more; {team.name} allows {limit} at once per user. Wait for some to finish, or "
             "cancel some on My queue.",
         )
-    hour_ago = timezone.now() - timedelta(hours=1)
-    last_hour = mine.filter(created_at__gt=hour_ago).aggregate(
-        images=Sum("batch_size"), first=Min("created_at")
-    )
-    made = last_hour["images"] or 0
+    made = counts["last_hour"] or 0
     limit = limits["images_per_hour"]
     if made + images > limit:
-        again = (last_hour["first"] or timezone.now()) + timedelta(hours=1)
+        again = (counts["first"] or timezone.now()) + timedelta(hours=1)
         quota_refuse(
             user=user, team=team, reason=RefusalReason.IMAGES_PER_HOUR,
             message=f"You asked for {made} images in the last hour and this asks for {images} "
             f"more; {team.name} allows {limit} per user per hour. Try again after "
             f"{local_time(again)}.",
         )
-    team_budget_check(user=user, team=team, gpu_seconds=job_estimate(job) * copies)
+    # The estimate reads the workers' reports: only worth it for a team with a budget.
+    if has_limit(budget):
+        team_budget_check(user=user, team=team, gpu_seconds=job_estimate(job) * copies,
+                          budget=budget)
 
 
 def training_quota_check(*, user, project, estimate):
@@ -108,11 +127,20 @@ def training_quota_check(*, user, project, estimate):
     team_budget_check(user=user, team=team, gpu_seconds=estimate.seconds)
 
 
-def team_budget_check(*, user, team, gpu_seconds):
+def has_limit(budget):
+    """Whether a TeamBudget (or None) limits any period."""
+    return budget is not None and (
+        budget.daily_gpu_seconds is not None or budget.monthly_gpu_seconds is not None
+    )
+
+
+def team_budget_check(*, user, team, gpu_seconds, budget=_LOOK_UP):
     """Refuse what would take `team` past its daily or monthly GPU budget, counting what
-    its queued and running jobs and runs are expected to spend as spent already."""
-    budget = TeamBudget.objects.filter(team=team).first()
-    if budget is None or (budget.daily_gpu_seconds is None and budget.monthly_gpu_seconds is None):
+    its queued and running jobs and runs are expected to spend as spent already.
+    `budget`: the team's TeamBudget or None, if the caller has already fetched it."""
+    if budget is _LOOK_UP:
+        budget = TeamBudget.objects.filter(team=team).first()
+    if not has_limit(budget):
         return
     promised = team_promised_gpu_seconds(team=team)
     for period in (BudgetPeriod.DAY, BudgetPeriod.MONTH):
