@@ -12,6 +12,7 @@ from functools import partial
 
 from django.core.exceptions import ValidationError
 from django.db import transaction
+from django.db.models import Exists, OuterRef
 from django.utils import timezone
 from django.utils.crypto import salted_hmac
 
@@ -73,6 +74,10 @@ def token_for_secret(secret):
     token = (
         ApiToken.objects.live()
         .select_related("user", "team")
+        # Most tokens are not limited to projects: then project_ids needs no query of its own.
+        .annotate(has_projects=Exists(
+            ApiToken.projects.through.objects.filter(apitoken=OuterRef("pk"))
+        ))
         .filter(digest=digest(secret), user__is_active=True)
         .first()
     )
@@ -104,7 +109,9 @@ def token_revoke(*, token, by):
 def project_ids(token):
     """The projects a token is limited to; None: all of its team's."""
     if "_project_ids" not in token.__dict__:
-        ids = set(token.projects.values_list("pk", flat=True))
+        # `has_projects`: token_for_secret's annotation, where the token came from there.
+        limited = getattr(token, "has_projects", True)
+        ids = set(token.projects.values_list("pk", flat=True)) if limited else set()
         token.__dict__["_project_ids"] = ids or None
     return token.__dict__["_project_ids"]
 
