@@ -6,6 +6,7 @@ from django import forms
 from django.conf import settings
 from django.core.files.base import ContentFile
 from django.forms.utils import pretty_name
+from django.utils.choices import BaseChoiceIterator
 
 from gallery.models import Image
 from generation import admission
@@ -87,6 +88,23 @@ def range_error_messages(field, name):
         "invalid": f"{label} must be {kind} from {low} to {high}.",
         "required": f"{label} is needed: {kind} from {low} to {high}.",
     }
+
+
+class LazyChoices(BaseChoiceIterator):
+    """Choices that `load` returns, called when they are first read (then kept)."""
+
+    def __init__(self, load):
+        self.load = load
+
+    @cached_property
+    def loaded(self):
+        return list(self.load())
+
+    def __iter__(self):
+        return iter(self.loaded)
+
+    def __len__(self):
+        return len(self.loaded)
 
 
 class GenerationForm(forms.Form):
@@ -296,15 +314,20 @@ class GenerationForm(forms.Form):
                 user, project.team, kind=ModelKind.IP_ADAPTER
             )
         self.fields["ip_adapter_model"].queryset = ip_adapters.order_by("name")
-        for name, field in self.fields.items():
-            numeric = isinstance(field, (forms.IntegerField, forms.FloatField))
-            if numeric and not field.widget.is_hidden:
-                field.error_messages.update(range_error_messages(field, name))
 
     def offer_styles(self, team):
-        """Offer `team`'s styles (none without a team)."""
-        self.team_styles = team_styles(team) if team is not None else {}
-        self.fields["styles"].choices = [(name, name) for name in self.team_styles]
+        """Offer `team`'s styles (none without a team), read when first needed: a form
+        posted without styles (as most API requests are) never reads them."""
+        self.styles_team = team
+        self.__dict__.pop("team_styles", None)
+        self.fields["styles"].choices = LazyChoices(
+            lambda: [(name, name) for name in self.team_styles]
+        )
+
+    @cached_property
+    def team_styles(self):
+        """{name: Style} of the team offer_styles named."""
+        return team_styles(self.styles_team) if self.styles_team is not None else {}
 
     def clean_remix_of(self):
         """The remixed image, if the user may (still) see it: own teams' or public ones."""
@@ -515,3 +538,9 @@ class GenerationForm(forms.Form):
                 return
         for field, message in problems:
             self.add_error(field, message)
+
+
+# Once, on the class's fields: each form's fields are copies of these, messages included.
+for _name, _field in GenerationForm.base_fields.items():
+    if isinstance(_field, (forms.IntegerField, forms.FloatField)) and not _field.widget.is_hidden:
+        _field.error_messages.update(range_error_messages(_field, _name))
