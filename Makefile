@@ -33,7 +33,8 @@ test: $(INSTALLED)
 	$(BIN)/ruff check .
 	env MEDIA_ROOT=$(CURDIR)/var/media $(BIN)/mypy generation/leases.py generation/sweeper.py \
 		generation/recipe.py generation/services.py generation/admission.py studio/dispatch.py \
-		studio/permissions.py
+		studio/permissions.py generation/choices.py generation/signals.py gallery/signals.py \
+		gallery/publication.py studio/accounts/project_cards.py
 	$(BIN)/python -m pytest
 
 # The inner loop: lint and every test that runs neither the tiny models nor real processes

@@ -26,19 +26,19 @@ class Gate(Protocol):
 class OpenGate:
     """Without a moderation app: anyone who may share makes things public at once."""
 
-    def refusal(self, user):
+    def refusal(self, user: Any) -> str | None:
         return None
 
-    def needs_approval(self):
+    def needs_approval(self) -> bool:
         return False
 
-    def pending(self, *, image=None, collection=None):
+    def pending(self, *, image: Any = None, collection: Any = None) -> Any:
         return None
 
-    def request_open(self, *, user, image=None, collection=None):
+    def request_open(self, *, user: Any, image: Any = None, collection: Any = None) -> None:
         raise AssertionError("nothing needs approval without a moderation app")
 
-    def request_withdraw(self, *, image=None, collection=None):
+    def request_withdraw(self, *, image: Any = None, collection: Any = None) -> None:
         return None
 
 

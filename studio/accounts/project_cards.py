@@ -4,6 +4,8 @@ above: it registers `with_images` from AppConfig.ready() (gallery.projects), and
 accounts pages call it without importing the gallery (the import layers,
 docs/ARCHITECTURE.md)."""
 
+from collections.abc import Callable
+
 from django.db.models import QuerySet, Value
 
 
@@ -12,9 +14,9 @@ def no_images(projects: QuerySet) -> QuerySet:
     return projects.annotate(image_count=Value(0))
 
 
-with_images = no_images
+with_images: Callable[[QuerySet], QuerySet] = no_images
 
 
-def with_images_register(annotate) -> None:
+def with_images_register(annotate: Callable[[QuerySet], QuerySet]) -> None:
     global with_images
     with_images = annotate
