@@ -44,8 +44,8 @@ class MyQueueTestCase(StudioTestCase):
             for n in range(count):
                 make_job(projects[n % 3], self.editor, self.model)
                 make_job(projects[n % 3], self.editor, self.model, status=JobStatus.FAILED)
-            # 7: one of them the top bar's unread-notifications count.
-            with self.assertNumQueries(7) as context:
+            # 6: one of them the top bar's unread-notifications count.
+            with self.assertNumQueries(6) as context:
                 self.client.get(reverse("my_queue"))
             return len(context.captured_queries)
 

@@ -50,11 +50,11 @@ class ProjectStudioTestCase(StudioTestCase):
         self.client.force_login(self.editor)
         for _ in range(3):
             make_image(make_job(self.project, self.editor, self.model))
-        # Queued jobs here: their places in line cost three queries (generation.queue); the
+        # Queued jobs here: their places in line cost two queries (generation.queue); the
         # team's LoRAs for the picker one, its styles one, the ControlNet models one, the
         # IP-Adapters one, the top bar's unread notifications one; the cards' LoRAs one, and
         # their ETA two (every active job, the workers' reports).
-        with self.assertNumQueries(20) as small:
+        with self.assertNumQueries(19) as small:
             self.client.get(self.url)
         for _ in range(12):
             make_image(make_job(self.project, self.editor, self.model))

@@ -52,7 +52,7 @@ class ServiceOrderTestCase(StudioTestCase):
         flood = self.jobs(self.editor, 3)
         [admins] = self.jobs(self.admin, 1)
 
-        with self.assertNumQueries(3):
+        with self.assertNumQueries(2):
             positions = GenerationJob.objects.positions()
 
         self.assertEqual(positions, {flood[0]: 1, admins: 2, flood[1]: 3, flood[2]: 4})
