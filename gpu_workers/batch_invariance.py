@@ -14,7 +14,7 @@ pixels (4 rows and more: the same sgemm path), oneDNN's and the im2col convoluti
 normalisations, attention and the samplers' elementwise steps.
 
 Layout counts too: a matrix product or convolution on a differently strided input takes
-another kernel. The denoising loop keeps each row's layout as alone (denoise.with_cfg_rows),
+another kernel. The denoising loop keeps each row's layout as alone (denoise.RunningBatch.step),
 and without VAE slicing each image is decoded alone.
 
 So inside a batch those two ops run on each request's rows alone (its unconditional and

@@ -1,16 +1,17 @@
-"""One batch of txt2img, img2img or inpaint requests, written out after StableDiffusionPipeline,
-StableDiffusionImg2ImgPipeline, StableDiffusionInpaintPipeline and their SDXL counterparts'
-__call__ (diffusers 0.42).
+"""A running batch of txt2img, img2img or inpaint requests (RunningBatch), written out after
+StableDiffusionPipeline, StableDiffusionImg2ImgPipeline, StableDiffusionInpaintPipeline and
+their SDXL counterparts' __call__ (diffusers 0.42).
 
-The pipelines take one guidance scale and one seed per call. A batch of independent requests
-needs a guidance scale and a noise generator per row, so the loop is spelled out here; the
-rest follows the pipelines line for line, so that a request alone gets the pipeline's image.
+The pipelines take one guidance scale, one seed and one schedule per call. A batch of
+independent requests needs a guidance scale, a noise generator and a scheduler per row, and
+rows that join and leave between steps, so the loop is spelled out here; the rest follows the
+pipelines line for line, so that a request alone gets the pipeline's image.
 Prompts are read in A1111's prompt language (gpu_workers.prompt_encoding): one without its
 syntax that fits 75 tokens conditions the UNet exactly as the pipelines' encode_prompt does.
 """
 
 import inspect
-from collections.abc import Callable, Sequence
+from contextlib import ExitStack
 from dataclasses import dataclass
 
 import torch
@@ -30,9 +31,7 @@ from gpu_workers.ip_adapters import LoadedIPAdapter, image_embeds, ip_adapter_ac
 from gpu_workers.pipelines import SDXL, pipeline_family
 from gpu_workers.prompt_encoding import Conditioning, batch_conditioning
 from gpu_workers.requests import GenerationFailed, GenerationRequest
-
-# (step, latents, denoised) → per row, whether that row is still wanted.
-StepEndCallback = Callable[[int, torch.Tensor, torch.Tensor], list[bool]]
+from gpu_workers.samplers import fresh_scheduler
 
 
 def varied_noise(noise, requests, device):
@@ -168,15 +167,6 @@ def noised_image_latents(pipe, requests, scheduler, first_timestep, generators, 
     return scheduler.add_noise(image_latents, noise, first_timestep.repeat(len(requests)))
 
 
-def with_cfg_rows(latents, cfg_rows):
-    """The UNet's input rows: the CFG rows' copies (for the unconditional pass), then every
-    row. Without CFG rows, `latents` itself, as the pipelines pass it: concatenating an
-    empty tensor would make it contiguous, and convolutions pick their kernels by layout."""
-    if not cfg_rows:
-        return latents
-    return torch.cat([latents[cfg_rows], latents])
-
-
 class RowConditioning:
     """The UNet rows' prompt conditioning at each step (rows: every CFG row's negative
     prompt, then every request's prompt), in groups of rows with as many tokens: one model
@@ -191,10 +181,11 @@ class RowConditioning:
         self._alone = {}  # a group's rows → its each_request_alone context
         self._row_order = None
 
-    def groups(self, step):
-        """(rows, joined conditioning, context) per group for the model call at `step`;
-        rows None: one group of every row, in order."""
-        parts = [schedule.at(step) for schedule in self.schedules]
+    def groups(self, steps):
+        """(rows, joined conditioning, context) per group for the model call at each UNet
+        row's step (`steps`, row for row: rows of a running batch may be at different
+        steps); rows None: one group of every row, in order."""
+        parts = [schedule.at(step) for schedule, step in zip(self.schedules, steps, strict=True)]
         by_length = {}
         for row, part in enumerate(parts):
             by_length.setdefault(part.embeds.shape[1], []).append(row)
@@ -264,6 +255,7 @@ class InpaintState:
     image_latents: torch.Tensor | None  # the source, kept outside the mask (4-channel UNets)
     mask: torch.Tensor  # at latent resolution, 1 where the image is redrawn
     masked_image_latents: torch.Tensor  # what 9-channel inpainting UNets also see
+    blends: bool  # a plain (4-channel) UNet: the source is blended back in after each step
 
 
 def inpaint_start(pipe, requests, scheduler, first_timestep, generators, device, dtype):
@@ -313,7 +305,7 @@ def inpaint_start(pipe, requests, scheduler, first_timestep, generators, device,
         mask_condition, size=(height // pipe.vae_scale_factor, width // pipe.vae_scale_factor)
     ).to(device=device, dtype=dtype)
     masked_image_latents = encode(pipe, masked_image.to(device=device, dtype=dtype), generators)
-    return InpaintState(latents, noise, image_latents, mask, masked_image_latents)
+    return InpaintState(latents, noise, image_latents, mask, masked_image_latents, blends)
 
 
 @dataclass
@@ -378,170 +370,299 @@ def control_start(pipe, requests, controlnet, cfg_rows, timesteps, device) -> Co
     return ControlState(controlnet, images, scales)
 
 
-@torch.no_grad()
-def denoise_batch(
-    pipe: StableDiffusionPipeline | StableDiffusionXLPipeline,
-    requests: Sequence[GenerationRequest],
-    *,
-    scheduler: SchedulerMixin,
-    device: torch.device,
-    callback_on_step_end: StepEndCallback | None = None,
-    controlnet: torch.nn.Module | None = None,
-    ip_adapter: LoadedIPAdapter | None = None,
-) -> list[Image.Image | None]:
-    """One image per request, in order. The requests share mode, size, steps, strength,
-    scheduler and clip skip (gpu_workers.engine.BatchKey).
+@dataclass(eq=False)
+class Row:
+    """One request's own state in a running batch (RunningBatch): its scheduler (timesteps,
+    sigmas, multistep history), latents, noise generator and the UNet inputs of its rows
+    (`unet_rows`-shaped: its unconditional row first with CFG, then its conditional one).
+    Rows of one batch share each model call but may be at different steps."""
 
-    `callback_on_step_end(step, latents, denoised)` runs after each step (1..steps) and says
-    which rows are still wanted. An unwanted row keeps being denoised with the others
-    (multistep schedulers hold history for the whole batch) but is not decoded and comes
-    back as None; when no row is wanted the loop stops.
+    request: GenerationRequest
+    scheduler: SchedulerMixin
+    timesteps: torch.Tensor  # this row's model calls (img2img: from its strength on)
+    cfg: bool
+    guidance: torch.Tensor  # (1, 1, 1, 1)
+    latents: torch.Tensor  # (1, C, H, W)
+    step_kwargs: dict  # the generator, for schedulers that draw noise every step
+    num_warmup_steps: int
+    positive: object  # ScheduledConditioning
+    negative: object | None  # with CFG only
+    added_cond_kwargs: dict  # SDXL's time_ids, an IP-Adapter's image_embeds, unet_rows each
+    timestep_cond: torch.Tensor | None  # guidance-distilled UNets (LCM), (1, dim)
+    control: ControlState | None
+    inpaint: InpaintState | None
+    calls: int = 0  # model calls made
+    step: int = 0  # steps ended (Heun makes two calls per step)
+    denoised: torch.Tensor | None = None  # the last ended step's, for previews
 
-    Requests with a `control` (one ControlNet, scale and span for the batch) need the
-    loaded `controlnet`; each row has its own conditioning image. Requests with an
-    `ip_adapter` (one adapter and scale for the batch) need the loaded `ip_adapter` and each
-    have their own image prompt; the adapter is in the UNet for this batch only. Their
-    `embeddings` (the same for the batch) are in the text encoders for this batch only.
+    @property
+    def done(self) -> bool:
+        return self.calls == len(self.timesteps)
+
+    @property
+    def timestep(self) -> torch.Tensor:
+        return self.timesteps[self.calls]
+
+    def unet_rows(self, value):
+        """`value` (one row per request row) as this row's UNet rows."""
+        return torch.cat([value, value]) if self.cfg else value
+
+
+class RunningBatch:
+    """Requests denoised together, each row at its own step: one model call per step for
+    every row, each row's scheduler stepped on its own rows. Rows join (`add`) and leave
+    (`remove`) between steps, so a request that arrives while a batch runs starts at the
+    next step and one that finishes is decoded (`decode`) without waiting for the others.
+
+    Written out after StableDiffusionPipeline, StableDiffusionImg2ImgPipeline,
+    StableDiffusionInpaintPipeline and their SDXL and ControlNet counterparts' __call__:
+    a row is started exactly as that request alone (its own prompt encoding, timesteps,
+    noise from its own seed), and its arithmetic in the batch equals its arithmetic alone on
+    the CPU (gpu_workers.batch_invariance; a scheduler's step is elementwise per row).
+
+    Every row shares the pipeline, its LoRAs, the ControlNet and IP-Adapter models (the
+    adapter's scale) and the textual-inversion embeddings (gpu_workers.engine.BatchKey);
+    prompts, seeds, guidance, step counts, samplers, strengths, clip skip and ControlNet
+    scales and spans are per row.
     """
-    options = {
-        "scheduler": scheduler,
-        "device": device,
-        "callback_on_step_end": callback_on_step_end,
-        "controlnet": controlnet,
-    }
-    with embeddings_loaded(pipe, requests[0].embeddings):
-        if requests[0].ip_adapter is None:
-            return _denoise(pipe, requests, **options)
-        scale = requests[0].ip_adapter.scale
-        with ip_adapter_active(pipe.unet, ip_adapter, scale) as projection:
-            return _denoise(pipe, requests, ip_adapter=(ip_adapter, projection), **options)
 
+    def __init__(
+        self,
+        pipe: StableDiffusionPipeline | StableDiffusionXLPipeline,
+        device: torch.device,
+        *,
+        controlnet: torch.nn.Module | None = None,
+        ip_adapter: LoadedIPAdapter | None = None,
+        ip_adapter_scale: float = 1.0,
+        embeddings: tuple = (),
+    ):
+        self.pipe = pipe
+        self.device = device
+        self.controlnet = controlnet
+        self.ip_adapter = ip_adapter
+        self.ip_adapter_scale = ip_adapter_scale
+        self.embeddings = embeddings
+        self.rows: list[Row] = []
+        self._projection = None
+        self._contexts = ExitStack()
+        self._conditioning = (None, None)  # (the rows it was made for, RowConditioning)
 
-def _denoise(
-    pipe, requests, *, scheduler, device, callback_on_step_end, controlnet, ip_adapter=None
-):
-    width, height, steps = requests[0].width, requests[0].height, requests[0].steps
-    sdxl = pipeline_family(pipe) == SDXL
+    def __enter__(self) -> "RunningBatch":
+        with ExitStack() as contexts:
+            contexts.enter_context(embeddings_loaded(self.pipe, self.embeddings))
+            if self.ip_adapter is not None:
+                self._projection = contexts.enter_context(
+                    ip_adapter_active(self.pipe.unet, self.ip_adapter, self.ip_adapter_scale)
+                )
+            self._contexts = contexts.pop_all()
+        return self
 
-    # 1. Guidance, per row. Guidance-distilled UNets (LCM) take it as an embedding instead of
-    # running CFG; otherwise, as in the pipeline, CFG runs only where guidance_scale > 1.
-    guidance = torch.tensor([request.guidance_scale for request in requests], device=device)
-    guidance = guidance.view(-1, 1, 1, 1)
-    if pipe.unet.config.time_cond_proj_dim is not None:
-        cfg_rows = []
-    else:
-        cfg_rows = [row for row, request in enumerate(requests) if request.guidance_scale > 1]
+    def __exit__(self, *exc_info) -> None:
+        self._contexts.close()
+        # With CPU offload: every model back to the CPU, as the pipeline does after each call.
+        self.pipe.maybe_free_model_hooks()
 
-    # 2. Encode prompts (A1111's prompt language: gpu_workers.prompt_encoding), each
-    # distinct one once; negative prompts only where CFG uses them.
-    positives, negatives = batch_conditioning(pipe, requests, cfg_rows, device=device)
-    dtype = positives[0].parts[0].embeds.dtype
-    timestep_cond = None
-    if pipe.unet.config.time_cond_proj_dim is not None:
-        guidance_minus_one = torch.tensor([request.guidance_scale - 1 for request in requests])
-        timestep_cond = pipe.get_guidance_scale_embedding(
-            guidance_minus_one, embedding_dim=pipe.unet.config.time_cond_proj_dim
-        ).to(device=device, dtype=dtype)
-    # Unconditional rows first, then one conditional row per request: for a single request
-    # exactly the pipeline's torch.cat([negative_prompt_embeds, prompt_embeds]).
-    # Each request's UNet rows: its unconditional row (with CFG), then its conditional one.
-    request_rows = [
-        ([cfg_rows.index(row)] if row in cfg_rows else []) + [len(cfg_rows) + row]
-        for row in range(len(requests))
-    ]
-    conditioning = RowConditioning(
-        [negatives[row] for row in cfg_rows] + positives, request_rows, device
-    )
-    added_cond_kwargs = {}
-    if sdxl:
-        # SDXL's size conditions, row for row like the prompts (the pooled prompts, which
-        # change with the prompts' schedules, are added at each step).
-        time_ids = sdxl_time_ids(pipe, requests, dtype, device)
-        added_cond_kwargs["time_ids"] = torch.cat([time_ids[cfg_rows], time_ids])
-    if ip_adapter is not None:
-        adapter, projection = ip_adapter
-        images = [request.ip_adapter.image for request in requests]
-        # The image encoder too sees one row per request, as each request alone.
-        with each_request_alone([[row] for row in range(len(requests))], device, attention=True):
-            embeds = image_embeds(adapter, images, projection, cfg_rows, device)
-        added_cond_kwargs["image_embeds"] = embeds
+    @torch.no_grad()
+    def add(self, request: GenerationRequest) -> Row:
+        """Start `request` as it starts alone and join it to the batch at the next step."""
+        row = self._start(request)
+        self.rows.append(row)
+        return row
 
-    # 3. Timesteps, on this batch's own scheduler. img2img starts part way, at its strength.
-    scheduler.set_timesteps(steps, device=device)
-    timesteps = scheduler.timesteps
-    denoising_steps = requests[0].denoising_steps()
-    if requests[0].init_image is not None:
-        t_start = steps - denoising_steps
-        timesteps = timesteps[t_start * scheduler.order :]
-        if hasattr(scheduler, "set_begin_index"):
-            scheduler.set_begin_index(t_start * scheduler.order)
-    elif sdxl and hasattr(scheduler, "set_begin_index"):
-        scheduler.set_begin_index(0)  # SDXL's txt2img pipeline does; SD's leaves it unset
+    def remove(self, row: Row) -> None:
+        self.rows.remove(row)
 
-    # 4. Initial latents, drawn row by row from each request's own seed: a request's image
-    # never depends on its batch-mates.
-    generators = [torch.Generator(device=device).manual_seed(request.seed) for request in requests]
-    mode = requests[0].mode
-    if pipe.unet.config.in_channels == 9 and mode != "inpaint":
-        raise GenerationFailed(
-            "This is an inpainting model: use it to inpaint or outpaint, with a mask."
+    def _start(self, request: GenerationRequest) -> Row:
+        pipe, device = self.pipe, self.device
+        sdxl = pipeline_family(pipe) == SDXL
+        requests = [request]
+        # 1. Guidance. Guidance-distilled UNets (LCM) take it as an embedding instead of
+        # running CFG; otherwise, as in the pipeline, CFG runs only where guidance_scale > 1.
+        distilled = pipe.unet.config.time_cond_proj_dim is not None
+        cfg_rows = [0] if not distilled and request.guidance_scale > 1 else []
+        guidance = torch.tensor([request.guidance_scale], device=device).view(-1, 1, 1, 1)
+
+        # 2. Prompts (A1111's prompt language: gpu_workers.prompt_encoding); the negative
+        # prompt only where CFG uses it.
+        positives, negatives = batch_conditioning(pipe, requests, cfg_rows, device=device)
+        dtype = positives[0].parts[0].embeds.dtype
+        timestep_cond = None
+        if distilled:
+            timestep_cond = pipe.get_guidance_scale_embedding(
+                torch.tensor([request.guidance_scale - 1]),
+                embedding_dim=pipe.unet.config.time_cond_proj_dim,
+            ).to(device=device, dtype=dtype)
+        added_cond_kwargs = {}
+        if sdxl:
+            # SDXL's size conditions (the pooled prompts, which change with the prompts'
+            # schedules, are added at each step).
+            time_ids = sdxl_time_ids(pipe, requests, dtype, device)
+            added_cond_kwargs["time_ids"] = torch.cat([time_ids[cfg_rows], time_ids])
+        if request.ip_adapter is not None:
+            images = [request.ip_adapter.image]
+            added_cond_kwargs["image_embeds"] = image_embeds(
+                self.ip_adapter, images, self._projection, cfg_rows, device
+            )
+
+        # 3. Timesteps, on the row's own scheduler. img2img starts part way, at its strength.
+        scheduler = fresh_scheduler(pipe, request.sampler)
+        scheduler.set_timesteps(request.steps, device=device)
+        timesteps = scheduler.timesteps
+        denoising_steps = request.denoising_steps()
+        if request.init_image is not None:
+            t_start = request.steps - denoising_steps
+            timesteps = timesteps[t_start * scheduler.order :]
+            if hasattr(scheduler, "set_begin_index"):
+                scheduler.set_begin_index(t_start * scheduler.order)
+        elif sdxl and hasattr(scheduler, "set_begin_index"):
+            scheduler.set_begin_index(0)  # SDXL's txt2img pipeline does; SD's leaves it unset
+
+        # 4. Initial latents, from the request's own seed.
+        generators = [torch.Generator(device=device).manual_seed(request.seed)]
+        if pipe.unet.config.in_channels == 9 and request.mode != "inpaint":
+            raise GenerationFailed(
+                "This is an inpainting model: use it to inpaint or outpaint, with a mask."
+            )
+        inpaint = None
+        if request.mode == "inpaint":
+            inpaint = inpaint_start(
+                pipe, requests, scheduler, timesteps[:1], generators, device, dtype
+            )
+            latents = inpaint.latents
+        elif request.mode == "txt2img":
+            shape = (
+                1,
+                pipe.unet.config.in_channels,
+                request.height // pipe.vae_scale_factor,
+                request.width // pipe.vae_scale_factor,
+            )
+            latents = randn_tensor(shape, generator=generators, device=device, dtype=dtype)
+            latents = varied_noise(latents, requests, device)
+            latents = latents * scheduler.init_noise_sigma
+        else:
+            latents = noised_image_latents(
+                pipe, requests, scheduler, timesteps[:1], generators, device, dtype
+            )
+        control = None
+        if request.control is not None:
+            control = control_start(pipe, requests, self.controlnet, cfg_rows, timesteps, device)
+        # Ancestral and SDE schedulers draw fresh noise every step, also from the row's seed.
+        step_kwargs = {}
+        if "generator" in inspect.signature(scheduler.step).parameters:
+            step_kwargs["generator"] = generators
+        return Row(
+            request=request,
+            scheduler=scheduler,
+            timesteps=timesteps,
+            cfg=bool(cfg_rows),
+            guidance=guidance,
+            latents=latents,
+            step_kwargs=step_kwargs,
+            num_warmup_steps=len(timesteps) - denoising_steps * scheduler.order,
+            positive=positives[0],
+            negative=negatives[0],
+            added_cond_kwargs=added_cond_kwargs,
+            timestep_cond=timestep_cond,
+            control=control,
+            inpaint=inpaint,
         )
-    inpaint = None
-    if mode == "inpaint":
-        inpaint = inpaint_start(pipe, requests, scheduler, timesteps[:1], generators, device, dtype)
-        latents = inpaint.latents
-    elif mode == "txt2img":
-        shape = (
-            len(requests),
-            pipe.unet.config.in_channels,
-            height // pipe.vae_scale_factor,
-            width // pipe.vae_scale_factor,
-        )
-        latents = randn_tensor(shape, generator=generators, device=device, dtype=dtype)
-        latents = varied_noise(latents, requests, device)
-        latents = latents * scheduler.init_noise_sigma
-    else:
-        latents = noised_image_latents(
-            pipe, requests, scheduler, timesteps[:1], generators, device, dtype
-        )
-    control = None
-    if requests[0].control is not None:
-        control = control_start(pipe, requests, controlnet, cfg_rows, timesteps, device)
-    # Ancestral and SDE schedulers draw fresh noise every step, also from each row's generator.
-    step_kwargs = {}
-    if "generator" in inspect.signature(scheduler.step).parameters:
-        step_kwargs["generator"] = generators
 
-    # 5. Denoising loop.
-    num_warmup_steps = len(timesteps) - denoising_steps * scheduler.order
-    wanted = [True] * len(requests)
-    step = 0
-    for i, t in enumerate(timesteps):
-        latent_model_input = with_cfg_rows(latents, cfg_rows)
-        latent_model_input = scheduler.scale_model_input(latent_model_input, t)
-        # Rows whose prompts have as many tokens share a model call; A1111 too runs a
-        # prompt and a negative prompt of different lengths apart (unpadded, by default).
-        # The prompts' schedules count steps, not model calls (Heun makes two per step).
+    def _row_conditioning(self, rows: list[Row], cfg: list[int]) -> RowConditioning:
+        """The rows' prompt conditioning; made again only when the batch's rows change."""
+        made_for, conditioning = self._conditioning
+        if made_for != [id(row) for row in rows]:
+            request_rows = [
+                ([cfg.index(n)] if n in cfg else []) + [len(cfg) + n] for n in range(len(rows))
+            ]
+            schedules = [rows[n].negative for n in cfg] + [row.positive for row in rows]
+            conditioning = RowConditioning(schedules, request_rows, self.device)
+            self._conditioning = ([id(row) for row in rows], conditioning)
+        return conditioning
+
+    @torch.no_grad()
+    def step(self) -> list[Row]:
+        """One model call for every row, each row's scheduler stepped on its rows; returns
+        the rows whose step ended (Heun makes two model calls per step, PLMS one extra)."""
+        pipe, rows = self.pipe, self.rows
+        sdxl = pipeline_family(pipe) == SDXL
+        # UNet rows: the CFG rows' unconditional copies, then every row's conditional one;
+        # for a request alone exactly the pipeline's torch.cat([uncond, cond]).
+        cfg = [n for n, row in enumerate(rows) if row.cfg]
+
+        def unet_rows(values):
+            """Per row, its UNet rows' values → the batch's UNet rows."""
+            return torch.cat([values[n][:1] for n in cfg] + [value[-1:] for value in values])
+
+        timesteps = [row.timestep for row in rows]
+        scaled = [
+            row.scheduler.scale_model_input(row.latents, t)
+            for row, t in zip(rows, timesteps, strict=True)
+        ]
+        if len(rows) == 1 and not cfg:
+            # As the pipeline passes it: a copy would be contiguous, and convolutions pick
+            # their kernels by layout.
+            latent_model_input, t = scaled[0], timesteps[0]
+        else:
+            latent_model_input = unet_rows(scaled)
+            # Per UNet row: the UNet embeds each row's timestep apart.
+            t = torch.stack([timesteps[n] for n in cfg] + timesteps)
+        added_cond_kwargs = {
+            name: unet_rows([row.added_cond_kwargs[name] for row in rows])
+            if name == "time_ids"
+            else [
+                unet_rows([row.added_cond_kwargs[name][adapter] for row in rows])
+                for adapter in range(len(rows[0].added_cond_kwargs[name]))
+            ]
+            for name in rows[0].added_cond_kwargs
+        }
+        timestep_cond = None
+        if rows[0].timestep_cond is not None:
+            timestep_cond = torch.cat([row.timestep_cond for row in rows])
+        conditioning = self._row_conditioning(rows, cfg)
+        steps = [rows[n].step for n in cfg] + [row.step for row in rows]
+        control_images = control_scale = None
+        if rows[0].control is not None:
+            control_images = unet_rows([row.control.images for row in rows])
+            scales = [rows[n].control.scales[rows[n].calls] for n in cfg]
+            scales += [row.control.scales[row.calls] for row in rows]
+            control_scale = scales[0]
+            if len(set(scales)) > 1:
+                # Rows at different steps of their ControlNet spans: a scale per UNet row
+                # (the residuals' dtype, as the float one multiplies them).
+                control_scale = torch.tensor(
+                    scales, device=self.device, dtype=self.controlnet.dtype
+                ).view(-1, 1, 1, 1)
+        mask = masked = None
+        if rows[0].inpaint is not None and pipe.unet.config.in_channels == 9:
+            mask = unet_rows([row.inpaint.mask for row in rows])
+            masked = unet_rows([row.inpaint.masked_image_latents for row in rows])
+
+        # Rows whose prompts have as many tokens share a model call; A1111 too runs a prompt
+        # and a negative prompt of different lengths apart (unpadded, by default).
         predictions = []
-        for rows, text, alone in conditioning.groups(step):
+        for group, text, alone in conditioning.groups(steps):
             inputs = {
                 "encoder_hidden_states": text.embeds,
-                "added_cond_kwargs": _rows_of(added_cond_kwargs, rows),
+                "added_cond_kwargs": _rows_of(added_cond_kwargs, group),
             }
             if text.pooled is not None:
                 inputs["added_cond_kwargs"]["text_embeds"] = text.pooled
-            rows_input = _rows_of(latent_model_input, rows)
+            group_input = _rows_of(latent_model_input, group)
+            group_t = t if t.dim() == 0 else _rows_of(t, group)
             residuals = {}
-            if control is not None:
+            if control_images is not None:
+                scale = control_scale
+                if isinstance(scale, torch.Tensor):
+                    scale = _rows_of(scale, group)
                 with alone:
-                    down_block_res_samples, mid_block_res_sample = control.controlnet(
-                        rows_input,
-                        t,
+                    down_block_res_samples, mid_block_res_sample = self.controlnet(
+                        group_input,
+                        group_t,
                         encoder_hidden_states=text.embeds,
-                        controlnet_cond=_rows_of(control.images, rows),
+                        controlnet_cond=_rows_of(control_images, group),
                         # SDXL ControlNets take the pooled prompt and sizes as the UNet does.
                         added_cond_kwargs=inputs["added_cond_kwargs"] if sdxl else None,
-                        conditioning_scale=control.scales[i],
+                        conditioning_scale=scale,
                         guess_mode=False,
                         return_dict=False,
                     )
@@ -551,68 +672,82 @@ def _denoise(
                 }
             # After the ControlNet, which sees the latents alone (the ControlNet inpaint
             # pipelines'), the mask and the masked image for inpainting UNets.
-            if inpaint is not None and pipe.unet.config.in_channels == 9:
-                mask = _rows_of(with_cfg_rows(inpaint.mask, cfg_rows), rows)
-                masked = _rows_of(with_cfg_rows(inpaint.masked_image_latents, cfg_rows), rows)
-                rows_input = torch.cat([rows_input, mask, masked], dim=1)
+            if mask is not None:
+                group_input = torch.cat(
+                    [group_input, _rows_of(mask, group), _rows_of(masked, group)], dim=1
+                )
             with alone:
                 predictions.append(
                     pipe.unet(
-                        rows_input,
-                        t,
+                        group_input,
+                        group_t,
                         **{**inputs, "added_cond_kwargs": inputs["added_cond_kwargs"] or None},
-                        timestep_cond=_rows_of(timestep_cond, rows),
+                        timestep_cond=_rows_of(timestep_cond, group),
                         return_dict=False,
                         **residuals,
                     )[0]
                 )
         noise_pred = conditioning.in_row_order(predictions)
-        noise_pred_uncond, noise_pred = noise_pred[: len(cfg_rows)], noise_pred[len(cfg_rows) :]
-        if cfg_rows:
-            noise_pred_text = noise_pred[cfg_rows]
+        noise_pred_uncond, noise_pred = noise_pred[: len(cfg)], noise_pred[len(cfg) :]
+        if cfg:
+            guidance = torch.cat([rows[n].guidance for n in cfg])
+            noise_pred_text = noise_pred[cfg]
             # The pipeline multiplies by a Python float: the product is computed in float32
             # and rounded to the latents' dtype before the sum. Same here, for fp16 too.
-            noise_pred[cfg_rows] = noise_pred_uncond + (
-                guidance[cfg_rows] * (noise_pred_text - noise_pred_uncond)
+            noise_pred[cfg] = noise_pred_uncond + (
+                guidance * (noise_pred_text - noise_pred_uncond)
             ).to(noise_pred.dtype)
-        output = scheduler.step(noise_pred, t, latents, **step_kwargs)
+        return [
+            row
+            for n, row in enumerate(rows)
+            if self._scheduler_step(row, noise_pred[n : n + 1], timesteps[n])
+        ]
+
+    @staticmethod
+    def _scheduler_step(row: Row, noise_pred: torch.Tensor, t: torch.Tensor) -> bool:
+        """Step `row` on its own scheduler; whether that ended one of its steps."""
+        output = row.scheduler.step(noise_pred, t, row.latents, **row.step_kwargs)
         latents = output.prev_sample
-        if inpaint is not None and pipe.unet.config.in_channels == 4:
+        inpaint = row.inpaint
+        if inpaint is not None and inpaint.blends:
             # Outside the mask, the source noised to where the next step starts.
             source = inpaint.image_latents
-            if i < len(timesteps) - 1:
-                next_timestep = torch.tensor([timesteps[i + 1]])
-                source = scheduler.add_noise(source, inpaint.noise, next_timestep)
+            if row.calls < len(row.timesteps) - 1:
+                next_timestep = torch.tensor([row.timesteps[row.calls + 1]])
+                source = row.scheduler.add_noise(source, inpaint.noise, next_timestep)
             latents = (1 - inpaint.mask) * source + inpaint.mask * latents
+        row.latents = latents
+        row.calls += 1
+        # A step ends where the pipeline's progress bar counts one.
+        ended = row.done or (
+            row.calls > row.num_warmup_steps and row.calls % row.scheduler.order == 0
+        )
+        if ended:
+            row.step += 1
+            # Schedulers that predict the clean latents make better previews from them.
+            denoised = getattr(output, "pred_original_sample", None)
+            row.denoised = latents if denoised is None else denoised
+        return ended
 
-        # Heun makes two model calls per step and PLMS one extra: a step ends where the
-        # pipeline's progress bar counts one.
-        calls = i + 1
-        if calls == len(timesteps) or (calls > num_warmup_steps and calls % scheduler.order == 0):
-            step += 1
-            if callback_on_step_end is not None:
-                # Schedulers that predict the clean latents make better previews from them.
-                denoised = getattr(output, "pred_original_sample", None)
-                if denoised is None:
-                    denoised = latents
-                wanted = callback_on_step_end(step, latents, denoised)
-                if not any(wanted):
-                    break
-
-    # 6. Decode the wanted rows only.
-    images = [None] * len(requests)
-    rows = [row for row, keep in enumerate(wanted) if keep]
-    if rows:
+    @torch.no_grad()
+    def decode(self, rows: list[Row]) -> list[Image.Image]:
+        """The images of `rows` (done denoising), in order."""
+        if not rows:
+            return []
         # On a CPU each image is decoded alone, as VAE slicing (the default) does itself:
         # batched, the VAE's attention would multiply matrices laid out otherwise, which
         # rounds differently (see gpu_workers.batch_invariance).
-        pieces = [rows]
-        if device.type == "cpu" and not pipe.vae.use_slicing:
-            pieces = [[row] for row in rows]
-        decoded = torch.cat([vae_decoded(pipe, latents[piece]) for piece in pieces])
-        decoded_images = pipe.image_processor.postprocess(decoded, output_type="pil")
-        for row, image in zip(rows, decoded_images, strict=True):
-            images[row] = image
-    # With CPU offload: every model back to the CPU, as the pipeline does after each call.
-    pipe.maybe_free_model_hooks()
-    return images
+        pieces = [list(range(len(rows)))]
+        if self.device.type == "cpu" and not self.pipe.vae.use_slicing:
+            pieces = [[n] for n in range(len(rows))]
+        decoded = torch.cat(
+            [vae_decoded(self.pipe, _latents_of([rows[n] for n in piece])) for piece in pieces]
+        )
+        return self.pipe.image_processor.postprocess(decoded, output_type="pil")
+
+
+def _latents_of(rows: list[Row]) -> torch.Tensor:
+    """The rows' latents as one batch; one row's as its batch row would be indexed out."""
+    if len(rows) == 1:
+        return rows[0].latents[[0]]
+    return torch.cat([row.latents for row in rows])

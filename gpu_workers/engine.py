@@ -1,8 +1,10 @@
 """One engine loop per device: it batches compatible requests and runs them together.
 
 Celery threads `submit()` plain requests and wait on the returned future. The loop takes the
-oldest queued request, waits up to `max_wait_ms` (counted from that request's arrival) for
-compatible ones, runs up to `max_batch` of them as one batch and completes each future.
+oldest queued request and the compatible ones queued with it (up to `max_batch`) and runs them
+as one batch at once (continuous batching): compatible requests that arrive while it runs
+join it at its next step, and each request leaves it as soon as its image is decoded, its
+future completed. Rows of a batch may be at different steps (gpu_workers.denoise.RunningBatch).
 Progress, previews, cancel and the time limit stay per request inside a batch.
 """
 
@@ -20,7 +22,7 @@ from PIL import Image
 
 from gpu_workers.config import WorkerConfig
 from gpu_workers.control import MAX_CONDITIONING_SCALE, MODULES, check_thresholds
-from gpu_workers.denoise import denoise_batch
+from gpu_workers.denoise import Row, RunningBatch
 from gpu_workers.loras import activate_loras
 from gpu_workers.metrics import BATCH_SIZE, DENOISE_STEPS, gpu_memory_watch
 from gpu_workers.pipelines import (
@@ -40,7 +42,7 @@ from gpu_workers.requests import (
     GenerationResult,
     WorkerShuttingDown,
 )
-from gpu_workers.samplers import SAMPLERS, fresh_scheduler, sampler_of
+from gpu_workers.samplers import SAMPLERS, sampler_of
 
 logger = logging.getLogger(__name__)
 
@@ -50,29 +52,27 @@ MAX_CLIP_SKIP = 12
 
 @dataclass(frozen=True)
 class BatchKey:
-    """Requests with equal keys can run as one batch; prompts, seeds and guidance may differ."""
+    """Requests with equal keys make the same model call, so they can share a batch, joining
+    it while it runs. Per row (gpu_workers.denoise.RunningBatch): prompts, seeds, guidance,
+    step counts, samplers, strengths, clip skip, hires passes, ControlNet images, scales
+    and spans, IP-Adapter image prompts."""
 
     model_source: str
     mode: str
     width: int
     height: int
-    steps: int
-    sampler: str | None  # None: the model's own scheduler
-    clip_skip: int
-    strength: float | None  # img2img only
     adapters: tuple = ()  # (LoRA SHA-256, weight) pairs: set_adapters applies to a batch
     # SD (1.x, 2.x) or SDXL, never mixed in a batch: their prompts and latents differ in
     # kind. None: not known before the model loads (a Hub id not in the local cache).
     family: str | None = None
-    # ControlNet: (model source, conditioning scale, guidance start, guidance end); the
-    # conditioning images are per row. None: no ControlNet.
-    control: tuple | None = None
-    # IP-Adapter: (model source, scale); the image prompts are per row. None: no adapter.
+    # The ControlNet model (its conditioning images, scale and span are per row). None: no
+    # ControlNet.
+    control: str | None = None
+    # IP-Adapter: (model source, scale), set in the UNet's attention for the whole batch;
+    # the image prompts are per row. None: no adapter.
     ip_adapter: tuple | None = None
     # Textual-inversion embeddings: (SHA-256, name) pairs, loaded for the whole batch.
     embeddings: tuple = ()
-    # Hires fix's second pass: the first pass's steps, which prompt editing counts too.
-    first_pass_steps: int | None = None
 
     @classmethod
     def for_request(cls, request: GenerationRequest) -> "BatchKey":
@@ -81,25 +81,13 @@ class BatchKey:
             mode=request.mode,
             width=request.width,
             height=request.height,
-            steps=request.steps,
-            sampler=request.sampler,
-            clip_skip=request.clip_skip,
-            strength=None if request.init_image is None else request.strength,
             adapters=tuple((lora.sha256, lora.weight) for lora in request.loras),
             family=model_family(request.model_source),
-            control=None
-            if request.control is None
-            else (
-                request.control.model_source,
-                request.control.conditioning_scale,
-                request.control.guidance_start,
-                request.control.guidance_end,
-            ),
+            control=None if request.control is None else request.control.model_source,
             ip_adapter=None
             if request.ip_adapter is None
             else (request.ip_adapter.model_source, request.ip_adapter.scale),
             embeddings=tuple((used.sha256, used.name) for used in request.embeddings),
-            first_pass_steps=request.first_pass_steps,
         )
 
 
@@ -116,6 +104,8 @@ class _Job:
     # Survives an out-of-memory retry, which replays steps already reported.
     steps_reported: int = 0
     last_preview: float = -math.inf
+    started: float = 0.0  # when it joined a running batch (time.monotonic)
+    rows_per_step: list[int] = field(default_factory=list)  # rows of each model call it shared
 
     @property
     def live(self) -> bool:
@@ -138,7 +128,13 @@ class Engine:
         max_wait_ms: float = 25,
         job_time_limit_s: float | None = None,
         preview_interval_s: float = 0.25,
+        continuous: bool = True,
     ):
+        """`continuous`: compatible requests join a running batch at its next step and
+        finished ones leave it at once; a batch starts without waiting for companions.
+        False: batch-at-a-time, as before continuous batching (kept to compare them,
+        gpu_workers.bench): a batch forms once, waiting up to `max_wait_ms` from its oldest
+        request's arrival for companions, and takes no one in while it runs."""
         if max_batch < 1:
             raise ValueError(f"max_batch must be at least 1, not {max_batch}.")
         self.config = config
@@ -146,6 +142,7 @@ class Engine:
         self.max_wait_s = max_wait_ms / 1000
         self.job_time_limit_s = job_time_limit_s
         self.preview_interval_s = preview_interval_s  # per request; 0.25 s: about 4 per second
+        self.continuous = continuous
         self._device = torch.device(config.device)
         gpu_memory_watch(self._device)
         self._queue: list[_Job] = []
@@ -228,26 +225,41 @@ class Engine:
                 self._run(jobs)
 
     def _next_batch(self) -> list[_Job] | None:
-        """The oldest queued job and up to max_batch - 1 compatible ones; None when stopping."""
+        """The oldest queued job and up to max_batch - 1 compatible ones; None when stopping.
+        Continuous, at once: companions that come later join the running batch instead."""
         with self._wakeup:
             while not self._queue and not self._stopping:
                 self._wakeup.wait()
             if self._stopping:
                 return None
             oldest = self._queue[0]
-            # A job that already waited behind a running batch does not wait any longer.
-            deadline = oldest.submitted + self.max_wait_s
-            while not self._stopping and self._count(oldest.key) < self.max_batch:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    break
-                self._wakeup.wait(remaining)
-            if self._stopping:
-                return None
-            batch = [job for job in self._queue if job.key == oldest.key][: self.max_batch]
-            self._queue = [job for job in self._queue if job not in batch]
-        # Once running, a future cannot be canceled any more; should_cancel takes over.
+            if not self.continuous:
+                # A job that already waited behind a running batch does not wait any longer.
+                deadline = oldest.submitted + self.max_wait_s
+                while not self._stopping and self._count(oldest.key) < self.max_batch:
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0:
+                        break
+                    self._wakeup.wait(remaining)
+                if self._stopping:
+                    return None
+            return self._take(oldest.key, self.max_batch)
+
+    def _take(self, key: BatchKey, most: int) -> list[_Job]:
+        """Up to `most` queued jobs with `key`, oldest first, out of the queue; with the lock
+        held. Once running, a future cannot be canceled any more; should_cancel takes over."""
+        batch = [job for job in self._queue if job.key == key][:most]
+        self._queue = [job for job in self._queue if job not in batch]
         return [job for job in batch if job.future.set_running_or_notify_cancel()]
+
+    def _joining(self, key: BatchKey, free: int) -> list[_Job]:
+        """Queued jobs that join a running batch with `key` at its next step."""
+        if not self.continuous or free < 1:
+            return []
+        with self._wakeup:
+            if self._stopping:
+                return []
+            return self._take(key, free)
 
     def _count(self, key: BatchKey) -> int:
         return sum(job.key == key for job in self._queue)
@@ -255,7 +267,7 @@ class Engine:
     def _run(self, jobs: list[_Job]) -> None:
         key = jobs[0].key
         needed = [key.model_source]
-        needed += [key.control[0]] if key.control is not None else []
+        needed += [key.control] if key.control is not None else []
         needed += [key.ip_adapter[0]] if key.ip_adapter is not None else []
         in_memory = set(loaded_sources(self.config))
         # Only loads take long enough to tell anyone about (seconds to minutes when cold).
@@ -273,8 +285,8 @@ class Engine:
             activate_loras(pipe, jobs[0].request.loras, self.config)
             models = {"controlnet": None, "ip_adapter": None}
             if key.control is not None:
-                loading("controlnet", key.control[0])
-                models["controlnet"] = load_controlnet(key.control[0], self.config)
+                loading("controlnet", key.control)
+                models["controlnet"] = load_controlnet(key.control, self.config)
             if key.ip_adapter is not None:
                 loading("ip_adapter", key.ip_adapter[0])
                 models["ip_adapter"] = load_ip_adapter(key.ip_adapter[0], self.config)
@@ -285,7 +297,7 @@ class Engine:
             for job in jobs:
                 job.fail(error)
             return
-        self._run_splitting_on_oom(pipe, jobs, models)
+        self._run_splitting_on_oom(pipe, jobs, models, joinable=True)
 
     @staticmethod
     def _announce_load(jobs: list[_Job], kind: str, source: str, loaded: int, total: int):
@@ -293,9 +305,10 @@ class Engine:
             if job.on_load is not None:
                 job.on_load(kind, source, loaded, total)
 
-    def _run_splitting_on_oom(self, pipe, jobs: list[_Job], models: dict) -> None:
+    def _run_splitting_on_oom(self, pipe, jobs: list[_Job], models: dict, *, joinable) -> None:
+        """`jobs` grows by those that join the batch while it runs (`joinable`)."""
         try:
-            self._run_batch(pipe, jobs, models)
+            self._run_batch(pipe, jobs, models, joinable=joinable)
             return
         except torch.OutOfMemoryError:
             logger.warning("Out of memory in a batch of %d on %s", len(jobs), self._device)
@@ -306,55 +319,89 @@ class Engine:
                     job.fail(error)
             return
         # Retried here, after the except block: its traceback held the failed batch's tensors.
+        # The live rows start again, in halves that take no one in.
         if self._device.type == "cuda":
             torch.cuda.empty_cache()
         live = [job for job in jobs if job.live]
         if len(live) > 1:
             half = (len(live) + 1) // 2
-            self._run_splitting_on_oom(pipe, live[:half], models)
-            self._run_splitting_on_oom(pipe, live[half:], models)
+            self._run_splitting_on_oom(pipe, live[:half], models, joinable=False)
+            self._run_splitting_on_oom(pipe, live[half:], models, joinable=False)
         elif live:
             live[0].fail(GenerationFailed(_out_of_memory_reason(live[0].request, self._device)))
 
-    def _run_batch(self, pipe, jobs: list[_Job], models: dict) -> None:
-        """`models`: the ControlNet and IP-Adapter the batch's key names, loaded (or None)."""
-        started = time.monotonic()
-        scheduler = fresh_scheduler(pipe, jobs[0].key.sampler)
+    def _run_batch(self, pipe, jobs: list[_Job], models: dict, *, joinable: bool) -> None:
+        """`models`: the ControlNet and IP-Adapter the batch's key names, loaded (or None).
+        Each step: the jobs that came join, one model call for every row, callbacks, and the
+        rows that finished are decoded and delivered."""
+        key = jobs[0].key
         device = str(self._device)
-        BATCH_SIZE.labels(device=device).observe(len(jobs))
-
-        def on_step_end(step, latents, denoised):
-            DENOISE_STEPS.labels(device=device).inc(sum(job.live for job in jobs))
-            for row, job in enumerate(jobs):
-                if job.live:
-                    self._step_ended(job, step, time.monotonic() - started, denoised[row])
-            return [job.live for job in jobs]
-
-        images = denoise_batch(
+        batch = RunningBatch(
             pipe,
-            [job.request for job in jobs],
-            scheduler=scheduler,
-            device=self._device,
-            callback_on_step_end=on_step_end,
-            **models,
+            self._device,
+            controlnet=models["controlnet"],
+            ip_adapter=models["ip_adapter"],
+            ip_adapter_scale=1.0 if key.ip_adapter is None else key.ip_adapter[1],
+            embeddings=jobs[0].request.embeddings,
         )
-        elapsed_s = time.monotonic() - started
-        sampler = sampler_of(scheduler, jobs[0].key.sampler)
-        for job, image in zip(jobs, images, strict=True):
-            if job.live:
-                job.future.set_result(
-                    GenerationResult(
-                        images=[image],
-                        seed=job.request.seed,
-                        variation_seed=job.request.variation_seed,
-                        sampler=sampler.infotext_name,
-                        schedule_type=sampler.schedule_type,
-                        scheduler_class=type(scheduler).__name__,
-                        scheduler_config=json.loads(scheduler.to_json_string()),
-                        elapsed_s=elapsed_s,
-                        batch_size=len(jobs),
-                    )
-                )
+        running: dict[Row, _Job] = {}
+        joining = list(jobs)
+        with batch:
+            while joining or running:
+                for job in joining:
+                    self._join(batch, job, running)
+                if not running:
+                    break
+                ended = batch.step()
+                rows = len(running)
+                BATCH_SIZE.labels(device=device).observe(rows)
+                DENOISE_STEPS.labels(device=device).inc(len(ended))
+                for job in running.values():
+                    job.rows_per_step.append(rows)
+                for row in ended:
+                    job = running[row]
+                    self._step_ended(job, row.step, time.monotonic() - job.started, row.denoised)
+                for row, job in list(running.items()):
+                    if not job.live:  # canceled, past its time limit or a callback failed
+                        batch.remove(row)
+                        del running[row]
+                finished = [row for row in ended if row in running and row.done]
+                for row, image in zip(finished, batch.decode(finished), strict=True):
+                    self._deliver(running.pop(row), row, image)
+                    batch.remove(row)
+                joining = self._joining(key, self.max_batch - len(running)) if joinable else []
+                jobs.extend(joining)
+
+    def _join(self, batch: RunningBatch, job: _Job, running: dict) -> None:
+        # Counted afresh if an out-of-memory retry starts it again.
+        job.started, job.rows_per_step = time.monotonic(), []
+        try:
+            running[batch.add(job.request)] = job
+        except torch.OutOfMemoryError:
+            raise
+        except Exception as error:
+            # A request that cannot start (a model it does not fit) fails alone.
+            logger.exception("A job could not start on %s", self._device)
+            job.fail(error)
+
+    @staticmethod
+    def _deliver(job: _Job, row: Row, image: Image.Image) -> None:
+        sampler = sampler_of(row.scheduler, job.request.sampler)
+        job.future.set_result(
+            GenerationResult(
+                images=[image],
+                seed=job.request.seed,
+                variation_seed=job.request.variation_seed,
+                sampler=sampler.infotext_name,
+                schedule_type=sampler.schedule_type,
+                scheduler_class=type(row.scheduler).__name__,
+                scheduler_config=json.loads(row.scheduler.to_json_string()),
+                elapsed_s=time.monotonic() - job.started,
+                # The rows it shared its model calls with, on average: its elapsed time
+                # over this is its share of the device.
+                batch_size=max(1, round(sum(job.rows_per_step) / len(job.rows_per_step))),
+            )
+        )
 
     def _step_ended(self, job: _Job, step: int, elapsed_s: float, denoised: torch.Tensor) -> None:
         """Time limit, preview, progress and cancel for one request, in that order."""
@@ -375,7 +422,7 @@ class Engine:
             if job.on_preview is not None and step < total and step > job.steps_reported:
                 if now - job.last_preview >= self.preview_interval_s:
                     job.last_preview = now
-                    job.on_preview(step, latent_preview(denoised, job.key.family))
+                    job.on_preview(step, latent_preview(denoised[0], job.key.family))
             if step > job.steps_reported:
                 job.steps_reported = step
                 if job.on_step is not None:

@@ -14,7 +14,8 @@ DENOISE_STEPS = Counter(
 )
 BATCH_SIZE = Histogram(
     "studio_worker_batch_size",
-    "Requests the engine ran together in one batch.",
+    "Requests in each model call of a running batch (one observation per step: rows join "
+    "and leave a batch between steps).",
     ["device"],
     buckets=(1, 2, 3, 4, 6, 8, 12, 16, 24, 32),
 )

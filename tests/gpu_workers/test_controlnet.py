@@ -108,18 +108,61 @@ def test_batched_requests_equal_their_images_alone(control_request, cpu_config):
         assert np.array_equal(np.asarray(together.images[0]), np.asarray(single.images[0]))
 
 
-def test_scale_and_model_split_batches(control_request):
+def test_the_model_splits_batches_but_scales_and_spans_do_not(control_request):
     other_scale = dataclasses.replace(
         control_request,
-        control=dataclasses.replace(control_request.control, conditioning_scale=0.5),
+        control=dataclasses.replace(
+            control_request.control, conditioning_scale=0.5, guidance_start=0.5
+        ),
     )
     no_control = dataclasses.replace(control_request, control=None)
-    keys = {BatchKey.for_request(r) for r in (control_request, other_scale, no_control)}
-    assert len(keys) == 3
+    other_model = dataclasses.replace(
+        control_request,
+        control=dataclasses.replace(control_request.control, model_source="other/controlnet"),
+    )
+    keys = [BatchKey.for_request(r) for r in (control_request, no_control, other_model)]
+    assert len(set(keys)) == 3
     other_image = dataclasses.replace(
         control_request, control=dataclasses.replace(control_request.control, image=square(fill=9))
     )
     assert BatchKey.for_request(other_image) == BatchKey.for_request(control_request)
+    assert BatchKey.for_request(other_scale) == BatchKey.for_request(control_request)
+
+
+def test_rows_with_their_own_scales_spans_and_steps_equal_alone(
+    control_request, cpu_config, make_engine
+):
+    """Rows at different steps of different ControlNet spans get a scale per UNet row; one
+    joins the batch while it runs."""
+    spans = [(1.0, 0.0, 1.0, 4), (0.5, 0.25, 0.75, 6), (1.5, 0.0, 0.5, 3)]
+    requests = [
+        dataclasses.replace(
+            control_request,
+            seed=n,
+            steps=steps,
+            control=dataclasses.replace(
+                control_request.control, conditioning_scale=scale, guidance_start=start,
+                guidance_end=end,
+            ),
+        )
+        for n, (scale, start, end, steps) in enumerate(spans)
+    ]
+    alone = [generate(request, config=cpu_config) for request in requests]
+    engine = make_engine()
+    joined = []
+
+    def on_step(step, total):
+        if step == 2:
+            joined.append(engine.submit(requests[2]))
+
+    futures = [engine.submit(requests[0], on_step=on_step), engine.submit(requests[1])]
+    engine.start()
+    batched = [future.result() for future in futures]
+    batched += [future.result() for future in joined]
+
+    assert all(result.batch_size > 1 for result in batched)
+    for together, single in zip(batched, alone, strict=True):
+        assert np.array_equal(np.asarray(together.images[0]), np.asarray(single.images[0]))
 
 
 def test_canny_edges_follow_the_squares_border():

@@ -65,13 +65,14 @@ def test_batch_key_ignores_what_may_differ_inside_a_batch(tiny_request):
     same = [
         dataclasses.replace(tiny_request, prompt="x", negative_prompt="y"),
         dataclasses.replace(tiny_request, seed=5, guidance_scale=2.0),
+        # Per row in a running batch: each row has its own scheduler and prompt encoding.
+        dataclasses.replace(tiny_request, steps=5, sampler="DDIM", clip_skip=2),
+        dataclasses.replace(tiny_request, first_pass_steps=3),
     ]
     different = [
         dataclasses.replace(tiny_request, model_source="other/model"),
         dataclasses.replace(tiny_request, width=128),
         dataclasses.replace(tiny_request, height=128),
-        dataclasses.replace(tiny_request, steps=5),
-        dataclasses.replace(tiny_request, sampler="DDIM"),
     ]
 
     assert all(BatchKey.for_request(request) == key for request in same)
@@ -227,3 +228,106 @@ def test_previews_are_throttled_per_request(make_engine, tiny_request):
 def test_bad_requests_are_refused_at_submit(make_engine, tiny_request, change, message):
     with pytest.raises(ValueError, match=message):
         make_engine().submit(dataclasses.replace(tiny_request, **change))
+
+
+# Continuous batching: rows at different steps share each model call.
+
+MIXED_SAMPLERS = [("Euler", 4), ("DPM++ 2M Karras", 6), ("Heun", 3), ("Euler a", 5), ("PLMS", 4)]
+
+
+@pytest.fixture
+def mixed_requests(tiny_request):
+    """Compatible requests with their own step counts and samplers (multistep history,
+    Heun's two model calls per step, per-step noise), guidance and clip skip."""
+    return [
+        dataclasses.replace(
+            tiny_request,
+            prompt=f"{tiny_request.prompt} {n}",
+            sampler=sampler,
+            steps=steps,
+            seed=n,
+            guidance_scale=1.0 if n == 2 else 7.0 - n,
+            clip_skip=2 if n == 3 else 1,
+        )
+        for n, (sampler, steps) in enumerate(MIXED_SAMPLERS)
+    ]
+
+
+def test_rows_with_different_steps_and_samplers_share_a_batch_as_alone(
+    make_engine, mixed_requests
+):
+    alone = run_batch(make_engine(max_batch=1), mixed_requests)
+    batched = run_batch(make_engine(), mixed_requests)
+
+    assert [result.batch_size for result in alone] == [1] * len(mixed_requests)
+    assert all(result.batch_size > 1 for result in batched)
+    for batched_result, alone_result in zip(batched, alone, strict=True):
+        assert batched_result.sampler == alone_result.sampler
+        assert np.array_equal(pixels(batched_result), pixels(alone_result))
+
+
+def test_requests_that_arrive_while_a_batch_runs_join_it_as_alone(
+    make_engine, tiny_request, mixed_requests
+):
+    """Submitted from the first request's step callback, the others join the running batch
+    at its next step boundary, a few steps behind it, and still make their image alone."""
+    long_request = dataclasses.replace(tiny_request, steps=12, sampler="DPM++ 2M")
+    alone = run_batch(make_engine(max_batch=1), [long_request, *mixed_requests])
+    engine = make_engine()
+    joined = []
+    joined_at = {2: mixed_requests[:2], 5: mixed_requests[2:]}
+
+    def on_step(step, total):
+        for request in joined_at.get(step, []):
+            joined.append(engine.submit(request))
+
+    first = engine.submit(long_request, on_step=on_step)
+    engine.start()
+    results = [first.result(), *(future.result() for future in joined)]
+
+    for result, alone_result in zip(results, alone, strict=True):
+        assert result.batch_size > 1  # it shared model calls
+        assert np.array_equal(pixels(result), pixels(alone_result))
+
+
+def test_a_finished_row_leaves_without_waiting_for_the_batch(make_engine, tiny_request):
+    short = dataclasses.replace(tiny_request, steps=2, seed=1)
+    long_request = dataclasses.replace(tiny_request, steps=10, seed=2)
+    engine = make_engine()
+    short_done_at = []
+    futures = {}
+
+    def on_step(step, total):
+        if futures["short"].done() and not short_done_at:
+            short_done_at.append(step)
+
+    futures["long"] = engine.submit(long_request, on_step=on_step)
+    futures["short"] = engine.submit(short)
+    engine.start()
+
+    assert futures["long"].result().batch_size == 1  # alone for most of its steps
+    assert futures["short"].result().batch_size == 2
+    assert short_done_at == [3]  # delivered after its last step, before the long one's third
+
+
+def test_batch_at_a_time_takes_no_one_in_while_it_runs(make_engine, tiny_request):
+    engine = make_engine(continuous=False, max_wait_ms=0)
+    later = []
+
+    def on_step(step, total):
+        if step == 1:
+            later.append(engine.submit(dataclasses.replace(tiny_request, seed=9)))
+
+    first = engine.submit(tiny_request, on_step=on_step)
+    engine.start()
+
+    assert first.result().batch_size == 1
+    assert later[0].result().batch_size == 1
+
+
+def test_an_idle_engine_starts_a_lone_request_without_waiting(make_engine, tiny_request):
+    engine = make_engine(max_wait_ms=60_000).start()
+
+    result = engine.submit(tiny_request).result(timeout=30)
+
+    assert result.batch_size == 1

@@ -85,7 +85,9 @@ def test_a_failing_callback_fails_only_its_own_request(make_engine, batch):
 
     with pytest.raises(ConnectionError, match="channel layer is down"):
         futures[0].result()
-    assert [future.result().batch_size for future in futures[1:]] == [3, 3]
+    # The failed request left after its first step: the others ran on as two (batch_size:
+    # the rows of their model calls, on average).
+    assert [future.result().batch_size for future in futures[1:]] == [2, 2]
 
 
 def test_a_request_past_the_time_limit_fails_with_the_reason(make_engine, batch):

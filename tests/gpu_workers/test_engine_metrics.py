@@ -33,8 +33,9 @@ def test_steps_and_batch_size(make_engine, tiny_request):
 
     # One step per image per step: the step rate counts images' steps, not UNet calls.
     assert value("studio_worker_denoise_steps_total", device="cpu") - steps_before == 3 * 4
-    assert value("studio_worker_batch_size_count", device="cpu") - batches_before == 1
-    assert value("studio_worker_batch_size_sum", device="cpu") - sizes_before == 3
+    # One batch size per model call: 4 steps of 3 rows.
+    assert value("studio_worker_batch_size_count", device="cpu") - batches_before == 4
+    assert value("studio_worker_batch_size_sum", device="cpu") - sizes_before == 3 * 4
 
 
 def test_model_cache_hits_misses_and_evictions(tiny_sd15, tmp_path, cpu_config):

@@ -347,7 +347,8 @@ def test_a_hires_second_pass_continues_the_schedule(make_engine, tiny_request):
 
     assert np.array_equal(pixels(results[0]), pixels(results[1]))
     assert not np.array_equal(pixels(results[0]), pixels(results[2]))
-    assert [result.batch_size for result in results] == [2, 2, 1]  # passes never mix
+    # Passes share a batch: each row has its own prompt schedule.
+    assert [result.batch_size for result in results] == [3, 3, 3]
 
 
 def test_editing_too_costly_to_parse_is_refused_at_submit(make_engine, tiny_request):
