@@ -56,6 +56,25 @@ def test_in_a_batch_each_row_keeps_its_own_source_and_seed(
     assert batched[0].batch_size == 2
 
 
+def test_rows_with_their_own_strengths_and_steps_share_a_batch_as_alone(
+    img2img_request, cpu_config, source_image
+):
+    """Different strengths start rows at different timesteps of their own schedules."""
+    flipped = source_image.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+    requests = [
+        dataclasses.replace(img2img_request, strength=0.3, steps=10),
+        dataclasses.replace(img2img_request, init_image=flipped, strength=0.75, seed=9),
+        dataclasses.replace(img2img_request, strength=1.0, steps=5, sampler="DPM++ 2M", seed=4),
+    ]
+
+    batched = generate_all(requests, config=cpu_config)
+    alone = [generate(request, config=cpu_config) for request in requests]
+
+    assert all(result.batch_size > 1 for result in batched)
+    for together, by_itself in zip(batched, alone, strict=True):
+        assert np.array_equal(np.asarray(together.images[0]), np.asarray(by_itself.images[0]))
+
+
 def test_strength_changes_how_far_the_image_moves(img2img_request, cpu_config, source_image):
     def distance(strength):
         request = dataclasses.replace(img2img_request, strength=strength)

@@ -194,6 +194,32 @@ def test_batched_equals_alone(make_engine, varied_requests, sdxl_request):
     assert len({pixels(result).tobytes() for result in batched}) == 4
 
 
+def test_rows_joining_at_other_steps_equal_alone(make_engine, varied_requests):
+    """Pooled prompts and size conditions per row, rows a few steps apart."""
+    requests = [
+        dataclasses.replace(request, steps=steps, sampler=sampler)
+        for request, steps, sampler in zip(
+            varied_requests, (6, 3, 4, 5), ("Euler", "DPM++ 2M", "Euler a", "Heun"), strict=True
+        )
+    ]
+    alone = run_batch(make_engine(max_batch=1), requests)
+    engine = make_engine()
+    joined = []
+
+    joined_at = {1: requests[1:2], 3: requests[2:]}
+
+    def on_step(step, total):
+        joined.extend(engine.submit(request) for request in joined_at.get(step, []))
+
+    first = engine.submit(requests[0], on_step=on_step)
+    engine.start()
+    results = [first.result(), *(future.result() for future in joined)]
+
+    assert all(result.batch_size > 1 for result in results)
+    for result, alone_result in zip(results, alone, strict=True):
+        assert np.array_equal(pixels(result), pixels(alone_result))
+
+
 @pytest.mark.parametrize("sampler", ["Euler a", "DPM++ 2M Karras"])
 def test_a_named_sampler_gives_the_pipelines_image(make_engine, plain_sdxl, sdxl_request, sampler):
     # Euler a draws noise every step from each row's own generator; DPM++ 2M keeps history.
