@@ -16,7 +16,7 @@ from django.db.models import Exists, OuterRef, Q
 
 from gallery.forms import MOST_LIKED
 from gallery.models import Image
-from generation.models import DiffusionModel
+from generation.models import DiffusionModel, GenerationJob
 from generation.prompt_history import search
 from studio.accounts.models import Project
 
@@ -137,15 +137,22 @@ def sorted_page(images, *, sort, cursor=None):
     return Page(images=rows, next_cursor=encode_liked_cursor(rows[-1]) if more else None)
 
 
-def filter_choices(scope, *, users=True, projects=False):
-    """What the filters offer: the models (and users, projects) found in `scope`."""
-    # Per model, whether any image of the scope used it: a few index probes each, where
-    # "IN (the scope's models)" read the images until it had met every model.
-    choices = {
-        "models": DiffusionModel.objects.filter(
-            Exists(scope.filter(job__model=OuterRef("pk")))
-        ).order_by("name")
-    }
+def filter_choices(scope, *, users=True, projects=False, narrow=False):
+    """What the filters offer: the models (and users, projects) found in `scope`.
+
+    Per model, whether any image of the scope used it (EXISTS: a few index probes, where
+    "IN (the scope's models)" read the images until it had met every model). A team's or
+    a project's images are most of a table, so each model's jobs are walked and their
+    images probed by job (PostgreSQL scanned the image table for the team's otherwise); a
+    `narrow` scope (a user's own images) is read from its images."""
+    if narrow:
+        used = Exists(scope.filter(job__model=OuterRef("pk")))
+    else:
+        used = Exists(
+            GenerationJob.objects.filter(model=OuterRef("pk"))
+            .filter(Exists(scope.filter(job=OuterRef("pk"))))
+        )
+    choices = {"models": DiffusionModel.objects.filter(used).order_by("name")}
     if users:
         choices["users"] = (
             get_user_model()

@@ -16,11 +16,10 @@ from studio.permissions import can, require
 TEMPLATE = "gallery/gallery.html"
 
 
-def gallery_response(request, scope, context, *, users=True, projects=False):
+def gallery_response(request, scope, context, *, users=True, projects=False, narrow=False):
     """The whole page, or for HTMX the results (filters changed) or the next page."""
-    form = GalleryFilterForm(
-        request.GET, choices=browse.filter_choices(scope, users=users, projects=projects)
-    )
+    choices = browse.filter_choices(scope, users=users, projects=projects, narrow=narrow)
+    form = GalleryFilterForm(request.GET, choices=choices)
     filters = form.filters()
     sort = form.sort_order()
     images = browse.filter_images(scope, filters)
@@ -85,5 +84,6 @@ def team_gallery(request, team_id):
 def my_images(request):
     context = {"title": "My images", "kind": "mine"}
     return gallery_response(
-        request, browse.user_images(request.user), context, users=False, projects=True
+        request, browse.user_images(request.user), context, users=False, projects=True,
+        narrow=True,
     )

@@ -1,5 +1,6 @@
 from django import forms
 from django.contrib.auth import get_user_model
+from django.core.exceptions import ValidationError
 
 from gallery.models import ReviewStatus
 from generation.models import DiffusionModel, JobMode
@@ -10,7 +11,26 @@ NEWEST, MOST_LIKED = "newest", "liked"
 SORTS = [(NEWEST, "Newest"), (MOST_LIKED, "Most liked")]
 
 
-class UserChoiceField(forms.ModelChoiceField):
+class ListedChoiceField(forms.ModelChoiceField):
+    """A choice among the rows a gallery lists, checked against that list (the query the
+    menu runs, using the scope's indexes) rather than with queryset.get(pk=...): asked for
+    one model among a team's images, PostgreSQL read the image table until it met one
+    (make bench-gallery's team search)."""
+
+    def to_python(self, value):
+        if value in self.empty_values:
+            return None
+        listed = {str(row.pk): row for row in self.queryset}
+        try:
+            return listed[str(value)]
+        except KeyError:
+            raise ValidationError(
+                self.error_messages["invalid_choice"], code="invalid_choice",
+                params={"value": value},
+            ) from None
+
+
+class UserChoiceField(ListedChoiceField):
     def label_from_instance(self, obj):
         return obj.display_name()
 
@@ -20,14 +40,14 @@ class GalleryFilterForm(forms.Form):
     outside them is an error on that field, and the other filters still apply."""
 
     q = forms.CharField(label="Search prompts", required=False, max_length=MAX_QUERY_LENGTH)
-    model = forms.ModelChoiceField(
+    model = ListedChoiceField(
         queryset=DiffusionModel.objects.none(), required=False, empty_label="Any model"
     )
     user = UserChoiceField(
         label="Made by", queryset=get_user_model().objects.none(), required=False,
         empty_label="Anyone",
     )
-    project = forms.ModelChoiceField(
+    project = ListedChoiceField(
         queryset=Project.objects.none(), required=False, empty_label="Any project"
     )
     mode = forms.ChoiceField(

@@ -49,6 +49,34 @@ class TeamColumnTests(StudioTestCase):
         self.assertNotIn("IN (SELECT", str(choices["models"].query))
         self.assertNotIn(unused, choices["models"])
 
+    def test_a_teams_model_choices_walk_each_models_jobs(self):
+        # The team's images are most of the table: probing them by job, not scanning them.
+        sql = str(browse.filter_choices(browse.team_images(self.team))["models"].query)
+        outer_exists = sql.split("EXISTS(", 1)[1]
+        self.assertTrue(outer_exists.startswith('SELECT 1 AS "a" FROM "generation_generationjob"'))
+        narrow = browse.filter_choices(browse.user_images(self.editor), narrow=True)
+        self.assertIn('FROM "gallery_image"', str(narrow["models"].query).split("EXISTS(", 1)[1])
+
+    def test_a_filter_value_is_checked_against_the_listed_choices(self):
+        from generation.models import DiffusionModel
+
+        elsewhere = DiffusionModel.objects.create(name="elsewhere", source="/models/elsewhere")
+        mine = make_image(make_job(self.project, self.editor, self.model, prompt="a red fox"))
+        make_image(make_job(self.other_project, self.outsider, elsewhere, prompt="an owl"))
+        self.client.force_login(self.viewer)
+        url = reverse("team_gallery", args=[self.team.pk])
+        listed = self.client.get(url, {"model": self.model.pk})
+        self.assertFalse(listed.context["form"].errors)
+        self.assertEqual([image.pk for image in listed.context["images"]], [mine.pk])
+        # Another team's model is no choice here: an error on the field, the rest applies.
+        other = self.client.get(url, {"model": elsewhere.pk})
+        self.assertIn("model", other.context["form"].errors)
+        self.assertEqual([image.pk for image in other.context["images"]], [mine.pk])
+        for value in ("abc", str(10**30)):
+            response = self.client.get(url, {"model": value})
+            self.assertEqual(response.status_code, 200)
+            self.assertIn("model", response.context["form"].errors)
+
 
 @skipUnless(connection.vendor == "postgresql", "full text search needs PostgreSQL")
 class SearchShapeTests(StudioTestCase):
