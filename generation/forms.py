@@ -14,6 +14,7 @@ from generation.loras.forms import LoraStackField, ModelSelect, clean_lora_stack
 from generation.models import SAMPLER_CHOICES, DiffusionModel, ModelKind
 from generation.recipe import LIMITS, MAX_PROMPT, recipe_problems
 from generation.seeds import random_seed
+from generation.services import with_team_setting
 from generation.styles.applying import styled_prompts, team_styles
 from generation.wildcards.expansion import (
     expansion_problems,
@@ -294,7 +295,9 @@ class GenerationForm(forms.Form):
         self.offer_styles(project.team if project is not None else None)
         if user is not None and project is not None:
             if models is None:
-                models = DiffusionModel.objects.available_to(user, project)
+                models = with_team_setting(
+                    DiffusionModel.objects.available_to(user, project), project.team
+                )
             self.fields["model"].refusal = lambda model: model.refusal_reason(user, project.team)
         if models is None:
             models = DiffusionModel.objects.usable()

@@ -1,13 +1,14 @@
 import logging
 from collections import defaultdict
 from collections.abc import Mapping
+from contextlib import nullcontext
 from functools import partial
 from typing import Any
 
 from django.core.exceptions import PermissionDenied
 from django.core.files.storage import default_storage
 from django.db import transaction
-from django.db.models import Model
+from django.db.models import FilteredRelation, Model, Q, QuerySet, Value
 from django.utils import timezone
 from PIL import Image as PILImage
 
@@ -55,7 +56,9 @@ def job_admit(*, user: User, project: Project, params: Mapping[str, Any]) -> lis
     IP-Adapter. Returns its LoRA stack."""
     if not can(user, "generate", project):
         raise PermissionDenied("Your role in this project does not allow generating.")
-    refusal = params["model"].refusal_reason(user, project.team)
+    refusal = params["model"].refusal_reason(
+        user, project.team, **fetched_team_setting(params["model"], project.team)
+    )
     if refusal:
         raise ModelNotAllowed(f"You may not use “{params['model'].name}” here: {refusal}")
     loras = params.get("loras") or []
@@ -70,6 +73,23 @@ def job_admit(*, user: User, project: Project, params: Mapping[str, Any]) -> lis
                 f"You may not use the IP-Adapter “{adapter.name}” here: {refusal}"
             )
     return loras
+
+
+def with_team_setting(models: QuerySet, team: Team) -> QuerySet:
+    """`models`, each with `team`'s TeamModelSetting for it (or None) read in the same query:
+    job_admit's check of a model the form found this way reads no setting of its own."""
+    return models.annotate(
+        team_setting=FilteredRelation("team_settings", condition=Q(team_settings__team=team)),
+        team_setting_of=Value(team.pk),
+    ).select_related("team_setting")
+
+
+def fetched_team_setting(model: Model, team: Team) -> dict[str, Any]:
+    """refusal_reason's `setting` for `model` in `team`, if with_team_setting read it."""
+    if getattr(model, "team_setting_of", None) == team.pk:
+        # select_related sets no attribute for a missing row of a filtered relation.
+        return {"setting": getattr(model, "team_setting", None)}
+    return {}
 
 
 def prompts_screen(*, user: User, project: Project, prompts: list[tuple[str, str]]) -> None:
@@ -89,7 +109,8 @@ def job_save(*, job: GenerationJob, loras: list[Any]) -> GenerationJob:
 def job_insert(*, job: GenerationJob, loras: list[Any]) -> None:
     """The job's row and its LoRAs' (in the caller's transaction)."""
     job.save()
-    job_loras_record(job=job, loras=loras)
+    if loras:  # (bulk_create opens a transaction even for no rows)
+        job_loras_record(job=job, loras=loras)
 
 
 # The library models and gallery images a job refers to, as GenerationForm names them.
@@ -154,9 +175,11 @@ def jobs_create(
         # The jobs differ only in seeds and prompts, which cost nothing: one is costed for all.
         admission.run(admission.job_cost_checks, user=user, project=project, job=jobs[0],
                       copies=count)
-        with transaction.atomic():
+        # One job without LoRAs is one INSERT, atomic by itself: no BEGIN and COMMIT to send.
+        with transaction.atomic() if len(jobs) > 1 or loras else nullcontext():
             for job in jobs:
                 job_insert(job=job, loras=loras)
+            # Outside a transaction, this runs now: the row is committed.
             transaction.on_commit(partial(jobs_dispatch, jobs))
         return jobs
 

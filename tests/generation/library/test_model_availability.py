@@ -215,6 +215,44 @@ class ModelAvailabilityTestCase(StudioTestCase):
             services.job_create(user=self.editor, project=self.project, params=params)
         self.assertFalse(GenerationJob.objects.exists())
 
+    def params_with(self, model):
+        return {"model": model, "prompt": "x", "steps": 4, "guidance_scale": 7,
+                "width": 64, "height": 64}
+
+    def test_the_service_uses_the_team_setting_read_with_the_model(self):
+        """A model the form found with its team setting (services.with_team_setting) is
+        checked against that setting, with no query of its own; read for another team,
+        or without it, the setting is read again."""
+        self.set_team(self.model, is_enabled=False)
+        self.project.team.role_of(self.editor)  # read once per request by the role check
+        models = DiffusionModel.objects.filter(pk=self.model.pk)
+        [found] = services.with_team_setting(models, self.team)
+        with self.assertNumQueries(0), \
+                self.assertRaisesMessage(services.ModelNotAllowed, "has switched it off"):
+            services.job_admit(user=self.editor, project=self.project,
+                               params=self.params_with(found))
+        [other_teams] = services.with_team_setting(models, self.other_team)
+        with self.assertNumQueries(1), \
+                self.assertRaisesMessage(services.ModelNotAllowed, "has switched it off"):
+            services.job_admit(user=self.editor, project=self.project,
+                               params=self.params_with(other_teams))
+
+    def test_a_model_read_with_no_team_setting_has_the_librarys_rules(self):
+        self.project.team.role_of(self.editor)
+        [found] = services.with_team_setting(
+            DiffusionModel.objects.filter(pk=self.admins_only.pk), self.team
+        )
+        with self.assertNumQueries(0), \
+                self.assertRaisesMessage(services.ModelNotAllowed, "needs the Admin role"):
+            services.job_admit(user=self.editor, project=self.project,
+                               params=self.params_with(found))
+        self.set_team(self.admins_only, min_role=Role.EDITOR)
+        [found] = services.with_team_setting(
+            DiffusionModel.objects.filter(pk=self.admins_only.pk), self.team
+        )
+        self.assertEqual(services.job_admit(user=self.editor, project=self.project,
+                                            params=self.params_with(found)), [])
+
 
 class SdxlAvailabilityTestCase(StudioTestCase):
     def test_sdxl_checkpoints_are_offered_and_take_jobs(self):
