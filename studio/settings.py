@@ -391,6 +391,9 @@ else:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
     # django-axes warns that a process-local cache isn't shared: here there is one process.
     SILENCED_SYSTEM_CHECKS = ["axes.W001"]
+# Sessions are read from that cache, and from the database only when the cache lost them
+# (written to both): every signed-in request read its session with a query of its own.
+SESSION_ENGINE = "django.contrib.sessions.backends.cached_db"
 # Failed log-ins: django-axes locks an account, and separately an address, after this many
 # failures, until this many minutes have passed without another.
 INSTALLED_APPS += ["axes"]
