@@ -48,7 +48,8 @@ worker: $(INSTALLED)
 	$(BIN)/celery -A studio worker -Q gpu --loglevel INFO
 
 # CPU benchmarks into docs/BENCHMARKS.md (its CPU section is replaced): the engine vs plain
-# diffusers on the tiny model, and event latency worker → browser socket on the configured
+# diffusers on the tiny model, then Poisson arrivals to the engine batching continuously and
+# batch-at-a-time, and event latency worker → browser socket on the configured
 # channel layer (Redis when REDIS_URL is set). The event benchmark gets a database of its
 # own: starting the app resumes unfinished jobs. GPU: python -m gpu_workers.bench.gpu --help
 # The web-tier benchmarks live in bench/ (a package no web node imports).

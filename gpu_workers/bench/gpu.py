@@ -12,7 +12,10 @@ on a big matmul.
     python -m gpu_workers.bench.gpu --write docs/BENCHMARKS.md       # on a GPU
     python -m gpu_workers.bench.gpu --device cpu --tiny              # a quick check anywhere
 
-`--tiny` swaps in tiny configs of the same architectures, 64x64 and 4 steps. On a CPU
+`--tiny` swaps in tiny configs of the same architectures, 64x64 and 4 steps; `--quick` runs
+SD1.5 only at fewer jobs (eager and compiled on a GPU). Each compile setting ends with an
+arrival process (`--arrivals` jobs at Poisson arrival times): continuous batching vs
+batch-at-a-time. The JSON is written after every run. On a CPU
 torch.compile is off unless asked for (`--compile off on`): compiling takes minutes there.
 Each architecture's section of the markdown is written as soon as it is measured, so a run
 cut short keeps what it measured; `--arch sd15` and `--arch sdxl` can run separately.
@@ -46,6 +49,7 @@ from gpu_workers.bench.measure import (
     matmul_flops_per_s,
     plain_call_kwargs,
     quiet_libraries,
+    run_arrivals,
     run_engine,
     run_plain,
 )
@@ -57,6 +61,12 @@ from gpu_workers.tiny_models import tiny_clip_tokenizer
 GUIDANCE = 7.5
 MAX_WAIT_MS = 25  # the worker's default (STUDIO_MAX_WAIT_MS)
 WARMUP_STEPS = 2  # warm-ups compile and pick kernels per shape; the step count is irrelevant
+# The arrival process's default rate, as a fraction of the best images/s the engine made
+# with every client busy: a service that keeps up, with batches running as jobs arrive.
+ARRIVAL_LOAD = 0.6
+ARRIVAL_SEED = 16
+# --quick: SD1.5 only, eager and compiled, fewer jobs: a few minutes on one H100.
+QUICK = {"arch": ["sd15"], "concurrency": [1, 8], "jobs": 4, "rounds": 1, "arrivals": 16}
 
 # The released models' configs (runwayml/stable-diffusion-v1-5,
 # stabilityai/stable-diffusion-xl-base-1.0), as far as they shape the compute.
@@ -270,7 +280,8 @@ def flops_per_image(pipe, request, device: str) -> int:
     return one + (request.steps - 1) * (two - one)
 
 
-def bench_arch(arch_key: str, args, scratch: Path, matmul_rate: float) -> dict:
+def bench_arch(arch_key: str, args, scratch: Path, matmul_rate: float, save=None) -> dict:
+    """`save(result)`, if given, after every run: a run cut short keeps what it measured."""
     arch = ARCHS[arch_key]["tiny" if args.tiny else "full"]
     size, steps = args.size or arch.size, args.steps or arch.steps
     folder = scratch / arch_key  # the engine loads models from folders, as in production
@@ -297,15 +308,40 @@ def bench_arch(arch_key: str, args, scratch: Path, matmul_rate: float) -> dict:
     # Saved before any compile, which wraps the UNet's forward.
     pipe.save_pretrained(folder)
 
-    runs = []
+    runs, arrivals = [], []
+    result = {
+        "arch": arch.name,
+        "width": size,
+        "height": size,
+        "steps": steps,
+        "guidance": GUIDANCE,
+        "scheduler": "EulerDiscreteScheduler",
+        "params": params,
+        "flops_per_image": flops,
+        "floor_s_per_image": floor_s,
+        "max_batch": max(args.concurrency),
+        "max_wait_ms": MAX_WAIT_MS,
+        "runs": runs,
+        "arrivals": arrivals,
+    }
+
+    def measured(run: dict, into: list) -> None:
+        baseline = (runs or [run])[0]  # plain diffusers, eager: the first run
+        run["vs_plain"] = run["images_per_s"] / baseline["images_per_s"]
+        run["vs_floor"] = (1 / run["images_per_s"]) / floor_s
+        into.append(run)
+        log(_run_line(run))
+        if save is not None:
+            save(result)
+
     for compiled in args.compile:
         if compiled:
             # As the engine's STUDIO_COMPILE=1 does it.
             pipe.unet.compile(fullgraph=True)
         run_plain(pipe, requests(1, WARMUP_STEPS), device=args.device, queued=False)
         numbers = run_plain(pipe, requests(args.jobs, steps), device=args.device, queued=False)
-        runs.append({"runner": "plain diffusers", "compile": compiled, "concurrency": 1, **numbers})
-        log(_run_line(runs[-1]))
+        run = {"runner": "plain diffusers", "compile": compiled, "concurrency": 1, **numbers}
+        measured(run, runs)
     del pipe  # its memory goes to the engine's copies
     if args.device.startswith("cuda"):
         torch.cuda.empty_cache()
@@ -320,35 +356,31 @@ def bench_arch(arch_key: str, args, scratch: Path, matmul_rate: float) -> dict:
                 run_engine(engine, requests(concurrency, WARMUP_STEPS), concurrency=concurrency)
                 jobs = max(args.jobs, concurrency * args.rounds)
                 numbers = run_engine(engine, requests(jobs, steps), concurrency=concurrency)
-                runs.append(
-                    {"runner": "engine", "compile": compiled, "concurrency": concurrency, **numbers}
-                )
-                log(_run_line(runs[-1]))
-
-    baseline = runs[0]["images_per_s"]
-    for run in runs:
-        run["vs_plain"] = run["images_per_s"] / baseline
-        run["vs_floor"] = (1 / run["images_per_s"]) / floor_s
-    return {
-        "arch": arch.name,
-        "width": size,
-        "height": size,
-        "steps": steps,
-        "guidance": GUIDANCE,
-        "scheduler": "EulerDiscreteScheduler",
-        "params": params,
-        "flops_per_image": flops,
-        "floor_s_per_image": floor_s,
-        "max_batch": max(args.concurrency),
-        "max_wait_ms": MAX_WAIT_MS,
-        "runs": runs,
-    }
+                run = {"runner": "engine", "compile": compiled, "concurrency": concurrency}
+                measured({**run, **numbers}, runs)
+        if args.arrivals:
+            best = max(r["images_per_s"] for r in runs if r["runner"] == "engine")
+            rate = args.arrival_rate or ARRIVAL_LOAD * best
+            for mode, continuous in (("continuous", True), ("batch-at-a-time", False)):
+                with Engine(
+                    config,
+                    max_batch=max(args.concurrency),
+                    max_wait_ms=MAX_WAIT_MS,
+                    continuous=continuous,
+                ) as engine:
+                    numbers = run_arrivals(
+                        engine, requests(args.arrivals, steps), rate_per_s=rate, seed=ARRIVAL_SEED
+                    )
+                run = {"runner": f"engine, arrivals, {mode}", "compile": compiled}
+                measured({**run, "concurrency": None, **numbers}, arrivals)
+    return result
 
 
 def _run_line(run: dict) -> str:
+    clients = "" if run["concurrency"] is None else f", {run['concurrency']} concurrent"
     return (
-        f"{run['runner']}, compile {'on' if run['compile'] else 'off'}, "
-        f"{run['concurrency']} concurrent: {run['images_per_s']:.3f} images/s, "
+        f"{run['runner']}, compile {'on' if run['compile'] else 'off'}{clients}: "
+        f"{run['images_per_s']:.3f} images/s, "
         f"latency p50 {run['latency_p50_s']:.3f} s p95 {run['latency_p95_s']:.3f} s"
     )
 
@@ -391,6 +423,26 @@ def arch_markdown(result: dict, common: dict) -> str:
             f"| {run['first_step_p50_s']:.3f} / {run['first_step_p95_s']:.3f} "
             f"| {run['vs_floor']:.1f}x |"
         )
+    if result["arrivals"]:
+        rate = result["arrivals"][0]["offered_rate_per_s"]
+        lines += [
+            "",
+            f"Arrival process: {result['arrivals'][0]['jobs']} jobs at Poisson arrival times, "
+            f"{rate:.3g} jobs/s, the same times for both modes; continuous batching (jobs "
+            "join a running batch at its next step) vs batch-at-a-time "
+            "(`Engine(continuous=False)`). Queue time: submit → first step.",
+            "",
+            "| mode | torch.compile | images/s | latency p50 / p95 (s) "
+            "| first step p50 / p95 (s) |",
+            "| --- | --- | ---: | ---: | ---: |",
+        ]
+        for run in result["arrivals"]:
+            lines.append(
+                f"| {run['runner'].rpartition(', ')[2]} | {'on' if run['compile'] else 'off'} "
+                f"| {run['images_per_s']:.3f} "
+                f"| {run['latency_p50_s']:.3f} / {run['latency_p95_s']:.3f} "
+                f"| {run['first_step_p50_s']:.3f} / {run['first_step_p95_s']:.3f} |"
+            )
     return "\n".join(lines)
 
 
@@ -413,6 +465,11 @@ def parse_args(argv: list[str]):
         "--dtype", choices=DTYPES, help="default: fp16 on a GPU, fp32 on a CPU (slow in fp16)"
     )
     parser.add_argument("--tiny", action="store_true", help="tiny configs, 64x64, 4 steps")
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="SD1.5 only, concurrency 1 and 8, 4 jobs, 16 arrivals (other options still apply)",
+    )
     parser.add_argument("--arch", nargs="+", choices=ARCHS, default=list(ARCHS))
     parser.add_argument("--concurrency", nargs="+", type=int, default=[1, 4, 16])
     parser.add_argument(
@@ -426,9 +483,24 @@ def parse_args(argv: list[str]):
     )
     parser.add_argument("--size", type=int, help="width and height (default: the arch's)")
     parser.add_argument("--steps", type=int, help="default: the arch's")
+    parser.add_argument(
+        "--arrivals",
+        type=int,
+        default=32,
+        help="jobs of the arrival process, continuous vs batch-at-a-time (0: none)",
+    )
+    parser.add_argument(
+        "--arrival-rate",
+        type=float,
+        help=f"jobs/s (default: {ARRIVAL_LOAD:g} x the engine's best images/s)",
+    )
     parser.add_argument("--write", type=Path, help="put the sections into this markdown file")
-    parser.add_argument("--json", type=Path, help="also write the results here")
+    parser.add_argument("--json", type=Path, help="also written after every run")
     args = parser.parse_args(argv)
+    if args.quick:
+        for name, value in QUICK.items():
+            if f"--{name}" not in argv:
+                setattr(args, name, value)
     args.dtype = DTYPES[args.dtype or ("fp16" if args.device.startswith("cuda") else "fp32")]
     compile_names = args.compile or (["off", "on"] if args.device.startswith("cuda") else ["off"])
     # Off first: the plain pipeline is compiled in place.
@@ -456,16 +528,20 @@ def main(argv: list[str] | None = None) -> dict:
     results = {**common, "archs": {}}
     with tempfile.TemporaryDirectory(prefix="bench-gpu-") as scratch:
         for arch_key in args.arch:
-            result = bench_arch(arch_key, args, Path(scratch), common["matmul_flops_per_s"])
-            results["archs"][arch_key] = result
+
+            def save(result, arch_key=arch_key):
+                results["archs"][arch_key] = result
+                if args.json:
+                    args.json.parent.mkdir(parents=True, exist_ok=True)
+                    args.json.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
+
+            result = bench_arch(arch_key, args, Path(scratch), common["matmul_flops_per_s"], save)
+            save(result)
             markdown = arch_markdown(result, common)
             print(markdown + "\n", flush=True)
             if args.write:
                 key = f"gpu-{arch_key}" + ("-tiny" if args.tiny else "")
                 write_section(args.write, key, markdown)
-            if args.json:
-                args.json.parent.mkdir(parents=True, exist_ok=True)
-                args.json.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
     return results
 
 

@@ -129,6 +129,33 @@ def run_engine(engine: Engine, requests: list[GenerationRequest], *, concurrency
         return summarize([timing for done in clients for timing in done.result()])
 
 
+def run_arrivals(
+    engine: Engine, requests: list[GenerationRequest], *, rate_per_s: float, seed: int = 0
+) -> dict:
+    """Submit `requests` to a started engine at Poisson arrival times (exponential gaps,
+    `rate_per_s` on average, drawn from `seed`), as independent users arrive, each without
+    waiting for the others' images; summarize() plus the offered rate."""
+    gaps = np.random.default_rng(seed).exponential(1 / rate_per_s, len(requests))
+    finished = {}
+    submissions = []
+    start = time.perf_counter()
+    for request, arrival in zip(requests, start + np.cumsum(gaps), strict=True):
+        time.sleep(max(0.0, arrival - time.perf_counter()))
+        first_step = _FirstStep()
+        submitted = time.perf_counter()
+        future = engine.submit(
+            request, on_step=first_step.engine_callback, on_preview=_discard_preview
+        )
+        # Read when the engine completes it, not when this thread gets round to it.
+        future.add_done_callback(lambda done: finished.setdefault(done, time.perf_counter()))
+        submissions.append((future, submitted, first_step))
+    timings = []
+    for future, submitted, first_step in submissions:
+        future.result()  # re-raises a job's error here
+        timings.append(JobTiming(submitted, first_step.at, finished[future]))
+    return {**summarize(timings), "offered_rate_per_s": rate_per_s}
+
+
 def summarize(timings: list[JobTiming]) -> dict:
     """Images per second over the whole run and p50/p95 of the per-job times, in seconds."""
     wall_s = max(t.finished for t in timings) - min(t.submitted for t in timings)

@@ -103,6 +103,7 @@ def cpu_section(engine: dict, events: dict, command: str) -> str:
         "with other processes both vary from run to run, plain diffusers most (many small "
         "operations per step, each waiting for both cores): compare runs at similar load.",
         "",
+        *arrival_lines(engine),
         *events_lines(events),
     ]
     return "\n".join(lines)
@@ -114,6 +115,48 @@ def _cpu_row(name: str, numbers: dict) -> str:
         f"| {numbers['first_step_p50_s']:.2f} / {numbers['first_step_p95_s']:.2f} "
         f"| {numbers['latency_p50_s']:.2f} / {numbers['latency_p95_s']:.2f} |"
     )
+
+
+ARRIVAL_MODES = {
+    "continuous": "continuous batching (joins at the next step)",
+    "batch_at_a_time": "batch-at-a-time (no joins while a batch runs)",
+}
+
+
+def arrival_lines(engine: dict) -> list[str]:
+    """The arrival-process table: continuous batching vs batch-at-a-time."""
+    runs = engine.get("arrivals")
+    if not runs:
+        return []
+    settings = engine["settings"]
+    rate = next(iter(runs.values()))["offered_rate_per_s"]
+    lines = [
+        "### Arrival process: continuous batching vs batch-at-a-time",
+        "",
+        f"{settings['arrivals']} jobs as above, submitted at Poisson arrival times at "
+        f"{rate:.2f} jobs/s ({settings['arrival_load']:.0%} of the engine's images/s above; "
+        "the same arrival times for both), each from its own moment, to the engine batching "
+        "continuously and to the engine batch-at-a-time "
+        f"(`Engine(continuous=False)`: a batch forms once, waiting up to "
+        f"{settings['max_wait_ms']:g} ms for companions, and takes no one in while it runs). "
+        "Queue time: submit → the job's first step.",
+        "",
+        "| mode | images/s | submit → first step p50 / p95 (s) | submit → image p50 / p95 (s) |",
+        "| --- | ---: | ---: | ---: |",
+    ]
+    for mode, numbers in runs.items():
+        lines.append(
+            f"| {ARRIVAL_MODES.get(mode, mode)} | {numbers['images_per_s']:.2f} "
+            f"| {numbers['first_step_p50_s']:.2f} / {numbers['first_step_p95_s']:.2f} "
+            f"| {numbers['latency_p50_s']:.2f} / {numbers['latency_p95_s']:.2f} |"
+        )
+    if {"continuous", "batch_at_a_time"} <= runs.keys():
+        ratio = runs["batch_at_a_time"]["latency_p95_s"] / runs["continuous"]["latency_p95_s"]
+        lines += [
+            "",
+            f"p95 latency, batch-at-a-time / continuous: **{ratio:.2f}x**.",
+        ]
+    return [*lines, ""]
 
 
 def events_lines(events: dict) -> list[str]:

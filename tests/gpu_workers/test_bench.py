@@ -38,7 +38,7 @@ def assert_sensible_timings(numbers, jobs):
 
 @pytest.fixture(scope="module")
 def engine_results(tiny_sd15):
-    return engine_cpu.run(model_dir=tiny_sd15, jobs=3, size=64, steps=2, max_batch=3)
+    return engine_cpu.run(model_dir=tiny_sd15, jobs=3, size=64, steps=2, max_batch=3, arrivals=4)
 
 
 def test_engine_cpu_bench_compares_the_engine_with_plain_diffusers(engine_results):
@@ -52,11 +52,21 @@ def test_engine_cpu_bench_compares_the_engine_with_plain_diffusers(engine_result
     assert machine["cores"] >= 1 and machine["torch"] and machine["cpu"]
 
 
+def test_engine_cpu_bench_runs_the_arrival_process_both_ways(engine_results):
+    runs = engine_results["arrivals"]
+    assert runs.keys() == {"continuous", "batch_at_a_time"}
+    rate = engine_cpu.ARRIVAL_LOAD * engine_results["engine"]["images_per_s"]
+    for numbers in runs.values():
+        assert_sensible_timings(numbers, jobs=4)
+        assert numbers["offered_rate_per_s"] == pytest.approx(rate)
+
+
 def test_gpu_script_runs_on_the_cpu_with_tiny_configs(tmp_path):
     markdown = tmp_path / "BENCHMARKS.md"
     results = gpu.main(
         ["--device", "cpu", "--tiny", "--steps", "2", "--jobs", "1", "--rounds", "1"]
-        + ["--concurrency", "1", "2", "--write", str(markdown), "--json", str(tmp_path / "r.json")]
+        + ["--concurrency", "1", "2", "--arrivals", "3"]
+        + ["--write", str(markdown), "--json", str(tmp_path / "r.json")]
     )
     assert results["matmul_flops_per_s"] > 0
     assert json.loads((tmp_path / "r.json").read_text())["archs"].keys() == {"sd15", "sdxl"}
@@ -73,6 +83,14 @@ def test_gpu_script_runs_on_the_cpu_with_tiny_configs(tmp_path):
             assert_sensible_timings(run, jobs=run["jobs"])
             assert run["vs_floor"] > 0 and run["vs_plain"] > 0
         assert arch["runs"][0]["vs_plain"] == 1
+        # Then the arrival process, both ways, at one rate.
+        assert [run["runner"] for run in arch["arrivals"]] == [
+            "engine, arrivals, continuous",
+            "engine, arrivals, batch-at-a-time",
+        ]
+        for run in arch["arrivals"]:
+            assert_sensible_timings(run, jobs=3)
+        assert len({run["offered_rate_per_s"] for run in arch["arrivals"]}) == 1
     sd15, sdxl = results["archs"]["sd15"], results["archs"]["sdxl"]
     assert sdxl["flops_per_image"] > sd15["flops_per_image"]
     assert "text_encoder_2" in sdxl["params"]
@@ -81,6 +99,13 @@ def test_gpu_script_runs_on_the_cpu_with_tiny_configs(tmp_path):
     assert "<!-- bench:gpu-sd15-tiny -->" in text and "<!-- bench:gpu-sdxl-tiny -->" in text
     assert "python -m gpu_workers.bench.gpu --device cpu --tiny" in text
     assert text.count("Machine: ") == 2
+    assert text.count("| continuous | off |") == 2
+
+
+def test_gpu_script_quick_profile_is_sd15_at_fewer_jobs():
+    args = gpu.parse_args(["--device", "cpu", "--quick", "--jobs", "2"])
+    assert (args.arch, args.concurrency, args.rounds, args.arrivals) == (["sd15"], [1, 8], 1, 16)
+    assert args.jobs == 2  # an option given still applies
 
 
 def test_write_section_replaces_its_section_and_keeps_the_rest(tmp_path):
@@ -129,6 +154,9 @@ def test_report_writes_the_cpu_section_from_the_json_files(engine_results, tmp_p
     assert text.count("<!-- bench:cpu -->") == 1
     assert "Command: `make bench`" in text
     assert "| engine, 3 concurrent |" in text
+    assert "4 jobs as above, submitted at Poisson arrival times" in text
+    assert "| continuous batching (joins at the next step) |" in text
+    assert "p95 latency, batch-at-a-time / continuous: **" in text
     assert "InMemoryChannelLayer" in text and "| job.progress | 4 of 4 |" in text
 
 
