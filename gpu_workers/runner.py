@@ -126,10 +126,15 @@ def shutdown_engines() -> None:
 
 
 def engine_options_from_env() -> dict:
-    """STUDIO_MAX_BATCH (default 8), STUDIO_MAX_WAIT_MS (25), STUDIO_JOB_TIME_LIMIT_S (none)."""
+    """STUDIO_MAX_BATCH (default 8), STUDIO_CONTINUOUS_BATCHING (1; 0: batch-at-a-time),
+    STUDIO_MAX_WAIT_MS (25, batch-at-a-time only), STUDIO_JOB_TIME_LIMIT_S (none)."""
+    continuous = os.environ.get("STUDIO_CONTINUOUS_BATCHING", "1").strip().lower()
+    if continuous not in ("0", "1", "true", "false", ""):
+        raise ValueError(f"STUDIO_CONTINUOUS_BATCHING={continuous!r} is not 1 or 0.")
     options = {
         "max_batch": _positive("STUDIO_MAX_BATCH", int, 8),
         "max_wait_ms": _positive("STUDIO_MAX_WAIT_MS", float, 25.0, allow_zero=True),
+        "continuous": continuous not in ("0", "false"),
     }
     time_limit = _positive("STUDIO_JOB_TIME_LIMIT_S", float, None)
     if time_limit is not None:

@@ -165,13 +165,21 @@ def test_engine_options_come_from_the_environment(monkeypatch):
     assert engine_options_from_env() == {
         "max_batch": 16,
         "max_wait_ms": 0.0,
+        "continuous": True,
         "job_time_limit_s": 600.0,
     }
+    monkeypatch.setenv("STUDIO_CONTINUOUS_BATCHING", "0")
+    assert engine_options_from_env()["continuous"] is False
 
 
 @pytest.mark.parametrize(
     ("name", "value"),
-    [("STUDIO_MAX_BATCH", "0"), ("STUDIO_MAX_BATCH", "many"), ("STUDIO_MAX_WAIT_MS", "-1")],
+    [
+        ("STUDIO_MAX_BATCH", "0"),
+        ("STUDIO_MAX_BATCH", "many"),
+        ("STUDIO_MAX_WAIT_MS", "-1"),
+        ("STUDIO_CONTINUOUS_BATCHING", "maybe"),
+    ],
 )
 def test_bad_engine_options_name_the_variable(monkeypatch, name, value):
     monkeypatch.setenv(name, value)
