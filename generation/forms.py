@@ -14,7 +14,7 @@ from generation.loras.forms import LoraStackField, ModelSelect, clean_lora_stack
 from generation.models import SAMPLER_CHOICES, DiffusionModel, ModelKind
 from generation.recipe import LIMITS, MAX_PROMPT, recipe_problems
 from generation.seeds import random_seed
-from generation.services import with_team_setting
+from generation.services import fetched_team_setting, with_team_setting
 from generation.styles.applying import styled_prompts, team_styles
 from generation.wildcards.expansion import (
     expansion_problems,
@@ -39,19 +39,27 @@ class LibraryModelField(forms.ModelChoiceField):
 
     def to_python(self, value):
         try:
-            return super().to_python(value)
+            model = super().to_python(value)
         except forms.ValidationError:
             known = None
             if self.refusal is not None and str(value).isdecimal() and len(str(value)) <= 18:
                 known = DiffusionModel.objects.filter(pk=value).first()
-            reason = self.refusal(known) if known is not None else None
-            if reason:
-                raise forms.ValidationError(
-                    f"You may not use “{known.name}” in this project: {reason} Choose one "
-                    "from the list.",
-                    code="not_allowed",
-                ) from None
+            if known is not None:
+                self.refuse(known)
             raise
+        if model is not None and self.refusal is not None:
+            self.refuse(model)  # found among more than those the user may use
+        return model
+
+    def refuse(self, model):
+        """Refuse `model`, saying why, if the user may not use it."""
+        reason = self.refusal(model)
+        if reason:
+            raise forms.ValidationError(
+                f"You may not use “{model.name}” in this project: {reason} Choose one "
+                "from the list.",
+                code="not_allowed",
+            ) from None
 
 
 def bounds(name):
@@ -286,19 +294,36 @@ class GenerationForm(forms.Form):
 
     def __init__(self, *args, models=None, user=None, project=None, **kwargs):
         """`models`: those offered; with `user` and `project` and no `models`, the ones the
-        user may use in the project (DiffusionModelQuerySet.available_to)."""
+        user may use in the project (DiffusionModelQuerySet.available_to).
+
+        Posted with `user` and `project`, the form checks the model and IP-Adapter it is
+        sent by their refusal_reason (which agrees with available_to), each found by id
+        with the team's setting for it: building available_to's query costs more than the
+        check. The page that shows a posted form again lists the choices itself
+        (generation.views.studio_context)."""
         super().__init__(*args, **kwargs)
         self.user = user
         self.project = project
         # The prompts as typed, before the styles: what the form shows again.
         self.typed_prompts = {}
         self.offer_styles(project.team if project is not None else None)
+        ip_adapters = DiffusionModel.objects.usable().filter(kind=ModelKind.IP_ADAPTER)
         if user is not None and project is not None:
+            team = project.team
+            library = with_team_setting(DiffusionModel.objects.all(), team)
             if models is None:
-                models = with_team_setting(
-                    DiffusionModel.objects.available_to(user, project), project.team
+                models = library if self.is_bound else DiffusionModel.objects.available_to(
+                    user, project
                 )
-            self.fields["model"].refusal = lambda model: model.refusal_reason(user, project.team)
+            ip_adapters = library if self.is_bound else DiffusionModel.objects.available_to(
+                user, project, kind=ModelKind.IP_ADAPTER
+            )
+            self.fields["model"].refusal = lambda model: model.refusal_reason(
+                user, team, **fetched_team_setting(model, team)
+            )
+            self.fields["ip_adapter_model"].refusal = lambda model: model.refusal_reason(
+                user, team, kind=ModelKind.IP_ADAPTER, **fetched_team_setting(model, team)
+            )
         if models is None:
             models = DiffusionModel.objects.usable()
         self.fields["model"].queryset = models
@@ -308,14 +333,6 @@ class GenerationForm(forms.Form):
                 team_settings__team=project.team, team_settings__is_enabled=False
             )
         self.fields["control_model"].queryset = controlnets.order_by("name")
-        ip_adapters = DiffusionModel.objects.usable().filter(kind=ModelKind.IP_ADAPTER)
-        if user is not None and project is not None:
-            ip_adapters = DiffusionModel.objects.available_to(
-                user, project, kind=ModelKind.IP_ADAPTER
-            )
-            self.fields["ip_adapter_model"].refusal = lambda model: model.refusal_reason(
-                user, project.team, kind=ModelKind.IP_ADAPTER
-            )
         self.fields["ip_adapter_model"].queryset = ip_adapters.order_by("name")
 
     def offer_styles(self, team):

@@ -67,7 +67,8 @@ def job_admit(*, user: User, project: Project, params: Mapping[str, Any]) -> lis
         raise ModelNotAllowed(refusal)
     adapter = params.get("ip_adapter_model")
     if adapter is not None:
-        refusal = adapter.refusal_reason(user, project.team, kind=ModelKind.IP_ADAPTER)
+        refusal = adapter.refusal_reason(user, project.team, kind=ModelKind.IP_ADAPTER,
+                                         **fetched_team_setting(adapter, project.team))
         if refusal:
             raise ModelNotAllowed(
                 f"You may not use the IP-Adapter “{adapter.name}” here: {refusal}"
