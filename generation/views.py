@@ -86,7 +86,10 @@ def recent_jobs(project, user):
     return jobs
 
 
-def studio_context(request, project, form=None):
+def studio_context(request, project, form=None, *, jobs=True, gallery=True):
+    """The studio page's context; `jobs` (the queue) and `gallery` (the latest images) are
+    left out for the answers that render the generate form alone or with the queue (HTMX
+    posts): each is a few queries and rows those answers never show."""
     # Only the models this user may generate with here, whichever way the form was made.
     models = DiffusionModel.objects.available_to(request.user, project)
     default_model = models.first()
@@ -97,11 +100,11 @@ def studio_context(request, project, form=None):
         request.user, project, kind=ModelKind.IP_ADAPTER
     ).order_by("name")
     form.offer_styles(project.team)
-    images = list(project.images.order_by("-created_at", "-id")[:RECENT_IMAGES])
+    images = list(project.images.order_by("-created_at", "-id")[:RECENT_IMAGES]) if gallery else []
     return {
         "project": project,
         "form": form,
-        "jobs": recent_jobs(project, request.user),
+        "jobs": recent_jobs(project, request.user) if jobs else [],
         "images": images,
         "latest_image": images[0] if images else None,
         "may_generate": can(request.user, "generate", project),
@@ -292,7 +295,8 @@ def job_create(request, project_id):
             # A per-user limit, the team's budget or moderation, named; nothing was made.
             form.add_error(None, str(refusal))
     if not form.is_valid():
-        context = studio_context(request, project, form=form)
+        page = not request.htmx  # else the form alone
+        context = studio_context(request, project, form=form, jobs=page, gallery=page)
         template = "generation/studio.html"
         if request.htmx:
             template += "#generate-form"
@@ -319,7 +323,7 @@ def job_create(request, project_id):
         "ip_adapter_upload": None,
         "remix_of": remix.pk if (remix := form.cleaned_data["remix_of"]) else None,
     }
-    context = studio_context(request, project, form=GenerationForm(initial=params))
+    context = studio_context(request, project, form=GenerationForm(initial=params), gallery=False)
     return render(request, "generation/studio.html#generate-response", context)
 
 
@@ -406,7 +410,8 @@ def form_data(values):
 
 
 def import_response(request, project, form, notice, *, status=200):
-    context = studio_context(request, project, form=form)
+    page = not request.htmx  # else the form alone
+    context = studio_context(request, project, form=form, jobs=page, gallery=page)
     context["import_notice"] = notice
     template = "generation/studio.html"
     if request.htmx:
