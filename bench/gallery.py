@@ -418,7 +418,16 @@ def section(results, info, args, counts, explore):
         "partial index `image_public_newest` (public, passed, live images), since Explore "
         "read every image to find the public ones, and GIN indexes on the prompt "
         "(`image_prompt_english`, `image_prompt_simple`) so that a search looks the words "
-        "up instead of running `to_tsvector` on each image of the project.",
+        "up instead of running `to_tsvector` on each image of the project. The model "
+        "filter's choices of a team or a project walk each model's jobs and probe their "
+        "images by job (`gallery_image_job_id_…`): a team's images are most of the table, "
+        "which PostgreSQL otherwise scanned.",
+        "",
+        "Python: the grids' image cards are rendered in Python "
+        "(`gallery/templatetags/image_cards.py`, about 1 ms for 40 cards where the template "
+        "partials took 7), and sessions are read from the cache: this process's memory here "
+        "(no REDIS_URL), Redis in the distributed mode, where that is a round trip instead of "
+        "the query each request made.",
         "",
     ]
     if seq:
