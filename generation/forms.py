@@ -36,8 +36,18 @@ class LibraryModelField(forms.ModelChoiceField):
     may not use is refused with the reason, not as an unknown choice."""
 
     refusal = None  # model -> why the user may not use it (None: they may); set by the form
+    # Set by a posted form, whose queryset is then every library model with this team's
+    # setting for it (services.with_team_setting): a model the caller has already read that
+    # way is taken as it is, not read again.
+    team = None
 
     def to_python(self, value):
+        if self.team is not None and isinstance(value, DiffusionModel) and (
+            getattr(value, "team_setting_of", None) == self.team.pk
+        ):
+            if self.refusal is not None:
+                self.refuse(value)
+            return value
         try:
             model = super().to_python(value)
         except forms.ValidationError:
@@ -321,6 +331,8 @@ class GenerationForm(forms.Form):
             self.fields["model"].refusal = lambda model: model.refusal_reason(
                 user, team, **fetched_team_setting(model, team)
             )
+            if self.is_bound:
+                self.fields["model"].team = self.fields["ip_adapter_model"].team = team
             self.fields["ip_adapter_model"].refusal = lambda model: model.refusal_reason(
                 user, team, kind=ModelKind.IP_ADAPTER, **fetched_team_setting(model, team)
             )

@@ -299,15 +299,17 @@ def decode_image(field, value):
     return content
 
 
-def form_input(payload):
+def form_input(payload, project):
     """The form data and files the studio's generate form would receive for `payload`.
     Sizes, steps, CFG scale and sampler left out are the model's defaults, as the studio
     fills the form with them."""
     body = payload.model_dump(exclude_none=True)
     known = 0 < payload.model < 10**18
-    model = DiffusionModel.objects.filter(pk=payload.model).first() if known else None
+    # Read as the form checks it, so that the form takes this model, not reading it again.
+    library = services.with_team_setting(DiffusionModel.objects.all(), project.team)
+    model = library.filter(pk=payload.model).first() if known else None
     if model is not None:
-        body = {**initial_parameters(model), **body}
+        body = {**initial_parameters(model), **body, "model": model}
     loras = body.pop("loras", [])
     data = {name: value for name, value in body.items() if name not in UPLOAD_FIELDS}
     data["lora"] = [str(lora["id"]) for lora in loras]
@@ -403,7 +405,7 @@ def jobs_create(request, project_id: int, payload: JobCreateIn):
 
 def create(request, project, payload):
     """The jobs queued for `payload`, and their LoRA stack."""
-    data, files = form_input(payload)
+    data, files = form_input(payload, project)
     form = GenerationForm(data, files, user=request.user, project=project)
     if form.is_valid():
         # Refusals past the form (quota, budget, suspension) are PermissionDenied: 403/429.

@@ -8,6 +8,7 @@ from unittest import mock
 from django.urls import reverse
 
 from generation import services
+from generation.forms import GenerationForm
 from generation.models import (
     DiffusionModel,
     GenerationJob,
@@ -252,6 +253,38 @@ class ModelAvailabilityTestCase(StudioTestCase):
         )
         self.assertEqual(services.job_admit(user=self.editor, project=self.project,
                                             params=self.params_with(found)), [])
+
+
+    def posted_form(self, model):
+        return GenerationForm(
+            {"prompt": "x", "model": model, "steps": 4, "guidance_scale": 7, "width": 64,
+             "height": 64}, user=self.editor, project=self.project,
+        )
+
+    def test_a_posted_form_takes_a_model_read_with_its_teams_setting(self):
+        """The API reads the model once, for its defaults: the form checks that one."""
+        self.project.team.role_of(self.editor)
+        [found] = services.with_team_setting(
+            DiffusionModel.objects.filter(pk=self.model.pk), self.team
+        )
+        form = self.posted_form(found)
+        with self.assertNumQueries(0):
+            model = form.fields["model"].clean(found)
+        self.assertIs(model, found)
+        self.set_team(self.model, is_enabled=False)
+        [switched_off] = services.with_team_setting(
+            DiffusionModel.objects.filter(pk=self.model.pk), self.team
+        )
+        form = self.posted_form(switched_off)
+        self.assertFalse(form.is_valid())
+        self.assertIn("the team Alpha has switched it off.", form.errors["model"][0])
+        # Read for another team, it is read again with this team's setting.
+        [elsewhere] = services.with_team_setting(
+            DiffusionModel.objects.filter(pk=self.model.pk), self.other_team
+        )
+        form = self.posted_form(elsewhere)
+        self.assertFalse(form.is_valid())
+        self.assertIn("the team Alpha has switched it off.", form.errors["model"][0])
 
 
 class SdxlAvailabilityTestCase(StudioTestCase):
