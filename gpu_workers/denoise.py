@@ -29,7 +29,7 @@ from gpu_workers.control import control_image_from
 from gpu_workers.embeddings import embeddings_loaded
 from gpu_workers.ip_adapters import LoadedIPAdapter, image_embeds, ip_adapter_active
 from gpu_workers.pipelines import SDXL, pipeline_family
-from gpu_workers.prompt_encoding import Conditioning, batch_conditioning
+from gpu_workers.prompt_encoding import Conditioning, ScheduledConditioning, batch_conditioning
 from gpu_workers.requests import GenerationFailed, GenerationRequest
 from gpu_workers.samplers import fresh_scheduler
 
@@ -385,8 +385,8 @@ class Row:
     latents: torch.Tensor  # (1, C, H, W)
     step_kwargs: dict  # the generator, for schedulers that draw noise every step
     num_warmup_steps: int
-    positive: object  # ScheduledConditioning
-    negative: object | None  # with CFG only
+    positive: ScheduledConditioning
+    negative: ScheduledConditioning | None  # with CFG only
     added_cond_kwargs: dict  # SDXL's time_ids, an IP-Adapter's image_embeds, unet_rows each
     timestep_cond: torch.Tensor | None  # guidance-distilled UNets (LCM), (1, dim)
     control: ControlState | None
@@ -570,13 +570,14 @@ class RunningBatch:
     def _row_conditioning(self, rows: list[Row], cfg: list[int]) -> RowConditioning:
         """The rows' prompt conditioning; made again only when the batch's rows change."""
         made_for, conditioning = self._conditioning
-        if made_for != [id(row) for row in rows]:
+        # The rows themselves, not their ids: a new row may reuse a removed one's id.
+        if made_for != tuple(rows):
             request_rows = [
                 ([cfg.index(n)] if n in cfg else []) + [len(cfg) + n] for n in range(len(rows))
             ]
             schedules = [rows[n].negative for n in cfg] + [row.positive for row in rows]
             conditioning = RowConditioning(schedules, request_rows, self.device)
-            self._conditioning = ([id(row) for row in rows], conditioning)
+            self._conditioning = (tuple(rows), conditioning)
         return conditioning
 
     @torch.no_grad()

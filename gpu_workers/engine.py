@@ -253,11 +253,13 @@ class Engine:
         return [job for job in batch if job.future.set_running_or_notify_cancel()]
 
     def _joining(self, key: BatchKey, free: int) -> list[_Job]:
-        """Queued jobs that join a running batch with `key` at its next step."""
+        """Queued jobs that join a running batch with `key` at its next step. None while an
+        older job needs another batch: this one then runs out, so a steady stream of
+        compatible jobs cannot keep that one waiting."""
         if not self.continuous or free < 1:
             return []
         with self._wakeup:
-            if self._stopping:
+            if self._stopping or (self._queue and self._queue[0].key != key):
                 return []
             return self._take(key, free)
 
@@ -346,6 +348,7 @@ class Engine:
         )
         running: dict[Row, _Job] = {}
         joining = list(jobs)
+        last = []  # the last rows' results: delivered once the batch's adapters are out
         with batch:
             while joining or running:
                 for job in joining:
@@ -366,11 +369,19 @@ class Engine:
                         batch.remove(row)
                         del running[row]
                 finished = [row for row in ended if row in running and row.done]
+                results = []
                 for row, image in zip(finished, batch.decode(finished), strict=True):
-                    self._deliver(running.pop(row), row, image)
+                    results.append((running.pop(row), row, image))
                     batch.remove(row)
                 joining = self._joining(key, self.max_batch - len(running)) if joinable else []
                 jobs.extend(joining)
+                if not (running or joining):
+                    last = results
+                    break
+                for result in results:
+                    self._deliver(*result)
+        for result in last:
+            self._deliver(*result)
 
     def _join(self, batch: RunningBatch, job: _Job, running: dict) -> None:
         # Counted afresh if an out-of-memory retry starts it again.

@@ -331,3 +331,23 @@ def test_an_idle_engine_starts_a_lone_request_without_waiting(make_engine, tiny_
     result = engine.submit(tiny_request).result(timeout=30)
 
     assert result.batch_size == 1
+
+
+def test_a_waiting_job_of_another_batch_stops_the_running_batch_taking_joiners(
+    make_engine, tiny_request
+):
+    engine = make_engine()
+    later = {}
+
+    def on_step(step, total):
+        if step == 1:
+            later["other size"] = engine.submit(dataclasses.replace(tiny_request, width=48))
+            later["compatible"] = engine.submit(dataclasses.replace(tiny_request, seed=5))
+
+    first = engine.submit(dataclasses.replace(tiny_request, steps=6), on_step=on_step)
+    engine.start()
+
+    assert first.result().batch_size == 1
+    # The other size's job ran next, alone; the compatible one after it.
+    assert later["other size"].result().batch_size == 1
+    assert later["compatible"].result().batch_size == 1
