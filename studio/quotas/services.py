@@ -3,7 +3,7 @@ spent. Web-side: no torch here (the workers' charging is in studio.quotas.chargi
 
 from datetime import timedelta
 
-from django.db.models import Count, Max, Min, Q, Sum
+from django.db.models import Count, Max, Q, Subquery, Sum
 from django.db.models.functions import TruncDate
 from django.utils import timezone
 
@@ -51,31 +51,43 @@ def local_time(moment):
     return timezone.localtime(moment).strftime("%Y-%m-%d %H:%M %Z")
 
 
-def team_quota_rows(team):
-    """(TeamLimits or None, TeamBudget or None) of `team`, in one query."""
-    found = Team.objects.select_related("user_limits", "budget").filter(pk=team.pk).first()
+def quota_state(*, team, user):
+    """(TeamLimits or None, TeamBudget or None, {active, last_hour, first}) of `team` and
+    `user`: the team's limits and budget, the images `user` has queued or running, those
+    asked for in the last hour and when the first of these was; one query."""
+    recent = timezone.now() - timedelta(hours=1)
+    mine = GenerationJob.objects.filter(created_by=user).order_by()
+
+    def images(condition):
+        return Subquery(
+            mine.filter(condition).values("created_by")
+            .annotate(images=Sum("batch_size")).values("images")
+        )
+
+    found = (
+        Team.objects.select_related("user_limits", "budget")
+        .annotate(
+            active_images=images(Q(status__in=[JobStatus.QUEUED, JobStatus.RUNNING])),
+            recent_images=images(Q(created_at__gt=recent)),
+            first_recent=Subquery(
+                mine.filter(created_at__gt=recent).order_by("created_at").values("created_at")[:1]
+            ),
+        )
+        .get(pk=team.pk)
+    )
+    counts = {"active": found.active_images, "last_hour": found.recent_images,
+              "first": found.first_recent}
     # A missing reverse one-to-one row raises an AttributeError: getattr's default.
-    return getattr(found, "user_limits", None), getattr(found, "budget", None)
+    return getattr(found, "user_limits", None), getattr(found, "budget", None), counts
 
 
 def generation_quota_check(*, user, project, job, copies=1):
     """Refuse `copies` jobs like `job` (unsaved) that would take `user` past a per-user
     limit of the project's team, or the team past its GPU budget."""
     team = project.team
-    own_limits, budget = team_quota_rows(team)
+    own_limits, budget, counts = quota_state(team=team, user=user)
     limits = effective_limits(team, own=own_limits)
     images = job.batch_size * copies
-    hour_ago = timezone.now() - timedelta(hours=1)
-    is_active = Q(status__in=[JobStatus.QUEUED, JobStatus.RUNNING])
-    is_recent = Q(created_at__gt=hour_ago)
-    # The user's active images and those of the last hour, in one read of their jobs.
-    counts = GenerationJob.objects.filter(
-        Q(created_by=user) & (is_active | is_recent)
-    ).aggregate(
-        active=Sum("batch_size", filter=is_active),
-        last_hour=Sum("batch_size", filter=is_recent),
-        first=Min("created_at", filter=is_recent),
-    )
     active = counts["active"] or 0
     limit = limits["max_active_images"]
     if active + images > limit:
