@@ -364,8 +364,8 @@ def section(results, throughput, info, args):
         "browser's generate request runs too: the prompt policy, model and quota checks, the "
         "job's insert and its announcement) take "
         f"{created['form_and_services']:.1f} ms p50; the API's own part (token, "
-        "permissions, JSON in and out, the answer's re-read of the job and its place in "
-        f"line) {created['own']:.1f} ms p50.",
+        "permissions, JSON in and out, the answer built from the jobs saved, not read "
+        f"back) {created['own']:.1f} ms p50.",
         "",
         f"Job creation on PostgreSQL: **{throughput['per_second']:.0f} jobs/s** from "
         f"{args.threads} concurrent clients ({args.requests} calls in "
