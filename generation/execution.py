@@ -5,6 +5,7 @@ import dataclasses
 import io
 import logging
 import threading
+import time
 
 from django.conf import settings
 from django.db import transaction
@@ -80,6 +81,7 @@ def job_run(job_id, hold):
 
     previews = {}
     cancel = threading.Event()
+    last_report = [0.0]  # when progress was last written and published (monotonic)
 
     def keep(renewed):
         """Stop the run once another attempt holds the job or its owner asked to cancel.
@@ -118,13 +120,22 @@ def job_run(job_id, hold):
         def on_step(step, total):
             step += steps_before
             job.progress_step = step
+            now = time.monotonic()
+            first_or_last = step == 1 or step == job.total_steps()
+            if not first_or_last and now - last_report[0] < settings.STUDIO_PROGRESS_INTERVAL_S:
+                return
+            last_report[0] = now
             if not keep(hold.worked_on(progress_step=step)):
                 return
             event = job.event_payload(type=EventType.JOB_PROGRESS, step=step)
-            # The engine sends a step's preview just before the step, about 4 per second.
-            if step in previews:
-                event["preview"] = previews.pop(step)
+            # The engine sends a step's preview just before the step, about 4 per second:
+            # the newest one up to this step goes with it.
+            shown = [made for made in previews if made <= step]
+            if shown:
+                event["preview"] = previews[max(shown)]
                 job.preview_keep(event["preview"])
+                for made in shown:
+                    del previews[made]
             publish(group, event)
 
         return {

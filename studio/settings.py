@@ -262,6 +262,10 @@ STUDIO_MAX_LORAS_PER_JOB = int(os.environ.get("STUDIO_MAX_LORAS_PER_JOB", "8"))
 # A running job's worker renews its lease at every step and every lease/4 s while a model
 # loads; a lapsed lease means it died, and the sweeper queues the job again.
 STUDIO_JOB_LEASE_S = float(os.environ.get("STUDIO_JOB_LEASE_S", "60"))
+# A running job reports its progress (a row UPDATE, a cancel check, an event) at most this
+# often, and always at its first and last step: with many jobs in a batch on a fast GPU, a
+# write per step per job would cost the database more than the steps cost the GPU.
+STUDIO_PROGRESS_INTERVAL_S = float(os.environ.get("STUDIO_PROGRESS_INTERVAL_S", "0.25"))
 # Attempts that did work before a job fails; claims also bound workers dying before a step.
 STUDIO_JOB_MAX_ATTEMPTS = int(os.environ.get("STUDIO_JOB_MAX_ATTEMPTS", "3"))
 STUDIO_JOB_MAX_CLAIMS = int(os.environ.get("STUDIO_JOB_MAX_CLAIMS", "10"))

@@ -9,6 +9,9 @@ os.environ.setdefault("SECURE_SSL_REDIRECT", "0")
 os.environ.setdefault("SESSION_COOKIE_SECURE", "0")
 os.environ.setdefault("CSRF_COOKIE_SECURE", "0")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # tests never reach a hub
+# Every step reports, so tests can act at a given step (tests/generation/test_job_execution.py
+# checks the throttle itself).
+os.environ.setdefault("STUDIO_PROGRESS_INTERVAL_S", "0")
 # Workers in tests (and the servers they start) cache LoRA files here, not in the home folder.
 os.environ.setdefault(
     "STUDIO_LORA_CACHE_DIR", os.path.join(tempfile.gettempdir(), "studio-test-lora-cache")

@@ -416,3 +416,26 @@ def test_each_step_writes_the_job_once(job):
     # One UPDATE per step: its progress and the lease renewal together.
     assert len(steps) == 5
     assert all('"progress_step"' in clause and '"lease_expires_at"' in clause for clause in steps)
+
+
+def test_progress_is_reported_at_most_every_interval_and_at_the_first_and_last_step(
+    job, settings
+):
+    """With many jobs in a batch on a fast GPU, a write and an event per step per job would
+    cost more than the steps: between its first and last step a job reports at most every
+    STUDIO_PROGRESS_INTERVAL_S."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    settings.STUDIO_PROGRESS_INTERVAL_S = 3600
+    with CaptureQueriesContext(connection) as queries:
+        events = run(job)
+
+    assert [e["step"] for e in events if e["type"] == "job.progress"] == [1, 5]
+    job_table = 'UPDATE "generation_generationjob"'
+    updates = [query["sql"].split("WHERE")[0] for query in queries
+               if query["sql"].startswith(job_table)]
+    steps = [clause for clause in updates if '"status"' not in clause]
+    assert len(steps) == 2 and all('"progress_step"' in clause for clause in steps)
+    job.refresh_from_db()
+    assert (job.status, job.progress_step, job.attempts) == (JobStatus.FINISHED, 5, 1)
