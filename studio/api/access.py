@@ -3,12 +3,13 @@
 
 from django.contrib.auth import get_user_model
 from django.core.exceptions import PermissionDenied
+from django.db.models import OuterRef, Subquery
 from django.http import Http404
 from ninja.errors import AuthenticationError
 
 from gallery.models import Image
 from generation.models import DiffusionModel, GenerationJob
-from studio.accounts.models import ROLE_RANK, Project, Role, Team
+from studio.accounts.models import ROLE_RANK, Membership, Project, Role, Team
 from studio.api.models import ApiToken
 from studio.api.tokens import token_can, token_projects
 from studio.permissions import can
@@ -82,7 +83,15 @@ def by_id(queryset, object_id):
 
 
 def project_for(request, project_id, action):
-    return require(request, action, by_id(Project.objects.select_related("team"), project_id))
+    role = Membership.objects.filter(team=OuterRef("team"), user=request.user).values("role")
+    project = by_id(
+        Project.objects.select_related("team").annotate(caller_role=Subquery(role[:1])),
+        project_id,
+    )
+    # The caller's role came with the project: remembered on its team (Team.role_of), the
+    # permission checks read no membership of their own.
+    project.team.__dict__.setdefault("_roles", {})[request.user.pk] = project.caller_role
+    return require(request, action, project)
 
 
 def team_for(request, team_id, action):
