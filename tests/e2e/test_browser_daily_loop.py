@@ -94,9 +94,14 @@ def test_a_cold_model_load_is_shown_then_the_card_says_how_it_went(
         page.screenshot(path=str(SHOTS / "studio-finished-card.png"))
         texts = page.evaluate("window.statusTexts")
         browser.close()
-    # The model loads after the job starts (step 0) and before its first step.
-    assert "Loading tiny-cold… 0%" in texts, texts
-    assert texts.index("Loading tiny-cold… 0%") < texts.index("Step 1 / 12"), texts
+    # The model loads after the job starts (step 0) and before its first step. On a loaded
+    # machine the embedded worker may announce the load before Generate's answer draws the
+    # card: the card then shows the newest announcement it kept ("Models loaded"), which a
+    # warm model never sends.
+    shown = [text for text in texts if text.startswith("Loading tiny-cold… ")
+             or text == "Models loaded"]
+    assert shown, texts
+    assert texts.index(shown[0]) < texts.index("Step 1 / 12"), texts
 
 
 def test_open_sections_stay_open_and_seeds_are_one_click_away(studio_processes, studio):
