@@ -12,9 +12,10 @@ from django.core.exceptions import PermissionDenied
 
 class Refused(PermissionDenied):
     """Work an app above refused; nothing was made. `status_code`: 403, or 429 for a limit
-    that frees up by waiting."""
+    that frees up by waiting; `field`: the form field it names (a blocked prompt), or None."""
 
     status_code = 403
+    field: str | None = None
 
 
 Check = Callable[..., None]

@@ -158,8 +158,9 @@ def jobs_create(
         typed = (params["prompt"], params.get("negative_prompt") or "")
         wildcards = team_wildcards(project.team) if any(map(is_dynamic, typed)) else {}
         prompts = job_prompts({**params, "seed": seed}, wildcards)
-        # Each job's prompts as it will run them (its wildcards picked), once per request.
-        prompts_screen(user=user, project=project, prompts=prompts)
+        # The prompts as typed (a variant not picked is screened too: the job keeps the text
+        # as its template) and each job's as it will run them, each distinct one once.
+        prompts_screen(user=user, project=project, prompts=[typed, *prompts])
         loras = job_admit(user=user, project=project, params=params)
         jobs = [
             job_build(

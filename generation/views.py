@@ -292,8 +292,9 @@ def job_create(request, project_id):
         try:
             services.jobs_create(user=request.user, project=project, params=form.cleaned_data)
         except admission.Refused as refusal:
-            # A per-user limit, the team's budget or moderation, named; nothing was made.
-            form.add_error(None, str(refusal))
+            # A per-user limit, the team's budget or moderation, named (on the field it names,
+            # for a blocked prompt); nothing was made.
+            form.add_error(refusal.field, str(refusal))
     if not form.is_valid():
         page = not request.htmx  # else the form alone
         context = studio_context(request, project, form=form, jobs=page, gallery=page)

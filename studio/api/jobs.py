@@ -16,7 +16,7 @@ from django.utils import timezone
 from ninja import Field, Query, Router, Schema, Status
 from pydantic import ConfigDict
 
-from generation import services
+from generation import admission, services
 from generation.forms import MASK_DATA_PREFIX, GenerationForm
 from generation.models import DiffusionModel, GenerationJob, JobMode, JobStatus
 from generation.views import initial_parameters
@@ -408,9 +408,18 @@ def create(request, project, payload):
     data, files = form_input(payload, project)
     form = GenerationForm(data, files, user=request.user, project=project)
     if form.is_valid():
-        # Refusals past the form (quota, budget, suspension) are PermissionDenied: 403/429.
-        jobs = services.jobs_create(user=request.user, project=project, params=form.cleaned_data)
-        return jobs, form.cleaned_data["loras"]
+        # Refusals past the form (quota, budget, suspension) are PermissionDenied: 403/429;
+        # one that names a field (a blocked prompt) is that field's error, as in the form.
+        try:
+            jobs = services.jobs_create(
+                user=request.user, project=project, params=form.cleaned_data
+            )
+        except admission.Refused as refusal:
+            if refusal.field is None:
+                raise
+            form.add_error(refusal.field, str(refusal))
+        else:
+            return jobs, form.cleaned_data["loras"]
     errors, detail = form_errors(form)
     raise Problem(422, detail, errors=errors)
 

@@ -28,8 +28,6 @@ REPEAT_WINDOW = timedelta(hours=1)
 class GenerationRefused(Refused):
     """Moderation refuses this generation request; the message says why."""
 
-    field = None
-
 
 class PromptBlocked(GenerationRefused):
     def __init__(self, *, field, term):
@@ -88,20 +86,11 @@ def generation_screen(*, user, project, prompt, negative_prompt=""):
 
 
 def screen_generation_form(form, cleaned):
-    """GenerationForm.clean's hook: the refusal as a form error on the field it names."""
+    """GenerationForm.clean's hook: uploaded images against the blocklist, as form errors on
+    their fields. The prompts, as typed and as each job will run them, and the user's
+    standing are screened once by the job services (generation_screen, a prompt check), whose
+    refusal the views and the API turn into an error on the field it names."""
     if form.user is None or form.project is None or not form.user.is_authenticated:
-        return
-    try:
-        generation_screen(
-            user=form.user,
-            project=form.project,
-            prompt=cleaned.get("prompt") or "",
-            negative_prompt=cleaned.get("negative_prompt") or "",
-        )
-    except PromptBlocked as blocked:
-        form.add_error(blocked.field, str(blocked))
-    except UserSuspended as suspended:
-        form.add_error(None, str(suspended))
         return
     for field in UPLOAD_FIELDS:
         picture = cleaned.get(field)

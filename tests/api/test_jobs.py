@@ -159,15 +159,15 @@ class JobCreateQueryTests(TransactionTestCase):
             content_type="application/json", headers={"Authorization": f"Bearer {self.secret}"},
         )
 
-    def test_a_job_creation_costs_eleven_queries(self):
+    def test_a_job_creation_costs_nine_queries(self):
         # The token, the project with the caller's role; the model (with the team's setting for
         # it), read once for its defaults and the checks; the suspension and the prompt
-        # policies, screened by the form and again by the job service; the team's limits
-        # and budget with the caller's queued and recent images (one); the INSERT; the
-        # queue's order (two), for the place in line announced and answered.
+        # policies, screened once (by the job service); the team's limits and budget with the
+        # caller's queued and recent images (one); the INSERT; the queue's order (two), for
+        # the place in line announced and answered.
         with mock.patch("generation.services.enqueue_generation") as enqueue:
             self.create()  # the token's first use records it (once a minute)
-            with self.assertNumQueries(11):
+            with self.assertNumQueries(9):
                 response = self.create()
         self.assertEqual(response.status_code, 201, response.content)
         [job] = response.json()["jobs"]
