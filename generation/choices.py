@@ -9,6 +9,10 @@ class ModelFamily(models.TextChoices):
     SD15 = "sd15", "Stable Diffusion 1.x"
     SD2 = "sd2", "Stable Diffusion 2.x"
     SDXL = "sdxl", "Stable Diffusion XL"
+    # Diffusion transformers with flow matching (issue #17); the values are
+    # gpu_workers.checkpoints' architecture names.
+    FLUX1 = "flux1", "FLUX.1"
+    SD3 = "sd3", "Stable Diffusion 3.x"
 
 
 # Families the studio's workers can generate with; the library may hold others already.

@@ -1,10 +1,12 @@
-"""Single-file Stable Diffusion checkpoints (A1111 / original LDM layout, `.safetensors`).
+"""Single-file checkpoints (`.safetensors`): Stable Diffusion in the A1111 / original LDM
+layout, and the diffusion transformers FLUX.1 and SD 3.x as Black Forest Labs, Stability,
+ComfyUI and diffusers write them.
 
 Two jobs, both without loading a model:
 
 - `checkpoint_architecture(path)` tells from the tensor names in the file's header which
-  architecture a checkpoint has, so the worker refuses an SDXL or non-SD file with a clear
-  message before diffusers builds anything.
+  architecture a checkpoint has, so the worker and the library name it (or refuse a file
+  that is no model) before diffusers builds anything.
 - `save_original_layout(pipe, path)` writes a diffusers SD 1.x or SDXL pipeline as one
   original-layout `.safetensors` file: the inverse of the conversion diffusers'
   `from_single_file` does. Tests and the offline demo use it to make a single-file
@@ -35,6 +37,26 @@ _ARCHITECTURE_MARKERS = [
 ]
 
 
+# Diffusion transformers, from the tensor names diffusers' single-file loader keys on
+# (loaders/single_file_utils.py: CHECKPOINT_KEY_NAMES), each with or without ComfyUI's
+# `model.diffusion_model.` prefix; Flux and SD3 transformer files often hold nothing else.
+FLUX1 = "flux1"
+SD3 = "sd3"
+_TRANSFORMER_MARKERS = [
+    # FLUX.2 shares FLUX.1's double blocks; its modulation is its own.
+    ("single_stream_modulation.lin.weight", "flux2"),
+    ("distilled_guidance_layer.in_proj.bias", "chroma"),  # Chroma too
+    ("double_blocks.0.img_attn.norm.key_norm.scale", FLUX1),  # Black Forest Labs' layout
+    ("single_transformer_blocks.0.proj_mlp.weight", FLUX1),  # diffusers' FluxTransformer2DModel
+    ("joint_blocks.0.context_block.adaLN_modulation.1.bias", SD3),  # Stability's MMDiT
+    ("transformer_blocks.0.norm1_context.linear.weight", SD3),  # diffusers' SD3Transformer2DModel
+]
+_ARCHITECTURE_NAMES = {
+    FLUX1: "FLUX.1", SD3: "Stable Diffusion 3", "flux2": "FLUX.2", "chroma": "Chroma"
+}
+UNSUPPORTED_ARCHITECTURES = frozenset({"flux2", "chroma"})
+
+
 class CheckpointError(ValueError):
     """The file is not a Stable Diffusion checkpoint this code can read; says why."""
 
@@ -63,13 +85,40 @@ def tensor_names(path: str | Path) -> list[str]:
         ) from error
 
 
+def transformer_architecture(names) -> str | None:
+    """FLUX1 or SD3 when `names` hold a diffusion transformer of that family, else None;
+    refuses transformers of families the studio does not know."""
+    present = {name.removeprefix(UNET_PREFIX) for name in names}
+    for marker, architecture in _TRANSFORMER_MARKERS:
+        if marker in present:
+            if architecture in UNSUPPORTED_ARCHITECTURES:
+                raise CheckpointError(
+                    f"This is a {_ARCHITECTURE_NAMES[architecture]} checkpoint, a model family "
+                    "the studio does not know."
+                )
+            return architecture
+    return None
+
+
+def architecture_name(architecture: str) -> str:
+    return _ARCHITECTURE_NAMES.get(architecture, architecture.upper())
+
+
 def checkpoint_architecture(path: str | Path) -> str:
-    """"sd15", "sd2" or "sdxl" for a single-file checkpoint, from its tensor names only."""
+    """"sd15", "sd2", "sdxl", FLUX1 or SD3 for a single-file checkpoint, from its tensor names
+    only."""
     names = tensor_names(path)
+    try:
+        transformer = transformer_architecture(names)
+    except CheckpointError as error:
+        raise CheckpointError(f"{Path(path).name}: {error}") from error
+    if transformer is not None:
+        return transformer
     if not any(name.startswith(UNET_PREFIX) for name in names):
         raise CheckpointError(
-            f"{Path(path).name} has no {UNET_PREFIX}* tensors, so it is not a full Stable "
-            "Diffusion checkpoint (a LoRA, a VAE or an embedding, perhaps?)."
+            f"{Path(path).name} has neither {UNET_PREFIX}* tensors nor a FLUX.1 or SD 3 "
+            "transformer, so it is not a full Stable Diffusion checkpoint (a LoRA, a VAE or "
+            "an embedding, perhaps?)."
         )
     for prefix, architecture in _ARCHITECTURE_MARKERS:
         if any(name.startswith(prefix) for name in names):

@@ -17,6 +17,8 @@ import torch
 from diffusers import (
     ControlNetModel,
     DiffusionPipeline,
+    FluxPipeline,
+    StableDiffusion3Pipeline,
     StableDiffusionImg2ImgPipeline,
     StableDiffusionPipeline,
     StableDiffusionXLImg2ImgPipeline,
@@ -28,12 +30,14 @@ from huggingface_hub import constants as hub_constants
 from huggingface_hub import try_to_load_from_cache
 
 from gpu_workers.checkpoints import (
+    FLUX1,
     PICKLE_SUFFIXES,
     CheckpointError,
     checkpoint_architecture,
     refuse_pickle,
     tensor_names,
 )
+from gpu_workers.checkpoints import SD3 as CHECKPOINT_SD3
 from gpu_workers.config import WorkerConfig
 from gpu_workers.ip_adapters import LoadedIPAdapter, read_ip_adapter
 from gpu_workers.metrics import MODEL_CACHE_EVICTIONS, MODEL_CACHE_LOOKUPS
@@ -44,6 +48,11 @@ logger = logging.getLogger(__name__)
 # Model families as the engine tells them apart: a batch never mixes two (BatchKey.family).
 SD = "sd"  # Stable Diffusion 1.x and 2.x: one CLIP text encoder
 SDXL = "sdxl"  # two text encoders; the pooled prompt and the sizes are added conditioning
+# Diffusion transformers with flow matching (gpu_workers.flow): CLIP's pooled prompt and T5's
+# sequence condition them. FLUX.1 embeds a distilled guidance value; SD 3.x runs CFG rows.
+FLUX = "flux"
+SD3 = "sd3"
+FLOW_FAMILIES = frozenset({FLUX, SD3})
 
 # Every mode is built on the txt2img pipeline's components with from_pipe, so a model costs
 # its memory once however many modes use it.
@@ -53,6 +62,9 @@ SDXL_MODES = {
     "img2img": StableDiffusionXLImg2ImgPipeline,
     "inpaint": StableDiffusionXLInpaintPipeline,
 }
+# FLUX.1 and SD 3.x run txt2img only so far (issue #17); the engine drives the components.
+FLOW_PIPELINES = {FLUX: FluxPipeline, SD3: StableDiffusion3Pipeline}
+FAMILY_NAMES = {SD: "Stable Diffusion", SDXL: "SDXL", FLUX: "FLUX.1", SD3: "Stable Diffusion 3.x"}
 
 
 @dataclass
@@ -99,7 +111,12 @@ def load_pipeline(
         _cache.move_to_end(key)
         if mode not in entry.pipelines:
             txt2img = entry.pipelines["txt2img"]
-            modes = SDXL_MODES if pipeline_family(txt2img) == SDXL else MODES
+            family = pipeline_family(txt2img)
+            if family in FLOW_FAMILIES:
+                raise GenerationFailed(
+                    f"{FAMILY_NAMES[family]} models don't support {mode} in the studio yet."
+                )
+            modes = SDXL_MODES if family == SDXL else MODES
             entry.pipelines[mode] = modes[mode].from_pipe(txt2img)
         return entry.pipelines[mode]
 
@@ -114,6 +131,16 @@ SDXL_PIPELINES = frozenset(
         "StableDiffusionXLInpaintPipeline",
     }
 )
+FLUX_PIPELINES = frozenset({"FluxPipeline", "FluxImg2ImgPipeline", "FluxInpaintPipeline"})
+SD3_PIPELINES = frozenset(
+    {
+        "StableDiffusion3Pipeline",
+        "StableDiffusion3Img2ImgPipeline",
+        "StableDiffusion3InpaintPipeline",
+    }
+)
+# A single file's architecture (gpu_workers.checkpoints) → the engine's family.
+_ARCHITECTURE_FAMILIES = {"sd15": SD, "sd2": SD, "sdxl": SDXL, FLUX1: FLUX, CHECKPOINT_SD3: SD3}
 SDXL_REFINER_REFUSAL = (
     "SDXL refiner models (one text encoder, aesthetic-score conditioning) are not supported "
     "by this worker; choose an SDXL base model or a fine-tune of one."
@@ -124,21 +151,24 @@ _families: dict[str, str] = {}
 
 
 def pipeline_family(pipe: DiffusionPipeline) -> str:
-    """SDXL or SD for a loaded pipeline."""
+    """The engine's family of a loaded pipeline."""
+    for family, pipeline_class in FLOW_PIPELINES.items():
+        if isinstance(pipe, pipeline_class):
+            return family
     return SDXL if isinstance(pipe, tuple(SDXL_MODES.values())) else SD
 
 
 def model_family(source: str) -> str | None:
-    """SDXL or SD for a source, without loading or downloading anything: from the loaded
-    pipeline, a folder's (or the local Hub cache's) model_index.json or a single file's
-    header. None when that does not tell (a Hub id not in the cache, a source that is not
-    a model): loading it will say why."""
+    """The engine's family (SD, SDXL, FLUX, SD3) of a source, without loading or downloading
+    anything: from the loaded pipeline, a folder's (or the local Hub cache's)
+    model_index.json or a single file's header. None when that does not tell (a Hub id not
+    in the cache, a source that is not a model): loading it will say why."""
     family = _families.get(source)
     if family is not None:
         return family
     try:
         if is_single_file(source):
-            family = SDXL if checkpoint_architecture(source) == "sdxl" else SD
+            family = _ARCHITECTURE_FAMILIES[checkpoint_architecture(source)]
         else:
             index = Path(source) / "model_index.json"
             if not Path(source).is_dir():
@@ -159,6 +189,10 @@ def _family_of_class(class_name: str) -> str | None:
         return SD
     if class_name in SDXL_PIPELINES:
         return SDXL
+    if class_name in FLUX_PIPELINES:
+        return FLUX
+    if class_name in SD3_PIPELINES:
+        return SD3
     return None
 
 
@@ -171,6 +205,8 @@ def _load(source: str, config: WorkerConfig, model_config: str | None) -> Diffus
         return _load_single_file(source, model_config, config)
     # One code path for Hub ids and local folders.
     family = check_pipeline_class(source)
+    if family in FLOW_FAMILIES:
+        return FLOW_PIPELINES[family].from_pretrained(source, dtype=config.dtype)
     if family == SDXL:
         return StableDiffusionXLPipeline.from_pretrained(source, **_load_options(SDXL, config))
     return StableDiffusionPipeline.from_pretrained(source, **_load_options(SD, config))
@@ -206,7 +242,7 @@ def check_pipeline_class(source: str) -> str:
     if family is None:
         raise GenerationFailed(
             f"{class_name} models are not supported by this worker: it runs Stable Diffusion "
-            "1.x, 2.x and XL text-to-image pipelines."
+            "1.x, 2.x, XL and 3.x and FLUX.1 text-to-image pipelines."
         )
     return family
 
@@ -227,7 +263,12 @@ def _load_single_file(
         architecture = checkpoint_architecture(path)  # the header only: no tensor is read
     except CheckpointError as error:
         raise GenerationFailed(str(error)) from error
-    family = SDXL if architecture == "sdxl" else SD
+    family = _ARCHITECTURE_FAMILIES[architecture]
+    if family in FLOW_FAMILIES:
+        raise GenerationFailed(
+            f"{path.name} is a single-file {FAMILY_NAMES[family]} checkpoint; this worker loads "
+            f"{FAMILY_NAMES[family]} models from a diffusers folder or Hub id only so far."
+        )
     # SDXL base checkpoints hold both text encoders; the refiner only OpenCLIP's.
     if family == SDXL and not any(
         name.startswith("conditioner.embedders.1.") for name in tensor_names(path)
@@ -370,12 +411,17 @@ def _make_room(config: WorkerConfig, nbytes: int, *, incoming: str) -> None:
         torch.cuda.empty_cache()
 
 
-def _apply_options(pipe: StableDiffusionPipeline, config: WorkerConfig) -> None:
+def _apply_options(pipe: DiffusionPipeline, config: WorkerConfig) -> None:
     """Every WorkerConfig option that shapes a loaded pipeline, in one place."""
     processor = AttnProcessor2_0() if config.attention == "sdpa" else AttnProcessor()
-    pipe.unet.set_attn_processor(processor)
+    # A flow family's transformer keeps its own attention processors (joint attention, rotary
+    # positions), which the UNet's would break.
+    is_flow = pipeline_family(pipe) in FLOW_FAMILIES
+    denoiser = pipe.transformer if is_flow else pipe.unet
+    if not is_flow:
+        pipe.unet.set_attn_processor(processor)
     pipe.vae.set_attn_processor(processor)
-    if config.channels_last:
+    if config.channels_last and not is_flow:
         # NHWC convolutions are faster on tensor cores.
         pipe.unet.to(memory_format=torch.channels_last)
         pipe.vae.to(memory_format=torch.channels_last)
@@ -394,7 +440,7 @@ def _apply_options(pipe: StableDiffusionPipeline, config: WorkerConfig) -> None:
         # Before any adapter: later LoRAs are then hotswapped into the compiled UNet's LoRA
         # layers (gpu_workers.loras) instead of adding layers, which would recompile it.
         pipe.enable_lora_hotswap(target_rank=config.max_lora_rank)
-        # In place, so pipe.unet keeps its class and config; compiled on the first batch.
-        pipe.unet.compile(fullgraph=True)
+        # In place, so the denoiser keeps its class and config; compiled on the first batch.
+        denoiser.compile(fullgraph=True)
     # Progress is reported through callbacks; tqdm would only clutter worker logs.
     pipe.set_progress_bar_config(disable=True)

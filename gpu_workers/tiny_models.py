@@ -16,6 +16,11 @@ from diffusers import (
     AutoencoderKL,
     ControlNetModel,
     EulerDiscreteScheduler,
+    FlowMatchEulerDiscreteScheduler,
+    FluxPipeline,
+    FluxTransformer2DModel,
+    SD3Transformer2DModel,
+    StableDiffusion3Pipeline,
     StableDiffusionPipeline,
     StableDiffusionXLPipeline,
     UNet2DConditionModel,
@@ -28,10 +33,15 @@ from transformers import (
     CLIPTokenizer,
     CLIPVisionConfig,
     CLIPVisionModelWithProjection,
+    T5Config,
+    T5EncoderModel,
+    T5Tokenizer,
 )
 
 TINY_SD15_NAME = "tiny-sd15"
 TINY_SDXL_NAME = "tiny-sdxl"
+TINY_FLUX_NAME = "tiny-flux1"
+TINY_SD3_NAME = "tiny-sd3"
 TINY_CONTROLNET_NAME = "tiny-controlnet-sd15"
 TINY_IP_ADAPTER_NAME = "tiny-ip-adapter-sd15"
 TINY_IP_ADAPTER_WEIGHTS = "ip-adapter.safetensors"
@@ -283,6 +293,160 @@ def _tiny_sdxl_unet(
     )
 
 
+def build_tiny_flux(path: str | Path) -> Path:
+    """Build the tiny FLUX.1 [dev]-architecture pipeline as a diffusers folder at `path`: CLIP
+    (its pooled output) and T5 (its sequence) text encoders, a transformer with double- and
+    single-stream blocks, rotary positions over (text, row, column) ids and an embedded
+    distilled guidance value, a 16-channel VAE whose latents the pipeline packs 2×2 into
+    64-channel tokens, and the flow-matching Euler scheduler with resolution-dependent shift.
+
+    Idempotent: a folder that already has a model_index.json is returned untouched.
+    """
+    return _build_folder(path, _tiny_flux_pipeline)
+
+
+def build_tiny_sd3(path: str | Path) -> Path:
+    """Build the tiny Stable Diffusion 3.x-architecture pipeline as a diffusers folder at
+    `path`: two CLIP text encoders with projections (hidden states side by side, padded to
+    T5's width, then T5's sequence; the pooled outputs side by side), an MMDiT transformer
+    on 2×2 patches, a 16-channel VAE with a shift, and the flow-matching Euler scheduler
+    (shift 3).
+
+    Idempotent: a folder that already has a model_index.json is returned untouched.
+    """
+    return _build_folder(path, _tiny_sd3_pipeline)
+
+
+def _tiny_flow_vae(*, scaling_factor: float, shift_factor: float) -> AutoencoderKL:
+    # Flux's and SD3's VAE: 16 latent channels, no quant convolutions, a shift and a scale.
+    return AutoencoderKL(
+        in_channels=3,
+        out_channels=3,
+        down_block_types=("DownEncoderBlock2D",) * 4,
+        up_block_types=("UpDecoderBlock2D",) * 4,
+        block_out_channels=(8, 16, 16, 16),
+        layers_per_block=1,
+        norm_num_groups=8,
+        latent_channels=16,
+        sample_size=64,
+        use_quant_conv=False,
+        use_post_quant_conv=False,
+        scaling_factor=scaling_factor,
+        shift_factor=shift_factor,
+    )
+
+
+def _tiny_clip(tokenizer: CLIPTokenizer, hidden_size: int, *, projection: bool):
+    config = CLIPTextConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=hidden_size,
+        intermediate_size=2 * hidden_size,
+        projection_dim=hidden_size,
+        num_hidden_layers=3,  # SD3 reads the penultimate layer
+        num_attention_heads=4,
+        max_position_embeddings=tokenizer.model_max_length,
+        hidden_act="quick_gelu",
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    return CLIPTextModelWithProjection(config) if projection else CLIPTextModel(config)
+
+
+def _tiny_t5(tokenizer: T5Tokenizer, d_model: int) -> T5EncoderModel:
+    # T5 v1.1's encoder (gated GELU), as FLUX.1 and SD3 use; 2 layers of 32 channels.
+    return T5EncoderModel(
+        T5Config(
+            vocab_size=len(tokenizer),
+            d_model=d_model,
+            d_kv=8,
+            d_ff=2 * d_model,
+            num_layers=2,
+            num_heads=4,
+            relative_attention_num_buckets=8,
+            feed_forward_proj="gated-gelu",
+            pad_token_id=tokenizer.pad_token_id,
+            eos_token_id=tokenizer.eos_token_id,
+            decoder_start_token_id=tokenizer.pad_token_id,
+        )
+    )
+
+
+def _tiny_flux_pipeline(build_dir: Path) -> FluxPipeline:
+    tokenizer = tiny_clip_tokenizer(build_dir / "tokenizer")
+    tokenizer_2 = tiny_t5_tokenizer(build_dir / "tokenizer_2", model_max_length=512)
+    text_encoder = _tiny_clip(tokenizer, 32, projection=False)
+    text_encoder_2 = _tiny_t5(tokenizer_2, 32)
+    transformer = FluxTransformer2DModel(
+        patch_size=1,
+        in_channels=64,  # 16 latent channels packed 2×2
+        num_layers=1,
+        num_single_layers=2,
+        attention_head_dim=16,
+        num_attention_heads=2,
+        joint_attention_dim=text_encoder_2.config.d_model,
+        pooled_projection_dim=text_encoder.config.hidden_size,
+        guidance_embeds=True,  # [dev]: the distilled guidance value is an input
+        axes_dims_rope=(4, 6, 6),  # sums to the head width, as (16, 56, 56) does to 128
+    )
+    scheduler = FlowMatchEulerDiscreteScheduler(
+        num_train_timesteps=1000,
+        shift=3.0,
+        use_dynamic_shifting=True,
+        base_shift=0.5,
+        max_shift=1.15,
+        base_image_seq_len=256,
+        max_image_seq_len=4096,
+    )
+    return FluxPipeline(
+        scheduler=scheduler,
+        vae=_tiny_flow_vae(scaling_factor=0.3611, shift_factor=0.1159),
+        text_encoder=text_encoder,
+        tokenizer=tokenizer,
+        text_encoder_2=text_encoder_2,
+        tokenizer_2=tokenizer_2,
+        transformer=transformer,
+    )
+
+
+def _tiny_sd3_pipeline(build_dir: Path) -> StableDiffusion3Pipeline:
+    # CLIP-L pads with its end token, OpenCLIP bigG with "!", as in SDXL.
+    tokenizer = tiny_clip_tokenizer(build_dir / "tokenizer")
+    tokenizer_2 = tiny_clip_tokenizer(build_dir / "tokenizer_2", pad_token="!")
+    tokenizer_3 = tiny_t5_tokenizer(build_dir / "tokenizer_3", model_max_length=256)
+    text_encoder = _tiny_clip(tokenizer, 32, projection=True)
+    text_encoder_2 = _tiny_clip(tokenizer_2, 48, projection=True)
+    # T5 is wider than the two CLIPs side by side (4096 against 768 + 1280 in SD3).
+    text_encoder_3 = _tiny_t5(tokenizer_3, 96)
+    transformer = SD3Transformer2DModel(
+        sample_size=8,  # latents; ×8 = 64 px default size
+        patch_size=2,
+        in_channels=16,
+        out_channels=16,
+        num_layers=2,
+        attention_head_dim=8,
+        num_attention_heads=4,
+        joint_attention_dim=text_encoder_3.config.d_model,
+        caption_projection_dim=32,  # the transformer's width: heads × head width
+        pooled_projection_dim=(
+            text_encoder.config.projection_dim + text_encoder_2.config.projection_dim
+        ),
+        pos_embed_max_size=64,  # up to 1024 px
+        qk_norm="rms_norm",  # as SD3.5
+    )
+    return StableDiffusion3Pipeline(
+        transformer=transformer,
+        scheduler=FlowMatchEulerDiscreteScheduler(num_train_timesteps=1000, shift=3.0),
+        vae=_tiny_flow_vae(scaling_factor=1.5305, shift_factor=0.0609),
+        text_encoder=text_encoder,
+        tokenizer=tokenizer,
+        text_encoder_2=text_encoder_2,
+        tokenizer_2=tokenizer_2,
+        text_encoder_3=text_encoder_3,
+        tokenizer_3=tokenizer_3,
+    )
+
+
 def build_tiny_ip_adapter(path: str | Path, *, sdxl: bool = False) -> Path:
     """Build a tiny IP-Adapter for the tiny SD1.5 model (or, with `sdxl`, the tiny SDXL
     one) as a folder at `path`, laid out like h94/IP-Adapter's: `ip-adapter.safetensors`
@@ -381,6 +545,20 @@ def tiny_clip_tokenizer(directory: Path, *, pad_token: str | None = None) -> CLI
     return CLIPTokenizer.from_pretrained(directory, model_max_length=77, pad_token=pad_token)
 
 
+def tiny_t5_tokenizer(directory: Path, *, model_max_length: int) -> T5Tokenizer:
+    """A SentencePiece-style Unigram tokenizer laid out like T5's (pad, end, unknown, then
+    pieces with "▁" marking a word's start), over lowercase letters, digits and a few
+    words; saved as tokenizer.json, which T5's tokenizer loads without sentencepiece."""
+    pieces = [("<pad>", 0.0), ("</s>", 0.0), ("<unk>", 0.0), ("▁", -2.0)]
+    pieces += [(f"▁{word}", -1.0) for word in ("cat", "on", "the", "mat", "of")]
+    characters = "abcdefghijklmnopqrstuvwxyz0123456789,.()"
+    pieces += [(character, -3.0) for character in characters]
+    pieces += [(f"▁{character}", -3.5) for character in characters]
+    tokenizer = T5Tokenizer(vocab=pieces, extra_ids=0, model_max_length=model_max_length)
+    tokenizer.save_pretrained(directory)
+    return T5Tokenizer.from_pretrained(directory)
+
+
 def _bytes_to_unicode() -> list[str]:
     """The printable character GPT-2/CLIP byte-level BPE uses for each byte 0..255."""
     printable = [
@@ -399,14 +577,21 @@ def _bytes_to_unicode() -> list[str]:
     return [chars[byte] for byte in range(256)]
 
 
+_BUILDERS = {
+    "--sdxl": (build_tiny_sdxl, TINY_SDXL_NAME),
+    "--flux": (build_tiny_flux, TINY_FLUX_NAME),
+    "--sd3": (build_tiny_sd3, TINY_SD3_NAME),
+}
+
 if __name__ == "__main__":
     arguments = sys.argv[1:]
-    sdxl = arguments[:1] == ["--sdxl"]
-    if sdxl:
-        arguments = arguments[1:]
+    build = build_tiny_sd15
+    if arguments[:1] and arguments[0] in _BUILDERS:
+        build = _BUILDERS[arguments.pop(0)][0]
     if len(arguments) != 1:
+        named = ", ".join(f"{name} with {flag}" for flag, (_, name) in _BUILDERS.items())
         sys.exit(
-            f"usage: python -m gpu_workers.tiny_models [--sdxl] PATH  (builds "
-            f"{TINY_SD15_NAME}, or {TINY_SDXL_NAME} with --sdxl)"
+            f"usage: python -m gpu_workers.tiny_models [--sdxl|--flux|--sd3] PATH  (builds "
+            f"{TINY_SD15_NAME}, or {named})"
         )
-    print((build_tiny_sdxl if sdxl else build_tiny_sd15)(arguments[0]))
+    print(build(arguments[0]))

@@ -27,6 +27,12 @@ HUB_ID = re.compile(rf"^{_HUB_PART}/{_HUB_PART}$")
 HUB_EXAMPLE = "runwayml/stable-diffusion-v1-5"
 
 _XL_HINT = "XL"  # every SDXL pipeline class name has it: StableDiffusionXLPipeline, ...
+# FluxPipeline, FluxImg2ImgPipeline, ...; StableDiffusion3Pipeline, StableDiffusion3Img2Img...
+_FLUX_PREFIX = "Flux"
+_SD3_PREFIX = "StableDiffusion3"
+_A_MODEL_OF = {
+    ModelFamily.SDXL: "an SDXL", ModelFamily.FLUX1: "a FLUX.1", ModelFamily.SD3: "an SD 3.x"
+}
 
 
 def validate_hub_id(value):
@@ -121,19 +127,32 @@ def validate_ip_adapter_file(path):
         )
 
 
+def folder_family(class_name):
+    """The family a diffusers pipeline class belongs to; None for SD 1.x and 2.x, which share
+    their classes, so a folder does not tell them apart."""
+    if class_name.startswith(_FLUX_PREFIX):
+        return ModelFamily.FLUX1
+    if class_name.startswith(_SD3_PREFIX):
+        return ModelFamily.SD3
+    if _XL_HINT in class_name:
+        return ModelFamily.SDXL
+    return None
+
+
 def _check_family(class_name, family):
     if family is None:
         return
-    is_xl = _XL_HINT in class_name
-    if is_xl and family != ModelFamily.SDXL:
+    detected = folder_family(class_name)
+    if detected is not None and family != detected:
         raise ValidationError(
-            f"This is an SDXL model ({class_name}): set the family to "
-            f"“{ModelFamily.SDXL.label}”.",
+            f"This is {_A_MODEL_OF[detected]} model ({class_name}): set the family to "
+            f"“{detected.label}”.",
             code="family",
         )
-    if not is_xl and family == ModelFamily.SDXL:
+    if detected is None and family not in (ModelFamily.SD15, ModelFamily.SD2):
         raise ValidationError(
-            f"This is not an SDXL model ({class_name}): set the family to SD 1.x or 2.x.",
+            f"This is not {_A_MODEL_OF[family]} model ({class_name}): set the family to SD "
+            "1.x or 2.x.",
             code="family",
         )
 

@@ -85,9 +85,9 @@ def test_without_configs_offline_the_message_says_what_to_set(
 
 @pytest.mark.usefixtures("empty_pipeline_cache")
 def test_other_pipelines_are_refused_by_class(tmp_path, cpu_config):
-    (tmp_path / "model_index.json").write_text(json.dumps({"_class_name": "FluxPipeline"}))
+    (tmp_path / "model_index.json").write_text(json.dumps({"_class_name": "KandinskyV22Pipeline"}))
 
-    with pytest.raises(GenerationFailed, match="FluxPipeline models are not supported"):
+    with pytest.raises(GenerationFailed, match="KandinskyV22Pipeline models are not supported"):
         load_pipeline(str(tmp_path), cpu_config)
 
 

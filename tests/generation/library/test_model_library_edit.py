@@ -257,6 +257,60 @@ class ModelLibraryEditTestCase(StudioTestCase):
             source_kind=SourceKind.FOLDER, source=str(sd15),
         )
 
+    def test_flux_and_sd3_name_their_family(self):
+        flux_file = Path(self.tmp.name) / "flux1-dev.safetensors"
+        save_file(
+            {
+                "double_blocks.0.img_attn.norm.key_norm.scale": np.zeros(1, dtype=np.float32),
+                "single_blocks.0.linear1.weight": np.zeros(1, dtype=np.float32),
+            },
+            str(flux_file),
+        )
+        self.assert_refused(
+            "family", "is a FLUX.1 checkpoint: set the family to “FLUX.1”",
+            source_kind=SourceKind.FILE, source=str(flux_file),
+        )
+        sd35_file = Path(self.tmp.name) / "sd3.5_medium.safetensors"
+        save_file(
+            {
+                "model.diffusion_model.joint_blocks.0.context_block.adaLN_modulation.1.bias":
+                    np.zeros(1, dtype=np.float32),
+            },
+            str(sd35_file),
+        )
+        self.assert_refused(
+            "family", "set the family to “Stable Diffusion 3.x”",
+            source_kind=SourceKind.FILE, source=str(sd35_file),
+        )
+        flux_folder = diffusers_folder(self.tmp.name, "flux", "FluxPipeline")
+        self.assert_refused(
+            "family", "This is a FLUX.1 model (FluxPipeline)", source_kind=SourceKind.FOLDER,
+            source=str(flux_folder),
+        )
+        sd3_folder = diffusers_folder(self.tmp.name, "sd3", "StableDiffusion3Pipeline")
+        self.assert_refused(
+            "family", "This is an SD 3.x model", family=ModelFamily.FLUX1,
+            source_kind=SourceKind.FOLDER, source=str(sd3_folder),
+        )
+        self.assert_refused(
+            "family", "not a FLUX.1 model", family=ModelFamily.FLUX1,
+            source_kind=SourceKind.FOLDER, source=str(diffusers_folder(self.tmp.name)),
+        )
+
+        for family, source_kind, source in [
+            (ModelFamily.FLUX1, SourceKind.FILE, flux_file),
+            (ModelFamily.SD3, SourceKind.FILE, sd35_file),
+            (ModelFamily.FLUX1, SourceKind.FOLDER, flux_folder),
+            (ModelFamily.SD3, SourceKind.FOLDER, sd3_folder),
+        ]:
+            response = self.client.post(
+                self.create_url,
+                self.data(name=source.name, family=family, source_kind=source_kind,
+                          source=str(source)),
+            )
+            self.assertRedirects(response, reverse("model_library"))
+            self.assertEqual(DiffusionModel.objects.get(name=source.name).family, family)
+
     def test_duplicates_are_refused(self):
         self.assert_refused("name", "already in the library", name="tiny-sd15")
         DiffusionModel.objects.create(name="Base", source="runwayml/stable-diffusion-v1-5")
