@@ -16,7 +16,15 @@ class ModelFamily(models.TextChoices):
 
 
 # Families the studio's workers can generate with; the library may hold others already.
-GENERATION_FAMILIES = (ModelFamily.SD15, ModelFamily.SD2, ModelFamily.SDXL)
+GENERATION_FAMILIES = (
+    ModelFamily.SD15, ModelFamily.SD2, ModelFamily.SDXL, ModelFamily.FLUX1, ModelFamily.SD3
+)
+# Families that generate txt2img only so far (gpu_workers.flow), with the model's own
+# flow-matching Euler sampler ("Euler", or the model default) and sides that are multiples
+# of 16 (the VAE's 8 × the transformer's 2×2 patches); the generate form refuses the rest.
+TXT2IMG_ONLY_FAMILIES = (ModelFamily.FLUX1, ModelFamily.SD3)
+FLOW_SAMPLER_NAMES = ("Euler",)
+FLOW_SIZE_MULTIPLE = 16
 
 
 class ModelKind(models.TextChoices):

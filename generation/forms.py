@@ -10,9 +10,10 @@ from django.utils.choices import BaseChoiceIterator
 
 from gallery.models import Image
 from generation import admission
+from generation.choices import FLOW_SAMPLER_NAMES, FLOW_SIZE_MULTIPLE, TXT2IMG_ONLY_FAMILIES
 from generation.loras.forms import LoraStackField, ModelSelect, clean_lora_stack
 from generation.models import SAMPLER_CHOICES, DiffusionModel, ModelKind
-from generation.recipe import LIMITS, MAX_PROMPT, recipe_problems
+from generation.recipe import LIMITS, MAX_PROMPT, OUTPAINT_SIDES, recipe_problems
 from generation.seeds import random_seed
 from generation.services import fetched_team_setting, with_team_setting
 from generation.styles.applying import styled_prompts, team_styles
@@ -519,7 +520,42 @@ class GenerationForm(forms.Form):
         admission.run(admission.form_checks, self, cleaned)
         self._clean_dynamic_prompts(cleaned)
         clean_lora_stack(self, cleaned, self.project.team if self.project else None)
+        self._clean_txt2img_only_family(cleaned)
         return cleaned
+
+    def _clean_txt2img_only_family(self, cleaned):
+        """FLUX.1 and SD 3.x models run txt2img only so far (issue #17): what else the form
+        asks of one is refused, naming the family, on the field that asks it."""
+        model = cleaned.get("model")
+        if model is None or model.family not in TXT2IMG_ONLY_FAMILIES:
+            return
+        family = model.get_family_display()
+        if cleaned.get("source_image") or cleaned.get("source_upload"):
+            mode = "inpaint" if cleaned.get("mask_data") else "img2img"
+            if any(cleaned.get(side) for side in OUTPAINT_SIDES):
+                mode = "outpaint"
+            self.add_error("source_upload", f"{family} models don't support {mode} in the "
+                                            "studio yet: clear the source image.")
+        asked = {
+            "hires_fix": ("hires fix", cleaned.get("hires_fix")),
+            "loras": ("LoRAs", cleaned.get("loras")),
+            "control_model": ("ControlNet", cleaned.get("control_model")),
+            "ip_adapter_model": ("IP-Adapter", cleaned.get("ip_adapter_model")),
+            "clip_skip": ("clip skip", (cleaned.get("clip_skip") or 1) > 1),
+        }
+        for field, (feature, used) in asked.items():
+            if used:
+                self.add_error(field, f"{family} models don't support {feature} in the "
+                                      "studio yet.")
+        if cleaned.get("sampler") not in ("", None, *FLOW_SAMPLER_NAMES):
+            self.add_error("sampler", f"{family} models run the Euler (flow matching) sampler "
+                                      "only in the studio so far: choose Euler or the model "
+                                      "default.")
+        for field in ("width", "height"):
+            side = cleaned.get(field)
+            if side and side % FLOW_SIZE_MULTIPLE:
+                self.add_error(field, f"{family} models need sides that are multiples of "
+                                      f"{FLOW_SIZE_MULTIPLE}, not {side}.")
 
     def _apply_styles(self, cleaned):
         """The picked styles merged into the prompts as A1111 merges them, before anything

@@ -23,14 +23,17 @@ from PIL import Image
 from gpu_workers.config import WorkerConfig
 from gpu_workers.control import MAX_CONDITIONING_SCALE, MODULES, check_thresholds
 from gpu_workers.denoise import Row, RunningBatch
+from gpu_workers.flow import FlowBatch, FlowRow, batch_refusal
 from gpu_workers.loras import activate_loras
 from gpu_workers.metrics import BATCH_SIZE, DENOISE_STEPS, gpu_memory_watch
 from gpu_workers.pipelines import (
+    FLOW_FAMILIES,
     load_controlnet,
     load_ip_adapter,
     load_pipeline,
     loaded_sources,
     model_family,
+    pipeline_family,
 )
 from gpu_workers.previews import latent_preview
 from gpu_workers.prompt_syntax import PromptTooComplex, prompt_schedule
@@ -284,6 +287,10 @@ class Engine:
             pipe = load_pipeline(
                 key.model_source, self.config, model_config=jobs[0].request.model_config
             )
+            if pipeline_family(pipe) in FLOW_FAMILIES:
+                refusal = batch_refusal(pipe, jobs[0].request)
+                if refusal is not None:
+                    raise GenerationFailed(refusal)
             activate_loras(pipe, jobs[0].request.loras, self.config)
             models = {"controlnet": None, "ip_adapter": None}
             if key.control is not None:
@@ -338,15 +345,18 @@ class Engine:
         rows that finished are decoded and delivered."""
         key = jobs[0].key
         device = str(self._device)
-        batch = RunningBatch(
-            pipe,
-            self._device,
-            controlnet=models["controlnet"],
-            ip_adapter=models["ip_adapter"],
-            ip_adapter_scale=1.0 if key.ip_adapter is None else key.ip_adapter[1],
-            embeddings=jobs[0].request.embeddings,
-        )
-        running: dict[Row, _Job] = {}
+        if pipeline_family(pipe) in FLOW_FAMILIES:
+            batch = FlowBatch(pipe, self._device)
+        else:
+            batch = RunningBatch(
+                pipe,
+                self._device,
+                controlnet=models["controlnet"],
+                ip_adapter=models["ip_adapter"],
+                ip_adapter_scale=1.0 if key.ip_adapter is None else key.ip_adapter[1],
+                embeddings=jobs[0].request.embeddings,
+            )
+        running: dict[Row | FlowRow, _Job] = {}
         joining = list(jobs)
         last = []  # the last rows' results: delivered once the batch's adapters are out
         with batch:
@@ -383,7 +393,7 @@ class Engine:
         for result in last:
             self._deliver(*result)
 
-    def _join(self, batch: RunningBatch, job: _Job, running: dict) -> None:
+    def _join(self, batch: RunningBatch | FlowBatch, job: _Job, running: dict) -> None:
         # Counted afresh if an out-of-memory retry starts it again.
         job.started, job.rows_per_step = time.monotonic(), []
         try:
@@ -396,7 +406,7 @@ class Engine:
             job.fail(error)
 
     @staticmethod
-    def _deliver(job: _Job, row: Row, image: Image.Image) -> None:
+    def _deliver(job: _Job, row: Row | FlowRow, image: Image.Image) -> None:
         sampler = sampler_of(row.scheduler, job.request.sampler)
         job.future.set_result(
             GenerationResult(
@@ -430,7 +440,9 @@ class Engine:
             now = time.monotonic()
             # No preview at the last step: the image itself follows at once. A preview comes
             # just before its step's progress, so a listener can send both as one event.
-            if job.on_preview is not None and step < total and step > job.steps_reported:
+            # No denoised latents: no cheap preview for the family (FLUX.1, SD 3.x) yet.
+            previewable = job.on_preview is not None and denoised is not None
+            if previewable and step < total and step > job.steps_reported:
                 if now - job.last_preview >= self.preview_interval_s:
                     job.last_preview = now
                     job.on_preview(step, latent_preview(denoised[0], job.key.family))

@@ -73,9 +73,15 @@ def infotext_schedule_type(sampler: str, schedule_type: str | None) -> str:
     return UNIFORM_SCHEDULE if sampler in A1111_AUTOMATIC_SCHEDULES else "Automatic"
 
 
+# FLUX.1's and SD 3.x's own scheduler: what Forge and ComfyUI call Euler for them.
+FLOW_EULER = Sampler("Euler", "FlowMatchEulerDiscreteScheduler")
+
+
 def sampler_for_class(scheduler_class: str) -> Sampler:
     """The plain (non-Karras) sampler of a model's own scheduler class; unknown classes keep
     their class name, as A1111 has no name for them."""
+    if scheduler_class == FLOW_EULER.scheduler_class:
+        return FLOW_EULER
     for sampler in SAMPLERS.values():
         if sampler.scheduler_class == scheduler_class and not sampler.schedule_type:
             return sampler

@@ -1,0 +1,126 @@
+"""FLUX.1 and SD 3.x jobs (issue #17): the generate form takes a txt2img job for such a model
+and refuses, naming the family, what these families can't do in the studio yet; a job runs
+end to end in this process on the tiny models and makes plain diffusers' image."""
+
+import io
+import json
+from unittest import mock
+
+import numpy as np
+import pytest
+import torch
+from diffusers import FluxPipeline, StableDiffusion3Pipeline
+from django.core.files.uploadedfile import SimpleUploadedFile
+from PIL import Image as PILImage
+
+from gallery.models import Image
+from generation.execution import job_execute
+from generation.forms import GenerationForm
+from generation.models import DiffusionModel, GenerationJob, JobStatus, ModelFamily, SourceKind
+from studio.accounts.models import Membership, Project, Role, Team, User
+from tests.base import StudioTestCase
+
+
+class FlowFamilyFormTestCase(StudioTestCase):
+    @classmethod
+    def setUpTestData(cls):
+        super().setUpTestData()
+        cls.flux = DiffusionModel.objects.create(
+            name="FLUX.1 dev", source="black-forest-labs/FLUX.1-dev", family=ModelFamily.FLUX1
+        )
+        cls.sd35 = DiffusionModel.objects.create(
+            name="SD 3.5 Medium", source="stabilityai/stable-diffusion-3.5-medium",
+            family=ModelFamily.SD3,
+        )
+
+    def form(self, model, **values):
+        data = {"prompt": "a red fox", "model": model.pk, "steps": 4, "guidance_scale": 3.5,
+                "width": 64, "height": 64, **values}
+        return GenerationForm(data, user=self.editor, project=self.project)
+
+    def test_txt2img_with_a_flow_model_is_taken(self):
+        for model in (self.flux, self.sd35):
+            with self.subTest(model=model.name):
+                self.assertIsNone(model.refusal_reason(self.editor, self.team))
+                form = self.form(model, sampler="Euler")
+                self.assertTrue(form.is_valid(), form.errors)
+
+    def test_what_the_family_cant_do_yet_is_refused_naming_it(self):
+        refused = [
+            ({"hires_fix": "on"}, "hires_fix", "FLUX.1 models don't support hires fix"),
+            ({"clip_skip": 2}, "clip_skip", "FLUX.1 models don't support clip skip"),
+            ({"sampler": "DDIM"}, "sampler", "run the Euler (flow matching) sampler only"),
+            ({"width": 72}, "width", "multiples of 16, not 72"),
+        ]
+        for values, field, message in refused:
+            with self.subTest(field=field):
+                form = self.form(self.flux, **values)
+                self.assertFalse(form.is_valid())
+                self.assertIn(message, " ".join(form.errors[field]))
+        form = self.form(self.sd35, clip_skip=2)
+        self.assertIn("Stable Diffusion 3.x models don't support clip skip",
+                      " ".join(form.errors["clip_skip"]))
+
+    def test_img2img_is_refused_naming_the_family(self):
+        upload = io.BytesIO()
+        PILImage.new("RGB", (64, 64)).save(upload, "PNG")
+
+        form = GenerationForm(
+            {"prompt": "a red fox", "model": self.flux.pk, "steps": 4, "guidance_scale": 3.5,
+             "width": 64, "height": 64, "strength": 0.5},
+            {"source_upload": SimpleUploadedFile("s.png", upload.getvalue(), "image/png")},
+            user=self.editor, project=self.project,
+        )
+        self.assertFalse(form.is_valid())
+        self.assertIn("FLUX.1 models don't support img2img in the studio yet",
+                      " ".join(form.errors["source_upload"]))
+
+
+# --- a job end to end, in this process ---------------------------------------------------
+
+
+@pytest.fixture(params=["flux", "sd3"])
+def flow_job(request, tmp_path_factory, db):
+    from gpu_workers.tiny_models import build_tiny_flux, build_tiny_sd3
+
+    family = request.param
+    build = build_tiny_flux if family == "flux" else build_tiny_sd3
+    folder = build(tmp_path_factory.getbasetemp() / f"models-flow-jobs/tiny-{family}")
+    user = User.objects.create_user("ann", "ann@example.org", "pw")
+    team = Team.objects.create(name="T")
+    Membership.objects.create(team=team, user=user, role=Role.OWNER)
+    project = Project.objects.create(team=team, name="P")
+    model = DiffusionModel.objects.create(
+        name=f"tiny-{family}", source=str(folder), source_kind=SourceKind.FOLDER,
+        family=ModelFamily.FLUX1 if family == "flux" else ModelFamily.SD3,
+    )
+    job = GenerationJob.objects.create(
+        project=project, created_by=user, model=model, prompt="a cat on the mat",
+        negative_prompt="blurry", steps=4, guidance_scale=4.0, width=64, height=48, seed=99,
+    )
+    return family, folder, job
+
+
+def test_a_flow_job_makes_the_pipelines_image(flow_job):
+    family, folder, job = flow_job
+    with mock.patch("generation.execution.publish") as publish:
+        job_execute(job_id=job.pk)
+    events = [payload for _, payload in (call.args for call in publish.call_args_list)]
+
+    assert [e["step"] for e in events if e["type"] == "job.progress"] == [1, 2, 3, 4]
+    assert events[-1]["type"] == "job.finished", events[-1]
+    job.refresh_from_db()
+    assert job.status == JobStatus.FINISHED
+    png = PILImage.open(io.BytesIO(Image.objects.get(job=job).file.read()))
+    assert png.size == (64, 48)
+    spec = json.loads(png.info["studio"])
+    assert spec["scheduler"]["class"] == "FlowMatchEulerDiscreteScheduler"
+    pipeline = FluxPipeline if family == "flux" else StableDiffusion3Pipeline
+    pipe = pipeline.from_pretrained(folder, dtype=torch.float32)
+    pipe.set_progress_bar_config(disable=True)
+    options = {"negative_prompt": "blurry"} if family == "sd3" else {}
+    expected = pipe(
+        prompt="a cat on the mat", num_inference_steps=4, guidance_scale=4.0, width=64,
+        height=48, generator=torch.Generator("cpu").manual_seed(99), **options,
+    ).images[0]
+    assert np.array_equal(np.asarray(png.convert("RGB")), np.asarray(expected))

@@ -1,0 +1,171 @@
+"""txt2img through the engine for FLUX.1 and SD 3.x (issue #17), on the tiny models, on the
+CPU in fp32:
+- a request alone gives exactly the pixels of FluxPipeline / StableDiffusion3Pipeline with
+  the same seed and settings;
+- a request in a batch (rows at different steps, other seeds, guidance, step counts, SD3's
+  CFG on and off) gives exactly the pixels it gets alone;
+- what these families can't do yet is refused with a message naming the family."""
+
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+from diffusers import FluxPipeline, StableDiffusion3Pipeline
+from PIL import Image
+
+from gpu_workers.requests import GenerationFailed, GenerationRequest, LoraRef
+
+PIPELINES = {"flux": FluxPipeline, "sd3": StableDiffusion3Pipeline}
+
+
+@pytest.fixture(params=["flux", "sd3"])
+def family(request):
+    return request.param
+
+
+@pytest.fixture
+def model_dir(family, tiny_flux, tiny_sd3):
+    return {"flux": tiny_flux, "sd3": tiny_sd3}[family]
+
+
+@pytest.fixture
+def flow_request(model_dir, family):
+    return GenerationRequest(
+        model_source=str(model_dir),
+        prompt="a cat on the mat",
+        negative_prompt="blurry",
+        steps=4,
+        guidance_scale=3.5 if family == "flux" else 5.0,
+        width=64,
+        height=64,
+        seed=1234,
+    )
+
+
+def pixels(result):
+    return np.asarray(result.images[0])
+
+
+def plain_pixels(family, model_dir, request):
+    """What plain diffusers makes for `request`."""
+    pipe = PIPELINES[family].from_pretrained(model_dir, dtype=torch.float32)
+    pipe.set_progress_bar_config(disable=True)
+    options = {"negative_prompt": request.negative_prompt} if family == "sd3" else {}
+    output = pipe(
+        prompt=request.prompt,
+        num_inference_steps=request.steps,
+        guidance_scale=request.guidance_scale,
+        width=request.width,
+        height=request.height,
+        generator=torch.Generator("cpu").manual_seed(request.seed),
+        **options,
+    )
+    return np.asarray(output.images[0])
+
+
+def run(engine, requests, **callbacks):
+    futures = [engine.submit(request, **callbacks) for request in requests]
+    engine.start()
+    return [future.result() for future in futures]
+
+
+def test_a_request_alone_is_the_pipelines_image(make_engine, family, model_dir, flow_request):
+    steps, previews = [], []
+    [result] = run(
+        make_engine(),
+        [flow_request],
+        on_step=lambda step, total: steps.append((step, total)),
+        on_preview=lambda step, image: previews.append(step),
+    )
+
+    assert np.array_equal(pixels(result), plain_pixels(family, model_dir, flow_request))
+    assert steps == [(1, 4), (2, 4), (3, 4), (4, 4)]
+    assert previews == []  # no cheap preview of 16-channel latents yet
+    assert result.scheduler_class == "FlowMatchEulerDiscreteScheduler"
+
+
+def test_a_row_in_a_batch_is_its_image_alone(make_engine, family, flow_request):
+    requests = [
+        flow_request,
+        dataclasses.replace(flow_request, prompt="the mat", seed=7, steps=6),
+        # SD3 without CFG beside rows with it; for FLUX.1 another distilled guidance value.
+        dataclasses.replace(flow_request, guidance_scale=1.0, seed=8, steps=3),
+        dataclasses.replace(
+            flow_request, negative_prompt="", seed=9, variation_seed=3, variation_strength=0.3
+        ),
+    ]
+    batched = run(make_engine(max_batch=4), requests)
+    alone = [run(make_engine(), [request])[0] for request in requests]
+
+    assert [result.batch_size for result in batched] != [1] * 4  # they did share calls
+    for n, (in_batch, by_itself) in enumerate(zip(batched, alone, strict=True)):
+        assert np.array_equal(pixels(in_batch), pixels(by_itself)), n
+    assert not np.array_equal(pixels(batched[0]), pixels(batched[1]))
+
+
+def test_a_request_that_joins_a_running_batch_is_its_image_alone(make_engine, flow_request):
+    late = dataclasses.replace(flow_request, seed=99, prompt="the cat")
+    engine = make_engine(max_batch=2).start()
+    joined = []
+
+    def submit_late(step, total):
+        if step == 2 and not joined:
+            joined.append(engine.submit(late))
+
+    first = engine.submit(flow_request, on_step=submit_late).result()
+    second = joined[0].result()
+    alone = run(make_engine(), [late])[0]
+
+    assert second.batch_size == 2 or first.batch_size == 2
+    assert np.array_equal(pixels(second), pixels(alone))
+
+
+def test_a_t5_prompt_past_the_limit_is_refused_never_cut(make_engine, family, flow_request):
+    long_prompt = " ".join(["cat"] * 600)
+    engine = make_engine()
+    future = engine.submit(dataclasses.replace(flow_request, prompt=long_prompt))
+    engine.start()
+    name = {"flux": "FLUX.1", "sd3": "Stable Diffusion 3.x"}[family]
+    limit = {"flux": 512, "sd3": 256}[family]
+
+    with pytest.raises(GenerationFailed, match=rf"601 T5 tokens long; {name} models read at "
+                       rf"most {limit}\. Shorten it"):
+        future.result()
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"sampler": "DDIM"}, "run the Euler \\(flow matching\\) sampler only"),
+        ({"clip_skip": 2}, "don't support clip skip"),
+        ({"width": 72}, "multiples of 16, not 72x64"),
+        ({"loras": (LoraRef(sha256="0" * 64, source="/nowhere.safetensors"),)},
+         "don't support LoRAs in the studio yet"),
+        ({"init_image": Image.new("RGB", (64, 64))}, "don't support img2img in the studio yet"),
+    ],
+)
+def test_what_the_family_cannot_do_yet_is_refused(make_engine, flow_request, change, message):
+    engine = make_engine()
+    future = engine.submit(dataclasses.replace(flow_request, **change))
+    engine.start()
+
+    with pytest.raises(GenerationFailed, match=message):
+        future.result()
+
+
+def test_a_refused_row_leaves_its_batch_mates_alone(make_engine, flow_request):
+    refused = dataclasses.replace(flow_request, sampler="DDIM", seed=5)
+    engine = make_engine(max_batch=2)
+    good, bad = engine.submit(flow_request), engine.submit(refused)
+    engine.start()
+
+    assert pixels(good.result()).shape == (64, 64, 3)
+    with pytest.raises(GenerationFailed):
+        bad.result()
+
+
+def test_the_infotext_calls_the_flow_scheduler_euler(make_engine, flow_request):
+    [result] = run(make_engine(), [flow_request])
+
+    assert (result.sampler, result.schedule_type) == ("Euler", None)
