@@ -237,6 +237,10 @@ class GenerationJobQuerySet(models.QuerySet):
 
 
 class GenerationJob(models.Model):
+    # Not a column: the place in line generation.services.jobs_dispatch announced this
+    # instance with, set on the instances it dispatched (the API answers with it).
+    announced_position: int | None
+
     project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="jobs")
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="jobs"
