@@ -537,7 +537,8 @@ class GenerationForm(forms.Form):
             self.add_error("source_upload", f"{family} models don't support {mode} in the "
                                             "studio yet: clear the source image.")
         asked = {
-            "hires_fix": ("hires fix", cleaned.get("hires_fix")),
+            # On its scale: the studio shows the hires fix checkbox's errors nowhere.
+            "hires_scale": ("hires fix", cleaned.get("hires_fix")),
             "loras": ("LoRAs", cleaned.get("loras")),
             "control_model": ("ControlNet", cleaned.get("control_model")),
             "ip_adapter_model": ("IP-Adapter", cleaned.get("ip_adapter_model")),

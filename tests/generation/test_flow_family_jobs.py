@@ -47,7 +47,7 @@ class FlowFamilyFormTestCase(StudioTestCase):
 
     def test_what_the_family_cant_do_yet_is_refused_naming_it(self):
         refused = [
-            ({"hires_fix": "on"}, "hires_fix", "FLUX.1 models don't support hires fix"),
+            ({"hires_fix": "on"}, "hires_scale", "FLUX.1 models don't support hires fix"),
             ({"clip_skip": 2}, "clip_skip", "FLUX.1 models don't support clip skip"),
             ({"sampler": "DDIM"}, "sampler", "run the Euler (flow matching) sampler only"),
             ({"width": 72}, "width", "multiples of 16, not 72"),
