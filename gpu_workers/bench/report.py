@@ -96,8 +96,8 @@ def cpu_section(engine: dict, events: dict, command: str) -> str:
         "| run | images/s | wall (s) | submit → first step p50 / p95 (s) "
         "| submit → image p50 / p95 (s) |",
         "| --- | ---: | ---: | ---: | ---: |",
-        _cpu_row("plain diffusers, one at a time", plain),
-        _cpu_row(f"engine, {jobs} concurrent", batched),
+        cpu_row("plain diffusers, one at a time", plain),
+        cpu_row(f"engine, {jobs} concurrent", batched),
         "",
         f"Engine / plain: **{engine['speedup']:.1f}x** images per second. On a CPU shared "
         "with other processes both vary from run to run, plain diffusers most (many small "
@@ -109,7 +109,7 @@ def cpu_section(engine: dict, events: dict, command: str) -> str:
     return "\n".join(lines)
 
 
-def _cpu_row(name: str, numbers: dict) -> str:
+def cpu_row(name: str, numbers: dict) -> str:
     return (
         f"| {name} | {numbers['images_per_s']:.2f} | {numbers['wall_s']:.1f} "
         f"| {numbers['first_step_p50_s']:.2f} / {numbers['first_step_p95_s']:.2f} "

@@ -212,3 +212,21 @@ def _test_database_url():
         return f"sqlite:///{db['NAME']}"
     auth = db["USER"] + (f":{db['PASSWORD']}" if db["PASSWORD"] else "")
     return f"postgres://{auth}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
+
+
+def test_the_families_bench_compares_each_flow_family_with_its_pipeline(tmp_path):
+    from gpu_workers.bench import families_cpu
+
+    results = families_cpu.run(jobs=2, size=64, steps=2, max_batch=2)
+
+    assert results["families"].keys() == {"FLUX.1", "SD 3.x"}
+    for numbers in results["families"].values():
+        assert_sensible_timings(numbers["plain"], jobs=2)
+        assert_sensible_timings(numbers["engine"], jobs=2)
+    assert results["families"]["FLUX.1"]["pipeline"] == "FluxPipeline"
+    markdown = tmp_path / "BENCHMARKS.md"
+    report.write_section(markdown, families_cpu.SECTION, families_cpu.section(results, "cmd"))
+    text = markdown.read_text()
+    assert "| FLUX.1 | plain `FluxPipeline` |" in text
+    assert "| SD 3.x | engine, 2 concurrent |" in text
+    assert "<!-- /bench:families-cpu -->" in text
