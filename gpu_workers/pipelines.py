@@ -18,6 +18,8 @@ from diffusers import (
     ControlNetModel,
     DiffusionPipeline,
     FluxPipeline,
+    FluxTransformer2DModel,
+    SD3Transformer2DModel,
     StableDiffusion3Pipeline,
     StableDiffusionImg2ImgPipeline,
     StableDiffusionPipeline,
@@ -265,10 +267,7 @@ def _load_single_file(
         raise GenerationFailed(str(error)) from error
     family = _ARCHITECTURE_FAMILIES[architecture]
     if family in FLOW_FAMILIES:
-        raise GenerationFailed(
-            f"{path.name} is a single-file {FAMILY_NAMES[family]} checkpoint; this worker loads "
-            f"{FAMILY_NAMES[family]} models from a diffusers folder or Hub id only so far."
-        )
+        return _load_flow_single_file(path, family, model_config, config)
     # SDXL base checkpoints hold both text encoders; the refiner only OpenCLIP's.
     if family == SDXL and not any(
         name.startswith("conditioner.embedders.1.") for name in tensor_names(path)
@@ -296,6 +295,38 @@ def _load_single_file(
             "(HF_HUB_OFFLINE). Set the model's Diffusers config in the library to a local "
             "diffusers folder of the same architecture."
         ) from error
+
+
+def _load_flow_single_file(
+    path: Path, family: str, model_config: str | None, config: WorkerConfig
+) -> DiffusionPipeline:
+    """A FLUX.1 or SD 3.x transformer from a single file (Black Forest Labs', Stability's or
+    diffusers' layout; a file that also holds text encoders or a VAE keeps them unused),
+    with the text encoders, tokenizers, VAE and scheduler of `model_config`, as users
+    download these models: the transformer alone, the rest from the base model's repo."""
+    name = FAMILY_NAMES[family]
+    if not model_config:
+        raise GenerationFailed(
+            f"{path.name} is a single-file {name} transformer: set the model's Diffusers "
+            f"config in the library to a {name} diffusers folder or Hub id, whose text "
+            "encoders and VAE it runs with."
+        )
+    if check_pipeline_class(model_config) != family:
+        raise GenerationFailed(
+            f"{path.name} is a {name} checkpoint but its Diffusers config {model_config} is "
+            "not: set a config of the same family."
+        )
+    transformer_class = FluxTransformer2DModel if family == FLUX else SD3Transformer2DModel
+    transformer = transformer_class.from_single_file(
+        str(path),
+        config=model_config,
+        subfolder="transformer",
+        torch_dtype=config.dtype,
+        local_files_only=hub_constants.HF_HUB_OFFLINE,
+    )
+    return FLOW_PIPELINES[family].from_pretrained(
+        model_config, transformer=transformer, dtype=config.dtype
+    )
 
 
 def load_controlnet(source: str, config: WorkerConfig) -> ControlNetModel:

@@ -17,6 +17,9 @@ from generation.models import (
 )
 from studio.accounts.models import Role
 
+# Families whose single files the workers load as a transformer, the rest from the config.
+TRANSFORMER_FILE_FAMILIES = (ModelFamily.FLUX1, ModelFamily.SD3)
+
 # Viewers never generate, so a model's minimum role starts at Editor.
 MIN_ROLE_CHOICES = [(role.value, role.label) for role in (Role.EDITOR, Role.ADMIN, Role.OWNER)]
 
@@ -140,6 +143,15 @@ class DiffusionModelForm(forms.ModelForm):
             else:
                 self._refuse_duplicate_source(cleaned["source"], kind)
         config_source = (cleaned.get("config_source") or "").strip()
+        is_checkpoint_file = source_kind == SourceKind.FILE and kind == ModelKind.CHECKPOINT
+        if not config_source and is_checkpoint_file and family in TRANSFORMER_FILE_FAMILIES:
+            label = ModelFamily(family).label
+            self.add_error(
+                "config_source",
+                f"A single {label} file holds the transformer only (as these models are "
+                f"shared): set a {label} diffusers folder or Hub id whose text encoders and "
+                "VAE it runs with.",
+            )
         if config_source:
             if source_kind != SourceKind.FILE or kind != ModelKind.CHECKPOINT:
                 self.add_error(

@@ -2,15 +2,18 @@
 names in every layout users download (Black Forest Labs' and Stability's, ComfyUI's with
 `model.diffusion_model.`, diffusers'), and diffusers folders from their pipeline class."""
 
+import dataclasses
 import json
+import shutil
 
+import numpy as np
 import pytest
 import torch
 from safetensors.torch import save_file
 
 from gpu_workers import pipelines
 from gpu_workers.checkpoints import CheckpointError, checkpoint_architecture
-from gpu_workers.requests import GenerationFailed
+from gpu_workers.requests import GenerationFailed, GenerationRequest
 
 
 def tiny_tensors(path, names):
@@ -151,10 +154,59 @@ def test_other_modes_are_refused_naming_the_family(tiny_flux, cpu_config):
         pipelines.load_pipeline(str(tiny_flux), cpu_config, mode="img2img")
 
 
-def test_single_flow_files_are_refused_until_the_worker_loads_them(tmp_path, cpu_config):
+@pytest.mark.usefixtures("empty_pipeline_cache")
+def test_a_single_transformer_file_loads_with_its_config(
+    tiny_flux, tiny_sd3, cpu_config, tmp_path, make_engine
+):
+    """FLUX.1 as users download it: the transformer alone in one file, the text encoders
+    and VAE from the base model's diffusers folder (the model's Diffusers config)."""
+    path = tmp_path / "flux1-finetune.safetensors"
+    shutil.copy(tiny_flux / "transformer" / "diffusion_pytorch_model.safetensors", path)
+
+    pipe = pipelines.load_pipeline(str(path), cpu_config, model_config=str(tiny_flux))
+
+    assert pipelines.pipeline_family(pipe) == pipelines.FLUX
+    folder_pipe = pipelines.load_pipeline(str(tiny_flux), cpu_config)
+    loaded, original = pipe.transformer.state_dict(), folder_pipe.transformer.state_dict()
+    assert loaded.keys() == original.keys()
+    assert all(torch.equal(loaded[key], original[key]) for key in original)
+    request = GenerationRequest(
+        model_source=str(path), model_config=str(tiny_flux), prompt="a cat", negative_prompt="",
+        steps=2, guidance_scale=3.5, width=64, height=64, seed=3,
+    )
+    engine = make_engine()
+    from_file = engine.submit(request)
+    from_folder = engine.submit(
+        dataclasses.replace(request, model_source=str(tiny_flux), model_config=None)
+    )
+    engine.start()
+    assert np.array_equal(
+        np.asarray(from_file.result().images[0]), np.asarray(from_folder.result().images[0])
+    )
+
+    other = tmp_path / "sd3-config.safetensors"
+    shutil.copy(path, other)
+    with pytest.raises(GenerationFailed, match="its Diffusers config .* is not"):
+        pipelines.load_pipeline(str(other), cpu_config, model_config=str(tiny_sd3))
+
+
+@pytest.mark.usefixtures("empty_pipeline_cache")
+def test_a_single_sd3_transformer_file_loads_with_its_config(tiny_sd3, cpu_config, tmp_path):
+    path = tmp_path / "sd3.5-finetune.safetensors"
+    shutil.copy(tiny_sd3 / "transformer" / "diffusion_pytorch_model.safetensors", path)
+
+    pipe = pipelines.load_pipeline(str(path), cpu_config, model_config=str(tiny_sd3))
+
+    assert pipelines.pipeline_family(pipe) == pipelines.SD3
+    original = pipelines.load_pipeline(str(tiny_sd3), cpu_config).transformer.state_dict()
+    loaded = pipe.transformer.state_dict()
+    assert all(torch.equal(loaded[key], original[key]) for key in original)
+
+
+def test_a_single_flow_file_needs_its_config(tmp_path, cpu_config):
     path = tiny_tensors(tmp_path / "flux1-dev.safetensors", BFL_FLUX)
 
-    with pytest.raises(GenerationFailed, match="single-file FLUX.1 checkpoint"):
+    with pytest.raises(GenerationFailed, match="single-file FLUX.1 transformer: set the model's"):
         pipelines.load_pipeline(str(path), cpu_config)
 
 

@@ -297,16 +297,21 @@ class ModelLibraryEditTestCase(StudioTestCase):
             source_kind=SourceKind.FOLDER, source=str(diffusers_folder(self.tmp.name)),
         )
 
-        for family, source_kind, source in [
-            (ModelFamily.FLUX1, SourceKind.FILE, flux_file),
-            (ModelFamily.SD3, SourceKind.FILE, sd35_file),
-            (ModelFamily.FLUX1, SourceKind.FOLDER, flux_folder),
-            (ModelFamily.SD3, SourceKind.FOLDER, sd3_folder),
+        self.assert_refused(
+            "config_source", "A single FLUX.1 file holds the transformer only",
+            family=ModelFamily.FLUX1, source_kind=SourceKind.FILE, source=str(flux_file),
+        )
+
+        for family, source_kind, source, config in [
+            (ModelFamily.FLUX1, SourceKind.FILE, flux_file, flux_folder),
+            (ModelFamily.SD3, SourceKind.FILE, sd35_file, sd3_folder),
+            (ModelFamily.FLUX1, SourceKind.FOLDER, flux_folder, ""),
+            (ModelFamily.SD3, SourceKind.FOLDER, sd3_folder, ""),
         ]:
             response = self.client.post(
                 self.create_url,
                 self.data(name=source.name, family=family, source_kind=source_kind,
-                          source=str(source)),
+                          source=str(source), config_source=str(config)),
             )
             self.assertRedirects(response, reverse("model_library"))
             self.assertEqual(DiffusionModel.objects.get(name=source.name).family, family)
