@@ -14,7 +14,12 @@ import torch
 from diffusers import FluxPipeline, StableDiffusion3Pipeline
 from PIL import Image
 
-from gpu_workers.requests import GenerationFailed, GenerationRequest, LoraRef
+from gpu_workers.requests import (
+    GenerationCanceled,
+    GenerationFailed,
+    GenerationRequest,
+    LoraRef,
+)
 
 PIPELINES = {"flux": FluxPipeline, "sd3": StableDiffusion3Pipeline}
 
@@ -169,3 +174,49 @@ def test_the_infotext_calls_the_flow_scheduler_euler(make_engine, flow_request):
     [result] = run(make_engine(), [flow_request])
 
     assert (result.sampler, result.schedule_type) == ("Euler", None)
+
+
+@pytest.mark.usefixtures("empty_pipeline_cache")
+def test_a_flow_batch_out_of_memory_is_split_until_it_fits(
+    make_engine, flow_request, cpu_config, monkeypatch
+):
+    from gpu_workers.pipelines import load_pipeline, pipeline_family
+
+    requests = [dataclasses.replace(flow_request, seed=seed) for seed in range(4)]
+    expected = [pixels(run(make_engine(), [request])[0]) for request in requests]
+    pipe = load_pipeline(flow_request.model_source, cpu_config)
+    transformer, real = pipe.transformer, pipe.transformer.forward
+    # Two requests fit (SD3's CFG: four transformer rows), four do not.
+    rows_per_request = 2 if pipeline_family(pipe) == "sd3" else 1
+
+    def two_requests_at_most(hidden_states, *args, **kwargs):
+        if hidden_states.shape[0] > 2 * rows_per_request:
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB")
+        return real(hidden_states, *args, **kwargs)
+
+    monkeypatch.setattr(transformer, "forward", two_requests_at_most)
+    steps = [[] for _ in requests]
+    engine = make_engine(max_wait_ms=0)
+    futures = [
+        engine.submit(request, on_step=lambda *step, log=log: log.append(step))
+        for request, log in zip(requests, steps, strict=True)
+    ]
+    engine.start()
+
+    results = [future.result() for future in futures]
+    assert [result.batch_size for result in results] == [2, 2, 2, 2]
+    for result, expected_pixels in zip(results, expected, strict=True):
+        assert np.array_equal(pixels(result), expected_pixels)
+    assert steps == [[(1, 4), (2, 4), (3, 4), (4, 4)]] * 4
+
+
+def test_a_canceled_flow_request_stops_and_leaves_its_batch_mates(make_engine, flow_request):
+    other = dataclasses.replace(flow_request, seed=77)
+    engine = make_engine(max_batch=2)
+    canceled = engine.submit(flow_request, should_cancel=lambda: True)
+    kept = engine.submit(other)
+    engine.start()
+
+    with pytest.raises(GenerationCanceled, match="Canceled after step 1 of 4"):
+        canceled.result()
+    assert np.array_equal(pixels(kept.result()), pixels(run(make_engine(), [other])[0]))
