@@ -12,7 +12,7 @@ from gallery.models import Image
 from generation import admission
 from generation.choices import FLOW_SAMPLER_NAMES, FLOW_SIZE_MULTIPLE, TXT2IMG_ONLY_FAMILIES
 from generation.loras.forms import LoraStackField, ModelSelect, clean_lora_stack
-from generation.models import SAMPLER_CHOICES, DiffusionModel, ModelKind
+from generation.models import SAMPLER_CHOICES, DiffusionModel, ModelFamily, ModelKind
 from generation.recipe import LIMITS, MAX_PROMPT, OUTPAINT_SIDES, recipe_problems
 from generation.seeds import random_seed
 from generation.services import fetched_team_setting, with_team_setting
@@ -25,6 +25,7 @@ from generation.wildcards.expansion import (
     template_problems,
 )
 from gpu_workers.control import DEFAULT_HIGH_THRESHOLD, DEFAULT_LOW_THRESHOLD
+from gpu_workers.prompt_syntax import prompt_schedule
 from studio.permissions import can
 from studio.uploads import PixelBudget, UploadRejected, image_from_upload
 
@@ -552,6 +553,16 @@ class GenerationForm(forms.Form):
             self.add_error("sampler", f"{family} models run the Euler (flow matching) sampler "
                                       "only in the studio so far: choose Euler or the model "
                                       "default.")
+        steps = cleaned.get("steps") or 1
+        for field in ("prompt", "negative_prompt"):
+            text = cleaned.get(field) or ""
+            # A prompt with errors of its own (one too costly to parse) is left to them;
+            # FLUX.1 reads no negative prompt.
+            if field in self.errors or (model.family == ModelFamily.FLUX1 and field != "prompt"):
+                continue
+            if len(prompt_schedule(text, steps)) > 1:
+                self.add_error(field, f"{family} models don't support prompt editing or "
+                                      "alternation ([a:b:0.5], [a|b]) in the studio yet.")
         for field in ("width", "height"):
             side = cleaned.get(field)
             if side and side % FLOW_SIZE_MULTIPLE:

@@ -14,9 +14,9 @@ row in a batch gets its image alone, bitwise (gpu_workers.batch_invariance).
   rows where guidance_scale > 1, each request's unconditional row just before its
   conditional one.
 
-Prompts are encoded by the pipeline's own encode_prompt, as written (A1111's emphasis and
-prompt editing are not read for these families yet). A T5 prompt longer than the family's
-limit is refused, never cut short.
+Prompts are encoded by the pipeline's own encode_prompt, as written: A1111's emphasis is
+not read for these families yet, and prompt editing or alternation is refused. A T5 prompt
+longer than the family's limit is refused, never cut short.
 """
 
 from dataclasses import dataclass
@@ -30,7 +30,8 @@ from PIL import Image
 
 from gpu_workers.batch_invariance import each_request_alone
 from gpu_workers.denoise import varied_noise
-from gpu_workers.pipelines import FAMILY_NAMES, FLUX, SD3, pipeline_family
+from gpu_workers.pipelines import FAMILY_NAMES, FLUX, pipeline_family
+from gpu_workers.prompt_syntax import prompt_schedule
 from gpu_workers.requests import GenerationFailed, GenerationRequest
 
 # The samplers these families run so far: the model's own flow-matching Euler.
@@ -140,11 +141,17 @@ class FlowBatch:
                 f"{family} models make images whose sides are multiples of {multiple}, not "
                 f"{request.width}x{request.height}."
             )
+        prompts = {"prompt": request.prompt, "negative prompt": request.negative_prompt}
+        if self.family == FLUX:  # its pipeline reads no negative prompt
+            del prompts["negative prompt"]
+        for name, prompt in prompts.items():
+            if len(prompt_schedule(prompt, request.steps)) > 1:
+                raise GenerationFailed(
+                    f"{family} models don't support prompt editing or alternation ([a:b:0.5], "
+                    f"[a|b]) in the studio yet: the {name} uses it."
+                )
         limit = t5_token_limit(self.pipe)
         tokenizer = self.pipe.tokenizer_2 if self.family == FLUX else self.pipe.tokenizer_3
-        prompts = {"prompt": request.prompt}
-        if self.family == SD3:
-            prompts["negative prompt"] = request.negative_prompt
         for name, prompt in prompts.items():
             tokens = len(tokenizer(prompt).input_ids)
             if tokens > limit:

@@ -51,15 +51,19 @@ class FlowFamilyFormTestCase(StudioTestCase):
             ({"clip_skip": 2}, "clip_skip", "FLUX.1 models don't support clip skip"),
             ({"sampler": "DDIM"}, "sampler", "run the Euler (flow matching) sampler only"),
             ({"width": 72}, "width", "multiples of 16, not 72"),
+            ({"prompt": "a [fox:cat:0.5]"}, "prompt", "don't support prompt editing"),
         ]
         for values, field, message in refused:
             with self.subTest(field=field):
                 form = self.form(self.flux, **values)
                 self.assertFalse(form.is_valid())
                 self.assertIn(message, " ".join(form.errors[field]))
-        form = self.form(self.sd35, clip_skip=2)
+        form = self.form(self.sd35, clip_skip=2, negative_prompt="[a|b]")
         self.assertIn("Stable Diffusion 3.x models don't support clip skip",
                       " ".join(form.errors["clip_skip"]))
+        self.assertIn("don't support prompt editing", " ".join(form.errors["negative_prompt"]))
+        # FLUX.1 reads no negative prompt: whatever it holds is no reason to refuse.
+        self.assertTrue(self.form(self.flux, negative_prompt="[a|b]").is_valid())
 
     def test_img2img_is_refused_naming_the_family(self):
         upload = io.BytesIO()

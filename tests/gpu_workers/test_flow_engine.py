@@ -148,6 +148,7 @@ def test_a_t5_prompt_past_the_limit_is_refused_never_cut(make_engine, family, fl
         ({"loras": (LoraRef(sha256="0" * 64, source="/nowhere.safetensors"),)},
          "don't support LoRAs in the studio yet"),
         ({"init_image": Image.new("RGB", (64, 64))}, "don't support img2img in the studio yet"),
+        ({"prompt": "a [cat:dog:0.5] on the mat"}, "don't support prompt editing or alternation"),
     ],
 )
 def test_what_the_family_cannot_do_yet_is_refused(make_engine, flow_request, change, message):
