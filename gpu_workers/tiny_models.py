@@ -293,16 +293,17 @@ def _tiny_sdxl_unet(
     )
 
 
-def build_tiny_flux(path: str | Path) -> Path:
+def build_tiny_flux(path: str | Path, *, schnell: bool = False) -> Path:
     """Build the tiny FLUX.1 [dev]-architecture pipeline as a diffusers folder at `path`: CLIP
     (its pooled output) and T5 (its sequence) text encoders, a transformer with double- and
     single-stream blocks, rotary positions over (text, row, column) ids and an embedded
     distilled guidance value, a 16-channel VAE whose latents the pipeline packs 2×2 into
     64-channel tokens, and the flow-matching Euler scheduler with resolution-dependent shift.
+    With `schnell`, FLUX.1 [schnell]'s: no guidance input, a fixed shift of 1.
 
     Idempotent: a folder that already has a model_index.json is returned untouched.
     """
-    return _build_folder(path, _tiny_flux_pipeline)
+    return _build_folder(path, lambda build_dir: _tiny_flux_pipeline(build_dir, schnell=schnell))
 
 
 def build_tiny_sd3(path: str | Path) -> Path:
@@ -372,7 +373,7 @@ def _tiny_t5(tokenizer: T5Tokenizer, d_model: int) -> T5EncoderModel:
     )
 
 
-def _tiny_flux_pipeline(build_dir: Path) -> FluxPipeline:
+def _tiny_flux_pipeline(build_dir: Path, *, schnell: bool) -> FluxPipeline:
     tokenizer = tiny_clip_tokenizer(build_dir / "tokenizer")
     tokenizer_2 = tiny_t5_tokenizer(build_dir / "tokenizer_2", model_max_length=512)
     text_encoder = _tiny_clip(tokenizer, 32, projection=False)
@@ -386,18 +387,23 @@ def _tiny_flux_pipeline(build_dir: Path) -> FluxPipeline:
         num_attention_heads=2,
         joint_attention_dim=text_encoder_2.config.d_model,
         pooled_projection_dim=text_encoder.config.hidden_size,
-        guidance_embeds=True,  # [dev]: the distilled guidance value is an input
+        guidance_embeds=not schnell,  # [dev]: the distilled guidance value is an input
         axes_dims_rope=(4, 6, 6),  # sums to the head width, as (16, 56, 56) does to 128
     )
-    scheduler = FlowMatchEulerDiscreteScheduler(
-        num_train_timesteps=1000,
-        shift=3.0,
-        use_dynamic_shifting=True,
-        base_shift=0.5,
-        max_shift=1.15,
-        base_image_seq_len=256,
-        max_image_seq_len=4096,
-    )
+    if schnell:
+        scheduler = FlowMatchEulerDiscreteScheduler(
+            num_train_timesteps=1000, shift=1.0, use_dynamic_shifting=False
+        )
+    else:
+        scheduler = FlowMatchEulerDiscreteScheduler(
+            num_train_timesteps=1000,
+            shift=3.0,
+            use_dynamic_shifting=True,
+            base_shift=0.5,
+            max_shift=1.15,
+            base_image_seq_len=256,
+            max_image_seq_len=4096,
+        )
     return FluxPipeline(
         scheduler=scheduler,
         vae=_tiny_flow_vae(scaling_factor=0.3611, shift_factor=0.1159),

@@ -221,3 +221,29 @@ def test_a_canceled_flow_request_stops_and_leaves_its_batch_mates(make_engine, f
     with pytest.raises(GenerationCanceled, match="Canceled after step 1 of 4"):
         canceled.result()
     assert np.array_equal(pixels(kept.result()), pixels(run(make_engine(), [other])[0]))
+
+
+def test_flux_schnell_has_no_guidance_and_reads_256_t5_tokens(make_engine, tmp_path):
+    from gpu_workers.tiny_models import build_tiny_flux
+
+    folder = build_tiny_flux(tmp_path / "tiny-flux1-schnell", schnell=True)
+    request = GenerationRequest(
+        model_source=str(folder), prompt="a cat on the mat", negative_prompt="", steps=4,
+        guidance_scale=0.0, width=64, height=64, seed=5,
+    )
+    engine = make_engine()
+    image = engine.submit(request)
+    too_long = engine.submit(dataclasses.replace(request, prompt=" ".join(["cat"] * 300)))
+    engine.start()
+    made = pixels(image.result())  # before loading here: loads in two threads at once clash
+
+    pipe = FluxPipeline.from_pretrained(folder, dtype=torch.float32)
+    pipe.set_progress_bar_config(disable=True)
+    expected = pipe(
+        prompt=request.prompt, num_inference_steps=4, guidance_scale=0.0, width=64, height=64,
+        max_sequence_length=256, generator=torch.Generator("cpu").manual_seed(5),
+    ).images[0]
+    assert np.array_equal(made, np.asarray(expected))
+    refusal = "301 T5 tokens long; FLUX.1 models read at most 256"  # [schnell]'s limit
+    with pytest.raises(GenerationFailed, match=refusal):
+        too_long.result()
