@@ -130,6 +130,10 @@ def test_tiny_flux_loads_as_a_flux_pipeline(tiny_flux, cpu_config):
     assert checkpoint_architecture(
         tiny_flux / "transformer" / "diffusion_pytorch_model.safetensors"
     ) == "flux1"
+    # The model cache counts T5 with the rest: it is most of a real FLUX.1's text side.
+    t5_bytes = pipelines.module_bytes([pipe.text_encoder_2])
+    others = [pipe.transformer, pipe.vae, pipe.text_encoder]
+    assert pipelines.pipeline_bytes(pipe) == pipelines.module_bytes(others) + t5_bytes
 
 
 @pytest.mark.usefixtures("empty_pipeline_cache")
