@@ -132,10 +132,13 @@ def section(results: dict, command: str) -> str:
     lines.append(
         f"Engine / plain, images per second: {speedups}. A row's image is bitwise its image "
         "alone, and alone plain diffusers' (tests/gpu_workers/test_flow_engine.py). On a CPU "
-        "shared with other processes these vary from run to run, SD 3.x's most: its step is "
-        "mostly attention over 333 text and 64 image tokens per row, which batching does not "
-        "make cheaper on a CPU, so there the engine can fall below plain diffusers; compare "
-        "runs at similar load."
+        "both families' steps are mostly attention over each row's padded T5 sequence "
+        "(FLUX.1 512 tokens, SD 3.x 256 and CLIP's 77) and its 64 image tokens, which "
+        "batching does not make cheaper there: the engine gains little over plain diffusers "
+        "or falls below it (its threads, per-row schedulers and batch-invariance hooks cost "
+        "time too). On a loaded, shared CPU the ratio swings widely from run to run (plain "
+        "diffusers suffers more), so compare runs at similar load. No GPU numbers for these "
+        "families yet."
     )
     return "\n".join(lines)
 
