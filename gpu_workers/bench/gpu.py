@@ -19,6 +19,11 @@ batch-at-a-time. The JSON is written after every run. On a CPU
 torch.compile is off unless asked for (`--compile off on`): compiling takes minutes there.
 Each architecture's section of the markdown is written as soon as it is measured, so a run
 cut short keeps what it measured; `--arch sd15` and `--arch sdxl` can run separately.
+
+`--arch flux` (FLUX.1 [dev]-architecture, 1024x1024, 28 steps, distilled guidance 3.5, one
+transformer row per job, T5 v1.1 XXL) and `--arch sd35` (SD 3.5 Large-architecture,
+1024x1024, 28 steps, CFG 3.5) run one per process (about 35 and 28 GB of weights in 16-bit,
+saved to the scratch folder too); with `--tiny` they are the tests' tiny models.
 """
 
 import argparse
@@ -36,11 +41,22 @@ from diffusers import (
     AutoencoderKL,
     DiffusionPipeline,
     EulerDiscreteScheduler,
+    FlowMatchEulerDiscreteScheduler,
+    FluxPipeline,
+    FluxTransformer2DModel,
+    SD3Transformer2DModel,
+    StableDiffusion3Pipeline,
     StableDiffusionPipeline,
     StableDiffusionXLPipeline,
     UNet2DConditionModel,
 )
-from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
+from transformers import (
+    CLIPTextConfig,
+    CLIPTextModel,
+    CLIPTextModelWithProjection,
+    T5Config,
+    T5EncoderModel,
+)
 
 from gpu_workers.bench.measure import (
     count_flops,
@@ -56,7 +72,12 @@ from gpu_workers.bench.measure import (
 from gpu_workers.bench.report import machine_line, write_section
 from gpu_workers.config import DTYPES, WorkerConfig
 from gpu_workers.engine import Engine
-from gpu_workers.tiny_models import tiny_clip_tokenizer
+from gpu_workers.tiny_models import (
+    build_tiny_flux,
+    build_tiny_sd3,
+    tiny_clip_tokenizer,
+    tiny_t5_tokenizer,
+)
 
 GUIDANCE = 7.5
 MAX_WAIT_MS = 25  # the worker's default (STUDIO_MAX_WAIT_MS)
@@ -146,6 +167,41 @@ TINY_CLIP = {
 }
 CLIP_VOCAB_SIZE = 49408  # CLIP's; the tiny tokenizer uses the first few hundred ids
 
+# FLUX.1 [dev] (black-forest-labs/FLUX.1-dev) and SD 3.5 Large
+# (stabilityai/stable-diffusion-3.5-large): T5 v1.1 XXL's encoder, their transformers, and
+# their 16-channel VAE.
+T5_XXL = {
+    "vocab_size": 32128,
+    "d_model": 4096,
+    "d_kv": 64,
+    "d_ff": 10240,
+    "num_layers": 24,
+    "num_heads": 64,
+    "relative_attention_num_buckets": 32,
+    "feed_forward_proj": "gated-gelu",
+}
+FLUX_DEV_TRANSFORMER = {"guidance_embeds": True}  # the class's other defaults are [dev]'s
+SD35_LARGE_TRANSFORMER = {
+    "sample_size": 128,
+    "patch_size": 2,
+    "in_channels": 16,
+    "num_layers": 38,
+    "attention_head_dim": 64,
+    "num_attention_heads": 38,
+    "joint_attention_dim": 4096,
+    "caption_projection_dim": 2432,
+    "pooled_projection_dim": 2048,
+    "out_channels": 16,
+    "pos_embed_max_size": 192,
+    "qk_norm": "rms_norm",
+}
+FLOW_VAE = {
+    **VAE,
+    "latent_channels": 16,
+    "use_quant_conv": False,
+    "use_post_quant_conv": False,
+}
+
 
 @dataclass(frozen=True)
 class Arch:
@@ -153,9 +209,11 @@ class Arch:
     pipeline_class: type[DiffusionPipeline]
     size: int
     steps: int
-    unet: dict
+    unet: dict  # the denoiser's config: a UNet's, or a flow family's transformer's
     vae: dict
     text_encoders: tuple  # (model class, config) per encoder, in the pipeline's order
+    guidance: float = GUIDANCE  # CFG; FLUX.1 [dev]: its distilled guidance value
+    rows_per_job: int = 2  # denoiser rows per job and step: 2 with CFG
 
 
 ARCHS = {
@@ -201,11 +259,53 @@ ARCHS = {
             ((CLIPTextModel, TINY_CLIP), (CLIPTextModelWithProjection, TINY_CLIP)),
         ),
     },
+    "flux": {
+        "full": Arch(
+            "FLUX.1 [dev]-architecture",
+            FluxPipeline,
+            1024,
+            28,
+            FLUX_DEV_TRANSFORMER,
+            {**FLOW_VAE, "sample_size": 1024, "scaling_factor": 0.3611, "shift_factor": 0.1159},
+            ((CLIPTextModel, CLIP_VIT_L), (T5EncoderModel, T5_XXL)),
+            guidance=3.5,
+            rows_per_job=1,
+        ),
+        # The tests' tiny model (gpu_workers.tiny_models); its configs are there.
+        "tiny": Arch(
+            "FLUX.1 [dev]-architecture (tiny)", FluxPipeline, 64, 4, {}, {}, (), 3.5, 1
+        ),
+    },
+    "sd35": {
+        "full": Arch(
+            "SD 3.5 Large-architecture",
+            StableDiffusion3Pipeline,
+            1024,
+            28,
+            SD35_LARGE_TRANSFORMER,
+            {**FLOW_VAE, "sample_size": 1024, "scaling_factor": 1.5305, "shift_factor": 0.0609},
+            (
+                (CLIPTextModelWithProjection, CLIP_VIT_L),
+                (CLIPTextModelWithProjection, OPENCLIP_BIGG),
+                (T5EncoderModel, T5_XXL),
+            ),
+            guidance=3.5,
+        ),
+        "tiny": Arch(
+            "SD 3.5-architecture (tiny)", StableDiffusion3Pipeline, 64, 4, {}, {}, (), 3.5
+        ),
+    },
 }
+FLOW_PIPELINES = (FluxPipeline, StableDiffusion3Pipeline)
+# FLUX.1 [dev] (17 G parameters with T5) and SD 3.5 Large (14 G) each need a process of their
+# own: a run keeps every model it loaded, and saves each to its scratch folder.
+DEFAULT_ARCHS = ("sd15", "sdxl")
 
 
 def build_pipeline(arch: Arch, *, device: str, dtype: torch.dtype, scratch: Path):
     """The architecture with random weights, on `device` in `dtype`."""
+    if arch.pipeline_class in FLOW_PIPELINES:
+        return build_flow_pipeline(arch, device=device, dtype=dtype, scratch=scratch)
     tokenizer = tiny_clip_tokenizer(Path(tempfile.mkdtemp(dir=scratch)) / "tokenizer")
     token_ids = {
         "bos_token_id": tokenizer.bos_token_id,
@@ -266,8 +366,90 @@ def build_pipeline(arch: Arch, *, device: str, dtype: torch.dtype, scratch: Path
     return pipe
 
 
+def build_flow_pipeline(arch: Arch, *, device: str, dtype: torch.dtype, scratch: Path):
+    """FLUX.1 or SD 3.5 with random weights: the tiny test models, or the real sizes built
+    on the device from the configs above (tiny tokenizers: speed does not depend on them)."""
+    flux = arch.pipeline_class is FluxPipeline
+    if not arch.unet:  # tiny
+        build = build_tiny_flux if flux else build_tiny_sd3
+        folder = build(Path(tempfile.mkdtemp(dir=scratch)) / "tiny")
+        pipe = arch.pipeline_class.from_pretrained(folder, dtype=dtype)
+        pipe.to(device)
+        pipe.set_progress_bar_config(disable=True)
+        return pipe
+    build_dir = Path(tempfile.mkdtemp(dir=scratch))
+    clip_tokenizers = [
+        tiny_clip_tokenizer(build_dir / "tokenizer"),
+        tiny_clip_tokenizer(build_dir / "tokenizer_2", pad_token="!"),
+    ]
+    t5_tokenizer = tiny_t5_tokenizer(build_dir / "t5", model_max_length=512 if flux else 256)
+    with torch.device(device):
+        encoders = []
+        for (model_class, config), tokenizer in zip(
+            arch.text_encoders, [*clip_tokenizers[: len(arch.text_encoders) - 1], t5_tokenizer],
+            strict=True,
+        ):
+            if model_class is T5EncoderModel:
+                encoders.append(T5EncoderModel(T5Config(**config)))
+            else:
+                encoders.append(
+                    model_class(
+                        CLIPTextConfig(
+                            vocab_size=CLIP_VOCAB_SIZE,
+                            max_position_embeddings=tokenizer.model_max_length,
+                            bos_token_id=tokenizer.bos_token_id,
+                            eos_token_id=tokenizer.eos_token_id,
+                            pad_token_id=tokenizer.pad_token_id,
+                            **config,
+                        )
+                    )
+                )
+        vae = AutoencoderKL(
+            down_block_types=("DownEncoderBlock2D",) * 4,
+            up_block_types=("UpDecoderBlock2D",) * 4,
+            **arch.vae,
+        )
+        if flux:
+            transformer = FluxTransformer2DModel(**arch.unet)
+        else:
+            transformer = SD3Transformer2DModel(**arch.unet)
+    if flux:
+        scheduler = FlowMatchEulerDiscreteScheduler(
+            shift=3.0,
+            use_dynamic_shifting=True,
+            base_shift=0.5,
+            max_shift=1.15,
+            base_image_seq_len=256,
+            max_image_seq_len=4096,
+        )
+        pipe = FluxPipeline(
+            scheduler=scheduler,
+            vae=vae,
+            text_encoder=encoders[0],
+            tokenizer=clip_tokenizers[0],
+            text_encoder_2=encoders[1],
+            tokenizer_2=t5_tokenizer,
+            transformer=transformer,
+        )
+    else:
+        pipe = StableDiffusion3Pipeline(
+            transformer=transformer,
+            scheduler=FlowMatchEulerDiscreteScheduler(shift=3.0),
+            vae=vae,
+            text_encoder=encoders[0],
+            tokenizer=clip_tokenizers[0],
+            text_encoder_2=encoders[1],
+            tokenizer_2=clip_tokenizers[1],
+            text_encoder_3=encoders[2],
+            tokenizer_3=t5_tokenizer,
+        )
+    pipe.to(device=device, dtype=dtype)
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
 def flops_per_image(pipe, request, device: str) -> int:
-    """Text encoders once, every UNet step (two rows with CFG), one VAE decode.
+    """Text encoders once, every denoiser step (two rows with CFG), one VAE decode.
 
     Counted over whole pipeline calls of 1 and 2 steps: their difference is one step.
     """
@@ -288,7 +470,7 @@ def bench_arch(arch_key: str, args, scratch: Path, matmul_rate: float, save=None
 
     def requests(count: int, steps: int):
         return make_requests(
-            str(folder), count, width=size, height=size, steps=steps, guidance=GUIDANCE
+            str(folder), count, width=size, height=size, steps=steps, guidance=arch.guidance
         )
 
     def log(line: str) -> None:
@@ -305,7 +487,7 @@ def bench_arch(arch_key: str, args, scratch: Path, matmul_rate: float, save=None
     floor_s = flops / matmul_rate
     log(f"{_count(flops)}FLOP per image, floor {floor_s:.4f} s per image")
 
-    # Saved before any compile, which wraps the UNet's forward.
+    # Saved before any compile, which wraps the denoiser's forward.
     pipe.save_pretrained(folder)
 
     runs, arrivals = [], []
@@ -314,8 +496,10 @@ def bench_arch(arch_key: str, args, scratch: Path, matmul_rate: float, save=None
         "width": size,
         "height": size,
         "steps": steps,
-        "guidance": GUIDANCE,
-        "scheduler": "EulerDiscreteScheduler",
+        "guidance": arch.guidance,
+        "guidance_kind": "distilled guidance" if arch.rows_per_job == 1 else "CFG",
+        "rows_per_job": arch.rows_per_job,
+        "scheduler": type(pipe.scheduler).__name__,
         "params": params,
         "flops_per_image": flops,
         "floor_s_per_image": floor_s,
@@ -337,7 +521,9 @@ def bench_arch(arch_key: str, args, scratch: Path, matmul_rate: float, save=None
     for compiled in args.compile:
         if compiled:
             # As the engine's STUDIO_COMPILE=1 does it.
-            pipe.unet.compile(fullgraph=True)
+            (pipe.transformer if arch.pipeline_class in FLOW_PIPELINES else pipe.unet).compile(
+                fullgraph=True
+            )
         run_plain(pipe, requests(1, WARMUP_STEPS), device=args.device, queued=False)
         numbers = run_plain(pipe, requests(args.jobs, steps), device=args.device, queued=False)
         run = {"runner": "plain diffusers", "compile": compiled, "concurrency": 1, **numbers}
@@ -391,7 +577,7 @@ def arch_markdown(result: dict, common: dict) -> str:
     params = ", ".join(f"{name} {_count(count)}" for name, count in result["params"].items())
     lines = [
         f"## {result['arch']}, {result['width']}x{result['height']}, {result['steps']} steps, "
-        f"CFG {result['guidance']:g}: {device}",
+        f"{result.get('guidance_kind', 'CFG')} {result['guidance']:g}: {device}",
         "",
         f"Command: `{common['command']}`  ",
         f"Machine: {machine_line(machine)}",
@@ -405,7 +591,8 @@ def arch_markdown(result: dict, common: dict) -> str:
         "(compilation excluded).",
         "",
         f"Floor: {_count(result['flops_per_image'])}FLOP per image (text encoders, "
-        f"{result['steps']} UNet steps at 2 rows for CFG, VAE decode; "
+        f"{result['steps']} denoiser steps at {result.get('rows_per_job', 2)} rows per job, "
+        "VAE decode; "
         f"`torch.utils.flop_counter`) / {_count(common['matmul_flops_per_s'])}FLOP/s "
         f"({common['dtype']} {common['matmul_size']}x{common['matmul_size']} matmul, "
         f"measured) = **{result['floor_s_per_image']:.3f} s per image** "
@@ -470,7 +657,13 @@ def parse_args(argv: list[str]):
         action="store_true",
         help="SD1.5 only, concurrency 1 and 8, 4 jobs, 16 arrivals (other options still apply)",
     )
-    parser.add_argument("--arch", nargs="+", choices=ARCHS, default=list(ARCHS))
+    parser.add_argument(
+        "--arch",
+        nargs="+",
+        choices=ARCHS,
+        default=list(DEFAULT_ARCHS),
+        help=f"default: {' '.join(DEFAULT_ARCHS)}; flux and sd35 each in a run of their own",
+    )
     parser.add_argument("--concurrency", nargs="+", type=int, default=[1, 4, 16])
     parser.add_argument(
         "--compile", nargs="+", choices=("off", "on"), help="default: off on (GPU), off (CPU)"

@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 from django.conf import settings
 from django.db import connection
 
@@ -230,3 +231,45 @@ def test_the_families_bench_compares_each_flow_family_with_its_pipeline(tmp_path
     assert "| FLUX.1 | plain `FluxPipeline` |" in text
     assert "| SD 3.x | engine, 2 concurrent |" in text
     assert "<!-- /bench:families-cpu -->" in text
+
+
+def test_gpu_script_has_flux_and_sd35_profiles_run_on_their_own(tmp_path):
+    assert gpu.parse_args(["--device", "cpu"]).arch == ["sd15", "sdxl"]
+    results = gpu.main(
+        ["--device", "cpu", "--tiny", "--arch", "flux", "sd35", "--steps", "2", "--jobs", "1"]
+        + ["--rounds", "1", "--concurrency", "1", "2", "--arrivals", "0"]
+        + ["--write", str(tmp_path / "BENCHMARKS.md")]
+    )
+
+    flux, sd35 = results["archs"]["flux"], results["archs"]["sd35"]
+    assert (flux["rows_per_job"], flux["guidance_kind"]) == (1, "distilled guidance")
+    assert (sd35["rows_per_job"], sd35["guidance_kind"]) == (2, "CFG")
+    assert flux["scheduler"] == sd35["scheduler"] == "FlowMatchEulerDiscreteScheduler"
+    assert "text_encoder_3" in sd35["params"]
+    for arch in (flux, sd35):
+        for run in arch["runs"]:
+            assert_sensible_timings(run, jobs=run["jobs"])
+    text = (tmp_path / "BENCHMARKS.md").read_text()
+    assert "<!-- bench:gpu-flux-tiny -->" in text and "<!-- bench:gpu-sd35-tiny -->" in text
+    assert "distilled guidance 3.5" in text and "at 1 rows per job" in text
+
+
+def test_the_real_size_flow_profiles_have_the_released_models_sizes():
+    """Built on the meta device: no memory, only the parameter counts."""
+    import tempfile
+
+    counts = {}
+    for key in ("flux", "sd35"):
+        with tempfile.TemporaryDirectory() as scratch:
+            pipe = gpu.build_flow_pipeline(
+                gpu.ARCHS[key]["full"], device="meta", dtype=torch.bfloat16, scratch=Path(scratch)
+            )
+        counts[key] = {
+            name: sum(p.numel() for p in module.parameters())
+            for name, module in pipe.components.items()
+            if isinstance(module, torch.nn.Module)
+        }
+    # FLUX.1 [dev] 11.9 G and SD 3.5 Large 8.1 G transformer parameters; T5 XXL 4.76 G.
+    assert round(counts["flux"]["transformer"] / 1e9, 1) == 11.9
+    assert round(counts["sd35"]["transformer"] / 1e9, 1) == 8.1
+    assert round(counts["flux"]["text_encoder_2"] / 1e9, 2) == 4.76
