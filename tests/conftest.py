@@ -9,7 +9,7 @@ import pytest
 from django.conf import settings
 
 # What makes a test slow: a real diffusion run on the tiny models, or real processes.
-SLOW_FIXTURES = {"tiny_model_dir", "tiny_sdxl_model_dir"}
+SLOW_FIXTURES = {"tiny_model_dir", "tiny_sdxl_model_dir", "tiny_flux", "tiny_sd3", "flow_job"}
 SLOW_MARKERS = ("e2e", "browser", "faults")
 
 

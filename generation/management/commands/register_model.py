@@ -86,13 +86,19 @@ class Command(BaseCommand):
         )
         parser.add_argument("--description", default="")
         parser.add_argument(
-            "--width", type=int, help="default width (default: 1024 for SDXL, else 512)"
+            "--width", type=int,
+            help="default width (default: 1024 for SDXL, FLUX.1 and SD 3.x, else 512)",
         )
         parser.add_argument(
-            "--height", type=int, help="default height (default: 1024 for SDXL, else 512)"
+            "--height", type=int,
+            help="default height (default: 1024 for SDXL, FLUX.1 and SD 3.x, else 512)",
         )
         parser.add_argument("--steps", type=int, default=25)
-        parser.add_argument("--guidance-scale", type=float, default=7.0)
+        parser.add_argument(
+            "--guidance-scale", type=float,
+            help="default CFG scale (default: 3.5 for FLUX.1, whose [dev] takes it as its "
+            "distilled guidance, else 7)",
+        )
         parser.add_argument(
             "--sampler",
             default="",
@@ -128,8 +134,10 @@ class Command(BaseCommand):
 
         source = options["source"]
         name = options["name"] or source
-        # The size each family was trained at.
-        side = 1024 if options["family"] == ModelFamily.SDXL else 512
+        # The size each family was trained at, and FLUX.1 [dev]'s usual distilled guidance.
+        family = options["family"]
+        side = 1024 if family in (ModelFamily.SDXL, ModelFamily.FLUX1, ModelFamily.SD3) else 512
+        guidance = 3.5 if family == ModelFamily.FLUX1 else 7.0
         data = {
             "name": name,
             "kind": options["kind"],
@@ -141,7 +149,8 @@ class Command(BaseCommand):
             "default_width": side if options["width"] is None else options["width"],
             "default_height": side if options["height"] is None else options["height"],
             "default_steps": options["steps"],
-            "default_guidance_scale": options["guidance_scale"],
+            "default_guidance_scale": guidance
+            if options["guidance_scale"] is None else options["guidance_scale"],
             "default_sampler": options["sampler"],
             "min_role": options["min_role"],
             "is_enabled": not options["disabled"],

@@ -34,6 +34,19 @@ class RegisterModelTestCase(TestCase):
         self.assertEqual((model.default_height, model.default_sampler), (768, "DPM++ 2M Karras"))
         self.assertEqual(model.min_role, Role.EDITOR)
 
+    def test_each_family_gets_its_own_default_size_and_guidance(self):
+        for family, expected in [("sd15", (512, 7.0)), ("sdxl", (1024, 7.0)),
+                                 ("flux1", (1024, 3.5)), ("sd3", (1024, 7.0))]:
+            with self.subTest(family=family):
+                register(f"owner/{family}-model", "--family", family)
+                model = DiffusionModel.objects.get(source=f"owner/{family}-model")
+                self.assertEqual((model.default_width, model.default_height,
+                                  model.default_guidance_scale), (*expected[:1], *expected))
+        register("owner/flux-custom", "--family", "flux1", "--guidance-scale", "1")
+        self.assertEqual(
+            DiffusionModel.objects.get(source="owner/flux-custom").default_guidance_scale, 1.0
+        )
+
     def test_a_local_folder_is_recognised_and_checked(self):
         folder = Path(self.tmp.name) / "finetune"
         folder.mkdir()
