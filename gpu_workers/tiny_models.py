@@ -193,8 +193,10 @@ def _tiny_sd15_unet(*, in_channels: int, cross_attention_dim: int) -> UNet2DCond
     )
 
 
-def _tiny_vae(*, scaling_factor: float) -> AutoencoderKL:
-    # Four blocks, like SD's VAE, so images are 8× the latents; 8 and 16 channels only.
+def _tiny_vae(*, scaling_factor: float, shift_factor: float | None = None) -> AutoencoderKL:
+    # Four blocks, like SD's VAE, so images are 8× the latents; 8 and 16 channels only. SD's
+    # has 4 latent channels; FLUX.1's and SD3's (those with a shift) 16, no quant convolutions.
+    flow = shift_factor is not None
     return AutoencoderKL(
         in_channels=3,
         out_channels=3,
@@ -203,9 +205,12 @@ def _tiny_vae(*, scaling_factor: float) -> AutoencoderKL:
         block_out_channels=(8, 16, 16, 16),
         layers_per_block=1,
         norm_num_groups=8,
-        latent_channels=4,
+        latent_channels=16 if flow else 4,
         sample_size=64,
+        use_quant_conv=not flow,
+        use_post_quant_conv=not flow,
         scaling_factor=scaling_factor,
+        shift_factor=shift_factor,
     )
 
 
@@ -318,25 +323,6 @@ def build_tiny_sd3(path: str | Path) -> Path:
     return _build_folder(path, _tiny_sd3_pipeline)
 
 
-def _tiny_flow_vae(*, scaling_factor: float, shift_factor: float) -> AutoencoderKL:
-    # Flux's and SD3's VAE: 16 latent channels, no quant convolutions, a shift and a scale.
-    return AutoencoderKL(
-        in_channels=3,
-        out_channels=3,
-        down_block_types=("DownEncoderBlock2D",) * 4,
-        up_block_types=("UpDecoderBlock2D",) * 4,
-        block_out_channels=(8, 16, 16, 16),
-        layers_per_block=1,
-        norm_num_groups=8,
-        latent_channels=16,
-        sample_size=64,
-        use_quant_conv=False,
-        use_post_quant_conv=False,
-        scaling_factor=scaling_factor,
-        shift_factor=shift_factor,
-    )
-
-
 def _tiny_clip(tokenizer: CLIPTokenizer, hidden_size: int, *, projection: bool):
     config = CLIPTextConfig(
         vocab_size=len(tokenizer),
@@ -406,7 +392,7 @@ def _tiny_flux_pipeline(build_dir: Path, *, schnell: bool) -> FluxPipeline:
         )
     return FluxPipeline(
         scheduler=scheduler,
-        vae=_tiny_flow_vae(scaling_factor=0.3611, shift_factor=0.1159),
+        vae=_tiny_vae(scaling_factor=0.3611, shift_factor=0.1159),
         text_encoder=text_encoder,
         tokenizer=tokenizer,
         text_encoder_2=text_encoder_2,
@@ -443,7 +429,7 @@ def _tiny_sd3_pipeline(build_dir: Path) -> StableDiffusion3Pipeline:
     return StableDiffusion3Pipeline(
         transformer=transformer,
         scheduler=FlowMatchEulerDiscreteScheduler(num_train_timesteps=1000, shift=3.0),
-        vae=_tiny_flow_vae(scaling_factor=1.5305, shift_factor=0.0609),
+        vae=_tiny_vae(scaling_factor=1.5305, shift_factor=0.0609),
         text_encoder=text_encoder,
         tokenizer=tokenizer,
         text_encoder_2=text_encoder_2,
