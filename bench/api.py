@@ -25,7 +25,6 @@ run but never refuse. The database is dropped at the end, also on failure.
 import argparse
 import os
 import platform
-import secrets
 import statistics
 import sys
 import tempfile
@@ -36,6 +35,7 @@ from functools import partial
 from pathlib import Path
 from unittest import mock
 
+from bench.database import create_database, drop_database, setup_django
 from gpu_workers.bench.report import cpu_model, write_section
 
 DATABASE = "studio_bench_api"
@@ -63,46 +63,6 @@ def parse_args(argv):
     if args.requests < 1 or args.threads < 1 or args.warmup < 0:
         parser.error("--requests and --threads must be at least 1, --warmup at least 0")
     return args
-
-
-def admin_connection(server):
-    import psycopg
-
-    return psycopg.connect(f"{server}/postgres", autocommit=True)
-
-
-def recreate_database(server, create=True):
-    with admin_connection(server) as conn:
-        conn.execute(f"DROP DATABASE IF EXISTS {DATABASE} WITH (FORCE)")
-        if create:
-            conn.execute(f"CREATE DATABASE {DATABASE}")
-
-
-def setup_django(server, media_root):
-    """Production-like settings (DEBUG off) on the throwaway database, limits out of reach."""
-    os.environ.update(
-        DATABASE_URL=f"{server}/{DATABASE}",
-        DJANGO_SETTINGS_MODULE="studio.settings",
-        SECRET_KEY=secrets.token_urlsafe(50),
-        DEBUG="0",
-        SECURE_SSL_REDIRECT="0",
-        SESSION_COOKIE_SECURE="0",
-        CSRF_COOKIE_SECURE="0",
-        ALLOWED_HOSTS="testserver",
-        MEDIA_ROOT=str(media_root),
-        LOG_LEVEL="WARNING",
-        STUDIO_GENERATE_POSTS_PER_MINUTE=HIGH_LIMIT,
-        STUDIO_USER_MAX_ACTIVE_IMAGES=HIGH_LIMIT,
-        STUDIO_USER_IMAGES_PER_HOUR=HIGH_LIMIT,
-    )
-    for name in ("REDIS_URL", "CELERY_BROKER_URL"):
-        os.environ.pop(name, None)
-    import django
-
-    django.setup()
-    from django.core.management import call_command
-
-    call_command("migrate", verbosity=0)
 
 
 # -- Data -----------------------------------------------------------------------------
@@ -384,10 +344,14 @@ def section(results, throughput, info, args):
 
 def main(argv=None):
     args = parse_args(argv)
-    recreate_database(args.postgres)
+    create_database(args.postgres, DATABASE)
     try:
         with tempfile.TemporaryDirectory(prefix="bench-api-media-") as media:
-            setup_django(args.postgres, media)
+            # Limits out of reach: checked on every call, never refusing.
+            setup_django(args.postgres, DATABASE, media,
+                         STUDIO_GENERATE_POSTS_PER_MINUTE=HIGH_LIMIT,
+                         STUDIO_USER_MAX_ACTIVE_IMAGES=HIGH_LIMIT,
+                         STUDIO_USER_IMAGES_PER_HOUR=HIGH_LIMIT)
             from django.db import connections
 
             # The broker's send is Celery's time, not the API's (and no worker runs here).
@@ -415,7 +379,7 @@ def main(argv=None):
             markdown = section(results, throughput, info, args)
             connections.close_all()
     finally:
-        recreate_database(args.postgres, create=False)
+        drop_database(args.postgres, DATABASE)
     print(markdown)
     if args.write:
         write_section(args.write, SECTION, markdown)

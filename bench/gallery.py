@@ -25,6 +25,7 @@ import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from bench.database import create_database, drop_database, setup_django
 from gpu_workers.bench.report import cpu_model
 
 DATABASE = "studio_bench_gallery"
@@ -64,46 +65,6 @@ def parse_args(argv):
                         "FOLDER/<page>.txt (slows the timings: compare them only with "
                         "other profiled runs)")
     return parser.parse_args(argv)
-
-
-def admin_connection(server):
-    import psycopg
-
-    return psycopg.connect(f"{server}/postgres", autocommit=True)
-
-
-def create_database(server):
-    with admin_connection(server) as conn:
-        conn.execute(f"DROP DATABASE IF EXISTS {DATABASE} WITH (FORCE)")
-        conn.execute(f"CREATE DATABASE {DATABASE}")
-
-
-def drop_database(server):
-    with admin_connection(server) as conn:
-        conn.execute(f"DROP DATABASE IF EXISTS {DATABASE} WITH (FORCE)")
-
-
-def setup_django(server, media_root):
-    """Production-like settings (DEBUG off, so no query log) on the throwaway database."""
-    os.environ.update(
-        DATABASE_URL=f"{server}/{DATABASE}",
-        DJANGO_SETTINGS_MODULE="studio.settings",
-        SECRET_KEY=secrets.token_urlsafe(50),
-        DEBUG="0",
-        SECURE_SSL_REDIRECT="0",
-        SESSION_COOKIE_SECURE="0",
-        CSRF_COOKIE_SECURE="0",
-        ALLOWED_HOSTS="testserver",
-        MEDIA_ROOT=str(media_root),
-        LOG_LEVEL="WARNING",
-    )
-    os.environ.pop("REDIS_URL", None)
-    import django
-
-    django.setup()
-    from django.core.management import call_command
-
-    call_command("migrate", verbosity=0)
 
 
 # -- Data -----------------------------------------------------------------------------
@@ -448,10 +409,10 @@ def section(results, info, args, counts, explore):
 def main(argv=None):
     args = parse_args(argv)
     rng = random.Random(20261127)
-    create_database(args.postgres)
+    create_database(args.postgres, DATABASE)
     try:
         with tempfile.TemporaryDirectory(prefix="bench-gallery-media-") as media:
-            setup_django(args.postgres, media)
+            setup_django(args.postgres, DATABASE, media)
             from django.db import connections
             from django.test import Client
 
@@ -487,7 +448,7 @@ def main(argv=None):
             connections.close_all()
     finally:
         if not args.keep:
-            drop_database(args.postgres)
+            drop_database(args.postgres, DATABASE)
     print(markdown)
     if args.write and not args.only:
         from gpu_workers.bench.report import write_section

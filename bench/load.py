@@ -27,6 +27,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from bench import gallery as gallery_bench
+from bench.database import create_database, drop_database, setup_django
 
 DATABASE = "studio_bench_load"
 SECTION = "web-load"
@@ -52,9 +53,8 @@ def parse_args(argv):
 
 def prepare(args, media):
     """The filled database, and what the simulated users need to know of it."""
-    gallery_bench.DATABASE = DATABASE
-    gallery_bench.create_database(args.postgres)
-    gallery_bench.setup_django(args.postgres, media)
+    create_database(args.postgres, DATABASE)
+    setup_django(args.postgres, DATABASE, media)
     from django.contrib.auth.hashers import make_password
 
     from gallery.models import Image
@@ -198,7 +198,7 @@ def main(argv=None):
             server.terminate()
             server.wait(timeout=30)
         redis.destroy()
-        gallery_bench.drop_database(args.postgres)
+        drop_database(args.postgres, DATABASE)
     markdown = section(rows, args, load)
     print(markdown)
     if args.write:
