@@ -46,6 +46,10 @@ class GenerationRequest:
     # both passes: in the second, [a:b:0.5] is "b" throughout, [a:b:1.5] changes half-way
     # and [a:b:25] after step 25 - first_pass_steps. None: a pass of its own.
     first_pass_steps: int | None = None
+    # FLUX.1 / SD 3.x: the flow-matching shift (ComfyUI's ModelSamplingSD3 "shift", Forge's
+    # "Shift"): larger spends more of the steps at high noise. None: the model's scheduler
+    # default (its config's shift, or FLUX.1's resolution-dependent shift).
+    shift: float | None = None
 
     @property
     def mode(self) -> str:
