@@ -19,6 +19,8 @@ class ModelFamily(models.TextChoices):
 GENERATION_FAMILIES = (
     ModelFamily.SD15, ModelFamily.SD2, ModelFamily.SDXL, ModelFamily.FLUX1, ModelFamily.SD3
 )
+# The flow-matching families (diffusion transformers), whose schedule has a shift.
+FLOW_FAMILIES = (ModelFamily.FLUX1, ModelFamily.SD3)
 # Families that generate txt2img only so far (gpu_workers.flow), with the model's own
 # flow-matching Euler sampler ("Euler", or the model default) and sides that are multiples
 # of 16 (the VAE's 8 × the transformer's 2×2 patches); the generate form refuses the rest.

@@ -213,6 +213,7 @@ def generation_requests(job):
         height=height,
         seed=recipe.seed,
         sampler=recipe.sampler or job.model.default_sampler or None,
+        shift=recipe.shift,
         clip_skip=recipe.clip_skip,
         init_image=init_image,
         mask_image=mask_image,

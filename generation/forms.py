@@ -10,7 +10,12 @@ from django.utils.choices import BaseChoiceIterator
 
 from gallery.models import Image
 from generation import admission
-from generation.choices import FLOW_SAMPLER_NAMES, FLOW_SIZE_MULTIPLE, TXT2IMG_ONLY_FAMILIES
+from generation.choices import (
+    FLOW_FAMILIES,
+    FLOW_SAMPLER_NAMES,
+    FLOW_SIZE_MULTIPLE,
+    TXT2IMG_ONLY_FAMILIES,
+)
 from generation.loras.forms import LoraStackField, ModelSelect, clean_lora_stack
 from generation.models import SAMPLER_CHOICES, DiffusionModel, ModelFamily, ModelKind
 from generation.recipe import LIMITS, MAX_PROMPT, OUTPAINT_SIDES, recipe_problems
@@ -181,6 +186,12 @@ class GenerationForm(forms.Form):
             "invalid_choice": "Unknown sampler %(value)s: choose one from the list "
             f"({', '.join(name for name, _ in SAMPLER_CHOICES)})."
         },
+    )
+    shift = forms.FloatField(
+        required=False, **bounds("shift"),
+        widget=forms.NumberInput(attrs={"step": "0.01", "placeholder": "Model default"}),
+        help_text="FLUX.1 and SD 3.x only: the flow-matching shift (ComfyUI's, Forge's "
+                  "Shift); higher spends more steps on composition. Empty: the model's.",
     )
     clip_skip = forms.IntegerField(
         required=False,
@@ -522,7 +533,15 @@ class GenerationForm(forms.Form):
         self._clean_dynamic_prompts(cleaned)
         clean_lora_stack(self, cleaned, self.project.team if self.project else None)
         self._clean_txt2img_only_family(cleaned)
+        self._clean_shift(cleaned)
         return cleaned
+
+    def _clean_shift(self, cleaned):
+        """The shift belongs to flow matching: other families' schedules have none."""
+        model = cleaned.get("model")
+        if cleaned.get("shift") is not None and model and model.family not in FLOW_FAMILIES:
+            self.add_error("shift", f"{model.get_family_display()} models have no shift: it "
+                                    "applies to FLUX.1 and SD 3.x models. Leave it empty.")
 
     def _clean_txt2img_only_family(self, cleaned):
         """FLUX.1 and SD 3.x models run txt2img only so far (issue #17): what else the form

@@ -260,6 +260,8 @@ class GenerationJob(models.Model):
     seed = SeedField()
     # Blank: the model's default sampler.
     sampler = models.CharField(max_length=40, blank=True, choices=SAMPLER_CHOICES)
+    # FLUX.1 / SD 3.x: the flow-matching shift; null: the model's default.
+    shift = models.FloatField(null=True, blank=True)
     clip_skip = models.PositiveSmallIntegerField(default=1)  # A1111's: 1 = the last layer
     # Images made together, with seeds seed, seed + 1, ... (A1111's "Batch size").
     batch_size = models.PositiveSmallIntegerField(default=1)

@@ -48,6 +48,8 @@ OUTPAINT_SIDES = ("outpaint_left", "outpaint_right", "outpaint_top", "outpaint_b
 LIMITS = {
     "steps": (1, settings.STUDIO_MAX_STEPS),
     "guidance_scale": (0.0, 30.0),
+    # The flow-matching shift of FLUX.1 / SD 3.x: ComfyUI's ModelSamplingSD3 bounds.
+    "shift": (0.0, 100.0),
     "width": (64, 2048),
     "height": (64, 2048),
     "seed": (0, MAX_SEED),
@@ -163,6 +165,9 @@ class Recipe(Part):
     height: int = limited("height", 512)
     seed: int | None = limited("seed", None)  # None: a random one, chosen when queued
     sampler: str = ""  # an A1111 sampler name; blank: the model's default
+    # FLUX.1 / SD 3.x: the flow-matching shift (larger: more of the steps at high noise);
+    # None: the model's default.
+    shift: float | None = limited("shift", None)
     clip_skip: int = limited("clip_skip", 1)
     batch_size: int = limited("batch_size", 1)
     source: ImageRef | None = None
@@ -241,6 +246,7 @@ class Recipe(Part):
             height=get("height"),
             seed=get("seed"),
             sampler=get("sampler") or "",
+            shift=get("shift"),
             clip_skip=get("clip_skip") or 1,
             batch_size=get("batch_size") or 1,
             source=image_ref(get("source_image"), get("source_upload"),
@@ -304,6 +310,7 @@ class Recipe(Part):
             "height": self.height,
             "seed": self.seed,
             "sampler": self.sampler,
+            "shift": self.shift,
             "clip_skip": self.clip_skip,
             "batch_size": self.batch_size,
             "source_image": source and source.image,
@@ -371,6 +378,7 @@ class Recipe(Part):
             "height": height,
             "seed": self.seed if seed is None else seed,
             "sampler": self.sampler,
+            "shift": self.shift,
             "clip_skip": self.clip_skip,
             "batch_size": self.batch_size,
             "source_image_id": self.source and self.source.image,
@@ -425,6 +433,7 @@ class Recipe(Part):
                 "height": job.height - top - bottom,
                 "seed": job.seed,
                 "sampler": job.sampler,
+                "shift": job.shift,
                 "clip_skip": job.clip_skip,
                 "batch_size": job.batch_size,
                 "mode": job.mode,

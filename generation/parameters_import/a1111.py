@@ -3,6 +3,7 @@
 import json
 import re
 
+from generation.choices import ModelFamily
 from generation.library.hashes import model_hash_backfill
 from generation.loras.embeddings.services import job_embeddings, ti_hashes
 from generation.loras.services import infotext_prompt, lora_hashes
@@ -34,13 +35,24 @@ PARAM_RE = re.compile(r'(\w[\w \-/]{0,79}?)\s*:\s*("(?:\\.|[^\\"])*+"|[^,]*)(?:,
 # The Dynamic Prompts extension's labels (sd_dynamic_prompts/helpers/pnginfo_saver.py).
 TEMPLATE_LABEL = "Template"
 NEGATIVE_TEMPLATE_LABEL = "Negative Template"
+# Forge's fields for flow-matching models (the FLUX.1 [dev] guidance it embeds, and the
+# flow shift): lllyasviel/stable-diffusion-webui-forge modules/processing.py
+# create_infotext writes "Distilled CFG Scale" (its FLUX.1 UI preset runs "CFG scale: 1",
+# modules_forge/main_entry.py); Forge Neo's (Haoming02/sd-webui-forge-classic, branch neo)
+# modules/processing.py writes "Shift" for models that take one.
+DISTILLED_CFG_LABEL = "Distilled CFG Scale"
+SHIFT_LABEL = "Shift"
+# Forge's FLUX.1 preset schedule (main_entry.py: flux_t2i_scheduler 'Simple'): on a flow
+# model, sigmas evenly spaced in time, which is what the flow families' Euler runs.
+FLOW_SCHEDULE_TYPE = "Simple"
 # A settings line holds at least one of these (A1111 writes Steps first, always).
 A1111_KEYS = {"steps", "sampler", "cfg scale", "seed", "size", "model", "model hash"}
 # Fields the form applies; everything else is reported.
 A1111_APPLIED = {
     "Steps", "Sampler", "Schedule type", "CFG scale", "Seed", "Size", "Model", "Clip skip",
     "Batch size", "Version", "Denoising strength", "Hires upscale", "Hires steps",
-    "Hires upscaler", "Variation seed", "Variation seed strength",
+    "Hires upscaler", "Variation seed", "Variation seed strength", DISTILLED_CFG_LABEL,
+    SHIFT_LABEL,
 }
 # Kept for the library lookup (parameters_import.library), which reports what it can't use.
 A1111_LOOKED_UP = {"Model hash", "Lora hashes"} | CIVITAI_KEYS
@@ -150,8 +162,9 @@ def parse_a1111_infotext(text) -> ImportedParameters:
 
     if "Steps" in values:
         result.values["steps"] = int_value(values["Steps"], "Steps")
-    if "CFG scale" in values:
-        result.values["guidance_scale"] = float_value(values["CFG scale"], "CFG scale")
+    _a1111_guidance(values, result)
+    if SHIFT_LABEL in values:
+        result.values["shift"] = float_value(values[SHIFT_LABEL], SHIFT_LABEL)
     if "Seed" in values:
         result.values["seed"] = int_value(values["Seed"], "Seed")
     if "Size" in values:
@@ -159,6 +172,8 @@ def parse_a1111_infotext(text) -> ImportedParameters:
     if "Sampler" in values:
         # A1111 1.9+ reads a missing schedule type as "Automatic", the sampler's default.
         schedule_type = values.get("Schedule type", "Automatic")
+        if _is_flow_infotext(values) and schedule_type.strip() == FLOW_SCHEDULE_TYPE:
+            schedule_type = "Automatic"  # the flow model's own schedule
         name = sampler_name_for(values["Sampler"], schedule_type, result)
         if name:
             result.values["sampler"] = name
@@ -195,6 +210,26 @@ def parse_a1111_infotext(text) -> ImportedParameters:
         ):
             result.report(key, _unquote_lenient(raw))
     return result
+
+
+def _is_flow_infotext(values):
+    """Whether Forge wrote `values` for a flow-matching model (FLUX.1, SD 3.x)."""
+    return DISTILLED_CFG_LABEL in values or SHIFT_LABEL in values
+
+
+def _a1111_guidance(values, result):
+    """The guidance: Forge's "Distilled CFG Scale" for FLUX.1 [dev] (what the recipe's
+    guidance scale is for that family), beside a "CFG scale" of 1 (no CFG); else "CFG
+    scale"."""
+    if DISTILLED_CFG_LABEL in values:
+        result.values["guidance_scale"] = float_value(values[DISTILLED_CFG_LABEL],
+                                                      DISTILLED_CFG_LABEL)
+        cfg = float_value(values.get("CFG scale", 1), "CFG scale")
+        if cfg != 1:
+            result.report("CFG scale", f"{format_number(cfg)} (FLUX.1 runs with its distilled "
+                                       "guidance only, no CFG)")
+    elif "CFG scale" in values:
+        result.values["guidance_scale"] = float_value(values["CFG scale"], "CFG scale")
 
 
 def _name_hash_pairs(text):
@@ -362,6 +397,8 @@ def recipe_infotext(job, *, seed, sampler, schedule_type=None, variation_seed=No
     recipe = job.recipe()
     job_loras = list(job.job_loras.all())
     model_hash_backfill(model=job.model)
+    # FLUX.1 embeds its guidance and runs no CFG: Forge writes the two apart.
+    distilled = job.model.family == ModelFamily.FLUX1
     hires, variation = recipe.hires, recipe.variation
     width, height = recipe.canvas_size()
     text = a1111_infotext(
@@ -371,7 +408,9 @@ def recipe_infotext(job, *, seed, sampler, schedule_type=None, variation_seed=No
             ("Steps", recipe.steps),
             ("Sampler", sampler),
             ("Schedule type", infotext_schedule_type(sampler, schedule_type)),
-            ("CFG scale", format_number(recipe.guidance_scale)),
+            ("CFG scale", "1" if distilled else format_number(recipe.guidance_scale)),
+            (DISTILLED_CFG_LABEL, format_number(recipe.guidance_scale) if distilled else None),
+            (SHIFT_LABEL, None if recipe.shift is None else format_number(recipe.shift)),
             ("Seed", seed),
             ("Size", f"{width}x{height}"),
             ("Model hash", job.model.a1111_hash()),

@@ -37,6 +37,7 @@ STUDIO_FIELDS = {
     "seed": int_value,
     "clip_skip": int_value,
     "batch_size": int_value,
+    "shift": float_value,  # FLUX.1 / SD 3.x; null: the model's default
 }
 
 
@@ -288,6 +289,7 @@ def recipe_spec(job, result):
         "height": height,
         "seed": result.seed,
         "sampler": recipe.sampler or None,
+        "shift": recipe.shift,
         "scheduler": {"class": result.scheduler_class, "config": result.scheduler_config},
         "versions": library_versions(),
     }

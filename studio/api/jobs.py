@@ -58,6 +58,9 @@ class JobCreateIn(Schema):
     width: int | None = None
     height: int | None = None
     sampler: str | None = Field(None, description="An A1111 sampler name; empty: the model's.")
+    shift: float | None = Field(
+        None, description="FLUX.1 and SD 3.x only: the flow-matching shift; empty: the model's."
+    )
     clip_skip: int | None = None
     batch_size: int | None = None
     batch_count: int | None = None
@@ -113,6 +116,7 @@ class JobOut(Schema):
     height: int
     seed: int
     sampler: str
+    shift: float | None
     clip_skip: int
     batch_size: int
     strength: float
@@ -179,6 +183,7 @@ def job_out(job, *, positions=None, loras=None, image_ids=None):
         "height": job.height,
         "seed": job.seed,
         "sampler": job.sampler,
+        "shift": job.shift,
         "clip_skip": job.clip_skip,
         "batch_size": job.batch_size,
         "strength": job.strength,

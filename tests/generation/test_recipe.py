@@ -19,7 +19,7 @@ from pydantic import BaseModel
 from generation.execution import generation_requests, hires_requests
 from generation.loras.models import JobLora
 from generation.loras.syntax import parse_lora_tags, prompt_without_lora_tags
-from generation.models import DiffusionModel, GenerationJob, ModelKind
+from generation.models import DiffusionModel, GenerationJob, ModelFamily, ModelKind
 from generation.parameters_import import parse_a1111_infotext, parse_studio_spec
 from generation.parameters_import.a1111 import recipe_infotext
 from generation.parameters_import.studio import recipe_spec
@@ -102,6 +102,9 @@ class RecipeTestCase(StudioTestCase):
         cls.adapter = DiffusionModel.objects.create(
             name="ip-adapter-sd15", source="/models/ip-adapter", kind=ModelKind.IP_ADAPTER
         )
+        cls.flux_model = DiffusionModel.objects.create(
+            name="flux-dev", source="/models/flux-dev", family=ModelFamily.FLUX1
+        )
         cls.ink = make_lora(cls.team, cls.owner, "ink")
         cls.paper = make_lora(cls.team, cls.owner, "paper")
         cls.image = make_image(make_job(cls.project, cls.editor, cls.model))
@@ -161,7 +164,11 @@ class RecipeTestCase(StudioTestCase):
             control=ControlNet(model=self.control_model.pk, image=ImageRef(upload=self.upload)),
             ip_adapter=IPAdapter(model=self.adapter.pk, image=ImageRef(image=self.image.pk)),
         )
-        return [text, inpaint, outpaint, image]
+        flow = Recipe(
+            model=self.flux_model.pk, prompt="a lighthouse, long exposure", steps=8, seed=8,
+            guidance_scale=3.5, width=256, height=256, shift=2.25,
+        )
+        return [text, inpaint, outpaint, image, flow]
 
     def job_of(self, recipe):
         job = GenerationJob.objects.create(
@@ -292,7 +299,7 @@ class AdapterTestCase(RecipeTestCase):
             job = self.job_of(recipe)
             requests = generation_requests(job)
             first = requests[0]
-            self.assertEqual(first.model_source, self.model.source)
+            self.assertEqual(first.model_source, job.model.source)
             self.assertEqual(first.init_image is not None, recipe.source is not None)
             self.assertEqual(first.mask_image is not None, recipe.mode != "txt2img"
                              and recipe.mode != "img2img")
@@ -320,6 +327,7 @@ class AdapterTestCase(RecipeTestCase):
                     "height": height,
                     "seed": first.seed,
                     "sampler": first.sampler or "",  # None: the model's default
+                    "shift": first.shift,
                     "clip_skip": first.clip_skip,
                     "batch_size": len(requests),
                     "strength": first.strength if recipe.mode != "outpaint" else recipe.strength,
@@ -370,7 +378,7 @@ class AdapterTestCase(RecipeTestCase):
                 variation_seed=recipe.variation and recipe.variation.seed,
             )
             imported = parse_a1111_infotext(text)
-            self.assertEqual(imported.model_name, self.model.name)
+            self.assertEqual(imported.model_name, job.model.name)
             # What ran is written: the model's default sampler by its name (Euler here).
             return self.imported_recipe(recipe, imported, ran_sampler=sampler.name)
 
