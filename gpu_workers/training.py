@@ -2,7 +2,8 @@
 train_dreambooth_lora.py (and _sdxl.py): LoRA adapters (peft) on the UNet's attention
 projections (and optionally SD 1.x/2.x's text encoder's), the noise-prediction loss on the
 subject's images, with optional prior preservation on class images this worker generates
-first. SDXL conditions on its pooled prompt and size ids as its pipeline does.
+first. SDXL conditions on its pooled prompt and size ids as its pipeline does. FLUX.1 and
+SD 3.x train their transformer in `gpu_workers.flow_training`, under the same contract.
 
 The result is a `.safetensors` file in diffusers' LoRA layout, which the studio's LoRA
 library and `gpu_workers.loras` load like any uploaded LoRA.
@@ -92,16 +93,23 @@ def _train(request, config, on_step, on_sample, on_log, should_cancel):
     log(f"Loading {request.model_source} on {config.device}.")
     # A private copy, outside the generation cache: training adds adapters to its weights.
     pipe = pipelines._load(request.model_source, config, request.model_config)
-    if pipelines.pipeline_family(pipe) == pipelines.SDXL and request.train_text_encoder:
+    family = pipelines.pipeline_family(pipe)
+    if request.train_text_encoder and family != pipelines.SD:
         raise TrainingFailed(
-            "Training SDXL's text encoders is not supported: untick “Train the text encoder”."
+            f"Training {pipelines.FAMILY_NAMES[family]}'s text encoders is not supported: "
+            "untick “Train the text encoder”."
         )
     pipe.to(device)
     pipe.set_progress_bar_config(disable=True)
-    unet, vae, text_encoder = pipe.unet, pipe.vae, pipe.text_encoder
     for model in pipe.components.values():
         if isinstance(model, torch.nn.Module):
             model.requires_grad_(False)
+    if family in pipelines.FLOW_FAMILIES:
+        from gpu_workers.flow_training import train_flow_lora
+
+        callbacks = {"on_step": on_step, "on_sample": on_sample, "log": log, "cancel": cancel}
+        return train_flow_lora(pipe, request, device, started, **callbacks)
+    unet, vae, text_encoder = pipe.unet, pipe.vae, pipe.text_encoder
     noise_scheduler = DDPMScheduler.from_config(pipe.scheduler.config)
 
     class_images = []
@@ -183,12 +191,7 @@ def _train(request, config, on_step, on_sample, on_log, should_cancel):
         scaler.step(optimizer)
         scaler.update()
         optimizer.zero_grad(set_to_none=True)
-        value = float(loss.detach())
-        if not math.isfinite(value):
-            raise TrainingFailed(
-                f"The loss became {value} at step {step}: the learning rate "
-                f"{request.learning_rate:g} is too high for this model. Try a lower one."
-            )
+        value = _checked_loss(loss, step, request)
         losses.append(value)
         if on_step:
             on_step(step, request.steps, value)
@@ -210,7 +213,18 @@ def _train(request, config, on_step, on_sample, on_log, should_cancel):
     )
 
 
-def _generate_class_images(pipe, request, device, log, cancel):
+def _checked_loss(loss, step, request):
+    """The step's loss as a number; a run whose loss is no longer finite stops."""
+    value = float(loss.detach())
+    if not math.isfinite(value):
+        raise TrainingFailed(
+            f"The loss became {value} at step {step}: the learning rate "
+            f"{request.learning_rate:g} is too high for this model. Try a lower one."
+        )
+    return value
+
+
+def _generate_class_images(pipe, request, device, log, cancel, *, guidance_scale=SAMPLE_GUIDANCE):
     """Prior preservation's class images ("a photo of dog"), made by the base model before
     any adapter is added."""
     log(f"Generating {request.class_images} class images for “{request.class_prompt}”.")
@@ -222,7 +236,7 @@ def _generate_class_images(pipe, request, device, log, cancel):
             pipe(
                 request.class_prompt,
                 num_inference_steps=request.sample_steps,
-                guidance_scale=SAMPLE_GUIDANCE,
+                guidance_scale=guidance_scale,
                 width=request.resolution,
                 height=request.resolution,
                 generator=torch.Generator(device).manual_seed(request.seed + 1 + n),
@@ -410,7 +424,7 @@ def _sample(pipe, request, device):
 def _save_lora(pipe, request):
     """The adapters in diffusers' LoRA layout, with the run's facts in the header (kohya's
     ss_* names, which the library reads: rank, resolution, trigger phrase)."""
-    folder = Path(tempfile.mkdtemp(prefix="studio-training-"))
+    folder, path = _lora_folder()
     layers = {
         "unet_lora_layers": convert_state_dict_to_diffusers(get_peft_model_state_dict(pipe.unet))
     }
@@ -419,8 +433,19 @@ def _save_lora(pipe, request):
             get_peft_model_state_dict(pipe.text_encoder)
         )
     type(pipe).save_lora_weights(folder, safe_serialization=True, **layers)
-    path = folder / LORA_FILE_NAME
-    metadata = {
+    _write_metadata(path, request, request.metadata)
+    return str(path)
+
+
+def _lora_folder():
+    """A temporary folder for the LoRA file, and the file's path in it."""
+    folder = Path(tempfile.mkdtemp(prefix="studio-training-"))
+    return folder, folder / LORA_FILE_NAME
+
+
+def _write_metadata(path, request, metadata):
+    """The run's facts (and `metadata`) into the saved file's header."""
+    header = {
         "ss_network_dim": str(request.rank),
         "ss_network_alpha": str(request.rank),
         "ss_resolution": f"({request.resolution}, {request.resolution})",
@@ -429,7 +454,6 @@ def _save_lora(pipe, request):
         "ss_seed": str(request.seed),
         "ss_num_train_images": str(len(request.images)),
         "ss_training_comment": "DreamBooth-LoRA trained in the studio",
-        **{key: str(value) for key, value in request.metadata.items()},
+        **{key: str(value) for key, value in metadata.items()},
     }
-    save_file(load_file(path), path, metadata={"format": "pt", **metadata})
-    return str(path)
+    save_file(load_file(path), path, metadata={"format": "pt", **header})
