@@ -23,19 +23,23 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+from diffusers.image_processor import VaeImageProcessor
 from diffusers.pipelines.flux.pipeline_flux import calculate_shift, retrieve_timesteps
+from diffusers.pipelines.flux.pipeline_flux_img2img import retrieve_latents
 from diffusers.schedulers.scheduling_utils import SchedulerMixin
 from diffusers.utils.torch_utils import randn_tensor
 from PIL import Image
 
 from gpu_workers.batch_invariance import each_request_alone
 from gpu_workers.denoise import varied_noise
-from gpu_workers.pipelines import FAMILY_NAMES, FLUX, pipeline_family
+from gpu_workers.pipelines import FAMILY_NAMES, FLUX, SD3, pipeline_family
 from gpu_workers.prompt_syntax import prompt_schedule
 from gpu_workers.requests import GenerationFailed, GenerationRequest
+from gpu_workers.samplers import FLOW_SAMPLERS, fresh_flow_scheduler
 
-# The samplers these families run so far: the model's own flow-matching Euler.
-FLOW_SAMPLERS = (None, "Euler")
+# The transformer's input channels for FLUX.1's 16 latent channels packed 2×2 (FLUX.1 Fill
+# and the other FLUX.1 tools take more) and for SD 3.x's 16 (SD 3.x inpainting variants 33).
+TRANSFORMER_CHANNELS = {FLUX: 64, SD3: 16}
 
 
 def t5_token_limit(pipe) -> int:
@@ -49,9 +53,15 @@ def t5_token_limit(pipe) -> int:
 def batch_refusal(pipe, request: GenerationRequest) -> str | None:
     """Why a batch of requests like `request` (BatchKey: mode, LoRAs, ControlNet,
     IP-Adapter, embeddings) can't run on this flow model yet, or None."""
-    family = FAMILY_NAMES[pipeline_family(pipe)]
-    if request.mode != "txt2img":
-        return f"{family} models don't support {request.mode} in the studio yet."
+    family = pipeline_family(pipe)
+    channels = pipe.transformer.config.in_channels
+    if channels != TRANSFORMER_CHANNELS[family]:
+        return (
+            f"This {FAMILY_NAMES[family]} model's transformer takes {channels} input channels, "
+            f"not {TRANSFORMER_CHANNELS[family]}: a variant (such as FLUX.1 Fill) the studio "
+            "doesn't run yet."
+        )
+    family = FAMILY_NAMES[family]
     unsupported = {
         "LoRAs": request.loras,
         "ControlNet": request.control,
@@ -79,9 +89,10 @@ class FlowRow:
     pooled_embeds: torch.Tensor
     guidance: torch.Tensor | None  # FLUX.1 [dev]: the distilled guidance value, (1,)
     num_warmup_steps: int
+    inpaint: "FlowInpaint | None" = None
     calls: int = 0
     step: int = 0
-    # No cheap latent preview for 16-channel latents yet: the engine sends none.
+    # After a step: the clean latents it predicts, (1, 16, h, w), for the step's preview.
     denoised: torch.Tensor | None = None
 
     @property
@@ -95,6 +106,24 @@ class FlowRow:
     @property
     def model_rows(self) -> int:
         return 2 if self.cfg else 1
+
+
+@dataclass
+class FlowInpaint:
+    """What an inpainting row blends back in after each step, outside its mask, as
+    FluxInpaintPipeline and StableDiffusion3InpaintPipeline do (FLUX.1: packed)."""
+
+    image_latents: torch.Tensor  # the source image's
+    noise: torch.Tensor  # the row's starting noise, to noise the source to the next step
+    mask: torch.Tensor  # 1 where the image is redrawn
+
+
+def noised(scheduler: SchedulerMixin, sample, timestep, noise):
+    """`sample` noised to `timestep` along the flow: the pipelines' scale_noise, or, for
+    DPM++ 2M's scheduler, its add_noise, which is the same on flow sigmas."""
+    if hasattr(scheduler, "scale_noise"):
+        return scheduler.scale_noise(sample, timestep, noise)
+    return scheduler.add_noise(sample, noise, timestep)
 
 
 class FlowBatch:
@@ -128,11 +157,13 @@ class FlowBatch:
 
     def _refuse_row(self, request: GenerationRequest) -> None:
         family = FAMILY_NAMES[self.family]
-        if request.sampler not in FLOW_SAMPLERS:
+        if request.sampler is not None and request.sampler not in FLOW_SAMPLERS:
             raise GenerationFailed(
-                f"{family} models run the Euler (flow matching) sampler only in the studio so "
-                f"far, not {request.sampler}."
+                f"{family} models run the flow-matching samplers "
+                f"{', '.join(FLOW_SAMPLERS)} in the studio, not {request.sampler}."
             )
+        if request.shift is not None and not request.shift > 0:
+            raise GenerationFailed(f"The shift must be above 0, not {request.shift}.")
         if request.clip_skip != 1:
             raise GenerationFailed(f"{family} models don't support clip skip in the studio.")
         multiple = self.pipe.vae_scale_factor * 2
@@ -164,9 +195,8 @@ class FlowBatch:
         self._refuse_row(request)
         pipe, device = self.pipe, self.device
         generator = [torch.Generator(device=device).manual_seed(request.seed)]
-        scheduler = type(pipe.scheduler).from_config(pipe.scheduler.config)
+        scheduler = fresh_flow_scheduler(pipe, request.sampler, request.shift)
         limit = t5_token_limit(pipe)
-        height, width = request.height, request.width
         guidance = None
         if self.family == FLUX:
             cfg = False
@@ -174,39 +204,10 @@ class FlowBatch:
                 prompt=request.prompt, prompt_2=None, device=device, max_sequence_length=limit
             )
             self._text_ids = text_ids
-            channels = pipe.transformer.config.in_channels // 4
-            latent_height = 2 * (height // (pipe.vae_scale_factor * 2))
-            latent_width = 2 * (width // (pipe.vae_scale_factor * 2))
-            noise = randn_tensor(
-                (1, channels, latent_height, latent_width),
-                generator=generator,
-                device=device,
-                dtype=prompt_embeds.dtype,
-            )
-            noise = varied_noise(noise, [request], device)
-            latents = pipe._pack_latents(noise, 1, channels, latent_height, latent_width)
-            self._image_ids = pipe._prepare_latent_image_ids(
-                1, latent_height // 2, latent_width // 2, device, prompt_embeds.dtype
-            )
-            sigmas = np.linspace(1.0, 1 / request.steps, request.steps)
-            if getattr(scheduler.config, "use_flow_sigmas", False):
-                sigmas = None
-            image_seq_len = latents.shape[1]
-            mu = calculate_shift(
-                image_seq_len,
-                scheduler.config.get("base_image_seq_len", 256),
-                scheduler.config.get("max_image_seq_len", 4096),
-                scheduler.config.get("base_shift", 0.5),
-                scheduler.config.get("max_shift", 1.15),
-            )
-            timesteps, steps = retrieve_timesteps(
-                scheduler, request.steps, device, sigmas=sigmas, mu=mu
-            )
             if pipe.transformer.config.guidance_embeds:
                 guidance = torch.full(
                     [1], request.guidance_scale, device=device, dtype=torch.float32
                 )
-            scheduler.set_begin_index(0)
         else:
             cfg = request.guidance_scale > 1
             positive, negative, pooled, negative_pooled = pipe.encode_prompt(
@@ -220,28 +221,11 @@ class FlowBatch:
             )
             prompt_embeds = torch.cat([negative, positive]) if cfg else positive
             pooled = torch.cat([negative_pooled, pooled]) if cfg else pooled
-            shape = (
-                1,
-                pipe.transformer.config.in_channels,
-                height // pipe.vae_scale_factor,
-                width // pipe.vae_scale_factor,
-            )
-            latents = randn_tensor(shape, generator=generator, device=device, dtype=positive.dtype)
-            latents = varied_noise(latents, [request], device)
-            scheduler_kwargs = {}
-            if scheduler.config.get("use_dynamic_shifting", None):
-                patch = pipe.transformer.config.patch_size
-                image_seq_len = (shape[2] // patch) * (shape[3] // patch)
-                scheduler_kwargs["mu"] = calculate_shift(
-                    image_seq_len,
-                    scheduler.config.get("base_image_seq_len", 256),
-                    scheduler.config.get("max_image_seq_len", 4096),
-                    scheduler.config.get("base_shift", 0.5),
-                    scheduler.config.get("max_shift", 1.16),
-                )
-            timesteps, steps = retrieve_timesteps(
-                scheduler, request.steps, device, **scheduler_kwargs
-            )
+        timesteps = self._timesteps(scheduler, request)
+        latents, inpaint = self._latents(
+            request, scheduler, timesteps, generator, prompt_embeds.dtype
+        )
+        steps = request.denoising_steps()
         return FlowRow(
             request=request,
             scheduler=scheduler,
@@ -253,7 +237,114 @@ class FlowBatch:
             pooled_embeds=pooled,
             guidance=guidance,
             num_warmup_steps=max(len(timesteps) - steps * scheduler.order, 0),
+            inpaint=inpaint,
         )
+
+    def _timesteps(self, scheduler: SchedulerMixin, request: GenerationRequest) -> torch.Tensor:
+        """The row's timesteps, as its pipeline sets them (FLUX.1: its sigmas and the shift
+        for the image's size; SD 3.x: the scheduler's, shifted by size only where the config
+        asks); img2img and inpaint keep the last `request.denoising_steps()` of them."""
+        pipe, config = self.pipe, scheduler.config
+        # A request's own shift replaces the size-dependent one (fresh_flow_scheduler).
+        dynamic = config.get("use_dynamic_shifting", False)
+        if self.family == FLUX:
+            patch, max_shift = 2, 1.15
+            # Flow sigmas are the scheduler's own (DPM++ 2M); Euler takes the pipeline's.
+            sigmas = np.linspace(1.0, 1 / request.steps, request.steps)
+            if config.get("use_flow_sigmas", False):
+                sigmas = None
+        else:
+            patch, max_shift = pipe.transformer.config.patch_size, 1.16
+            sigmas = None
+        kwargs = {}
+        if dynamic:
+            image_seq_len = (request.height // pipe.vae_scale_factor // patch) * (
+                request.width // pipe.vae_scale_factor // patch
+            )
+            kwargs["mu"] = calculate_shift(
+                image_seq_len,
+                config.get("base_image_seq_len", 256),
+                config.get("max_image_seq_len", 4096),
+                config.get("base_shift", 0.5),
+                config.get("max_shift", max_shift),
+            )
+        timesteps, _ = retrieve_timesteps(
+            scheduler, request.steps, self.device, sigmas=sigmas, **kwargs
+        )
+        if request.mode == "txt2img":
+            if self.family == FLUX:
+                scheduler.set_begin_index(0)
+            return timesteps
+        # The pipelines' get_timesteps, with the studio's count of the steps img2img runs
+        # (gpu_workers.requests.img2img_steps, A1111's and the SD pipelines'): the flow
+        # pipelines run one step more where steps × strength is not whole.
+        t_start = (request.steps - request.denoising_steps()) * scheduler.order
+        scheduler.set_begin_index(t_start)
+        return timesteps[t_start:]
+
+    def _latents(self, request, scheduler, timesteps, generator, dtype):
+        """The row's starting latents (FLUX.1: packed) and, to inpaint, its FlowInpaint."""
+        pipe, device = self.pipe, self.device
+        flux = self.family == FLUX
+        if flux:
+            channels = pipe.transformer.config.in_channels // 4
+            height = 2 * (request.height // (pipe.vae_scale_factor * 2))
+            width = 2 * (request.width // (pipe.vae_scale_factor * 2))
+            self._image_ids = pipe._prepare_latent_image_ids(
+                1, height // 2, width // 2, device, dtype
+            )
+        else:
+            channels = pipe.transformer.config.in_channels
+            height = request.height // pipe.vae_scale_factor
+            width = request.width // pipe.vae_scale_factor
+        shape = (1, channels, height, width)
+
+        def packed(latents):
+            return pipe._pack_latents(latents, 1, channels, height, width) if flux else latents
+
+        if request.mode == "txt2img":
+            noise = randn_tensor(shape, generator=generator, device=device, dtype=dtype)
+            return packed(varied_noise(noise, [request], device)), None
+        image = pipe.image_processor.preprocess(
+            request.init_image, height=request.height, width=request.width
+        ).to(dtype=torch.float32)
+        # The source's latents, sampled with the row's generator before its noise is drawn.
+        image_latents = retrieve_latents(
+            pipe.vae.encode(image.to(device=device, dtype=dtype)), generator=generator[0]
+        )
+        vae_config = pipe.vae.config
+        image_latents = (image_latents - vae_config.shift_factor) * vae_config.scaling_factor
+        noise = randn_tensor(shape, generator=generator, device=device, dtype=dtype)
+        latents = noised(scheduler, image_latents, timesteps[:1], noise)
+        if request.mode == "img2img":
+            return packed(latents), None
+        if not flux:
+            # StableDiffusion3InpaintPipeline's repeat() leaves the source's latents
+            # contiguous, whatever layout the VAE gave; the blend's layout follows them, and
+            # the VAE's convolutions pick their kernels by layout.
+            image_latents = image_latents.contiguous()
+            if request.strength == 1.0:
+                latents = noise  # the pipeline starts from the noise itself
+        mask_processor = VaeImageProcessor(
+            vae_scale_factor=pipe.image_processor.config.vae_scale_factor,
+            do_normalize=False,
+            do_binarize=True,
+            do_convert_grayscale=True,
+        )
+        mask = mask_processor.preprocess(
+            request.mask_image, height=request.height, width=request.width
+        )
+        mask = torch.nn.functional.interpolate(mask, size=(height, width))
+        mask = mask.to(device=device, dtype=dtype)
+        if flux:
+            mask = mask.repeat(1, channels, 1, 1)
+        # The pipelines also encode the masked image, which plain (16 / 64-channel)
+        # transformers never see; it draws from the generator only after everything the
+        # row uses, so it is left out.
+        inpaint = FlowInpaint(
+            image_latents=packed(image_latents), noise=packed(noise), mask=packed(mask)
+        )
+        return packed(latents), inpaint
 
     @torch.no_grad()
     def step(self) -> list[FlowRow]:
@@ -297,15 +388,36 @@ class FlowBatch:
                 noise_pred = noise_pred_uncond + row.guidance_scale * (
                     noise_pred_text - noise_pred_uncond
                 )
-            row.latents = row.scheduler.step(
-                noise_pred, row.timestep, row.latents, return_dict=False
-            )[0]
-            row.calls += 1
-            if row.done or (
-                row.calls > row.num_warmup_steps and row.calls % row.scheduler.order == 0
-            ):
-                row.step += 1
+            if self._step_row(row, noise_pred):
                 ended.append(row)
+        return ended
+
+    def _step_row(self, row: FlowRow, noise_pred: torch.Tensor) -> bool:
+        """Step `row` on its own scheduler; whether that ended one of its steps."""
+        scheduler, before = row.scheduler, row.latents
+        latents = scheduler.step(noise_pred, row.timestep, before, return_dict=False)[0]
+        inpaint = row.inpaint
+        if inpaint is not None:
+            # Outside the mask, the source noised to where the next step starts.
+            source = inpaint.image_latents
+            if row.calls < len(row.timesteps) - 1:
+                next_timestep = torch.tensor([row.timesteps[row.calls + 1]])
+                source = noised(scheduler, source, next_timestep, inpaint.noise)
+            latents = (1 - inpaint.mask) * source + inpaint.mask * latents
+        row.latents = latents
+        row.calls += 1
+        ended = row.done or (row.calls > row.num_warmup_steps and row.calls % scheduler.order == 0)
+        if ended:
+            row.step += 1
+            # The clean latents the prediction points to: a flow model predicts the velocity
+            # from the image to the noise, and the step just taken was at sigma.
+            sigma = scheduler.sigmas[scheduler.step_index - 1].to(before.device, before.dtype)
+            denoised = before - sigma * noise_pred
+            if self.family == FLUX:
+                denoised = self.pipe._unpack_latents(
+                    denoised, row.request.height, row.request.width, self.pipe.vae_scale_factor
+                )
+            row.denoised = denoised
         return ended
 
     @torch.no_grad()

@@ -73,8 +73,26 @@ def infotext_schedule_type(sampler: str, schedule_type: str | None) -> str:
     return UNIFORM_SCHEDULE if sampler in A1111_AUTOMATIC_SCHEDULES else "Automatic"
 
 
-# FLUX.1's and SD 3.x's own scheduler: what Forge and ComfyUI call Euler for them.
+# FLUX.1's and SD 3.x's samplers (gpu_workers.flow), by the names Forge and ComfyUI give
+# them: Euler is the models' own flow-matching scheduler; DPM++ 2M is diffusers' multistep
+# solver on the same flow sigmas, as FluxPipeline and StableDiffusion3Pipeline accept it.
 FLOW_EULER = Sampler("Euler", "FlowMatchEulerDiscreteScheduler")
+FLOW_SAMPLERS = {
+    sampler.name: sampler
+    for sampler in (
+        FLOW_EULER,
+        Sampler(
+            "DPM++ 2M",
+            "DPMSolverMultistepScheduler",
+            {
+                "use_flow_sigmas": True,
+                "prediction_type": "flow_prediction",
+                "algorithm_type": "dpmsolver++",
+                "solver_order": 2,
+            },
+        ),
+    )
+}
 
 
 def sampler_for_class(scheduler_class: str) -> Sampler:
@@ -103,5 +121,36 @@ def fresh_scheduler(pipe, sampler_name: str | None):
     return scheduler_class.from_config(pipe.scheduler.config, **sampler.config)
 
 
+def fresh_flow_scheduler(pipe, sampler_name: str | None, shift: float | None):
+    """fresh_scheduler for a FLUX.1 or SD 3.x model: `sampler_name` a key of FLOW_SAMPLERS
+    (None: the model's own scheduler) and `shift` the flow shift (ComfyUI's ModelSamplingSD3
+    shift) in place of the model's own (SD 3.x's fixed one, FLUX.1's size-dependent one);
+    None keeps the model's."""
+    import diffusers
+
+    config = pipe.scheduler.config
+    if sampler_name is None:
+        scheduler_class, overrides = type(pipe.scheduler), {}
+    else:
+        sampler = FLOW_SAMPLERS[sampler_name]
+        scheduler_class = getattr(diffusers, sampler.scheduler_class)
+        overrides = dict(sampler.config)
+    # The flow-matching schedulers call it "shift", the multistep solvers "flow_shift".
+    shift_name = "flow_shift" if overrides.get("use_flow_sigmas") else "shift"
+    if shift is not None:
+        overrides |= {shift_name: shift, "use_dynamic_shifting": False}
+    elif shift_name == "flow_shift":
+        overrides[shift_name] = config.get("shift", 1.0)
+    return scheduler_class.from_config(config, **overrides)
+
+
+def _is_flow_scheduler(scheduler) -> bool:
+    return type(scheduler).__name__ == FLOW_EULER.scheduler_class or bool(
+        scheduler.config.get("use_flow_sigmas", False)
+    )
+
+
 def sampler_of(scheduler, sampler_name: str | None) -> Sampler:
-    return SAMPLERS[sampler_name] if sampler_name else sampler_for_class(type(scheduler).__name__)
+    if not sampler_name:
+        return sampler_for_class(type(scheduler).__name__)
+    return (FLOW_SAMPLERS if _is_flow_scheduler(scheduler) else SAMPLERS)[sampler_name]

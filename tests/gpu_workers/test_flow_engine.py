@@ -4,6 +4,7 @@ CPU in fp32:
   the same seed and settings;
 - a request in a batch (rows at different steps, other seeds, guidance, step counts, SD3's
   CFG on and off) gives exactly the pixels it gets alone;
+- each step but the last sends a cheap preview of the latents;
 - what these families can't do yet is refused with a message naming the family."""
 
 import dataclasses
@@ -15,6 +16,7 @@ from diffusers import FluxPipeline, StableDiffusion3Pipeline
 from PIL import Image
 
 from gpu_workers.requests import (
+    ControlRef,
     GenerationCanceled,
     GenerationFailed,
     GenerationRequest,
@@ -78,15 +80,16 @@ def run(engine, requests, **callbacks):
 def test_a_request_alone_is_the_pipelines_image(make_engine, family, model_dir, flow_request):
     steps, previews = [], []
     [result] = run(
-        make_engine(),
+        make_engine(preview_interval_s=0),
         [flow_request],
         on_step=lambda step, total: steps.append((step, total)),
-        on_preview=lambda step, image: previews.append(step),
+        on_preview=lambda step, image: previews.append((step, image.size)),
     )
 
     assert np.array_equal(pixels(result), plain_pixels(family, model_dir, flow_request))
     assert steps == [(1, 4), (2, 4), (3, 4), (4, 4)]
-    assert previews == []  # no cheap preview of 16-channel latents yet
+    # At latent resolution, from the 16-channel latents' linear map to RGB.
+    assert previews == [(1, (8, 8)), (2, (8, 8)), (3, (8, 8))]
     assert result.scheduler_class == "FlowMatchEulerDiscreteScheduler"
 
 
@@ -142,12 +145,15 @@ def test_a_t5_prompt_past_the_limit_is_refused_never_cut(make_engine, family, fl
 @pytest.mark.parametrize(
     ("change", "message"),
     [
-        ({"sampler": "DDIM"}, "run the Euler \\(flow matching\\) sampler only"),
+        ({"sampler": "DDIM"}, "run the flow-matching samplers Euler, DPM\\+\\+ 2M in the studio, "
+                              "not DDIM"),
+        ({"shift": 0.0}, "The shift must be above 0, not 0.0"),
         ({"clip_skip": 2}, "don't support clip skip"),
         ({"width": 72}, "multiples of 16, not 72x64"),
         ({"loras": (LoraRef(sha256="0" * 64, source="/nowhere.safetensors"),)},
          "don't support LoRAs in the studio yet"),
-        ({"init_image": Image.new("RGB", (64, 64))}, "don't support img2img in the studio yet"),
+        ({"control": ControlRef(model_source="/nowhere", image=Image.new("RGB", (64, 64)))},
+         "don't support ControlNet in the studio yet"),
         ({"prompt": "a [cat:dog:0.5] on the mat"}, "don't support prompt editing or alternation"),
     ],
 )
