@@ -304,7 +304,10 @@ def job_create(request, project_id):
         return render(request, template, context, status=422)
     if not request.htmx:
         return redirect(project)
-    # Keep what the user typed (the seed goes back to random) and show the new jobs.
+    if not request.POST.get("replace_form"):
+        return generate_accepted(request, project)
+    # The form shows errors or an import's notice (studio.html sets replace_form): a fresh
+    # one replaces it, keeping what the user typed (the seed goes back to random).
     source = form.cleaned_data["source_image"]
     params = {
         **form.cleaned_data,
@@ -326,6 +329,19 @@ def job_create(request, project_id):
     }
     context = studio_context(request, project, form=GenerationForm(initial=params), gallery=False)
     return render(request, "generation/studio.html#generate-response", context)
+
+
+def generate_accepted(request, project):
+    """The answer to accepted jobs when the form has nothing to clear: the form stays as the
+    user left it (HX-Reswap: none), its seed back to random, and the queue shows the new
+    jobs, both out of band. Rendering the whole form again, with the model, LoRA and style
+    choices it lists, cost most of this request."""
+    seed = GenerationForm()["seed"]  # a fresh form's: empty, which is random
+    seed.field.widget.attrs["hx-swap-oob"] = "true"
+    context = {"project": project, "jobs": recent_jobs(project, request.user), "seed": seed}
+    response = render(request, "generation/generate_accepted.html", context)
+    response["HX-Reswap"] = "none"
+    return response
 
 
 @login_required
