@@ -64,14 +64,10 @@ def reaction_toggle(*, model, image, user, on):
 
 
 def image_reactions(image, user):
-    """What the image's like and favourite buttons show, for one image (detail page)."""
-    mine = {}
-    if user.is_authenticated:
-        mine = {
-            "liked": Like.objects.filter(image=image, user=user).exists(),
-            "favourited": Favourite.objects.filter(image=image, user=user).exists(),
-        }
-    return {"like_count": image.likes.count(), **mine}
+    """What the image's like and favourite buttons show, for one image (detail page): the
+    grids' annotations, in one query."""
+    shown = ["like_count", "liked", "favourited"] if user.is_authenticated else ["like_count"]
+    return with_reactions(Image.all_objects.filter(pk=image.pk), user).values(*shown).get()
 
 
 def image_panel(image, user):
