@@ -1,3 +1,9 @@
+from unittest import mock
+
+from django.contrib.auth.hashers import PBKDF2PasswordHasher
+from django.db import connection
+from django.test import override_settings
+from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
 from studio.accounts.models import User
@@ -32,6 +38,25 @@ class LoginLogoutTestCase(StudioTestCase):
         self.assertContains(self.client.get(reverse("dashboard")), "Alpha")
         self.assertRedirects(self.client.post(reverse("logout")), reverse("login"))
         self.assertEqual(self.client.get(reverse("dashboard")).status_code, 302)
+
+    @override_settings(PASSWORD_HASHERS=["django.contrib.auth.hashers.PBKDF2PasswordHasher"])
+    def test_a_log_in_hashes_the_password_once(self):
+        """Issue #19: Django's hasher at full strength is a log-in's cost; the throttle, the
+        session and the signals add no second hash, and a password hashed as production
+        hashes it is not rewritten."""
+        alice = User.objects.get(username="alice")
+        alice.set_password(self.password)
+        alice.save(update_fields=["password"])
+        verify = PBKDF2PasswordHasher.verify
+        with mock.patch.object(PBKDF2PasswordHasher, "verify", autospec=True,
+                               side_effect=verify) as hashed:
+            with CaptureQueriesContext(connection) as queries:
+                response = self.client.post(reverse("login"), {"username": "alice",
+                                                               "password": self.password})
+        self.assertRedirects(response, reverse("dashboard"), fetch_redirect_response=False)
+        self.assertEqual(hashed.call_count, 1)
+        self.assertFalse([query for query in queries.captured_queries
+                          if '"password" =' in query["sql"]])
 
     def test_wrong_password_says_so(self):
         response = self.client.post(reverse("login"), {"username": "alice", "password": "nope"})
