@@ -1,5 +1,12 @@
 """LoRAs on a worker: files cached on local disk by SHA-256, adapters kept loaded per
 pipeline and switched with `set_adapters` (no reload between jobs that use the same ones).
+The same for every family: Stable Diffusion's UNet and text encoders, FLUX.1's and SD 3.x's
+transformer and CLIP text encoders (diffusers' FluxLoraLoaderMixin and SD3LoraLoaderMixin
+read kohya's, XLabs' and peft's FLUX.1 layouts, peft's SD 3.x one).
+
+A LoRA whose tensors say it was made for another family (gpu_workers.lora_families) is
+refused before it is loaded, naming both families; one that loads into none of the
+pipeline's models is refused too, since it would change nothing.
 
 Up to `max_loaded_loras` adapters stay loaded per pipeline. Past that, a new LoRA is
 hotswapped into the least recently used adapter's slot (its weights copied into the layers
@@ -20,8 +27,11 @@ import weakref
 from collections import OrderedDict
 from pathlib import Path
 
+from gpu_workers import lora_families
 from gpu_workers.config import WorkerConfig
+from gpu_workers.pipelines import FAMILY_NAMES, FLUX, SD, SD3, SDXL, pipeline_family
 from gpu_workers.requests import GenerationFailed, LoraRef
+from gpu_workers.safetensors_header import SafetensorsHeaderError, safetensors_header_read
 
 logger = logging.getLogger(__name__)
 
@@ -30,6 +40,21 @@ _CHUNK = 1024 * 1024
 # pipeline → {adapter name: SHA-256 of the LoRA in that slot}, least recently used first.
 _loaded: "weakref.WeakKeyDictionary[object, OrderedDict[str, str]]" = weakref.WeakKeyDictionary()
 _slot_numbers = itertools.count()
+
+# The pipeline family (gpu_workers.pipelines) a LoRA of each library family runs on.
+LORA_PIPELINE_FAMILY = {
+    lora_families.SD15: SD,
+    lora_families.SD2: SD,
+    lora_families.SDXL: SDXL,
+    lora_families.FLUX1: FLUX,
+    lora_families.SD3: SD3,
+}
+# A LoRA family's name where its pipeline family's (FAMILY_NAMES) covers more: SD 1.x and
+# 2.x run on the same pipelines.
+_LORA_FAMILY_NAMES = {
+    lora_families.SD15: "Stable Diffusion 1.x",
+    lora_families.SD2: "Stable Diffusion 2.x",
+}
 
 
 def cached_lora_file(lora: LoraRef, config: WorkerConfig) -> Path:
@@ -80,10 +105,34 @@ def activate_loras(pipe, loras: tuple[LoraRef, ...], config: WorkerConfig) -> No
     _evict(pipe, loaded, keep=set(names), limit=config.max_loaded_loras)
 
 
+def refuse_other_family(pipe, lora: LoraRef, path: Path) -> None:
+    """A GenerationFailed naming both families when the LoRA's tensors say it was made for
+    another family than `pipe`'s."""
+    try:
+        header = safetensors_header_read(path, name=lora.name or None)
+    except SafetensorsHeaderError as error:
+        raise GenerationFailed(str(error)) from error
+    shapes = {
+        key: entry.get("shape", [])
+        for key, entry in header.items()
+        if key != "__metadata__" and isinstance(entry, dict)
+    }
+    family, evidence = lora_families.lora_family(shapes)
+    running = pipeline_family(pipe)
+    if family is None or LORA_PIPELINE_FAMILY[family] == running:
+        return
+    made_for = _LORA_FAMILY_NAMES.get(family, FAMILY_NAMES[LORA_PIPELINE_FAMILY[family]])
+    raise GenerationFailed(
+        f"The LoRA {lora.name or lora.sha256[:12]} is made for {made_for} ({evidence}), "
+        f"not for this {FAMILY_NAMES[running]} model: use it with a {made_for} model."
+    )
+
+
 def _load(pipe, loaded: OrderedDict, lora: LoraRef, config: WorkerConfig, in_use: set) -> str:
     """Load `lora` into a slot of its own, or hotswap it into the least recently used one
     when every slot is taken; the slot's name."""
     path = cached_lora_file(lora, config)
+    refuse_other_family(pipe, lora, path)
     if len(loaded) >= config.max_loaded_loras:
         victim = next((slot for slot in loaded if slot not in in_use), None)
         if victim is not None:
@@ -108,6 +157,12 @@ def _load(pipe, loaded: OrderedDict, lora: LoraRef, config: WorkerConfig, in_use
             f"The LoRA {lora.name or lora.sha256[:12]} does not fit this model (is it "
             f"made for another base model family?): {str(error)[:200]}"
         ) from error
+    if not any(name in names for names in pipe.get_list_adapters().values()):
+        raise GenerationFailed(
+            f"The LoRA {lora.name or lora.sha256[:12]} has no layers this "
+            f"{FAMILY_NAMES[pipeline_family(pipe)]} model has, so it would change nothing: "
+            "is it made for another base model family?"
+        )
     loaded[name] = lora.sha256
     return name
 

@@ -1,7 +1,11 @@
 """LoRA files for tests, built from numpy arrays in the layouts real tools write: kohya
 (`lora_unet_…_lora_down.weight`, `ss_*` metadata) and diffusers/peft (`unet.….lora_A.weight`).
 Shapes follow the real architectures (SD 1.x cross-attention 768, SD 2.x 1024, SDXL 2048)
-on a couple of layers, so the files stay a few kilobytes."""
+on a couple of layers, so the files stay a few kilobytes.
+
+FLUX.1 and SD 3.x LoRAs (`flux_*_lora_bytes`, `sd3_*_lora_bytes`) have the real models'
+widths by default, or with `tiny=True` those of gpu_workers.tiny_models' FLUX.1 and SD3
+pipelines, so that diffusers loads them there."""
 
 import json
 import pickle
@@ -79,6 +83,118 @@ def peft_lora_bytes(family="sd15", *, rank=4, seed=0, metadata=None):
         down, up = _pair(rank, 1280, 1280, seed + 9)
         tensors["text_encoder_2.text_model.encoder.layers.0.self_attn.q_proj.lora_A.weight"] = down
         tensors["text_encoder_2.text_model.encoder.layers.0.self_attn.q_proj.lora_B.weight"] = up
+    return save(tensors, metadata=metadata or {"format": "pt"})
+
+
+# Transformer width (heads × head width), its single blocks' MLP width, CLIP-L's width.
+FLUX_WIDTHS = {"real": (3072, 12288, 768), "tiny": (32, 128, 32)}
+# Transformer width and the two CLIPs' widths: SD 3 Medium's (SD 3.5 Large: 2432) or the
+# tiny SD3's.
+SD3_WIDTHS = {"real": (1536, 768, 1280), "tiny": (32, 32, 48)}
+
+
+def _size(tiny):
+    return "tiny" if tiny else "real"
+
+
+def flux_kohya_lora_bytes(*, tiny=False, rank=4, seed=0, text_encoder=True, metadata=None):
+    """A FLUX.1 LoRA as kohya's sd-scripts saves it: the double blocks' attention with q, k
+    and v fused in one `qkv` layer (up: 3 × width rows), a single block's output layer, and
+    CLIP-L's attention (`lora_te1_`); an alpha per layer."""
+    width, mlp_width, clip_width = FLUX_WIDTHS[_size(tiny)]
+    layers = [
+        ("lora_unet_double_blocks_0_img_attn_qkv", width, 3 * width),
+        ("lora_unet_double_blocks_0_txt_attn_qkv", width, 3 * width),
+        ("lora_unet_double_blocks_0_img_attn_proj", width, width),
+        ("lora_unet_single_blocks_0_linear2", width + mlp_width, width),
+    ]
+    if text_encoder:
+        # Trainers write every attention projection (diffusers recognises kohya's text
+        # encoder layers by their out_proj).
+        layers += [(f"lora_te1_text_model_encoder_layers_0_self_attn_{module}", clip_width,
+                    clip_width) for module in ("q_proj", "out_proj")]
+    tensors = {}
+    for n, (name, in_features, out_features) in enumerate(layers):
+        down, up = _pair(rank, in_features, out_features, seed + n)
+        tensors[f"{name}.lora_down.weight"] = down
+        tensors[f"{name}.lora_up.weight"] = up
+        tensors[f"{name}.alpha"] = np.array(rank, dtype=np.float16)
+    return save(tensors, metadata={k: str(v) for k, v in (metadata or {}).items()})
+
+
+def flux_peft_lora_bytes(*, tiny=False, rank=4, seed=0, single_blocks=True, metadata=None):
+    """A FLUX.1 LoRA as ai-toolkit and diffusers save it (peft names under `transformer.`):
+    a double block's image and text attention and, with `single_blocks`, a single block's
+    attention and output layer (only FLUX.1 has those)."""
+    width, mlp_width, _ = FLUX_WIDTHS[_size(tiny)]
+    block = "transformer.transformer_blocks.0.attn"
+    layers = [(f"{block}.{module}", width, width)
+              for module in ("to_q", "to_k", "to_v", "add_q_proj", "add_v_proj")]
+    if single_blocks:
+        single = "transformer.single_transformer_blocks.0"
+        layers += [(f"{single}.attn.to_q", width, width),
+                   (f"{single}.proj_out", width + mlp_width, width)]
+    return _peft_bytes(layers, rank, seed, metadata)
+
+
+def flux_xlabs_lora_bytes(*, tiny=False, rank=4, seed=0):
+    """A FLUX.1 LoRA as XLabs' trainer saves it: a double block's attention processor with
+    fused qkv layers for the image (`qkv_lora1`) and text (`qkv_lora2`) streams."""
+    width = FLUX_WIDTHS[_size(tiny)][0]
+    tensors = {}
+    processor = "double_blocks.0.processor"
+    for n, (module, out_features) in enumerate(
+        [("qkv_lora1", 3 * width), ("proj_lora1", width), ("qkv_lora2", 3 * width),
+         ("proj_lora2", width)]
+    ):
+        down, up = _pair(rank, width, out_features, seed + n)
+        tensors[f"{processor}.{module}.down.weight"] = down
+        tensors[f"{processor}.{module}.up.weight"] = up
+    return save(tensors)
+
+
+def sd3_peft_lora_bytes(*, tiny=False, width=None, rank=4, seed=0, text_encoders=False,
+                        second_attention=False, metadata=None):
+    """An SD 3.x LoRA as diffusers' and ai-toolkit's trainers save it: the joint blocks'
+    attention (`transformer.transformer_blocks.N.attn.…`, FLUX.1's double blocks' names);
+    with `text_encoders`, both CLIPs' attention; with `second_attention`, SD 3.5 Medium's
+    `attn2`. `width`: another transformer's (SD 3.5 Large: 2432)."""
+    default_width, clip_width, clip_2_width = SD3_WIDTHS[_size(tiny)]
+    width = width or default_width
+    layers = [
+        (f"transformer.transformer_blocks.{n}.attn.{module}", width, width)
+        for n in (0, 1)
+        for module in ("to_q", "to_k", "to_v", "add_q_proj")
+    ]
+    if second_attention:
+        layers.append(("transformer.transformer_blocks.0.attn2.to_q", width, width))
+    if text_encoders:
+        attention = "text_model.encoder.layers.0.self_attn.q_proj"
+        layers += [(f"text_encoder.{attention}", clip_width, clip_width),
+                   (f"text_encoder_2.{attention}", clip_2_width, clip_2_width)]
+    return _peft_bytes(layers, rank, seed, metadata)
+
+
+def sd3_kohya_lora_bytes(*, rank=4, seed=0):
+    """An SD 3.x LoRA in kohya's sd-scripts / Stability's naming (`joint_blocks`), which
+    diffusers does not read."""
+    width = SD3_WIDTHS["real"][0]
+    tensors = {}
+    for n, stream in enumerate(("x_block", "context_block")):
+        name = f"lora_unet_joint_blocks_0_{stream}_attn_qkv"
+        down, up = _pair(rank, width, 3 * width, seed + n)
+        tensors[f"{name}.lora_down.weight"] = down
+        tensors[f"{name}.lora_up.weight"] = up
+        tensors[f"{name}.alpha"] = np.array(rank, dtype=np.float16)
+    return save(tensors)
+
+
+def _peft_bytes(layers, rank, seed, metadata):
+    tensors = {}
+    for n, (name, in_features, out_features) in enumerate(layers):
+        down, up = _pair(rank, in_features, out_features, seed + n)
+        tensors[f"{name}.lora_A.weight"] = down
+        tensors[f"{name}.lora_B.weight"] = up
     return save(tensors, metadata=metadata or {"format": "pt"})
 
 

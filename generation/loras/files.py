@@ -3,7 +3,7 @@
 `read_lora_file(path, file_name)` refuses anything that is not a LoRA in a valid
 `.safetensors` file (pickles, renamed or not, cut-short files, damaged headers, full
 checkpoints) with a message that says what to do, and otherwise returns what the header
-tells: the layout (kohya or diffusers/peft), the base model family, the rank, trigger
+tells: the layout (kohya, diffusers/peft or XLabs), the base model family, the rank, trigger
 words, the training resolution. Only the header is read (`safetensors.safe_open` maps the
 file; tensor shapes come from the header); no tensor is loaded and nothing here imports
 torch, so web nodes run it.
@@ -17,20 +17,13 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from gpu_workers.lora_families import DOWN_MARKERS, KOHYA_SD3_MARKER, SD3, lora_family
 from gpu_workers.safetensors_header import SafetensorsHeaderError, safetensors_header_read
 
 PICKLE_SUFFIXES = frozenset({".ckpt", ".pt", ".pth", ".bin", ".pkl", ".pickle"})
 # Metadata values kept with the library entry (the full header stays in the file).
 METADATA_VALUE_CHARS = 300
 TRIGGER_WORDS = 10
-
-# Width of the UNet's cross-attention input (its text embedding), per base family.
-CROSS_ATTENTION_FAMILY = {768: "sd15", 1024: "sd2", 2048: "sdxl", 1280: "sdxl"}
-# Width of a text encoder's hidden states, when only the text encoder has LoRA layers.
-TEXT_ENCODER_FAMILY = {768: "sd15", 1024: "sd2"}
-
-_DOWN_MARKERS = (".lora_down.weight", ".lora_A.weight", ".lora.down.weight", "_lora.down.weight")
-_UP_MARKERS = (".lora_up.weight", ".lora_B.weight", ".lora.up.weight", "_lora.up.weight")
 
 
 class LoraFileError(ValueError):
@@ -39,8 +32,8 @@ class LoraFileError(ValueError):
 
 @dataclass
 class LoraInfo:
-    layout: str  # "kohya" or "diffusers" (peft / diffusers names)
-    family: str | None  # "sd15", "sd2", "sdxl"; None: the header does not tell
+    layout: str  # "kohya", "diffusers" (peft / diffusers names) or "xlabs"
+    family: str | None  # "sd15", "sd2", "sdxl", "flux1", "sd3"; None: the header does not tell
     family_evidence: str  # how the family was found, for messages ("" when unknown)
     rank: int | None
     alpha: float | None
@@ -84,8 +77,15 @@ def read_lora_file(path, file_name=""):
     if not keys:
         raise LoraFileError(f"{name} holds no tensors, so it is not a LoRA.")
     _refuse_non_lora(keys, name)
-    layout = "kohya" if any(key.startswith("lora_") for key in keys) else "diffusers"
-    family, evidence = detect_family(keys, shapes, metadata)
+    layout = _layout(keys)
+    family, evidence = detect_family(shapes, metadata)
+    if family == SD3 and any(KOHYA_SD3_MARKER.search(key) for key in keys):
+        raise LoraFileError(
+            f"{name} is a Stable Diffusion 3.x LoRA in kohya's / Stability's layout "
+            "(joint_blocks), which the studio's workers can't read: diffusers loads SD 3.x "
+            "LoRAs only in its own layout (transformer.transformer_blocks.N.…lora_A.weight, "
+            "as diffusers' and ai-toolkit's trainers save them). Upload it in that layout."
+        )
     info = LoraInfo(
         layout=layout,
         family=family,
@@ -195,7 +195,7 @@ def _open_checked(path, name):
 
 
 def _refuse_non_lora(keys, name):
-    if any(key.endswith(_DOWN_MARKERS) for key in keys):
+    if any(key.endswith(DOWN_MARKERS) for key in keys):
         return
     if any(key.startswith(("model.diffusion_model.", "conditioner.")) for key in keys) or any(
         key.startswith(("down_blocks.", "unet.down_blocks.")) and ".lora" not in key
@@ -219,33 +219,40 @@ def _refuse_non_lora(keys, name):
 # -- What the header tells ----------------------------------------------------------------
 
 
-def detect_family(keys, shapes, metadata):
-    """(family, evidence) from tensor shapes and names first, then the kohya / modelspec
-    metadata; (None, "") when nothing tells."""
-    for key in keys:
-        if not key.endswith(_DOWN_MARKERS):
-            continue
-        flat = key.replace(".", "_")
-        if "attn2" in flat and "to_k" in flat:
-            width = shapes[key][1] if len(shapes[key]) >= 2 else None
-            if width in CROSS_ATTENTION_FAMILY:
-                return CROSS_ATTENTION_FAMILY[width], f"cross-attention width {width}"
-    if any(key.startswith(("lora_te1_", "lora_te2_", "text_encoder_2.")) for key in keys):
-        return "sdxl", "two text encoders"
-    for key in keys:
-        if key.endswith(_DOWN_MARKERS) and key.startswith(("lora_te_", "text_encoder.", "te.")):
-            width = shapes[key][1] if len(shapes[key]) >= 2 else None
-            if width in TEXT_ENCODER_FAMILY:
-                return TEXT_ENCODER_FAMILY[width], f"text encoder width {width}"
+def detect_family(shapes, metadata):
+    """(family, evidence) from tensor names and shapes first (gpu_workers.lora_families),
+    then the kohya / modelspec metadata; (None, "") when nothing tells."""
+    family, evidence = lora_family(shapes)
+    if family:
+        return family, evidence
     family = _metadata_family(metadata)
     if family:
         return family, "metadata"
     return None, ""
 
 
+def _layout(keys):
+    if any(key.startswith("lora_") for key in keys):
+        return "kohya"
+    if any(".processor." in key and key.endswith(DOWN_MARKERS) for key in keys):
+        return "xlabs"
+    return "diffusers"
+
+
 def _metadata_family(metadata):
     version = (metadata.get("ss_base_model_version") or "").lower()
     architecture = (metadata.get("modelspec.architecture") or "").lower()
+    model_name = (metadata.get("ss_sd_model_name") or "").lower()
+    # sd-scripts writes "flux1" / "sd3" and modelspec "flux-1-dev/lora",
+    # "stable-diffusion-v3.5-large/lora"; ai-toolkit "flux.1".
+    if version.startswith(("flux1", "flux.1")) or architecture.startswith("flux-1"):
+        return "flux1"
+    if version.startswith("sd3") or architecture.startswith("stable-diffusion-v3"):
+        return "sd3"
+    if "flux1" in model_name or "flux.1" in model_name:
+        return "flux1"
+    if model_name.startswith(("sd3", "sd_3")):
+        return "sd3"
     if version.startswith("sdxl") or "stable-diffusion-xl" in architecture:
         return "sdxl"
     if version.startswith("sd_v2") or architecture.startswith("stable-diffusion-v2"):
@@ -254,7 +261,6 @@ def _metadata_family(metadata):
         return "sd2"
     if version.startswith("sd_v1") or architecture.startswith("stable-diffusion-v1"):
         return "sd15"
-    model_name = (metadata.get("ss_sd_model_name") or "").lower()
     if "xl" in model_name:
         return "sdxl"
     if model_name and re.search(r"(^|[^0-9])(1[._-]?5|v1)", model_name):
@@ -268,7 +274,7 @@ def _rank(keys, shapes, metadata):
     if declared.isdecimal() and len(declared) <= 9 and int(declared) > 0:
         return int(declared)
     ranks = Counter(
-        shapes[key][0] for key in keys if key.endswith(_DOWN_MARKERS) and shapes[key]
+        shapes[key][0] for key in keys if key.endswith(DOWN_MARKERS) and shapes[key]
     )
     return ranks.most_common(1)[0][0] if ranks else None
 
