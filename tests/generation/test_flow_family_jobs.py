@@ -1,6 +1,7 @@
 """FLUX.1 and SD 3.x jobs (issue #17): the generate form takes a txt2img job for such a model
 and refuses, naming the family, what these families can't do in the studio yet; a job runs
-end to end in this process on the tiny models and makes plain diffusers' image."""
+end to end in this process on the tiny models and makes plain diffusers' image, a hires fix
+job the pipelines' two passes."""
 
 import io
 import json
@@ -9,7 +10,12 @@ from unittest import mock
 import numpy as np
 import pytest
 import torch
-from diffusers import FluxPipeline, StableDiffusion3Pipeline
+from diffusers import (
+    FluxImg2ImgPipeline,
+    FluxPipeline,
+    StableDiffusion3Img2ImgPipeline,
+    StableDiffusion3Pipeline,
+)
 from django.core.files.uploadedfile import SimpleUploadedFile
 from PIL import Image as PILImage
 
@@ -126,5 +132,41 @@ def test_a_flow_job_makes_the_pipelines_image(flow_job):
     expected = pipe(
         prompt="a cat on the mat", num_inference_steps=4, guidance_scale=4.0, width=64,
         height=48, generator=torch.Generator("cpu").manual_seed(99), **options,
+    ).images[0]
+    assert np.array_equal(np.asarray(png.convert("RGB")), np.asarray(expected))
+
+
+def test_a_flow_hires_fix_job_is_the_pipelines_two_passes(flow_job):
+    """Hires fix for FLUX.1 and SD 3.x: the first pass, upscaled (Lanczos) and redrawn by
+    the family's img2img pipeline at the larger size with the same seed."""
+    family, folder, job = flow_job
+    job.width, job.height = 64, 48
+    job.hires_scale, job.hires_steps, job.hires_strength = 2.0, 4, 0.5
+    job.save()
+    with mock.patch("generation.execution.publish") as publish:
+        job_execute(job_id=job.pk)
+    events = [payload for _, payload in (call.args for call in publish.call_args_list)]
+
+    # 4 first-pass steps, then 4 × 0.5 = 2 of the hires pass.
+    assert [e["step"] for e in events if e["type"] == "job.progress"] == [1, 2, 3, 4, 5, 6]
+    job.refresh_from_db()
+    assert job.status == JobStatus.FINISHED, job.error
+    png = PILImage.open(io.BytesIO(Image.objects.get(job=job).file.read()))
+    assert png.size == (128, 96)
+    first = FluxPipeline if family == "flux" else StableDiffusion3Pipeline
+    second = FluxImg2ImgPipeline if family == "flux" else StableDiffusion3Img2ImgPipeline
+    options = {"negative_prompt": "blurry"} if family == "sd3" else {}
+    pipe = first.from_pretrained(folder, dtype=torch.float32)
+    pipe.set_progress_bar_config(disable=True)
+    first_image = pipe(
+        prompt="a cat on the mat", num_inference_steps=4, guidance_scale=4.0, width=64,
+        height=48, generator=torch.Generator("cpu").manual_seed(99), **options,
+    ).images[0]
+    pipe = second.from_pretrained(folder, dtype=torch.float32)
+    pipe.set_progress_bar_config(disable=True)
+    expected = pipe(
+        prompt="a cat on the mat", image=first_image.resize((128, 96), PILImage.LANCZOS),
+        strength=0.5, num_inference_steps=4, guidance_scale=4.0, width=128, height=96,
+        generator=torch.Generator("cpu").manual_seed(99), **options,
     ).images[0]
     assert np.array_equal(np.asarray(png.convert("RGB")), np.asarray(expected))
