@@ -1,5 +1,6 @@
-"""A running batch of FLUX.1 or Stable Diffusion 3.x txt2img requests (FlowBatch), written
-out after FluxPipeline's and StableDiffusion3Pipeline's __call__ (diffusers 0.42).
+"""A running batch of FLUX.1 or Stable Diffusion 3.x txt2img, img2img or inpaint requests
+(FlowBatch), written out after FluxPipeline's, FluxImg2ImgPipeline's, FluxInpaintPipeline's
+and their StableDiffusion3 counterparts' __call__ (diffusers 0.42).
 
 The same contract as gpu_workers.denoise.RunningBatch, which the engine drives alike: each
 request is a row with its own flow-matching scheduler (its sigmas and step index), noise
@@ -13,6 +14,10 @@ row in a batch gets its image alone, bitwise (gpu_workers.batch_invariance).
 - SD 3.x: two CLIPs' hidden states and T5's sequence, the pooled prompts side by side; CFG
   rows where guidance_scale > 1, each request's unconditional row just before its
   conditional one.
+- img2img: the source's latents noised to where the row's strength starts it; inpaint also
+  blends the noised source back in outside the mask after each step (the plain 64 / 16
+  channel transformers; FLUX.1 Fill's is refused). Samplers: gpu_workers.samplers'
+  FLOW_SAMPLERS, with the request's shift if it has one.
 
 Prompts are encoded by the pipeline's own encode_prompt, as written: A1111's emphasis is
 not read for these families yet, and prompt editing or alternation is refused. A T5 prompt
@@ -51,8 +56,8 @@ def t5_token_limit(pipe) -> int:
 
 
 def batch_refusal(pipe, request: GenerationRequest) -> str | None:
-    """Why a batch of requests like `request` (BatchKey: mode, LoRAs, ControlNet,
-    IP-Adapter, embeddings) can't run on this flow model yet, or None."""
+    """Why a batch of requests like `request` (BatchKey: LoRAs, ControlNet, IP-Adapter,
+    embeddings) can't run on this flow model yet, or None. Every mode runs."""
     family = pipeline_family(pipe)
     channels = pipe.transformer.config.in_channels
     if channels != TRANSFORMER_CHANNELS[family]:
