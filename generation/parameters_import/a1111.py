@@ -163,8 +163,9 @@ def parse_a1111_infotext(text) -> ImportedParameters:
     if "Steps" in values:
         result.values["steps"] = int_value(values["Steps"], "Steps")
     _a1111_guidance(values, result)
-    if SHIFT_LABEL in values:
-        result.values["shift"] = float_value(values[SHIFT_LABEL], SHIFT_LABEL)
+    # Left out at the model's default (FLUX.1 and SD 3.x), and by every other family.
+    result.values["shift"] = (float_value(values[SHIFT_LABEL], SHIFT_LABEL)
+                              if SHIFT_LABEL in values else None)
     if "Seed" in values:
         result.values["seed"] = int_value(values["Seed"], "Seed")
     if "Size" in values:

@@ -300,6 +300,7 @@ def parse_comfyui_prompt(graph) -> ImportedParameters:
                                         "Negative prompt")
     result.values["negative_prompt"] = negative or ""
 
+    result.values["shift"] = None  # the model's default, unless the model chain sets one
     _comfy_model_chain(comfy, comfy.inputs(sampler).get("model"))
     checkpoint_id, checkpoint = comfy.follow(
         comfy.inputs(sampler).get("model"), COMFY_CHECKPOINT_NODES, ("model",)

@@ -20,6 +20,7 @@ FIELD_LABELS = {
     "sampler": "sampler",
     "seed": "seed",
     "clip_skip": "clip skip",
+    "shift": "shift",
     "batch_size": "batch size",
     "strength": "denoising strength",
     "hires_fix": "hires fix",
@@ -57,7 +58,8 @@ class ImportedParameters:
         return [
             label
             for name, label in FIELD_LABELS.items()
-            if name in self.values or (name == "model" and model_applied)
+            # None clears a field to its default (the shift): nothing to name.
+            if self.values.get(name) is not None or (name == "model" and model_applied)
         ]
 
     def report(self, label, value=None):

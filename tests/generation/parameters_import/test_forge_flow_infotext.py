@@ -75,7 +75,7 @@ class ForgeFlowInfotextTestCase(StudioTestCase):
                          (20, 1234567, 896, 1152))
         # Forge's Simple schedule on a flow model is the flow Euler's own: no note.
         self.assertEqual((values["guidance_scale"], values["sampler"]), (3.5, "Euler"))
-        self.assertNotIn("shift", values)
+        self.assertIsNone(values["shift"])  # the model's default
         self.assertEqual((imported.model_name, imported.model_hash),
                          ("flux1-dev-bnb-nf4-v2", "0f2bbc2ccd"))
         self.assertFalse([note for note in imported.not_applied

@@ -96,7 +96,7 @@ class FluxGraphTestCase(SimpleTestCase):
              values["width"], values["height"], values["batch_size"]),
             (219670278747233, 20, "Euler", 3.5, 1024, 768, 1),
         )
-        self.assertNotIn("shift", values)  # ModelSamplingFlux at its defaults: FLUX.1's own
+        self.assertIsNone(values["shift"])  # ModelSamplingFlux at its defaults: FLUX.1's own
         self.assertEqual(result.model_name, "flux1-dev.safetensors")
         self.assertEqual(sorted(result.not_applied), [
             "Text encoders (the model's own are used): t5xxl_fp16, clip_l",

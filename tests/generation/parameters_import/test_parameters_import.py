@@ -113,6 +113,7 @@ class ParseA1111TestCase(SimpleTestCase):
                 "width": 512,
                 "height": 768,
                 "clip_skip": 2,
+                "shift": None,  # no shift: the model's default
                 "batch_size": 1,
                 "hires_fix": False,
                 # Without a hires pass, A1111's denoising strength is img2img's.
@@ -231,6 +232,7 @@ class ParseComfyUITestCase(SimpleTestCase):
                 "prompt": "beautiful scenery, glass bottle, galaxy <lora:paper_cut:0.8>",
                 "negative_prompt": "text, watermark",
                 "clip_skip": 2,
+                "shift": None,  # no shift: the model's default
                 "width": 512,
                 "height": 640,
                 "batch_size": 2,
