@@ -48,8 +48,9 @@ OUTPAINT_SIDES = ("outpaint_left", "outpaint_right", "outpaint_top", "outpaint_b
 LIMITS = {
     "steps": (1, settings.STUDIO_MAX_STEPS),
     "guidance_scale": (0.0, 30.0),
-    # The flow-matching shift of FLUX.1 / SD 3.x: ComfyUI's ModelSamplingSD3 bounds.
-    "shift": (0.0, 100.0),
+    # The flow-matching shift of FLUX.1 / SD 3.x: ComfyUI's ModelSamplingSD3 bounds, but
+    # above 0 (its smallest step), as a shift of 0 makes every step pure noise.
+    "shift": (0.01, 100.0),
     "width": (64, 2048),
     "height": (64, 2048),
     "seed": (0, MAX_SEED),

@@ -1,6 +1,6 @@
 """The flow-matching shift (issue #17): a FLUX.1 or SD 3.x job may set it (ComfyUI's
-ModelSamplingSD3 bounds, 0 to 100), the job keeps it and the worker's request carries it;
-empty is the model's default; other families have none, and the form says so."""
+ModelSamplingSD3 bounds, above 0 up to 100), the job keeps it and the worker's request
+carries it; empty is the model's default; other families have none, and the form says so."""
 
 from generation.execution import generation_requests
 from generation.forms import GenerationForm
@@ -52,11 +52,11 @@ class ShiftFormTestCase(StudioTestCase):
         self.assertIsNone(generation_requests(job)[0].shift)
 
     def test_out_of_bounds_or_on_another_family_it_is_refused_naming_the_field(self):
-        for shift in (-1, 101):
+        for shift in (0, 101):
             with self.subTest(shift=shift):
                 form = self.form(self.flux, shift=shift)
                 self.assertFalse(form.is_valid())
-                self.assertIn("Shift must be from 0 to 100.", form.errors["shift"])
+                self.assertIn("Shift must be from 0.01 to 100.", form.errors["shift"])
         form = self.form(self.model, shift=3)  # Stable Diffusion 1.x
         self.assertFalse(form.is_valid())
         self.assertIn("Stable Diffusion 1.x models have no shift: it applies to FLUX.1 and "
