@@ -4,6 +4,8 @@ packages' models."""
 
 from django.db import models
 
+from gpu_workers.samplers import FLOW_SAMPLERS
+
 
 class ModelFamily(models.TextChoices):
     SD15 = "sd15", "Stable Diffusion 1.x"
@@ -21,11 +23,9 @@ GENERATION_FAMILIES = (
 )
 # The flow-matching families (diffusion transformers), whose schedule has a shift.
 FLOW_FAMILIES = (ModelFamily.FLUX1, ModelFamily.SD3)
-# Families that generate txt2img only so far (gpu_workers.flow), with the model's own
-# flow-matching Euler sampler ("Euler", or the model default) and sides that are multiples
-# of 16 (the VAE's 8 × the transformer's 2×2 patches); the generate form refuses the rest.
-TXT2IMG_ONLY_FAMILIES = (ModelFamily.FLUX1, ModelFamily.SD3)
-FLOW_SAMPLER_NAMES = ("Euler",)
+# They run the flow samplers (gpu_workers.flow, or the model default) and make sides that
+# are multiples of 16 (the VAE's 8 × the transformer's 2×2 patches).
+FLOW_SAMPLER_NAMES = tuple(FLOW_SAMPLERS)
 FLOW_SIZE_MULTIPLE = 16
 
 

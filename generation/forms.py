@@ -14,11 +14,10 @@ from generation.choices import (
     FLOW_FAMILIES,
     FLOW_SAMPLER_NAMES,
     FLOW_SIZE_MULTIPLE,
-    TXT2IMG_ONLY_FAMILIES,
 )
 from generation.loras.forms import LoraStackField, ModelSelect, clean_lora_stack
 from generation.models import SAMPLER_CHOICES, DiffusionModel, ModelFamily, ModelKind
-from generation.recipe import LIMITS, MAX_PROMPT, OUTPAINT_SIDES, recipe_problems
+from generation.recipe import LIMITS, MAX_PROMPT, recipe_problems
 from generation.seeds import random_seed
 from generation.services import fetched_team_setting, with_team_setting
 from generation.styles.applying import styled_prompts, team_styles
@@ -532,7 +531,7 @@ class GenerationForm(forms.Form):
         admission.run(admission.form_checks, self, cleaned)
         self._clean_dynamic_prompts(cleaned)
         clean_lora_stack(self, cleaned, self.project.team if self.project else None)
-        self._clean_txt2img_only_family(cleaned)
+        self._clean_flow_family(cleaned)
         self._clean_shift(cleaned)
         return cleaned
 
@@ -543,22 +542,14 @@ class GenerationForm(forms.Form):
             self.add_error("shift", f"{model.get_family_display()} models have no shift: it "
                                     "applies to FLUX.1 and SD 3.x models. Leave it empty.")
 
-    def _clean_txt2img_only_family(self, cleaned):
-        """FLUX.1 and SD 3.x models run txt2img only so far (issue #17): what else the form
-        asks of one is refused, naming the family, on the field that asks it."""
+    def _clean_flow_family(self, cleaned):
+        """FLUX.1 and SD 3.x models run every mode and hires fix (issue #17): what else the
+        form asks of one is refused, naming the family, on the field that asks it."""
         model = cleaned.get("model")
-        if model is None or model.family not in TXT2IMG_ONLY_FAMILIES:
+        if model is None or model.family not in FLOW_FAMILIES:
             return
         family = model.get_family_display()
-        if cleaned.get("source_image") or cleaned.get("source_upload"):
-            mode = "inpaint" if cleaned.get("mask_data") else "img2img"
-            if any(cleaned.get(side) for side in OUTPAINT_SIDES):
-                mode = "outpaint"
-            self.add_error("source_upload", f"{family} models don't support {mode} in the "
-                                            "studio yet: clear the source image.")
         asked = {
-            # On its scale: the studio shows the hires fix checkbox's errors nowhere.
-            "hires_scale": ("hires fix", cleaned.get("hires_fix")),
             "loras": ("LoRAs", cleaned.get("loras")),
             "control_model": ("ControlNet", cleaned.get("control_model")),
             "ip_adapter_model": ("IP-Adapter", cleaned.get("ip_adapter_model")),
@@ -569,9 +560,9 @@ class GenerationForm(forms.Form):
                 self.add_error(field, f"{family} models don't support {feature} in the "
                                       "studio yet.")
         if cleaned.get("sampler") not in ("", None, *FLOW_SAMPLER_NAMES):
-            self.add_error("sampler", f"{family} models run the Euler (flow matching) sampler "
-                                      "only in the studio so far: choose Euler or the model "
-                                      "default.")
+            self.add_error("sampler", f"{family} models run the flow-matching samplers "
+                                      f"{', '.join(FLOW_SAMPLER_NAMES)} in the studio: choose "
+                                      "one or the model default.")
         steps = cleaned.get("steps") or 1
         for field in ("prompt", "negative_prompt"):
             text = cleaned.get(field) or ""
