@@ -1,8 +1,9 @@
-"""FLUX.1 and SD 3.x jobs (issue #17): the generate form takes a txt2img job for such a model
-and refuses, naming the family, what these families can't do in the studio yet; a job runs
+"""FLUX.1 and SD 3.x jobs (issue #17): the generate form takes a job of every mode for such a
+model and refuses, naming the family, what these families can't do in the studio yet; a job runs
 end to end in this process on the tiny models and makes plain diffusers' image, a hires fix
 job the pipelines' two passes."""
 
+import base64
 import io
 import json
 from unittest import mock
@@ -21,7 +22,7 @@ from PIL import Image as PILImage
 
 from gallery.models import Image
 from generation.execution import job_execute
-from generation.forms import GenerationForm
+from generation.forms import MASK_DATA_PREFIX, GenerationForm
 from generation.models import DiffusionModel, GenerationJob, JobStatus, ModelFamily, SourceKind
 from studio.accounts.models import Membership, Project, Role, Team, User
 from tests.base import StudioTestCase
@@ -53,9 +54,8 @@ class FlowFamilyFormTestCase(StudioTestCase):
 
     def test_what_the_family_cant_do_yet_is_refused_naming_it(self):
         refused = [
-            ({"hires_fix": "on"}, "hires_scale", "FLUX.1 models don't support hires fix"),
             ({"clip_skip": 2}, "clip_skip", "FLUX.1 models don't support clip skip"),
-            ({"sampler": "DDIM"}, "sampler", "run the Euler (flow matching) sampler only"),
+            ({"sampler": "DDIM"}, "sampler", "run the flow-matching samplers Euler, DPM++ 2M"),
             ({"width": 72}, "width", "multiples of 16, not 72"),
             ({"prompt": "a [fox:cat:0.5]"}, "prompt", "don't support prompt editing"),
         ]
@@ -71,19 +71,31 @@ class FlowFamilyFormTestCase(StudioTestCase):
         # FLUX.1 reads no negative prompt: whatever it holds is no reason to refuse.
         self.assertTrue(self.form(self.flux, negative_prompt="[a|b]").is_valid())
 
-    def test_img2img_is_refused_naming_the_family(self):
+    def test_img2img_inpaint_hires_and_dpm_with_a_flow_model_are_taken(self):
         upload = io.BytesIO()
         PILImage.new("RGB", (64, 64)).save(upload, "PNG")
-
-        form = GenerationForm(
-            {"prompt": "a red fox", "model": self.flux.pk, "steps": 4, "guidance_scale": 3.5,
-             "width": 64, "height": 64, "strength": 0.5},
-            {"source_upload": SimpleUploadedFile("s.png", upload.getvalue(), "image/png")},
-            user=self.editor, project=self.project,
-        )
-        self.assertFalse(form.is_valid())
-        self.assertIn("FLUX.1 models don't support img2img in the studio yet",
-                      " ".join(form.errors["source_upload"]))
+        asked = {
+            "img2img": {},
+            "inpaint": {"mask_data": MASK_DATA_PREFIX + base64.b64encode(upload.getvalue())
+                        .decode()},
+            "hires fix": {"hires_fix": "on", "hires_scale": 1.5},
+            "DPM++ 2M": {"sampler": "DPM++ 2M", "shift": 3.0},
+        }
+        for model in (self.flux, self.sd35):
+            for mode, values in asked.items():
+                with self.subTest(model=model.name, mode=mode):
+                    files = {}
+                    if mode in ("img2img", "inpaint"):
+                        files["source_upload"] = SimpleUploadedFile(
+                            "s.png", upload.getvalue(), "image/png"
+                        )
+                    form = GenerationForm(
+                        {"prompt": "a red fox", "model": model.pk, "steps": 4,
+                         "guidance_scale": 3.5, "width": 64, "height": 64, "strength": 0.5,
+                         **values},
+                        files, user=self.editor, project=self.project,
+                    )
+                    self.assertTrue(form.is_valid(), form.errors)
 
 
 # --- a job end to end, in this process ---------------------------------------------------
