@@ -97,24 +97,37 @@ def _size(tiny):
     return "tiny" if tiny else "real"
 
 
-def flux_kohya_lora_bytes(*, tiny=False, rank=4, seed=0, text_encoder=True, metadata=None):
+def flux_kohya_lora_bytes(
+    *, tiny=False, rank=4, seed=0, text_encoder=True, comfyui=False, metadata=None
+):
     """A FLUX.1 LoRA as kohya's sd-scripts saves it: the double blocks' attention with q, k
     and v fused in one `qkv` layer (up: 3 × width rows), a single block's output layer, and
-    CLIP-L's attention (`lora_te1_`); an alpha per layer."""
+    CLIP-L's attention (`lora_te1_`); an alpha per layer. With `comfyui`, the same layers
+    under ComfyUI's names (`diffusion_model.double_blocks.0.img_attn.qkv.lora_down.weight`,
+    `text_encoders.clip_l.transformer.…`), as LoRAs trained in ComfyUI or Forge are."""
     width, mlp_width, clip_width = FLUX_WIDTHS[_size(tiny)]
+    transformer_prefix, clip_prefix = (
+        ("diffusion_model.", "text_encoders.clip_l.transformer.")
+        if comfyui
+        else ("lora_unet_", "lora_te1_")
+    )
     layers = [
-        ("lora_unet_double_blocks_0_img_attn_qkv", width, 3 * width),
-        ("lora_unet_double_blocks_0_txt_attn_qkv", width, 3 * width),
-        ("lora_unet_double_blocks_0_img_attn_proj", width, width),
-        ("lora_unet_single_blocks_0_linear2", width + mlp_width, width),
+        (transformer_prefix, "double_blocks.0.img_attn.qkv", width, 3 * width),
+        (transformer_prefix, "double_blocks.0.txt_attn.qkv", width, 3 * width),
+        (transformer_prefix, "double_blocks.0.img_attn.proj", width, width),
+        (transformer_prefix, "single_blocks.0.linear2", width + mlp_width, width),
     ]
     if text_encoder:
         # Trainers write every attention projection (diffusers recognises kohya's text
         # encoder layers by their out_proj).
-        layers += [(f"lora_te1_text_model_encoder_layers_0_self_attn_{module}", clip_width,
-                    clip_width) for module in ("q_proj", "out_proj")]
+        layers += [
+            (clip_prefix, f"text_model.encoder.layers.0.self_attn.{module}", clip_width,
+             clip_width)
+            for module in ("q_proj", "out_proj")
+        ]
     tensors = {}
-    for n, (name, in_features, out_features) in enumerate(layers):
+    for n, (prefix, module, in_features, out_features) in enumerate(layers):
+        name = prefix + (module if comfyui else module.replace(".", "_"))
         down, up = _pair(rank, in_features, out_features, seed + n)
         tensors[f"{name}.lora_down.weight"] = down
         tensors[f"{name}.lora_up.weight"] = up

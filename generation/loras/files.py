@@ -232,7 +232,8 @@ def detect_family(shapes, metadata):
 
 
 def _layout(keys):
-    if any(key.startswith("lora_") for key in keys):
+    # kohya's names, or ComfyUI's with kohya's lora_down / lora_up.
+    if any(key.startswith("lora_") or key.endswith(".lora_down.weight") for key in keys):
         return "kohya"
     if any(".processor." in key and key.endswith(DOWN_MARKERS) for key in keys):
         return "xlabs"

@@ -31,6 +31,7 @@ FLUX_FORMATS = {
     "kohya-no-text-encoder": lambda seed: flux_kohya_lora_bytes(
         tiny=True, seed=seed, text_encoder=False
     ),
+    "comfyui": lambda seed: flux_kohya_lora_bytes(tiny=True, seed=seed, comfyui=True),
     "peft": lambda seed: flux_peft_lora_bytes(tiny=True, seed=seed),
     "xlabs": lambda seed: flux_xlabs_lora_bytes(tiny=True, seed=seed),
 }

@@ -39,6 +39,12 @@ def write(tmp_path):
         (flux_kohya_lora_bytes(), "kohya", "flux1", "FLUX.1's double-stream blocks"),
         # Its CLIP-L layers (lora_te1_) don't make it an SDXL LoRA.
         (flux_kohya_lora_bytes(tiny=True), "kohya", "flux1", "FLUX.1's double-stream blocks"),
+        (
+            flux_kohya_lora_bytes(comfyui=True),
+            "kohya",
+            "flux1",
+            "FLUX.1's double-stream blocks",
+        ),
         (flux_peft_lora_bytes(), "diffusers", "flux1", "FLUX.1's single-stream blocks"),
         (flux_peft_lora_bytes(single_blocks=False), "diffusers", "flux1", "transformer width 3072"),
         (flux_xlabs_lora_bytes(), "xlabs", "flux1", "FLUX.1's double-stream blocks"),
@@ -60,6 +66,7 @@ def write(tmp_path):
     ids=[
         "flux-kohya",
         "flux-kohya-tiny",
+        "flux-comfyui",
         "flux-peft",
         "flux-peft-double-blocks",
         "flux-xlabs",
