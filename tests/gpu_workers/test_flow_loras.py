@@ -223,3 +223,23 @@ def test_a_lora_with_no_layers_of_the_model_is_refused(flux, config, lora_file):
     lora = lora_file(data, "unet-only")
     with pytest.raises(GenerationFailed, match="has no layers this FLUX.1 model has"):
         activate_loras(flux, (lora,), config)
+
+
+def test_a_lora_with_text_encoder_layers_replaces_the_oldest_slot(
+    flux, tiny_flux, config, lora_file
+):
+    # diffusers hotswaps no text encoder: the slot is unloaded and the LoRA loaded afresh.
+    one = dataclasses.replace(config, max_loaded_loras=1)
+    first = lora_file(flux_kohya_lora_bytes(tiny=True, seed=1), "first")
+    second = lora_file(flux_kohya_lora_bytes(tiny=True, seed=2), "second")
+    activate_loras(flux, (first,), one)
+    with mock.patch.object(flux, "load_lora_weights", wraps=flux.load_lora_weights) as load:
+        activate_loras(flux, (second,), one)
+    swapped = image(flux)
+
+    assert [call.kwargs.get("hotswap") for call in load.call_args_list] == [True, None]
+    assert list(_loaded[flux].values()) == [second.sha256]
+    assert [len(names) for names in flux.get_list_adapters().values()] == [1, 1]
+    fresh = FluxPipeline.from_pretrained(tiny_flux, dtype=torch.float32)
+    activate_loras(fresh, (second,), config)
+    assert np.array_equal(swapped, image(fresh))
