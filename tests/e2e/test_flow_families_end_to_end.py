@@ -1,7 +1,8 @@
-"""FLUX.1 and SD 3.x txt2img through real processes (issue #17): the studio's form posted
-over HTTP to the server, run by the worker (a Celery worker on Redis, or the embedded one),
-on the tiny FLUX.1 and SD3 models; what these families can't do yet is refused by the form,
-naming the family, and no job is made."""
+"""FLUX.1 and SD 3.x through real processes (issue #17): the studio's form posted over HTTP
+to the server, run by the worker (a Celery worker on Redis, or the embedded one), on the
+tiny FLUX.1 and SD3 models: txt2img, then img2img, inpaint, outpaint, hires fix and DPM++ 2M
+with a shift from its image; what these families can't do yet is refused by the form, naming
+the family, and no job is made."""
 
 import io
 import urllib.error
@@ -13,7 +14,7 @@ from gallery.models import Image
 from generation.models import DiffusionModel, GenerationJob, JobStatus, ModelFamily, SourceKind
 from studio.accounts.models import Membership, Project, Role, Team, User
 from tests.e2e.http import StudioClient
-from tests.e2e.test_every_mode_end_to_end import wait_until_done
+from tests.e2e.test_every_mode_end_to_end import mask_data_url, wait_until_done
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
@@ -74,8 +75,44 @@ def test_flow_families_generate_txt2img_through_the_worker(studio_processes, flo
             assert status == 200, family
             assert PILImage.open(io.BytesIO(body)).info["parameters"] == image.parameters
 
-    status, body = post(model=flow_models["flux"].pk, hires_fix="on", hires_scale=1.5,
-                        hires_steps=2, hires_strength=0.5)
+    # Every other mode from each family's first image (80x64: sides of multiples of 16).
+    by_mode = {}
+    for family, model in flow_models.items():
+        source = Image.objects.filter(job=jobs[family]).first()
+        modes = {
+            "img2img": {"source_image": source.pk, "strength": 0.5},
+            "inpaint": {"source_image": source.pk, "strength": 0.75,
+                        "mask_data": mask_data_url((80, 64), (16, 16, 64, 48))},
+            "outpaint": {"source_image": source.pk, "outpaint_right": 16},
+            "hires fix": {"hires_fix": "on", "hires_scale": 2, "hires_steps": 2,
+                          "hires_strength": 0.5},
+            "DPM++ 2M": {"sampler": "DPM++ 2M", "shift": 3},
+        }
+        for mode, fields in modes.items():
+            before = set(GenerationJob.objects.values_list("pk", flat=True))
+            status, body = post(model=model.pk, **fields)
+            assert status == 200, (family, mode, body[:500])
+            by_mode[family, mode] = GenerationJob.objects.exclude(pk__in=before).get()
+    done = wait_until_done(by_mode.values())
+
+    sizes = {"img2img": (80, 64), "inpaint": (80, 64), "outpaint": (96, 64),
+             "hires fix": (160, 128), "DPM++ 2M": (80, 64)}
+    for (family, mode), job in by_mode.items():
+        job = done[job.pk]
+        assert job.status == JobStatus.FINISHED, (family, mode, job.error)
+        image = Image.objects.get(job=job)
+        assert (image.width, image.height) == sizes[mode], (family, mode)
+        status, body = client.get(image.file_url())
+        assert status == 200, (family, mode)
+    parameters = {key: Image.objects.get(job=job).parameters for key, job in by_mode.items()}
+    for family in flow_models:
+        assert "Denoising strength: 0.5" in parameters[family, "img2img"]
+        assert "Hires upscale: 2" in parameters[family, "hires fix"]
+        assert "Sampler: DPM++ 2M" in parameters[family, "DPM++ 2M"]
+        assert "Shift: 3" in parameters[family, "DPM++ 2M"]
+
+    jobs_before = GenerationJob.objects.filter(project=project).count()
+    status, body = post(model=flow_models["flux"].pk, clip_skip=2)
     assert status == 422, body[:300]
-    assert "FLUX.1 models don&#x27;t support hires fix in the studio yet" in body
-    assert GenerationJob.objects.filter(project=project).count() == 2
+    assert "FLUX.1 models don&#x27;t support clip skip in the studio yet" in body
+    assert GenerationJob.objects.filter(project=project).count() == jobs_before
