@@ -1,5 +1,6 @@
 """The studio's live token counter: the generate form posts a prompt box's text as it is
-typed (debounced), with the model, steps and styles picked; the answer is A1111's "42/75"."""
+typed (debounced), with the model, steps and styles picked; the answer is A1111's "42/75",
+or for FLUX.1 and SD 3.x T5's count against the family's limit ("42/512")."""
 
 from django import forms
 from django.contrib.auth.decorators import login_required
@@ -8,10 +9,17 @@ from django.views.decorators.http import require_POST
 
 from generation.forms import GenerationForm, LibraryModelField
 from generation.loras.embeddings.models import EMBEDDING_NAME_RE, Embedding
-from generation.models import DiffusionModel, SourceKind
+from generation.models import DiffusionModel, ModelFamily, SourceKind
 from generation.recipe import LIMITS, MAX_PROMPT
 from generation.styles.applying import styled, team_styles
-from generation.token_counts import token_count, tokenizer_at
+from generation.token_counts import (
+    T5_TOKENIZER_FOLDERS,
+    t5_token_count,
+    t5_token_limit_at,
+    t5_tokenizer_at,
+    token_count,
+    tokenizer_at,
+)
 from generation.views import project_for
 from studio.throttling import token_count_rate_limited
 
@@ -78,7 +86,10 @@ def token_count_view(request, project_id):
     model = form.cleaned_data["model"]
     # A single file's tokenizer is its diffusers config's (none given: none to read).
     is_file = model.source_kind == SourceKind.FILE
-    tokenizer = tokenizer_at(model.config_source if is_file else model.source)
+    location = model.config_source if is_file else model.source
+    if model.family in T5_TOKENIZER_FOLDERS:
+        return t5_counter(request, model, location, form.cleaned_data["field"], text)
+    tokenizer = tokenizer_at(location)
     if tokenizer is None:
         return counter(request, UNAVAILABLE,
                        title=f"The web server can't read {model.name}'s tokenizer files.")
@@ -92,6 +103,28 @@ def token_count_view(request, project_id):
         return counter(request, UNAVAILABLE, title="Its prompt editing is too complex to read.")
     return counter(request, str(count), title="Tokens as AUTOMATIC1111 counts them: 75 for "
                    "each full chunk plus those of the chunk being typed, over the chunks' room.")
+
+
+def t5_counter(request, model, location, field, text):
+    """FLUX.1's and SD 3.x's count: T5's tokens over the family's limit ("42/512"), past
+    it an error, as the worker refuses such a prompt rather than cut it."""
+    family = model.get_family_display()
+    if field == "negative_prompt" and model.family == ModelFamily.FLUX1:
+        return counter(request, "not read by FLUX.1",
+                       title="FLUX.1 models run without a negative prompt.")
+    tokenizer = t5_tokenizer_at(location, model.family)
+    limit = t5_token_limit_at(location, model.family)
+    if tokenizer is None or limit is None:
+        return counter(request, UNAVAILABLE,
+                       title=f"The web server can't read {model.name}'s T5 tokenizer files "
+                             "or transformer config.")
+    count = t5_token_count(text, tokenizer, limit=limit)
+    if count.too_many:
+        return counter(request, str(count), is_error=True,
+                       title=f"{family} models read at most {limit} T5 tokens: shorten the "
+                             "prompt (it is refused, never cut short).")
+    return counter(request, str(count), title=f"T5 tokens, its end token counted: {family} "
+                   f"models read up to {limit}.")
 
 
 def counter(request, label, *, title="", is_error=False, status=200):

@@ -2,6 +2,7 @@
 with the model's own tokenizer files and the worker's chunking, styles applied and <lora:…>
 tags left out; "token count unavailable" where the tokenizer can't be read; torch-free."""
 
+import json
 import shutil
 import subprocess
 import sys
@@ -13,11 +14,11 @@ from django.test import override_settings
 from django.urls import reverse
 
 from generation.loras.embeddings.models import Embedding
-from generation.models import DiffusionModel, SourceKind, TeamModelSetting
+from generation.models import DiffusionModel, ModelFamily, SourceKind, TeamModelSetting
 from generation.styles.models import Style
 from generation.token_counts import TokenCount, token_count, tokenizer_at
 from gpu_workers.prompt_syntax import token_chunks
-from gpu_workers.tiny_models import tiny_clip_tokenizer
+from gpu_workers.tiny_models import tiny_clip_tokenizer, tiny_t5_tokenizer
 from tests.base import StudioTestCase
 
 # 100 "wN" words: a token for each letter, digit and space in the tiny vocabulary, 3 chunks.
@@ -166,3 +167,91 @@ assert "torch" not in sys.modules, "counting tokens imported torch"
         self.assertEqual(done.stdout.strip(),
                          str(token_count(LONG, tokenizer_at(str(self.folder)), steps=20)))
         self.assertEqual(str(TokenCount(80, 150)), "80/150")
+
+
+class FlowTokenCounterTestCase(StudioTestCase):
+    """FLUX.1 and SD 3.x count T5's tokens against the family's limit, as the worker does
+    before it refuses a longer prompt (gpu_workers.flow): the tiny models' T5 tokenizers."""
+
+    @classmethod
+    def setUpTestData(cls):
+        super().setUpTestData()
+        cls.folders = {}
+        cls.models = {}
+        for name, family, tokenizer_folder, guidance in [
+            ("dev", ModelFamily.FLUX1, "tokenizer_2", True),
+            ("schnell", ModelFamily.FLUX1, "tokenizer_2", False),
+            ("sd3", ModelFamily.SD3, "tokenizer_3", None),
+        ]:
+            folder = Path(tempfile.mkdtemp(prefix=f"token-counter-{name}-"))
+            cls.tokenizer = tiny_t5_tokenizer(folder / tokenizer_folder, model_max_length=512)
+            if guidance is not None:
+                (folder / "transformer").mkdir()
+                (folder / "transformer" / "config.json").write_text(json.dumps(
+                    {"_class_name": "FluxTransformer2DModel", "guidance_embeds": guidance}))
+            cls.folders[name] = folder
+            cls.models[name] = DiffusionModel.objects.create(
+                name=f"tiny {name}", source=str(folder), source_kind=SourceKind.FOLDER,
+                family=family)
+
+    def setUp(self):
+        self.client.force_login(self.editor)
+        self.url = reverse("token_count", args=[self.project.pk])
+
+    def count(self, model, text, field="prompt"):
+        return self.client.post(self.url, {"field": field, field: text,
+                                           "model": self.models[model].pk, "steps": 20},
+                                headers={"HX-Request": "true"})
+
+    def tokens(self, text):
+        return len(self.tokenizer(text).input_ids)
+
+    def test_the_families_limits(self):
+        for model, limit in (("dev", 512), ("schnell", 256), ("sd3", 256)):
+            with self.subTest(model=model):
+                response = self.count(model, "a cat on the mat")
+                self.assertContains(response, f">{self.tokens('a cat on the mat')}/{limit}<")
+                self.assertNotContains(response, "is-error")
+        self.assertEqual(self.tokens("a cat on the mat"), 6)  # five words and </s>
+        # LoRA tags are left out, as the worker leaves them out.
+        self.assertContains(self.count("dev", "a cat <lora:ink:0.8>"), ">3/512<")
+
+    def test_past_the_limit_is_an_error(self):
+        """The worker refuses such a prompt (it never cuts it): the count says so."""
+        text = "a " * 300
+        self.assertEqual(self.tokens(text), 301)
+        response = self.count("sd3", text)
+        self.assertContains(response, ">301/256<")
+        self.assertContains(response, "is-error")
+        self.assertContains(response, "at most 256 T5 tokens")
+        self.assertNotContains(self.count("dev", text), "is-error")
+
+    def test_flux_reads_no_negative_prompt_and_sd3_counts_it(self):
+        self.assertContains(self.count("dev", "blurry", field="negative_prompt"),
+                            ">not read by FLUX.1<")
+        self.assertContains(self.count("sd3", "blurry", field="negative_prompt"),
+                            f">{self.tokens('blurry')}/256<")
+
+    def test_without_the_tokenizer_or_the_config_it_is_unavailable(self):
+        shutil.rmtree(self.folders["dev"] / "transformer")
+        self.assertContains(self.count("dev", "a cat"), ">token count unavailable<")
+        # A folder with its transformer's config but no T5 tokenizer.
+        folder = Path(tempfile.mkdtemp(prefix="token-counter-no-t5-"))
+        shutil.copytree(self.folders["schnell"] / "transformer", folder / "transformer")
+        DiffusionModel.objects.filter(pk=self.models["dev"].pk).update(source=str(folder))
+        self.assertContains(self.count("dev", "a cat"), ">token count unavailable<")
+
+    def test_counting_t5_needs_no_torch(self):
+        folder = self.folders["sd3"]
+        code = f"""
+import sys
+from generation.token_counts import t5_token_count, t5_token_limit_at, t5_tokenizer_at
+tokenizer = t5_tokenizer_at({str(folder)!r}, "sd3")
+limit = t5_token_limit_at({str(folder)!r}, "sd3")
+print(t5_token_count("a cat on the mat", tokenizer, limit=limit))
+assert "torch" not in sys.modules, "counting T5 tokens imported torch"
+"""
+        done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                              check=False)
+        self.assertEqual(done.returncode, 0, done.stderr)
+        self.assertEqual(done.stdout.strip(), "6/256")
