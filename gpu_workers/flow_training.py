@@ -6,7 +6,9 @@ scheme), FLUX.1's packed latents and, for [dev], its distilled guidance embedded
 scripts' 3.5; SD 3.x conditioned on its three text encoders' sequence and pooled prompt.
 
 The prompts (captions, class prompt, sample prompt) are encoded once and the text encoders
-dropped before training, so T5 XXL's ~9.5 GB are not held while the transformer trains.
+dropped before the transformer moves to the device (without prior preservation, whose
+class images need the whole pipeline there first), so T5 XXL's ~9.5 GB in bf16 and the
+transformer never share its memory.
 Training the text encoders is refused (by gpu_workers.training), as for SDXL.
 
 `gpu_workers.training.train_dreambooth_lora` calls `train_flow_lora` once it has loaded a
@@ -49,19 +51,30 @@ EVALUATION_SIGMAS = (0.1, 0.3, 0.5, 0.7, 0.9)
 
 
 def train_flow_lora(pipe, request, device, started, *, on_step, on_sample, log, cancel):
-    """Train a LoRA on the loaded FLUX.1 / SD 3.x `pipe` (on `device`, its weights frozen);
-    a `gpu_workers.training.TrainingResult`."""
+    """Train a LoRA on the loaded FLUX.1 / SD 3.x `pipe` (a private copy, still on the CPU)
+    on `device`; a `gpu_workers.training.TrainingResult`."""
     from gpu_workers import training
 
     family = pipelines.pipeline_family(pipe)
     generator = torch.Generator().manual_seed(request.seed)
     training_scheduler = type(pipe.scheduler).from_config(pipe.scheduler.config)
+    pipe.set_progress_bar_config(disable=True)
+    for model in pipe.components.values():
+        if isinstance(model, torch.nn.Module):
+            model.requires_grad_(False)
 
     class_images = []
     if request.prior_preservation and request.class_images:
+        pipe.to(device)  # the class images need the whole pipeline at once
         class_images = training._generate_class_images(
             pipe, request, device, log, cancel, guidance_scale=SAMPLE_GUIDANCE[family]
         )
+    else:
+        # The transformer joins the device once the text encoders have left it, so the
+        # two never share its memory (FLUX.1's: 24 GB and T5's 9.5 GB in bf16).
+        for name, model in pipe.components.items():
+            if name != "transformer" and isinstance(model, torch.nn.Module):
+                model.to(device)
     weight_dtype = pipe.transformer.dtype
     autocast = torch.autocast(
         device.type, dtype=weight_dtype, enabled=weight_dtype != torch.float32
@@ -74,7 +87,7 @@ def train_flow_lora(pipe, request, device, started, *, on_step, on_sample, log, 
     )
     conditioning = _FlowConditioning(pipe, request, device)
     _drop_text_encoders(pipe, device)
-    transformer = pipe.transformer
+    transformer = pipe.transformer.to(device)
 
     evaluation = _evaluation_batch(instance_latents, request.seed)
     evaluation_before = _evaluation_loss(pipe, conditioning, evaluation, autocast)

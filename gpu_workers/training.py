@@ -99,16 +99,16 @@ def _train(request, config, on_step, on_sample, on_log, should_cancel):
             f"Training {pipelines.FAMILY_NAMES[family]}'s text encoders is not supported: "
             "untick “Train the text encoder”."
         )
-    pipe.to(device)
-    pipe.set_progress_bar_config(disable=True)
-    for model in pipe.components.values():
-        if isinstance(model, torch.nn.Module):
-            model.requires_grad_(False)
     if family in pipelines.FLOW_FAMILIES:
         from gpu_workers.flow_training import train_flow_lora
 
         callbacks = {"on_step": on_step, "on_sample": on_sample, "log": log, "cancel": cancel}
         return train_flow_lora(pipe, request, device, started, **callbacks)
+    pipe.to(device)
+    pipe.set_progress_bar_config(disable=True)
+    for model in pipe.components.values():
+        if isinstance(model, torch.nn.Module):
+            model.requires_grad_(False)
     unet, vae, text_encoder = pipe.unet, pipe.vae, pipe.text_encoder
     noise_scheduler = DDPMScheduler.from_config(pipe.scheduler.config)
 

@@ -35,6 +35,48 @@ PRESET_FIELDS = (
 )
 
 
+def _flow_preset(label, steps, rank, batch_size):
+    return {
+        "label": label, "steps": steps, "learning_rate": 1e-4, "rank": rank,
+        "batch_size": batch_size, "train_text_encoder": False, "prior_preservation": False,
+    }
+
+
+# FLUX.1's and SD 3.x's presets, under SD's names (a run records the name): learning rate
+# 1e-4 and 500-2000 steps as diffusers' README_flux.md / README_sd3.md and ai-toolkit's
+# config/examples/train_lora_flux_24gb.yaml and train_lora_sd35_large_24gb.yaml (rank 16,
+# batch 1, 2000 steps) use. Sized with `estimate` at 1024 px: SD 3.5 Large's Quick and
+# Balanced fit a 24 GB GPU (~18 GB), its High quality (batch 4, ~23 GB) wants an 80 GB one;
+# FLUX.1 [dev]'s
+# transformer alone is 24 GB in bf16, so all of its presets are for 40-80 GB GPUs (ai-toolkit
+# fits 24 GB by quantizing it to 8 bits, which the studio does not do).
+FLOW_PRESETS = {
+    "flux1": {
+        "quick": _flow_preset("Quick", 500, 8, 1),
+        "balanced": _flow_preset("Balanced", 1000, 16, 1),
+        "high_quality": _flow_preset("High quality", 2000, 32, 2),
+    },
+    "sd3": {
+        "quick": _flow_preset("Quick", 500, 8, 1),
+        "balanced": _flow_preset("Balanced", 1000, 16, 1),
+        "high_quality": _flow_preset("High quality", 2000, 32, 4),
+    },
+}
+PRESET_NOTES = {
+    "flux1": "FLUX.1 [dev]'s transformer alone takes 24 GB in bf16: its LoRAs train on a "
+    "40-80 GB GPU (the estimate says how much). Its text encoders are not trained.",
+    "sd3": "SD 3.5 Large at 1024 px: Quick and Balanced fit a 24 GB GPU (about 18 GB), "
+    "High quality (batch 4, about 23 GB) is for an 80 GB one; SD 3.5 Medium's smaller "
+    "transformer needs less. Its text encoders are not trained.",
+}
+
+
+def presets_for(family):
+    """The presets a model of `family` trains with: its own for FLUX.1 and SD 3.x, SD's
+    for the rest."""
+    return FLOW_PRESETS.get(family, PRESETS)
+
+
 class TrainingCanceled(Exception):
     """The run's owner canceled it; it stopped at its next step."""
 
@@ -108,9 +150,41 @@ _SAMPLE_S = 1.0  # one sample image
 _LOAD_S = 20  # loading the model
 
 
+# FLUX.1 [dev] and SD 3.5 Large (SD 3.x's figures: Medium's 2.5 G-parameter transformer
+# needs less memory and time) in bf16 on the same GPU, as
+# gpu_workers.flow_training runs them: text encoders on the device first, then the
+# transformer (with prior preservation, the whole pipeline at once for the class images).
+# Not measured (no GPU was lent when they were written): weights from the parameter counts
+# (transformer 11.9 G / 8.1 G, T5 v1.1 XXL 4.76 G + CLIP-L 0.12 G (+ bigG 0.69 G), VAE 84 M);
+# activations per 1024x1024 image under gradient checkpointing from the transformer's widths
+# (each block's input kept, one block recomputed at a time); a step's time from its FLOPs
+# (2 x parameters x 4.6 k / 4.4 k tokens, x4 for recomputation and backward) at 40% of a
+# 400 TFLOP/s bf16 peak; a sample or class image is 20 transformer calls (SD 3.x: two rows,
+# CFG) at 1024 px; loading reads the bf16 weights from local disk. LoRA parameters per unit
+# of rank: the attention projections the studio trains (266 FLUX.1, 304 SD 3.5 Large
+# linears of width 3072 / 2432).
+_FLOW_COSTS = {
+    "flux1": {
+        "transformer": 23.8e9, "text_encoders": 9.8e9, "activations": 3.0e9,
+        "lora_per_rank": 1.63e6, "step_s": 2.7, "sample_s": 14, "load_s": 60,
+    },
+    "sd3": {
+        "transformer": 16.2e9, "text_encoders": 11.1e9, "activations": 1.7e9,
+        "lora_per_rank": 1.48e6, "step_s": 1.8, "sample_s": 18, "load_s": 50,
+    },
+}
+_FLOW_VAE = 0.17e9
+
+
 def estimate(*, family, resolution, steps, batch_size, rank, train_text_encoder,
              prior_preservation, class_images, samples):
     """Memory and time a run needs on a reference GPU; unknown families count as SD 1.x."""
+    if family in _FLOW_COSTS:
+        return _flow_estimate(
+            _FLOW_COSTS[family], resolution=resolution, steps=steps, batch_size=batch_size,
+            rank=rank, prior_preservation=prior_preservation, class_images=class_images,
+            samples=samples,
+        )
     costs = _FAMILY_COSTS.get(family, _FAMILY_COSTS["sd15"])
     pixels = (resolution / 512) ** 2
     # Prior preservation trains on a class image beside each subject image.
@@ -131,6 +205,31 @@ def estimate(*, family, resolution, steps, batch_size, rank, train_text_encoder,
         + samples * _SAMPLE_S * pixels
     )
     return TrainingEstimate(memory_bytes=int(memory), seconds=seconds)
+
+
+def _flow_estimate(costs, *, resolution, steps, batch_size, rank, prior_preservation,
+                   class_images, samples):
+    """The larger of the two phases' memory (prompts encoded; transformer trained), and the
+    time; flow families never train their text encoders."""
+    pixels = (resolution / 1024) ** 2
+    images_per_step = batch_size * (2 if prior_preservation else 1)
+    slack = 1.0e9  # CUDA context and allocator slack
+    encoding = costs["text_encoders"] + _FLOW_VAE + slack
+    if prior_preservation:
+        encoding += costs["transformer"] + 0.5e9 * pixels  # generating the class images
+    training = (
+        costs["transformer"]
+        + _FLOW_VAE
+        + costs["activations"] * pixels * images_per_step
+        + rank * costs["lora_per_rank"] * 16  # fp32 weights, gradients and Adam's moments
+        + slack
+    )
+    seconds = (
+        costs["load_s"]
+        + steps * costs["step_s"] * pixels * images_per_step
+        + (class_images + samples) * costs["sample_s"] * pixels
+    )
+    return TrainingEstimate(memory_bytes=int(max(encoding, training)), seconds=seconds)
 
 
 def sample_count(steps, sample_every):

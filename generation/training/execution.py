@@ -35,8 +35,12 @@ from studio.realtime.events import publish
 logger = logging.getLogger(__name__)
 
 SAMPLE_EVENT_SIDE = 256  # samples travel in events as JPEGs at most this large
-# kohya's names for the base model, which the library reads back as the LoRA's family.
-BASE_MODEL_VERSIONS = {"sd15": "sd_v1", "sd2": "sd_v2", "sdxl": "sdxl_base_v1-0"}
+# kohya's names for the base model, which the library reads back as the LoRA's family;
+# FLUX.1's is sd-scripts' library/flux_utils.py MODEL_VERSION_FLUX_V1. SD 3.x's depends on
+# the variant ("medium", "5-medium", "5-large": library/sd3_utils.py reads it from the
+# weights), so the worker writes it from the transformer it trained
+# (gpu_workers.flow_training.kohya_sd3_version).
+BASE_MODEL_VERSIONS = {"sd15": "sd_v1", "sd2": "sd_v2", "sdxl": "sdxl_base_v1-0", "flux1": "flux1"}
 
 
 def training_claim(run_id):
@@ -217,11 +221,17 @@ def training_request(run):
         sample_every=run.sample_every,
         metadata={
             "ss_sd_model_name": run.model.name,
-            "ss_base_model_version": BASE_MODEL_VERSIONS[run.model.family],
+            **base_model_version(run.model.family),
             "modelspec.trigger_phrase": f"{subject.token} {subject.class_word}",
             "ss_output_name": subject.name,
         },
     )
+
+
+def base_model_version(family):
+    """The header's ss_base_model_version for `family`, where the family alone names it."""
+    version = BASE_MODEL_VERSIONS.get(family)
+    return {"ss_base_model_version": version} if version else {}
 
 
 def lora_from_run(run, path):

@@ -16,8 +16,11 @@ from studio.permissions import can
 from studio.realtime.event_types import EventType
 from studio.realtime.events import publish
 
-# What DreamBooth-LoRA training (gpu_workers.training) runs on.
-TRAINABLE_FAMILIES = (ModelFamily.SD15, ModelFamily.SD2, ModelFamily.SDXL)
+# What DreamBooth-LoRA training runs on (gpu_workers.training; FLUX.1 and SD 3.x in
+# gpu_workers.flow_training).
+TRAINABLE_FAMILIES = (
+    ModelFamily.SD15, ModelFamily.SD2, ModelFamily.SDXL, ModelFamily.FLUX1, ModelFamily.SD3
+)
 DEFAULT_CLASS_IMAGES = 50  # per kohya's and diffusers' guides: 100-200 per 1000 steps
 
 
@@ -26,6 +29,28 @@ def trainable_models(user, project):
     return DiffusionModel.objects.available_to(user, project).filter(
         family__in=TRAINABLE_FAMILIES
     )
+
+
+def preset_choices(models):
+    """What the training form's script fills a preset in from, for `models` (the form's
+    base models): each family's presets' values, and each model's family."""
+    families = {model.pk: model.family for model in models}
+    return {
+        "families": {
+            family: {
+                name: {field: preset[field] for field in training_plan.PRESET_FIELDS}
+                for name, preset in training_plan.presets_for(family).items()
+            }
+            for family in set(families.values())
+        },
+        "models": families,
+    }
+
+
+def preset_notes(models):
+    """What the presets of `models`' families fit, for the families that have a note."""
+    families = {model.family for model in models}
+    return [note for family, note in training_plan.PRESET_NOTES.items() if family in families]
 
 
 def training_estimate(model, params):
@@ -55,8 +80,8 @@ def training_run_create(*, subject, project, user, params):
     model = params["model"]
     if not trainable_models(user, project).filter(pk=model.pk).exists():
         raise ValidationError(
-            f"{model.name} can't be trained on here: choose a Stable Diffusion model you may use "
-            f"in {project.name}.",
+            f"{model.name} can't be trained on here: choose a Stable Diffusion (1.x, 2.x, XL or "
+            f"3.x) or FLUX.1 model you may use in {project.name}.",
             code="model",
         )
     estimate = training_estimate(model, params)

@@ -1,5 +1,7 @@
-// A subject's page: a training preset fills in its settings; editing one of them makes the
-// run "Custom". The estimate follows the form (HTMX on change).
+// A subject's page: a training preset fills in its settings (the chosen base model's
+// family's presets); editing one of them makes the run "Custom", and choosing a model of
+// another family fills the chosen preset in again. The estimate follows the form (HTMX on
+// change).
 (function () {
   "use strict";
   const form = document.querySelector("[data-training-form]");
@@ -15,15 +17,27 @@
     else input.value = value;
   }
 
+  function familyPresets() {
+    const model = form.elements.model;
+    return presets.families[presets.models[model ? model.value : ""]] || {};
+  }
+
+  function fill(name) {
+    const preset = familyPresets()[name];
+    if (!preset) return;
+    filling = true;
+    Object.keys(preset).forEach(function (field) { setField(field, preset[field]); });
+    filling = false;
+  }
+
   form.addEventListener("change", function (event) {
     const target = event.target;
+    const chosen = form.querySelector('input[name="preset"]:checked');
     if (target.name === "preset") {
-      const preset = presets[target.value];
-      if (!preset) return;
-      filling = true;
-      Object.keys(preset).forEach(function (name) { setField(name, preset[name]); });
-      filling = false;
-    } else if (!filling && target.name in presets.quick) {
+      fill(target.value);
+    } else if (target.name === "model") {
+      if (chosen) fill(chosen.value);
+    } else if (!filling && target.name in (familyPresets().quick || {})) {
       const custom = form.querySelector('input[name="preset"][value="custom"]');
       if (custom) custom.checked = true;
     }

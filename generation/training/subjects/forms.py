@@ -7,10 +7,11 @@ from django.utils import timezone
 from generation.training.models import PRESET_CHOICES
 from generation.training.subjects.models import MAX_SUBJECT_IMAGES, Subject, SubjectConsent
 from gpu_workers import training_plan
-from gpu_workers.training_plan import PRESETS
 from studio.accounts.models import Project
 
 ACCEPT_IMAGES = "image/png,image/jpeg,image/webp"
+# Families whose text encoders training leaves alone (gpu_workers.training refuses them too).
+FROZEN_TEXT_ENCODER_FAMILIES = {"sdxl": "SDXL", "flux1": "FLUX.1", "sd3": "SD 3.x"}
 
 
 class SubjectForm(forms.ModelForm):
@@ -179,7 +180,7 @@ class TrainingForm(forms.Form):
         self.fields["sample_prompt"].widget.attrs["placeholder"] = subject.instance_prompt()
         if not self.is_bound:
             first = models.first()
-            preset = PRESETS["balanced"]
+            preset = training_plan.presets_for(first.family if first else None)["balanced"]
             self.initial.update({name: preset[name] for name in training_plan.PRESET_FIELDS})
             self.initial["resolution"] = first.default_width if first else 512
             self.initial["class_images"] = self.fields["class_images"].initial
@@ -188,10 +189,12 @@ class TrainingForm(forms.Form):
     def clean(self):
         cleaned = super().clean()
         model = cleaned.get("model")
-        if cleaned.get("train_text_encoder") and model is not None and model.family == "sdxl":
+        frozen = FROZEN_TEXT_ENCODER_FAMILIES.get(model.family) if model is not None else None
+        if cleaned.get("train_text_encoder") and frozen:
             self.add_error(
                 "train_text_encoder",
-                "Training SDXL's text encoders is not supported: untick this for an SDXL model.",
+                f"Training {frozen}'s text encoders is not supported: untick this for "
+                f"{frozen} models.",
             )
         if cleaned.get("prior_preservation") and cleaned.get("class_images") is None:
             if "class_images" not in self.errors:

@@ -13,7 +13,12 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from PIL import Image as PILImage
 
-from generation.training.services import trainable_models, training_estimate
+from generation.training.services import (
+    preset_choices,
+    preset_notes,
+    trainable_models,
+    training_estimate,
+)
 from generation.training.subjects.forms import (
     CaptionForm,
     ConsentForm,
@@ -40,7 +45,6 @@ from generation.training.subjects.services import (
     subject_image_delete,
     subject_images_add,
 )
-from gpu_workers.training_plan import PRESET_FIELDS, PRESETS
 from studio.accounts.models import Project, Team
 from studio.permissions import can, require
 from studio.throttling import upload_rate_limited
@@ -118,6 +122,7 @@ def detail_context(request, subject, **forms):
         training_form = TrainingForm(
             projects=projects, models=trainable_models(user, projects[0]), subject=subject
         )
+    models = list(training_form.fields["model"].queryset) if training_form is not None else []
     estimate = None
     if training_form is not None and not training_form.is_bound:
         model = training_form.fields["model"].queryset.first()
@@ -140,8 +145,8 @@ def detail_context(request, subject, **forms):
         "revoke_form": forms.pop("revoke_form", None) or RevokeConsentForm(),
         "training_form": training_form,
         "projects": projects,
-        "presets": {name: {field: preset[field] for field in PRESET_FIELDS}
-                    for name, preset in PRESETS.items()},
+        "presets": preset_choices(models),
+        "preset_notes": preset_notes(models),
         "refusal": subject.training_refusal(),
         "min_images": MIN_SUBJECT_IMAGES,
         "max_images": MAX_SUBJECT_IMAGES,
