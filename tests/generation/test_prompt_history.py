@@ -137,6 +137,14 @@ class AcrossProjectsTestCase(PromptHistoryTestCase):
             self.assertIn('width="72" height="72"', tag)
             self.assertIn('alt="', tag)
 
+    def test_a_thumbnails_alt_text_is_escaped(self):
+        """The thumbnails are built in Python (generation/templatetags/prompt_history_tags.py),
+        escaped as the template escaped them."""
+        image = make_image(self.run_prompt('a "quoted" <b>bold</b> & fox'))
+        response = self.get()
+        self.assertContains(response, f'title="Image {image.pk}, seed {image.seed}"><img src="')
+        self.assertContains(response, 'alt="a &quot;quoted&quot; &lt;b&gt;bold&lt;/b&gt; &amp; fox')
+
     def test_many_images_show_the_newest_few_and_how_many_more(self):
         job = self.run_prompt("a prolific prompt", batch_size=4)
         for _ in range(prompt_history.IMAGES_PER_PROMPT + 3):
