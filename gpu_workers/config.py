@@ -17,6 +17,12 @@ ATTENTION_BACKENDS = ("sdpa", "eager")
 # "model": one whole model on the GPU at a time; "sequential": one layer at a time (slowest,
 # smallest). Both keep the weights in CPU memory, for GPUs too small to hold the pipeline.
 CPU_OFFLOAD_MODES = ("none", "model", "sequential")
+# torch.compile's modes. "reduce-overhead" replays CUDA graphs, which need fixed shapes: the
+# model calls' batch sizes are padded to `batch_buckets` with it.
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
+# UNet rows per model call with buckets on: a call is padded to the next size up, so a compiled
+# model sees only these batch sizes (a call of more rows is split into calls of the largest).
+DEFAULT_BATCH_BUCKETS = (1, 2, 4, 8, 16, 32)
 _TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
 
 
@@ -25,8 +31,21 @@ class WorkerConfig:
     device: str
     dtype: torch.dtype
     attention: str = "sdpa"
+    # The defaults here are the CPU's; from_env turns channels_last, fuse_qkv and (with
+    # compile) batch_buckets on for CUDA.
     channels_last: bool = False
-    compile: bool = False  # torch.compile the UNet: slow first batches, faster after
+    # One matrix product for attention's query, key and value (the UNet's while no LoRA is
+    # active, the VAE's always): fewer, larger kernels on a GPU.
+    fuse_qkv: bool = False
+    compile: bool = False  # torch.compile the UNet and VAE decoder: slow warm-up, faster after
+    compile_mode: str = "reduce-overhead"
+    # Pad each model call's rows to the next of these sizes (copies of a real row, whose
+    # outputs are dropped), so a compiled model never recompiles for a new batch size. ():
+    # no padding.
+    batch_buckets: tuple[int, ...] = ()
+    # Finished images decoded per VAE call; 1 on a CPU, where a batch's VAE attention rounds
+    # otherwise than one image's (gpu_workers.batch_invariance).
+    vae_decode_chunk: int = 1
     vae_slicing: bool = True  # decode a batch one image at a time: flat memory, same pixels
     vae_tiling: bool = False  # decode large images in overlapping tiles: less memory, seams
     cpu_offload: str = "none"
@@ -41,13 +60,23 @@ class WorkerConfig:
     # recompile (smaller ones are padded with zeros to it; larger ones reload, recompiling).
     max_lora_rank: int = 128
 
+    @property
+    def cuda_graphs(self) -> bool:
+        """Whether the compiled models replay CUDA graphs (torch.compile's "reduce-overhead")."""
+        return self.compile and self.compile_mode == "reduce-overhead" and self.device != "cpu"
+
     @classmethod
     def from_env(cls) -> "WorkerConfig":
         """Read the STUDIO_* variables below; unset ones take the defaults above.
 
         STUDIO_DEVICE: auto|cpu|cuda|cuda:N; STUDIO_DTYPE: auto|fp16|bf16|fp32;
-        STUDIO_ATTENTION: sdpa|eager; STUDIO_CHANNELS_LAST, STUDIO_COMPILE, STUDIO_VAE_SLICING,
-        STUDIO_VAE_TILING: 1|0; STUDIO_CPU_OFFLOAD: none|model|sequential;
+        STUDIO_ATTENTION: sdpa|eager; STUDIO_CHANNELS_LAST, STUDIO_FUSE_QKV (both on by
+        default on CUDA), STUDIO_COMPILE, STUDIO_VAE_SLICING (default on a CPU only: on CUDA
+        STUDIO_VAE_DECODE_CHUNK bounds the decode's memory), STUDIO_VAE_TILING: 1|0;
+        STUDIO_COMPILE_MODE: default|reduce-overhead|max-autotune|max-autotune-no-cudagraphs;
+        STUDIO_BATCH_BUCKETS: ascending UNet row counts such as 1,2,4,8,16,32, or none (the
+        default, but for STUDIO_COMPILE on CUDA: 1,2,4,8,16,32); STUDIO_VAE_DECODE_CHUNK: an
+        integer (default 1 on a CPU, 8 on CUDA); STUDIO_CPU_OFFLOAD: none|model|sequential;
         STUDIO_MODEL_CACHE_BYTES: an integer; STUDIO_LORA_CACHE_DIR: a folder;
         STUDIO_MAX_LOADED_LORAS, STUDIO_MAX_LORA_RANK: integers.
         """
@@ -79,13 +108,21 @@ class WorkerConfig:
                 f"STUDIO_CPU_OFFLOAD={cpu_offload!r} moves weights between CPU and GPU; "
                 "it needs STUDIO_DEVICE=cuda."
             )
+        compile_models = _flag("STUDIO_COMPILE", default=False)
+        defaults = device_defaults(device, compile=compile_models)
         return cls(
             device=device,
             dtype=dtype,
             attention=_choice("STUDIO_ATTENTION", ATTENTION_BACKENDS, default="sdpa"),
-            channels_last=_flag("STUDIO_CHANNELS_LAST", default=False),
-            compile=_flag("STUDIO_COMPILE", default=False),
-            vae_slicing=_flag("STUDIO_VAE_SLICING", default=True),
+            channels_last=_flag("STUDIO_CHANNELS_LAST", default=defaults["channels_last"]),
+            fuse_qkv=_flag("STUDIO_FUSE_QKV", default=defaults["fuse_qkv"]),
+            compile=compile_models,
+            compile_mode=_choice("STUDIO_COMPILE_MODE", COMPILE_MODES, default="reduce-overhead"),
+            batch_buckets=_buckets("STUDIO_BATCH_BUCKETS", default=defaults["batch_buckets"]),
+            vae_decode_chunk=_count(
+                "STUDIO_VAE_DECODE_CHUNK", default=defaults["vae_decode_chunk"]
+            ),
+            vae_slicing=_flag("STUDIO_VAE_SLICING", default=defaults["vae_slicing"]),
             vae_tiling=_flag("STUDIO_VAE_TILING", default=False),
             cpu_offload=cpu_offload,
             model_cache_bytes=_bytes("STUDIO_MODEL_CACHE_BYTES"),
@@ -94,6 +131,20 @@ class WorkerConfig:
             max_loaded_loras=_count("STUDIO_MAX_LOADED_LORAS", default=cls.max_loaded_loras),
             max_lora_rank=_count("STUDIO_MAX_LORA_RANK", default=cls.max_lora_rank),
         )
+
+
+def device_defaults(device: str, *, compile: bool) -> dict:
+    """The options whose default depends on the device (WorkerConfig's own are the CPU's):
+    on CUDA channels_last, fused QKV, decoding in chunks of 8 (which bounds the decode's
+    memory instead of VAE slicing) and, compiled, batch buckets."""
+    cuda = device.startswith("cuda")
+    return {
+        "channels_last": cuda,
+        "fuse_qkv": cuda,
+        "batch_buckets": DEFAULT_BATCH_BUCKETS if compile and cuda else (),
+        "vae_decode_chunk": 8 if cuda else 1,
+        "vae_slicing": not cuda,
+    }
 
 
 def _is_cuda_index(device: str) -> bool:
@@ -135,3 +186,21 @@ def _count(name: str, *, default: int) -> int:
     if not value.isdecimal() or int(value) == 0:
         raise ValueError(f"{name}={value!r} is not a positive whole number, e.g. {default}.")
     return int(value)
+
+
+def _buckets(name: str, *, default: tuple[int, ...]) -> tuple[int, ...]:
+    value = os.environ.get(name, "").strip().lower()
+    if not value:
+        return default
+    if value == "none":
+        return ()
+    sizes = [size.strip() for size in value.split(",")]
+    if not all(size.isdecimal() and int(size) > 0 for size in sizes):
+        raise ValueError(
+            f"{name}={value!r} is not a list of positive whole numbers, e.g. 1,2,4,8,16,32, "
+            "or none."
+        )
+    buckets = tuple(int(size) for size in sizes)
+    if list(buckets) != sorted(set(buckets)):
+        raise ValueError(f"{name}={value!r} must list its sizes in ascending order, each once.")
+    return buckets

@@ -178,11 +178,11 @@ class RowConditioning:
         self.request_rows = request_rows
         self.device = device
         self._joined = {}  # the last step's groups: the parts' ids → the parts joined
-        self._alone = {}  # a group's rows → its each_request_alone context
-        self._row_order = None
+        self._alone = {}  # a call's rows and padding → its each_request_alone context
+        self._row_orders = {}  # the calls' rows, in order → where each row's output goes
 
     def groups(self, steps):
-        """(rows, joined conditioning, context) per group for the model call at each UNet
+        """(rows, joined conditioning) per group for the model call at each UNet
         row's step (`steps`, row for row: rows of a running batch may be at different
         steps); rows None: one group of every row, in order."""
         parts = [schedule.at(step) for schedule, step in zip(self.schedules, steps, strict=True)]
@@ -190,9 +190,6 @@ class RowConditioning:
         for row, part in enumerate(parts):
             by_length.setdefault(part.embeds.shape[1], []).append(row)
         groups = list(by_length.values())
-        self._row_order = None
-        if len(groups) > 1:
-            self._row_order = torch.tensor([row for rows in groups for row in rows]).argsort()
         # Joined again only where a row's part changed since the last step; only the last
         # step's are kept (alternating rows could otherwise keep one per step).
         joined = {}
@@ -208,25 +205,51 @@ class RowConditioning:
         self._joined = joined
         for rows in groups:
             text = joined[tuple(id(parts[row]) for row in rows)]
-            yield (None if len(groups) == 1 else rows), text, self._alone_in(rows)
+            yield (None if len(groups) == 1 else rows), text
 
-    def _alone_in(self, rows):
-        if tuple(rows) not in self._alone:
+    def alone_in(self, rows, padding=0):
+        """The each_request_alone context of a model call on the UNet rows `rows` followed
+        by `padding` copies of the last one (batch buckets), which count as a request of
+        their own: the real rows compute as alone whatever the padding computes."""
+        key = (tuple(rows), padding)
+        if key not in self._alone:
             position = {row: n for n, row in enumerate(rows)}
-            in_group = [
+            in_call = [
                 [position[row] for row in request if row in position]
                 for request in self.request_rows
             ]
-            self._alone[tuple(rows)] = each_request_alone(
-                [group for group in in_group if group], self.device
-            )
-        return self._alone[tuple(rows)]
+            in_call = [group for group in in_call if group]
+            if padding:
+                in_call.append(list(range(len(rows), len(rows) + padding)))
+            self._alone[key] = each_request_alone(in_call, self.device)
+        return self._alone[key]
 
-    def in_row_order(self, predictions):
-        """The groups' model outputs (in groups() order) as one batch in row order."""
-        if self._row_order is None:
-            return predictions[0]
-        return torch.cat(predictions)[self._row_order]
+    def calls(self, members, largest):
+        """The UNet rows `members` (a group's) in model calls of at most `largest` rows,
+        each request's rows in one call (the shape they have alone), in row order."""
+        member_set = set(members)
+        calls, call = [], []
+        for request in self.request_rows:
+            rows = [row for row in request if row in member_set]
+            # A bucket smaller than a request's rows (largest 1 with CFG) splits them.
+            pieces = [rows] if len(rows) <= largest else [[row] for row in rows]
+            for piece in pieces:
+                if piece and len(call) + len(piece) > largest:
+                    calls.append(sorted(call))
+                    call = []
+                call += piece
+        return [*calls, sorted(call)] if call else calls
+
+    def in_row_order(self, calls, predictions):
+        """The model calls' outputs (`calls`: each call's UNet rows) as one batch in row
+        order."""
+        order = tuple(row for rows in calls for row in rows)
+        if order == tuple(range(len(order))):
+            return predictions[0] if len(predictions) == 1 else torch.cat(predictions)
+        if order not in self._row_orders:
+            # Made on the device once per order: no copy to the device at every step.
+            self._row_orders[order] = torch.tensor(order, device=self.device).argsort()
+        return torch.cat(predictions)[self._row_orders[order]]
 
 
 def _rows_of(value, rows):
@@ -435,17 +458,32 @@ class RunningBatch:
         ip_adapter: LoadedIPAdapter | None = None,
         ip_adapter_scale: float = 1.0,
         embeddings: tuple = (),
+        buckets: tuple[int, ...] = (),
+        decode_chunk: int = 1,
+        cuda_graphs: bool = False,
     ):
+        """`buckets`: UNet rows per model call, ascending (WorkerConfig.batch_buckets): each
+        call is padded to the next with copies of its last row, whose outputs are dropped,
+        and a call of more rows than the largest is split into calls of that size, so a
+        compiled UNet sees no other batch size. (): calls of the batch's rows as they are.
+        `decode_chunk`: finished images per VAE call. `cuda_graphs`: the UNet and VAE
+        decoder replay CUDA graphs (torch.compile's "reduce-overhead"), whose outputs the
+        next replay overwrites: they are copied out at once."""
         self.pipe = pipe
         self.device = device
         self.controlnet = controlnet
         self.ip_adapter = ip_adapter
         self.ip_adapter_scale = ip_adapter_scale
         self.embeddings = embeddings
+        self.buckets = buckets
+        self.decode_chunk = decode_chunk
+        self.cuda_graphs = cuda_graphs
         self.rows: list[Row] = []
         self._projection = None
         self._contexts = ExitStack()
-        self._conditioning = (None, None)  # (the rows it was made for, RowConditioning)
+        # Made again only when the batch's rows change: (the rows they were made for, the
+        # RowConditioning, the CFG rows' guidance and where they are on the device).
+        self._composition = (None, None, None, None)
 
     def __enter__(self) -> "RunningBatch":
         with ExitStack() as contexts:
@@ -567,18 +605,24 @@ class RunningBatch:
             inpaint=inpaint,
         )
 
-    def _row_conditioning(self, rows: list[Row], cfg: list[int]) -> RowConditioning:
-        """The rows' prompt conditioning; made again only when the batch's rows change."""
-        made_for, conditioning = self._conditioning
+    def _row_conditioning(self, rows: list[Row], cfg: list[int]):
+        """The rows' prompt conditioning, the CFG rows' guidance (n, 1, 1, 1) and their
+        indices on the device; made again only when the batch's rows change, so a step
+        copies nothing to the device."""
+        made_for, *made = self._composition
         # The rows themselves, not their ids: a new row may reuse a removed one's id.
         if made_for != tuple(rows):
             request_rows = [
                 ([cfg.index(n)] if n in cfg else []) + [len(cfg) + n] for n in range(len(rows))
             ]
             schedules = [rows[n].negative for n in cfg] + [row.positive for row in rows]
-            conditioning = RowConditioning(schedules, request_rows, self.device)
-            self._conditioning = (tuple(rows), conditioning)
-        return conditioning
+            made = [
+                RowConditioning(schedules, request_rows, self.device),
+                torch.cat([rows[n].guidance for n in cfg]) if cfg else None,
+                torch.tensor(cfg, device=self.device, dtype=torch.long),
+            ]
+            self._composition = (tuple(rows), *made)
+        return made
 
     @torch.no_grad()
     def step(self) -> list[Row]:
@@ -607,6 +651,11 @@ class RunningBatch:
             latent_model_input = unet_rows(scaled)
             # Per UNet row: the UNet embeds each row's timestep apart.
             t = torch.stack([timesteps[n] for n in cfg] + timesteps)
+        if self.buckets:
+            # The timesteps as every call has them whatever the sampler, so a compiled UNet has
+            # one graph per bucket: one per row, in float32 (the UNet embeds them in float32:
+            # the same embedding).
+            t = t.reshape(-1).float()
         added_cond_kwargs = {
             name: unet_rows([row.added_cond_kwargs[name] for row in rows])
             if name == "time_ids"
@@ -619,7 +668,7 @@ class RunningBatch:
         timestep_cond = None
         if rows[0].timestep_cond is not None:
             timestep_cond = torch.cat([row.timestep_cond for row in rows])
-        conditioning = self._row_conditioning(rows, cfg)
+        conditioning, guidance, cfg_index = self._row_conditioning(rows, cfg)
         steps = [rows[n].step for n in cfg] + [row.step for row in rows]
         control_images = control_scale = None
         if rows[0].control is not None:
@@ -640,62 +689,85 @@ class RunningBatch:
 
         # Rows whose prompts have as many tokens share a model call; A1111 too runs a prompt
         # and a negative prompt of different lengths apart (unpadded, by default).
-        predictions = []
-        for group, text, alone in conditioning.groups(steps):
-            inputs = {
-                "encoder_hidden_states": text.embeds,
-                "added_cond_kwargs": _rows_of(added_cond_kwargs, group),
-            }
-            if text.pooled is not None:
-                inputs["added_cond_kwargs"]["text_embeds"] = text.pooled
-            group_input = _rows_of(latent_model_input, group)
-            group_t = t if t.dim() == 0 else _rows_of(t, group)
-            residuals = {}
-            if control_images is not None:
-                scale = control_scale
-                if isinstance(scale, torch.Tensor):
-                    scale = _rows_of(scale, group)
-                with alone:
-                    down_block_res_samples, mid_block_res_sample = self.controlnet(
-                        group_input,
-                        group_t,
-                        encoder_hidden_states=text.embeds,
-                        controlnet_cond=_rows_of(control_images, group),
-                        # SDXL ControlNets take the pooled prompt and sizes as the UNet does.
-                        added_cond_kwargs=inputs["added_cond_kwargs"] if sdxl else None,
-                        conditioning_scale=scale,
-                        guess_mode=False,
-                        return_dict=False,
-                    )
-                residuals = {
-                    "down_block_additional_residuals": down_block_res_samples,
-                    "mid_block_additional_residual": mid_block_res_sample,
+        predictions, calls = [], []
+        unet_row_count = len(cfg) + len(rows)
+        for group, text in conditioning.groups(steps):
+            members = list(range(unet_row_count)) if group is None else group
+            group_calls = [members]
+            if self.buckets:
+                group_calls = conditioning.calls(members, self.buckets[-1])
+            position = {row: n for n, row in enumerate(members)}
+            for real_rows in group_calls:
+                calls.append(real_rows)
+                padding = 0
+                if self.buckets:
+                    padding = bucket_for(len(real_rows), self.buckets) - len(real_rows)
+                # The call's UNet rows, then `padding` copies of its last one; None: the
+                # group's rows as they are (indexing would copy them).
+                whole = real_rows == members and not padding
+                positions = None
+                if not whole:
+                    positions = [position[row] for row in real_rows]
+                    positions += positions[-1:] * padding
+                call_rows = group if whole else [members[p] for p in positions]
+                inputs = {
+                    "encoder_hidden_states": _rows_of(text.embeds, positions),
+                    "added_cond_kwargs": _rows_of(added_cond_kwargs, call_rows),
                 }
-            # After the ControlNet, which sees the latents alone (the ControlNet inpaint
-            # pipelines'), the mask and the masked image for inpainting UNets.
-            if mask is not None:
-                group_input = torch.cat(
-                    [group_input, _rows_of(mask, group), _rows_of(masked, group)], dim=1
-                )
-            with alone:
-                predictions.append(
-                    pipe.unet(
-                        group_input,
-                        group_t,
+                if text.pooled is not None:
+                    inputs["added_cond_kwargs"]["text_embeds"] = _rows_of(text.pooled, positions)
+                call_input = _rows_of(latent_model_input, call_rows)
+                call_t = t if t.dim() == 0 else _rows_of(t, call_rows)
+                alone = conditioning.alone_in(real_rows, padding)
+                residuals = {}
+                if control_images is not None:
+                    scale = control_scale
+                    if isinstance(scale, torch.Tensor):
+                        scale = _rows_of(scale, call_rows)
+                    with alone:
+                        down_block_res_samples, mid_block_res_sample = self.controlnet(
+                            call_input,
+                            call_t,
+                            encoder_hidden_states=inputs["encoder_hidden_states"],
+                            controlnet_cond=_rows_of(control_images, call_rows),
+                            # SDXL ControlNets take the pooled prompt and sizes as the UNet does.
+                            added_cond_kwargs=inputs["added_cond_kwargs"] if sdxl else None,
+                            conditioning_scale=scale,
+                            guess_mode=False,
+                            return_dict=False,
+                        )
+                    residuals = {
+                        "down_block_additional_residuals": down_block_res_samples,
+                        "mid_block_additional_residual": mid_block_res_sample,
+                    }
+                # After the ControlNet, which sees the latents alone (the ControlNet inpaint
+                # pipelines'), the mask and the masked image for inpainting UNets.
+                if mask is not None:
+                    call_input = torch.cat(
+                        [call_input, _rows_of(mask, call_rows), _rows_of(masked, call_rows)],
+                        dim=1,
+                    )
+                if self.cuda_graphs:
+                    torch.compiler.cudagraph_mark_step_begin()
+                with alone:
+                    prediction = pipe.unet(
+                        call_input,
+                        call_t,
                         **{**inputs, "added_cond_kwargs": inputs["added_cond_kwargs"] or None},
-                        timestep_cond=_rows_of(timestep_cond, group),
+                        timestep_cond=_rows_of(timestep_cond, call_rows),
                         return_dict=False,
                         **residuals,
                     )[0]
-                )
-        noise_pred = conditioning.in_row_order(predictions)
+                if self.cuda_graphs:
+                    prediction = prediction.clone()  # the next replay overwrites it
+                predictions.append(prediction[: len(real_rows)] if padding else prediction)
+        noise_pred = conditioning.in_row_order(calls, predictions)
         noise_pred_uncond, noise_pred = noise_pred[: len(cfg)], noise_pred[len(cfg) :]
         if cfg:
-            guidance = torch.cat([rows[n].guidance for n in cfg])
-            noise_pred_text = noise_pred[cfg]
+            noise_pred_text = noise_pred[cfg_index]
             # The pipeline multiplies by a Python float: the product is computed in float32
             # and rounded to the latents' dtype before the sum. Same here, for fp16 too.
-            noise_pred[cfg] = noise_pred_uncond + (
+            noise_pred[cfg_index] = noise_pred_uncond + (
                 guidance * (noise_pred_text - noise_pred_uncond)
             ).to(noise_pred.dtype)
         return [
@@ -714,7 +786,8 @@ class RunningBatch:
             # Outside the mask, the source noised to where the next step starts.
             source = inpaint.image_latents
             if row.calls < len(row.timesteps) - 1:
-                next_timestep = torch.tensor([row.timesteps[row.calls + 1]])
+                # A slice, not a tensor made of its value: that would wait for the device.
+                next_timestep = row.timesteps[row.calls + 1 : row.calls + 2]
                 source = row.scheduler.add_noise(source, inpaint.noise, next_timestep)
             latents = (1 - inpaint.mask) * source + inpaint.mask * latents
         row.latents = latents
@@ -732,19 +805,90 @@ class RunningBatch:
 
     @torch.no_grad()
     def decode(self, rows: list[Row]) -> list[Image.Image]:
-        """The images of `rows` (done denoising), in order."""
-        if not rows:
-            return []
-        # On a CPU each image is decoded alone, as VAE slicing (the default) does itself:
-        # batched, the VAE's attention would multiply matrices laid out otherwise, which
-        # rounds differently (see gpu_workers.batch_invariance).
-        pieces = [list(range(len(rows)))]
-        if self.device.type == "cpu" and not self.pipe.vae.use_slicing:
-            pieces = [[n] for n in range(len(rows))]
-        decoded = torch.cat(
-            [vae_decoded(self.pipe, _latents_of([rows[n] for n in piece])) for piece in pieces]
+        """The images of `rows` (done denoising), in order: `decode_chunk` rows per VAE call
+        (on a CPU 1 by default: a batch's VAE attention multiplies matrices laid out
+        otherwise, which rounds differently, see gpu_workers.batch_invariance; VAE slicing
+        decodes one at a time too), each chunk padded to its bucket with buckets on."""
+        images = []
+        for start in range(0, len(rows), self.decode_chunk):
+            chunk = rows[start : start + self.decode_chunk]
+            latents = _latents_of(chunk)
+            if self.buckets:
+                padding = bucket_for(len(chunk), self.buckets) - len(chunk)
+                latents = torch.cat([latents, latents[-1:].expand(padding, -1, -1, -1)])
+            if self.cuda_graphs:
+                torch.compiler.cudagraph_mark_step_begin()
+            decoded = vae_decoded(self.pipe, latents)[: len(chunk)]
+            images += pil_images(self.pipe.image_processor, decoded)
+        return images
+
+
+def pil_images(image_processor: VaeImageProcessor, decoded: torch.Tensor) -> list[Image.Image]:
+    """`image_processor.postprocess(decoded, output_type="pil")`, pixel for pixel, with the
+    arithmetic on the device in 8-bit pixels and one copy to the host (postprocess copies
+    the float images and converts them with NumPy)."""
+    if image_processor.config.do_normalize:
+        decoded = (decoded * 0.5 + 0.5).clamp(0, 1)  # in the decoded dtype, as postprocess
+    # Scaled in float32 and rounded half to even, as NumPy does.
+    pixels = (decoded.float() * 255).round().to(torch.uint8)
+    pixels = pixels.permute(0, 2, 3, 1).contiguous().cpu().numpy()
+    return [Image.fromarray(image) for image in pixels]
+
+
+@torch.no_grad()
+def warm_up_buckets(
+    pipe, device: torch.device, buckets: tuple[int, ...], *, max_rows: int, decode_chunk: int
+) -> dict[str, list[int]]:
+    """One UNet call for every bucket up to the one that holds `max_rows` UNet rows, and one
+    VAE decode for every bucket up to `decode_chunk` images, shaped as RunningBatch makes
+    them at the model's default size with prompts of one chunk of 77 tokens: a compiled
+    model compiles (and records its CUDA graphs) for each here, not in a job. Other sizes
+    and longer prompts compile on their first batch. Returns the batch sizes run."""
+    unet = pipe.unet
+    largest = bucket_for(min(max_rows, buckets[-1]), buckets)
+    unet_sizes = [size for size in buckets if size <= largest]
+    decode_sizes = [size for size in buckets if size <= bucket_for(decode_chunk, buckets)]
+    side = unet.config.sample_size
+    height, width = (side, side) if isinstance(side, int) else side
+    dtype = unet.dtype
+    sdxl = pipeline_family(pipe) == SDXL
+    for size in unet_sizes:
+        inputs = {
+            "encoder_hidden_states": torch.zeros(
+                size, 77, unet.config.cross_attention_dim, device=device, dtype=dtype
+            ),
+            "timestep_cond": None,
+            "added_cond_kwargs": None,
+        }
+        if unet.config.time_cond_proj_dim is not None:
+            inputs["timestep_cond"] = torch.zeros(
+                size, unet.config.time_cond_proj_dim, device=device, dtype=dtype
+            )
+        if sdxl:
+            projection_dim = pipe.text_encoder_2.config.projection_dim
+            inputs["added_cond_kwargs"] = {
+                "time_ids": torch.zeros(size, 6, device=device, dtype=dtype),
+                "text_embeds": torch.zeros(size, projection_dim, device=device, dtype=dtype),
+            }
+        sample = torch.zeros(
+            size, unet.config.in_channels, height, width, device=device, dtype=dtype
         )
-        return self.pipe.image_processor.postprocess(decoded, output_type="pil")
+        torch.compiler.cudagraph_mark_step_begin()
+        timesteps = torch.full((size,), 999.0, device=device)
+        unet(sample, timesteps, return_dict=False, **inputs)
+    latent_channels = pipe.vae.config.latent_channels
+    for size in decode_sizes:
+        latents = torch.zeros(size, latent_channels, height, width, device=device, dtype=dtype)
+        torch.compiler.cudagraph_mark_step_begin()
+        vae_decoded(pipe, latents)
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return {"unet": unet_sizes, "vae_decoder": decode_sizes}
+
+
+def bucket_for(rows: int, buckets: tuple[int, ...]) -> int:
+    """The smallest bucket that holds `rows` (at most the largest bucket)."""
+    return next(size for size in buckets if size >= rows)
 
 
 def _latents_of(rows: list[Row]) -> torch.Tensor:

@@ -13,6 +13,7 @@ import logging
 import math
 import threading
 import time
+import weakref
 from collections.abc import Callable, Iterable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
@@ -22,10 +23,10 @@ from PIL import Image
 
 from gpu_workers.config import WorkerConfig
 from gpu_workers.control import MAX_CONDITIONING_SCALE, MODULES, check_thresholds
-from gpu_workers.denoise import Row, RunningBatch
+from gpu_workers.denoise import Row, RunningBatch, warm_up_buckets
 from gpu_workers.flow import FlowBatch, FlowRow, batch_refusal
 from gpu_workers.loras import activate_loras
-from gpu_workers.metrics import BATCH_SIZE, DENOISE_STEPS, gpu_memory_watch
+from gpu_workers.metrics import BATCH_SIZE, DENOISE_STEPS, WARMUP_SECONDS, gpu_memory_watch
 from gpu_workers.pipelines import (
     FLOW_FAMILIES,
     load_controlnet,
@@ -34,6 +35,7 @@ from gpu_workers.pipelines import (
     loaded_sources,
     model_family,
     pipeline_family,
+    unet_qkv_fused,
 )
 from gpu_workers.previews import latent_preview
 from gpu_workers.prompt_syntax import PromptTooComplex, prompt_schedule
@@ -152,6 +154,9 @@ class Engine:
         self._wakeup = threading.Condition()
         self._stopping = False
         self._thread: threading.Thread | None = None
+        # Held while a batch runs or a model warms up: preload runs on another thread.
+        self._models_lock = threading.Lock()
+        self._warmed = weakref.WeakSet()  # pipelines whose batch buckets were warmed up
 
     def __enter__(self) -> "Engine":
         return self.start()
@@ -213,10 +218,51 @@ class Engine:
         if wait and self._thread is not None:
             self._thread.join()
 
-    def preload(self, sources: Iterable[str]) -> None:
-        """Load models before the first job asks for them (e.g. at worker start)."""
+    def preload(self, sources: Iterable[str]) -> dict[str, float]:
+        """Load models before the first job asks for them (e.g. at worker start) and warm
+        their batch buckets up (`warm_up`); returns each warm-up's seconds, by source."""
+        seconds = {}
         for source in sources:
-            load_pipeline(source, self.config)
+            with self._models_lock:
+                seconds[source] = self.warm_up(load_pipeline(source, self.config), source)
+        return seconds
+
+    def warm_up(self, pipe, source: str) -> float:
+        """With batch buckets (WorkerConfig.batch_buckets, on with STUDIO_COMPILE on CUDA):
+        run a model call per bucket up to this engine's largest batch, so that compiling and
+        recording CUDA graphs happen here, once per loaded model, not in a job; its seconds
+        (also the studio_worker_warmup_seconds gauge). 0: nothing to warm up."""
+        if not self.config.batch_buckets or pipeline_family(pipe) in FLOW_FAMILIES:
+            return 0.0
+        if pipe in self._warmed:
+            return 0.0
+        started = time.monotonic()
+        # As a batch without adapters runs; a batch with LoRAs (unfused) compiles its own.
+        unet_qkv_fused(pipe, self._fuse_qkv)
+        sizes = warm_up_buckets(
+            pipe,
+            self._device,
+            self.config.batch_buckets,
+            max_rows=2 * self.max_batch,  # a request with CFG is two UNet rows
+            decode_chunk=self.config.vae_decode_chunk,
+        )
+        seconds = time.monotonic() - started
+        self._warmed.add(pipe)
+        WARMUP_SECONDS.labels(device=str(self._device)).set(seconds)
+        logger.info(
+            "Warmed %s up on %s in %.1f s: UNet batches of %s rows, VAE decodes of %s",
+            source,
+            self._device,
+            seconds,
+            sizes["unet"],
+            sizes["vae_decoder"],
+        )
+        return seconds
+
+    @property
+    def _fuse_qkv(self) -> bool:
+        # Fused attention is PyTorch's scaled-dot-product attention; eager stays as it is.
+        return self.config.fuse_qkv and self.config.attention == "sdpa"
 
     def warm_models(self) -> list[str]:
         """Models loaded for this engine, least recently used first."""
@@ -270,6 +316,10 @@ class Engine:
         return sum(job.key == key for job in self._queue)
 
     def _run(self, jobs: list[_Job]) -> None:
+        with self._models_lock:
+            self._run_locked(jobs)
+
+    def _run_locked(self, jobs: list[_Job]) -> None:
         key = jobs[0].key
         needed = [key.model_source]
         needed += [key.control] if key.control is not None else []
@@ -291,6 +341,11 @@ class Engine:
                 refusal = batch_refusal(pipe, jobs[0].request)
                 if refusal is not None:
                     raise GenerationFailed(refusal)
+            else:
+                self.warm_up(pipe, key.model_source)
+                # LoRAs and IP-Adapters act on the separate projections.
+                adapters = bool(key.adapters) or key.ip_adapter is not None
+                unet_qkv_fused(pipe, self._fuse_qkv and not adapters)
             activate_loras(pipe, jobs[0].request.loras, self.config)
             models = {"controlnet": None, "ip_adapter": None}
             if key.control is not None:
@@ -355,6 +410,9 @@ class Engine:
                 ip_adapter=models["ip_adapter"],
                 ip_adapter_scale=1.0 if key.ip_adapter is None else key.ip_adapter[1],
                 embeddings=jobs[0].request.embeddings,
+                buckets=self.config.batch_buckets,
+                decode_chunk=self.config.vae_decode_chunk,
+                cuda_graphs=self.config.cuda_graphs,
             )
         running: dict[Row | FlowRow, _Job] = {}
         joining = list(jobs)

@@ -30,6 +30,12 @@ MODEL_CACHE_EVICTIONS = Counter(
     "Models evicted from the cache to make room for another, by device.",
     ["device"],
 )
+WARMUP_SECONDS = Gauge(
+    "studio_worker_warmup_seconds",
+    "Seconds the last model warm-up took: a model call per batch bucket, compiling each with "
+    "STUDIO_COMPILE, when the model loaded.",
+    ["device"],
+)
 GPU_MEMORY = Gauge(
     "studio_worker_gpu_memory_bytes",
     "CUDA memory of the engine's device: allocated by tensors, and reserved by the caching "

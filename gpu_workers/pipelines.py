@@ -27,7 +27,11 @@ from diffusers import (
     StableDiffusionXLInpaintPipeline,
     StableDiffusionXLPipeline,
 )
-from diffusers.models.attention_processor import AttnProcessor, AttnProcessor2_0
+from diffusers.models.attention_processor import (
+    AttnProcessor,
+    AttnProcessor2_0,
+    FusedAttnProcessor2_0,
+)
 from huggingface_hub import constants as hub_constants
 from huggingface_hub import try_to_load_from_cache
 
@@ -456,6 +460,9 @@ def _apply_options(pipe: DiffusionPipeline, config: WorkerConfig) -> None:
         # NHWC convolutions are faster on tensor cores.
         pipe.unet.to(memory_format=torch.channels_last)
         pipe.vae.to(memory_format=torch.channels_last)
+    if config.fuse_qkv and config.attention == "sdpa":
+        # The VAE's always (no adapter touches it); the UNet's per batch (unet_qkv_fused).
+        pipe.vae.fuse_qkv_projections()
     if config.vae_slicing:
         pipe.vae.enable_slicing()
     if config.vae_tiling:
@@ -471,7 +478,27 @@ def _apply_options(pipe: DiffusionPipeline, config: WorkerConfig) -> None:
         # Before any adapter: later LoRAs are then hotswapped into the compiled UNet's LoRA
         # layers (gpu_workers.loras) instead of adding layers, which would recompile it.
         pipe.enable_lora_hotswap(target_rank=config.max_lora_rank)
-        # In place, so the denoiser keeps its class and config; compiled on the first batch.
-        denoiser.compile(fullgraph=True)
+        # In place, so the models keep their class and config; compiled on their first call
+        # of each shape (the engine warms the batch buckets up: Engine.warm_up).
+        denoiser.compile(fullgraph=True, mode=config.compile_mode)
+        pipe.vae.decoder.compile(mode=config.compile_mode)
     # Progress is reported through callbacks; tqdm would only clutter worker logs.
     pipe.set_progress_bar_config(disable=True)
+
+
+def unet_qkv_fused(pipe: DiffusionPipeline, fused: bool) -> None:
+    """Run the UNet's attention with its query, key and value projections fused into one
+    matrix product (WorkerConfig.fuse_qkv), or with the separate ones: LoRAs and IP-Adapters
+    act on those, so a batch with either runs unfused. The fused weights are made once; the
+    base weights never change (adapters are layers beside them)."""
+    unet = pipe.unet
+    processors = unet.attn_processors.values()
+    is_fused = any(isinstance(processor, FusedAttnProcessor2_0) for processor in processors)
+    if fused == is_fused:
+        return
+    if not fused:
+        unet.unfuse_qkv_projections()  # the processors it had before
+    elif getattr(unet, "original_attn_processors", None) is None:
+        unet.fuse_qkv_projections()
+    else:
+        unet.set_attn_processor(FusedAttnProcessor2_0())

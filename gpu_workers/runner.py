@@ -6,6 +6,7 @@ import threading
 import time
 from collections.abc import Callable
 
+import torch
 from PIL import Image
 
 from gpu_workers.config import WorkerConfig
@@ -112,7 +113,7 @@ def shared_engine(config: WorkerConfig) -> Engine:
     with _engines_lock:
         engine = _engines.get(config)
         if engine is None:
-            engine = _engines[config] = Engine(config, **engine_options_from_env()).start()
+            engine = _engines[config] = Engine(config, **engine_options_from_env(config)).start()
         return engine
 
 
@@ -125,14 +126,17 @@ def shutdown_engines() -> None:
         engine.shutdown()
 
 
-def engine_options_from_env() -> dict:
-    """STUDIO_MAX_BATCH (default 8), STUDIO_CONTINUOUS_BATCHING (1; 0: batch-at-a-time),
-    STUDIO_MAX_WAIT_MS (25, batch-at-a-time only), STUDIO_JOB_TIME_LIMIT_S (none)."""
+def engine_options_from_env(config: WorkerConfig | None = None) -> dict:
+    """STUDIO_MAX_BATCH (default: default_max_batch), STUDIO_CONTINUOUS_BATCHING (1; 0:
+    batch-at-a-time), STUDIO_MAX_WAIT_MS (25, batch-at-a-time only), STUDIO_JOB_TIME_LIMIT_S
+    (none). `config`: the engine's (default: WorkerConfig.from_env())."""
+    if config is None:
+        config = WorkerConfig.from_env()
     continuous = os.environ.get("STUDIO_CONTINUOUS_BATCHING", "1").strip().lower()
     if continuous not in ("0", "1", "true", "false", ""):
         raise ValueError(f"STUDIO_CONTINUOUS_BATCHING={continuous!r} is not 1 or 0.")
     options = {
-        "max_batch": _positive("STUDIO_MAX_BATCH", int, 8),
+        "max_batch": _positive("STUDIO_MAX_BATCH", int, default_max_batch(config)),
         "max_wait_ms": _positive("STUDIO_MAX_WAIT_MS", float, 25.0, allow_zero=True),
         "continuous": continuous not in ("0", "false"),
     }
@@ -140,6 +144,26 @@ def engine_options_from_env() -> dict:
     if time_limit is not None:
         options["job_time_limit_s"] = time_limit
     return options
+
+
+GIB = 1024**3
+# Of a GPU's memory, what the weights of the largest model a worker usually runs take (SDXL
+# in fp16 with its text encoders, about 7 GiB, and room to spare); the rest is for batches.
+WEIGHTS_GIB = 10
+# Requests per 20 GiB left: SDXL's 1024 px activations with CFG, VAE decode included.
+REQUESTS_PER_20_GIB = 8
+MAX_DEFAULT_BATCH = 32
+
+
+def default_max_batch(config: WorkerConfig) -> int:
+    """How many requests the engine batches by default: sized from the GPU's memory (8 per
+    20 GiB beyond the weights' 10 GiB, 1 to 32: 27 on an 80 GB GPU, 5 on a 24 GB one); 8 on
+    a CPU. Independent of how many jobs a worker takes at once (Celery's concurrency)."""
+    if not config.device.startswith("cuda"):
+        return 8
+    total_gib = torch.cuda.get_device_properties(torch.device(config.device)).total_memory / GIB
+    fitting = int((total_gib - WEIGHTS_GIB) / 20 * REQUESTS_PER_20_GIB)
+    return max(1, min(MAX_DEFAULT_BATCH, fitting))
 
 
 def _positive(name, kind, default, *, allow_zero=False):

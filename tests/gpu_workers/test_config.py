@@ -14,9 +14,78 @@ def clean_env(monkeypatch):
 def test_auto_picks_cuda_in_half_precision_or_cpu_in_full_precision():
     config = WorkerConfig.from_env()
     if torch.cuda.is_available():
-        assert config == WorkerConfig(device="cuda", dtype=torch.float16)
+        assert (config.device, config.dtype) == ("cuda", torch.float16)
     else:
         assert config == WorkerConfig(device="cpu", dtype=torch.float32)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_defaults_are_the_serving_ones(monkeypatch):
+    monkeypatch.setenv("STUDIO_COMPILE", "1")
+    config = WorkerConfig.from_env()
+    assert (config.channels_last, config.fuse_qkv, config.vae_slicing) == (True, True, False)
+    assert config.batch_buckets == (1, 2, 4, 8, 16, 32)
+    assert (config.compile_mode, config.vae_decode_chunk, config.cuda_graphs) == (
+        "reduce-overhead",
+        8,
+        True,
+    )
+
+
+def test_cpu_defaults_keep_each_image_as_alone(monkeypatch):
+    """On a CPU nothing pads model calls or decodes images together, even compiled: each
+    row's image stays bitwise its request's alone."""
+    monkeypatch.setenv("STUDIO_DEVICE", "cpu")
+    monkeypatch.setenv("STUDIO_COMPILE", "1")
+    config = WorkerConfig.from_env()
+    assert (config.channels_last, config.fuse_qkv, config.vae_slicing) == (False, False, True)
+    assert (config.batch_buckets, config.vae_decode_chunk, config.cuda_graphs) == ((), 1, False)
+
+
+@pytest.mark.parametrize(
+    ("value", "buckets"),
+    [("1,2,4,8", (1, 2, 4, 8)), (" 2, 6 ,12 ", (2, 6, 12)), ("none", ()), ("NONE", ())],
+)
+def test_batch_buckets_from_the_environment(monkeypatch, value, buckets):
+    monkeypatch.setenv("STUDIO_DEVICE", "cpu")
+    monkeypatch.setenv("STUDIO_BATCH_BUCKETS", value)
+    assert WorkerConfig.from_env().batch_buckets == buckets
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ("1,2,x", "not a list of positive whole numbers"),
+        ("0,2", "not a list of positive whole numbers"),
+        ("4,2", "ascending order, each once"),
+        ("2,2,4", "ascending order, each once"),
+    ],
+)
+def test_bad_batch_buckets_are_refused_naming_the_variable(monkeypatch, value, message):
+    monkeypatch.setenv("STUDIO_DEVICE", "cpu")
+    monkeypatch.setenv("STUDIO_BATCH_BUCKETS", value)
+    with pytest.raises(ValueError, match=f"STUDIO_BATCH_BUCKETS=.*{message}"):
+        WorkerConfig.from_env()
+
+
+def test_compile_mode_and_decode_chunk_from_the_environment(monkeypatch):
+    monkeypatch.setenv("STUDIO_DEVICE", "cpu")
+    monkeypatch.setenv("STUDIO_COMPILE_MODE", "max-autotune-no-cudagraphs")
+    monkeypatch.setenv("STUDIO_VAE_DECODE_CHUNK", "4")
+    monkeypatch.setenv("STUDIO_FUSE_QKV", "1")
+    config = WorkerConfig.from_env()
+    assert (config.compile_mode, config.vae_decode_chunk, config.fuse_qkv) == (
+        "max-autotune-no-cudagraphs",
+        4,
+        True,
+    )
+
+
+def test_an_unknown_compile_mode_is_refused_with_the_choices(monkeypatch):
+    monkeypatch.setenv("STUDIO_DEVICE", "cpu")
+    monkeypatch.setenv("STUDIO_COMPILE_MODE", "fast")
+    with pytest.raises(ValueError, match="STUDIO_COMPILE_MODE='fast'.*reduce-overhead"):
+        WorkerConfig.from_env()
 
 
 @pytest.mark.parametrize(

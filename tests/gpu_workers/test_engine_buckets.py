@@ -1,0 +1,252 @@
+"""Serving on a GPU, tested on the CPU (issue #16): model calls padded to fixed batch sizes
+(buckets) and their warm-up, the VAE decoding finished images in chunks into 8-bit pixels on
+the device, fused attention projections, and the default batch size.
+
+A padded call computes each real row as that row alone (gpu_workers.batch_invariance), so
+on the CPU every image stays bitwise the request's alone.
+"""
+
+import dataclasses
+from contextlib import contextmanager
+
+import numpy as np
+import pytest
+import torch
+from diffusers.image_processor import VaeImageProcessor
+from diffusers.models.attention_processor import FusedAttnProcessor2_0
+
+from gpu_workers.denoise import RunningBatch, bucket_for, pil_images
+from gpu_workers.engine import Engine
+from gpu_workers.metrics import WARMUP_SECONDS
+from gpu_workers.pipelines import load_pipeline
+from gpu_workers.runner import default_max_batch
+from tests.gpu_workers.test_loras import build_lora
+
+
+def pixels(result):
+    return np.asarray(result.images[0])
+
+
+@pytest.fixture
+def engines():
+    """Engine(config, **options), started, shut down after the test."""
+    started = []
+
+    def make(config, **options):
+        engine = Engine(config, **options)
+        started.append(engine)
+        return engine
+
+    yield make
+    for engine in started:
+        engine.shutdown()
+
+
+def run_batch(engine, requests, **callbacks):
+    futures = [engine.submit(request, **callbacks) for request in requests]
+    engine.start()
+    return [future.result() for future in futures]
+
+
+@pytest.fixture
+def varied_requests(tiny_request):
+    """Three with CFG and one without: 7 UNet rows, which no bucket of powers of 2 holds
+    exactly; the last prompt is longer than a chunk of 75 tokens, so its rows are a model
+    call of their own (another token count)."""
+    return [
+        tiny_request,
+        dataclasses.replace(tiny_request, prompt="the dog", negative_prompt="", seed=7),
+        dataclasses.replace(tiny_request, prompt="a red car", guidance_scale=1.0, seed=8),
+        dataclasses.replace(tiny_request, prompt="a tree, " * 40, guidance_scale=3.5, seed=9),
+    ]
+
+
+@contextmanager
+def batch_sizes_seen(module):
+    """The batch size of every call of `module`, in order."""
+    sizes = []
+    handle = module.register_forward_pre_hook(lambda _, args: sizes.append(args[0].shape[0]))
+    try:
+        yield sizes
+    finally:
+        handle.remove()
+
+
+@pytest.mark.parametrize("buckets", [(1, 2, 4, 8, 16, 32), (1, 2, 4), (3,)])
+def test_padded_model_calls_give_each_row_its_image_alone(
+    engines, cpu_config, varied_requests, buckets
+):
+    alone = run_batch(engines(cpu_config, max_batch=1), varied_requests)
+    config = dataclasses.replace(cpu_config, batch_buckets=buckets)
+    pipe = load_pipeline(varied_requests[0].model_source, config)
+
+    with batch_sizes_seen(pipe.unet) as sizes:
+        padded = run_batch(engines(config), varied_requests)
+
+    assert set(sizes) <= set(buckets)
+    for padded_result, alone_result in zip(padded, alone, strict=True):
+        assert padded_result.batch_size == 4
+        assert np.array_equal(pixels(padded_result), pixels(alone_result))
+
+
+def test_the_unet_sees_only_bucket_sizes_as_rows_join_and_leave(engines, cpu_config, tiny_request):
+    """Continuous batching changes a batch's rows at every join and finish: without buckets
+    the UNet sees each count (a compiled UNet would compile each), with them only buckets."""
+    requests = [
+        dataclasses.replace(tiny_request, steps=steps, seed=steps, guidance_scale=guidance)
+        for steps, guidance in [(2, 7.0), (3, 1.0), (5, 7.0), (6, 7.0), (8, 1.0)]
+    ]
+    seen = {}
+    for buckets in [(), (1, 2, 4, 8)]:
+        config = dataclasses.replace(cpu_config, batch_buckets=buckets)
+        pipe = load_pipeline(tiny_request.model_source, config)
+        with batch_sizes_seen(pipe.unet) as sizes:
+            run_batch(engines(config), requests)
+        seen[buckets] = set(sizes)
+
+    assert seen[()] - {1, 2, 4, 8}  # e.g. 8 rows, then 7, 5, 3 as requests finish
+    assert seen[(1, 2, 4, 8)] <= {1, 2, 4, 8}
+
+
+def test_a_call_larger_than_the_largest_bucket_is_split_into_bucket_sized_calls(
+    engines, cpu_config, varied_requests
+):
+    config = dataclasses.replace(cpu_config, batch_buckets=(2,))
+    pipe = load_pipeline(varied_requests[0].model_source, config)
+    engine = engines(config)
+    engine.preload([varied_requests[0].model_source])  # the warm-up's call of 2 rows
+
+    with batch_sizes_seen(pipe.unet) as sizes:
+        run_batch(engine, varied_requests[:3])
+
+    # 5 UNet rows of one token count: calls of 2, 2 and 1 padded to 2, at each of 4 steps.
+    assert sizes == [2, 2, 2] * 4
+
+
+@pytest.mark.parametrize(("rows", "bucket"), [(1, 1), (3, 4), (4, 4), (5, 8), (32, 32)])
+def test_bucket_for_is_the_smallest_bucket_that_holds_the_rows(rows, bucket):
+    assert bucket_for(rows, (1, 2, 4, 8, 16, 32)) == bucket
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16])
+def test_pixels_made_on_the_device_equal_the_image_processors(dtype):
+    processor = VaeImageProcessor(vae_scale_factor=8)
+    generator = torch.Generator().manual_seed(0)
+    decoded = (torch.rand(3, 3, 16, 24, generator=generator) * 2.4 - 1.2).to(dtype)
+    # Values that land exactly half way between two grey levels, where rounding differs most.
+    decoded[0, 0, 0, :8] = (torch.arange(8) + 0.5) / 255 * 2 - 1
+
+    ours = pil_images(processor, decoded)
+    theirs = processor.postprocess(decoded, output_type="pil")
+
+    assert [image.mode for image in ours] == [image.mode for image in theirs]
+    for mine, reference in zip(ours, theirs, strict=True):
+        assert np.array_equal(np.asarray(mine), np.asarray(reference))
+
+
+def finished_rows(pipe, requests):
+    """`requests` denoised to their last step in a RunningBatch (the batch, its rows)."""
+    batch = RunningBatch(pipe, torch.device("cpu"))
+    rows = [batch.add(request) for request in requests]
+    while not all(row.done for row in rows):
+        batch.step()
+    return batch, rows
+
+
+def test_finished_images_are_decoded_in_chunks_padded_to_their_buckets(cpu_config, tiny_request):
+    requests = [dataclasses.replace(tiny_request, steps=1, seed=seed) for seed in range(5)]
+    pipe = load_pipeline(tiny_request.model_source, cpu_config)
+    batch, rows = finished_rows(pipe, requests)
+    alone = batch.decode(rows)  # one image per VAE call: the CPU's default
+
+    batch.decode_chunk, batch.buckets = 3, (1, 2, 4)
+    vae_slicing = pipe.vae.use_slicing
+    pipe.vae.disable_slicing()
+    try:
+        with batch_sizes_seen(pipe.vae.decoder) as sizes:
+            chunked = batch.decode(rows)
+    finally:
+        pipe.vae.use_slicing = vae_slicing
+
+    assert sizes == [4, 2]  # chunks of 3 and 2 images, the first padded to its bucket
+    assert [image.size for image in chunked] == [image.size for image in alone]
+    for image, reference in zip(chunked, alone, strict=True):
+        # A batch's VAE attention rounds otherwise on a CPU: a grey level at most.
+        difference = np.abs(np.asarray(image, dtype=int) - np.asarray(reference, dtype=int))
+        assert difference.max() <= 1
+
+
+def test_warm_up_runs_every_bucket_up_to_the_largest_batch_once(engines, cpu_config, tiny_request):
+    config = dataclasses.replace(
+        cpu_config, batch_buckets=(1, 2, 4, 8, 16), vae_decode_chunk=2, vae_slicing=False
+    )
+    engine = engines(config, max_batch=3)  # 6 UNet rows with CFG: up to the bucket of 8
+    pipe = load_pipeline(tiny_request.model_source, config)
+
+    with batch_sizes_seen(pipe.unet) as unet_sizes, batch_sizes_seen(pipe.vae.decoder) as vae:
+        seconds = engine.preload([tiny_request.model_source])
+        again = engine.preload([tiny_request.model_source])
+
+    assert unet_sizes == [1, 2, 4, 8]
+    assert vae == [1, 2]
+    assert seconds[tiny_request.model_source] > 0
+    assert WARMUP_SECONDS.labels(device="cpu")._value.get() == seconds[tiny_request.model_source]
+    assert again == {tiny_request.model_source: 0.0}  # once per loaded model
+
+
+def test_no_warm_up_without_buckets(engines, cpu_config, tiny_request):
+    pipe = load_pipeline(tiny_request.model_source, cpu_config)
+
+    with batch_sizes_seen(pipe.unet) as sizes:
+        seconds = engines(cpu_config).preload([tiny_request.model_source])
+
+    assert sizes == []
+    assert seconds == {tiny_request.model_source: 0.0}
+
+
+def fused(pipe):
+    return any(
+        isinstance(processor, FusedAttnProcessor2_0)
+        for processor in pipe.unet.attn_processors.values()
+    )
+
+
+def test_fused_attention_projections_stay_off_for_lora_batches(
+    engines, cpu_config, tiny_request, tiny_sd15, tmp_path
+):
+    """LoRAs act on the separate query, key and value layers: a LoRA batch runs unfused and
+    makes the image it makes without fusing; other batches run fused."""
+    lora = build_lora(tiny_sd15, tmp_path / "lora", seed=3)
+    with_lora = dataclasses.replace(tiny_request, loras=(lora,))
+    plain_config = dataclasses.replace(cpu_config, lora_cache_dir=str(tmp_path / "cache"))
+    fused_config = dataclasses.replace(plain_config, fuse_qkv=True)
+    fused_pipe = load_pipeline(tiny_request.model_source, fused_config)
+    during = []
+
+    def fused_now(step, total):
+        during.append(fused(fused_pipe))
+
+    reference = run_batch(engines(plain_config), [with_lora, tiny_request])
+    first = run_batch(engines(fused_config), [tiny_request], on_step=fused_now)
+    lora_result = run_batch(engines(fused_config), [with_lora], on_step=fused_now)
+    last = run_batch(engines(fused_config), [tiny_request], on_step=fused_now)
+
+    assert during == [True] * 4 + [False] * 4 + [True] * 4
+    assert np.array_equal(pixels(lora_result[0]), pixels(reference[0]))
+    # Fused, one product instead of three: the same image up to rounding.
+    for result in (first[0], last[0]):
+        difference = np.abs(pixels(result).astype(int) - pixels(reference[1]).astype(int))
+        assert difference.max() <= 2
+
+
+@pytest.mark.parametrize(
+    ("gib", "batch"), [(8, 1), (16, 2), (24, 5), (40, 12), (80, 28), (141, 32)]
+)
+def test_the_default_batch_is_sized_from_the_gpus_memory(monkeypatch, cpu_config, gib, batch):
+    monkeypatch.setattr(
+        torch.cuda,
+        "get_device_properties",
+        lambda device: type("Properties", (), {"total_memory": gib * 1024**3}),
+    )
+    assert default_max_batch(dataclasses.replace(cpu_config, device="cuda")) == batch
+    assert default_max_batch(cpu_config) == 8
