@@ -2,12 +2,15 @@
 guidance as "Distilled CFG Scale" beside "CFG scale: 1", the flow shift as "Shift" (Forge
 Neo), the model hash; and Forge's own PNGs of such models read back into the form."""
 
+from django.urls import reverse
+
 from generation.models import DiffusionModel, GenerationJob, ModelFamily
 from generation.parameters_import import parse_a1111_infotext
 from generation.parameters_import.a1111 import recipe_infotext
 from generation.parameters_import.common import ParameterImportError
 from generation.recipe import Recipe
 from tests.base import StudioTestCase
+from tests.generation.parameters_import.test_parameters_import import png_bytes, upload
 
 # What Forge (f2.0.1) writes for FLUX.1 [dev] with its flux UI preset: Euler, Simple,
 # CFG scale 1 and the distilled guidance, the file's hash and the modules loaded beside it.
@@ -102,3 +105,32 @@ class ForgeFlowInfotextTestCase(StudioTestCase):
     def test_a_shift_that_is_no_number_names_the_field(self):
         with self.assertRaisesMessage(ParameterImportError, "Shift: “high” is not a number."):
             parse_a1111_infotext(FORGE_SD35_SHIFT.replace("Shift: 3", "Shift: high"))
+
+
+class ForgeFlowImportViewTestCase(StudioTestCase):
+    """A Forge FLUX.1 PNG dropped on the studio fills the form for the library's FLUX.1
+    model: its distilled guidance as the guidance, no shift (the model's default), even
+    where the form held one."""
+
+    def test_the_form_gets_the_flux_settings(self):
+        flux = DiffusionModel.objects.create(
+            name="flux1-dev-bnb-nf4-v2", source="/models/flux1-dev-bnb-nf4-v2.safetensors",
+            family=ModelFamily.FLUX1,
+        )
+        self.client.force_login(self.editor)
+        url = reverse("parameters_import", args=[self.project.pk])
+        form_values = {"prompt": "what I was writing", "model": flux.pk, "steps": 25,
+                       "guidance_scale": 7, "width": 256, "height": 256, "shift": 6}
+        data = png_bytes({"parameters": FORGE_FLUX_DEV})
+        response = self.client.post(url, {**form_values, "image": upload(data)},
+                                    headers={"HX-Request": "true"})
+        self.assertEqual(response.status_code, 200)
+        initial = response.context["form"].initial
+        self.assertEqual(
+            (initial["model"], initial["guidance_scale"], initial["sampler"],
+             initial["shift"], initial["width"], initial["height"]),
+            (flux.pk, 3.5, "Euler", None, 896, 1152),
+        )
+        notice = response.context["import_notice"]
+        self.assertIn("Module 1: ae", notice["not_applied"])
+        self.assertNotIn("shift", notice["text"])  # cleared, not filled
