@@ -12,16 +12,24 @@ architecture names). The layouts are those diffusers' LoRA loaders read
   `lora_unet_single_blocks_…`, `lora_te1_…` for its CLIP), ComfyUI's (`diffusion_model.`
   in place of `lora_unet_`), ai-toolkit and diffusers/peft
   (`transformer.single_transformer_blocks.…lora_A.weight`), XLabs
-  (`double_blocks.0.processor.qkv_lora1.down.weight`). Only FLUX.1 has single-stream blocks.
+  (`double_blocks.0.processor.qkv_lora1.down.weight`). Of the families the studio runs,
+  only FLUX.1 has single-stream blocks.
 - SD 3.x: diffusers/peft (`transformer.transformer_blocks.N.attn.…`: MMDiT joint blocks, the
   same names as FLUX.1's double blocks, told apart by SD 3.5's second attention, two CLIP
   text encoders, or the transformer's width), and Stability's / kohya's `joint_blocks`
   naming, which diffusers does not read (KOHYA_SD3_MARKER).
+- FLUX.2 ("flux2"), named to be refused: Black Forest Labs' layout names its blocks as
+  FLUX.1's, its diffusers layout has layers of its own; its width (6144) or its MLPs' widths
+  tell it.
 """
 
 import re
 
 SD15, SD2, SDXL, FLUX1, SD3 = "sd15", "sd2", "sdxl", "flux1", "sd3"
+# FLUX.2 names its layers as FLUX.1 does in Black Forest Labs' layout: told apart so that
+# its LoRAs are refused, never taken for FLUX.1's (gpu_workers.checkpoints refuses its
+# models alike).
+FLUX2 = "flux2"
 
 DOWN_MARKERS = (
     ".lora_down.weight",  # kohya
@@ -39,6 +47,26 @@ TEXT_ENCODER_FAMILY = {768: SD15, 1024: SD2}
 # Width of the diffusion transformer (heads × 64): FLUX.1 [dev] / [schnell] 3072; SD 3
 # Medium and SD 3.5 Medium 1536, SD 3.5 Large 2432.
 TRANSFORMER_FAMILY = {3072: FLUX1, 1536: SD3, 2432: SD3}
+
+# FLUX.2 [dev]'s width (48 heads × 128).
+FLUX2_WIDTH = 6144
+# FLUX.2's layers that FLUX.1 has not: its diffusers names (a fused qkv-and-MLP projection
+# in single blocks, SwiGLU MLPs, modulation shared by all blocks, the guidance embedder).
+_FLUX2_NAMES = re.compile(
+    r"to_qkv_mlp_proj|stream_modulation|[._]ff(_context)?[._]linear_in|time_guidance_embed"
+)
+# FLUX.2's output / input widths of layers FLUX.1 has with other ones: its SwiGLU MLPs'
+# inputs are 2 × 3 × the width (FLUX.1's MLPs 4 ×), so single blocks' linear1 (q, k, v and
+# the MLP's input) is 9 × (FLUX.1's 7 ×).
+_FLUX2_RATIOS = [
+    (re.compile(r"single_blocks[._]\d+[._]linear1[._]"), 9),
+    (re.compile(r"(img|txt)_mlp[._]0[._]"), 6),
+]
+_FLUX_BLOCK = re.compile(
+    r"(^|[._])(double|single)_blocks[._]\d"
+    r"|^(transformer\.|lora_transformer_|diffusion_model\.)?(single_)?transformer_blocks[._]\d"
+)
+_UP_MARKERS = {".lora_down.weight": ".lora_up.weight", ".lora_A.weight": ".lora_B.weight"}
 
 # Stability's / kohya's SD 3.x naming: diffusers' SD3 loader reads none of it.
 KOHYA_SD3_MARKER = re.compile(r"(^|[._])joint_blocks[._]\d")
@@ -87,8 +115,11 @@ def lora_family(shapes: dict[str, list[int]]) -> tuple[str | None, str]:
 
 
 def _flow_family(shapes, downs) -> tuple[str | None, str] | None:
-    """FLUX.1's or SD 3.x's (family, evidence); (None, "") for a transformer LoRA that
-    doesn't say which; None for a LoRA on no diffusion transformer."""
+    """FLUX.1's, SD 3.x's or FLUX.2's (family, evidence); (None, "") for a transformer LoRA
+    that doesn't say which; None for a LoRA on no diffusion transformer."""
+    flux2 = _flux2_evidence(shapes, downs)
+    if flux2:
+        return FLUX2, flux2
     for pattern, family, evidence in _FLOW_MARKERS:
         if any(pattern.search(key) for key in shapes):
             return family, evidence
@@ -102,6 +133,31 @@ def _flow_family(shapes, downs) -> tuple[str | None, str] | None:
         if width in TRANSFORMER_FAMILY:
             return TRANSFORMER_FAMILY[width], f"transformer width {width}"
     return None, ""
+
+
+def _flux2_evidence(shapes, downs) -> str:
+    """How the tensors show a FLUX.2 LoRA, or ""."""
+    if any(_FLUX2_NAMES.search(key) for key in shapes):
+        return "FLUX.2's layer names"
+    for key in downs:
+        if _FLUX_BLOCK.search(key) and _in_features(shapes[key]) == FLUX2_WIDTH:
+            return f"transformer width {FLUX2_WIDTH}"
+        up = _up_key(key)
+        width = _in_features(shapes[key])
+        if up not in shapes or not width or not shapes[up]:
+            continue
+        for pattern, flux2_ratio in _FLUX2_RATIOS:
+            if pattern.search(key) and shapes[up][0] == flux2_ratio * width:
+                return "FLUX.2's MLP widths"
+    return ""
+
+
+def _up_key(down_key: str) -> str | None:
+    """The up (B) matrix's name beside a kohya or peft down (A) matrix's."""
+    for down, up in _UP_MARKERS.items():
+        if down_key.endswith(down):
+            return down_key.removesuffix(down) + up
+    return None
 
 
 def _in_features(shape) -> int | None:

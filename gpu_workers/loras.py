@@ -119,6 +119,11 @@ def refuse_other_family(pipe, lora: LoraRef, path: Path) -> None:
     }
     family, evidence = lora_families.lora_family(shapes)
     running = pipeline_family(pipe)
+    if family == lora_families.FLUX2:
+        raise GenerationFailed(
+            f"The LoRA {lora.name or lora.sha256[:12]} is made for FLUX.2 ({evidence}), a "
+            f"model family the studio does not run, not for this {FAMILY_NAMES[running]} model."
+        )
     if family is None or LORA_PIPELINE_FAMILY[family] == running:
         return
     made_for = _LORA_FAMILY_NAMES.get(family, FAMILY_NAMES[LORA_PIPELINE_FAMILY[family]])

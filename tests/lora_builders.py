@@ -115,8 +115,12 @@ def flux_kohya_lora_bytes(
         (transformer_prefix, "double_blocks.0.img_attn.qkv", width, 3 * width),
         (transformer_prefix, "double_blocks.0.txt_attn.qkv", width, 3 * width),
         (transformer_prefix, "double_blocks.0.img_attn.proj", width, width),
+        (transformer_prefix, "double_blocks.0.img_mlp.0", width, mlp_width),
         (transformer_prefix, "single_blocks.0.linear2", width + mlp_width, width),
     ]
+    if not tiny:
+        # q, k, v and the MLP's input fused; diffusers splits it at FLUX.1's real widths only.
+        layers.append((transformer_prefix, "single_blocks.0.linear1", width, 3 * width + mlp_width))
     if text_encoder:
         # Trainers write every attention projection (diffusers recognises kohya's text
         # encoder layers by their out_proj).
@@ -164,6 +168,25 @@ def flux_xlabs_lora_bytes(*, tiny=False, rank=4, seed=0):
         tensors[f"{processor}.{module}.down.weight"] = down
         tensors[f"{processor}.{module}.up.weight"] = up
     return save(tensors)
+
+
+def flux2_lora_bytes(*, diffusers=False, rank=4, seed=0):
+    """A FLUX.2 LoRA at FLUX.2 [klein] 4B's width, which is FLUX.1's (3072): in Black Forest
+    Labs' layout, FLUX.1's block names with FLUX.2's SwiGLU MLP widths (an MLP input of
+    2 × 3 × the width); with `diffusers`, its diffusers names (`to_qkv_mlp_proj`)."""
+    width = 3072
+    if diffusers:
+        layers = [
+            ("transformer.transformer_blocks.0.attn.to_q", width, width),
+            ("transformer.single_transformer_blocks.0.attn.to_qkv_mlp_proj", width, 9 * width),
+        ]
+    else:
+        layers = [
+            ("diffusion_model.double_blocks.0.img_attn.qkv", width, 3 * width),
+            ("diffusion_model.double_blocks.0.img_mlp.0", width, 6 * width),
+            ("diffusion_model.single_blocks.0.linear1", width, 9 * width),
+        ]
+    return _peft_bytes(layers, rank, seed, None)
 
 
 def sd3_peft_lora_bytes(*, tiny=False, width=None, rank=4, seed=0, text_encoders=False,

@@ -17,7 +17,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from gpu_workers.lora_families import DOWN_MARKERS, KOHYA_SD3_MARKER, SD3, lora_family
+from gpu_workers.lora_families import DOWN_MARKERS, FLUX2, KOHYA_SD3_MARKER, SD3, lora_family
 from gpu_workers.safetensors_header import SafetensorsHeaderError, safetensors_header_read
 
 PICKLE_SUFFIXES = frozenset({".ckpt", ".pt", ".pth", ".bin", ".pkl", ".pickle"})
@@ -79,6 +79,11 @@ def read_lora_file(path, file_name=""):
     _refuse_non_lora(keys, name)
     layout = _layout(keys)
     family, evidence = detect_family(shapes, metadata)
+    if family == FLUX2:
+        raise LoraFileError(
+            f"{name} is a FLUX.2 LoRA ({evidence}), a model family the studio does not run: "
+            "its LoRAs can't be used with FLUX.1 models."
+        )
     if family == SD3 and any(KOHYA_SD3_MARKER.search(key) for key in keys):
         raise LoraFileError(
             f"{name} is a Stable Diffusion 3.x LoRA in kohya's / Stability's layout "

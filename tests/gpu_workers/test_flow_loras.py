@@ -17,6 +17,7 @@ from safetensors.numpy import save
 from gpu_workers.loras import _loaded, activate_loras
 from gpu_workers.requests import GenerationFailed, LoraRef
 from tests.lora_builders import (
+    flux2_lora_bytes,
     flux_kohya_lora_bytes,
     flux_peft_lora_bytes,
     flux_xlabs_lora_bytes,
@@ -199,6 +200,13 @@ def test_an_sdxl_lora_on_a_flux_model_is_refused_naming_both(flux, config, lora_
     lora = lora_file(kohya_lora_bytes("sdxl"), "sdxl-style")
     with pytest.raises(GenerationFailed, match=r"made for SDXL .*this FLUX\.1 model"):
         activate_loras(flux, (lora,), config)
+
+
+def test_a_flux2_lora_on_a_flux_model_is_refused(flux, config, lora_file):
+    lora = lora_file(flux2_lora_bytes(), "flux2-style")
+    with pytest.raises(GenerationFailed, match=r"made for FLUX\.2 .*not for this FLUX\.1 model"):
+        activate_loras(flux, (lora,), config)
+    assert flux.get_list_adapters() == {}
 
 
 def test_a_flux_lora_on_a_stable_diffusion_model_is_refused(tiny_sd15, config, lora_file):

@@ -13,6 +13,7 @@ from generation.loras.services import LoraStackError, lora_stack
 from generation.models import DiffusionModel
 from tests.base import StudioTestCase
 from tests.lora_builders import (
+    flux2_lora_bytes,
     flux_kohya_lora_bytes,
     flux_peft_lora_bytes,
     flux_xlabs_lora_bytes,
@@ -113,6 +114,21 @@ def test_kohyas_sd3_layout_is_refused_saying_which_layout_works(write):
         r"Stability's layout \(joint_blocks\)",
     ):
         read_lora_file(write(sd3_kohya_lora_bytes(), "sd3-kohya.safetensors"))
+
+
+@pytest.mark.parametrize(
+    ("data", "evidence"),
+    [
+        (flux2_lora_bytes(), "FLUX.2's MLP widths"),
+        (flux2_lora_bytes(diffusers=True), "FLUX.2's layer names"),
+    ],
+    ids=["bfl-layout", "diffusers-layout"],
+)
+def test_a_flux2_lora_is_refused_not_taken_for_flux1(write, data, evidence):
+    # FLUX.2 [klein] 4B is as wide as FLUX.1, and Black Forest Labs' layout names its blocks
+    # alike: the MLPs' widths tell them apart.
+    with pytest.raises(LoraFileError, match=rf"is a FLUX\.2 LoRA \({evidence}\)"):
+        read_lora_file(write(data))
 
 
 class FlowLoraLibraryTests(StudioTestCase):
