@@ -2,9 +2,10 @@
 
 `read_lora_file(path, file_name)` refuses anything that is not a LoRA in a valid
 `.safetensors` file (pickles, renamed or not, cut-short files, damaged headers, full
-checkpoints) with a message that says what to do, and otherwise returns what the header
-tells: the layout (kohya, diffusers/peft or XLabs), the base model family, the rank, trigger
-words, the training resolution. Only the header is read (`safetensors.safe_open` maps the
+checkpoints) or a LoRA no worker can run (kohya's SD 3.x layout, FLUX.2's) with a message
+that says what to do, and otherwise returns what the header tells: the layout (kohya,
+diffusers/peft or XLabs), the base model family, the rank, trigger words, the training
+resolution. Only the header is read (`safetensors.safe_open` maps the
 file; tensor shapes come from the header); no tensor is loaded and nothing here imports
 torch, so web nodes run it.
 """

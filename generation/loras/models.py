@@ -73,7 +73,7 @@ class Lora(models.Model):
     addnet_hash = models.CharField("A1111 hash", max_length=64, blank=True)
     size_bytes = models.BigIntegerField("size")
     family = models.CharField("base family", max_length=10, choices=ModelFamily.choices)
-    layout = models.CharField(max_length=20, blank=True)  # "kohya" or "diffusers"
+    layout = models.CharField(max_length=20, blank=True)  # "kohya", "diffusers" or "xlabs"
     rank = models.PositiveIntegerField(null=True, blank=True)
     alpha = models.FloatField(null=True, blank=True)
     trigger_words = models.CharField(
