@@ -96,6 +96,25 @@ class BatchKey:
         )
 
 
+class _PreviewCopy:
+    """A step's denoised latent copied to the host for a preview. From a GPU the copy is
+    queued behind the step's kernels and the loop does not wait for it: the preview goes
+    out at a later step, once the copy is done, so previews never stall the device."""
+
+    def __init__(self, step: int, latent: torch.Tensor):
+        self.step = step
+        self._done = None
+        self.latent = latent
+        if latent.device.type == "cuda":
+            self.latent = torch.empty(latent.shape, dtype=latent.dtype, pin_memory=True)
+            self.latent.copy_(latent, non_blocking=True)
+            self._done = torch.cuda.Event()
+            self._done.record()
+
+    def ready(self) -> bool:
+        return self._done is None or self._done.query()
+
+
 @dataclass(eq=False)
 class _Job:
     request: GenerationRequest
@@ -111,6 +130,7 @@ class _Job:
     last_preview: float = -math.inf
     started: float = 0.0  # when it joined a running batch (time.monotonic)
     rows_per_step: list[int] = field(default_factory=list)  # rows of each model call it shared
+    preview_copy: "_PreviewCopy | None" = None  # a preview's latent on its way to the host
 
     @property
     def live(self) -> bool:
@@ -496,14 +516,23 @@ class Engine:
                 )
                 return
             now = time.monotonic()
-            # No preview at the last step: the image itself follows at once. A preview comes
-            # just before its step's progress, so a listener can send both as one event.
+            # A preview comes just before the progress of its step (from a GPU: of a later
+            # step, _PreviewCopy), so a listener can send both as one event.
+            copied = job.preview_copy
+            if copied is not None and copied.ready():
+                job.preview_copy = None
+                job.on_preview(copied.step, latent_preview(copied.latent, job.key.family))
+            # No preview at the last step: the image itself follows at once.
             # No denoised latents: no cheap preview for the family (FLUX.1, SD 3.x) yet.
             previewable = job.on_preview is not None and denoised is not None
             if previewable and step < total and step > job.steps_reported:
-                if now - job.last_preview >= self.preview_interval_s:
+                if now - job.last_preview >= self.preview_interval_s and job.preview_copy is None:
                     job.last_preview = now
-                    job.on_preview(step, latent_preview(denoised[0], job.key.family))
+                    copy = _PreviewCopy(step, denoised[0])
+                    if copy.ready():
+                        job.on_preview(step, latent_preview(copy.latent, job.key.family))
+                    else:
+                        job.preview_copy = copy
             if step > job.steps_reported:
                 job.steps_reported = step
                 if job.on_step is not None:

@@ -15,6 +15,7 @@ import torch
 from diffusers.image_processor import VaeImageProcessor
 from diffusers.models.attention_processor import FusedAttnProcessor2_0
 
+from gpu_workers import engine as engine_module
 from gpu_workers.denoise import RunningBatch, bucket_for, pil_images
 from gpu_workers.engine import Engine
 from gpu_workers.metrics import WARMUP_SECONDS
@@ -250,3 +251,41 @@ def test_the_default_batch_is_sized_from_the_gpus_memory(monkeypatch, cpu_config
     )
     assert default_max_batch(dataclasses.replace(cpu_config, device="cuda")) == batch
     assert default_max_batch(cpu_config) == 8
+
+
+def test_a_preview_copied_from_the_device_goes_out_at_a_later_step(
+    engines, cpu_config, tiny_request, monkeypatch
+):
+    """From a GPU a preview's latent is copied to the host without waiting for it: the
+    preview, named by its own step, goes out once the copy is done, before the progress of
+    the step then (here each copy is done one step later)."""
+
+    class CopyDoneAtTheNextLook(engine_module._PreviewCopy):
+        def __init__(self, step, latent):
+            super().__init__(step, latent)
+            self.looks = 0
+
+        def ready(self):
+            self.looks += 1
+            return self.looks > 1
+
+    monkeypatch.setattr(engine_module, "_PreviewCopy", CopyDoneAtTheNextLook)
+    events = []
+    engine = engines(cpu_config, preview_interval_s=0)
+
+    run_batch(
+        engine,
+        [tiny_request],
+        on_step=lambda step, total: events.append(("step", step)),
+        on_preview=lambda step, image: events.append(("preview", step, image.size)),
+    )
+
+    assert events == [
+        ("step", 1),
+        ("preview", 1, (8, 8)),
+        ("step", 2),
+        ("preview", 2, (8, 8)),
+        ("step", 3),
+        ("preview", 3, (8, 8)),
+        ("step", 4),
+    ]
