@@ -70,7 +70,7 @@ from gpu_workers.bench.measure import (
     run_plain,
 )
 from gpu_workers.bench.report import machine_line, write_section
-from gpu_workers.config import DTYPES, WorkerConfig
+from gpu_workers.config import DTYPES, WorkerConfig, device_defaults
 from gpu_workers.engine import Engine
 from gpu_workers.tiny_models import (
     build_tiny_flux,
@@ -505,6 +505,9 @@ def bench_arch(arch_key: str, args, scratch: Path, matmul_rate: float, save=None
         "floor_s_per_image": floor_s,
         "max_batch": max(args.concurrency),
         "max_wait_ms": MAX_WAIT_MS,
+        # Seconds of the engine's warm-up at preload, by compile setting: a UNet call per
+        # batch bucket up to the max batch's rows, and VAE decodes (0: no buckets, none).
+        "warmup_s": {},
         "runs": runs,
         "arrivals": arrivals,
     }
@@ -533,10 +536,22 @@ def bench_arch(arch_key: str, args, scratch: Path, matmul_rate: float, save=None
         torch.cuda.empty_cache()
 
     for compiled in args.compile:
-        config = WorkerConfig(device=args.device, dtype=args.dtype, compile=compiled)
+        # As a worker runs with STUDIO_COMPILE set so: the device's defaults (on CUDA,
+        # compiled: batch buckets, so warming them up at preload is all the compiling).
+        config = WorkerConfig(
+            device=args.device,
+            dtype=args.dtype,
+            compile=compiled,
+            **{
+                **device_defaults(args.device, compile=compiled),
+                **({} if args.buckets is None else {"batch_buckets": args.buckets}),
+            },
+        )
         engine = Engine(config, max_batch=max(args.concurrency), max_wait_ms=MAX_WAIT_MS)
         with engine:
-            engine.preload([str(folder)])
+            [warmup_s] = engine.preload([str(folder)]).values()
+            result["warmup_s"]["on" if compiled else "off"] = warmup_s
+            log(f"engine warm-up, compile {'on' if compiled else 'off'}: {warmup_s:.1f} s")
             for concurrency in args.concurrency:
                 # One warm-up per batch size: torch.compile and cuDNN specialize on it.
                 run_engine(engine, requests(concurrency, WARMUP_STEPS), concurrency=concurrency)
@@ -590,6 +605,7 @@ def arch_markdown(result: dict, common: dict) -> str:
         f"{result['max_wait_ms']:g} ms, previews on. Every configuration warmed up first "
         "(compilation excluded).",
         "",
+        *_warmup_lines(result),
         f"Floor: {_count(result['flops_per_image'])}FLOP per image (text encoders, "
         f"{result['steps']} denoiser steps at {result.get('rows_per_job', 2)} rows per job, "
         "VAE decode; "
@@ -633,6 +649,19 @@ def arch_markdown(result: dict, common: dict) -> str:
     return "\n".join(lines)
 
 
+def _warmup_lines(result: dict) -> list[str]:
+    """The engine's warm-up at preload, where one ran (batch buckets: compiled on CUDA)."""
+    warmups = {name: s for name, s in result.get("warmup_s", {}).items() if s > 0}
+    if not warmups:
+        return []
+    times = ", ".join(f"{seconds:.1f} s compile {name}" for name, seconds in warmups.items())
+    return [
+        "Engine warm-up at preload (a UNet call per batch bucket up to the max batch's rows, "
+        f"a VAE decode per bucket up to the decode chunk): {times}.",
+        "",
+    ]
+
+
 def _count(number: float) -> str:
     """1.23 G, 860 M: parameters and FLOPs of real and tiny models alike."""
     for factor, prefix in ((1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k")):
@@ -674,6 +703,12 @@ def parse_args(argv: list[str]):
     parser.add_argument(
         "--rounds", type=int, default=2, help="engine runs: concurrency x ROUNDS jobs"
     )
+    parser.add_argument(
+        "--buckets",
+        type=_buckets,
+        help="the engine's batch buckets, UNet rows per model call, e.g. 1,2,4,8 (default: "
+        "the worker's: 1,2,4,8,16,32 compiled on CUDA, none otherwise)",
+    )
     parser.add_argument("--size", type=int, help="width and height (default: the arch's)")
     parser.add_argument("--steps", type=int, help="default: the arch's")
     parser.add_argument(
@@ -699,6 +734,13 @@ def parse_args(argv: list[str]):
     # Off first: the plain pipeline is compiled in place.
     args.compile = sorted({name == "on" for name in compile_names})
     return args
+
+
+def _buckets(value: str) -> tuple[int, ...]:
+    sizes = tuple(int(size) for size in value.split(","))
+    if list(sizes) != sorted(set(sizes)) or sizes[0] < 1:
+        raise argparse.ArgumentTypeError(f"{value!r}: ascending positive sizes, each once")
+    return sizes
 
 
 def main(argv: list[str] | None = None) -> dict:

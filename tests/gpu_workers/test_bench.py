@@ -66,7 +66,7 @@ def test_gpu_script_runs_on_the_cpu_with_tiny_configs(tmp_path):
     markdown = tmp_path / "BENCHMARKS.md"
     results = gpu.main(
         ["--device", "cpu", "--tiny", "--steps", "2", "--jobs", "1", "--rounds", "1"]
-        + ["--concurrency", "1", "2", "--arrivals", "3"]
+        + ["--concurrency", "1", "2", "--arrivals", "3", "--buckets", "1,2,4"]
         + ["--write", str(markdown), "--json", str(tmp_path / "r.json")]
     )
     assert results["matmul_flops_per_s"] > 0
@@ -92,6 +92,8 @@ def test_gpu_script_runs_on_the_cpu_with_tiny_configs(tmp_path):
         for run in arch["arrivals"]:
             assert_sensible_timings(run, jobs=3)
         assert len({run["offered_rate_per_s"] for run in arch["arrivals"]}) == 1
+        # The engine's warm-up of its batch buckets at preload, measured.
+        assert arch["warmup_s"]["off"] > 0
     sd15, sdxl = results["archs"]["sd15"], results["archs"]["sdxl"]
     assert sdxl["flops_per_image"] > sd15["flops_per_image"]
     assert "text_encoder_2" in sdxl["params"]
@@ -101,6 +103,7 @@ def test_gpu_script_runs_on_the_cpu_with_tiny_configs(tmp_path):
     assert "python -m gpu_workers.bench.gpu --device cpu --tiny" in text
     assert text.count("Machine: ") == 2
     assert text.count("| continuous | off |") == 2
+    assert text.count("Engine warm-up at preload") == 2
 
 
 def test_gpu_script_quick_profile_is_sd15_at_fewer_jobs():
