@@ -543,14 +543,14 @@ class GenerationForm(forms.Form):
                                     "applies to FLUX.1 and SD 3.x models. Leave it empty.")
 
     def _clean_flow_family(self, cleaned):
-        """FLUX.1 and SD 3.x models run every mode and hires fix (issue #17): what else the
-        form asks of one is refused, naming the family, on the field that asks it."""
+        """FLUX.1 and SD 3.x models run every mode, hires fix and LoRAs of their family
+        (issue #17): what else the form asks of one is refused, naming the family, on the
+        field that asks it."""
         model = cleaned.get("model")
         if model is None or model.family not in FLOW_FAMILIES:
             return
         family = model.get_family_display()
         asked = {
-            "loras": ("LoRAs", cleaned.get("loras")),
             "control_model": ("ControlNet", cleaned.get("control_model")),
             "ip_adapter_model": ("IP-Adapter", cleaned.get("ip_adapter_model")),
             "clip_skip": ("clip skip", (cleaned.get("clip_skip") or 1) > 1),
