@@ -56,8 +56,9 @@ def t5_token_limit(pipe) -> int:
 
 
 def batch_refusal(pipe, request: GenerationRequest) -> str | None:
-    """Why a batch of requests like `request` (BatchKey: LoRAs, ControlNet, IP-Adapter,
-    embeddings) can't run on this flow model yet, or None. Every mode runs."""
+    """Why a batch of requests like `request` (BatchKey: ControlNet, IP-Adapter,
+    embeddings) can't run on this flow model yet, or None. Every mode and LoRAs
+    (gpu_workers.loras) run."""
     family = pipeline_family(pipe)
     channels = pipe.transformer.config.in_channels
     if channels != TRANSFORMER_CHANNELS[family]:
@@ -68,7 +69,6 @@ def batch_refusal(pipe, request: GenerationRequest) -> str | None:
         )
     family = FAMILY_NAMES[family]
     unsupported = {
-        "LoRAs": request.loras,
         "ControlNet": request.control,
         "IP-Adapter": request.ip_adapter,
         "textual-inversion embeddings": request.embeddings,

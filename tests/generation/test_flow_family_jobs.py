@@ -26,6 +26,7 @@ from generation.forms import MASK_DATA_PREFIX, GenerationForm
 from generation.models import DiffusionModel, GenerationJob, JobStatus, ModelFamily, SourceKind
 from studio.accounts.models import Membership, Project, Role, Team, User
 from tests.base import StudioTestCase
+from tests.lora_builders import flux_peft_lora_bytes, make_lora
 
 
 class FlowFamilyFormTestCase(StudioTestCase):
@@ -96,6 +97,18 @@ class FlowFamilyFormTestCase(StudioTestCase):
                         files, user=self.editor, project=self.project,
                     )
                     self.assertTrue(form.is_valid(), form.errors)
+
+
+    def test_a_lora_of_the_models_family_is_taken(self):
+        make_lora(self.team, self.owner, "flux-style", "flux1",
+                  data=flux_peft_lora_bytes(tiny=True))
+        make_lora(self.team, self.owner, "sd15-style")
+
+        taken = self.form(self.flux, prompt="a red fox <lora:flux-style:0.8>")
+        self.assertTrue(taken.is_valid(), taken.errors)
+        self.assertEqual([choice.weight for choice in taken.cleaned_data["loras"]], [0.8])
+        refused = self.form(self.flux, prompt="a red fox <lora:sd15-style:0.8>")
+        self.assertFalse(refused.is_valid())
 
 
 # --- a job end to end, in this process ---------------------------------------------------

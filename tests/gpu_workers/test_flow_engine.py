@@ -17,10 +17,10 @@ from PIL import Image
 
 from gpu_workers.requests import (
     ControlRef,
+    EmbeddingRef,
     GenerationCanceled,
     GenerationFailed,
     GenerationRequest,
-    LoraRef,
 )
 
 PIPELINES = {"flux": FluxPipeline, "sd3": StableDiffusion3Pipeline}
@@ -150,8 +150,8 @@ def test_a_t5_prompt_past_the_limit_is_refused_never_cut(make_engine, family, fl
         ({"shift": 0.0}, "The shift must be above 0, not 0.0"),
         ({"clip_skip": 2}, "don't support clip skip"),
         ({"width": 72}, "multiples of 16, not 72x64"),
-        ({"loras": (LoraRef(sha256="0" * 64, source="/nowhere.safetensors"),)},
-         "don't support LoRAs in the studio yet"),
+        ({"embeddings": (EmbeddingRef(sha256="0" * 64, source="/nowhere", name="style"),)},
+         "don't support textual-inversion embeddings in the studio yet"),
         ({"control": ControlRef(model_source="/nowhere", image=Image.new("RGB", (64, 64)))},
          "don't support ControlNet in the studio yet"),
         ({"prompt": "a [cat:dog:0.5] on the mat"}, "don't support prompt editing or alternation"),
