@@ -241,6 +241,21 @@ class FlowTokenCounterTestCase(StudioTestCase):
         DiffusionModel.objects.filter(pk=self.models["dev"].pk).update(source=str(folder))
         self.assertContains(self.count("dev", "a cat"), ">token count unavailable<")
 
+    def test_a_hub_models_t5_tokenizer_and_config_are_read_from_the_cache(self):
+        """As the worker downloaded them (the Hugging Face cache's layout); nothing is
+        fetched."""
+        cache = Path(tempfile.mkdtemp(prefix="hf-cache-"))
+        repo = cache / "models--someone--tiny-flux"
+        (repo / "refs").mkdir(parents=True)
+        (repo / "refs" / "main").write_text("0" * 40)
+        snapshot = repo / "snapshots" / ("0" * 40)
+        for part in ("tokenizer_2", "transformer"):
+            shutil.copytree(self.folders["dev"] / part, snapshot / part)
+        DiffusionModel.objects.filter(pk=self.models["dev"].pk).update(
+            source_kind=SourceKind.HUB, source="someone/tiny-flux")
+        with mock.patch("huggingface_hub.constants.HF_HUB_CACHE", str(cache)):
+            self.assertContains(self.count("dev", "a cat"), ">3/512<")
+
     def test_counting_t5_needs_no_torch(self):
         folder = self.folders["sd3"]
         code = f"""
