@@ -16,8 +16,14 @@ from generation.choices import (
     FLOW_SIZE_MULTIPLE,
 )
 from generation.loras.forms import LoraStackField, ModelSelect, clean_lora_stack
-from generation.models import SAMPLER_CHOICES, DiffusionModel, ModelFamily, ModelKind
-from generation.recipe import LIMITS, MAX_PROMPT, recipe_problems
+from generation.models import (
+    SAMPLER_CHOICES,
+    DiffusionModel,
+    GenerationJob,
+    ModelFamily,
+    ModelKind,
+)
+from generation.recipe import LIMITS, MAX_PROMPT, OUTPAINT_SIDES, recipe_problems
 from generation.seeds import random_seed
 from generation.services import fetched_team_setting, with_team_setting
 from generation.styles.applying import styled_prompts, team_styles
@@ -573,11 +579,20 @@ class GenerationForm(forms.Form):
             if len(prompt_schedule(text, steps)) > 1:
                 self.add_error(field, f"{family} models don't support prompt editing or "
                                       "alternation ([a:b:0.5], [a|b]) in the studio yet.")
-        for field in ("width", "height"):
+        # The sizes the job makes: the canvas (outpainting adds its sides) and hires fix's.
+        for field in ("width", "height", *OUTPAINT_SIDES):
             side = cleaned.get(field)
             if side and side % FLOW_SIZE_MULTIPLE:
                 self.add_error(field, f"{family} models need sides that are multiples of "
                                       f"{FLOW_SIZE_MULTIPLE}, not {side}.")
+        width, height, scale = (cleaned.get(name) for name in ("width", "height", "hires_scale"))
+        if cleaned.get("hires_fix") and width and height and scale:
+            upscaled = GenerationJob(width=width, height=height, hires_scale=scale).hires_size()
+            if any(side % FLOW_SIZE_MULTIPLE for side in upscaled):
+                self.add_error("hires_scale", f"{family} models need sides that are multiples "
+                                              f"of {FLOW_SIZE_MULTIPLE}: upscaled by {scale:g}, "
+                                              f"{width}x{height} becomes {upscaled[0]}x"
+                                              f"{upscaled[1]}.")
 
     def _apply_styles(self, cleaned):
         """The picked styles merged into the prompts as A1111 merges them, before anything
