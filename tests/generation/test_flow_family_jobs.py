@@ -58,6 +58,9 @@ class FlowFamilyFormTestCase(StudioTestCase):
             ({"clip_skip": 2}, "clip_skip", "FLUX.1 models don't support clip skip"),
             ({"sampler": "DDIM"}, "sampler", "run the flow-matching samplers Euler, DPM++ 2M"),
             ({"width": 72}, "width", "multiples of 16, not 72"),
+            ({"outpaint_right": 8}, "outpaint_right", "multiples of 16, not 8"),
+            ({"hires_fix": "on", "hires_scale": 1.5, "width": 80}, "hires_scale",
+             "multiples of 16: upscaled by 1.5, 80x64 becomes 120x96"),
             ({"prompt": "a [fox:cat:0.5]"}, "prompt", "don't support prompt editing"),
         ]
         for values, field, message in refused:
