@@ -8,8 +8,8 @@ scripts' 3.5; SD 3.x conditioned on its three text encoders' sequence and pooled
 The prompts (captions, class prompt, sample prompt) are encoded once and the text encoders
 dropped before the transformer moves to the device (without prior preservation, whose
 class images need the whole pipeline there first), so T5 XXL's ~9.5 GB in bf16 and the
-transformer never share its memory.
-Training the text encoders is refused (by gpu_workers.training), as for SDXL.
+transformer never share its memory. Training the text encoders is refused (by
+gpu_workers.training), as for SDXL.
 
 `gpu_workers.training.train_dreambooth_lora` calls `train_flow_lora` once it has loaded a
 flow-family model; the run's contract (progress, samples, cancel, evaluation loss, result)
@@ -112,9 +112,8 @@ def train_flow_lora(pipe, request, device, started, *, on_step, on_sample, log, 
     scaler = torch.amp.GradScaler(device.type, enabled=weight_dtype == torch.float16)
     log(
         f"Training {sum(p.numel() for p in parameters):,} LoRA parameters on "
-        f"{FAMILY_NAMES[family]}'s "
-        f"transformer (rank {request.rank}) for {request.steps} steps on "
-        f"{len(request.images)} images at {request.resolution}px."
+        f"{FAMILY_NAMES[family]}'s transformer (rank {request.rank}) for {request.steps} "
+        f"steps on {len(request.images)} images at {request.resolution}px."
     )
 
     order = training._batches(len(request.images), request.batch_size, generator)

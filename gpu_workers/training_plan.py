@@ -47,9 +47,9 @@ def _flow_preset(label, steps, rank, batch_size):
 # config/examples/train_lora_flux_24gb.yaml and train_lora_sd35_large_24gb.yaml (rank 16,
 # batch 1, 2000 steps) use. Sized with `estimate` at 1024 px: SD 3.5 Large's Quick and
 # Balanced fit a 24 GB GPU (~18 GB), its High quality (batch 4, ~23 GB) wants an 80 GB one;
-# FLUX.1 [dev]'s
-# transformer alone is 24 GB in bf16, so all of its presets are for 40-80 GB GPUs (ai-toolkit
-# fits 24 GB by quantizing it to 8 bits, which the studio does not do).
+# FLUX.1 [dev]'s transformer alone is 24 GB in bf16, so none of its presets fits a 24 GB GPU
+# (~26-30 GB; ai-toolkit fits 24 GB by quantizing the transformer to 8 bits, which the
+# studio does not do) and an 80 GB one fits them all.
 FLOW_PRESETS = {
     "flux1": {
         "quick": _flow_preset("Quick", 500, 8, 1),
@@ -63,8 +63,9 @@ FLOW_PRESETS = {
     },
 }
 PRESET_NOTES = {
-    "flux1": "FLUX.1 [dev]'s transformer alone takes 24 GB in bf16: its LoRAs train on a "
-    "40-80 GB GPU (the estimate says how much). Its text encoders are not trained.",
+    "flux1": "FLUX.1 [dev]'s transformer alone takes 24 GB in bf16: its LoRAs need a larger "
+    "GPU (about 26-30 GB at 1024 px by the estimate; a 40-80 GB one leaves headroom). Its "
+    "text encoders are not trained.",
     "sd3": "SD 3.5 Large at 1024 px: Quick and Balanced fit a 24 GB GPU (about 18 GB), "
     "High quality (batch 4, about 23 GB) is for an 80 GB one; SD 3.5 Medium's smaller "
     "transformer needs less. Its text encoders are not trained.",

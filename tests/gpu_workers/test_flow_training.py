@@ -119,3 +119,18 @@ def test_cancel_stops_a_flow_run_at_its_next_step(tiny_flux, cpu_config):
 def test_the_text_encoders_of_a_flow_model_are_not_trained(tiny_sd3, cpu_config):
     with pytest.raises(TrainingFailed, match="Training Stable Diffusion 3.x's text encoders"):
         train_dreambooth_lora(request_for(tiny_sd3, train_text_encoder=True), config=cpu_config)
+
+
+def test_half_precision_trains_flow_lora_weights_in_fp32(tiny_sd3):
+    """The GPU path (frozen transformer in bf16 under autocast, LoRA weights and their
+    optimiser in fp32), run with bf16 on the CPU."""
+    from gpu_workers.config import WorkerConfig
+
+    result = train_dreambooth_lora(
+        request_for(tiny_sd3, steps=2, sample_every=0),
+        config=WorkerConfig(device="cpu", dtype=torch.bfloat16),
+    )
+    assert all(np.isfinite(result.losses))
+    with safe_open(result.lora_path, "pt") as opened:
+        assert {opened.get_tensor(name).dtype for name in opened.keys()} == {torch.float32}
+    shutil.rmtree(Path(result.lora_path).parent)
