@@ -14,6 +14,7 @@ import pytest
 import torch
 from diffusers.image_processor import VaeImageProcessor
 from diffusers.models.attention_processor import FusedAttnProcessor2_0
+from torch.utils._python_dispatch import TorchDispatchMode
 
 from gpu_workers import engine as engine_module
 from gpu_workers.denoise import RunningBatch, bucket_for, pil_images
@@ -289,3 +290,38 @@ def test_a_preview_copied_from_the_device_goes_out_at_a_later_step(
         ("preview", 3, (8, 8)),
         ("step", 4),
     ]
+
+
+class HostReads(TorchDispatchMode):
+    """Counts reads of a tensor's value by the host (`.item()`, `bool(tensor)`, a tensor
+    made from one): on a GPU each waits for the device to finish its queued work."""
+
+    def __init__(self):
+        super().__init__()
+        self.count = 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        if func in (torch.ops.aten._local_scalar_dense.default, torch.ops.aten.is_nonzero.default):
+            self.count += 1
+        return func(*args, **(kwargs or {}))
+
+
+# Not Euler: its step compares its sigma, which diffusers keeps on the host on purpose (no
+# wait on a GPU), but on a CPU every tensor is on the host, so the count can't tell.
+@pytest.mark.parametrize("sampler", ["Euler a", "DPM++ 2M"])
+def test_a_step_never_waits_for_the_device(cpu_config, tiny_request, sampler):
+    """A batch's steps, with CFG and without, rows at different steps, buckets on: the loop
+    reads no tensor's value on the host (what other samplers' schedulers do inside
+    diffusers is theirs)."""
+    pipe = load_pipeline(tiny_request.model_source, cpu_config)
+    batch = RunningBatch(pipe, torch.device("cpu"), buckets=(1, 2, 4, 8))
+    with batch:
+        batch.add(dataclasses.replace(tiny_request, sampler=sampler, steps=6))
+        batch.step()  # a scheduler finds its first step's index once
+        batch.add(dataclasses.replace(tiny_request, sampler=sampler, guidance_scale=1.0, seed=2))
+        batch.step()
+        with HostReads() as reads:
+            for _ in range(3):
+                batch.step()
+
+    assert reads.count == 0
