@@ -16,6 +16,7 @@ flow-family model; the run's contract (progress, samples, cancel, evaluation los
 is the same as SD's.
 """
 
+import dataclasses
 import gc
 import time
 from pathlib import Path
@@ -26,7 +27,7 @@ from diffusers.training_utils import cast_training_params, compute_density_for_t
 from peft import LoraConfig
 from peft.utils import get_peft_model_state_dict
 
-from gpu_workers import pipelines
+from gpu_workers import pipelines, training
 from gpu_workers.flow import t5_token_limit
 from gpu_workers.pipelines import FAMILY_NAMES, FLUX
 from gpu_workers.training_plan import TrainingCanceled
@@ -50,10 +51,19 @@ SAMPLE_GUIDANCE = {FLUX: 3.5, pipelines.SD3: 7.0}  # the pipelines' defaults
 EVALUATION_SIGMAS = (0.1, 0.3, 0.5, 0.7, 0.9)
 
 
+def training_config(config):
+    """The worker's config for training a flow model: bf16 where the worker runs fp16 and
+    the GPU has bf16, as diffusers' FLUX.1 script trains (--mixed_precision bf16): T5 and
+    FLUX.1's activations overflow fp16."""
+    bf16_ready = config.device.startswith("cuda") and torch.cuda.is_bf16_supported()
+    if config.dtype == torch.float16 and bf16_ready:
+        return dataclasses.replace(config, dtype=torch.bfloat16)
+    return config
+
+
 def train_flow_lora(pipe, request, device, started, *, on_step, on_sample, log, cancel):
     """Train a LoRA on the loaded FLUX.1 / SD 3.x `pipe` (a private copy, still on the CPU)
     on `device`; a `gpu_workers.training.TrainingResult`."""
-    from gpu_workers import training
 
     family = pipelines.pipeline_family(pipe)
     generator = torch.Generator().manual_seed(request.seed)
@@ -169,9 +179,7 @@ def train_flow_lora(pipe, request, device, started, *, on_step, on_sample, log, 
 @torch.no_grad()
 def _encode(vae, pixels, device):
     """As training._encode, with the flow VAEs' shift: a latent is (z - shift) * scale."""
-    from gpu_workers.training import _encode as encode_distribution
-
-    encoded = encode_distribution(vae, pixels.to(device, vae.dtype))
+    encoded = training._encode(vae, pixels.to(device, vae.dtype))
     return {**encoded, "shift": vae.config.shift_factor or 0.0}
 
 
@@ -359,8 +367,6 @@ def _save_lora(pipe, request):
     """The adapters in diffusers' layout ("transformer.<module>.lora_A.weight"), which
     FluxPipeline / StableDiffusion3Pipeline.load_lora_weights read, with the run's facts
     in the header."""
-    from gpu_workers import training
-
     folder, path = training._lora_folder()
     type(pipe).save_lora_weights(
         folder,

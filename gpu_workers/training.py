@@ -84,12 +84,16 @@ def train_dreambooth_lora(
 
 
 def _train(request, config, on_step, on_sample, on_log, should_cancel):
+    from gpu_workers import flow_training  # which imports this module
+
     log = on_log or (lambda line: None)
     cancel = should_cancel or (lambda: False)
     started = time.monotonic()
     device = torch.device(config.device)
     generator = torch.Generator().manual_seed(request.seed)
 
+    if pipelines.model_family(request.model_source) in pipelines.FLOW_FAMILIES:
+        config = flow_training.training_config(config)
     log(f"Loading {request.model_source} on {config.device}.")
     # A private copy, outside the generation cache: training adds adapters to its weights.
     pipe = pipelines._load(request.model_source, config, request.model_config)
@@ -100,10 +104,8 @@ def _train(request, config, on_step, on_sample, on_log, should_cancel):
             "untick “Train the text encoder”."
         )
     if family in pipelines.FLOW_FAMILIES:
-        from gpu_workers.flow_training import train_flow_lora
-
         callbacks = {"on_step": on_step, "on_sample": on_sample, "log": log, "cancel": cancel}
-        return train_flow_lora(pipe, request, device, started, **callbacks)
+        return flow_training.train_flow_lora(pipe, request, device, started, **callbacks)
     pipe.to(device)
     pipe.set_progress_bar_config(disable=True)
     for model in pipe.components.values():

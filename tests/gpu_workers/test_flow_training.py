@@ -5,6 +5,7 @@ load and which changes a fixed-seed image."""
 
 import shutil
 from pathlib import Path
+from unittest import mock
 
 import numpy as np
 import pytest
@@ -13,7 +14,8 @@ from PIL import Image
 from safetensors import safe_open
 
 from gpu_workers import pipelines
-from gpu_workers.flow_training import kohya_sd3_version
+from gpu_workers.config import WorkerConfig
+from gpu_workers.flow_training import kohya_sd3_version, training_config
 from gpu_workers.training import train_dreambooth_lora
 from gpu_workers.training_plan import (
     TrainingCanceled,
@@ -124,8 +126,6 @@ def test_the_text_encoders_of_a_flow_model_are_not_trained(tiny_sd3, cpu_config)
 def test_half_precision_trains_flow_lora_weights_in_fp32(tiny_sd3):
     """The GPU path (frozen transformer in bf16 under autocast, LoRA weights and their
     optimiser in fp32), run with bf16 on the CPU."""
-    from gpu_workers.config import WorkerConfig
-
     result = train_dreambooth_lora(
         request_for(tiny_sd3, steps=2, sample_every=0),
         config=WorkerConfig(device="cpu", dtype=torch.bfloat16),
@@ -134,3 +134,17 @@ def test_half_precision_trains_flow_lora_weights_in_fp32(tiny_sd3):
     with safe_open(result.lora_path, "pt") as opened:
         assert {opened.get_tensor(name).dtype for name in opened.keys()} == {torch.float32}
     shutil.rmtree(Path(result.lora_path).parent)
+
+
+def test_flow_models_train_in_bf16_where_the_worker_runs_fp16_on_a_bf16_gpu():
+    fp16_gpu = WorkerConfig(device="cuda", dtype=torch.float16)
+    with mock.patch("torch.cuda.is_bf16_supported", return_value=True):
+        assert training_config(fp16_gpu).dtype == torch.bfloat16
+        assert training_config(WorkerConfig(device="cuda", dtype=torch.float32)).dtype == (
+            torch.float32
+        )
+    with mock.patch("torch.cuda.is_bf16_supported", return_value=False):
+        assert training_config(fp16_gpu).dtype == torch.float16
+    assert training_config(WorkerConfig(device="cpu", dtype=torch.float16)).dtype == (
+        torch.float16
+    )
