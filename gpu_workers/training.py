@@ -108,10 +108,10 @@ def _train(request, config, on_step, on_sample, on_log, should_cancel):
         return flow_training.train_flow_lora(pipe, request, device, started, **callbacks)
     pipe.to(device)
     pipe.set_progress_bar_config(disable=True)
+    unet, vae, text_encoder = pipe.unet, pipe.vae, pipe.text_encoder
     for model in pipe.components.values():
         if isinstance(model, torch.nn.Module):
             model.requires_grad_(False)
-    unet, vae, text_encoder = pipe.unet, pipe.vae, pipe.text_encoder
     noise_scheduler = DDPMScheduler.from_config(pipe.scheduler.config)
 
     class_images = []
