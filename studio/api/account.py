@@ -19,7 +19,7 @@ from generation.training.services import (
     training_run_create,
 )
 from generation.training.subjects.forms import TrainingForm
-from gpu_workers.training_plan import PRESET_FIELDS, PRESETS
+from gpu_workers.training_plan import PRESET_FIELDS, presets_for
 from studio.api.access import (
     allowed,
     by_id,
@@ -308,13 +308,14 @@ def training_run_create_view(request, subject_id: int, payload: TrainingRunIn):
             422, "project: not in the subject's team.",
             errors=[{"field": "project", "message": "Choose a project of the subject's team."}],
         )
-    preset = PRESETS.get(payload.preset, {})
+    models = trainable_models(request.user, project)
+    chosen = models.filter(pk=payload.model).first()
+    # The chosen model's family's presets (FLUX.1 and SD 3.x have their own, under SD's names).
+    preset = presets_for(chosen.family if chosen else None).get(payload.preset, {})
     data = {name: value for name, value in payload.model_dump().items() if value is not None}
     for name in PRESET_FIELDS:
         data.setdefault(name, preset.get(name))
-    models = trainable_models(request.user, project)
     if "resolution" not in data:
-        chosen = models.filter(pk=payload.model).first()
         data["resolution"] = chosen.default_width if chosen else 512
     # The browser's form: booleans as a form posts them (absent when false).
     form_data = {name: value for name, value in data.items() if value is not False}

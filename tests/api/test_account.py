@@ -4,8 +4,9 @@ LoRA training runs; other teams' rows are 404, bad input a 4xx naming the field.
 from unittest import mock
 
 from gallery.collections.models import Collection, CollectionVisibility
-from generation.models import JobStatus, PromptFavourite
+from generation.models import DiffusionModel, JobStatus, PromptFavourite
 from generation.training.models import TrainingRun
+from gpu_workers.training_plan import FLOW_PRESETS
 from studio.accounts.models import Project
 from studio.quotas.models import TeamBudget, TeamLimits
 from tests.api.base import ApiTestCase
@@ -158,6 +159,18 @@ class TrainingRunTests(ApiTestCase):
         self.assertEqual((run.seed, run.resolution, run.created_by), (9, 256, self.editor))
         fetched = self.api("get", f"/training-runs/{run.pk}", self.token(self.viewer)).json()
         self.assertEqual(fetched["subject_id"], self.subject.pk)
+
+    def test_a_flux_run_takes_the_flux_presets(self):
+        flux = DiffusionModel.objects.create(
+            name="flux", source="/m/flux", family="flux1", default_width=512
+        )
+        response, _ = self.start(model=flux.pk, preset="high_quality")
+        self.assertEqual(response.status_code, 201, response.content)
+        run = TrainingRun.objects.get()
+        preset = FLOW_PRESETS["flux1"]["high_quality"]
+        self.assertEqual((run.steps, run.rank), (preset["steps"], preset["rank"]))
+        # SD's high-quality preset trains the text encoder, which FLUX.1 runs refuse.
+        self.assertFalse(run.train_text_encoder)
 
     def test_bad_settings_name_their_field_and_queue_nothing(self):
         self.assert_problem(self.start(steps=0)[0], 422, "steps")
