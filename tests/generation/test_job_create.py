@@ -37,9 +37,10 @@ class JobCreateTestCase(StudioTestCase):
         self.assertEqual((job.width, job.height, job.steps, job.seed), (512, 384, 20, 1234))
         self.assertEqual(job.negative_prompt, "blurry")
         enqueue.assert_called_once_with(job.pk)
-        # The response redraws the form and the queue with the new job in it.
+        # The response redraws the queue with the new job in it; the form stays as it is.
         self.assertContains(response, f'data-job-id="{job.pk}"')
-        self.assertContains(response, 'id="generate-form"')
+        self.assertEqual(response["HX-Reswap"], "none")
+        self.assertNotContains(response, 'id="generate-form"')
 
     def test_an_empty_seed_is_chosen_and_recorded(self):
         self.post(seed="")

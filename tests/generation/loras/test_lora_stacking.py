@@ -98,8 +98,9 @@ class LoraStackingTests(StudioTestCase):
         enqueue.assert_not_called()
 
     def test_picked_loras_are_recorded_with_their_weights_in_order(self):
+        # replace_form: as from a form that showed errors, which is drawn again.
         response, enqueue = self.post(lora=[self.watercolor.pk, self.ink.pk],
-                                      lora_weight=["0.45", ""])
+                                      lora_weight=["0.45", ""], replace_form="1")
         self.assertEqual(response.status_code, 200)
         job = GenerationJob.objects.get()
         enqueue.assert_called_once_with(job.pk)

@@ -86,7 +86,7 @@ class StudioStylesTestCase(GenerateFormTestCase):
         }
 
     def test_the_job_keeps_the_styled_prompts_and_the_style_names(self):
-        response = self.post()
+        response = self.post(replace_form="1")  # a form that showed errors is drawn again
         self.assertEqual(response.status_code, 200)
         job = GenerationJob.objects.get()
         self.assertEqual(job.prompt, "analog photo of a lighthouse, film grain")
