@@ -20,20 +20,18 @@ from huggingface_hub import try_to_load_from_cache
 
 from generation.choices import ModelFamily
 from generation.loras.syntax import prompt_without_lora_tags
-from gpu_workers.prompt_syntax import CHUNK_TOKENS, PromptTooComplex, token_chunks
+from gpu_workers.prompt_syntax import (
+    CHUNK_TOKENS,
+    PromptTooComplex,
+    t5_token_limit,
+    token_chunks,
+)
 
 # "owner/name", as the Hub spells repository ids.
 HUB_ID_RE = re.compile(r"[\w.-]+/[\w.-]+")
 VOCABULARY, MERGES = "vocab.json", "merges.txt"
 T5_TOKENIZER_FILE = "tokenizer.json"  # the fast tokenizer's one file: no sentencepiece
 TRANSFORMER_CONFIG = "transformer/config.json"
-# The longest prompt T5 reads in each flow family, in tokens with its end token (the
-# pipelines' max_sequence_length; FLUX.1 [schnell], which embeds no guidance, reads fewer).
-# The workers refuse a longer prompt, never cut it. gpu_workers/flow.py: t5_token_limit
-# holds the same numbers for the loaded pipeline.
-FLUX_DEV_T5_TOKENS = 512
-FLUX_SCHNELL_T5_TOKENS = 256
-SD3_T5_TOKENS = 256
 # Where each flow family's T5 tokenizer lies in a diffusers folder.
 T5_TOKENIZER_FOLDERS = {ModelFamily.FLUX1: "tokenizer_2", ModelFamily.SD3: "tokenizer_3"}
 # Tokenizers loaded, by location: a few models' worth, each a vocabulary of ~50k entries.
@@ -127,7 +125,7 @@ def t5_token_limit_at(location, family):
     transformer embeds guidance ([dev]) or not ([schnell]), read from its config; None where
     that can't be read."""
     if family == ModelFamily.SD3:
-        return SD3_T5_TOKENS
+        return t5_token_limit(flux=False, guidance_embeds=False)
     config_file = Path(location) / TRANSFORMER_CONFIG
     if not config_file.is_file():
         config_file = hub_cached_file(location, TRANSFORMER_CONFIG)
@@ -139,7 +137,7 @@ def t5_token_limit_at(location, family):
         return None
     if not isinstance(config, dict):
         return None
-    return FLUX_DEV_T5_TOKENS if config.get("guidance_embeds") else FLUX_SCHNELL_T5_TOKENS
+    return t5_token_limit(flux=True, guidance_embeds=bool(config.get("guidance_embeds")))
 
 
 def token_count(text, tokenizer, *, steps):

@@ -39,6 +39,7 @@ from gpu_workers.batch_invariance import each_request_alone
 from gpu_workers.denoise import varied_noise
 from gpu_workers.pipelines import FAMILY_NAMES, FLUX, SD3, pipeline_family
 from gpu_workers.prompt_syntax import prompt_schedule
+from gpu_workers.prompt_syntax import t5_token_limit as prompt_t5_token_limit
 from gpu_workers.requests import GenerationFailed, GenerationRequest
 from gpu_workers.samplers import FLOW_SAMPLERS, fresh_flow_scheduler
 
@@ -48,11 +49,11 @@ TRANSFORMER_CHANNELS = {FLUX: 64, SD3: 16}
 
 
 def t5_token_limit(pipe) -> int:
-    """The longest prompt T5 reads for the family, in tokens with its end token: what the
-    pipelines' max_sequence_length allows (FLUX.1 [dev] 512, [schnell] 256; SD 3.x 256)."""
-    if pipeline_family(pipe) == FLUX:
-        return 512 if pipe.transformer.config.guidance_embeds else 256
-    return 256
+    """The longest prompt T5 reads for the loaded model (gpu_workers.prompt_syntax)."""
+    return prompt_t5_token_limit(
+        flux=pipeline_family(pipe) == FLUX,
+        guidance_embeds=bool(pipe.transformer.config.get("guidance_embeds")),
+    )
 
 
 def batch_refusal(pipe, request: GenerationRequest) -> str | None:

@@ -30,6 +30,22 @@ CHUNK_TOKENS = 75
 COMMA_BACKTRACK = 20
 ROUND_BRACKET_WEIGHT = 1.1
 
+# The longest prompt T5 reads in the flow families, in tokens with its end token: the
+# pipelines' max_sequence_length. FLUX.1 [schnell], whose transformer embeds no guidance,
+# reads fewer than [dev]. A longer prompt is refused (the worker) and shown as too long
+# (the studio's token counter), never cut short.
+FLUX_DEV_T5_TOKENS = 512
+FLUX_SCHNELL_T5_TOKENS = 256
+SD3_T5_TOKENS = 256
+
+
+def t5_token_limit(*, flux: bool, guidance_embeds: bool) -> int:
+    """T5's limit for a FLUX.1 model (`flux`; [dev] when its transformer `guidance_embeds`)
+    or an SD 3.x one."""
+    if flux:
+        return FLUX_DEV_T5_TOKENS if guidance_embeds else FLUX_SCHNELL_T5_TOKENS
+    return SD3_T5_TOKENS
+
 
 @dataclass(frozen=True)
 class Piece:
