@@ -325,3 +325,52 @@ def test_a_step_never_waits_for_the_device(cpu_config, tiny_request, sampler):
                 batch.step()
 
     assert reads.count == 0
+
+
+def test_compiled_models_warmed_up_never_recompile_in_service(engines, cpu_config, tiny_request):
+    """torch.compile on the CPU (minutes: the warm-up compiles the UNet and VAE decoder):
+    after the warm-up, requests with CFG and without, alone and together, run without a
+    single recompile."""
+    config = dataclasses.replace(
+        cpu_config, compile=True, compile_mode="default", batch_buckets=(1, 2, 4)
+    )
+    engine = engines(config, max_batch=2).start()
+    seconds = engine.preload([tiny_request.model_source])[tiny_request.model_source]
+    requests = [
+        tiny_request,
+        dataclasses.replace(tiny_request, guidance_scale=1.0, seed=2, steps=2),
+        dataclasses.replace(tiny_request, seed=3, steps=3),
+    ]
+
+    with torch._dynamo.config.patch(error_on_recompile=True):
+        alone = engine.submit(requests[1]).result()
+        together = [engine.submit(request) for request in requests]
+        results = [future.result() for future in together]
+
+    assert seconds > 0
+    assert alone.batch_size == 1 and max(result.batch_size for result in results) == 2
+
+
+def test_sdxl_warms_up_and_pads_its_added_conditioning_as_alone(
+    engines, cpu_config, tiny_request, tiny_sdxl_model_dir
+):
+    """SDXL's pooled prompts and size conditioning are padded with the rest of a call."""
+    requests = [
+        dataclasses.replace(tiny_request, model_source=str(tiny_sdxl_model_dir), seed=seed)
+        for seed in (1, 2)
+    ]
+    requests[1] = dataclasses.replace(requests[1], guidance_scale=1.0, prompt="a red car")
+    alone = run_batch(engines(cpu_config, max_batch=1), requests)
+    config = dataclasses.replace(cpu_config, batch_buckets=(1, 2, 4))
+    pipe = load_pipeline(requests[0].model_source, config)
+    engine = engines(config, max_batch=2)
+
+    with batch_sizes_seen(pipe.unet) as warm_up_sizes:
+        engine.preload([requests[0].model_source])
+    with batch_sizes_seen(pipe.unet) as sizes:
+        padded = run_batch(engine, requests)
+
+    assert warm_up_sizes == [1, 2, 4]
+    assert set(sizes) == {4}  # 3 UNet rows, padded
+    for padded_result, alone_result in zip(padded, alone, strict=True):
+        assert np.array_equal(pixels(padded_result), pixels(alone_result))
