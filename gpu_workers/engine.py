@@ -421,7 +421,7 @@ class Engine:
         key = jobs[0].key
         device = str(self._device)
         if pipeline_family(pipe) in FLOW_FAMILIES:
-            batch = FlowBatch(pipe, self._device)
+            batch = FlowBatch(pipe, self._device, controlnet=models["controlnet"])
         else:
             batch = RunningBatch(
                 pipe,

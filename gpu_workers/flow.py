@@ -136,9 +136,11 @@ class FlowBatch:
     """FLUX.1 or SD 3.x requests denoised together, each row at its own step (see the
     module's docstring); rows join (`add`) and leave (`remove`) between steps."""
 
-    def __init__(self, pipe, device: torch.device):
+    def __init__(self, pipe, device: torch.device, controlnet: torch.nn.Module | None = None):
         self.pipe = pipe
         self.device = device
+        # The batch's FluxControlNetModel or SD3ControlNetModel (BatchKey.control), or None.
+        self.controlnet = controlnet
         self.family = pipeline_family(pipe)
         self.rows: list[FlowRow] = []
         self._text_ids = None  # FLUX.1: T5's token ids, all zeros, one set for every row
