@@ -13,6 +13,15 @@ it may generate (a token limited to one project picks it); the model is the requ
 `override_settings.sd_model_checkpoint`, else the token's default (POST /options), else the
 first one the caller may use. Fields A1111 has and the studio does not apply are accepted
 and listed in `info.not_applied`, as the PNG import lists them.
+
+FLUX.1 and SD 3.x models take Forge's fields (lllyasviel/stable-diffusion-webui-forge: its
+API models are modules/processing.py's dataclass fields, modules/api/models.py): FLUX.1's
+guidance is `distilled_cfg_scale` and its `cfg_scale` is 1 (the studio runs FLUX.1 without
+CFG); their samplers are the flow ones with Forge's FLUX.1 schedule, Simple. Neither Forge nor
+Forge Neo has a shift field: Neo (Haoming02/sd-webui-forge-classic, branch neo,
+modules/processing.py: `set_shift(shift=self.distilled_cfg_scale)`) sends a shift as
+`distilled_cfg_scale` to its models that take one, none of which is FLUX.1 or SD 3.x. So these
+jobs run the model's shift; the native API (/api/v1/jobs) takes `shift`.
 """
 
 import base64
@@ -29,10 +38,12 @@ from ninja.security import HttpBasicAuth
 from pydantic import BaseModel, ConfigDict
 
 from generation import services
+from generation.choices import FLOW_FAMILIES, ModelFamily
 from generation.models import DiffusionModel, Embedding, GenerationJob, JobStatus, Lora, ModelKind
 from generation.parameters_import import ParameterImportError, read_png_parameters
+from generation.parameters_import.a1111 import FLOW_SCHEDULE_TYPE
 from generation.parameters_import.common import HIRES_UPSCALER, ImportedParameters, sampler_name_for
-from gpu_workers.samplers import SAMPLERS, UNIFORM_SCHEDULE
+from gpu_workers.samplers import FLOW_SAMPLERS, SAMPLERS, UNIFORM_SCHEDULE
 from studio.api.access import (
     checkpoints,
     default_checkpoint,
@@ -135,7 +146,11 @@ class GenerationIn(BaseModel):
     prompt: str = ""
     negative_prompt: str | None = ""
     steps: int | None = None
-    cfg_scale: float | None = None
+    cfg_scale: float | None = Field(None, description="FLUX.1: 1 or left out (no CFG).")
+    distilled_cfg_scale: float | None = Field(
+        None, description="Forge's: FLUX.1's distilled guidance (empty: the model's); other "
+                          "families have none.",
+    )
     sampler_name: str | None = None
     sampler_index: str | None = Field(None, description="Deprecated A1111 name of the sampler.")
     scheduler: str | None = Field(None, description="Schedule type; empty: Automatic.")
@@ -156,6 +171,9 @@ class Txt2ImgIn(GenerationIn):
     hr_scale: float | None = 2.0
     hr_second_pass_steps: int | None = 0
     hr_upscaler: str | None = None
+    hr_distilled_cfg: float | None = Field(
+        None, description="Forge's: FLUX.1's hires pass runs the first pass's guidance."
+    )
 
 
 class Img2ImgIn(GenerationIn):
@@ -257,8 +275,44 @@ def apply_controlnet(body, values):
             raise refused(f"{field}.module", "Only the canny and ip-adapter modules run here.")
 
 
+def guidance_scale_of(model, body):
+    """The recipe's guidance scale: FLUX.1's distilled guidance is Forge's
+    `distilled_cfg_scale` beside a CFG scale of 1; other families' CFG scale is `cfg_scale`."""
+    if model.family == ModelFamily.FLUX1:
+        if body.cfg_scale is not None and body.cfg_scale != 1:
+            raise refused("cfg_scale", f"{model.name} is a FLUX.1 model, which runs its "
+                                       "distilled guidance without CFG here: send cfg_scale 1 "
+                                       "or leave it out, and the guidance as "
+                                       "distilled_cfg_scale.")
+        return body.distilled_cfg_scale
+    if body.distilled_cfg_scale is not None:
+        raise refused("distilled_cfg_scale", f"{model.name} is a {model.get_family_display()} "
+                                             "model: only FLUX.1 models take a distilled "
+                                             "guidance; send its guidance as cfg_scale.")
+    return body.cfg_scale
+
+
+def sampler_of(model, sampler, scheduler, notes):
+    """The recipe's sampler for A1111's sampler and schedule type. FLUX.1 and SD 3.x run the
+    flow samplers on their own schedule, Forge's Simple (other schedule types are reported)."""
+    if model.family not in FLOW_FAMILIES:
+        name = sampler_name_for(sampler, scheduler or "Automatic", notes)
+        if name is None:
+            raise refused("sampler_name", f"No sampler {sampler!r} here (GET /sdapi/v1/samplers).")
+        return name
+    name = {flow.lower(): flow for flow in FLOW_SAMPLERS}.get(sampler.strip().lower())
+    if name is None:
+        raise refused("sampler_name", f"{model.get_family_display()} models run "
+                                      f"{' or '.join(FLOW_SAMPLERS)} here, not {sampler!r}.")
+    schedule = (scheduler or "").strip()
+    if schedule.lower() not in ("", "automatic", FLOW_SCHEDULE_TYPE.lower()):
+        notes.report("scheduler", f"{schedule} ({model.get_family_display()} models run "
+                                  f"{FLOW_SCHEDULE_TYPE})")
+    return name
+
+
 def recipe_values(request, project, body, notes):
-    """The native recipe (JobCreateIn's fields) an A1111 request asks for."""
+    """The native recipe (JobCreateIn's fields) an A1111 request asks for, and its model."""
     overrides = dict(body.override_settings or {})
     model = chosen_model(
         request, project, overrides.pop("sd_model_checkpoint", None),
@@ -269,7 +323,7 @@ def recipe_values(request, project, body, notes):
         "negative_prompt": body.negative_prompt or "",
         "model": model.pk,
         "steps": body.steps,
-        "guidance_scale": body.cfg_scale,
+        "guidance_scale": guidance_scale_of(model, body),
         "width": body.width,
         "height": body.height,
         "clip_skip": overrides.pop("CLIP_stop_at_last_layers", None),
@@ -281,19 +335,17 @@ def recipe_values(request, project, body, notes):
         notes.report(f"override_settings.{name}", str(value))
     sampler = body.sampler_name or body.sampler_index
     if sampler:
-        values["sampler"] = sampler_name_for(sampler, body.scheduler or "Automatic", notes)
-        if values["sampler"] is None:
-            raise refused("sampler_name", f"No sampler {sampler!r} here (GET /sdapi/v1/samplers).")
+        values["sampler"] = sampler_of(model, sampler, body.scheduler, notes)
     if body.subseed_strength:
         values["variation_strength"] = body.subseed_strength
         values["variation_seed"] = None if body.subseed in (None, -1) else body.subseed
     apply_controlnet(body, values)
     unapplied(body, notes)
-    return values
+    return values, model
 
 
 def txt2img_values(request, project, body, notes):
-    values = recipe_values(request, project, body, notes)
+    values, model = recipe_values(request, project, body, notes)
     if body.enable_hr:
         values.update(
             hires_fix=True, hires_scale=body.hr_scale, hires_steps=body.hr_second_pass_steps,
@@ -302,11 +354,17 @@ def txt2img_values(request, project, body, notes):
         if body.hr_upscaler and body.hr_upscaler != HIRES_UPSCALER:
             notes.report("hr_upscaler", f"{body.hr_upscaler} (the hires fix uses "
                                         f"{HIRES_UPSCALER})")
-    return values
+        hires_guidance = body.hr_distilled_cfg
+        if model.family == ModelFamily.FLUX1 and hires_guidance not in (
+            None, values["guidance_scale"]
+        ):
+            notes.report("hr_distilled_cfg", f"{hires_guidance:g} (the hires pass runs the "
+                                             "first pass's distilled_cfg_scale)")
+    return values, model
 
 
 def img2img_values(request, project, body, notes):
-    values = recipe_values(request, project, body, notes)
+    values, model = recipe_values(request, project, body, notes)
     if body.inpainting_mask_invert:
         raise refused("inpainting_mask_invert", "Send the mask white where it is redrawn.")
     values.update(source_upload=body.init_images[0], strength=body.denoising_strength)
@@ -314,21 +372,30 @@ def img2img_values(request, project, body, notes):
         notes.report("init_images", f"{len(body.init_images) - 1} after the first")
     if body.mask:
         values["mask"] = body.mask
-    return values
+    return values, model
 
 
-def a1111_field(field):
-    if field and field.startswith(("control_", "ip_adapter_")):
-        return CONTROLNET_FIELD
-    return A1111_NAMES.get(field, field)
+def a1111_field_names(model):
+    """How a request on `model` names the recipe's fields (FLUX.1's guidance is Forge's
+    distilled_cfg_scale)."""
+    names = dict(A1111_NAMES)
+    if model.family == ModelFamily.FLUX1:
+        names["guidance_scale"] = "distilled_cfg_scale"
+
+    def a1111_field(field):
+        if field and field.startswith(("control_", "ip_adapter_")):
+            return CONTROLNET_FIELD
+        return names.get(field, field)
+
+    return a1111_field
 
 
 def generate(request, body, build):
     """Queue the request's jobs through the studio's form and wait for them."""
     project = token_project(request)
     notes = ImportedParameters(source="a1111")
-    values = build(request, project, body, notes)
-    jobs = recipe_run(request, project, values, field_name=a1111_field)
+    values, model = build(request, project, body, notes)
+    jobs = recipe_run(request, project, values, field_name=a1111_field_names(model))
     return images_response(jobs, body, notes)
 
 
@@ -343,6 +410,8 @@ def images_response(jobs, body, notes):
         with image.file.open("rb") as opened:
             encoded.append(base64.b64encode(opened.read()).decode())
     first = jobs[0]
+    # As Forge reports FLUX.1's: a CFG scale of 1, the guidance as its distilled one.
+    distilled = first.model.family == ModelFamily.FLUX1
     parameters = body.model_dump()
     if "init_images" in parameters:  # as A1111 without include_init_images
         parameters.update(init_images=None, mask=None)
@@ -359,7 +428,9 @@ def images_response(jobs, body, notes):
         "width": first.width,
         "height": first.height,
         "sampler_name": first.sampler,
-        "cfg_scale": first.guidance_scale,
+        "cfg_scale": 1 if distilled else first.guidance_scale,
+        "distilled_cfg_scale": first.guidance_scale if distilled else None,
+        "shift": first.shift,
         "steps": first.steps,
         "batch_size": first.batch_size,
         "restore_faces": False,
@@ -519,16 +590,19 @@ def sd_models(request):
     ]
 
 
-@sdapi.get("/samplers", response=list[SamplerOut], tags=["library"])
+@sdapi.get("/samplers", response=list[SamplerOut], tags=["library"],
+           summary="Every family's samplers; FLUX.1 and SD 3.x models run "
+                   f"{' and '.join(FLOW_SAMPLERS)}")
 def samplers(request):
     return [{"name": name, "aliases": [], "options": {}} for name in SAMPLERS]
 
 
 @sdapi.get("/schedulers", response=list[SchedulerOut], tags=["library"],
-           summary="Schedule types: Automatic (the sampler's default), Uniform, Karras")
+           summary="Schedule types: Automatic (the sampler's default), Uniform, Karras; "
+                   "Simple, the one FLUX.1 and SD 3.x models run")
 def schedulers(request):
     named = sorted({sampler.schedule_type for sampler in SAMPLERS.values()} - {None})
-    types = ["Automatic", UNIFORM_SCHEDULE, *named]
+    types = ["Automatic", UNIFORM_SCHEDULE, *named, FLOW_SCHEDULE_TYPE]
     return [{"name": label.lower(), "label": label,
              "default_rho": 7.0 if label == "Karras" else None} for label in types]
 

@@ -289,7 +289,8 @@ class LibraryAndOptionsTests(SdapiTestCase):
                          ("tiny-sd15", "/models/tiny-sd15"))
         self.assertIn("DPM++ 2M Karras", [sampler["name"] for sampler in client.get_samplers()])
         schedulers = self.call("get", "/schedulers").json()
-        self.assertEqual([item["label"] for item in schedulers], ["Automatic", "Uniform", "Karras"])
+        self.assertEqual([item["label"] for item in schedulers],
+                         ["Automatic", "Uniform", "Karras", "Simple"])
         self.assertEqual([item["name"] for item in self.call("get", "/upscalers").json()],
                          ["None", "Lanczos"])
 
