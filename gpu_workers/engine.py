@@ -259,15 +259,30 @@ class Engine:
         started = time.monotonic()
         # As a batch without adapters runs; a batch with LoRAs (unfused) compiles its own.
         unet_qkv_fused(pipe, self._fuse_qkv)
-        sizes = warm_up_buckets(
-            pipe,
-            self._device,
-            self.config.batch_buckets,
-            max_rows=2 * self.max_batch,  # a request with CFG is two UNet rows
-            decode_chunk=self.config.vae_decode_chunk,
-        )
-        seconds = time.monotonic() - started
+        # Once, even if it fails: a warm-up that runs out of memory would again before every
+        # batch. The buckets it did not reach compile in their first batch instead, whose
+        # out-of-memory error splits it (_run_splitting_on_oom).
         self._warmed.add(pipe)
+        try:
+            sizes = warm_up_buckets(
+                pipe,
+                self._device,
+                self.config.batch_buckets,
+                max_rows=2 * self.max_batch,  # a request with CFG is two UNet rows
+                decode_chunk=self.config.vae_decode_chunk,
+            )
+        except torch.OutOfMemoryError:
+            logger.warning(
+                "Out of memory warming %s up on %s for batches of %d requests: lower "
+                "STUDIO_MAX_BATCH (or the largest of STUDIO_BATCH_BUCKETS) to fit the GPU",
+                source,
+                self._device,
+                self.max_batch,
+            )
+            if self._device.type == "cuda":
+                torch.cuda.empty_cache()
+            return time.monotonic() - started
+        seconds = time.monotonic() - started
         WARMUP_SECONDS.labels(device=str(self._device)).set(seconds)
         logger.info(
             "Warmed %s up on %s in %.1f s: UNet batches of %s rows, VAE decodes of %s",

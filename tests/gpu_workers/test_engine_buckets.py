@@ -374,3 +374,27 @@ def test_sdxl_warms_up_and_pads_its_added_conditioning_as_alone(
     assert set(sizes) == {4}  # 3 UNet rows, padded
     for padded_result, alone_result in zip(padded, alone, strict=True):
         assert np.array_equal(pixels(padded_result), pixels(alone_result))
+
+
+def test_a_warm_up_out_of_memory_is_logged_once_and_jobs_still_run(
+    engines, cpu_config, tiny_request, monkeypatch, caplog
+):
+    config = dataclasses.replace(cpu_config, batch_buckets=(1, 2, 4, 8))
+    pipe = load_pipeline(tiny_request.model_source, config)
+    real_forward = pipe.unet.forward
+
+    def forward(sample, *args, **kwargs):
+        if sample.shape[0] > 2:
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB")
+        return real_forward(sample, *args, **kwargs)
+
+    monkeypatch.setattr(pipe.unet, "forward", forward)
+    engine = engines(config, max_batch=4).start()
+
+    engine.preload([tiny_request.model_source])
+    result = engine.submit(tiny_request).result()  # 2 UNet rows: fits
+
+    warnings = [record.getMessage() for record in caplog.records]
+    warnings = [message for message in warnings if "warming" in message]
+    assert len(warnings) == 1 and "lower STUDIO_MAX_BATCH" in warnings[0]
+    assert result.images
