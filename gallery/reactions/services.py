@@ -65,9 +65,17 @@ def reaction_toggle(*, model, image, user, on):
 
 def image_reactions(image, user):
     """What the image's like and favourite buttons show, for one image (detail page): the
-    grids' annotations, in one query."""
-    shown = ["like_count", "liked", "favourited"] if user.is_authenticated else ["like_count"]
-    return with_reactions(Image.all_objects.filter(pk=image.pk), user).values(*shown).get()
+    like count and the viewer's like in one aggregate of the image's likes, the favourite in
+    a second query. The grids' annotations (with_reactions) on the one image would be a
+    single query, but measured slower to build and to run than these two."""
+    if not user.is_authenticated:
+        return {"like_count": image.likes.count()}
+    likes = image.likes.aggregate(like_count=Count("pk"), liked=Count("pk", filter=Q(user=user)))
+    return {
+        "like_count": likes["like_count"],
+        "liked": likes["liked"] > 0,
+        "favourited": Favourite.objects.filter(image=image, user=user).exists(),
+    }
 
 
 def image_panel(image, user):
