@@ -2,8 +2,9 @@
 
 from datetime import datetime
 
-from ninja import Router, Schema
+from ninja import Field, Router, Schema
 
+from generation.choices import FLOW_SAMPLER_NAMES, ModelFamily
 from generation.models import DiffusionModel, Embedding, Lora, ModelKind
 from studio.api.access import project_for, team_for, visible_projects, visible_teams
 
@@ -28,12 +29,18 @@ class ModelOut(Schema):
     id: int
     name: str
     kind: str
-    family: str
+    family: ModelFamily = Field(
+        ..., description="flux1 (FLUX.1) and sd3 (SD 3.x) are flow-matching models: they take "
+                         "a job's `shift`, run the flow samplers "
+                         f"({', '.join(FLOW_SAMPLER_NAMES)}) and read their prompt with T5; "
+                         "FLUX.1's guidance scale is its distilled guidance (no CFG, no "
+                         "negative prompt).",
+    )
     description: str
     default_width: int
     default_height: int
     default_steps: int
-    default_guidance_scale: float
+    default_guidance_scale: float = Field(..., description="FLUX.1: its distilled guidance.")
     default_sampler: str
     hash: str | None
 

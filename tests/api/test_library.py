@@ -1,5 +1,6 @@
 """/api/v1 teams, projects, models, LoRAs and embeddings."""
 
+from generation.choices import ModelFamily
 from generation.models import DiffusionModel, TeamModelSetting
 from studio.accounts.models import Role
 from tests.api.base import ApiTestCase
@@ -22,6 +23,26 @@ class LibraryTests(ApiTestCase):
         self.assertEqual(names, ["admins-only", "tiny-sd15"])
         self.assert_problem(self.api("get", f"{path}?kind=lens", self.token(self.admin)), 422,
                             "kind")
+
+    def test_flow_models_are_listed_with_their_family(self):
+        DiffusionModel.objects.create(name="flux-dev", source="/m/f", family=ModelFamily.FLUX1,
+                                      default_guidance_scale=3.5)
+        DiffusionModel.objects.create(name="sd35", source="/m/s", family=ModelFamily.SD3)
+        path = f"/projects/{self.project.pk}/models"
+        body = self.api("get", path, self.token(self.editor)).json()
+        self.assertEqual([(model["name"], model["family"]) for model in body],
+                         [("flux-dev", "flux1"), ("sd35", "sd3"), ("tiny-sd15", "sd15")])
+        self.assertEqual(body[0]["default_guidance_scale"], 3.5)
+
+    def test_the_schema_describes_the_flow_families_and_shift(self):
+        schemas = self.client.get("/api/v1/openapi.json").json()["components"]["schemas"]
+        family = schemas["ModelOut"]["properties"]["family"]
+        self.assertIn("FLUX.1's guidance scale is its distilled guidance", family["description"])
+        self.assertIn("`shift`", family["description"])
+        self.assertEqual(family["$ref"], "#/components/schemas/ModelFamily")
+        self.assertEqual(schemas["ModelFamily"]["enum"], ModelFamily.values)
+        shift = schemas["JobCreateIn"]["properties"]["shift"]
+        self.assertIn("FLUX.1 and SD 3.x only", shift["description"])
 
     def test_loras_and_embeddings_of_the_team(self):
         make_lora(self.team, self.editor, "paper_cut")
