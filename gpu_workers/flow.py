@@ -18,6 +18,10 @@ row in a batch gets its image alone, bitwise (gpu_workers.batch_invariance).
   blends the noised source back in outside the mask after each step (the plain 64 / 16
   channel transformers; FLUX.1 Fill's is refused). Samplers: gpu_workers.samplers'
   FLOW_SAMPLERS, with the request's shift if it has one.
+- ControlNet (txt2img), after FluxControlNetPipeline and StableDiffusion3ControlNetPipeline:
+  the batch's FluxControlNetModel / SD3ControlNetModel reads each row's control image through
+  the VAE (FLUX.1: packed; XLabs' hint-block ControlNets the pixels), its residuals scaled
+  per row by the row's conditioning scale inside its guidance start..end.
 
 Prompts are encoded by the pipeline's own encode_prompt, as written: A1111's emphasis is
 not read for these families yet, and prompt editing or alternation is refused. A T5 prompt
@@ -28,6 +32,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+from diffusers import FluxControlNetModel, SD3ControlNetModel
 from diffusers.image_processor import VaeImageProcessor
 from diffusers.pipelines.flux.pipeline_flux import calculate_shift, retrieve_timesteps
 from diffusers.pipelines.flux.pipeline_flux_img2img import retrieve_latents
@@ -36,8 +41,9 @@ from diffusers.utils.torch_utils import randn_tensor
 from PIL import Image
 
 from gpu_workers.batch_invariance import each_request_alone
+from gpu_workers.control import control_image_from
 from gpu_workers.denoise import varied_noise
-from gpu_workers.pipelines import FAMILY_NAMES, FLUX, SD3, pipeline_family
+from gpu_workers.pipelines import FAMILY_NAMES, FLUX, SD, SD3, SDXL, pipeline_family
 from gpu_workers.prompt_syntax import prompt_schedule
 from gpu_workers.prompt_syntax import t5_token_limit as prompt_t5_token_limit
 from gpu_workers.requests import GenerationFailed, GenerationRequest
@@ -46,6 +52,8 @@ from gpu_workers.samplers import FLOW_SAMPLERS, fresh_flow_scheduler
 # The transformer's input channels for FLUX.1's 16 latent channels packed 2×2 (FLUX.1 Fill
 # and the other FLUX.1 tools take more) and for SD 3.x's 16 (SD 3.x inpainting variants 33).
 TRANSFORMER_CHANNELS = {FLUX: 64, SD3: 16}
+# Each family's ControlNet class (FluxControlNetPipeline's, StableDiffusion3ControlNetPipeline's).
+CONTROLNET_CLASSES = {FLUX: FluxControlNetModel, SD3: SD3ControlNetModel}
 
 
 def t5_token_limit(pipe) -> int:
@@ -57,9 +65,9 @@ def t5_token_limit(pipe) -> int:
 
 
 def batch_refusal(pipe, request: GenerationRequest) -> str | None:
-    """Why a batch of requests like `request` (BatchKey: ControlNet, IP-Adapter,
-    embeddings) can't run on this flow model yet, or None. Every mode and LoRAs
-    (gpu_workers.loras) run."""
+    """Why a batch of requests like `request` (BatchKey: IP-Adapter, embeddings) can't run
+    on this flow model yet, or None. Every mode, LoRAs (gpu_workers.loras) and ControlNet
+    for txt2img run."""
     family = pipeline_family(pipe)
     channels = pipe.transformer.config.in_channels
     if channels != TRANSFORMER_CHANNELS[family]:
@@ -70,7 +78,7 @@ def batch_refusal(pipe, request: GenerationRequest) -> str | None:
         )
     family = FAMILY_NAMES[family]
     unsupported = {
-        "ControlNet": request.control,
+        "ControlNet beyond txt2img": request.control and request.mode != "txt2img",
         "IP-Adapter": request.ip_adapter,
         "textual-inversion embeddings": request.embeddings,
     }
@@ -96,6 +104,7 @@ class FlowRow:
     guidance: torch.Tensor | None  # FLUX.1 [dev]: the distilled guidance value, (1,)
     num_warmup_steps: int
     inpaint: "FlowInpaint | None" = None
+    control: "FlowControl | None" = None
     calls: int = 0
     step: int = 0
     # After a step: the clean latents it predicts, (1, 16, h, w), for the step's preview.
@@ -122,6 +131,24 @@ class FlowInpaint:
     image_latents: torch.Tensor  # the source image's
     noise: torch.Tensor  # the row's starting noise, to noise the source to the next step
     mask: torch.Tensor  # 1 where the image is redrawn
+
+
+@dataclass
+class FlowControl:
+    """A ControlNet row's conditioning, as FluxControlNetPipeline and
+    StableDiffusion3ControlNetPipeline prepare it."""
+
+    images: torch.Tensor  # its transformer rows': VAE latents (FLUX.1 InstantX: packed)
+    scales: list[float]  # per step: the scale, or 0 outside guidance start..end
+
+
+def controlnet_family_name(controlnet: torch.nn.Module) -> str:
+    """The family a ControlNet is made for, for messages."""
+    for family, controlnet_class in CONTROLNET_CLASSES.items():
+        if isinstance(controlnet, controlnet_class):
+            return FAMILY_NAMES[family]
+    sdxl = controlnet.config.get("addition_embed_type") == "text_time"
+    return FAMILY_NAMES[SDXL if sdxl else SD]
 
 
 def noised(scheduler: SchedulerMixin, sample, timestep, noise):
@@ -189,6 +216,8 @@ class FlowBatch:
                     f"{family} models don't support prompt editing or alternation ([a:b:0.5], "
                     f"[a|b]) in the studio yet: the {name} uses it."
                 )
+        if request.control is not None:
+            self._check_controlnet(request)
         limit = t5_token_limit(self.pipe)
         tokenizer = self.pipe.tokenizer_2 if self.family == FLUX else self.pipe.tokenizer_3
         for name, prompt in prompts.items():
@@ -197,6 +226,28 @@ class FlowBatch:
                 raise GenerationFailed(
                     f"The {name} is {tokens} T5 tokens long; {family} models read at most "
                     f"{limit}. Shorten it: the studio never cuts a prompt short."
+                )
+
+    def _check_controlnet(self, request: GenerationRequest) -> None:
+        """Refuse a ControlNet that is missing or made for another family or model size."""
+        controlnet, family = self.controlnet, FAMILY_NAMES[self.family]
+        name = request.control.name or request.control.model_source
+        if controlnet is None:
+            raise GenerationFailed("A ControlNet request needs its ControlNet model loaded.")
+        if not isinstance(controlnet, CONTROLNET_CLASSES[self.family]):
+            raise GenerationFailed(
+                f"The ControlNet {name} is a {controlnet_family_name(controlnet)} ControlNet; "
+                f"this model is {family}. Choose a {family} ControlNet."
+            )
+        transformer = self.pipe.transformer.config
+        widths = [("in_channels", transformer.in_channels)]
+        if controlnet.config.get("joint_attention_dim") is not None:
+            widths.append(("joint_attention_dim", transformer.joint_attention_dim))
+        for setting, width in widths:
+            if controlnet.config[setting] != width:
+                raise GenerationFailed(
+                    f"The ControlNet {name} does not fit this {family} model: its {setting} is "
+                    f"{controlnet.config[setting]}, the model's {width}."
                 )
 
     def _start(self, request: GenerationRequest) -> FlowRow:
@@ -230,6 +281,11 @@ class FlowBatch:
             prompt_embeds = torch.cat([negative, positive]) if cfg else positive
             pooled = torch.cat([negative_pooled, pooled]) if cfg else pooled
         timesteps = self._timesteps(scheduler, request)
+        control = None
+        if request.control is not None:
+            # Before the noise: FLUX.1's pipeline samples the control image's latents with
+            # the request's generator first.
+            control = self._control(request, generator, cfg, len(timesteps))
         latents, inpaint = self._latents(
             request, scheduler, timesteps, generator, prompt_embeds.dtype
         )
@@ -246,7 +302,66 @@ class FlowBatch:
             guidance=guidance,
             num_warmup_steps=max(len(timesteps) - steps * scheduler.order, 0),
             inpaint=inpaint,
+            control=control,
         )
+
+    def _control(self, request, generator, cfg: bool, steps: int) -> FlowControl:
+        """The row's control image (made from the request's image: canny edges) through the
+        VAE and each step's scale, as the family's ControlNet pipeline prepares them."""
+        pipe, device, vae = self.pipe, self.device, self.pipe.vae
+        control = request.control
+        conditioning = control_image_from(
+            control.image,
+            request.width,
+            request.height,
+            module=control.module,
+            low_threshold=control.low_threshold,
+            high_threshold=control.high_threshold,
+        )
+        image = pipe.image_processor.preprocess(
+            conditioning, height=request.height, width=request.width
+        )
+        # The pipelines' repeat_interleave leaves it contiguous, whatever layout it had.
+        image = image.contiguous()
+        if self.family == FLUX:
+            image = image.to(device=device, dtype=vae.dtype)
+            if self.controlnet.input_hint_block is None:  # InstantX: packed VAE latents
+                image = retrieve_latents(vae.encode(image), generator=generator[0])
+                image = (image - vae.config.shift_factor) * vae.config.scaling_factor
+                channels, height, width = image.shape[1:]
+                image = pipe._pack_latents(image, 1, channels, height, width)
+            # XLabs' (a hint block) read the pixels themselves.
+        else:
+            image = image.to(device=device, dtype=pipe.transformer.dtype)
+            image = torch.cat([image] * 2) if cfg else image
+            # StableDiffusion3ControlNetPipeline samples these latents from torch's global
+            # generator; the studio's row samples them from one seeded with the request's
+            # seed, which is what the pipeline draws after torch.manual_seed(seed).
+            control_generator = torch.Generator(device=device).manual_seed(request.seed)
+            # Both CFG rows in one VAE call, as the pipeline encodes them: the worker's VAE
+            # slicing (which saves memory on large batches) would encode them one by one,
+            # which rounds otherwise on a CPU.
+            slicing, vae.use_slicing = vae.use_slicing, False
+            try:
+                image = vae.encode(image).latent_dist.sample(generator=control_generator)
+            finally:
+                vae.use_slicing = slicing
+            # InstantX's SD 3.x ControlNets (zero pooled prompt) were trained without the shift.
+            shift = 0 if self.controlnet.config.force_zeros_for_pooled_projection else None
+            shift = vae.config.shift_factor if shift is None else shift
+            image = (image - shift) * vae.config.scaling_factor
+        # The pipelines' controlnet_keep.
+        scales = [
+            control.conditioning_scale
+            * (
+                1.0
+                - float(
+                    i / steps < control.guidance_start or (i + 1) / steps > control.guidance_end
+                )
+            )
+            for i in range(steps)
+        ]
+        return FlowControl(images=image, scales=scales)
 
     def _timesteps(self, scheduler: SchedulerMixin, request: GenerationRequest) -> torch.Tensor:
         """The row's timesteps, as its pipeline sets them (FLUX.1: its sigmas and the shift
@@ -387,6 +502,8 @@ class FlowBatch:
         # modulations) on each request's rows alone; attention over hundreds of tokens
         # rounds alike in any batch.
         with each_request_alone(groups, self.device):
+            if rows[0].control is not None:
+                inputs.update(self._controlnet_residuals(rows, inputs))
             prediction = pipe.transformer(**inputs, return_dict=False)[0]
         ended = []
         for row, group in zip(rows, groups, strict=True):
@@ -399,6 +516,59 @@ class FlowBatch:
             if self._step_row(row, noise_pred):
                 ended.append(row)
         return ended
+
+    def _controlnet_residuals(self, rows: list[FlowRow], inputs: dict) -> dict:
+        """The ControlNet's residuals for the transformer call `inputs`, each row's at its
+        own step's scale, as the family's ControlNet pipeline passes them."""
+        controlnet = self.controlnet
+        scales = [row.control.scales[row.calls] for row in rows for _ in range(row.model_rows)]
+        scale = scales[0]
+        if len(set(scales)) > 1:
+            # Rows at different steps of their spans: a scale per transformer row (the
+            # residuals' dtype, as the float one multiplies them).
+            scale = torch.tensor(scales, device=self.device, dtype=controlnet.dtype).view(-1, 1, 1)
+        images = torch.cat([row.control.images for row in rows])
+        if self.family == FLUX:
+            guidance = None
+            if controlnet.config.guidance_embeds:
+                guidance = torch.cat(
+                    [torch.full([1], row.guidance_scale, device=self.device) for row in rows]
+                )
+            blocks, single_blocks = controlnet(
+                hidden_states=inputs["hidden_states"],
+                controlnet_cond=images,
+                controlnet_mode=None,
+                conditioning_scale=scale,
+                timestep=inputs["timestep"],
+                guidance=guidance,
+                pooled_projections=inputs["pooled_projections"],
+                encoder_hidden_states=inputs["encoder_hidden_states"],
+                txt_ids=inputs["txt_ids"],
+                img_ids=inputs["img_ids"],
+                return_dict=False,
+            )
+            return {
+                "controlnet_block_samples": blocks,
+                "controlnet_single_block_samples": single_blocks,
+                # XLabs' ControlNets (a hint block) repeat their few blocks over the model's.
+                "controlnet_blocks_repeat": controlnet.input_hint_block is not None,
+            }
+        pooled = inputs["pooled_projections"]
+        if controlnet.config.force_zeros_for_pooled_projection:
+            pooled = torch.zeros_like(pooled)
+        text = None  # SD 3.5's own ControlNets read no prompt
+        if controlnet.config.joint_attention_dim is not None:
+            text = inputs["encoder_hidden_states"]
+        blocks = controlnet(
+            hidden_states=inputs["hidden_states"],
+            timestep=inputs["timestep"],
+            encoder_hidden_states=text,
+            pooled_projections=pooled,
+            controlnet_cond=images,
+            conditioning_scale=scale,
+            return_dict=False,
+        )[0]
+        return {"block_controlnet_hidden_states": blocks}
 
     def _step_row(self, row: FlowRow, noise_pred: torch.Tensor) -> bool:
         """Step `row` on its own scheduler; whether that ended one of its steps."""

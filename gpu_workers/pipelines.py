@@ -17,8 +17,10 @@ import torch
 from diffusers import (
     ControlNetModel,
     DiffusionPipeline,
+    FluxControlNetModel,
     FluxPipeline,
     FluxTransformer2DModel,
+    SD3ControlNetModel,
     SD3Transformer2DModel,
     StableDiffusion3Pipeline,
     StableDiffusionImg2ImgPipeline,
@@ -333,26 +335,41 @@ def _load_flow_single_file(
     )
 
 
-def load_controlnet(source: str, config: WorkerConfig) -> ControlNetModel:
-    """The ControlNetModel of a Hub id or local diffusers folder, loaded on first use and
-    kept in the model cache, within its budget, as pipelines are."""
+# The ControlNet classes load_controlnet reads, by the _class_name of their config.json.
+CONTROLNET_CLASSES = {
+    model_class.__name__: model_class
+    for model_class in (ControlNetModel, FluxControlNetModel, SD3ControlNetModel)
+}
+
+
+def load_controlnet(source: str, config: WorkerConfig) -> torch.nn.Module:
+    """The ControlNet of a Hub id or local diffusers folder (a ControlNetModel for SD and
+    SDXL, a FluxControlNetModel or SD3ControlNetModel for the flow families, by its
+    config.json's _class_name), loaded on first use and kept in the model cache, within its
+    budget, as pipelines are."""
     key = (source, config)
     with _cache_lock:
         entry = _cache.get(key)
         _count_lookup("controlnet", entry)
         if entry is None:
             try:
-                controlnet = ControlNetModel.from_pretrained(source, dtype=config.dtype)
+                controlnet_class = CONTROLNET_CLASSES.get(
+                    ControlNetModel.load_config(source).get("_class_name"), ControlNetModel
+                )
+                controlnet = controlnet_class.from_pretrained(source, dtype=config.dtype)
             except (OSError, ValueError) as error:
                 raise GenerationFailed(
                     f"{source} is not a ControlNet model this worker can read: {error}"
                 ) from error
             entry = _Entry(nbytes=module_bytes([controlnet]), controlnet=controlnet)
             _make_room(config, entry.nbytes, incoming=source)
-            processor = AttnProcessor2_0() if config.attention == "sdpa" else AttnProcessor()
-            controlnet.set_attn_processor(processor)
-            if config.channels_last:
-                controlnet.to(memory_format=torch.channels_last)
+            # A flow family's ControlNet keeps its transformer's attention processors and
+            # layout, as the flow pipelines' transformers do (_apply_options).
+            if isinstance(controlnet, ControlNetModel):
+                processor = AttnProcessor2_0() if config.attention == "sdpa" else AttnProcessor()
+                controlnet.set_attn_processor(processor)
+                if config.channels_last:
+                    controlnet.to(memory_format=torch.channels_last)
             controlnet.to(config.device)
             controlnet.eval()
             _cache[key] = entry

@@ -17,8 +17,10 @@ from diffusers import (
     ControlNetModel,
     EulerDiscreteScheduler,
     FlowMatchEulerDiscreteScheduler,
+    FluxControlNetModel,
     FluxPipeline,
     FluxTransformer2DModel,
+    SD3ControlNetModel,
     SD3Transformer2DModel,
     StableDiffusion3Pipeline,
     StableDiffusionPipeline,
@@ -43,6 +45,8 @@ TINY_SDXL_NAME = "tiny-sdxl"
 TINY_FLUX_NAME = "tiny-flux1"
 TINY_SD3_NAME = "tiny-sd3"
 TINY_CONTROLNET_NAME = "tiny-controlnet-sd15"
+TINY_FLUX_CONTROLNET_NAME = "tiny-controlnet-flux1"
+TINY_SD3_CONTROLNET_NAME = "tiny-controlnet-sd3"
 TINY_IP_ADAPTER_NAME = "tiny-ip-adapter-sd15"
 TINY_IP_ADAPTER_WEIGHTS = "ip-adapter.safetensors"
 
@@ -321,6 +325,77 @@ def build_tiny_sd3(path: str | Path) -> Path:
     Idempotent: a folder that already has a model_index.json is returned untouched.
     """
     return _build_folder(path, _tiny_sd3_pipeline)
+
+
+def build_tiny_flux_controlnet(path: str | Path) -> Path:
+    """Build a tiny FluxControlNetModel for the tiny FLUX.1 [dev] model (build_tiny_flux's
+    widths, rotary axes and guidance input) as a diffusers folder at `path`, InstantX's
+    layout: the control image enters as packed VAE latents, no hint block. Its zero-initialised
+    layers get random weights, so that it steers the image as a trained one does.
+
+    Idempotent: a folder that already has a config.json is returned untouched.
+    """
+    return _build_folder(path, lambda build_dir: _tiny_flux_controlnet(), marker="config.json")
+
+
+def _tiny_flux_controlnet() -> FluxControlNetModel:
+    controlnet = FluxControlNetModel(
+        patch_size=1,
+        in_channels=64,
+        num_layers=1,
+        num_single_layers=1,
+        attention_head_dim=16,
+        num_attention_heads=2,
+        joint_attention_dim=32,  # the tiny T5's width
+        pooled_projection_dim=32,  # the tiny CLIP's
+        guidance_embeds=True,
+        axes_dims_rope=(4, 6, 6),
+    )
+    _randomise(
+        [
+            *controlnet.controlnet_blocks,
+            *controlnet.controlnet_single_blocks,
+            controlnet.controlnet_x_embedder,
+        ]
+    )
+    return controlnet
+
+
+def build_tiny_sd3_controlnet(path: str | Path) -> Path:
+    """Build a tiny SD3ControlNetModel for the tiny SD 3.x model (build_tiny_sd3's widths and
+    patches) as a diffusers folder at `path`, InstantX's layout: the control image enters as
+    VAE latents, the pooled prompt as zeros. Its zero-initialised layers get random weights.
+
+    Idempotent: a folder that already has a config.json is returned untouched.
+    """
+    return _build_folder(path, lambda build_dir: _tiny_sd3_controlnet(), marker="config.json")
+
+
+def _tiny_sd3_controlnet() -> SD3ControlNetModel:
+    controlnet = SD3ControlNetModel(
+        sample_size=8,
+        patch_size=2,
+        in_channels=16,
+        out_channels=16,
+        num_layers=1,
+        attention_head_dim=8,
+        num_attention_heads=4,
+        joint_attention_dim=96,  # the tiny T5's width
+        caption_projection_dim=32,
+        pooled_projection_dim=80,  # the two tiny CLIPs' projections side by side
+        pos_embed_max_size=64,
+        qk_norm="rms_norm",
+    )
+    _randomise([*controlnet.controlnet_blocks, controlnet.pos_embed_input.proj])
+    return controlnet
+
+
+def _randomise(layers) -> None:
+    """Random weights for a ControlNet's zero-initialised layers (whose output is zero
+    until trained)."""
+    for layer in layers:
+        torch.nn.init.normal_(layer.weight, std=0.05)
+        torch.nn.init.normal_(layer.bias, std=0.05)
 
 
 def _tiny_clip(tokenizer: CLIPTokenizer, hidden_size: int, *, projection: bool):

@@ -1,0 +1,183 @@
+"""ControlNet for FLUX.1 and SD 3.x through the engine (issue #17), on the tiny models and
+their tiny ControlNets, on the CPU in fp32:
+- a request alone gives exactly the pixels of FluxControlNetPipeline /
+  StableDiffusion3ControlNetPipeline with the same settings, conditioning scale and span;
+- a request in a batch (other seeds, prompts, scales, spans, step counts) gives exactly the
+  pixels it gets alone;
+- a ControlNet of another family is refused, naming both families."""
+
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+from diffusers import (
+    FluxControlNetModel,
+    FluxControlNetPipeline,
+    SD3ControlNetModel,
+    StableDiffusion3ControlNetPipeline,
+)
+from PIL import Image
+
+from gpu_workers.requests import ControlRef, GenerationFailed, GenerationRequest
+from gpu_workers.tiny_models import (
+    build_tiny_controlnet,
+    build_tiny_flux_controlnet,
+    build_tiny_sd3_controlnet,
+)
+
+pytestmark = pytest.mark.slow
+
+PIPELINES = {
+    "flux": (FluxControlNetPipeline, FluxControlNetModel),
+    "sd3": (StableDiffusion3ControlNetPipeline, SD3ControlNetModel),
+}
+
+
+@pytest.fixture(scope="module")
+def controlnets(tmp_path_factory):
+    models = tmp_path_factory.mktemp("controlnets")
+    return {
+        "flux": build_tiny_flux_controlnet(models / "flux"),
+        "sd3": build_tiny_sd3_controlnet(models / "sd3"),
+    }
+
+
+@pytest.fixture(params=["flux", "sd3"])
+def family(request):
+    return request.param
+
+
+@pytest.fixture
+def control_request(family, tiny_flux, tiny_sd3, controlnets):
+    model = {"flux": tiny_flux, "sd3": tiny_sd3}[family]
+    return GenerationRequest(
+        model_source=str(model),
+        prompt="a cat on the mat",
+        negative_prompt="blurry",
+        steps=4,
+        guidance_scale=3.5 if family == "flux" else 5.0,
+        width=64,
+        height=48,
+        seed=1234,
+        control=ControlRef(model_source=str(controlnets[family]), image=square()),
+    )
+
+
+def square(size=(64, 48), box=(16, 8, 48, 40)):
+    image = Image.new("RGB", size, (0, 0, 0))
+    image.paste((255, 255, 255), box)
+    return image
+
+
+def pixels(result):
+    return np.asarray(result.images[0])
+
+
+def plain_pixels(family, request):
+    """What plain diffusers' ControlNet pipeline makes for `request`, given the canny edges
+    the worker conditions on. StableDiffusion3ControlNetPipeline samples the control image's
+    latents from torch's global generator: seeded with the request's seed first."""
+    from gpu_workers.control import control_image_from
+
+    pipeline_class, controlnet_class = PIPELINES[family]
+    controlnet = controlnet_class.from_pretrained(request.control.model_source)
+    pipe = pipeline_class.from_pretrained(request.model_source, controlnet=controlnet)
+    pipe.set_progress_bar_config(disable=True)
+    control = request.control
+    options = {"negative_prompt": request.negative_prompt} if family == "sd3" else {}
+    torch.manual_seed(request.seed)
+    output = pipe(
+        prompt=request.prompt,
+        control_image=control_image_from(control.image, request.width, request.height),
+        controlnet_conditioning_scale=control.conditioning_scale,
+        control_guidance_start=control.guidance_start,
+        control_guidance_end=control.guidance_end,
+        num_inference_steps=request.steps,
+        guidance_scale=request.guidance_scale,
+        width=request.width,
+        height=request.height,
+        generator=torch.Generator("cpu").manual_seed(request.seed),
+        **options,
+    )
+    return np.asarray(output.images[0])
+
+
+def run(engine, requests):
+    futures = [engine.submit(request) for request in requests]
+    engine.start()
+    return [future.result() for future in futures]
+
+
+def with_control(request, **changes):
+    return dataclasses.replace(request, control=dataclasses.replace(request.control, **changes))
+
+
+@pytest.mark.parametrize(
+    ("scale", "start", "end"), [(1.0, 0.0, 1.0), (0.6, 0.25, 0.75), (1.5, 0.5, 1.0)]
+)
+def test_a_request_alone_is_the_controlnet_pipelines_image(
+    make_engine, family, control_request, scale, start, end
+):
+    request = with_control(
+        control_request, conditioning_scale=scale, guidance_start=start, guidance_end=end
+    )
+    [result] = run(make_engine(), [request])
+
+    assert np.array_equal(pixels(result), plain_pixels(family, request))
+
+
+def test_the_controlnet_changes_the_image(make_engine, control_request):
+    [controlled] = run(make_engine(), [control_request])
+    [plain] = run(make_engine(), [dataclasses.replace(control_request, control=None)])
+    [other_image] = run(
+        make_engine(), [with_control(control_request, image=square(box=(0, 0, 24, 24)))]
+    )
+
+    assert not np.array_equal(pixels(controlled), pixels(plain))
+    assert not np.array_equal(pixels(controlled), pixels(other_image))
+
+
+def test_a_row_in_a_batch_is_its_image_alone(make_engine, control_request):
+    requests = [
+        control_request,
+        dataclasses.replace(control_request, prompt="the mat", seed=7, steps=6),
+        with_control(
+            dataclasses.replace(control_request, seed=8),
+            image=square(box=(0, 0, 24, 24)),
+            conditioning_scale=0.5,
+        ),
+        with_control(
+            dataclasses.replace(control_request, seed=9, steps=3, guidance_scale=1.0),
+            guidance_start=0.4,
+            guidance_end=0.9,
+        ),
+    ]
+    batched = run(make_engine(max_batch=4), requests)
+    alone = [run(make_engine(), [request])[0] for request in requests]
+
+    assert [result.batch_size for result in batched] != [1] * 4  # they did share calls
+    for n, (in_batch, by_itself) in enumerate(zip(batched, alone, strict=True)):
+        assert np.array_equal(pixels(in_batch), pixels(by_itself)), n
+
+
+def test_a_controlnet_of_another_family_is_refused(
+    make_engine, family, control_request, controlnets, tmp_path
+):
+    other = {"flux": "sd3", "sd3": "flux"}[family]
+    names = {"flux": "FLUX.1", "sd3": "Stable Diffusion 3.x"}
+    sd15 = build_tiny_controlnet(tmp_path / "sd15")
+    for source, its_family in [(controlnets[other], names[other]), (sd15, "Stable Diffusion")]:
+        request = with_control(control_request, model_source=str(source), name="edges")
+        message = rf"edges is a {its_family} ControlNet; this model is {names[family]}"
+        with pytest.raises(GenerationFailed, match=message):
+            run(make_engine(), [request])
+
+
+def test_controlnet_beyond_txt2img_is_refused_naming_the_family(
+    make_engine, family, control_request
+):
+    request = dataclasses.replace(control_request, init_image=square(), strength=0.5)
+    name = {"flux": "FLUX.1", "sd3": "Stable Diffusion 3.x"}[family]
+    with pytest.raises(GenerationFailed, match=f"{name} models don't support ControlNet beyond"):
+        run(make_engine(), [request])
