@@ -1,8 +1,8 @@
 """FLUX.1 and SD 3.x through real processes (issue #17): the studio's form posted over HTTP
 to the server, run by the worker (a Celery worker on Redis, or the embedded one), on the
-tiny FLUX.1 and SD3 models: txt2img, then img2img, inpaint, outpaint, hires fix and DPM++ 2M
-with a shift from its image; what these families can't do yet is refused by the form, naming
-the family, and no job is made."""
+tiny FLUX.1 and SD3 models: txt2img, then img2img, inpaint, outpaint, hires fix, DPM++ 2M
+with a shift and the family's tiny ControlNet from its image; what these families can't do
+yet is refused by the form, naming the family, and no job is made."""
 
 import io
 import urllib.error
@@ -11,7 +11,14 @@ import pytest
 from PIL import Image as PILImage
 
 from gallery.models import Image
-from generation.models import DiffusionModel, GenerationJob, JobStatus, ModelFamily, SourceKind
+from generation.models import (
+    DiffusionModel,
+    GenerationJob,
+    JobStatus,
+    ModelFamily,
+    ModelKind,
+    SourceKind,
+)
 from studio.accounts.models import Membership, Project, Role, Team, User
 from tests.e2e.http import StudioClient
 from tests.e2e.test_every_mode_end_to_end import mask_data_url, wait_until_done
@@ -38,7 +45,26 @@ def flow_models(tmp_path_factory):
     }
 
 
-def test_flow_families_generate_txt2img_through_the_worker(studio_processes, flow_models):
+@pytest.fixture
+def flow_controlnets(tmp_path_factory):
+    from gpu_workers.tiny_models import build_tiny_flux_controlnet, build_tiny_sd3_controlnet
+
+    root = tmp_path_factory.mktemp("flow-controlnets")
+    return {
+        "flux": DiffusionModel.objects.create(
+            name="canny-flux1", source=str(build_tiny_flux_controlnet(root / "flux")),
+            kind=ModelKind.CONTROLNET, family=ModelFamily.FLUX1,
+        ),
+        "sd3": DiffusionModel.objects.create(
+            name="canny-sd3", source=str(build_tiny_sd3_controlnet(root / "sd3")),
+            kind=ModelKind.CONTROLNET, family=ModelFamily.SD3,
+        ),
+    }
+
+
+def test_flow_families_generate_txt2img_through_the_worker(
+    studio_processes, flow_models, flow_controlnets
+):
     user = User.objects.create_user("fl", "fl@example.org", PASSWORD)
     team = Team.objects.create(name="Flow")
     Membership.objects.create(team=team, user=user, role=Role.OWNER)
@@ -87,6 +113,8 @@ def test_flow_families_generate_txt2img_through_the_worker(studio_processes, flo
             "hires fix": {"hires_fix": "on", "hires_scale": 2, "hires_steps": 2,
                           "hires_strength": 0.5},
             "DPM++ 2M": {"sampler": "DPM++ 2M", "shift": 3},
+            "ControlNet": {"control_model": flow_controlnets[family].pk,
+                           "control_image": source.pk, "control_scale": 1},
         }
         for mode, fields in modes.items():
             before = set(GenerationJob.objects.values_list("pk", flat=True))
@@ -96,7 +124,7 @@ def test_flow_families_generate_txt2img_through_the_worker(studio_processes, flo
     done = wait_until_done(by_mode.values())
 
     sizes = {"img2img": (80, 64), "inpaint": (80, 64), "outpaint": (96, 64),
-             "hires fix": (160, 128), "DPM++ 2M": (80, 64)}
+             "hires fix": (160, 128), "DPM++ 2M": (80, 64), "ControlNet": (80, 64)}
     for (family, mode), job in by_mode.items():
         job = done[job.pk]
         assert job.status == JobStatus.FINISHED, (family, mode, job.error)
@@ -110,6 +138,7 @@ def test_flow_families_generate_txt2img_through_the_worker(studio_processes, flo
         assert "Hires upscale: 2" in parameters[family, "hires fix"]
         assert "Sampler: DPM++ 2M" in parameters[family, "DPM++ 2M"]
         assert "Shift: 3" in parameters[family, "DPM++ 2M"]
+        assert "ControlNet 0" in parameters[family, "ControlNet"]
 
     jobs_before = GenerationJob.objects.filter(project=project).count()
     status, body = post(model=flow_models["flux"].pk, clip_skip=2)
