@@ -173,8 +173,12 @@ def parse_a1111_infotext(text) -> ImportedParameters:
     if "Sampler" in values:
         # A1111 1.9+ reads a missing schedule type as "Automatic", the sampler's default.
         schedule_type = values.get("Schedule type", "Automatic")
-        if _is_flow_infotext(values) and schedule_type.strip() == FLOW_SCHEDULE_TYPE:
-            schedule_type = "Automatic"  # the flow model's own schedule
+        if _is_flow_infotext(values) and schedule_type.strip() in (
+            FLOW_SCHEDULE_TYPE, "Automatic"
+        ):
+            # The flow model's own schedule: the sampler as named, not A1111's "Automatic"
+            # one for it (DPM++ 2M's is Karras, which flow models don't run).
+            schedule_type = ""
         name = sampler_name_for(values["Sampler"], schedule_type, result)
         if name:
             result.values["sampler"] = name

@@ -86,6 +86,20 @@ class ForgeFlowInfotextTestCase(StudioTestCase):
         # Forge's own loading settings are reported, not applied.
         self.assertIn("Module 1: ae", imported.not_applied)
 
+    def test_dpm_2m_of_a_flow_model_reads_back_as_the_flow_sampler(self):
+        # Not A1111's "Automatic" DPM++ 2M (Karras), which flow models don't run.
+        recipe = Recipe(model=self.flux.pk, prompt="a fox", steps=20, seed=7, width=1024,
+                        height=1024, guidance_scale=3.5, sampler="DPM++ 2M")
+        job = GenerationJob.objects.create(project=self.project, created_by=self.editor,
+                                           **recipe.job_fields())
+        ours = recipe_infotext(job, seed=7, sampler="DPM++ 2M")
+        forges = FORGE_FLUX_DEV.replace("Sampler: Euler", "Sampler: DPM++ 2M")
+        for text in (ours, forges):
+            imported = parse_a1111_infotext(text)
+            self.assertEqual(imported.values["sampler"], "DPM++ 2M", text)
+            self.assertFalse([note for note in imported.not_applied
+                              if note.startswith(("Sampler", "Schedule type"))])
+
     def test_a_forge_sd35_png_imports_its_shift(self):
         imported = parse_a1111_infotext(FORGE_SD35_SHIFT)
         values = imported.values
