@@ -327,29 +327,32 @@ def build_tiny_sd3(path: str | Path) -> Path:
     return _build_folder(path, _tiny_sd3_pipeline)
 
 
-def build_tiny_flux_controlnet(path: str | Path) -> Path:
+def build_tiny_flux_controlnet(path: str | Path, *, xlabs: bool = False) -> Path:
     """Build a tiny FluxControlNetModel for the tiny FLUX.1 [dev] model (build_tiny_flux's
     widths, rotary axes and guidance input) as a diffusers folder at `path`, InstantX's
-    layout: the control image enters as packed VAE latents, no hint block. Its zero-initialised
-    layers get random weights, so that it steers the image as a trained one does.
+    layout: the control image enters as packed VAE latents, no hint block. With `xlabs`,
+    XLabs' layout: a hint block reads the control image's pixels (÷8, then 2×2 patches) and
+    its double-stream blocks alone repeat over the model's. Its zero-initialised layers get
+    random weights, so that it steers the image as a trained one does.
 
     Idempotent: a folder that already has a config.json is returned untouched.
     """
-    return _build_folder(path, lambda build_dir: _tiny_flux_controlnet(), marker="config.json")
+    return _build_folder(path, lambda build_dir: _tiny_flux_controlnet(xlabs), marker="config.json")
 
 
-def _tiny_flux_controlnet() -> FluxControlNetModel:
+def _tiny_flux_controlnet(xlabs: bool) -> FluxControlNetModel:
     controlnet = FluxControlNetModel(
-        patch_size=1,
+        patch_size=2 if xlabs else 1,
         in_channels=64,
         num_layers=1,
-        num_single_layers=1,
+        num_single_layers=0 if xlabs else 1,
         attention_head_dim=16,
         num_attention_heads=2,
         joint_attention_dim=32,  # the tiny T5's width
         pooled_projection_dim=32,  # the tiny CLIP's
         guidance_embeds=True,
         axes_dims_rope=(4, 6, 6),
+        conditioning_embedding_channels=16 if xlabs else None,
     )
     _randomise(
         [

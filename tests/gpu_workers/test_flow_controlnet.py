@@ -40,6 +40,7 @@ def controlnets(tmp_path_factory):
     return {
         "flux": build_tiny_flux_controlnet(models / "flux"),
         "sd3": build_tiny_sd3_controlnet(models / "sd3"),
+        "xlabs": build_tiny_flux_controlnet(models / "xlabs", xlabs=True),
     }
 
 
@@ -125,6 +126,28 @@ def test_a_request_alone_is_the_controlnet_pipelines_image(
     [result] = run(make_engine(), [request])
 
     assert np.array_equal(pixels(result), plain_pixels(family, request))
+
+
+def test_an_xlabs_controlnet_alone_is_the_pipelines_image(make_engine, tiny_flux, controlnets):
+    """XLabs' FLUX.1 ControlNets read the control image's pixels through their hint block."""
+    request = GenerationRequest(
+        model_source=str(tiny_flux),
+        prompt="a cat on the mat",
+        negative_prompt="",
+        steps=4,
+        guidance_scale=3.5,
+        width=64,
+        height=48,
+        seed=99,
+        control=ControlRef(
+            model_source=str(controlnets["xlabs"]), image=square(), conditioning_scale=0.8
+        ),
+    )
+    [result] = run(make_engine(), [request])
+
+    assert np.array_equal(pixels(result), plain_pixels("flux", request))
+    [plain] = run(make_engine(), [dataclasses.replace(request, control=None)])
+    assert not np.array_equal(pixels(result), pixels(plain))
 
 
 def test_the_controlnet_changes_the_image(make_engine, control_request):
