@@ -804,12 +804,13 @@ class RunningBatch:
         return ended
 
     @torch.no_grad()
-    def decode(self, rows: list[Row]) -> list[Image.Image]:
+    def decode(self, rows: list[Row]) -> "DecodedImages":
         """The images of `rows` (done denoising), in order: `decode_chunk` rows per VAE call
         (on a CPU 1 by default: a batch's VAE attention multiplies matrices laid out
         otherwise, which rounds differently, see gpu_workers.batch_invariance; VAE slicing
-        decodes one at a time too), each chunk padded to its bucket with buckets on."""
-        images = []
+        decodes one at a time too), each chunk padded to its bucket with buckets on. From
+        a GPU they are on their way to the host when this returns (DecodedImages)."""
+        chunks = []
         for start in range(0, len(rows), self.decode_chunk):
             chunk = rows[start : start + self.decode_chunk]
             latents = _latents_of(chunk)
@@ -818,21 +819,48 @@ class RunningBatch:
                 latents = torch.cat([latents, latents[-1:].expand(padding, -1, -1, -1)])
             if self.cuda_graphs:
                 torch.compiler.cudagraph_mark_step_begin()
-            decoded = vae_decoded(self.pipe, latents)[: len(chunk)]
-            images += pil_images(self.pipe.image_processor, decoded)
-        return images
+            chunks.append(vae_decoded(self.pipe, latents)[: len(chunk)])
+        return DecodedImages(self.pipe.image_processor, chunks)
+
+
+class DecodedImages:
+    """Decoded images as 8-bit pixels, made on the device and copied to the host once per
+    chunk. From a GPU the copies are queued behind the decode and nothing waits for them
+    here, so the engine can queue its next step first: `ready()` says whether they are
+    done, `images()` waits for them. `image_processor.postprocess(decoded, "pil")`, pixel
+    for pixel (which copies float images to the host and converts them with NumPy)."""
+
+    def __init__(self, image_processor: VaeImageProcessor, chunks: list[torch.Tensor]):
+        self._pixels = []  # per chunk, (images, height, width, channels) uint8 on the host
+        self._copied = None  # a CUDA event after the copies
+        for decoded in chunks:
+            if image_processor.config.do_normalize:
+                decoded = (decoded * 0.5 + 0.5).clamp(0, 1)  # in the decoded dtype, as there
+            # Scaled in float32 and rounded half to even, as NumPy does.
+            pixels = (decoded.float() * 255).round().to(torch.uint8)
+            pixels = pixels.permute(0, 2, 3, 1).contiguous()
+            if pixels.device.type == "cuda":
+                host = torch.empty(pixels.shape, dtype=torch.uint8, pin_memory=True)
+                self._pixels.append(host.copy_(pixels, non_blocking=True))
+                self._copied = torch.cuda.Event()
+            else:
+                self._pixels.append(pixels.cpu())
+        if self._copied is not None:
+            self._copied.record()
+
+    def ready(self) -> bool:
+        return self._copied is None or self._copied.query()
+
+    def images(self) -> list[Image.Image]:
+        if self._copied is not None:
+            self._copied.synchronize()
+        return [Image.fromarray(image) for pixels in self._pixels for image in pixels.numpy()]
 
 
 def pil_images(image_processor: VaeImageProcessor, decoded: torch.Tensor) -> list[Image.Image]:
-    """`image_processor.postprocess(decoded, output_type="pil")`, pixel for pixel, with the
-    arithmetic on the device in 8-bit pixels and one copy to the host (postprocess copies
-    the float images and converts them with NumPy)."""
-    if image_processor.config.do_normalize:
-        decoded = (decoded * 0.5 + 0.5).clamp(0, 1)  # in the decoded dtype, as postprocess
-    # Scaled in float32 and rounded half to even, as NumPy does.
-    pixels = (decoded.float() * 255).round().to(torch.uint8)
-    pixels = pixels.permute(0, 2, 3, 1).contiguous().cpu().numpy()
-    return [Image.fromarray(image) for image in pixels]
+    """`image_processor.postprocess(decoded, output_type="pil")`, pixel for pixel, made as
+    RunningBatch.decode makes them."""
+    return DecodedImages(image_processor, [decoded]).images()
 
 
 @torch.no_grad()

@@ -451,14 +451,24 @@ class Engine:
             )
         running: dict[Row | FlowRow, _Job] = {}
         joining = list(jobs)
-        last = []  # the last rows' results: delivered once the batch's adapters are out
+        # Finished rows whose images may still be on their way from the device: from a GPU
+        # delivered once the next step is queued (the host makes the images while the device
+        # runs it), and the last ones once the batch's adapters are out.
+        decoding = None
         with batch:
             while joining or running:
                 for job in joining:
                     self._join(batch, job, running)
                 if not running:
                     break
-                ended = batch.step()
+                try:
+                    ended = batch.step()
+                finally:
+                    # Queued before the step: delivered even if it failed, so that an
+                    # out-of-memory retry does not make them again.
+                    if decoding is not None:
+                        self._deliver_decoded(*decoding)
+                        decoding = None
                 rows = len(running)
                 BATCH_SIZE.labels(device=device).observe(rows)
                 DENOISE_STEPS.labels(device=device).inc(len(ended))
@@ -472,19 +482,27 @@ class Engine:
                         batch.remove(row)
                         del running[row]
                 finished = [row for row in ended if row in running and row.done]
-                results = []
-                for row, image in zip(finished, batch.decode(finished), strict=True):
-                    results.append((running.pop(row), row, image))
-                    batch.remove(row)
+                if finished:
+                    images = batch.decode(finished)
+                    decoding = ([(running.pop(row), row) for row in finished], images)
+                    for row in finished:
+                        batch.remove(row)
                 joining = self._joining(key, self.max_batch - len(running)) if joinable else []
                 jobs.extend(joining)
                 if not (running or joining):
-                    last = results
                     break
-                for result in results:
-                    self._deliver(*result)
-        for result in last:
-            self._deliver(*result)
+                if decoding is not None and _ready(decoding[1]):  # from a CPU: at once
+                    self._deliver_decoded(*decoding)
+                    decoding = None
+        if decoding is not None:
+            self._deliver_decoded(*decoding)
+
+    def _deliver_decoded(self, finished: list[tuple[_Job, Row | FlowRow]], decoded) -> None:
+        """`decoded`: the batch's decode of the finished rows (DecodedImages; a FlowBatch's
+        is a list of images)."""
+        images = decoded if isinstance(decoded, list) else decoded.images()
+        for (job, row), image in zip(finished, images, strict=True):
+            self._deliver(job, row, image)
 
     def _join(self, batch: RunningBatch | FlowBatch, job: _Job, running: dict) -> None:
         # Counted afresh if an out-of-memory retry starts it again.
@@ -558,6 +576,11 @@ class Engine:
             # A broken callback ends its own job, never its batch-mates'.
             logger.exception("A callback of a job failed at step %d", step)
             job.fail(error)
+
+
+def _ready(decoded) -> bool:
+    """Whether a decode's images are on the host (a FlowBatch's list of images always is)."""
+    return isinstance(decoded, list) or decoded.ready()
 
 
 def _check(request: GenerationRequest) -> None:

@@ -17,7 +17,7 @@ from diffusers.models.attention_processor import FusedAttnProcessor2_0
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from gpu_workers import engine as engine_module
-from gpu_workers.denoise import RunningBatch, bucket_for, pil_images
+from gpu_workers.denoise import DecodedImages, RunningBatch, bucket_for, pil_images
 from gpu_workers.engine import Engine
 from gpu_workers.metrics import WARMUP_SECONDS
 from gpu_workers.pipelines import load_pipeline
@@ -159,14 +159,14 @@ def test_finished_images_are_decoded_in_chunks_padded_to_their_buckets(cpu_confi
     requests = [dataclasses.replace(tiny_request, steps=1, seed=seed) for seed in range(5)]
     pipe = load_pipeline(tiny_request.model_source, cpu_config)
     batch, rows = finished_rows(pipe, requests)
-    alone = batch.decode(rows)  # one image per VAE call: the CPU's default
+    alone = batch.decode(rows).images()  # one image per VAE call: the CPU's default
 
     batch.decode_chunk, batch.buckets = 3, (1, 2, 4)
     vae_slicing = pipe.vae.use_slicing
     pipe.vae.disable_slicing()
     try:
         with batch_sizes_seen(pipe.vae.decoder) as sizes:
-            chunked = batch.decode(rows)
+            chunked = batch.decode(rows).images()
     finally:
         pipe.vae.use_slicing = vae_slicing
 
@@ -398,3 +398,35 @@ def test_a_warm_up_out_of_memory_is_logged_once_and_jobs_still_run(
     warnings = [message for message in warnings if "warming" in message]
     assert len(warnings) == 1 and "lower STUDIO_MAX_BATCH" in warnings[0]
     assert result.images
+
+
+@pytest.mark.parametrize(
+    ("copied_at_once", "short_done_at_each_unet_call"),
+    [
+        (True, [False, False, True, True, True]),  # a CPU: delivered before the next call
+        (False, [False, False, False, True, True]),  # a GPU: after the next call is queued
+    ],
+)
+def test_a_finished_image_still_on_its_way_from_the_device_is_delivered_after_the_next_step(
+    engines, cpu_config, tiny_request, monkeypatch, copied_at_once, short_done_at_each_unet_call
+):
+    """The engine queues the next step before it waits for a decode's copy to the host, so
+    the device runs the decode and the step back to back; the images are the same."""
+    monkeypatch.setattr(DecodedImages, "ready", lambda self: copied_at_once)
+    short = dataclasses.replace(tiny_request, steps=2, seed=1)
+    long_request = dataclasses.replace(tiny_request, steps=5, seed=2)
+    alone = run_batch(engines(cpu_config, max_batch=1), [short, long_request])
+    engine = engines(cpu_config)
+    pipe = load_pipeline(tiny_request.model_source, cpu_config)
+    futures = [engine.submit(short), engine.submit(long_request)]
+    short_done = []
+    hook = pipe.unet.register_forward_pre_hook(lambda *_: short_done.append(futures[0].done()))
+    try:
+        engine.start()
+        results = [future.result() for future in futures]
+    finally:
+        hook.remove()
+
+    assert short_done == short_done_at_each_unet_call
+    for result, alone_result in zip(results, alone, strict=True):
+        assert np.array_equal(pixels(result), pixels(alone_result))
