@@ -2,6 +2,7 @@
 (A1111's and OpenAI's). The database is the source of truth (docs/ARCHITECTURE.md), so the
 wait reads the jobs' rows rather than listening for events that a lost message could drop."""
 
+import re
 import time
 
 from django.conf import settings
@@ -67,6 +68,12 @@ def recipe_run(request, project, values, *, field_name):
         jobs, _ = create(request, project, payload)
     except Problem as problem:
         for error in problem.errors:
-            error["field"] = field_name(error["field"])
+            renamed = field_name(error["field"])
+            if error["field"] and renamed != error["field"]:
+                # The detail names the field as "name: message" too.
+                problem.detail = re.sub(
+                    rf"(?<![\w.]){re.escape(error['field'])}:", f"{renamed}:", problem.detail
+                )
+            error["field"] = renamed
         raise
     return jobs_wait(jobs=jobs, user=request.user)

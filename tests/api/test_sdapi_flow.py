@@ -123,6 +123,11 @@ class FlowRefusalTests(FlowSdapiTestCase):
         body = self.assert_refused(self.txt2img_on(self.sd3, distilled_cfg_scale=3), 422,
                                    "distilled_cfg_scale")
         self.assertIn("only FLUX.1 models take a distilled guidance", body["detail"])
+        # The detail names Forge's field too, not the recipe's guidance_scale.
+        body = self.assert_refused(self.txt2img_on(self.flux, distilled_cfg_scale=100), 422,
+                                   "distilled_cfg_scale")
+        self.assertTrue(body["detail"].startswith("distilled_cfg_scale: "), body["detail"])
+        self.assertNotIn("guidance_scale", body["detail"])
         body = self.assert_refused(self.txt2img_on(self.flux, sampler_name="Euler a"), 422,
                                    "sampler_name")
         self.assertIn("FLUX.1 models run Euler or DPM++ 2M here", body["detail"])
