@@ -18,7 +18,8 @@ row in a batch gets its image alone, bitwise (gpu_workers.batch_invariance).
   blends the noised source back in outside the mask after each step (the plain 64 / 16
   channel transformers; FLUX.1 Fill's is refused). Samplers: gpu_workers.samplers'
   FLOW_SAMPLERS, with the request's shift if it has one.
-- ControlNet (txt2img), after FluxControlNetPipeline and StableDiffusion3ControlNetPipeline:
+- ControlNet, after FluxControlNetPipeline (and its Img2Img and Inpaint siblings: every
+  mode) and StableDiffusion3ControlNetPipeline (txt2img; diffusers has no SD 3.x img2img one):
   the batch's FluxControlNetModel / SD3ControlNetModel reads each row's control image through
   the VAE (FLUX.1: packed; XLabs' hint-block ControlNets the pixels), its residuals scaled
   per row by the row's conditioning scale inside its guidance start..end.
@@ -67,7 +68,7 @@ def t5_token_limit(pipe) -> int:
 def batch_refusal(pipe, request: GenerationRequest) -> str | None:
     """Why a batch of requests like `request` (BatchKey: IP-Adapter, embeddings) can't run
     on this flow model yet, or None. Every mode, LoRAs (gpu_workers.loras) and ControlNet
-    for txt2img run."""
+    (SD 3.x: for txt2img) run."""
     family = pipeline_family(pipe)
     channels = pipe.transformer.config.in_channels
     if channels != TRANSFORMER_CHANNELS[family]:
@@ -78,7 +79,10 @@ def batch_refusal(pipe, request: GenerationRequest) -> str | None:
         )
     family = FAMILY_NAMES[family]
     unsupported = {
-        "ControlNet beyond txt2img": request.control and request.mode != "txt2img",
+        # diffusers has no SD 3.x ControlNet img2img pipeline to follow.
+        "ControlNet beyond txt2img": (
+            request.control and request.mode != "txt2img" and family == FAMILY_NAMES[SD3]
+        ),
         "IP-Adapter": request.ip_adapter,
         "textual-inversion embeddings": request.embeddings,
     }

@@ -1,7 +1,9 @@
 """ControlNet for FLUX.1 and SD 3.x through the engine (issue #17), on the tiny models and
 their tiny ControlNets, on the CPU in fp32:
 - a request alone gives exactly the pixels of FluxControlNetPipeline /
-  StableDiffusion3ControlNetPipeline with the same settings, conditioning scale and span;
+  StableDiffusion3ControlNetPipeline with the same settings, conditioning scale and span,
+  and for FLUX.1 img2img and inpaint FluxControlNetImg2ImgPipeline's /
+  FluxControlNetInpaintPipeline's (SD 3.x: txt2img only, diffusers has no such pipeline);
 - a request in a batch (other seeds, prompts, scales, spans, step counts) gives exactly the
   pixels it gets alone;
 - a ControlNet of another family is refused, naming both families."""
@@ -12,6 +14,8 @@ import numpy as np
 import pytest
 import torch
 from diffusers import (
+    FluxControlNetImg2ImgPipeline,
+    FluxControlNetInpaintPipeline,
     FluxControlNetModel,
     FluxControlNetPipeline,
     SD3ControlNetModel,
@@ -29,9 +33,12 @@ from gpu_workers.tiny_models import (
 pytestmark = pytest.mark.slow
 
 PIPELINES = {
-    "flux": (FluxControlNetPipeline, FluxControlNetModel),
-    "sd3": (StableDiffusion3ControlNetPipeline, SD3ControlNetModel),
+    ("flux", "txt2img"): FluxControlNetPipeline,
+    ("flux", "img2img"): FluxControlNetImg2ImgPipeline,
+    ("flux", "inpaint"): FluxControlNetInpaintPipeline,
+    ("sd3", "txt2img"): StableDiffusion3ControlNetPipeline,
 }
+CONTROLNET_CLASSES = {"flux": FluxControlNetModel, "sd3": SD3ControlNetModel}
 
 
 @pytest.fixture(scope="module")
@@ -81,12 +88,16 @@ def plain_pixels(family, request):
     latents from torch's global generator: seeded with the request's seed first."""
     from gpu_workers.control import control_image_from
 
-    pipeline_class, controlnet_class = PIPELINES[family]
-    controlnet = controlnet_class.from_pretrained(request.control.model_source)
+    controlnet = CONTROLNET_CLASSES[family].from_pretrained(request.control.model_source)
+    pipeline_class = PIPELINES[family, request.mode]
     pipe = pipeline_class.from_pretrained(request.model_source, controlnet=controlnet)
     pipe.set_progress_bar_config(disable=True)
     control = request.control
     options = {"negative_prompt": request.negative_prompt} if family == "sd3" else {}
+    if request.mode != "txt2img":
+        options.update(image=request.init_image, strength=request.strength)
+    if request.mode == "inpaint":
+        options["mask_image"] = request.mask_image
     torch.manual_seed(request.seed)
     output = pipe(
         prompt=request.prompt,
@@ -197,10 +208,85 @@ def test_a_controlnet_of_another_family_is_refused(
             run(make_engine(), [request])
 
 
-def test_controlnet_beyond_txt2img_is_refused_naming_the_family(
-    make_engine, family, control_request
+@pytest.mark.parametrize("xlabs", [False, True])
+@pytest.mark.parametrize(("mode", "strength"), [("img2img", 0.75), ("inpaint", 0.5)])
+def test_flux_img2img_and_inpaint_alone_are_the_controlnet_pipelines_images(
+    make_engine, tiny_flux, controlnets, mode, strength, xlabs
 ):
-    request = dataclasses.replace(control_request, init_image=square(), strength=0.5)
-    name = {"flux": "FLUX.1", "sd3": "Stable Diffusion 3.x"}[family]
-    with pytest.raises(GenerationFailed, match=f"{name} models don't support ControlNet beyond"):
+    from tests.gpu_workers.test_flow_modes import mask_image, source_image
+
+    request = GenerationRequest(
+        model_source=str(tiny_flux),
+        prompt="a cat on the mat",
+        negative_prompt="",
+        steps=4,
+        guidance_scale=3.5,
+        width=64,
+        height=48,
+        seed=1234,
+        init_image=source_image(),
+        strength=strength,
+        mask_image=mask_image() if mode == "inpaint" else None,
+        control=ControlRef(
+            model_source=str(controlnets["xlabs" if xlabs else "flux"]),
+            image=square(),
+            conditioning_scale=0.7,
+            guidance_end=0.75,
+        ),
+    )
+    [result] = run(make_engine(), [request])
+
+    assert np.array_equal(pixels(result), plain_pixels("flux", request))
+    [plain] = run(make_engine(), [dataclasses.replace(request, control=None)])
+    assert not np.array_equal(pixels(result), pixels(plain))
+
+
+def test_flux_inpaint_rows_in_a_batch_are_their_images_alone(make_engine, tiny_flux, controlnets):
+    from tests.gpu_workers.test_flow_modes import mask_image, source_image
+
+    first = GenerationRequest(
+        model_source=str(tiny_flux),
+        prompt="a cat on the mat",
+        negative_prompt="",
+        steps=4,
+        guidance_scale=3.5,
+        width=64,
+        height=48,
+        seed=1234,
+        init_image=source_image(),
+        strength=0.75,
+        mask_image=mask_image(),
+        control=ControlRef(model_source=str(controlnets["flux"]), image=square()),
+    )
+    requests = [
+        first,
+        with_control(dataclasses.replace(first, seed=7, steps=6), conditioning_scale=0.4),
+        with_control(dataclasses.replace(first, seed=8, strength=1.0), guidance_start=0.5),
+    ]
+    batched = run(make_engine(max_batch=3), requests)
+    alone = [run(make_engine(), [request])[0] for request in requests]
+
+    assert [result.batch_size for result in batched] != [1] * 3
+    for n, (in_batch, by_itself) in enumerate(zip(batched, alone, strict=True)):
+        assert np.array_equal(pixels(in_batch), pixels(by_itself)), n
+
+
+def test_sd3_controlnet_beyond_txt2img_is_refused_naming_the_family(
+    make_engine, tiny_sd3, controlnets
+):
+    request = GenerationRequest(
+        model_source=str(tiny_sd3),
+        prompt="a cat on the mat",
+        negative_prompt="",
+        steps=4,
+        guidance_scale=5.0,
+        width=64,
+        height=48,
+        seed=1234,
+        init_image=square(),
+        strength=0.5,
+        control=ControlRef(model_source=str(controlnets["sd3"]), image=square()),
+    )
+    message = "Stable Diffusion 3.x models don't support ControlNet beyond txt2img"
+    with pytest.raises(GenerationFailed, match=message):
         run(make_engine(), [request])

@@ -13,10 +13,8 @@ import numpy as np
 import pytest
 import torch
 from diffusers import FluxPipeline, StableDiffusion3Pipeline
-from PIL import Image
 
 from gpu_workers.requests import (
-    ControlRef,
     EmbeddingRef,
     GenerationCanceled,
     GenerationFailed,
@@ -152,9 +150,6 @@ def test_a_t5_prompt_past_the_limit_is_refused_never_cut(make_engine, family, fl
         ({"width": 72}, "multiples of 16, not 72x64"),
         ({"embeddings": (EmbeddingRef(sha256="0" * 64, source="/nowhere", name="style"),)},
          "don't support textual-inversion embeddings in the studio yet"),
-        ({"control": ControlRef(model_source="/nowhere", image=Image.new("RGB", (64, 64))),
-          "init_image": Image.new("RGB", (64, 64))},
-         "don't support ControlNet beyond txt2img in the studio yet"),
         ({"prompt": "a [cat:dog:0.5] on the mat"}, "don't support prompt editing or alternation"),
     ],
 )
