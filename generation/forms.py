@@ -549,15 +549,17 @@ class GenerationForm(forms.Form):
                                     "applies to FLUX.1 and SD 3.x models. Leave it empty.")
 
     def _clean_flow_family(self, cleaned):
-        """FLUX.1 and SD 3.x models run every mode, hires fix, LoRAs and txt2img ControlNets
-        of their family (issue #17): what else the form asks of one is refused, naming the
-        family, on the field that asks it."""
+        """FLUX.1 and SD 3.x models run every mode, hires fix, LoRAs and ControlNets of their
+        family (SD 3.x's for txt2img only) (issue #17): what else the form asks of one is
+        refused, naming the family, on the field that asks it."""
         model = cleaned.get("model")
         if model is None or model.family not in FLOW_FAMILIES:
             return
         family = model.get_family_display()
-        # ControlNet runs for txt2img; hires fix's second pass is img2img.
-        redraws = any(cleaned.get(name) for name in ("source_image", "source_upload", "hires_fix"))
+        # An SD 3.x ControlNet runs for txt2img only; hires fix's second pass is img2img.
+        redraws = model.family == ModelFamily.SD3 and any(
+            cleaned.get(name) for name in ("source_image", "source_upload", "hires_fix")
+        )
         asked = {
             "control_model": (
                 "ControlNet with a source image or hires fix",
