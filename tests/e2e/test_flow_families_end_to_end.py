@@ -1,8 +1,9 @@
 """FLUX.1 and SD 3.x through real processes (issue #17): the studio's form posted over HTTP
 to the server, run by the worker (a Celery worker on Redis, or the embedded one), on the
 tiny FLUX.1 and SD3 models: txt2img, then img2img, inpaint, outpaint, hires fix, DPM++ 2M
-with a shift and the family's tiny ControlNet from its image; what these families can't do
-yet is refused by the form, naming the family, and no job is made."""
+with a shift and the family's tiny ControlNet (FLUX.1's with hires fix too) from its image;
+what these families can't do yet is refused by the form, naming the family, and no job is
+made."""
 
 import io
 import urllib.error
@@ -116,6 +117,8 @@ def test_flow_families_generate_txt2img_through_the_worker(
             "ControlNet": {"control_model": flow_controlnets[family].pk,
                            "control_image": source.pk, "control_scale": 1},
         }
+        if family == "flux":  # SD 3.x's ControlNet runs for txt2img only
+            modes["ControlNet hires fix"] = {**modes["ControlNet"], **modes["hires fix"]}
         for mode, fields in modes.items():
             before = set(GenerationJob.objects.values_list("pk", flat=True))
             status, body = post(model=model.pk, **fields)
@@ -124,7 +127,8 @@ def test_flow_families_generate_txt2img_through_the_worker(
     done = wait_until_done(by_mode.values())
 
     sizes = {"img2img": (80, 64), "inpaint": (80, 64), "outpaint": (96, 64),
-             "hires fix": (160, 128), "DPM++ 2M": (80, 64), "ControlNet": (80, 64)}
+             "hires fix": (160, 128), "DPM++ 2M": (80, 64), "ControlNet": (80, 64),
+             "ControlNet hires fix": (160, 128)}
     for (family, mode), job in by_mode.items():
         job = done[job.pk]
         assert job.status == JobStatus.FINISHED, (family, mode, job.error)
@@ -139,6 +143,7 @@ def test_flow_families_generate_txt2img_through_the_worker(
         assert "Sampler: DPM++ 2M" in parameters[family, "DPM++ 2M"]
         assert "Shift: 3" in parameters[family, "DPM++ 2M"]
         assert "ControlNet 0" in parameters[family, "ControlNet"]
+    assert "ControlNet 0" in parameters["flux", "ControlNet hires fix"]
 
     jobs_before = GenerationJob.objects.filter(project=project).count()
     status, body = post(model=flow_models["flux"].pk, clip_skip=2)
