@@ -54,7 +54,7 @@ from gpu_workers.samplers import FLOW_SAMPLERS, fresh_flow_scheduler
 # and the other FLUX.1 tools take more) and for SD 3.x's 16 (SD 3.x inpainting variants 33).
 TRANSFORMER_CHANNELS = {FLUX: 64, SD3: 16}
 # Each family's ControlNet class (FluxControlNetPipeline's, StableDiffusion3ControlNetPipeline's).
-CONTROLNET_CLASSES = {FLUX: FluxControlNetModel, SD3: SD3ControlNetModel}
+FAMILY_CONTROLNETS = {FLUX: FluxControlNetModel, SD3: SD3ControlNetModel}
 
 
 def t5_token_limit(pipe) -> int:
@@ -148,7 +148,7 @@ class FlowControl:
 
 def controlnet_family_name(controlnet: torch.nn.Module) -> str:
     """The family a ControlNet is made for, for messages."""
-    for family, controlnet_class in CONTROLNET_CLASSES.items():
+    for family, controlnet_class in FAMILY_CONTROLNETS.items():
         if isinstance(controlnet, controlnet_class):
             return FAMILY_NAMES[family]
     sdxl = controlnet.config.get("addition_embed_type") == "text_time"
@@ -238,7 +238,7 @@ class FlowBatch:
         name = request.control.name or request.control.model_source
         if controlnet is None:
             raise GenerationFailed("A ControlNet request needs its ControlNet model loaded.")
-        if not isinstance(controlnet, CONTROLNET_CLASSES[self.family]):
+        if not isinstance(controlnet, FAMILY_CONTROLNETS[self.family]):
             raise GenerationFailed(
                 f"The ControlNet {name} is a {controlnet_family_name(controlnet)} ControlNet; "
                 f"this model is {family}. Choose a {family} ControlNet."

@@ -336,7 +336,7 @@ def _load_flow_single_file(
 
 
 # The ControlNet classes load_controlnet reads, by the _class_name of their config.json.
-CONTROLNET_CLASSES = {
+CONTROLNET_CLASSES_BY_NAME = {
     model_class.__name__: model_class
     for model_class in (ControlNetModel, FluxControlNetModel, SD3ControlNetModel)
 }
@@ -353,7 +353,7 @@ def load_controlnet(source: str, config: WorkerConfig) -> torch.nn.Module:
         _count_lookup("controlnet", entry)
         if entry is None:
             try:
-                controlnet_class = CONTROLNET_CLASSES.get(
+                controlnet_class = CONTROLNET_CLASSES_BY_NAME.get(
                     ControlNetModel.load_config(source).get("_class_name"), ControlNetModel
                 )
                 controlnet = controlnet_class.from_pretrained(source, dtype=config.dtype)
