@@ -172,6 +172,33 @@ def test_the_controlnet_changes_the_image(make_engine, control_request):
     assert not np.array_equal(pixels(controlled), pixels(other_image))
 
 
+@pytest.mark.parametrize("layout", ["sd3", "xlabs"])
+def test_at_scale_0_a_controlnet_that_draws_no_noise_changes_nothing(
+    make_engine, tiny_flux, tiny_sd3, controlnets, layout
+):
+    """SD 3.x samples the control image's latents apart from the row's noise, and XLabs'
+    FLUX.1 ControlNets read its pixels, so at scale 0 they add zeros: the image without a
+    ControlNet. (InstantX's FLUX.1 ones sample the latents with the row's generator before
+    its noise, as FluxControlNetPipeline does, so their noise, and image, differ.)"""
+    request = GenerationRequest(
+        model_source=str(tiny_sd3 if layout == "sd3" else tiny_flux),
+        prompt="a cat on the mat",
+        negative_prompt="blurry",
+        steps=4,
+        guidance_scale=5.0,
+        width=64,
+        height=48,
+        seed=1234,
+        control=ControlRef(
+            model_source=str(controlnets[layout]), image=square(), conditioning_scale=0.0
+        ),
+    )
+    [at_zero] = run(make_engine(), [request])
+    [without] = run(make_engine(), [dataclasses.replace(request, control=None)])
+
+    assert np.array_equal(pixels(at_zero), pixels(without))
+
+
 def test_a_row_in_a_batch_is_its_image_alone(make_engine, control_request):
     requests = [
         control_request,
