@@ -248,8 +248,9 @@
     }
   });
 
-  // Open sections of the form (From an image, LoRAs, Advanced…) stay open after Generate,
-  // which swaps in a fresh form, and after a reload: remembered per project in this tab.
+  // Open sections of the form (From an image, LoRAs, Advanced…) stay open when the form is
+  // swapped in afresh (after errors or an import) and after a reload: remembered per
+  // project in this tab.
   const openSectionsKey = "studio:open-sections:" + studio.dataset.eventsPath;
   function sectionName(details) {
     return details.querySelector("summary").firstChild.textContent.trim();
@@ -279,7 +280,8 @@
   restoreOpenSections();
 
   // Only the generate form's own request: thumbnail and queue refreshes must not leave
-  // the button spinning. The response swaps in a fresh form (and button).
+  // the button spinning. An accepted job leaves the form (and button) in place; errors
+  // swap in a fresh one.
   function requestButton(elt) {
     if (isImport(elt)) return elt.closest(".btn"); // the "Import from image" label
     const form = elt.closest && elt.closest("#generate-form");
