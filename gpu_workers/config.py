@@ -4,11 +4,14 @@ Every option is explicit here and applied in one place when a pipeline loads
 (`gpu_workers.pipelines._apply_options`).
 """
 
+import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+
+logger = logging.getLogger(__name__)
 
 DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}
 # "sdpa": PyTorch's fused scaled-dot-product attention (flash / memory-efficient kernels);
@@ -30,6 +33,12 @@ _TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
 class WorkerConfig:
     device: str
     dtype: torch.dtype
+    # FLUX.1's and SD 3.x's dtype where it differs from `dtype` (STUDIO_DTYPE=auto on a GPU
+    # with bf16: their transformers and T5 overflow fp16); None: `dtype`.
+    flow_dtype: torch.dtype | None = None
+    # Keep the flow transformer's layer weights in fp8, each cast up to the compute dtype
+    # only while its layer runs: half the bf16 weight memory, slightly different images.
+    fp8_transformer: bool = False
     attention: str = "sdpa"
     # The defaults here are the CPU's; from_env turns channels_last, fuse_qkv and (with
     # compile) batch_buckets on for CUDA.
@@ -60,6 +69,10 @@ class WorkerConfig:
     # recompile (smaller ones are padded with zeros to it; larger ones reload, recompiling).
     max_lora_rank: int = 128
 
+    def model_dtype(self, *, flow: bool) -> torch.dtype:
+        """The dtype models load in: a flow family's (FLUX.1, SD 3.x) or the others'."""
+        return (self.flow_dtype or self.dtype) if flow else self.dtype
+
     @property
     def cuda_graphs(self) -> bool:
         """Whether the compiled models replay CUDA graphs (torch.compile's "reduce-overhead")."""
@@ -69,7 +82,8 @@ class WorkerConfig:
     def from_env(cls) -> "WorkerConfig":
         """Read the STUDIO_* variables below; unset ones take the defaults above.
 
-        STUDIO_DEVICE: auto|cpu|cuda|cuda:N; STUDIO_DTYPE: auto|fp16|bf16|fp32;
+        STUDIO_DEVICE: auto|cpu|cuda|cuda:N; STUDIO_DTYPE: auto|fp16|bf16|fp32 (auto: see
+        choose_dtypes); STUDIO_FP8_TRANSFORMER: 1|0;
         STUDIO_ATTENTION: sdpa|eager; STUDIO_CHANNELS_LAST, STUDIO_FUSE_QKV (both on by
         default on CUDA), STUDIO_COMPILE, STUDIO_VAE_SLICING (default on a CPU only: on CUDA
         STUDIO_VAE_DECODE_CHUNK bounds the decode's memory), STUDIO_VAE_TILING: 1|0;
@@ -91,16 +105,9 @@ class WorkerConfig:
             # Fail at startup, not in the first job.
             raise ValueError(f"STUDIO_DEVICE={device!r} but torch sees no CUDA device here.")
 
-        dtype_name = os.environ.get("STUDIO_DTYPE", "auto").strip().lower()
-        if dtype_name == "auto":
-            # Half precision is the norm on GPUs; CPUs are slow (or inexact) in fp16.
-            dtype = torch.float16 if device.startswith("cuda") else torch.float32
-        elif dtype_name in DTYPES:
-            dtype = DTYPES[dtype_name]
-        else:
-            raise ValueError(
-                f"STUDIO_DTYPE={dtype_name!r} is not supported; use auto, {', '.join(DTYPES)}."
-            )
+        dtype, flow_dtype = choose_dtypes(
+            device, os.environ.get("STUDIO_DTYPE", "auto").strip().lower()
+        )
 
         cpu_offload = _choice("STUDIO_CPU_OFFLOAD", CPU_OFFLOAD_MODES, default="none")
         if cpu_offload != "none" and device == "cpu":
@@ -113,6 +120,8 @@ class WorkerConfig:
         return cls(
             device=device,
             dtype=dtype,
+            flow_dtype=flow_dtype,
+            fp8_transformer=_flag("STUDIO_FP8_TRANSFORMER", default=False),
             attention=_choice("STUDIO_ATTENTION", ATTENTION_BACKENDS, default="sdpa"),
             channels_last=_flag("STUDIO_CHANNELS_LAST", default=defaults["channels_last"]),
             fuse_qkv=_flag("STUDIO_FUSE_QKV", default=defaults["fuse_qkv"]),
@@ -131,6 +140,33 @@ class WorkerConfig:
             max_loaded_loras=_count("STUDIO_MAX_LOADED_LORAS", default=cls.max_loaded_loras),
             max_lora_rank=_count("STUDIO_MAX_LORA_RANK", default=cls.max_lora_rank),
         )
+
+
+def choose_dtypes(device: str, dtype_name: str) -> tuple[torch.dtype, torch.dtype | None]:
+    """STUDIO_DTYPE's dtype for `device`, and the flow families' where it differs
+    (WorkerConfig.dtype and .flow_dtype).
+
+    An explicit fp16, bf16 or fp32 holds for every family. auto: fp32 on a CPU (slow or
+    inexact in half precision); on CUDA fp16 for SD and SDXL and bf16 for FLUX.1 and SD 3.x,
+    whose transformers and T5 text encoder overflow fp16 (diffusers recommends bf16 for
+    them), or fp16 with a warning on a GPU without bf16.
+    """
+    if dtype_name in DTYPES:
+        return DTYPES[dtype_name], None
+    if dtype_name != "auto":
+        raise ValueError(
+            f"STUDIO_DTYPE={dtype_name!r} is not supported; use auto, {', '.join(DTYPES)}."
+        )
+    if not device.startswith("cuda"):
+        return torch.float32, None
+    if torch.cuda.is_bf16_supported():
+        return torch.float16, torch.bfloat16
+    logger.warning(
+        "%s has no bf16: FLUX.1 and SD 3.x models run in fp16, where their activations may "
+        "overflow (black or noisy images).",
+        device,
+    )
+    return torch.float16, None
 
 
 def device_defaults(device: str, *, compile: bool) -> dict:

@@ -111,6 +111,8 @@ def load_pipeline(
         if entry is None:
             pipe = _load(source, config, model_config)
             _families[source] = pipeline_family(pipe)
+            if config.fp8_transformer:
+                _store_transformer_in_fp8(pipe)  # before the count: it halves the weights
             # Still on the CPU: room is made on the device before the weights move there.
             entry = _Entry(pipelines={"txt2img": pipe}, nbytes=pipeline_bytes(pipe))
             _make_room(config, entry.nbytes, incoming=source)
@@ -214,7 +216,7 @@ def _load(source: str, config: WorkerConfig, model_config: str | None) -> Diffus
     # One code path for Hub ids and local folders.
     family = check_pipeline_class(source)
     if family in FLOW_FAMILIES:
-        return FLOW_PIPELINES[family].from_pretrained(source, dtype=config.dtype)
+        return FLOW_PIPELINES[family].from_pretrained(source, dtype=config.model_dtype(flow=True))
     if family == SDXL:
         return StableDiffusionXLPipeline.from_pretrained(source, **_load_options(SDXL, config))
     return StableDiffusionPipeline.from_pretrained(source, **_load_options(SD, config))
@@ -323,15 +325,16 @@ def _load_flow_single_file(
             "not: set a config of the same family."
         )
     transformer_class = FluxTransformer2DModel if family == FLUX else SD3Transformer2DModel
+    dtype = config.model_dtype(flow=True)
     transformer = transformer_class.from_single_file(
         str(path),
         config=model_config,
         subfolder="transformer",
-        torch_dtype=config.dtype,
+        torch_dtype=dtype,
         local_files_only=hub_constants.HF_HUB_OFFLINE,
     )
     return FLOW_PIPELINES[family].from_pretrained(
-        model_config, transformer=transformer, dtype=config.dtype
+        model_config, transformer=transformer, dtype=dtype
     )
 
 
@@ -356,7 +359,9 @@ def load_controlnet(source: str, config: WorkerConfig) -> torch.nn.Module:
                 controlnet_class = CONTROLNET_CLASSES_BY_NAME.get(
                     ControlNetModel.load_config(source).get("_class_name"), ControlNetModel
                 )
-                controlnet = controlnet_class.from_pretrained(source, dtype=config.dtype)
+                # A flow family's ControlNet runs beside its transformer, in its dtype.
+                dtype = config.model_dtype(flow=controlnet_class is not ControlNetModel)
+                controlnet = controlnet_class.from_pretrained(source, dtype=dtype)
             except (OSError, ValueError) as error:
                 raise GenerationFailed(
                     f"{source} is not a ControlNet model this worker can read: {error}"
@@ -410,7 +415,8 @@ def loaded_sources(config: WorkerConfig | None = None) -> list[str]:
 def pipeline_bytes(pipe: DiffusionPipeline) -> int:
     """Bytes of every parameter and buffer of the pipeline's models, shared tensors once."""
     return module_bytes(
-        component for component in pipe.components.values()
+        component
+        for component in pipe.components.values()
         if isinstance(component, torch.nn.Module)
     )
 
@@ -461,6 +467,18 @@ def _make_room(config: WorkerConfig, nbytes: int, *, incoming: str) -> None:
         )
     if config.device.startswith("cuda"):
         torch.cuda.empty_cache()
+
+
+def _store_transformer_in_fp8(pipe: DiffusionPipeline) -> None:
+    """WorkerConfig.fp8_transformer: the flow transformer's layer weights stored in fp8
+    (e4m3), each layer's cast up to the transformer's dtype while it runs (diffusers'
+    layerwise casting; its norms and embeddings stay as they are)."""
+    family = pipeline_family(pipe)
+    if family not in FLOW_FAMILIES:
+        return  # SD's and SDXL's UNets are small enough in fp16
+    pipe.transformer.enable_layerwise_casting(
+        storage_dtype=torch.float8_e4m3fn, compute_dtype=pipe.transformer.dtype
+    )
 
 
 def _apply_options(pipe: DiffusionPipeline, config: WorkerConfig) -> None:

@@ -1,13 +1,16 @@
+import logging
+
 import pytest
 import torch
 
-from gpu_workers.config import WorkerConfig
+from gpu_workers.config import DTYPES, WorkerConfig, choose_dtypes
 
 
 @pytest.fixture(autouse=True)
 def clean_env(monkeypatch):
     monkeypatch.delenv("STUDIO_DEVICE", raising=False)
     monkeypatch.delenv("STUDIO_DTYPE", raising=False)
+    monkeypatch.delenv("STUDIO_FP8_TRANSFORMER", raising=False)
     monkeypatch.delenv("STUDIO_LORA_CACHE_DIR", raising=False)
 
 
@@ -134,3 +137,52 @@ def test_lora_limits_from_the_environment(monkeypatch):
     monkeypatch.setenv("STUDIO_MAX_LORA_RANK", "64")
     config = WorkerConfig.from_env()
     assert (config.max_loaded_loras, config.max_lora_rank) == (3, 64)
+
+
+@pytest.mark.parametrize(
+    ("device", "bf16_supported", "dtypes"),
+    [
+        ("cuda", True, (torch.float16, torch.bfloat16)),
+        ("cuda:1", True, (torch.float16, torch.bfloat16)),
+        ("cuda", False, (torch.float16, None)),
+        ("cpu", True, (torch.float32, None)),
+    ],
+)
+def test_auto_runs_flow_families_in_bf16_on_a_gpu_that_has_it(
+    monkeypatch, device, bf16_supported, dtypes
+):
+    """FLUX.1's and SD 3.x's transformers and T5 overflow fp16; SD and SDXL stay in fp16."""
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *args, **kwargs: bf16_supported)
+    assert choose_dtypes(device, "auto") == dtypes
+
+
+def test_a_gpu_without_bf16_runs_flow_families_in_fp16_with_a_warning(monkeypatch, caplog):
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *args, **kwargs: False)
+    with caplog.at_level(logging.WARNING, logger="gpu_workers.config"):
+        choose_dtypes("cuda", "auto")
+    assert "FLUX.1 and SD 3.x models run in fp16" in caplog.text
+
+
+@pytest.mark.parametrize("name", ["fp16", "bf16", "fp32"])
+def test_an_explicit_dtype_holds_for_every_family(monkeypatch, name):
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *args, **kwargs: True)
+    dtype, flow_dtype = choose_dtypes("cuda", name)
+    config = WorkerConfig(device="cuda", dtype=dtype, flow_dtype=flow_dtype)
+    assert config.model_dtype(flow=True) == config.model_dtype(flow=False) == DTYPES[name]
+
+
+def test_model_dtype_is_the_flow_dtype_for_flow_families_only():
+    config = WorkerConfig(device="cuda", dtype=torch.float16, flow_dtype=torch.bfloat16)
+    assert (config.model_dtype(flow=True), config.model_dtype(flow=False)) == (
+        torch.bfloat16,
+        torch.float16,
+    )
+
+
+def test_fp8_transformer_from_the_environment(monkeypatch):
+    assert WorkerConfig.from_env().fp8_transformer is False
+    monkeypatch.setenv("STUDIO_FP8_TRANSFORMER", "1")
+    assert WorkerConfig.from_env().fp8_transformer is True
+    monkeypatch.setenv("STUDIO_FP8_TRANSFORMER", "fp8")
+    with pytest.raises(ValueError, match="STUDIO_FP8_TRANSFORMER='fp8' is not a switch"):
+        WorkerConfig.from_env()
