@@ -814,8 +814,9 @@ class RunningBatch:
         for start in range(0, len(rows), self.decode_chunk):
             chunk = rows[start : start + self.decode_chunk]
             latents = _latents_of(chunk)
-            if self.buckets:
-                padding = bucket_for(len(chunk), self.buckets) - len(chunk)
+            padding = bucket_for(len(chunk), self.buckets) - len(chunk) if self.buckets else 0
+            if padding:
+                # Only then: a copy would change the latents' layout, and with it the pixels.
                 latents = torch.cat([latents, latents[-1:].expand(padding, -1, -1, -1)])
             if self.cuda_graphs:
                 torch.compiler.cudagraph_mark_step_begin()
