@@ -76,7 +76,7 @@ def train_flow_lora(pipe, request, device, started, *, on_step, on_sample, log, 
     class_images = []
     if request.prior_preservation and request.class_images:
         pipe.to(device)  # the class images need the whole pipeline at once
-        class_images = training._generate_class_images(
+        class_images = training.generate_class_images(
             pipe, request, device, log, cancel, guidance_scale=SAMPLE_GUIDANCE[family]
         )
     else:
@@ -90,10 +90,10 @@ def train_flow_lora(pipe, request, device, started, *, on_step, on_sample, log, 
         device.type, dtype=weight_dtype, enabled=weight_dtype != torch.float32
     )
     instance_latents = _encode(
-        pipe.vae, training._pixels([i.image for i in request.images]), device
+        pipe.vae, training.pixels([i.image for i in request.images]), device
     )
     class_latents = (
-        _encode(pipe.vae, training._pixels(class_images), device) if class_images else None
+        _encode(pipe.vae, training.pixels(class_images), device) if class_images else None
     )
     conditioning = _FlowConditioning(pipe, request, device)
     _drop_text_encoders(pipe, device)
@@ -126,7 +126,7 @@ def train_flow_lora(pipe, request, device, started, *, on_step, on_sample, log, 
         f"steps on {len(request.images)} images at {request.resolution}px."
     )
 
-    order = training._batches(len(request.images), request.batch_size, generator)
+    order = training.batches(len(request.images), request.batch_size, generator)
     losses = []
     for step in range(1, request.steps + 1):
         if cancel():
@@ -148,13 +148,7 @@ def train_flow_lora(pipe, request, device, started, *, on_step, on_sample, log, 
                 prior_count=prior_count,
                 prior_loss_weight=request.prior_loss_weight,
             )
-        scaler.scale(loss).backward()
-        scaler.unscale_(optimizer)
-        torch.nn.utils.clip_grad_norm_(parameters, 1.0)
-        scaler.step(optimizer)
-        scaler.update()
-        optimizer.zero_grad(set_to_none=True)
-        value = training._checked_loss(loss, step, request)
+        value = training.optimizer_step(loss, step, request, scaler, optimizer, parameters)
         losses.append(value)
         if on_step:
             on_step(step, request.steps, value)
@@ -178,8 +172,8 @@ def train_flow_lora(pipe, request, device, started, *, on_step, on_sample, log, 
 
 @torch.no_grad()
 def _encode(vae, pixels, device):
-    """As training._encode, with the flow VAEs' shift: a latent is (z - shift) * scale."""
-    encoded = training._encode(vae, pixels.to(device, vae.dtype))
+    """As training.encode, with the flow VAEs' shift: a latent is (z - shift) * scale."""
+    encoded = training.encode(vae, pixels.to(device, vae.dtype))
     return {**encoded, "shift": vae.config.shift_factor or 0.0}
 
 
@@ -367,7 +361,7 @@ def _save_lora(pipe, request):
     """The adapters in diffusers' layout ("transformer.<module>.lora_A.weight"), which
     FluxPipeline / StableDiffusion3Pipeline.load_lora_weights read, with the run's facts
     in the header."""
-    folder, path = training._lora_folder()
+    folder, path = training.lora_folder()
     type(pipe).save_lora_weights(
         folder,
         transformer_lora_layers=get_peft_model_state_dict(pipe.transformer),
@@ -376,7 +370,7 @@ def _save_lora(pipe, request):
     metadata = dict(request.metadata)
     if pipelines.pipeline_family(pipe) == pipelines.SD3:
         metadata["ss_base_model_version"] = kohya_sd3_version(pipe.transformer.config)
-    training._write_metadata(path, request, metadata)
+    training.write_metadata(path, request, metadata)
     return str(path)
 
 

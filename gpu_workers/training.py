@@ -116,17 +116,17 @@ def _train(request, config, on_step, on_sample, on_log, should_cancel):
 
     class_images = []
     if request.prior_preservation and request.class_images:
-        class_images = _generate_class_images(pipe, request, device, log, cancel)
+        class_images = generate_class_images(pipe, request, device, log, cancel)
 
     weight_dtype = next(unet.parameters()).dtype
     autocast = torch.autocast(
         device.type, dtype=weight_dtype, enabled=weight_dtype != torch.float32
     )
-    instance_pixels = _pixels([item.image for item in request.images]).to(device, weight_dtype)
-    class_pixels = _pixels(class_images).to(device, weight_dtype) if class_images else None
+    instance_pixels = pixels([item.image for item in request.images]).to(device, weight_dtype)
+    class_pixels = pixels(class_images).to(device, weight_dtype) if class_images else None
     with torch.no_grad():
-        instance_latents = _encode(vae, instance_pixels)
-        class_latents = _encode(vae, class_pixels) if class_pixels is not None else None
+        instance_latents = encode(vae, instance_pixels)
+        class_latents = encode(vae, class_pixels) if class_pixels is not None else None
     conditioning = _Conditioning(pipe, request, device)
 
     evaluation = _evaluation_batch(instance_latents, noise_scheduler, request.seed)
@@ -167,7 +167,7 @@ def _train(request, config, on_step, on_sample, on_log, should_cancel):
         f"steps on {len(request.images)} images at {request.resolution}px."
     )
 
-    order = _batches(len(request.images), request.batch_size, generator)
+    order = batches(len(request.images), request.batch_size, generator)
     losses = []
     for step in range(1, request.steps + 1):
         if cancel():
@@ -187,13 +187,7 @@ def _train(request, config, on_step, on_sample, on_log, should_cancel):
                 prior_count=prior_count,
                 prior_loss_weight=request.prior_loss_weight,
             )
-        scaler.scale(loss).backward()
-        scaler.unscale_(optimizer)
-        torch.nn.utils.clip_grad_norm_(parameters, 1.0)
-        scaler.step(optimizer)
-        scaler.update()
-        optimizer.zero_grad(set_to_none=True)
-        value = _checked_loss(loss, step, request)
+        value = optimizer_step(loss, step, request, scaler, optimizer, parameters)
         losses.append(value)
         if on_step:
             on_step(step, request.steps, value)
@@ -215,6 +209,18 @@ def _train(request, config, on_step, on_sample, on_log, should_cancel):
     )
 
 
+def optimizer_step(loss, step, request, scaler, optimizer, parameters):
+    """Backward, the gradients clipped to a norm of 1 (as diffusers' DreamBooth scripts),
+    one optimizer step; returns the loss as a number (_checked_loss)."""
+    scaler.scale(loss).backward()
+    scaler.unscale_(optimizer)
+    torch.nn.utils.clip_grad_norm_(parameters, 1.0)
+    scaler.step(optimizer)
+    scaler.update()
+    optimizer.zero_grad(set_to_none=True)
+    return _checked_loss(loss, step, request)
+
+
 def _checked_loss(loss, step, request):
     """The step's loss as a number; a run whose loss is no longer finite stops."""
     value = float(loss.detach())
@@ -226,7 +232,7 @@ def _checked_loss(loss, step, request):
     return value
 
 
-def _generate_class_images(pipe, request, device, log, cancel, *, guidance_scale=SAMPLE_GUIDANCE):
+def generate_class_images(pipe, request, device, log, cancel, *, guidance_scale=SAMPLE_GUIDANCE):
     """Prior preservation's class images ("a photo of dog"), made by the base model before
     any adapter is added."""
     log(f"Generating {request.class_images} class images for “{request.class_prompt}”.")
@@ -248,13 +254,13 @@ def _generate_class_images(pipe, request, device, log, cancel, *, guidance_scale
     return images
 
 
-def _pixels(images):
+def pixels(images):
     """PIL images as one tensor scaled to -1..1, the VAE's input."""
     arrays = np.stack([np.asarray(image.convert("RGB"), dtype=np.float32) for image in images])
     return torch.from_numpy(arrays).permute(0, 3, 1, 2) / 127.5 - 1.0
 
 
-def _encode(vae, pixels):
+def encode(vae, pixels):
     """The VAE's latent distribution of each image: the VAE is frozen, so it is encoded
     once and a latent drawn from it at every step, as encoding every step would."""
     dtype = vae.dtype
@@ -336,7 +342,7 @@ class _Conditioning:
         return states, {"text_embeds": pooled, "time_ids": self.time_ids.expand(len(states), -1)}
 
 
-def _batches(count, batch_size, generator):
+def batches(count, batch_size, generator):
     """Image indices for each step: shuffled passes over the images, batch_size a step."""
     pending = []
     while True:
@@ -426,7 +432,7 @@ def _sample(pipe, request, device):
 def _save_lora(pipe, request):
     """The adapters in diffusers' LoRA layout, with the run's facts in the header (kohya's
     ss_* names, which the library reads: rank, resolution, trigger phrase)."""
-    folder, path = _lora_folder()
+    folder, path = lora_folder()
     layers = {
         "unet_lora_layers": convert_state_dict_to_diffusers(get_peft_model_state_dict(pipe.unet))
     }
@@ -435,17 +441,17 @@ def _save_lora(pipe, request):
             get_peft_model_state_dict(pipe.text_encoder)
         )
     type(pipe).save_lora_weights(folder, safe_serialization=True, **layers)
-    _write_metadata(path, request, request.metadata)
+    write_metadata(path, request, request.metadata)
     return str(path)
 
 
-def _lora_folder():
+def lora_folder():
     """A temporary folder for the LoRA file, and the file's path in it."""
     folder = Path(tempfile.mkdtemp(prefix="studio-training-"))
     return folder, folder / LORA_FILE_NAME
 
 
-def _write_metadata(path, request, metadata):
+def write_metadata(path, request, metadata):
     """The run's facts (and `metadata`) into the saved file's header."""
     header = {
         "ss_network_dim": str(request.rank),
