@@ -23,12 +23,17 @@ row in a batch gets its image alone, bitwise (gpu_workers.batch_invariance).
   the batch's FluxControlNetModel / SD3ControlNetModel reads each row's control image through
   the VAE (FLUX.1: packed; XLabs' hint-block ControlNets the pixels), its residuals scaled
   per row by the row's conditioning scale inside its guidance start..end.
+- IP-Adapter (FLUX.1), after FluxPipeline's ip_adapter_image: the batch's XLabs-layout
+  adapter in the transformer's double-stream blocks at the batch's scale
+  (gpu_workers.ip_adapters), each row's image encoded alone; the negative image embeds the
+  pipeline makes serve its true CFG only, which the studio doesn't run.
 
 Prompts are encoded by the pipeline's own encode_prompt, as written: A1111's emphasis is
 not read for these families yet, and prompt editing or alternation is refused. A T5 prompt
 longer than the family's limit is refused, never cut short.
 """
 
+from contextlib import ExitStack
 from dataclasses import dataclass
 
 import numpy as np
@@ -44,6 +49,7 @@ from PIL import Image
 from gpu_workers.batch_invariance import each_request_alone
 from gpu_workers.control import control_image_from
 from gpu_workers.denoise import varied_noise
+from gpu_workers.ip_adapters import LoadedIPAdapter, image_embeds, ip_adapter_active
 from gpu_workers.pipelines import FAMILY_NAMES, FLUX, SD, SD3, SDXL, pipeline_family
 from gpu_workers.prompt_syntax import prompt_schedule
 from gpu_workers.prompt_syntax import t5_token_limit as prompt_t5_token_limit
@@ -83,7 +89,8 @@ def batch_refusal(pipe, request: GenerationRequest) -> str | None:
         "ControlNet beyond txt2img": (
             request.control and request.mode != "txt2img" and family == FAMILY_NAMES[SD3]
         ),
-        "IP-Adapter": request.ip_adapter,
+        # diffusers' SD3IPAdapterMixin reads another layout with a SigLIP encoder.
+        "IP-Adapter": request.ip_adapter and family == FAMILY_NAMES[SD3],
         "textual-inversion embeddings": request.embeddings,
     }
     for feature, used in unsupported.items():
@@ -109,6 +116,8 @@ class FlowRow:
     num_warmup_steps: int
     inpaint: "FlowInpaint | None" = None
     control: "FlowControl | None" = None
+    # IP-Adapter: the row's image embedding, (1, 1, width), as FluxPipeline prepares it.
+    ip_image_embeds: torch.Tensor | None = None
     calls: int = 0
     step: int = 0
     # After a step: the clean latents it predicts, (1, 16, h, w), for the step's preview.
@@ -167,20 +176,38 @@ class FlowBatch:
     """FLUX.1 or SD 3.x requests denoised together, each row at its own step (see the
     module's docstring); rows join (`add`) and leave (`remove`) between steps."""
 
-    def __init__(self, pipe, device: torch.device, controlnet: torch.nn.Module | None = None):
+    def __init__(
+        self,
+        pipe,
+        device: torch.device,
+        controlnet: torch.nn.Module | None = None,
+        ip_adapter: LoadedIPAdapter | None = None,
+        ip_adapter_scale: float = 1.0,
+    ):
         self.pipe = pipe
         self.device = device
         # The batch's FluxControlNetModel or SD3ControlNetModel (BatchKey.control), or None.
         self.controlnet = controlnet
+        # The batch's IP-Adapter and scale (BatchKey.ip_adapter), or None.
+        self.ip_adapter = ip_adapter
+        self.ip_adapter_scale = ip_adapter_scale
         self.family = pipeline_family(pipe)
         self.rows: list[FlowRow] = []
         self._text_ids = None  # FLUX.1: T5's token ids, all zeros, one set for every row
         self._image_ids = None
+        self._projection = None  # the adapter's image projection, while it is in
+        self._contexts = ExitStack()
 
     def __enter__(self) -> "FlowBatch":
+        if self.ip_adapter is not None:
+            adapter = ip_adapter_active(
+                self.pipe.transformer, self.ip_adapter, self.ip_adapter_scale
+            )
+            self._projection = self._contexts.enter_context(adapter)
         return self
 
     def __exit__(self, *exc_info) -> None:
+        self._contexts.close()
         # With CPU offload: every model back to the CPU, as the pipeline does after each call.
         self.pipe.maybe_free_model_hooks()
 
@@ -222,6 +249,8 @@ class FlowBatch:
                 )
         if request.control is not None:
             self._check_controlnet(request)
+        if request.ip_adapter is not None and self.ip_adapter is None:
+            raise GenerationFailed("An IP-Adapter request needs its IP-Adapter loaded.")
         limit = t5_token_limit(self.pipe)
         tokenizer = self.pipe.tokenizer_2 if self.family == FLUX else self.pipe.tokenizer_3
         for name, prompt in prompts.items():
@@ -293,6 +322,11 @@ class FlowBatch:
         latents, inpaint = self._latents(
             request, scheduler, timesteps, generator, prompt_embeds.dtype
         )
+        ip_image_embeds = None
+        if request.ip_adapter is not None:
+            ip_image_embeds = image_embeds(
+                self.ip_adapter, [request.ip_adapter.image], self._projection, [], device
+            )[0]
         steps = request.denoising_steps()
         return FlowRow(
             request=request,
@@ -307,6 +341,7 @@ class FlowBatch:
             num_warmup_steps=max(len(timesteps) - steps * scheduler.order, 0),
             inpaint=inpaint,
             control=control,
+            ip_image_embeds=ip_image_embeds,
         )
 
     def _control(self, request, generator, cfg: bool, steps: int) -> FlowControl:
@@ -502,6 +537,9 @@ class FlowBatch:
             inputs["img_ids"] = self._image_ids
         else:
             inputs["timestep"] = timesteps
+        if rows[0].ip_image_embeds is not None:  # the batch's rows all have one
+            embeds = torch.cat([row.ip_image_embeds for row in rows])
+            inputs["joint_attention_kwargs"] = {"ip_adapter_image_embeds": [embeds]}
         # The few-row products (timestep, guidance and pooled-prompt embeddings, the blocks'
         # modulations) on each request's rows alone; attention over hundreds of tokens
         # rounds alike in any batch.

@@ -1,10 +1,17 @@
-"""IP-Adapter image prompts on a worker, as diffusers' IPAdapterMixin applies them.
+"""IP-Adapter image prompts on a worker, as diffusers' IPAdapterMixin (SD, SDXL) and
+FluxIPAdapterMixin (FLUX.1) apply them.
 
 An adapter's weights (the image projection and the extra key/value projections of every
-cross-attention layer) and its CLIP image encoder are loaded once per worker and kept,
-like ControlNets. They are put into a pipeline's UNet only while a batch that uses them
-runs (`ip_adapter_active`), then the UNet's own attention processors come back: the next
-batch on the worker, with or without an adapter, never sees this one.
+cross-attention layer, or of every FLUX.1 double-stream block) and its CLIP image encoder
+are loaded once per worker and kept, like ControlNets. They are put into a pipeline's UNet
+or transformer only while a batch that uses them runs (`ip_adapter_active`), then the
+model's own attention processors come back: the next batch on the worker, with or without
+an adapter, never sees this one.
+
+Two layouts: h94/IP-Adapter's (`image_proj.*`, `ip_adapter.*`: SD and SDXL) and XLabs'
+FLUX.1 one (`ip_adapter_proj_model.*`, `double_blocks.<n>.processor.
+ip_adapter_double_stream_k_proj/v_proj.*`), read into diffusers' names as
+FluxIPAdapterMixin.load_ip_adapter reads them.
 """
 
 import contextlib
@@ -13,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from diffusers import FluxTransformer2DModel
 from diffusers.models.embeddings import ImageProjection
 from safetensors import safe_open
 from transformers import CLIPImageProcessor, CLIPVisionModelWithProjection
@@ -20,6 +28,11 @@ from transformers import CLIPImageProcessor, CLIPVisionModelWithProjection
 from gpu_workers.requests import GenerationFailed
 
 IMAGE_ENCODER_FOLDER = "image_encoder"
+# The families each layout's adapters are made for, for messages.
+SD_LAYOUT_FAMILIES = "Stable Diffusion or SDXL"
+FLUX_LAYOUT_FAMILIES = "FLUX.1"
+# XLabs' FLUX.1 tensor name prefixes, and the part of diffusers' state dict each goes to.
+XLABS_PARTS = {"ip_adapter_proj_model.": "image_proj", "double_blocks.": "ip_adapter"}
 
 
 @dataclass
@@ -27,6 +40,7 @@ class LoadedIPAdapter:
     state_dict: dict  # {"image_proj": {...}, "ip_adapter": {...}}
     image_encoder: CLIPVisionModelWithProjection
     feature_extractor: CLIPImageProcessor
+    made_for: str  # SD_LAYOUT_FAMILIES or FLUX_LAYOUT_FAMILIES
 
     def tensors(self) -> list[torch.Tensor]:
         """Every tensor it holds: the adapter's weights and the image encoder's."""
@@ -72,53 +86,81 @@ def read_ip_adapter(source: str, dtype: torch.dtype) -> LoadedIPAdapter:
     """The adapter of a library source, read into CPU memory (the model cache moves it to
     its device and keeps it: gpu_workers.pipelines.load_ip_adapter)."""
     weights, encoder_folder = adapter_files(source)
-    # The same split as IPAdapterMixin.load_ip_adapter makes of a .safetensors file.
     state_dict = {"image_proj": {}, "ip_adapter": {}}
+    made_for = SD_LAYOUT_FAMILIES
     try:
         with safe_open(weights, framework="pt", device="cpu") as opened:
             for name in opened.keys():
-                part, _, rest = name.partition(".")
+                part, rest = _diffusers_name(name)
                 if part in state_dict:
                     state_dict[part][rest] = opened.get_tensor(name).to(dtype=dtype)
+                    if name.startswith(tuple(XLABS_PARTS)):
+                        made_for = FLUX_LAYOUT_FAMILIES
         image_encoder = CLIPVisionModelWithProjection.from_pretrained(encoder_folder, dtype=dtype)
     except (OSError, ValueError, RuntimeError) as error:
         raise GenerationFailed(f"The IP-Adapter {source} could not be read: {error}") from error
     if not state_dict["image_proj"] or not state_dict["ip_adapter"]:
         raise GenerationFailed(
-            f"{weights.name} is not an IP-Adapter: it has no image_proj.* and ip_adapter.* "
-            "tensors."
+            f"{weights.name} is not an IP-Adapter: it has neither image_proj.* and "
+            "ip_adapter.* tensors (SD, SDXL) nor ip_adapter_proj_model.* and double_blocks.* "
+            "ones (XLabs' FLUX.1)."
         )
     image_encoder.eval()
     size = image_encoder.config.image_size
     # What load_ip_adapter gives a pipeline that has no feature extractor of its own.
     feature_extractor = CLIPImageProcessor(size=size, crop_size=size)
-    return LoadedIPAdapter(state_dict, image_encoder, feature_extractor)
+    return LoadedIPAdapter(state_dict, image_encoder, feature_extractor, made_for)
+
+
+def _diffusers_name(name: str) -> tuple[str, str]:
+    """A tensor's part of the state dict and its name there, as IPAdapterMixin and
+    FluxIPAdapterMixin.load_ip_adapter split a .safetensors file."""
+    for prefix, part in XLABS_PARTS.items():
+        if name.startswith(prefix):
+            rest = (
+                name.removeprefix(prefix)
+                .replace("ip_adapter_double_stream_k_proj", "to_k_ip")
+                .replace("ip_adapter_double_stream_v_proj", "to_v_ip")
+                .replace("processor.", "")
+            )
+            return part, rest
+    part, _, rest = name.partition(".")
+    return part, rest
 
 
 @contextlib.contextmanager
-def ip_adapter_active(unet, adapter: LoadedIPAdapter, scale: float):
-    """The UNet with the adapter's attention processors and image projection, at `scale`;
-    its own processors and projection come back after, whatever happens inside."""
-    processors = unet.attn_processors
-    projection = unet.encoder_hid_proj
-    hid_dim_type = unet.config.encoder_hid_dim_type
+def ip_adapter_active(model, adapter: LoadedIPAdapter, scale: float):
+    """The UNet or FLUX.1 transformer `model` with the adapter's attention processors and
+    image projection, at `scale`; its own processors and projection come back after,
+    whatever happens inside. An adapter of the other layout is refused, naming both."""
+    family = (
+        FLUX_LAYOUT_FAMILIES if isinstance(model, FluxTransformer2DModel) else SD_LAYOUT_FAMILIES
+    )
+    if adapter.made_for != family:
+        raise GenerationFailed(
+            f"This IP-Adapter is made for {adapter.made_for} models; this model is {family}. "
+            f"Choose a {family} IP-Adapter."
+        )
+    processors = model.attn_processors
+    projection = getattr(model, "encoder_hid_proj", None)  # a FLUX.1 transformer has none
+    hid_dim_type = model.config.get("encoder_hid_dim_type")
     try:
         try:
             with _quiet_cast_warning():
-                unet._load_ip_adapter_weights([adapter.state_dict])
+                model._load_ip_adapter_weights([adapter.state_dict])
         except (KeyError, RuntimeError, ValueError) as error:
             raise GenerationFailed(
                 "This IP-Adapter does not fit the model (is it made for another base model "
                 f"family?): {str(error)[:200]}"
             ) from error
-        for processor in unet.attn_processors.values():
+        for processor in model.attn_processors.values():
             if hasattr(processor, "scale") and isinstance(processor.scale, list):
                 processor.scale = [scale] * len(processor.scale)
-        yield unet.encoder_hid_proj.image_projection_layers[0]
+        yield model.encoder_hid_proj.image_projection_layers[0]
     finally:
-        unet.set_attn_processor(processors)
-        unet.encoder_hid_proj = projection
-        unet.config.encoder_hid_dim_type = hid_dim_type
+        model.set_attn_processor(processors)
+        model.encoder_hid_proj = projection
+        model.config.encoder_hid_dim_type = hid_dim_type
 
 
 @contextlib.contextmanager

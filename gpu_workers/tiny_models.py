@@ -541,17 +541,7 @@ class _TinyIPAdapter:
         else:
             unet = _tiny_sd15_unet(in_channels=4, cross_attention_dim=32)
         cross_attention_dim = unet.config.cross_attention_dim
-        self.image_encoder = CLIPVisionModelWithProjection(
-            CLIPVisionConfig(
-                hidden_size=32,
-                intermediate_size=64,
-                projection_dim=32,
-                num_hidden_layers=2,
-                num_attention_heads=4,
-                image_size=32,
-                patch_size=8,
-            )
-        )
+        self.image_encoder = _tiny_clip_vision()
         embed_dim = self.image_encoder.config.projection_dim
         projection = torch.nn.Linear(embed_dim, 4 * cross_attention_dim)
         norm = torch.nn.LayerNorm(cross_attention_dim)
@@ -577,6 +567,62 @@ class _TinyIPAdapter:
         self.image_encoder.save_pretrained(
             directory / "image_encoder", safe_serialization=safe_serialization
         )
+
+
+def build_tiny_flux_ip_adapter(path: str | Path) -> Path:
+    """Build a tiny IP-Adapter for the tiny FLUX.1 model as a folder at `path`, in XLabs'
+    layout (XLabs-AI/flux-ip-adapter), as diffusers' FluxIPAdapterMixin.load_ip_adapter
+    reads it: `ip_adapter_proj_model.*` (the image embedding projected to 4 tokens of T5's
+    width) and `double_blocks.<n>.processor.ip_adapter_double_stream_k_proj/v_proj.*` (a
+    key and value projection for those tokens in every double-stream block), and a tiny
+    CLIPVisionModelWithProjection in `image_encoder/`.
+
+    Idempotent: a folder that already has the weights is returned untouched.
+    """
+    return _build_folder(
+        path, lambda build_dir: _TinyFluxIPAdapter(), marker=TINY_IP_ADAPTER_WEIGHTS
+    )
+
+
+class _TinyFluxIPAdapter(_TinyIPAdapter):
+    """The tiny XLabs-layout adapter's tensors and image encoder (saved as its parent's)."""
+
+    def __init__(self):
+        transformer_width = 32  # the tiny FLUX.1 transformer's: 2 heads of 16
+        text_width = 32  # its joint_attention_dim, T5's d_model
+        double_blocks = 1
+        self.image_encoder = _tiny_clip_vision()
+        embed_dim = self.image_encoder.config.projection_dim
+        projection = torch.nn.Linear(embed_dim, 4 * text_width)
+        norm = torch.nn.LayerNorm(text_width)
+        torch.nn.init.normal_(norm.weight, mean=1.0, std=0.1)
+        self.tensors = {
+            "ip_adapter_proj_model.proj.weight": projection.weight,
+            "ip_adapter_proj_model.proj.bias": projection.bias,
+            "ip_adapter_proj_model.norm.weight": norm.weight,
+            "ip_adapter_proj_model.norm.bias": norm.bias,
+        }
+        for block in range(double_blocks):
+            for projected in ("k_proj", "v_proj"):
+                layer = torch.nn.Linear(text_width, transformer_width)
+                name = f"double_blocks.{block}.processor.ip_adapter_double_stream_{projected}"
+                self.tensors[f"{name}.weight"] = layer.weight
+                self.tensors[f"{name}.bias"] = layer.bias
+
+
+def _tiny_clip_vision() -> CLIPVisionModelWithProjection:
+    """A tiny CLIP image encoder, the IP-Adapters' (random weights)."""
+    return CLIPVisionModelWithProjection(
+        CLIPVisionConfig(
+            hidden_size=32,
+            intermediate_size=64,
+            projection_dim=32,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            image_size=32,
+            patch_size=8,
+        )
+    )
 
 
 def _block_width(unet: UNet2DConditionModel, processor_name: str) -> int:

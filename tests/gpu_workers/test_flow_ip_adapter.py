@@ -1,0 +1,169 @@
+"""IP-Adapter for FLUX.1 through the engine (issue #17), on the tiny FLUX.1 model and a
+tiny adapter in XLabs' layout, on the CPU in fp32:
+- a request alone gives exactly the pixels of FluxPipeline(ip_adapter_image=...) with the
+  adapter loaded by its load_ip_adapter at the same scale;
+- a request in a batch (other seeds, prompts, image prompts) gives exactly its pixels alone;
+- an adapter of the other layout is refused, naming both families (either way round), and
+  SD 3.x refuses IP-Adapter, naming its family."""
+
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+from diffusers import FluxPipeline
+from PIL import Image
+
+from gpu_workers.ip_adapters import FLUX_LAYOUT_FAMILIES, read_ip_adapter
+from gpu_workers.requests import GenerationFailed, GenerationRequest, IPAdapterRef
+from gpu_workers.tiny_models import (
+    TINY_IP_ADAPTER_WEIGHTS,
+    build_tiny_flux_ip_adapter,
+    build_tiny_ip_adapter,
+)
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def adapters(tmp_path_factory):
+    models = tmp_path_factory.mktemp("ip-adapters")
+    return {
+        "flux": build_tiny_flux_ip_adapter(models / "flux"),
+        "sd": build_tiny_ip_adapter(models / "sd"),
+    }
+
+
+def noise_image(seed, size=(96, 80)):
+    pixels = np.random.default_rng(seed).integers(0, 256, (size[1], size[0], 3), dtype=np.uint8)
+    return Image.fromarray(pixels, "RGB")
+
+
+@pytest.fixture
+def ip_request(tiny_flux, adapters):
+    return GenerationRequest(
+        model_source=str(tiny_flux),
+        prompt="a cat on the mat",
+        negative_prompt="",
+        steps=4,
+        guidance_scale=3.5,
+        width=64,
+        height=48,
+        seed=1234,
+        ip_adapter=IPAdapterRef(
+            model_source=str(adapters["flux"]), image=noise_image(1), scale=0.8
+        ),
+    )
+
+
+def run(engine, requests):
+    futures = [engine.submit(request) for request in requests]
+    engine.start()
+    return [future.result() for future in futures]
+
+
+def pixels(result):
+    return np.asarray(result.images[0])
+
+
+def with_image_prompt(request, **changes):
+    return dataclasses.replace(
+        request, ip_adapter=dataclasses.replace(request.ip_adapter, **changes)
+    )
+
+
+def plain_pixels(request):
+    adapter = request.ip_adapter.model_source
+    pipe = FluxPipeline.from_pretrained(request.model_source)
+    pipe.set_progress_bar_config(disable=True)
+    pipe.load_ip_adapter(
+        adapter,
+        weight_name=TINY_IP_ADAPTER_WEIGHTS,
+        image_encoder_pretrained_model_name_or_path=f"{adapter}/image_encoder",
+        image_encoder_dtype=torch.float32,
+    )
+    pipe.set_ip_adapter_scale(request.ip_adapter.scale)
+    output = pipe(
+        prompt=request.prompt,
+        ip_adapter_image=request.ip_adapter.image,
+        num_inference_steps=request.steps,
+        guidance_scale=request.guidance_scale,
+        width=request.width,
+        height=request.height,
+        generator=torch.Generator("cpu").manual_seed(request.seed),
+    )
+    return np.asarray(output.images[0])
+
+
+def test_xlabs_tensors_are_read_with_diffusers_names(adapters):
+    adapter = read_ip_adapter(str(adapters["flux"]), torch.float32)
+
+    assert adapter.made_for == FLUX_LAYOUT_FAMILIES
+    assert sorted(adapter.state_dict["image_proj"]) == [
+        "norm.bias",
+        "norm.weight",
+        "proj.bias",
+        "proj.weight",
+    ]
+    assert sorted(adapter.state_dict["ip_adapter"]) == [
+        "0.to_k_ip.bias",
+        "0.to_k_ip.weight",
+        "0.to_v_ip.bias",
+        "0.to_v_ip.weight",
+    ]
+
+
+@pytest.mark.parametrize("scale", [0.8, 1.5])
+def test_a_request_alone_is_the_pipelines_image(make_engine, ip_request, scale):
+    request = with_image_prompt(ip_request, scale=scale)
+    [result] = run(make_engine(), [request])
+
+    assert np.array_equal(pixels(result), plain_pixels(request))
+
+
+def test_the_image_prompt_changes_the_image(make_engine, ip_request):
+    [prompted] = run(make_engine(), [ip_request])
+    [plain] = run(make_engine(), [dataclasses.replace(ip_request, ip_adapter=None)])
+    [other] = run(make_engine(), [with_image_prompt(ip_request, image=noise_image(2))])
+
+    assert not np.array_equal(pixels(prompted), pixels(plain))
+    assert not np.array_equal(pixels(prompted), pixels(other))
+
+
+def test_a_request_in_a_batch_is_itself_alone(make_engine, ip_request):
+    requests = [
+        ip_request,
+        dataclasses.replace(
+            with_image_prompt(ip_request, image=noise_image(2)), seed=7, prompt="a dog"
+        ),
+        dataclasses.replace(
+            with_image_prompt(ip_request, image=noise_image(3, size=(40, 60))), steps=3
+        ),
+    ]
+    batched = run(make_engine(max_batch=3), requests)
+    alone = [run(make_engine(), [request])[0] for request in requests]
+
+    assert [result.batch_size for result in batched] != [1] * 3  # they did share calls
+    for together, by_itself in zip(batched, alone, strict=True):
+        assert np.array_equal(pixels(together), pixels(by_itself))
+
+
+def test_an_sd_layout_adapter_is_refused_naming_both_families(make_engine, ip_request, adapters):
+    request = with_image_prompt(ip_request, model_source=str(adapters["sd"]))
+
+    with pytest.raises(GenerationFailed, match="made for Stable Diffusion or SDXL.*FLUX.1"):
+        run(make_engine(), [request])
+
+
+def test_an_xlabs_adapter_is_refused_by_stable_diffusion(make_engine, tiny_sd15, ip_request):
+    request = dataclasses.replace(ip_request, model_source=str(tiny_sd15), width=64, height=64)
+
+    with pytest.raises(GenerationFailed, match="made for FLUX.1.*Stable Diffusion or SDXL"):
+        run(make_engine(), [request])
+
+
+def test_sd3_refuses_ip_adapter_naming_its_family(make_engine, tiny_sd3, ip_request):
+    request = dataclasses.replace(ip_request, model_source=str(tiny_sd3))
+
+    with pytest.raises(GenerationFailed, match="Stable Diffusion 3.x models don't support IP"):
+        run(make_engine(), [request])
