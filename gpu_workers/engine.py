@@ -435,15 +435,22 @@ class Engine:
         rows that finished are decoded and delivered."""
         key = jobs[0].key
         device = str(self._device)
+        ip_adapter_scale = 1.0 if key.ip_adapter is None else key.ip_adapter[1]
         if pipeline_family(pipe) in FLOW_FAMILIES:
-            batch = FlowBatch(pipe, self._device, controlnet=models["controlnet"])
+            batch = FlowBatch(
+                pipe,
+                self._device,
+                controlnet=models["controlnet"],
+                ip_adapter=models["ip_adapter"],
+                ip_adapter_scale=ip_adapter_scale,
+            )
         else:
             batch = RunningBatch(
                 pipe,
                 self._device,
                 controlnet=models["controlnet"],
                 ip_adapter=models["ip_adapter"],
-                ip_adapter_scale=1.0 if key.ip_adapter is None else key.ip_adapter[1],
+                ip_adapter_scale=ip_adapter_scale,
                 embeddings=jobs[0].request.embeddings,
                 buckets=self.config.batch_buckets,
                 decode_chunk=self.config.vae_decode_chunk,
