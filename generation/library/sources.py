@@ -102,23 +102,56 @@ def validate_folder(value, kind, family=None):
                 f"{folder} holds {len(weights)} .safetensors files; an IP-Adapter folder holds "
                 "exactly one (register the file itself to choose one)."
             )
-        validate_ip_adapter_file(weights[0])
+        validate_ip_adapter_file(weights[0], family)
     return str(folder)
 
 
-def validate_ip_adapter_file(path):
-    """An IP-Adapter as the workers load it (gpu_workers.ip_adapters): `image_proj.*` and
-    `ip_adapter.*` tensors, and its CLIP image encoder in `image_encoder/` next to it."""
+# The IP-Adapter layouts the workers read (gpu_workers.ip_adapters): their tensor name
+# prefixes, where they come from, and the families their adapters are made for.
+_IP_ADAPTER_LAYOUTS = {
+    "h94": (
+        ("image_proj.", "ip_adapter."),
+        "diffusers' IP-Adapter layout, as h94/IP-Adapter's .safetensors files have",
+        (ModelFamily.SD15, ModelFamily.SD2, ModelFamily.SDXL),
+    ),
+    "xlabs": (
+        ("ip_adapter_proj_model.", "double_blocks."),
+        "XLabs' FLUX.1 IP-Adapter layout, as XLabs-AI/flux-ip-adapter's file has",
+        (ModelFamily.FLUX1,),
+    ),
+}
+
+
+def validate_ip_adapter_file(path, family=None):
+    """An IP-Adapter as the workers load it (gpu_workers.ip_adapters): h94's `image_proj.*`
+    and `ip_adapter.*` tensors (SD, SDXL) or XLabs' `ip_adapter_proj_model.*` and
+    `double_blocks.*` ones (FLUX.1), made for `family` if given, and its CLIP image encoder
+    in `image_encoder/` next to it."""
     try:
         names = tensor_names(path)
     except CheckpointError as error:
         raise ValidationError(str(error)) from error
-    for prefix in ("image_proj.", "ip_adapter."):
+    xlabs_prefixes = _IP_ADAPTER_LAYOUTS["xlabs"][0]
+    layout = "xlabs" if any(name.startswith(xlabs_prefixes) for name in names) else "h94"
+    prefixes, described, families = _IP_ADAPTER_LAYOUTS[layout]
+    for prefix in prefixes:
         if not any(name.startswith(prefix) for name in names):
             raise ValidationError(
-                f"{path.name} is not an IP-Adapter: it has no {prefix}* tensors (diffusers' "
-                "IP-Adapter layout, as h94/IP-Adapter's .safetensors files have)."
+                f"{path.name} is not an IP-Adapter: it has no {prefix}* tensors ({described})."
             )
+    if family == ModelFamily.SD3:
+        raise ValidationError(
+            f"The studio runs no {ModelFamily.SD3.label} IP-Adapters yet; {path.name} can't be "
+            "registered for that family.",
+            code="family",
+        )
+    if family and family not in families:
+        labels = " or ".join(ModelFamily(made_for).label for made_for in families)
+        raise ValidationError(
+            f"{path.name} is an IP-Adapter for {labels} models ({described}): set the family "
+            f"to {labels}.",
+            code="family",
+        )
     encoder = path.parent / "image_encoder"
     if not (encoder / "config.json").is_file():
         raise ValidationError(
@@ -187,7 +220,7 @@ def validate_single_file(value, kind, family=None):
     except CheckpointError as error:
         raise ValidationError(str(error)) from error
     if kind == ModelKind.IP_ADAPTER:
-        validate_ip_adapter_file(path)
+        validate_ip_adapter_file(path, family)
     if kind == ModelKind.CHECKPOINT and family is not None and architecture != family:
         raise ValidationError(
             f"{path.name} is a {ModelFamily(architecture).label} checkpoint: set the family "

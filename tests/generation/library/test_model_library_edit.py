@@ -180,6 +180,32 @@ class ModelLibraryEditTestCase(StudioTestCase):
         refused("exactly one", source_kind=SourceKind.FOLDER, source=str(folder))
         self.assertFalse(DiffusionModel.objects.filter(kind=ModelKind.IP_ADAPTER).exists())
 
+    def test_ip_adapters_are_checked_against_their_family(self):
+        """h94's layout is SD's and SDXL's, XLabs' FLUX.1's; SD 3.x runs none yet."""
+        xlabs = self.ip_adapter_file(**{
+            "ip_adapter_proj_model.proj.weight": 1,
+            "double_blocks.0.processor.ip_adapter_double_stream_k_proj.weight": 1,
+        })
+
+        def post(name, family, adapter):
+            return self.client.post(self.create_url, self.data(
+                name=name, kind=ModelKind.IP_ADAPTER, family=family,
+                source_kind=SourceKind.FILE, source=str(adapter),
+            ))
+
+        for family, adapter, message in (
+            (ModelFamily.SD15, xlabs, "an IP-Adapter for FLUX.1 models (XLabs"),
+            (ModelFamily.FLUX1, self.ip_adapter_file(), "for Stable Diffusion 1.x or"),
+            (ModelFamily.SD3, xlabs, "runs no Stable Diffusion 3.x IP-Adapters"),
+        ):
+            with self.subTest(family=family):
+                response = post("IP", family, adapter)
+                self.assertContains(response, message, status_code=422)
+                self.assertIn("family", response.context["form"].errors)
+        self.assertFalse(DiffusionModel.objects.filter(kind=ModelKind.IP_ADAPTER).exists())
+        post("XLabs", ModelFamily.FLUX1, xlabs)
+        self.assertEqual(DiffusionModel.objects.get(name="XLabs").family, ModelFamily.FLUX1)
+
     # --- refusals -------------------------------------------------------------------
 
     def test_a_hub_id_must_look_like_owner_slash_name(self):
