@@ -1,7 +1,8 @@
 """How a worker runs its models, read from the environment.
 
 Every option is explicit here and applied in one place when a pipeline loads
-(`gpu_workers.pipelines._apply_options`).
+(`gpu_workers.pipelines._apply_options`; the fp8 transformer's storage just before, so
+that the model cache counts it).
 """
 
 import logging
@@ -116,12 +117,19 @@ class WorkerConfig:
                 "it needs STUDIO_DEVICE=cuda."
             )
         compile_models = _flag("STUDIO_COMPILE", default=False)
+        fp8_transformer = _flag("STUDIO_FP8_TRANSFORMER", default=False)
+        if fp8_transformer and compile_models:
+            # Layerwise casting makes each layer's bf16 weights anew in every call, which
+            # torch.compile's whole-graph capture refuses.
+            raise ValueError(
+                "STUDIO_FP8_TRANSFORMER=1 does not work with STUDIO_COMPILE=1; turn one off."
+            )
         defaults = device_defaults(device, compile=compile_models)
         return cls(
             device=device,
             dtype=dtype,
             flow_dtype=flow_dtype,
-            fp8_transformer=_flag("STUDIO_FP8_TRANSFORMER", default=False),
+            fp8_transformer=fp8_transformer,
             attention=_choice("STUDIO_ATTENTION", ATTENTION_BACKENDS, default="sdpa"),
             channels_last=_flag("STUDIO_CHANNELS_LAST", default=defaults["channels_last"]),
             fuse_qkv=_flag("STUDIO_FUSE_QKV", default=defaults["fuse_qkv"]),

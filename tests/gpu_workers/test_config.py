@@ -186,3 +186,12 @@ def test_fp8_transformer_from_the_environment(monkeypatch):
     monkeypatch.setenv("STUDIO_FP8_TRANSFORMER", "fp8")
     with pytest.raises(ValueError, match="STUDIO_FP8_TRANSFORMER='fp8' is not a switch"):
         WorkerConfig.from_env()
+
+
+def test_fp8_transformer_and_compile_are_refused_together(monkeypatch):
+    monkeypatch.setenv("STUDIO_FP8_TRANSFORMER", "1")
+    monkeypatch.setenv("STUDIO_COMPILE", "1")
+    with pytest.raises(
+        ValueError, match="STUDIO_FP8_TRANSFORMER=1 does not work with STUDIO_COMPILE=1"
+    ):
+        WorkerConfig.from_env()
