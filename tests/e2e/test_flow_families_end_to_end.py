@@ -1,7 +1,8 @@
 """FLUX.1 and SD 3.x through real processes (issue #17): the studio's form posted over HTTP
 to the server, run by the worker (a Celery worker on Redis, or the embedded one), on the
 tiny FLUX.1 and SD3 models: txt2img, then img2img, inpaint, outpaint, hires fix, DPM++ 2M
-with a shift and the family's tiny ControlNet (FLUX.1's with hires fix too) from its image;
+with a shift and the family's tiny ControlNet (FLUX.1's with hires fix too) from its image,
+and FLUX.1's tiny XLabs-layout IP-Adapter with its image as the image prompt;
 what these families can't do yet is refused by the form, naming the family, and no job is
 made."""
 
@@ -63,8 +64,19 @@ def flow_controlnets(tmp_path_factory):
     }
 
 
+@pytest.fixture
+def flux_ip_adapter(tmp_path_factory):
+    from gpu_workers.tiny_models import build_tiny_flux_ip_adapter
+
+    folder = build_tiny_flux_ip_adapter(tmp_path_factory.mktemp("flow-ip-adapter") / "flux")
+    return DiffusionModel.objects.create(
+        name="ip-adapter-flux1", source=str(folder), source_kind=SourceKind.FOLDER,
+        kind=ModelKind.IP_ADAPTER, family=ModelFamily.FLUX1,
+    )
+
+
 def test_flow_families_generate_txt2img_through_the_worker(
-    studio_processes, flow_models, flow_controlnets
+    studio_processes, flow_models, flow_controlnets, flux_ip_adapter
 ):
     user = User.objects.create_user("fl", "fl@example.org", PASSWORD)
     team = Team.objects.create(name="Flow")
@@ -119,6 +131,8 @@ def test_flow_families_generate_txt2img_through_the_worker(
         }
         if family == "flux":  # SD 3.x's ControlNet runs for txt2img only
             modes["ControlNet hires fix"] = {**modes["ControlNet"], **modes["hires fix"]}
+            modes["IP-Adapter"] = {"ip_adapter_model": flux_ip_adapter.pk,
+                                   "ip_adapter_image": source.pk, "ip_adapter_scale": 0.8}
         for mode, fields in modes.items():
             before = set(GenerationJob.objects.values_list("pk", flat=True))
             status, body = post(model=model.pk, **fields)
@@ -128,7 +142,7 @@ def test_flow_families_generate_txt2img_through_the_worker(
 
     sizes = {"img2img": (80, 64), "inpaint": (80, 64), "outpaint": (96, 64),
              "hires fix": (160, 128), "DPM++ 2M": (80, 64), "ControlNet": (80, 64),
-             "ControlNet hires fix": (160, 128)}
+             "ControlNet hires fix": (160, 128), "IP-Adapter": (80, 64)}
     for (family, mode), job in by_mode.items():
         job = done[job.pk]
         assert job.status == JobStatus.FINISHED, (family, mode, job.error)
@@ -144,6 +158,8 @@ def test_flow_families_generate_txt2img_through_the_worker(
         assert "Shift: 3" in parameters[family, "DPM++ 2M"]
         assert "ControlNet 0" in parameters[family, "ControlNet"]
     assert "ControlNet 0" in parameters["flux", "ControlNet hires fix"]
+    ip_adapter_job = done[by_mode["flux", "IP-Adapter"].pk]
+    assert ip_adapter_job.ip_adapter_image_id == Image.objects.filter(job=jobs["flux"]).first().pk
 
     jobs_before = GenerationJob.objects.filter(project=project).count()
     status, body = post(model=flow_models["flux"].pk, clip_skip=2)
