@@ -16,8 +16,10 @@ row in a batch gets its image alone, bitwise (gpu_workers.batch_invariance).
   conditional one.
 - img2img: the source's latents noised to where the row's strength starts it; inpaint also
   blends the noised source back in outside the mask after each step (the plain 64 / 16
-  channel transformers; FLUX.1 Fill's is refused). Samplers: gpu_workers.samplers'
-  FLOW_SAMPLERS, with the request's shift if it has one.
+  channel transformers). FLUX.1 Fill (FluxFillPipeline; inpaint and outpaint only) blends
+  nothing: its 384-channel transformer reads the masked source's latents and the mask,
+  packed, beside the latents at every step. Samplers: gpu_workers.samplers' FLOW_SAMPLERS,
+  with the request's shift if it has one.
 - ControlNet, after FluxControlNetPipeline (and its Img2Img and Inpaint siblings: every
   mode) and StableDiffusion3ControlNetPipeline (txt2img; diffusers has no SD 3.x img2img one):
   the batch's FluxControlNetModel / SD3ControlNetModel reads each row's control image through
@@ -56,9 +58,12 @@ from gpu_workers.prompt_syntax import t5_token_limit as prompt_t5_token_limit
 from gpu_workers.requests import GenerationFailed, GenerationRequest
 from gpu_workers.samplers import FLOW_SAMPLERS, fresh_flow_scheduler
 
-# The transformer's input channels for FLUX.1's 16 latent channels packed 2×2 (FLUX.1 Fill
-# and the other FLUX.1 tools take more) and for SD 3.x's 16 (SD 3.x inpainting variants 33).
+# The transformer's input channels for FLUX.1's 16 latent channels packed 2×2 (the other
+# FLUX.1 tools take more) and for SD 3.x's 16 (SD 3.x inpainting variants 33).
 TRANSFORMER_CHANNELS = {FLUX: 64, SD3: 16}
+# FLUX.1 Fill's: the latents (64), the masked source's latents (64) and the mask packed 8×8
+# and 2×2 (256), all packed.
+FLUX_FILL_CHANNELS = 384
 # Each family's ControlNet class (FluxControlNetPipeline's, StableDiffusion3ControlNetPipeline's).
 FAMILY_CONTROLNETS = {FLUX: FluxControlNetModel, SD3: SD3ControlNetModel}
 
@@ -73,16 +78,19 @@ def t5_token_limit(pipe) -> int:
 
 def batch_refusal(pipe, request: GenerationRequest) -> str | None:
     """Why a batch of requests like `request` (BatchKey: IP-Adapter, embeddings) can't run
-    on this flow model yet, or None. Every mode, LoRAs (gpu_workers.loras) and ControlNet
-    (SD 3.x: for txt2img) run."""
+    on this flow model yet, or None. Every mode, LoRAs (gpu_workers.loras), ControlNet
+    (SD 3.x: for txt2img) and FLUX.1 IP-Adapter run; FLUX.1 Fill inpaints (and outpaints)."""
     family = pipeline_family(pipe)
     channels = pipe.transformer.config.in_channels
-    if channels != TRANSFORMER_CHANNELS[family]:
+    fill = is_flux_fill(pipe)
+    if channels != TRANSFORMER_CHANNELS[family] and not fill:
         return (
             f"This {FAMILY_NAMES[family]} model's transformer takes {channels} input channels, "
-            f"not {TRANSFORMER_CHANNELS[family]}: a variant (such as FLUX.1 Fill) the studio "
-            "doesn't run yet."
+            f"not {TRANSFORMER_CHANNELS[family]}: a variant (such as an SD 3.x inpainting "
+            "model) the studio doesn't run yet."
         )
+    if fill and request.ip_adapter:  # FluxFillPipeline takes no image prompt
+        return "FLUX.1 Fill models don't support IP-Adapter in the studio."
     family = FAMILY_NAMES[family]
     unsupported = {
         # diffusers has no SD 3.x ControlNet img2img pipeline to follow.
@@ -97,6 +105,12 @@ def batch_refusal(pipe, request: GenerationRequest) -> str | None:
         if used:
             return f"{family} models don't support {feature} in the studio yet."
     return None
+
+
+def is_flux_fill(pipe) -> bool:
+    return (
+        pipeline_family(pipe) == FLUX and pipe.transformer.config.in_channels == FLUX_FILL_CHANNELS
+    )
 
 
 @dataclass(eq=False)
@@ -118,6 +132,8 @@ class FlowRow:
     control: "FlowControl | None" = None
     # IP-Adapter: the row's image embedding, (1, 1, width), as FluxPipeline prepares it.
     ip_image_embeds: torch.Tensor | None = None
+    # FLUX.1 Fill: the masked source's latents and the mask, packed, (1, tokens, 320).
+    fill_condition: torch.Tensor | None = None
     calls: int = 0
     step: int = 0
     # After a step: the clean latents it predicts, (1, 16, h, w), for the step's preview.
@@ -192,6 +208,7 @@ class FlowBatch:
         self.ip_adapter = ip_adapter
         self.ip_adapter_scale = ip_adapter_scale
         self.family = pipeline_family(pipe)
+        self.fill = is_flux_fill(pipe)
         self.rows: list[FlowRow] = []
         self._text_ids = None  # FLUX.1: T5's token ids, all zeros, one set for every row
         self._image_ids = None
@@ -249,6 +266,11 @@ class FlowBatch:
                 )
         if request.control is not None:
             self._check_controlnet(request)
+        if self.fill and request.mode != "inpaint":
+            raise GenerationFailed(
+                "FLUX.1 Fill models only inpaint and outpaint: give a source image and a mask, "
+                "or choose another FLUX.1 model."
+            )
         if request.ip_adapter is not None and self.ip_adapter is None:
             raise GenerationFailed("An IP-Adapter request needs its IP-Adapter loaded.")
         limit = t5_token_limit(self.pipe)
@@ -319,7 +341,7 @@ class FlowBatch:
             # Before the noise: FLUX.1's pipeline samples the control image's latents with
             # the request's generator first.
             control = self._control(request, generator, cfg, len(timesteps))
-        latents, inpaint = self._latents(
+        latents, inpaint, fill_condition = self._latents(
             request, scheduler, timesteps, generator, prompt_embeds.dtype
         )
         ip_image_embeds = None
@@ -342,6 +364,7 @@ class FlowBatch:
             inpaint=inpaint,
             control=control,
             ip_image_embeds=ip_image_embeds,
+            fill_condition=fill_condition,
         )
 
     def _control(self, request, generator, cfg: bool, steps: int) -> FlowControl:
@@ -445,11 +468,15 @@ class FlowBatch:
         return timesteps[t_start:]
 
     def _latents(self, request, scheduler, timesteps, generator, dtype):
-        """The row's starting latents (FLUX.1: packed) and, to inpaint, its FlowInpaint."""
+        """The row's starting latents (FLUX.1: packed) and, to inpaint, its FlowInpaint, or
+        with FLUX.1 Fill its fill condition."""
         pipe, device = self.pipe, self.device
         flux = self.family == FLUX
         if flux:
-            channels = pipe.transformer.config.in_channels // 4
+            # Fill's transformer reads more than the latents (FLUX_FILL_CHANNELS).
+            channels = pipe.vae.config.latent_channels
+            if not self.fill:
+                channels = pipe.transformer.config.in_channels // 4
             height = 2 * (request.height // (pipe.vae_scale_factor * 2))
             width = 2 * (request.width // (pipe.vae_scale_factor * 2))
             self._image_ids = pipe._prepare_latent_image_ids(
@@ -466,7 +493,7 @@ class FlowBatch:
 
         if request.mode == "txt2img":
             noise = randn_tensor(shape, generator=generator, device=device, dtype=dtype)
-            return packed(varied_noise(noise, [request], device)), None
+            return packed(varied_noise(noise, [request], device)), None, None
         image = pipe.image_processor.preprocess(
             request.init_image, height=request.height, width=request.width
         ).to(dtype=torch.float32)
@@ -479,7 +506,9 @@ class FlowBatch:
         noise = randn_tensor(shape, generator=generator, device=device, dtype=dtype)
         latents = noised(scheduler, image_latents, timesteps[:1], noise)
         if request.mode == "img2img":
-            return packed(latents), None
+            return packed(latents), None, None
+        if self.fill:
+            return packed(latents), None, self._fill_condition(request, image, generator, dtype)
         if not flux:
             # StableDiffusion3InpaintPipeline's repeat() leaves the source's latents
             # contiguous, whatever layout the VAE gave; the blend's layout follows them, and
@@ -506,7 +535,38 @@ class FlowBatch:
         inpaint = FlowInpaint(
             image_latents=packed(image_latents), noise=packed(noise), mask=packed(mask)
         )
-        return packed(latents), inpaint
+        return packed(latents), inpaint, None
+
+    def _fill_condition(self, request, image, generator, dtype) -> torch.Tensor:
+        """What FLUX.1 Fill's transformer reads beside the row's latents: the latents of the
+        source with the mask blanked out (drawn from the row's generator after its noise)
+        and the mask, each packed, as FluxFillPipeline.prepare_mask_latents makes them."""
+        pipe, device, vae = self.pipe, self.device, self.pipe.vae
+        scale = pipe.vae_scale_factor
+        mask_processor = VaeImageProcessor(
+            vae_scale_factor=scale * 2,
+            vae_latent_channels=vae.config.latent_channels,
+            do_normalize=False,
+            do_binarize=True,
+            do_convert_grayscale=True,
+        )
+        mask = mask_processor.preprocess(
+            request.mask_image, height=request.height, width=request.width
+        )
+        masked_image = (image * (1 - mask)).to(device=device, dtype=dtype)
+        height = 2 * (image.shape[-2] // (scale * 2))
+        width = 2 * (image.shape[-1] // (scale * 2))
+        channels = vae.config.latent_channels
+        masked_latents = retrieve_latents(vae.encode(masked_image), generator=generator)
+        masked_latents = (masked_latents - vae.config.shift_factor) * vae.config.scaling_factor
+        masked_latents = masked_latents.to(device=device, dtype=dtype)
+        masked_latents = pipe._pack_latents(masked_latents, 1, channels, height, width)
+        # The mask's pixels under each latent become that latent's 8×8 channels.
+        mask = mask[:, 0, :, :].view(1, height, scale, width, scale)
+        mask = mask.permute(0, 2, 4, 1, 3).reshape(1, scale * scale, height, width)
+        mask = pipe._pack_latents(mask, 1, scale * scale, height, width)
+        mask = mask.to(device=device, dtype=dtype)
+        return torch.cat((masked_latents, mask), dim=-1)
 
     @torch.no_grad()
     def step(self) -> list[FlowRow]:
@@ -520,6 +580,8 @@ class FlowBatch:
             groups.append(list(range(first, first + row.model_rows)))
             first += row.model_rows
         latents = [torch.cat([row.latents] * 2) if row.cfg else row.latents for row in rows]
+        if self.fill:
+            latents = [torch.cat((row.latents, row.fill_condition), dim=2) for row in rows]
         timesteps = torch.cat([row.timestep.expand(row.model_rows) for row in rows])
         # One request: its latents as the pipeline passes them (a copy would be laid out anew).
         hidden_states = latents[0] if len(rows) == 1 else torch.cat(latents)

@@ -141,7 +141,9 @@ SDXL_PIPELINES = frozenset(
         "StableDiffusionXLInpaintPipeline",
     }
 )
-FLUX_PIPELINES = frozenset({"FluxPipeline", "FluxImg2ImgPipeline", "FluxInpaintPipeline"})
+FLUX_PIPELINES = frozenset(
+    {"FluxPipeline", "FluxImg2ImgPipeline", "FluxInpaintPipeline", "FluxFillPipeline"}
+)
 SD3_PIPELINES = frozenset(
     {
         "StableDiffusion3Pipeline",
