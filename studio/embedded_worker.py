@@ -15,9 +15,8 @@ from django.utils import timezone
 
 logger = logging.getLogger(__name__)
 
-_generation = ThreadPoolExecutor(
-    max_workers=settings.STUDIO_MAX_BATCH, thread_name_prefix="embedded-worker"
-)
+_generation = None  # made on first use (_generation_pool)
+_generation_lock = threading.Lock()
 _training = ThreadPoolExecutor(max_workers=1, thread_name_prefix="embedded-train")
 _cpu = ThreadPoolExecutor(max_workers=1, thread_name_prefix="embedded-cpu")
 
@@ -26,9 +25,25 @@ _not_started = {}
 _not_started_lock = threading.Lock()
 
 
+def _generation_pool():
+    """As wide as the engine batches (STUDIO_MAX_BATCH; by default sized from the device),
+    as a GPU worker's thread pool is (studio/celery.py). Made on first use: the engine's
+    default needs torch, which only the embedded mode's web process loads."""
+    global _generation
+    with _generation_lock:
+        if _generation is None:
+            from gpu_workers.runner import engine_options_from_env
+
+            _generation = ThreadPoolExecutor(
+                max_workers=engine_options_from_env()["max_batch"],
+                thread_name_prefix="embedded-worker",
+            )
+        return _generation
+
+
 def _pool(queue):
     if queue == settings.STUDIO_GPU_QUEUE:
-        return _generation
+        return _generation_pool()
     if queue == settings.STUDIO_TRAIN_QUEUE:
         return _training
     return _cpu

@@ -221,12 +221,10 @@ CELERY_TASK_ROUTES = {
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
-# A GPU worker runs up to a full batch of jobs at once: each task thread hands its job to the
-# device's one engine loop (gpu_workers.engine), which batches them. Same variable as the
-# engine's own limit, so neither side waits on the other.
-STUDIO_MAX_BATCH = int(os.environ.get("STUDIO_MAX_BATCH", "8"))
+# Task threads: a GPU worker's are as many as its engine batches (studio/celery.py), each
+# handing its job to the device's one engine loop (gpu_workers.engine); other workers take
+# Celery's default, a thread per CPU, unless started with --concurrency.
 CELERY_WORKER_POOL = "threads"
-CELERY_WORKER_CONCURRENCY = STUDIO_MAX_BATCH
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 # Longer than the longest job, so an unacked message is redelivered only after a real loss.
