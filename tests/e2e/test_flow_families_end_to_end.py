@@ -2,7 +2,8 @@
 to the server, run by the worker (a Celery worker on Redis, or the embedded one), on the
 tiny FLUX.1 and SD3 models: txt2img, then img2img, inpaint, outpaint, hires fix, DPM++ 2M
 with a shift and the family's tiny ControlNet (FLUX.1's with hires fix too) from its image,
-and FLUX.1's tiny XLabs-layout IP-Adapter with its image as the image prompt;
+and FLUX.1's tiny XLabs-layout IP-Adapter with its image as the image prompt, and an
+outpaint of it by the tiny FLUX.1 Fill model;
 what these families can't do yet is refused by the form, naming the family, and no job is
 made."""
 
@@ -75,8 +76,19 @@ def flux_ip_adapter(tmp_path_factory):
     )
 
 
+@pytest.fixture
+def flux_fill(tmp_path_factory):
+    from gpu_workers.tiny_models import build_tiny_flux_fill
+
+    folder = build_tiny_flux_fill(tmp_path_factory.mktemp("flow-fill") / "flux-fill")
+    return DiffusionModel.objects.create(
+        name="tiny-flux1-fill", source=str(folder), source_kind=SourceKind.FOLDER,
+        family=ModelFamily.FLUX1,
+    )
+
+
 def test_flow_families_generate_txt2img_through_the_worker(
-    studio_processes, flow_models, flow_controlnets, flux_ip_adapter
+    studio_processes, flow_models, flow_controlnets, flux_ip_adapter, flux_fill
 ):
     user = User.objects.create_user("fl", "fl@example.org", PASSWORD)
     team = Team.objects.create(name="Flow")
@@ -133,16 +145,19 @@ def test_flow_families_generate_txt2img_through_the_worker(
             modes["ControlNet hires fix"] = {**modes["ControlNet"], **modes["hires fix"]}
             modes["IP-Adapter"] = {"ip_adapter_model": flux_ip_adapter.pk,
                                    "ip_adapter_image": source.pk, "ip_adapter_scale": 0.8}
+            modes["Fill outpaint"] = {"model": flux_fill.pk, "source_image": source.pk,
+                                      "outpaint_right": 16, "guidance_scale": 30}
         for mode, fields in modes.items():
             before = set(GenerationJob.objects.values_list("pk", flat=True))
-            status, body = post(model=model.pk, **fields)
+            status, body = post(**{"model": model.pk, **fields})
             assert status == 200, (family, mode, body[:500])
             by_mode[family, mode] = GenerationJob.objects.exclude(pk__in=before).get()
     done = wait_until_done(by_mode.values())
 
     sizes = {"img2img": (80, 64), "inpaint": (80, 64), "outpaint": (96, 64),
              "hires fix": (160, 128), "DPM++ 2M": (80, 64), "ControlNet": (80, 64),
-             "ControlNet hires fix": (160, 128), "IP-Adapter": (80, 64)}
+             "ControlNet hires fix": (160, 128), "IP-Adapter": (80, 64),
+             "Fill outpaint": (96, 64)}
     for (family, mode), job in by_mode.items():
         job = done[job.pk]
         assert job.status == JobStatus.FINISHED, (family, mode, job.error)
