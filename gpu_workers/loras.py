@@ -27,6 +27,9 @@ import weakref
 from collections import OrderedDict
 from pathlib import Path
 
+import torch
+from peft.tuners.lora import LoraLayer
+
 from gpu_workers import lora_families
 from gpu_workers.config import WorkerConfig
 from gpu_workers.pipelines import FAMILY_NAMES, FLUX, SD, SD3, SDXL, pipeline_family
@@ -162,6 +165,7 @@ def _load(pipe, loaded: OrderedDict, lora: LoraRef, config: WorkerConfig, in_use
             f"The LoRA {lora.name or lora.sha256[:12]} does not fit this model (is it "
             f"made for another base model family?): {str(error)[:200]}"
         ) from error
+    _lora_layers_in_compute_dtype(pipe, name)
     if not any(name in names for names in pipe.get_list_adapters().values()):
         raise GenerationFailed(
             f"The LoRA {lora.name or lora.sha256[:12]} has no layers this "
@@ -170,6 +174,20 @@ def _load(pipe, loaded: OrderedDict, lora: LoraRef, config: WorkerConfig, in_use
         )
     loaded[name] = lora.sha256
     return name
+
+
+def _lora_layers_in_compute_dtype(pipe, name: str) -> None:
+    """A flow transformer stored in fp8 (WorkerConfig.fp8_transformer: diffusers' layerwise
+    casting) gets its new LoRA layers made in fp8 by PEFT, which can't compute in fp8: they
+    are kept in the dtype the transformer computes in (hotswaps copy into these layers)."""
+    transformer = getattr(pipe, "transformer", None)
+    if transformer is None:
+        return
+    for module in transformer.modules():
+        if isinstance(module, LoraLayer):
+            for layers in (module.lora_A, module.lora_B):
+                if name in layers and layers[name].weight.dtype == torch.float8_e4m3fn:
+                    layers[name].to(transformer.dtype)
 
 
 def _evict(pipe, loaded: OrderedDict, *, keep: set[str], limit: int) -> None:

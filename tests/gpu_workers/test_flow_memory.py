@@ -7,6 +7,7 @@
   the smaller weights, and the image stays close to bf16's."""
 
 import dataclasses
+import hashlib
 
 import numpy as np
 import pytest
@@ -15,8 +16,9 @@ from transformers import T5EncoderModel
 
 from gpu_workers.engine import Engine
 from gpu_workers.pipelines import load_controlnet, load_pipeline, loaded_sources, pipeline_bytes
-from gpu_workers.requests import GenerationRequest
+from gpu_workers.requests import GenerationRequest, LoraRef
 from gpu_workers.tiny_models import build_tiny_sd3_controlnet
+from tests.lora_builders import flux_peft_lora_bytes
 
 pytestmark = pytest.mark.usefixtures("empty_pipeline_cache")
 
@@ -119,3 +121,35 @@ def test_fp8_transformer_halves_its_layer_weights_and_the_image_stays_close(tiny
     assert pipeline_bytes(pipes[1]) == pipeline_bytes(pipes[0]) - layer_bytes(pipes[1])
     difference = np.abs(images[0] - images[1])
     assert 0 < difference.mean() < 2 and difference.max() < 32  # of 255
+
+
+def test_a_lora_runs_on_an_fp8_transformer(tiny_flux, cpu_config, tmp_path):
+    """PEFT makes a LoRA's layers in the transformer's fp8 storage dtype, which can't
+    compute: they are kept in bf16, and the LoRA changes the image."""
+    data = flux_peft_lora_bytes(tiny=True, seed=1)
+    path = tmp_path / "style.safetensors"
+    path.write_bytes(data)
+    lora = LoraRef(sha256=hashlib.sha256(data).hexdigest(), source=str(path), name="style")
+    config = dataclasses.replace(
+        cpu_config,
+        flow_dtype=torch.bfloat16,
+        fp8_transformer=True,
+        lora_cache_dir=str(tmp_path / "lora-cache"),
+    )
+    request = GenerationRequest(
+        model_source=str(tiny_flux),
+        prompt="a cat on the mat",
+        negative_prompt="",
+        steps=3,
+        guidance_scale=3.5,
+        width=64,
+        height=64,
+        seed=1234,
+    )
+    engine = Engine(config).start()
+    try:
+        base = np.asarray(engine.submit(request).result().images[0], dtype=float)
+        styled = engine.submit(dataclasses.replace(request, loras=(lora,))).result().images[0]
+    finally:
+        engine.shutdown()
+    assert np.abs(np.asarray(styled, dtype=float) - base).mean() > 0
