@@ -1,7 +1,8 @@
 """IP-Adapter for FLUX.1 through the engine (issue #17), on the tiny FLUX.1 model and a
 tiny adapter in XLabs' layout, on the CPU in fp32:
 - a request alone gives exactly the pixels of FluxPipeline(ip_adapter_image=...) with the
-  adapter loaded by its load_ip_adapter at the same scale;
+  adapter loaded by its load_ip_adapter at the same scale (img2img and inpaint:
+  FluxImg2ImgPipeline's and FluxInpaintPipeline's);
 - a request in a batch (other seeds, prompts, image prompts) gives exactly its pixels alone;
 - an adapter of the other layout is refused, naming both families (either way round), and
   SD 3.x refuses IP-Adapter, naming its family."""
@@ -11,7 +12,7 @@ import dataclasses
 import numpy as np
 import pytest
 import torch
-from diffusers import FluxPipeline
+from diffusers import FluxImg2ImgPipeline, FluxInpaintPipeline, FluxPipeline
 from PIL import Image
 
 from gpu_workers.ip_adapters import FLUX_LAYOUT_FAMILIES, read_ip_adapter
@@ -72,9 +73,16 @@ def with_image_prompt(request, **changes):
     )
 
 
+PIPELINES = {
+    "txt2img": FluxPipeline,
+    "img2img": FluxImg2ImgPipeline,
+    "inpaint": FluxInpaintPipeline,
+}
+
+
 def plain_pixels(request):
     adapter = request.ip_adapter.model_source
-    pipe = FluxPipeline.from_pretrained(request.model_source)
+    pipe = PIPELINES[request.mode].from_pretrained(request.model_source)
     pipe.set_progress_bar_config(disable=True)
     pipe.load_ip_adapter(
         adapter,
@@ -83,6 +91,11 @@ def plain_pixels(request):
         image_encoder_dtype=torch.float32,
     )
     pipe.set_ip_adapter_scale(request.ip_adapter.scale)
+    options = {}
+    if request.mode != "txt2img":
+        options.update(image=request.init_image, strength=request.strength)
+    if request.mode == "inpaint":
+        options["mask_image"] = request.mask_image
     output = pipe(
         prompt=request.prompt,
         ip_adapter_image=request.ip_adapter.image,
@@ -91,6 +104,7 @@ def plain_pixels(request):
         width=request.width,
         height=request.height,
         generator=torch.Generator("cpu").manual_seed(request.seed),
+        **options,
     )
     return np.asarray(output.images[0])
 
@@ -116,6 +130,21 @@ def test_xlabs_tensors_are_read_with_diffusers_names(adapters):
 @pytest.mark.parametrize("scale", [0.8, 1.5])
 def test_a_request_alone_is_the_pipelines_image(make_engine, ip_request, scale):
     request = with_image_prompt(ip_request, scale=scale)
+    [result] = run(make_engine(), [request])
+
+    assert np.array_equal(pixels(result), plain_pixels(request))
+
+
+@pytest.mark.parametrize("mode", ["img2img", "inpaint"])
+def test_img2img_and_inpaint_alone_are_the_pipelines_images(make_engine, ip_request, mode):
+    mask = Image.new("L", (64, 48), 0)
+    mask.paste(255, (16, 16, 48, 40))
+    request = dataclasses.replace(
+        ip_request,
+        init_image=noise_image(5, size=(64, 48)),
+        mask_image=mask if mode == "inpaint" else None,
+        strength=0.5,
+    )
     [result] = run(make_engine(), [request])
 
     assert np.array_equal(pixels(result), plain_pixels(request))
