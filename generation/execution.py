@@ -12,7 +12,7 @@ from django.db import transaction
 from PIL import Image as PILImage
 from PIL import ImageFilter
 
-from gallery.services import image_create_from_generation
+from gallery.services import generated_pngs, image_create_from_png
 from generation.leases import TRANSIENT_ERRORS, claim
 from generation.loras.embeddings.services import job_embedding_refs
 from generation.loras.services import job_lora_refs
@@ -166,15 +166,14 @@ def job_run(job_id, hold):
             requests = hires_requests(job, requests, results)
             results = generate_all(requests, **progress(job.first_pass_steps()))
             passes.append(results)
+        pngs = generated_pngs(
+            job=job, images=[(image, result) for result in results for image in result.images]
+        )
         with transaction.atomic():
             if not end(JobStatus.FINISHED):
                 logger.warning("Job %s was taken over by another attempt; result dropped", job.pk)
                 return
-            images = [
-                image_create_from_generation(job=job, pil_image=pil_image, result=result)
-                for result in results
-                for pil_image in result.images
-            ]
+            images = [image_create_from_png(job=job, png=png) for png in pngs]
     except GenerationCanceled as canceled:
         if end(JobStatus.CANCELED, str(canceled)):
             publish(group, job.event_payload(type=EventType.JOB_CANCELED))

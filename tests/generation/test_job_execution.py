@@ -439,3 +439,31 @@ def test_progress_is_reported_at_most_every_interval_and_at_the_first_and_last_s
     assert len(steps) == 2 and all('"progress_step"' in clause for clause in steps)
     job.refresh_from_db()
     assert (job.status, job.progress_step, job.attempts) == (JobStatus.FINISHED, 5, 1)
+
+
+def test_pngs_are_encoded_before_the_finishing_transaction(job):
+    """The transaction that finishes a job (and holds its row) only writes files and rows:
+    the images' PNGs, all of them, are compressed before it opens."""
+    from django.db import connection
+
+    import gallery.services
+
+    GenerationJob.objects.filter(pk=job.pk).update(batch_size=3)
+    depths = {}
+
+    def encoding(**kwargs):
+        depths["encoded"] = len(connection.savepoint_ids)
+        return gallery.services.generated_pngs(**kwargs)
+
+    def creating(**kwargs):
+        depths.setdefault("created", len(connection.savepoint_ids))
+        return gallery.services.image_create_from_png(**kwargs)
+
+    with (
+        mock.patch("generation.execution.generated_pngs", side_effect=encoding),
+        mock.patch("generation.execution.image_create_from_png", side_effect=creating),
+    ):
+        run(job)
+    assert depths["created"] == depths["encoded"] + 1
+    infotexts = [PILImage.open(image.file).info["parameters"] for image in job.images.all()]
+    assert len(infotexts) == 3 and all("Seed: " in text for text in infotexts)
