@@ -118,11 +118,12 @@ MAX_IP_ADAPTER_SCALE = 2.0
 
 @dataclass(frozen=True)
 class IPAdapterRef:
-    """An IP-Adapter image prompt (SD 1.x / 2.x and SDXL).
+    """An IP-Adapter image prompt (SD 1.x / 2.x, SDXL and FLUX.1).
 
-    `model_source`: the adapter's weights, a local `.safetensors` file with `image_proj.*`
-    and `ip_adapter.*` tensors (diffusers' load_ip_adapter layout) or a folder holding one;
-    its CLIP image encoder is the `image_encoder` folder next to the file. `image`: the
+    `model_source`: the adapter's weights, a local `.safetensors` file or a folder holding
+    one: `image_proj.*` and `ip_adapter.*` tensors (diffusers' load_ip_adapter layout) for SD
+    and SDXL, XLabs' layout (`ip_adapter_proj_model.*`, `double_blocks.N.processor.*`) for
+    FLUX.1; its CLIP image encoder is the `image_encoder` folder next to the file. `image`: the
     user's image (PIL, RGB, any size: the encoder's processor resizes it). `scale`: how
     strongly the image steers the result (A1111's "Weight"; 0 leaves the text alone)."""
 
