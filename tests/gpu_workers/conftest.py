@@ -82,3 +82,15 @@ def make_engine(cpu_config):
     yield make
     for engine in engines:
         engine.shutdown()
+
+
+@pytest.fixture(params=["flux", "sd3"])
+def family(request):
+    """A flow family: a test that asks for it runs for FLUX.1 and for SD 3.x."""
+    return request.param
+
+
+@pytest.fixture
+def flow_model_dir(family, tiny_flux, tiny_sd3):
+    """The tiny model of `family`."""
+    return {"flux": tiny_flux, "sd3": tiny_sd3}[family]

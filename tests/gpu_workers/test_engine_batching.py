@@ -22,10 +22,7 @@ from diffusers import (
 )
 
 from gpu_workers.engine import BatchKey
-
-
-def pixels(result):
-    return np.asarray(result.images[0])
+from tests.gpu_workers.engine_runs import pixels, run_batch
 
 
 def plain_pixels(pipe, request):
@@ -52,12 +49,6 @@ def varied_requests(tiny_request):
         dataclasses.replace(tiny_request, prompt="a red car", guidance_scale=1.0, seed=8),
         dataclasses.replace(tiny_request, negative_prompt="ugly, text", guidance_scale=3.5),
     ]
-
-
-def run_batch(engine, requests, **callbacks):
-    futures = [engine.submit(request, **callbacks) for request in requests]
-    engine.start()
-    return [future.result() for future in futures]
 
 
 def test_batch_key_ignores_what_may_differ_inside_a_batch(tiny_request):

@@ -23,11 +23,8 @@ from gpu_workers.engine import Engine
 from gpu_workers.metrics import WARMUP_SECONDS
 from gpu_workers.pipelines import load_pipeline
 from gpu_workers.runner import default_max_batch
+from tests.gpu_workers.engine_runs import pixels, run_batch
 from tests.gpu_workers.test_loras import build_lora
-
-
-def pixels(result):
-    return np.asarray(result.images[0])
 
 
 @pytest.fixture
@@ -43,12 +40,6 @@ def engines():
     yield make
     for engine in started:
         engine.shutdown()
-
-
-def run_batch(engine, requests, **callbacks):
-    futures = [engine.submit(request, **callbacks) for request in requests]
-    engine.start()
-    return [future.result() for future in futures]
 
 
 @pytest.fixture

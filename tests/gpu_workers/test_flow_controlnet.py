@@ -29,6 +29,7 @@ from gpu_workers.tiny_models import (
     build_tiny_flux_controlnet,
     build_tiny_sd3_controlnet,
 )
+from tests.gpu_workers.engine_runs import pipeline_pixels, pixels, run_batch
 
 pytestmark = pytest.mark.slow
 
@@ -49,11 +50,6 @@ def controlnets(tmp_path_factory):
         "sd3": build_tiny_sd3_controlnet(models / "sd3"),
         "xlabs": build_tiny_flux_controlnet(models / "xlabs", xlabs=True),
     }
-
-
-@pytest.fixture(params=["flux", "sd3"])
-def family(request):
-    return request.param
 
 
 @pytest.fixture
@@ -78,10 +74,6 @@ def square(size=(64, 48), box=(16, 8, 48, 40)):
     return image
 
 
-def pixels(result):
-    return np.asarray(result.images[0])
-
-
 def plain_pixels(family, request):
     """What plain diffusers' ControlNet pipeline makes for `request`, given the canny edges
     the worker conditions on. StableDiffusion3ControlNetPipeline samples the control image's
@@ -91,7 +83,6 @@ def plain_pixels(family, request):
     controlnet = CONTROLNET_CLASSES[family].from_pretrained(request.control.model_source)
     pipeline_class = PIPELINES[family, request.mode]
     pipe = pipeline_class.from_pretrained(request.model_source, controlnet=controlnet)
-    pipe.set_progress_bar_config(disable=True)
     control = request.control
     options = {"negative_prompt": request.negative_prompt} if family == "sd3" else {}
     if request.mode != "txt2img":
@@ -99,26 +90,15 @@ def plain_pixels(family, request):
     if request.mode == "inpaint":
         options["mask_image"] = request.mask_image
     torch.manual_seed(request.seed)
-    output = pipe(
-        prompt=request.prompt,
+    return pipeline_pixels(
+        pipe,
+        request,
         control_image=control_image_from(control.image, request.width, request.height),
         controlnet_conditioning_scale=control.conditioning_scale,
         control_guidance_start=control.guidance_start,
         control_guidance_end=control.guidance_end,
-        num_inference_steps=request.steps,
-        guidance_scale=request.guidance_scale,
-        width=request.width,
-        height=request.height,
-        generator=torch.Generator("cpu").manual_seed(request.seed),
         **options,
     )
-    return np.asarray(output.images[0])
-
-
-def run(engine, requests):
-    futures = [engine.submit(request) for request in requests]
-    engine.start()
-    return [future.result() for future in futures]
 
 
 def with_control(request, **changes):
@@ -134,7 +114,7 @@ def test_a_request_alone_is_the_controlnet_pipelines_image(
     request = with_control(
         control_request, conditioning_scale=scale, guidance_start=start, guidance_end=end
     )
-    [result] = run(make_engine(), [request])
+    [result] = run_batch(make_engine(), [request])
 
     assert np.array_equal(pixels(result), plain_pixels(family, request))
 
@@ -154,17 +134,17 @@ def test_an_xlabs_controlnet_alone_is_the_pipelines_image(make_engine, tiny_flux
             model_source=str(controlnets["xlabs"]), image=square(), conditioning_scale=0.8
         ),
     )
-    [result] = run(make_engine(), [request])
+    [result] = run_batch(make_engine(), [request])
 
     assert np.array_equal(pixels(result), plain_pixels("flux", request))
-    [plain] = run(make_engine(), [dataclasses.replace(request, control=None)])
+    [plain] = run_batch(make_engine(), [dataclasses.replace(request, control=None)])
     assert not np.array_equal(pixels(result), pixels(plain))
 
 
 def test_the_controlnet_changes_the_image(make_engine, control_request):
-    [controlled] = run(make_engine(), [control_request])
-    [plain] = run(make_engine(), [dataclasses.replace(control_request, control=None)])
-    [other_image] = run(
+    [controlled] = run_batch(make_engine(), [control_request])
+    [plain] = run_batch(make_engine(), [dataclasses.replace(control_request, control=None)])
+    [other_image] = run_batch(
         make_engine(), [with_control(control_request, image=square(box=(0, 0, 24, 24)))]
     )
 
@@ -193,8 +173,8 @@ def test_at_scale_0_a_controlnet_that_draws_no_noise_changes_nothing(
             model_source=str(controlnets[layout]), image=square(), conditioning_scale=0.0
         ),
     )
-    [at_zero] = run(make_engine(), [request])
-    [without] = run(make_engine(), [dataclasses.replace(request, control=None)])
+    [at_zero] = run_batch(make_engine(), [request])
+    [without] = run_batch(make_engine(), [dataclasses.replace(request, control=None)])
 
     assert np.array_equal(pixels(at_zero), pixels(without))
 
@@ -214,8 +194,8 @@ def test_a_row_in_a_batch_is_its_image_alone(make_engine, control_request):
             guidance_end=0.9,
         ),
     ]
-    batched = run(make_engine(max_batch=4), requests)
-    alone = [run(make_engine(), [request])[0] for request in requests]
+    batched = run_batch(make_engine(max_batch=4), requests)
+    alone = [run_batch(make_engine(), [request])[0] for request in requests]
 
     assert [result.batch_size for result in batched] != [1] * 4  # they did share calls
     for n, (in_batch, by_itself) in enumerate(zip(batched, alone, strict=True)):
@@ -232,7 +212,7 @@ def test_a_controlnet_of_another_family_is_refused(
         request = with_control(control_request, model_source=str(source), name="edges")
         message = rf"edges is a {its_family} ControlNet; this model is {names[family]}"
         with pytest.raises(GenerationFailed, match=message):
-            run(make_engine(), [request])
+            run_batch(make_engine(), [request])
 
 
 @pytest.mark.parametrize("xlabs", [False, True])
@@ -261,10 +241,10 @@ def test_flux_img2img_and_inpaint_alone_are_the_controlnet_pipelines_images(
             guidance_end=0.75,
         ),
     )
-    [result] = run(make_engine(), [request])
+    [result] = run_batch(make_engine(), [request])
 
     assert np.array_equal(pixels(result), plain_pixels("flux", request))
-    [plain] = run(make_engine(), [dataclasses.replace(request, control=None)])
+    [plain] = run_batch(make_engine(), [dataclasses.replace(request, control=None)])
     assert not np.array_equal(pixels(result), pixels(plain))
 
 
@@ -290,8 +270,8 @@ def test_flux_inpaint_rows_in_a_batch_are_their_images_alone(make_engine, tiny_f
         with_control(dataclasses.replace(first, seed=7, steps=6), conditioning_scale=0.4),
         with_control(dataclasses.replace(first, seed=8, strength=1.0), guidance_start=0.5),
     ]
-    batched = run(make_engine(max_batch=3), requests)
-    alone = [run(make_engine(), [request])[0] for request in requests]
+    batched = run_batch(make_engine(max_batch=3), requests)
+    alone = [run_batch(make_engine(), [request])[0] for request in requests]
 
     assert [result.batch_size for result in batched] != [1] * 3
     for n, (in_batch, by_itself) in enumerate(zip(batched, alone, strict=True)):
@@ -316,4 +296,4 @@ def test_sd3_controlnet_beyond_txt2img_is_refused_naming_the_family(
     )
     message = "Stable Diffusion 3.x models don't support ControlNet beyond txt2img"
     with pytest.raises(GenerationFailed, match=message):
-        run(make_engine(), [request])
+        run_batch(make_engine(), [request])

@@ -20,24 +20,15 @@ from gpu_workers.requests import (
     GenerationFailed,
     GenerationRequest,
 )
+from tests.gpu_workers.engine_runs import flow_txt2img_pixels, pixels, run_batch
 
 PIPELINES = {"flux": FluxPipeline, "sd3": StableDiffusion3Pipeline}
 
 
-@pytest.fixture(params=["flux", "sd3"])
-def family(request):
-    return request.param
-
-
 @pytest.fixture
-def model_dir(family, tiny_flux, tiny_sd3):
-    return {"flux": tiny_flux, "sd3": tiny_sd3}[family]
-
-
-@pytest.fixture
-def flow_request(model_dir, family):
+def flow_request(flow_model_dir, family):
     return GenerationRequest(
-        model_source=str(model_dir),
+        model_source=str(flow_model_dir),
         prompt="a cat on the mat",
         negative_prompt="blurry",
         steps=4,
@@ -48,43 +39,16 @@ def flow_request(model_dir, family):
     )
 
 
-def pixels(result):
-    return np.asarray(result.images[0])
-
-
-def plain_pixels(family, model_dir, request):
-    """What plain diffusers makes for `request`."""
-    pipe = PIPELINES[family].from_pretrained(model_dir, dtype=torch.float32)
-    pipe.set_progress_bar_config(disable=True)
-    options = {"negative_prompt": request.negative_prompt} if family == "sd3" else {}
-    output = pipe(
-        prompt=request.prompt,
-        num_inference_steps=request.steps,
-        guidance_scale=request.guidance_scale,
-        width=request.width,
-        height=request.height,
-        generator=torch.Generator("cpu").manual_seed(request.seed),
-        **options,
-    )
-    return np.asarray(output.images[0])
-
-
-def run(engine, requests, **callbacks):
-    futures = [engine.submit(request, **callbacks) for request in requests]
-    engine.start()
-    return [future.result() for future in futures]
-
-
-def test_a_request_alone_is_the_pipelines_image(make_engine, family, model_dir, flow_request):
+def test_a_request_alone_is_the_pipelines_image(make_engine, family, flow_model_dir, flow_request):
     steps, previews = [], []
-    [result] = run(
+    [result] = run_batch(
         make_engine(preview_interval_s=0),
         [flow_request],
         on_step=lambda step, total: steps.append((step, total)),
         on_preview=lambda step, image: previews.append((step, image.size)),
     )
 
-    assert np.array_equal(pixels(result), plain_pixels(family, model_dir, flow_request))
+    assert np.array_equal(pixels(result), flow_txt2img_pixels(family, flow_model_dir, flow_request))
     assert steps == [(1, 4), (2, 4), (3, 4), (4, 4)]
     # At latent resolution, from the 16-channel latents' linear map to RGB.
     assert previews == [(1, (8, 8)), (2, (8, 8)), (3, (8, 8))]
@@ -101,8 +65,8 @@ def test_a_row_in_a_batch_is_its_image_alone(make_engine, family, flow_request):
             flow_request, negative_prompt="", seed=9, variation_seed=3, variation_strength=0.3
         ),
     ]
-    batched = run(make_engine(max_batch=4), requests)
-    alone = [run(make_engine(), [request])[0] for request in requests]
+    batched = run_batch(make_engine(max_batch=4), requests)
+    alone = [run_batch(make_engine(), [request])[0] for request in requests]
 
     assert [result.batch_size for result in batched] != [1] * 4  # they did share calls
     for n, (in_batch, by_itself) in enumerate(zip(batched, alone, strict=True)):
@@ -121,7 +85,7 @@ def test_a_request_that_joins_a_running_batch_is_its_image_alone(make_engine, fl
 
     first = engine.submit(flow_request, on_step=submit_late).result()
     second = joined[0].result()
-    alone = run(make_engine(), [late])[0]
+    alone = run_batch(make_engine(), [late])[0]
 
     assert second.batch_size == 2 or first.batch_size == 2
     assert np.array_equal(pixels(second), pixels(alone))
@@ -174,7 +138,7 @@ def test_a_refused_row_leaves_its_batch_mates_alone(make_engine, flow_request):
 
 
 def test_the_infotext_calls_the_flow_scheduler_euler(make_engine, flow_request):
-    [result] = run(make_engine(), [flow_request])
+    [result] = run_batch(make_engine(), [flow_request])
 
     assert (result.sampler, result.schedule_type) == ("Euler", None)
 
@@ -186,7 +150,7 @@ def test_a_flow_batch_out_of_memory_is_split_until_it_fits(
     from gpu_workers.pipelines import load_pipeline, pipeline_family
 
     requests = [dataclasses.replace(flow_request, seed=seed) for seed in range(4)]
-    expected = [pixels(run(make_engine(), [request])[0]) for request in requests]
+    expected = [pixels(run_batch(make_engine(), [request])[0]) for request in requests]
     pipe = load_pipeline(flow_request.model_source, cpu_config)
     transformer, real = pipe.transformer, pipe.transformer.forward
     # Two requests fit (SD3's CFG: four transformer rows), four do not.
@@ -222,7 +186,7 @@ def test_a_canceled_flow_request_stops_and_leaves_its_batch_mates(make_engine, f
 
     with pytest.raises(GenerationCanceled, match="Canceled after step 1 of 4"):
         canceled.result()
-    assert np.array_equal(pixels(kept.result()), pixels(run(make_engine(), [other])[0]))
+    assert np.array_equal(pixels(kept.result()), pixels(run_batch(make_engine(), [other])[0]))
 
 
 def test_flux_schnell_has_no_guidance_and_reads_256_t5_tokens(make_engine, tmp_path):

@@ -8,25 +8,15 @@ import hashlib
 
 import numpy as np
 import pytest
-import torch
 from diffusers import FluxPipeline, StableDiffusion3Pipeline
 
 from gpu_workers.engine import Engine
 from gpu_workers.requests import GenerationRequest, LoraRef
+from tests.gpu_workers.engine_runs import flow_txt2img_pixels, pixels
 from tests.lora_builders import flux_peft_lora_bytes, sd3_peft_lora_bytes
 
 PIPELINES = {"flux": FluxPipeline, "sd3": StableDiffusion3Pipeline}
 LORAS = {"flux": flux_peft_lora_bytes, "sd3": sd3_peft_lora_bytes}
-
-
-@pytest.fixture(params=["flux", "sd3"])
-def family(request):
-    return request.param
-
-
-@pytest.fixture
-def model_dir(family, tiny_flux, tiny_sd3):
-    return {"flux": tiny_flux, "sd3": tiny_sd3}[family]
 
 
 @pytest.fixture
@@ -52,9 +42,9 @@ def lora(family, tmp_path):
 
 
 @pytest.fixture
-def base_request(model_dir, family):
+def base_request(flow_model_dir, family):
     return GenerationRequest(
-        model_source=str(model_dir),
+        model_source=str(flow_model_dir),
         prompt="a lighthouse at dusk",
         negative_prompt="blurry",
         steps=3,
@@ -65,28 +55,8 @@ def base_request(model_dir, family):
     )
 
 
-def plain_pixels(family, model_dir, request):
-    pipe = PIPELINES[family].from_pretrained(model_dir, dtype=torch.float32)
-    pipe.set_progress_bar_config(disable=True)
-    options = {"negative_prompt": request.negative_prompt} if family == "sd3" else {}
-    output = pipe(
-        prompt=request.prompt,
-        num_inference_steps=request.steps,
-        guidance_scale=request.guidance_scale,
-        width=request.width,
-        height=request.height,
-        generator=torch.Generator("cpu").manual_seed(request.seed),
-        **options,
-    )
-    return np.asarray(output.images[0])
-
-
-def pixels(future):
-    return np.asarray(future.result().images[0])
-
-
 def test_a_lora_changes_the_image_and_a_batch_without_it_is_the_base_image(
-    make_lora_engine, family, model_dir, base_request, lora
+    make_lora_engine, family, flow_model_dir, base_request, lora
 ):
     styled = dataclasses.replace(base_request, loras=(lora,))
     requests = [
@@ -98,18 +68,18 @@ def test_a_lora_changes_the_image_and_a_batch_without_it_is_the_base_image(
     engine = make_lora_engine(max_batch=4)
     futures = [engine.submit(request) for request in requests]
     engine.start()
-    made = [pixels(future) for future in futures]
+    made = [pixels(future.result()) for future in futures]
     after = engine.submit(base_request)  # the LoRA stays loaded, off
-    after_pixels = pixels(after)
+    after_pixels = pixels(after.result())
 
-    base = plain_pixels(family, model_dir, base_request)
+    base = flow_txt2img_pixels(family, flow_model_dir, base_request)
     assert not np.array_equal(made[0], base)
     assert np.array_equal(made[2], base)
     assert np.array_equal(after_pixels, base)
-    assert np.array_equal(made[3], plain_pixels(family, model_dir, requests[3]))
+    assert np.array_equal(made[3], flow_txt2img_pixels(family, flow_model_dir, requests[3]))
     # The two rows with the LoRA shared their batch, each its image alone.
     assert futures[0].result().batch_size == 2
     alone = make_lora_engine()
     second = alone.submit(requests[1])
     alone.start()
-    assert np.array_equal(made[1], pixels(second))
+    assert np.array_equal(made[1], pixels(second.result()))

@@ -17,6 +17,7 @@ from PIL import Image
 
 from gpu_workers.requests import GenerationFailed, GenerationRequest, IPAdapterRef
 from gpu_workers.tiny_models import build_tiny_flux_fill, build_tiny_flux_ip_adapter
+from tests.gpu_workers.engine_runs import pipeline_pixels, pixels, run_batch
 
 pytestmark = pytest.mark.slow
 
@@ -59,44 +60,28 @@ def fill_request(tiny_flux_fill):
     )
 
 
-def pixels(result):
-    return np.asarray(result.images[0])
-
-
-def run(engine, requests):
-    futures = [engine.submit(request) for request in requests]
-    engine.start()
-    return [future.result() for future in futures]
-
-
 def plain_pixels(request):
     pipe = FluxFillPipeline.from_pretrained(request.model_source, dtype=torch.float32)
-    pipe.set_progress_bar_config(disable=True)
-    output = pipe(
-        prompt=request.prompt,
+    return pipeline_pixels(
+        pipe,
+        request,
         image=request.init_image,
         mask_image=request.mask_image,
         strength=request.strength,
-        num_inference_steps=request.steps,
-        guidance_scale=request.guidance_scale,
-        width=request.width,
-        height=request.height,
-        generator=torch.Generator("cpu").manual_seed(request.seed),
     )
-    return np.asarray(output.images[0])
 
 
 @pytest.mark.parametrize("strength", [1.0, 0.5])
 def test_inpaint_alone_is_the_fill_pipelines_image(make_engine, fill_request, strength):
     request = dataclasses.replace(fill_request, strength=strength)
-    [result] = run(make_engine(), [request])
+    [result] = run_batch(make_engine(), [request])
 
     assert np.array_equal(pixels(result), plain_pixels(request))
 
 
 def test_the_mask_steers_the_image(make_engine, fill_request):
-    [first] = run(make_engine(), [fill_request])
-    [other] = run(
+    [first] = run_batch(make_engine(), [fill_request])
+    [other] = run_batch(
         make_engine(), [dataclasses.replace(fill_request, mask_image=mask_image((0, 0, 32, 24)))]
     )
 
@@ -110,8 +95,8 @@ def test_a_row_in_a_batch_is_its_image_alone(make_engine, fill_request):
         dataclasses.replace(fill_request, seed=8, mask_image=mask_image((0, 0, 32, 24))),
         dataclasses.replace(fill_request, seed=9, steps=3, guidance_scale=3.5),
     ]
-    batched = run(make_engine(max_batch=4), requests)
-    alone = [run(make_engine(), [request])[0] for request in requests]
+    batched = run_batch(make_engine(max_batch=4), requests)
+    alone = [run_batch(make_engine(), [request])[0] for request in requests]
 
     assert [result.batch_size for result in batched] != [1] * 4  # they did share calls
     for n, (in_batch, by_itself) in enumerate(zip(batched, alone, strict=True)):
@@ -125,7 +110,7 @@ def test_a_fill_model_only_inpaints(make_engine, fill_request, mode):
         request = dataclasses.replace(request, init_image=None, strength=1.0)
 
     with pytest.raises(GenerationFailed, match="FLUX.1 Fill models only inpaint and outpaint"):
-        run(make_engine(), [request])
+        run_batch(make_engine(), [request])
 
 
 def test_a_fill_model_refuses_an_ip_adapter(make_engine, fill_request, tmp_path):
@@ -136,4 +121,4 @@ def test_a_fill_model_refuses_an_ip_adapter(make_engine, fill_request, tmp_path)
     )
 
     with pytest.raises(GenerationFailed, match="FLUX.1 Fill models don't support IP-Adapter"):
-        run(make_engine(), [request])
+        run_batch(make_engine(), [request])

@@ -22,6 +22,7 @@ from gpu_workers.tiny_models import (
     build_tiny_flux_ip_adapter,
     build_tiny_ip_adapter,
 )
+from tests.gpu_workers.engine_runs import pipeline_pixels, pixels, run_batch
 
 pytestmark = pytest.mark.slow
 
@@ -57,16 +58,6 @@ def ip_request(tiny_flux, adapters):
     )
 
 
-def run(engine, requests):
-    futures = [engine.submit(request) for request in requests]
-    engine.start()
-    return [future.result() for future in futures]
-
-
-def pixels(result):
-    return np.asarray(result.images[0])
-
-
 def with_image_prompt(request, **changes):
     return dataclasses.replace(
         request, ip_adapter=dataclasses.replace(request.ip_adapter, **changes)
@@ -83,7 +74,6 @@ PIPELINES = {
 def plain_pixels(request):
     adapter = request.ip_adapter.model_source
     pipe = PIPELINES[request.mode].from_pretrained(request.model_source)
-    pipe.set_progress_bar_config(disable=True)
     pipe.load_ip_adapter(
         adapter,
         weight_name=TINY_IP_ADAPTER_WEIGHTS,
@@ -96,17 +86,7 @@ def plain_pixels(request):
         options.update(image=request.init_image, strength=request.strength)
     if request.mode == "inpaint":
         options["mask_image"] = request.mask_image
-    output = pipe(
-        prompt=request.prompt,
-        ip_adapter_image=request.ip_adapter.image,
-        num_inference_steps=request.steps,
-        guidance_scale=request.guidance_scale,
-        width=request.width,
-        height=request.height,
-        generator=torch.Generator("cpu").manual_seed(request.seed),
-        **options,
-    )
-    return np.asarray(output.images[0])
+    return pipeline_pixels(pipe, request, ip_adapter_image=request.ip_adapter.image, **options)
 
 
 def test_xlabs_tensors_are_read_with_diffusers_names(adapters):
@@ -130,7 +110,7 @@ def test_xlabs_tensors_are_read_with_diffusers_names(adapters):
 @pytest.mark.parametrize("scale", [0.8, 1.5])
 def test_a_request_alone_is_the_pipelines_image(make_engine, ip_request, scale):
     request = with_image_prompt(ip_request, scale=scale)
-    [result] = run(make_engine(), [request])
+    [result] = run_batch(make_engine(), [request])
 
     assert np.array_equal(pixels(result), plain_pixels(request))
 
@@ -145,15 +125,15 @@ def test_img2img_and_inpaint_alone_are_the_pipelines_images(make_engine, ip_requ
         mask_image=mask if mode == "inpaint" else None,
         strength=0.5,
     )
-    [result] = run(make_engine(), [request])
+    [result] = run_batch(make_engine(), [request])
 
     assert np.array_equal(pixels(result), plain_pixels(request))
 
 
 def test_the_image_prompt_changes_the_image(make_engine, ip_request):
-    [prompted] = run(make_engine(), [ip_request])
-    [plain] = run(make_engine(), [dataclasses.replace(ip_request, ip_adapter=None)])
-    [other] = run(make_engine(), [with_image_prompt(ip_request, image=noise_image(2))])
+    [prompted] = run_batch(make_engine(), [ip_request])
+    [plain] = run_batch(make_engine(), [dataclasses.replace(ip_request, ip_adapter=None)])
+    [other] = run_batch(make_engine(), [with_image_prompt(ip_request, image=noise_image(2))])
 
     assert not np.array_equal(pixels(prompted), pixels(plain))
     assert not np.array_equal(pixels(prompted), pixels(other))
@@ -169,8 +149,8 @@ def test_a_request_in_a_batch_is_itself_alone(make_engine, ip_request):
             with_image_prompt(ip_request, image=noise_image(3, size=(40, 60))), steps=3
         ),
     ]
-    batched = run(make_engine(max_batch=3), requests)
-    alone = [run(make_engine(), [request])[0] for request in requests]
+    batched = run_batch(make_engine(max_batch=3), requests)
+    alone = [run_batch(make_engine(), [request])[0] for request in requests]
 
     assert [result.batch_size for result in batched] != [1] * 3  # they did share calls
     for together, by_itself in zip(batched, alone, strict=True):
@@ -181,18 +161,18 @@ def test_an_sd_layout_adapter_is_refused_naming_both_families(make_engine, ip_re
     request = with_image_prompt(ip_request, model_source=str(adapters["sd"]))
 
     with pytest.raises(GenerationFailed, match="made for Stable Diffusion or SDXL.*FLUX.1"):
-        run(make_engine(), [request])
+        run_batch(make_engine(), [request])
 
 
 def test_an_xlabs_adapter_is_refused_by_stable_diffusion(make_engine, tiny_sd15, ip_request):
     request = dataclasses.replace(ip_request, model_source=str(tiny_sd15), width=64, height=64)
 
     with pytest.raises(GenerationFailed, match="made for FLUX.1.*Stable Diffusion or SDXL"):
-        run(make_engine(), [request])
+        run_batch(make_engine(), [request])
 
 
 def test_sd3_refuses_ip_adapter_naming_its_family(make_engine, tiny_sd3, ip_request):
     request = dataclasses.replace(ip_request, model_source=str(tiny_sd3))
 
     with pytest.raises(GenerationFailed, match="Stable Diffusion 3.x models don't support IP"):
-        run(make_engine(), [request])
+        run_batch(make_engine(), [request])

@@ -19,6 +19,7 @@ from diffusers import (
 from PIL import Image
 
 from gpu_workers.requests import GenerationRequest
+from tests.gpu_workers.engine_runs import pixels, run_batch
 
 PIPELINES = {
     ("flux", "img2img"): FluxImg2ImgPipeline,
@@ -26,16 +27,6 @@ PIPELINES = {
     ("sd3", "img2img"): StableDiffusion3Img2ImgPipeline,
     ("sd3", "inpaint"): StableDiffusion3InpaintPipeline,
 }
-
-
-@pytest.fixture(params=["flux", "sd3"])
-def family(request):
-    return request.param
-
-
-@pytest.fixture
-def model_dir(family, tiny_flux, tiny_sd3):
-    return {"flux": tiny_flux, "sd3": tiny_sd3}[family]
 
 
 def source_image(size=(64, 48)):
@@ -55,9 +46,9 @@ def mask_image(size=(64, 48)):
 
 
 @pytest.fixture
-def img2img_request(model_dir, family):
+def img2img_request(flow_model_dir, family):
     return GenerationRequest(
-        model_source=str(model_dir),
+        model_source=str(flow_model_dir),
         prompt="a cat on the mat",
         negative_prompt="blurry",
         steps=4,
@@ -75,17 +66,13 @@ def inpaint_request(img2img_request):
     return dataclasses.replace(img2img_request, mask_image=mask_image(), strength=0.5)
 
 
-def pixels(result):
-    return np.asarray(result.images[0])
-
-
-def plain_pixels(family, model_dir, request):
+def plain_pixels(family, flow_model_dir, request):
     """What plain diffusers' img2img or inpaint pipeline makes for `request`.
 
     StableDiffusion3InpaintPipeline decodes without the VAE's shift factor, unlike every
     other SD3 pipeline and its own encoding (diffusers issue #13611, "Issue 1"): its latents
     are decoded here as StableDiffusion3Pipeline decodes them."""
-    pipe = PIPELINES[family, request.mode].from_pretrained(model_dir, dtype=torch.float32)
+    pipe = PIPELINES[family, request.mode].from_pretrained(flow_model_dir, dtype=torch.float32)
     pipe.set_progress_bar_config(disable=True)
     options = {"negative_prompt": request.negative_prompt} if family == "sd3" else {}
     if request.mode == "inpaint":
@@ -112,39 +99,33 @@ def plain_pixels(family, model_dir, request):
     return np.asarray(pipe.image_processor.postprocess(image, output_type="pil")[0])
 
 
-def run(engine, requests, **callbacks):
-    futures = [engine.submit(request, **callbacks) for request in requests]
-    engine.start()
-    return [future.result() for future in futures]
-
-
 @pytest.mark.parametrize("strength", [0.75, 1.0])
 def test_img2img_alone_is_the_pipelines_image(
-    make_engine, family, model_dir, img2img_request, strength
+    make_engine, family, flow_model_dir, img2img_request, strength
 ):
     request = dataclasses.replace(img2img_request, strength=strength)
     steps = []
-    [result] = run(make_engine(), [request], on_step=lambda step, total: steps.append(step))
+    [result] = run_batch(make_engine(), [request], on_step=lambda step, total: steps.append(step))
 
-    assert np.array_equal(pixels(result), plain_pixels(family, model_dir, request))
+    assert np.array_equal(pixels(result), plain_pixels(family, flow_model_dir, request))
     assert steps == list(range(1, request.denoising_steps() + 1))
     # It starts from the source: not txt2img's image of the same seed.
     txt2img = dataclasses.replace(request, init_image=None)
-    [from_noise] = run(make_engine(), [txt2img])
+    [from_noise] = run_batch(make_engine(), [txt2img])
     assert not np.array_equal(pixels(result), pixels(from_noise))
 
 
 @pytest.mark.parametrize("strength", [0.5, 1.0])
 def test_inpaint_alone_is_the_pipelines_image(
-    make_engine, family, model_dir, inpaint_request, strength
+    make_engine, family, flow_model_dir, inpaint_request, strength
 ):
     request = dataclasses.replace(inpaint_request, strength=strength)
-    [result] = run(make_engine(), [request])
+    [result] = run_batch(make_engine(), [request])
 
     made = pixels(result)
-    assert np.array_equal(made, plain_pixels(family, model_dir, request))
+    assert np.array_equal(made, plain_pixels(family, flow_model_dir, request))
     # Outside the mask the source stays (up to the VAE's round trip); inside it changes.
-    [img2img] = run(make_engine(), [dataclasses.replace(request, mask_image=None)])
+    [img2img] = run_batch(make_engine(), [dataclasses.replace(request, mask_image=None)])
     assert not np.array_equal(made, pixels(img2img))
 
 
@@ -160,8 +141,8 @@ def test_a_row_in_a_batch_is_its_image_alone(make_engine, inpaint_request, mode)
         dataclasses.replace(first, init_image=other_source, guidance_scale=1.0, seed=8),
         dataclasses.replace(first, negative_prompt="", seed=9, strength=1.0, steps=3),
     ]
-    batched = run(make_engine(max_batch=4), requests)
-    alone = [run(make_engine(), [request])[0] for request in requests]
+    batched = run_batch(make_engine(max_batch=4), requests)
+    alone = [run_batch(make_engine(), [request])[0] for request in requests]
 
     assert [result.batch_size for result in batched] != [1] * 4  # they did share calls
     for n, (in_batch, by_itself) in enumerate(zip(batched, alone, strict=True)):
@@ -173,6 +154,6 @@ def test_img2img_runs_the_studios_count_of_steps(make_engine, img2img_request):
     flow pipelines themselves would run 3."""
     request = dataclasses.replace(img2img_request, strength=0.6)
     steps = []
-    run(make_engine(), [request], on_step=lambda step, total: steps.append((step, total)))
+    run_batch(make_engine(), [request], on_step=lambda step, total: steps.append((step, total)))
 
     assert steps == [(1, 2), (2, 2)]

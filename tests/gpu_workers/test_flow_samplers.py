@@ -8,7 +8,6 @@ import dataclasses
 
 import numpy as np
 import pytest
-import torch
 from diffusers import (
     DPMSolverMultistepScheduler,
     FlowMatchEulerDiscreteScheduler,
@@ -18,24 +17,15 @@ from diffusers import (
 
 from gpu_workers.requests import GenerationRequest
 from gpu_workers.samplers import FLOW_SAMPLERS, SAMPLERS
+from tests.gpu_workers.engine_runs import flow_txt2img_pixels, pixels, run_batch
 
 PIPELINES = {"flux": FluxPipeline, "sd3": StableDiffusion3Pipeline}
 
 
-@pytest.fixture(params=["flux", "sd3"])
-def family(request):
-    return request.param
-
-
 @pytest.fixture
-def model_dir(family, tiny_flux, tiny_sd3):
-    return {"flux": tiny_flux, "sd3": tiny_sd3}[family]
-
-
-@pytest.fixture
-def flow_request(model_dir, family):
+def flow_request(flow_model_dir, family):
     return GenerationRequest(
-        model_source=str(model_dir),
+        model_source=str(flow_model_dir),
         prompt="a cat on the mat",
         negative_prompt="blurry",
         steps=5,
@@ -44,34 +34,6 @@ def flow_request(model_dir, family):
         height=48,
         seed=1234,
     )
-
-
-def pixels(result):
-    return np.asarray(result.images[0])
-
-
-def plain_pixels(family, model_dir, request, scheduler_of):
-    """What plain diffusers makes for `request` with the scheduler scheduler_of(config)."""
-    pipe = PIPELINES[family].from_pretrained(model_dir, dtype=torch.float32)
-    pipe.set_progress_bar_config(disable=True)
-    pipe.scheduler = scheduler_of(pipe.scheduler.config)
-    options = {"negative_prompt": request.negative_prompt} if family == "sd3" else {}
-    output = pipe(
-        prompt=request.prompt,
-        num_inference_steps=request.steps,
-        guidance_scale=request.guidance_scale,
-        width=request.width,
-        height=request.height,
-        generator=torch.Generator("cpu").manual_seed(request.seed),
-        **options,
-    )
-    return np.asarray(output.images[0])
-
-
-def run(engine, requests):
-    futures = [engine.submit(request) for request in requests]
-    engine.start()
-    return [future.result() for future in futures]
 
 
 def dpm_flow(config, **overrides):
@@ -92,21 +54,22 @@ def test_the_flow_sampler_names_are_a1111_names():
 
 
 def test_dpm_2m_is_the_pipelines_image_with_diffusers_flow_dpm(
-    make_engine, family, model_dir, flow_request
+    make_engine, family, flow_model_dir, flow_request
 ):
     request = dataclasses.replace(flow_request, sampler="DPM++ 2M")
-    [result] = run(make_engine(), [request])
+    [result] = run_batch(make_engine(), [request])
 
-    assert np.array_equal(pixels(result), plain_pixels(family, model_dir, request, dpm_flow))
+    plain = flow_txt2img_pixels(family, flow_model_dir, request, dpm_flow)
+    assert np.array_equal(pixels(result), plain)
     assert (result.sampler, result.schedule_type) == ("DPM++ 2M", None)
     assert result.scheduler_class == "DPMSolverMultistepScheduler"
     assert result.scheduler_config["use_flow_sigmas"] is True
-    [euler] = run(make_engine(), [flow_request])
+    [euler] = run_batch(make_engine(), [flow_request])
     assert not np.array_equal(pixels(result), pixels(euler))
 
 
 @pytest.mark.parametrize("sampler", ["Euler", "DPM++ 2M"])
-def test_a_shift_replaces_the_models(make_engine, family, model_dir, flow_request, sampler):
+def test_a_shift_replaces_the_models(make_engine, family, flow_model_dir, flow_request, sampler):
     request = dataclasses.replace(flow_request, sampler=sampler, shift=6.0)
 
     def shifted(config):
@@ -115,15 +78,16 @@ def test_a_shift_replaces_the_models(make_engine, family, model_dir, flow_reques
             return FlowMatchEulerDiscreteScheduler.from_config(config, shift=6.0, **fixed)
         return dpm_flow(config, flow_shift=6.0, **fixed)
 
-    [result] = run(make_engine(), [request])
+    [result] = run_batch(make_engine(), [request])
 
     # FluxPipeline always passes DPM++ 2M a size-dependent shift, so it has no image to
     # compare with for a fixed one.
     if (family, sampler) != ("flux", "DPM++ 2M"):
-        assert np.array_equal(pixels(result), plain_pixels(family, model_dir, request, shifted))
+        plain = flow_txt2img_pixels(family, flow_model_dir, request, shifted)
+        assert np.array_equal(pixels(result), plain)
     key = "shift" if sampler == "Euler" else "flow_shift"
     assert result.scheduler_config[key] == 6.0
-    [unshifted] = run(make_engine(), [dataclasses.replace(request, shift=None)])
+    [unshifted] = run_batch(make_engine(), [dataclasses.replace(request, shift=None)])
     assert not np.array_equal(pixels(result), pixels(unshifted))
 
 
@@ -134,8 +98,8 @@ def test_rows_with_other_samplers_and_shifts_are_their_images_alone(make_engine,
         dataclasses.replace(flow_request, sampler="Euler", shift=2.0, seed=8, steps=3),
         dataclasses.replace(flow_request, sampler="DPM++ 2M", shift=4.5, seed=9, steps=7),
     ]
-    batched = run(make_engine(max_batch=4), requests)
-    alone = [run(make_engine(), [request])[0] for request in requests]
+    batched = run_batch(make_engine(max_batch=4), requests)
+    alone = [run_batch(make_engine(), [request])[0] for request in requests]
 
     assert [result.batch_size for result in batched] != [1] * 4
     for n, (in_batch, by_itself) in enumerate(zip(batched, alone, strict=True)):

@@ -21,6 +21,7 @@ from gpu_workers.prompt_encoding import embedding_runs, encode_prompt
 from gpu_workers.requests import ControlRef, IPAdapterRef
 from gpu_workers.samplers import fresh_scheduler
 from gpu_workers.tiny_models import build_tiny_controlnet, build_tiny_ip_adapter, build_tiny_sd15
+from tests.gpu_workers.engine_runs import pixels, run_batch
 
 CPU = torch.device("cpu")
 LONG = " ".join(f"w{n % 10}" for n in range(60))  # "w" and the digit: 120 tokens, no comma
@@ -187,16 +188,6 @@ def test_a_textual_inversion_of_several_vectors_is_one_run(tiny_sd15):
 
 def plain_pipeline_tokenizer(folder):
     return CLIPTokenizer.from_pretrained(folder / "tokenizer")
-
-
-def pixels(result):
-    return np.asarray(result.images[0])
-
-
-def run_batch(engine, requests):
-    futures = [engine.submit(request) for request in requests]
-    engine.start()
-    return [future.result(timeout=120) for future in futures]
 
 
 @pytest.mark.parametrize(

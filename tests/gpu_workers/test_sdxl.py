@@ -33,6 +33,7 @@ from gpu_workers.pipelines import SDXL_REFINER_REFUSAL, load_pipeline, loaded_so
 from gpu_workers.requests import GenerationFailed
 from gpu_workers.samplers import fresh_scheduler
 from gpu_workers.tiny_models import TINY_SDXL_NAME, build_tiny_sdxl
+from tests.gpu_workers.engine_runs import pixels, run_batch
 
 WIDTH, HEIGHT = 64, 48  # not square: SDXL's size conditioning is (height, width)
 
@@ -82,10 +83,6 @@ def mask_image():
     return Image.fromarray(mask, "L")
 
 
-def pixels(result):
-    return np.asarray(result.images[0])
-
-
 def generator(request):
     return torch.Generator("cpu").manual_seed(request.seed)
 
@@ -120,12 +117,6 @@ def plain_txt2img(pipe, request):
         }
     output = pipe(**arguments, width=request.width, height=request.height)
     return np.asarray(output.images[0])
-
-
-def run_batch(engine, requests, **callbacks):
-    futures = [engine.submit(request, **callbacks) for request in requests]
-    engine.start()
-    return [future.result(timeout=120) for future in futures]
 
 
 def test_tiny_sdxl_is_a_normal_deterministic_diffusers_folder(tiny_sdxl, tmp_path):

@@ -1,0 +1,46 @@
+"""What the engine tests share: requests run as one batch, and the pixels of the engine's
+images and of plain diffusers' pipelines, compared bitwise."""
+
+import numpy as np
+import torch
+from diffusers import FluxPipeline, StableDiffusion3Pipeline
+
+
+def run_batch(engine, requests, **callbacks):
+    """Queue `requests` on `engine` before it starts, so they form one batch; their results
+    (a hung engine fails the test instead of stopping the run)."""
+    futures = [engine.submit(request, **callbacks) for request in requests]
+    engine.start()
+    return [future.result(timeout=300) for future in futures]
+
+
+def pixels(result):
+    return np.asarray(result.images[0])
+
+
+def pipeline_pixels(pipe, request, **options):
+    """What plain diffusers' `pipe` makes for `request`: its prompt, steps, guidance, size
+    and seed; `options` for the rest (a negative prompt, source images, ...)."""
+    pipe.set_progress_bar_config(disable=True)
+    output = pipe(
+        prompt=request.prompt,
+        num_inference_steps=request.steps,
+        guidance_scale=request.guidance_scale,
+        width=request.width,
+        height=request.height,
+        generator=torch.Generator("cpu").manual_seed(request.seed),
+        **options,
+    )
+    return np.asarray(output.images[0])
+
+
+def flow_txt2img_pixels(family, model_dir, request, scheduler_of=None):
+    """What FluxPipeline ("flux") or StableDiffusion3Pipeline ("sd3") makes for `request`
+    in fp32 (FLUX.1 reads no negative prompt); `scheduler_of(config)`: a scheduler in place
+    of the model's."""
+    pipeline_class = {"flux": FluxPipeline, "sd3": StableDiffusion3Pipeline}[family]
+    pipe = pipeline_class.from_pretrained(model_dir, dtype=torch.float32)
+    if scheduler_of is not None:
+        pipe.scheduler = scheduler_of(pipe.scheduler.config)
+    options = {"negative_prompt": request.negative_prompt} if family == "sd3" else {}
+    return pipeline_pixels(pipe, request, **options)
