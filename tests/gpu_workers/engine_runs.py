@@ -4,6 +4,7 @@ images and of plain diffusers' pipelines, compared bitwise."""
 import numpy as np
 import torch
 from diffusers import FluxPipeline, StableDiffusion3Pipeline
+from PIL import Image
 
 
 def run_batch(engine, requests, **callbacks):
@@ -44,3 +45,20 @@ def flow_txt2img_pixels(family, model_dir, request, scheduler_of=None):
         pipe.scheduler = scheduler_of(pipe.scheduler.config)
     options = {"negative_prompt": request.negative_prompt} if family == "sd3" else {}
     return pipeline_pixels(pipe, request, **options)
+
+
+def source_image(size=(64, 48)):
+    """A picture with some structure: a gradient and a bright square."""
+    width, height = size
+    x = np.linspace(0, 255, width, dtype=np.float32)[None, :]
+    y = np.linspace(0, 255, height, dtype=np.float32)[:, None]
+    pixels = np.stack([x + 0 * y, y + 0 * x, (x + y) / 2], axis=-1)
+    pixels[8:24, 16:40] = 250
+    return Image.fromarray(pixels.astype(np.uint8))
+
+
+def mask_image(box=(16, 16, 48, 40), size=(64, 48)):
+    """White (redrawn) inside `box`, black (kept) around it."""
+    mask = Image.new("L", size, 0)
+    mask.paste(255, box)
+    return mask

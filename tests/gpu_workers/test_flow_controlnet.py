@@ -29,7 +29,13 @@ from gpu_workers.tiny_models import (
     build_tiny_flux_controlnet,
     build_tiny_sd3_controlnet,
 )
-from tests.gpu_workers.engine_runs import pipeline_pixels, pixels, run_batch
+from tests.gpu_workers.engine_runs import (
+    mask_image,
+    pipeline_pixels,
+    pixels,
+    run_batch,
+    source_image,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -220,7 +226,6 @@ def test_a_controlnet_of_another_family_is_refused(
 def test_flux_img2img_and_inpaint_alone_are_the_controlnet_pipelines_images(
     make_engine, tiny_flux, controlnets, mode, strength, xlabs
 ):
-    from tests.gpu_workers.test_flow_modes import mask_image, source_image
 
     request = GenerationRequest(
         model_source=str(tiny_flux),
@@ -249,7 +254,6 @@ def test_flux_img2img_and_inpaint_alone_are_the_controlnet_pipelines_images(
 
 
 def test_flux_inpaint_rows_in_a_batch_are_their_images_alone(make_engine, tiny_flux, controlnets):
-    from tests.gpu_workers.test_flow_modes import mask_image, source_image
 
     first = GenerationRequest(
         model_source=str(tiny_flux),

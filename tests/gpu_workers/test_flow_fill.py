@@ -13,11 +13,16 @@ import numpy as np
 import pytest
 import torch
 from diffusers import FluxFillPipeline
-from PIL import Image
 
 from gpu_workers.requests import GenerationFailed, GenerationRequest, IPAdapterRef
 from gpu_workers.tiny_models import build_tiny_flux_fill, build_tiny_flux_ip_adapter
-from tests.gpu_workers.engine_runs import pipeline_pixels, pixels, run_batch
+from tests.gpu_workers.engine_runs import (
+    mask_image,
+    pipeline_pixels,
+    pixels,
+    run_batch,
+    source_image,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -25,22 +30,6 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def tiny_flux_fill(tmp_path_factory):
     return build_tiny_flux_fill(tmp_path_factory.mktemp("models") / "tiny-flux1-fill")
-
-
-def source_image(size=(64, 48)):
-    """A picture with some structure: a gradient and a bright square."""
-    width, height = size
-    x = np.linspace(0, 255, width, dtype=np.float32)[None, :]
-    y = np.linspace(0, 255, height, dtype=np.float32)[:, None]
-    pixels = np.stack([x + 0 * y, y + 0 * x, (x + y) / 2], axis=-1)
-    pixels[8:24, 16:40] = 250
-    return Image.fromarray(pixels.astype(np.uint8))
-
-
-def mask_image(box=(16, 16, 48, 40), size=(64, 48)):
-    mask = Image.new("L", size, 0)
-    mask.paste(255, box)
-    return mask
 
 
 @pytest.fixture

@@ -19,7 +19,7 @@ from diffusers import (
 from PIL import Image
 
 from gpu_workers.requests import GenerationRequest
-from tests.gpu_workers.engine_runs import pixels, run_batch
+from tests.gpu_workers.engine_runs import mask_image, pixels, run_batch, source_image
 
 PIPELINES = {
     ("flux", "img2img"): FluxImg2ImgPipeline,
@@ -27,22 +27,6 @@ PIPELINES = {
     ("sd3", "img2img"): StableDiffusion3Img2ImgPipeline,
     ("sd3", "inpaint"): StableDiffusion3InpaintPipeline,
 }
-
-
-def source_image(size=(64, 48)):
-    """A picture with some structure: a gradient and a bright square."""
-    width, height = size
-    x = np.linspace(0, 255, width, dtype=np.float32)[None, :]
-    y = np.linspace(0, 255, height, dtype=np.float32)[:, None]
-    pixels = np.stack([x + 0 * y, y + 0 * x, (x + y) / 2], axis=-1)
-    pixels[8:24, 16:40] = 250
-    return Image.fromarray(pixels.astype(np.uint8))
-
-
-def mask_image(size=(64, 48)):
-    mask = Image.new("L", size, 0)
-    mask.paste(255, (16, 16, 48, 40))
-    return mask
 
 
 @pytest.fixture
