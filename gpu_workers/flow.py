@@ -25,10 +25,12 @@ row in a batch gets its image alone, bitwise (gpu_workers.batch_invariance).
   the batch's FluxControlNetModel / SD3ControlNetModel reads each row's control image through
   the VAE (FLUX.1: packed; XLabs' hint-block ControlNets the pixels), its residuals scaled
   per row by the row's conditioning scale inside its guidance start..end.
-- IP-Adapter (FLUX.1), after FluxPipeline's ip_adapter_image: the batch's XLabs-layout
-  adapter in the transformer's double-stream blocks at the batch's scale
-  (gpu_workers.ip_adapters), each row's image encoded alone; the negative image embeds the
-  pipeline makes serve its true CFG only, which the studio doesn't run.
+- IP-Adapter, every mode, after the pipelines' ip_adapter_image (gpu_workers.ip_adapters),
+  at the batch's scale, each row's image encoded alone. FLUX.1: the batch's XLabs-layout
+  adapter in the transformer's double-stream blocks; the negative image embeds the
+  pipeline makes serve its true CFG only, which the studio doesn't run. SD 3.x: an
+  InstantX-layout adapter in every joint attention layer, its resampler reading each row's
+  SigLIP embeds at the row's timestep; with CFG the unconditional row's embeds are zeros.
 
 Prompts are encoded by the pipeline's own encode_prompt, as written: A1111's emphasis is
 not read for these families yet, and prompt editing or alternation is refused. A T5 prompt
@@ -79,7 +81,7 @@ def t5_token_limit(pipe) -> int:
 def batch_refusal(pipe, request: GenerationRequest) -> str | None:
     """Why a batch of requests like `request` (BatchKey: IP-Adapter, embeddings) can't run
     on this flow model yet, or None. Every mode, LoRAs (gpu_workers.loras), ControlNet
-    (SD 3.x: for txt2img) and FLUX.1 IP-Adapter run; FLUX.1 Fill inpaints (and outpaints)."""
+    (SD 3.x: for txt2img) and IP-Adapter run; FLUX.1 Fill inpaints (and outpaints)."""
     family = pipeline_family(pipe)
     channels = pipe.transformer.config.in_channels
     fill = is_flux_fill(pipe)
@@ -97,8 +99,6 @@ def batch_refusal(pipe, request: GenerationRequest) -> str | None:
         "ControlNet beyond txt2img": (
             request.control and request.mode != "txt2img" and family == FAMILY_NAMES[SD3]
         ),
-        # diffusers' SD3IPAdapterMixin reads another layout with a SigLIP encoder.
-        "IP-Adapter": request.ip_adapter and family == FAMILY_NAMES[SD3],
         "textual-inversion embeddings": request.embeddings,
     }
     for feature, used in unsupported.items():
@@ -130,7 +130,8 @@ class FlowRow:
     num_warmup_steps: int
     inpaint: "FlowInpaint | None" = None
     control: "FlowControl | None" = None
-    # IP-Adapter: the row's image embedding, (1, 1, width), as FluxPipeline prepares it.
+    # IP-Adapter: the row's image embedding as its pipeline prepares it: FLUX.1 (1, 1,
+    # width); SD 3.x (rows, tokens, width), zeros first with CFG.
     ip_image_embeds: torch.Tensor | None = None
     # FLUX.1 Fill: the masked source's latents and the mask, packed, (1, tokens, 320).
     fill_condition: torch.Tensor | None = None
@@ -346,9 +347,14 @@ class FlowBatch:
         )
         ip_image_embeds = None
         if request.ip_adapter is not None:
-            ip_image_embeds = image_embeds(
-                self.ip_adapter, [request.ip_adapter.image], self._projection, [], device
-            )[0]
+            embeds = image_embeds(
+                self.ip_adapter,
+                [request.ip_adapter.image],
+                self._projection,
+                [0] if cfg else [],
+                device,
+            )
+            ip_image_embeds = embeds if self.family == SD3 else embeds[0]
         steps = request.denoising_steps()
         return FlowRow(
             request=request,
@@ -599,9 +605,11 @@ class FlowBatch:
             inputs["img_ids"] = self._image_ids
         else:
             inputs["timestep"] = timesteps
-        if rows[0].ip_image_embeds is not None:  # the batch's rows all have one
+        if rows[0].ip_image_embeds is not None and self.family == FLUX:  # all rows have one
             embeds = torch.cat([row.ip_image_embeds for row in rows])
             inputs["joint_attention_kwargs"] = {"ip_adapter_image_embeds": [embeds]}
+        elif rows[0].ip_image_embeds is not None:
+            inputs["joint_attention_kwargs"] = self._sd3_image_prompt(rows, groups, timesteps)
         # The few-row products (timestep, guidance and pooled-prompt embeddings, the blocks'
         # modulations) on each request's rows alone; attention over hundreds of tokens
         # rounds alike in any batch.
@@ -620,6 +628,20 @@ class FlowBatch:
             if self._step_row(row, noise_pred):
                 ended.append(row)
         return ended
+
+    def _sd3_image_prompt(self, rows: list[FlowRow], groups, timesteps) -> dict:
+        """The SD 3.x adapter's image tokens and timestep embedding, as the transformer
+        makes them from `ip_adapter_image_embeds` (its image_proj, at each row's
+        timestep), but on each request's rows alone: the resampler's attention over a few
+        tokens rounds by batch size on the CPU."""
+        tokens, embeddings = [], []
+        for row, group in zip(rows, groups, strict=True):
+            row_tokens, row_embedding = self._projection(
+                row.ip_image_embeds, timesteps[group[0] : group[-1] + 1]
+            )
+            tokens.append(row_tokens)
+            embeddings.append(row_embedding)
+        return {"ip_hidden_states": torch.cat(tokens), "temb": torch.cat(embeddings)}
 
     def _controlnet_residuals(self, rows: list[FlowRow], inputs: dict) -> dict:
         """The ControlNet's residuals for the transformer call `inputs`, each row's at its

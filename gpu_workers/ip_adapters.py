@@ -1,17 +1,18 @@
-"""IP-Adapter image prompts on a worker, as diffusers' IPAdapterMixin (SD, SDXL) and
-FluxIPAdapterMixin (FLUX.1) apply them.
+"""IP-Adapter image prompts on a worker, as diffusers' IPAdapterMixin (SD, SDXL),
+FluxIPAdapterMixin (FLUX.1) and SD3IPAdapterMixin (SD 3.x) apply them.
 
 An adapter's weights (the image projection and the extra key/value projections of every
-cross-attention layer, or of every FLUX.1 double-stream block) and its CLIP image encoder
-are loaded once per worker and kept, like ControlNets. They are put into a pipeline's UNet
-or transformer only while a batch that uses them runs (`ip_adapter_active`), then the
-model's own attention processors come back: the next batch on the worker, with or without
-an adapter, never sees this one.
+cross-attention layer, of every FLUX.1 double-stream block or of every SD 3.x joint
+attention layer) and its image encoder (CLIP; SD 3.x: SigLIP) are loaded once per worker
+and kept, like ControlNets. They are put into a pipeline's UNet or transformer only while a
+batch that uses them runs (`ip_adapter_active`), then the model's own attention processors
+come back: the next batch on the worker, with or without an adapter, never sees this one.
 
-Two layouts: h94/IP-Adapter's (`image_proj.*`, `ip_adapter.*`: SD and SDXL) and XLabs'
-FLUX.1 one (`ip_adapter_proj_model.*`, `double_blocks.<n>.processor.
-ip_adapter_double_stream_k_proj/v_proj.*`), read into diffusers' names as
-FluxIPAdapterMixin.load_ip_adapter reads them.
+Three layouts: h94/IP-Adapter's (`image_proj.*`, `ip_adapter.*`: SD and SDXL),
+InstantX/SD3.5-Large-IP-Adapter's (the same prefixes; a time-aware resampler, told apart by
+its `image_proj.time_embedding.*`) and XLabs' FLUX.1 one (`ip_adapter_proj_model.*`,
+`double_blocks.<n>.processor.ip_adapter_double_stream_k_proj/v_proj.*`), read into
+diffusers' names as the mixins' load_ip_adapter read them.
 """
 
 import contextlib
@@ -20,10 +21,16 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from diffusers import FluxTransformer2DModel
-from diffusers.models.embeddings import ImageProjection
+from diffusers import FluxTransformer2DModel, SD3Transformer2DModel
+from diffusers.models.attention_processor import SD3IPAdapterJointAttnProcessor2_0
+from diffusers.models.embeddings import ImageProjection, IPAdapterTimeImageProjection
 from safetensors import safe_open
-from transformers import CLIPImageProcessor, CLIPVisionModelWithProjection
+from transformers import (
+    CLIPImageProcessor,
+    CLIPVisionModelWithProjection,
+    SiglipImageProcessor,
+    SiglipVisionModel,
+)
 
 from gpu_workers.requests import GenerationFailed
 
@@ -31,6 +38,9 @@ IMAGE_ENCODER_FOLDER = "image_encoder"
 # The families each layout's adapters are made for, for messages.
 SD_LAYOUT_FAMILIES = "Stable Diffusion or SDXL"
 FLUX_LAYOUT_FAMILIES = "FLUX.1"
+SD3_LAYOUT_FAMILIES = "Stable Diffusion 3.x"
+# The tensor only InstantX's SD 3.x resampler has, in the state dict's image_proj part.
+SD3_PROJECTION_TENSOR = "time_embedding.linear_1.weight"
 # XLabs' FLUX.1 tensor name prefixes, and the part of diffusers' state dict each goes to.
 XLABS_PARTS = {"ip_adapter_proj_model.": "image_proj", "double_blocks.": "ip_adapter"}
 
@@ -38,9 +48,9 @@ XLABS_PARTS = {"ip_adapter_proj_model.": "image_proj", "double_blocks.": "ip_ada
 @dataclass
 class LoadedIPAdapter:
     state_dict: dict  # {"image_proj": {...}, "ip_adapter": {...}}
-    image_encoder: CLIPVisionModelWithProjection
-    feature_extractor: CLIPImageProcessor
-    made_for: str  # SD_LAYOUT_FAMILIES or FLUX_LAYOUT_FAMILIES
+    image_encoder: CLIPVisionModelWithProjection | SiglipVisionModel
+    feature_extractor: CLIPImageProcessor | SiglipImageProcessor
+    made_for: str  # SD_LAYOUT_FAMILIES, FLUX_LAYOUT_FAMILIES or SD3_LAYOUT_FAMILIES
 
     def tensors(self) -> list[torch.Tensor]:
         """Every tensor it holds: the adapter's weights and the image encoder's."""
@@ -76,8 +86,9 @@ def adapter_files(source: str) -> tuple[Path, Path]:
     encoder = path.parent / IMAGE_ENCODER_FOLDER
     if not (encoder / "config.json").is_file():
         raise GenerationFailed(
-            f"The IP-Adapter {path.name} has no CLIP image encoder: put it (a transformers "
-            f"CLIPVisionModelWithProjection folder) at {encoder}."
+            f"The IP-Adapter {path.name} has no CLIP image encoder (SD 3.x: SigLIP): put "
+            "it (a transformers CLIPVisionModelWithProjection folder; SD 3.x: a "
+            f"SiglipVisionModel folder with its preprocessor_config.json) at {encoder}."
         )
     return path, encoder
 
@@ -96,19 +107,27 @@ def read_ip_adapter(source: str, dtype: torch.dtype) -> LoadedIPAdapter:
                     state_dict[part][rest] = opened.get_tensor(name).to(dtype=dtype)
                     if name.startswith(tuple(XLABS_PARTS)):
                         made_for = FLUX_LAYOUT_FAMILIES
-        image_encoder = CLIPVisionModelWithProjection.from_pretrained(encoder_folder, dtype=dtype)
+        if SD3_PROJECTION_TENSOR in state_dict["image_proj"]:
+            made_for = SD3_LAYOUT_FAMILIES
+            # What SD3IPAdapterMixin.load_ip_adapter reads from the encoder's folder.
+            feature_extractor = SiglipImageProcessor.from_pretrained(encoder_folder)
+            image_encoder = SiglipVisionModel.from_pretrained(encoder_folder, dtype=dtype)
+        else:
+            image_encoder = CLIPVisionModelWithProjection.from_pretrained(
+                encoder_folder, dtype=dtype
+            )
+            size = image_encoder.config.image_size
+            # What load_ip_adapter gives a pipeline that has no feature extractor of its own.
+            feature_extractor = CLIPImageProcessor(size=size, crop_size=size)
     except (OSError, ValueError, RuntimeError) as error:
         raise GenerationFailed(f"The IP-Adapter {source} could not be read: {error}") from error
     if not state_dict["image_proj"] or not state_dict["ip_adapter"]:
         raise GenerationFailed(
             f"{weights.name} is not an IP-Adapter: it has neither image_proj.* and "
-            "ip_adapter.* tensors (SD, SDXL) nor ip_adapter_proj_model.* and double_blocks.* "
-            "ones (XLabs' FLUX.1)."
+            "ip_adapter.* tensors (SD, SDXL, InstantX's SD 3.x) nor ip_adapter_proj_model.* "
+            "and double_blocks.* ones (XLabs' FLUX.1)."
         )
     image_encoder.eval()
-    size = image_encoder.config.image_size
-    # What load_ip_adapter gives a pipeline that has no feature extractor of its own.
-    feature_extractor = CLIPImageProcessor(size=size, crop_size=size)
     return LoadedIPAdapter(state_dict, image_encoder, feature_extractor, made_for)
 
 
@@ -130,18 +149,20 @@ def _diffusers_name(name: str) -> tuple[str, str]:
 
 @contextlib.contextmanager
 def ip_adapter_active(model, adapter: LoadedIPAdapter, scale: float):
-    """The UNet or FLUX.1 transformer `model` with the adapter's attention processors and
-    image projection, at `scale`; its own processors and projection come back after,
-    whatever happens inside. An adapter of the other layout is refused, naming both."""
-    family = (
-        FLUX_LAYOUT_FAMILIES if isinstance(model, FluxTransformer2DModel) else SD_LAYOUT_FAMILIES
-    )
+    """The UNet, FLUX.1 or SD 3.x transformer `model` with the adapter's attention
+    processors and image projection, at `scale`; its own processors and projection come back
+    after, whatever happens inside. An adapter of another layout is refused, naming both."""
+    family = model_family(model)
     if adapter.made_for != family:
         raise GenerationFailed(
             f"This IP-Adapter is made for {adapter.made_for} models; this model is {family}. "
             f"Choose a {family} IP-Adapter."
         )
     processors = model.attn_processors
+    if family == SD3_LAYOUT_FAMILIES:  # SD3Transformer2DLoadersMixin sets image_proj
+        with _sd3_ip_adapter_active(model, adapter, scale) as projection:
+            yield projection
+        return
     projection = getattr(model, "encoder_hid_proj", None)  # a FLUX.1 transformer has none
     hid_dim_type = model.config.get("encoder_hid_dim_type")
     try:
@@ -163,6 +184,44 @@ def ip_adapter_active(model, adapter: LoadedIPAdapter, scale: float):
         model.config.encoder_hid_dim_type = hid_dim_type
 
 
+def model_family(model) -> str:
+    """The families of the adapters that fit the UNet or transformer `model`."""
+    if isinstance(model, FluxTransformer2DModel):
+        return FLUX_LAYOUT_FAMILIES
+    if isinstance(model, SD3Transformer2DModel):
+        return SD3_LAYOUT_FAMILIES
+    return SD_LAYOUT_FAMILIES
+
+
+@contextlib.contextmanager
+def _sd3_ip_adapter_active(model: SD3Transformer2DModel, adapter: LoadedIPAdapter, scale: float):
+    """ip_adapter_active for an SD 3.x transformer: SD3IPAdapterJointAttnProcessor2_0 in
+    every joint attention layer at `scale` (a number, as set_ip_adapter_scale sets it), the
+    resampler as `image_proj`."""
+    processors = model.attn_processors
+    had_projection = hasattr(model, "image_proj")
+    projection = getattr(model, "image_proj", None)
+    try:
+        try:
+            model._load_ip_adapter_weights(adapter.state_dict)
+        except (KeyError, RuntimeError, ValueError) as error:
+            raise GenerationFailed(
+                "This IP-Adapter does not fit the model (is it made for another model size?): "
+                f"{str(error)[:200]}"
+            ) from error
+        for processor in model.attn_processors.values():
+            if isinstance(processor, SD3IPAdapterJointAttnProcessor2_0):
+                processor.scale = scale
+        yield model.image_proj
+    finally:
+        # First the resampler: its own attention layers count among the model's.
+        if had_projection:
+            model.image_proj = projection
+        elif hasattr(model, "image_proj"):
+            del model.image_proj
+        model.set_attn_processor(processors)
+
+
 @contextlib.contextmanager
 def _quiet_cast_warning():
     """_load_ip_adapter_weights casts the UNet to the dtype it already has, which diffusers
@@ -179,10 +238,15 @@ def _quiet_cast_warning():
 def image_embeds(adapter: LoadedIPAdapter, images, projection, cfg_rows, device):
     """The UNet's `image_embeds` for a batch: each row's image encoded as the pipelines'
     encode_image does (negatives: zeros, or the encoding of a black image for adapters
-    that read the encoder's hidden states), unconditional rows first, like the prompts."""
+    that read the encoder's hidden states), unconditional rows first, like the prompts.
+    SD 3.x: one tensor, SigLIP's last-but-one hidden states (negatives: zeros), as
+    StableDiffusion3Pipeline.prepare_ip_adapter_image_embeds makes it."""
     encoder = adapter.image_encoder
     pixels = adapter.feature_extractor(list(images), return_tensors="pt").pixel_values
     pixels = pixels.to(device=device, dtype=encoder.dtype)
+    if isinstance(projection, IPAdapterTimeImageProjection):
+        embeds = encoder(pixels, output_hidden_states=True).hidden_states[-2]
+        return torch.cat([torch.zeros_like(embeds)[cfg_rows], embeds]).to(device=device)
     if isinstance(projection, ImageProjection):
         embeds = encoder(pixels).image_embeds
         negative = torch.zeros_like(embeds)

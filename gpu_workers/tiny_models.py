@@ -28,6 +28,8 @@ from diffusers import (
     StableDiffusionXLPipeline,
     UNet2DConditionModel,
 )
+from diffusers.models.attention_processor import SD3IPAdapterJointAttnProcessor2_0
+from diffusers.models.embeddings import IPAdapterTimeImageProjection
 from safetensors.torch import save_file
 from transformers import (
     CLIPTextConfig,
@@ -36,6 +38,9 @@ from transformers import (
     CLIPTokenizer,
     CLIPVisionConfig,
     CLIPVisionModelWithProjection,
+    SiglipImageProcessor,
+    SiglipVisionConfig,
+    SiglipVisionModel,
     T5Config,
     T5EncoderModel,
     T5Tokenizer,
@@ -624,6 +629,104 @@ class _TinyFluxIPAdapter(_TinyIPAdapter):
                 name = f"double_blocks.{block}.processor.ip_adapter_double_stream_{projected}"
                 self.tensors[f"{name}.weight"] = layer.weight
                 self.tensors[f"{name}.bias"] = layer.bias
+
+
+def build_tiny_sd3_ip_adapter(path: str | Path) -> Path:
+    """Build a tiny IP-Adapter for the tiny SD 3.x model as a folder at `path`, in
+    InstantX/SD3.5-Large-IP-Adapter's layout, as diffusers' SD3IPAdapterMixin.load_ip_adapter
+    reads it: `image_proj.*` (the time-aware resampler, IPAdapterTimeImageProjection, under
+    InstantX's names: `layers.<n>.0.to_q`, `layers.<n>.1.0`...), `ip_adapter.<n>.*` (each
+    joint attention layer's SD3IPAdapterJointAttnProcessor2_0: `norm_ip`, `to_k_ip`,
+    `to_v_ip`), and a tiny SiglipVisionModel with its SiglipImageProcessor in
+    `image_encoder/`.
+
+    Idempotent: a folder that already has the weights is returned untouched.
+    """
+    return _build_folder(
+        path, lambda build_dir: _TinySD3IPAdapter(), marker=TINY_IP_ADAPTER_WEIGHTS
+    )
+
+
+# diffusers' names in IPAdapterTimeImageProjection's blocks, and InstantX's, which
+# SD3Transformer2DLoadersMixin._convert_ip_adapter_image_proj_to_diffusers renames.
+_INSTANTX_BLOCK_NAMES = {
+    "ln0": "0.norm1",
+    "ln1": "0.norm2",
+    "attn.to_q": "0.to_q",
+    "attn.to_kv": "0.to_kv",
+    "attn.to_out.0": "0.to_out",
+    "adaln_norm": "1.0",
+    "ff.net.0.proj": "1.1",
+    "ff.net.2": "1.3",
+    "adaln_proj": "2.1",
+}
+
+
+class _TinySD3IPAdapter(_TinyIPAdapter):
+    """The tiny InstantX-layout adapter's tensors and SigLIP encoder (saved as its
+    parent's, with the encoder's image processor)."""
+
+    def __init__(self):
+        transformer_width = 32  # the tiny SD 3.x transformer's: 4 heads of 8
+        head_width = 8
+        joint_attention_layers = 2
+        self.image_encoder = _tiny_siglip_vision()
+        image_size = self.image_encoder.config.image_size
+        self.feature_extractor = SiglipImageProcessor(
+            size={"height": image_size, "width": image_size}
+        )
+        # diffusers infers every size but the depth (4) and head width (64) from the tensors.
+        projection = IPAdapterTimeImageProjection(
+            embed_dim=self.image_encoder.config.hidden_size,
+            output_dim=transformer_width,
+            hidden_dim=32,
+            heads=1,
+            num_queries=4,
+            timestep_in_dim=32,
+        )
+        self.tensors = {
+            f"image_proj.{_instantx_name(name)}": tensor
+            for name, tensor in projection.state_dict().items()
+        }
+        for layer in range(joint_attention_layers):
+            processor = SD3IPAdapterJointAttnProcessor2_0(
+                hidden_size=transformer_width,
+                ip_hidden_states_dim=transformer_width,
+                head_dim=head_width,
+                timesteps_emb_dim=32,  # the projection's hidden width
+            )
+            for name, tensor in processor.state_dict().items():
+                self.tensors[f"ip_adapter.{layer}.{name}"] = tensor
+
+    def save_pretrained(self, directory: Path, *, safe_serialization: bool) -> None:
+        super().save_pretrained(directory, safe_serialization=safe_serialization)
+        self.feature_extractor.save_pretrained(directory / "image_encoder")
+
+
+def _instantx_name(name: str) -> str:
+    """An IPAdapterTimeImageProjection tensor's name in InstantX's file."""
+    if not name.startswith("layers."):
+        return name
+    _, block, rest = name.split(".", 2)
+    for diffusers_name, instantx_name in _INSTANTX_BLOCK_NAMES.items():
+        if rest.startswith(f"{diffusers_name}."):
+            rest = instantx_name + rest.removeprefix(diffusers_name)
+            break
+    return f"layers.{block}.{rest}"
+
+
+def _tiny_siglip_vision() -> SiglipVisionModel:
+    """A tiny SigLIP image encoder, SD 3.x IP-Adapters' (random weights)."""
+    return SiglipVisionModel(
+        SiglipVisionConfig(
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            image_size=32,
+            patch_size=8,
+        )
+    )
 
 
 def _tiny_clip_vision() -> CLIPVisionModelWithProjection:

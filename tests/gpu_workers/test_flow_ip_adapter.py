@@ -4,8 +4,8 @@ tiny adapter in XLabs' layout, on the CPU in fp32:
   adapter loaded by its load_ip_adapter at the same scale (img2img and inpaint:
   FluxImg2ImgPipeline's and FluxInpaintPipeline's);
 - a request in a batch (other seeds, prompts, image prompts) gives exactly its pixels alone;
-- an adapter of the other layout is refused, naming both families (either way round), and
-  SD 3.x refuses IP-Adapter, naming its family."""
+- an adapter of the other layout is refused, naming both families (either way round)
+  (SD 3.x's: tests/gpu_workers/test_sd3_ip_adapter.py)."""
 
 import dataclasses
 
@@ -168,11 +168,4 @@ def test_an_xlabs_adapter_is_refused_by_stable_diffusion(make_engine, tiny_sd15,
     request = dataclasses.replace(ip_request, model_source=str(tiny_sd15), width=64, height=64)
 
     with pytest.raises(GenerationFailed, match="made for FLUX.1.*Stable Diffusion or SDXL"):
-        run_batch(make_engine(), [request])
-
-
-def test_sd3_refuses_ip_adapter_naming_its_family(make_engine, tiny_sd3, ip_request):
-    request = dataclasses.replace(ip_request, model_source=str(tiny_sd3))
-
-    with pytest.raises(GenerationFailed, match="Stable Diffusion 3.x models don't support IP"):
         run_batch(make_engine(), [request])
