@@ -550,8 +550,8 @@ class GenerationForm(forms.Form):
 
     def _clean_flow_family(self, cleaned):
         """FLUX.1 and SD 3.x models run every mode, hires fix, LoRAs and ControlNets of their
-        family (SD 3.x's for txt2img only), FLUX.1 IP-Adapters too (issue #17): what else the
-        form asks of one is refused, naming the family, on the field that asks it."""
+        family (SD 3.x's for txt2img only), IP-Adapters too (issue #17): what else the form
+        asks of one is refused, naming the family, on the field that asks it."""
         model = cleaned.get("model")
         if model is None or model.family not in FLOW_FAMILIES:
             return
@@ -564,10 +564,6 @@ class GenerationForm(forms.Form):
             "control_model": (
                 "ControlNet with a source image or hires fix",
                 cleaned.get("control_model") and redraws,
-            ),
-            "ip_adapter_model": (
-                "IP-Adapter",
-                cleaned.get("ip_adapter_model") and model.family == ModelFamily.SD3,
             ),
             "clip_skip": ("clip skip", (cleaned.get("clip_skip") or 1) > 1),
         }

@@ -114,37 +114,44 @@ _IP_ADAPTER_LAYOUTS = {
         "diffusers' IP-Adapter layout, as h94/IP-Adapter's .safetensors files have",
         (ModelFamily.SD15, ModelFamily.SD2, ModelFamily.SDXL),
     ),
+    "instantx": (
+        ("image_proj.", "ip_adapter."),
+        "InstantX's SD 3.x IP-Adapter layout, as InstantX/SD3.5-Large-IP-Adapter's file has",
+        (ModelFamily.SD3,),
+    ),
     "xlabs": (
         ("ip_adapter_proj_model.", "double_blocks."),
         "XLabs' FLUX.1 IP-Adapter layout, as XLabs-AI/flux-ip-adapter's file has",
         (ModelFamily.FLUX1,),
     ),
 }
+# The tensor only InstantX's SD 3.x resampler has (gpu_workers.ip_adapters.
+# SD3_PROJECTION_TENSOR, under its file's image_proj. prefix).
+_INSTANTX_TENSOR = "image_proj.time_embedding.linear_1.weight"
 
 
 def validate_ip_adapter_file(path, family=None):
     """An IP-Adapter as the workers load it (gpu_workers.ip_adapters): h94's `image_proj.*`
-    and `ip_adapter.*` tensors (SD, SDXL) or XLabs' `ip_adapter_proj_model.*` and
-    `double_blocks.*` ones (FLUX.1), made for `family` if given, and its CLIP image encoder
-    in `image_encoder/` next to it."""
+    and `ip_adapter.*` tensors (SD, SDXL), InstantX's (the same prefixes, a time-aware
+    resampler: SD 3.x) or XLabs' `ip_adapter_proj_model.*` and `double_blocks.*` ones
+    (FLUX.1), made for `family` if given, and its image encoder in `image_encoder/` next to
+    it (CLIP; SD 3.x: SigLIP, with its image processor's preprocessor_config.json)."""
     try:
         names = tensor_names(path)
     except CheckpointError as error:
         raise ValidationError(str(error)) from error
     xlabs_prefixes = _IP_ADAPTER_LAYOUTS["xlabs"][0]
-    layout = "xlabs" if any(name.startswith(xlabs_prefixes) for name in names) else "h94"
+    layout = "h94"
+    if any(name.startswith(xlabs_prefixes) for name in names):
+        layout = "xlabs"
+    elif _INSTANTX_TENSOR in names:
+        layout = "instantx"
     prefixes, described, families = _IP_ADAPTER_LAYOUTS[layout]
     for prefix in prefixes:
         if not any(name.startswith(prefix) for name in names):
             raise ValidationError(
                 f"{path.name} is not an IP-Adapter: it has no {prefix}* tensors ({described})."
             )
-    if family == ModelFamily.SD3:
-        raise ValidationError(
-            f"The studio runs no {ModelFamily.SD3.label} IP-Adapters yet; {path.name} can't be "
-            "registered for that family.",
-            code="family",
-        )
     if family and family not in families:
         labels = " or ".join(ModelFamily(made_for).label for made_for in families)
         raise ValidationError(
@@ -153,7 +160,15 @@ def validate_ip_adapter_file(path, family=None):
             code="family",
         )
     encoder = path.parent / "image_encoder"
-    if not (encoder / "config.json").is_file():
+    if layout == "instantx":
+        needed = ("config.json", "preprocessor_config.json")
+        if not all((encoder / name).is_file() for name in needed):
+            raise ValidationError(
+                f"{path.name} needs its SigLIP image encoder next to it: put the "
+                "image_encoder folder (config.json, preprocessor_config.json and weights) "
+                f"at {encoder}."
+            )
+    elif not (encoder / "config.json").is_file():
         raise ValidationError(
             f"{path.name} needs its CLIP image encoder next to it: put the image_encoder "
             f"folder (config.json and weights) at {encoder}."

@@ -1,6 +1,6 @@
 """The studio form and IP-Adapters for flow families (issue #17): a FLUX.1 IP-Adapter is
-taken for a FLUX.1 model; an adapter of another family is refused naming both; SD 3.x
-refuses IP-Adapter, naming its family."""
+taken for a FLUX.1 model, an SD 3.x one for an SD 3.x model; an adapter of another family
+is refused naming both."""
 
 import io
 
@@ -62,9 +62,15 @@ class FlowIPAdapterFormTestCase(StudioTestCase):
         self.assertIn("is a Stable Diffusion 1.x IP-Adapter; “FLUX.1 dev” is FLUX.1",
                       " ".join(form.errors["ip_adapter_model"]))
 
-    def test_sd3_refuses_ip_adapter_naming_its_family(self):
+    def test_an_sd3_ip_adapter_is_taken_for_an_sd3_model(self):
         form = self.form(self.sd35, self.sd3_adapter)
 
+        self.assertTrue(form.is_valid(), form.errors)
+        self.assertEqual(form.cleaned_data["ip_adapter_model"], self.sd3_adapter)
+
+    def test_an_sd3_ip_adapter_is_refused_for_flux_naming_both(self):
+        form = self.form(self.flux, self.sd3_adapter)
+
         self.assertFalse(form.is_valid())
-        self.assertIn("Stable Diffusion 3.x models don't support IP-Adapter",
+        self.assertIn("is a Stable Diffusion 3.x IP-Adapter; “FLUX.1 dev” is FLUX.1",
                       " ".join(form.errors["ip_adapter_model"]))

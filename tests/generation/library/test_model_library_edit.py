@@ -181,11 +181,16 @@ class ModelLibraryEditTestCase(StudioTestCase):
         self.assertFalse(DiffusionModel.objects.filter(kind=ModelKind.IP_ADAPTER).exists())
 
     def test_ip_adapters_are_checked_against_their_family(self):
-        """h94's layout is SD's and SDXL's, XLabs' FLUX.1's; SD 3.x runs none yet."""
+        """h94's layout is SD's and SDXL's, XLabs' FLUX.1's, InstantX's SD 3.x's."""
         xlabs = self.ip_adapter_file(**{
             "ip_adapter_proj_model.proj.weight": 1,
             "double_blocks.0.processor.ip_adapter_double_stream_k_proj.weight": 1,
         })
+        instantx = self.ip_adapter_file(**{
+            "image_proj.time_embedding.linear_1.weight": 1,
+            "ip_adapter.0.norm_ip.linear.weight": 1,
+        })
+        (instantx.parent / "image_encoder" / "preprocessor_config.json").write_text("{}")
 
         def post(name, family, adapter):
             return self.client.post(self.create_url, self.data(
@@ -196,7 +201,9 @@ class ModelLibraryEditTestCase(StudioTestCase):
         for family, adapter, message in (
             (ModelFamily.SD15, xlabs, "an IP-Adapter for FLUX.1 models (XLabs"),
             (ModelFamily.FLUX1, self.ip_adapter_file(), "for Stable Diffusion 1.x or"),
-            (ModelFamily.SD3, xlabs, "runs no Stable Diffusion 3.x IP-Adapters"),
+            (ModelFamily.SD3, xlabs, "an IP-Adapter for FLUX.1 models (XLabs"),
+            (ModelFamily.SD3, self.ip_adapter_file(), "for Stable Diffusion 1.x or"),
+            (ModelFamily.FLUX1, instantx, "an IP-Adapter for Stable Diffusion 3.x models"),
         ):
             with self.subTest(family=family):
                 response = post("IP", family, adapter)
@@ -205,6 +212,21 @@ class ModelLibraryEditTestCase(StudioTestCase):
         self.assertFalse(DiffusionModel.objects.filter(kind=ModelKind.IP_ADAPTER).exists())
         post("XLabs", ModelFamily.FLUX1, xlabs)
         self.assertEqual(DiffusionModel.objects.get(name="XLabs").family, ModelFamily.FLUX1)
+        post("InstantX", ModelFamily.SD3, instantx)
+        self.assertEqual(DiffusionModel.objects.get(name="InstantX").family, ModelFamily.SD3)
+
+    def test_an_sd3_ip_adapter_needs_its_siglip_image_processor(self):
+        adapter = self.ip_adapter_file(**{
+            "image_proj.time_embedding.linear_1.weight": 1,
+            "ip_adapter.0.norm_ip.linear.weight": 1,
+        })
+        response = self.client.post(self.create_url, self.data(
+            name="IP", kind=ModelKind.IP_ADAPTER, family=ModelFamily.SD3,
+            source_kind=SourceKind.FILE, source=str(adapter),
+        ))
+
+        self.assertContains(response, "needs its SigLIP image encoder", status_code=422)
+        self.assertFalse(DiffusionModel.objects.filter(kind=ModelKind.IP_ADAPTER).exists())
 
     # --- refusals -------------------------------------------------------------------
 
