@@ -2,8 +2,9 @@
 to the server, run by the worker (a Celery worker on Redis, or the embedded one), on the
 tiny FLUX.1 and SD3 models: txt2img, then img2img, inpaint, outpaint, hires fix, DPM++ 2M
 with a shift and the family's tiny ControlNet (FLUX.1's with hires fix too) from its image,
-and FLUX.1's tiny XLabs-layout IP-Adapter with its image as the image prompt, and an
-outpaint of it by the tiny FLUX.1 Fill model;
+the family's tiny IP-Adapter (FLUX.1: XLabs' layout; SD 3.x: InstantX's, with a SigLIP
+encoder) with its image as the image prompt, and an outpaint of it by the tiny FLUX.1 Fill
+model;
 what these families can't do yet is refused by the form, naming the family, and no job is
 made."""
 
@@ -66,14 +67,20 @@ def flow_controlnets(tmp_path_factory):
 
 
 @pytest.fixture
-def flux_ip_adapter(tmp_path_factory):
-    from gpu_workers.tiny_models import build_tiny_flux_ip_adapter
+def flow_ip_adapters(tmp_path_factory):
+    from gpu_workers.tiny_models import build_tiny_flux_ip_adapter, build_tiny_sd3_ip_adapter
 
-    folder = build_tiny_flux_ip_adapter(tmp_path_factory.mktemp("flow-ip-adapter") / "flux")
-    return DiffusionModel.objects.create(
-        name="ip-adapter-flux1", source=str(folder), source_kind=SourceKind.FOLDER,
-        kind=ModelKind.IP_ADAPTER, family=ModelFamily.FLUX1,
-    )
+    root = tmp_path_factory.mktemp("flow-ip-adapters")
+    return {
+        "flux": DiffusionModel.objects.create(
+            name="ip-adapter-flux1", source=str(build_tiny_flux_ip_adapter(root / "flux")),
+            source_kind=SourceKind.FOLDER, kind=ModelKind.IP_ADAPTER, family=ModelFamily.FLUX1,
+        ),
+        "sd3": DiffusionModel.objects.create(
+            name="ip-adapter-sd3", source=str(build_tiny_sd3_ip_adapter(root / "sd3")),
+            source_kind=SourceKind.FOLDER, kind=ModelKind.IP_ADAPTER, family=ModelFamily.SD3,
+        ),
+    }
 
 
 @pytest.fixture
@@ -88,7 +95,7 @@ def flux_fill(tmp_path_factory):
 
 
 def test_flow_families_generate_txt2img_through_the_worker(
-    studio_processes, flow_models, flow_controlnets, flux_ip_adapter, flux_fill
+    studio_processes, flow_models, flow_controlnets, flow_ip_adapters, flux_fill
 ):
     user = User.objects.create_user("fl", "fl@example.org", PASSWORD)
     team = Team.objects.create(name="Flow")
@@ -140,11 +147,11 @@ def test_flow_families_generate_txt2img_through_the_worker(
             "DPM++ 2M": {"sampler": "DPM++ 2M", "shift": 3},
             "ControlNet": {"control_model": flow_controlnets[family].pk,
                            "control_image": source.pk, "control_scale": 1},
+            "IP-Adapter": {"ip_adapter_model": flow_ip_adapters[family].pk,
+                           "ip_adapter_image": source.pk, "ip_adapter_scale": 0.8},
         }
         if family == "flux":  # SD 3.x's ControlNet runs for txt2img only
             modes["ControlNet hires fix"] = {**modes["ControlNet"], **modes["hires fix"]}
-            modes["IP-Adapter"] = {"ip_adapter_model": flux_ip_adapter.pk,
-                                   "ip_adapter_image": source.pk, "ip_adapter_scale": 0.8}
             modes["Fill outpaint"] = {"model": flux_fill.pk, "source_image": source.pk,
                                       "outpaint_right": 16, "guidance_scale": 30}
         for mode, fields in modes.items():
@@ -172,9 +179,10 @@ def test_flow_families_generate_txt2img_through_the_worker(
         assert "Sampler: DPM++ 2M" in parameters[family, "DPM++ 2M"]
         assert "Shift: 3" in parameters[family, "DPM++ 2M"]
         assert "ControlNet 0" in parameters[family, "ControlNet"]
+        ip_adapter_job = done[by_mode[family, "IP-Adapter"].pk]
+        source = Image.objects.filter(job=jobs[family]).first()
+        assert ip_adapter_job.ip_adapter_image_id == source.pk
     assert "ControlNet 0" in parameters["flux", "ControlNet hires fix"]
-    ip_adapter_job = done[by_mode["flux", "IP-Adapter"].pk]
-    assert ip_adapter_job.ip_adapter_image_id == Image.objects.filter(job=jobs["flux"]).first().pk
 
     jobs_before = GenerationJob.objects.filter(project=project).count()
     status, body = post(model=flow_models["flux"].pk, clip_skip=2)
