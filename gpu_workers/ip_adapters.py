@@ -158,11 +158,11 @@ def ip_adapter_active(model, adapter: LoadedIPAdapter, scale: float):
             f"This IP-Adapter is made for {adapter.made_for} models; this model is {family}. "
             f"Choose a {family} IP-Adapter."
         )
-    processors = model.attn_processors
     if family == SD3_LAYOUT_FAMILIES:  # SD3Transformer2DLoadersMixin sets image_proj
         with _sd3_ip_adapter_active(model, adapter, scale) as projection:
             yield projection
         return
+    processors = model.attn_processors
     projection = getattr(model, "encoder_hid_proj", None)  # a FLUX.1 transformer has none
     hid_dim_type = model.config.get("encoder_hid_dim_type")
     try:
