@@ -103,6 +103,11 @@ def _train(request, config, on_step, on_sample, on_log, should_cancel):
             f"Training {pipelines.FAMILY_NAMES[family]}'s text encoders is not supported: "
             "untick “Train the text encoder”."
         )
+    if request.fp8_base and family not in pipelines.FLOW_FAMILIES:
+        raise TrainingFailed(
+            f"FP8 base weights are for FLUX.1 and SD 3.x models, not "
+            f"{pipelines.FAMILY_NAMES[family]}'s: untick “FP8 base weights”."
+        )
     if family in pipelines.FLOW_FAMILIES:
         callbacks = {"on_step": on_step, "on_sample": on_sample, "log": log, "cancel": cancel}
         return flow_training.train_flow_lora(pipe, request, device, started, **callbacks)

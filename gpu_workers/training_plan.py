@@ -17,28 +17,30 @@ PRESETS = {
     "quick": {
         "label": "Quick",
         "steps": 400, "learning_rate": 1e-4, "rank": 4, "batch_size": 1,
-        "train_text_encoder": False, "prior_preservation": False,
+        "train_text_encoder": False, "prior_preservation": False, "fp8_base": False,
     },
     "balanced": {
         "label": "Balanced",
         "steps": 800, "learning_rate": 1e-4, "rank": 8, "batch_size": 1,
-        "train_text_encoder": False, "prior_preservation": True,
+        "train_text_encoder": False, "prior_preservation": True, "fp8_base": False,
     },
     "high_quality": {
         "label": "High quality",
         "steps": 1500, "learning_rate": 5e-5, "rank": 16, "batch_size": 2,
-        "train_text_encoder": True, "prior_preservation": True,
+        "train_text_encoder": True, "prior_preservation": True, "fp8_base": False,
     },
 }
 PRESET_FIELDS = (
-    "steps", "learning_rate", "rank", "batch_size", "train_text_encoder", "prior_preservation"
+    "steps", "learning_rate", "rank", "batch_size", "train_text_encoder", "prior_preservation",
+    "fp8_base",
 )
 
 
-def _flow_preset(label, steps, rank, batch_size):
+def _flow_preset(label, steps, rank, batch_size, fp8_base=False):
     return {
         "label": label, "steps": steps, "learning_rate": 1e-4, "rank": rank,
         "batch_size": batch_size, "train_text_encoder": False, "prior_preservation": False,
+        "fp8_base": fp8_base,
     }
 
 
@@ -47,14 +49,16 @@ def _flow_preset(label, steps, rank, batch_size):
 # config/examples/train_lora_flux_24gb.yaml and train_lora_sd35_large_24gb.yaml (rank 16,
 # batch 1, 2000 steps) use. Sized with `estimate` at 1024 px: SD 3.5 Large's Quick and
 # Balanced fit a 24 GB GPU (~18 GB), its High quality (batch 4, ~23 GB) wants an 80 GB one;
-# FLUX.1 [dev]'s transformer alone is 24 GB in bf16, so none of its presets fits a 24 GB GPU
-# (~26-30 GB; ai-toolkit fits 24 GB by quantizing the transformer to 8 bits, which the
-# studio does not do) and an 80 GB one fits them all.
+# FLUX.1 [dev]'s transformer alone is 24 GB in bf16, so its Quick, Balanced and High quality
+# (~26-30 GB) are for an 80 GB GPU, and its "24 GB (fp8)" stores the frozen transformer in
+# fp8 (~16 GB), as ai-toolkit's train_lora_flux_24gb.yaml quantizes it to 8 bits
+# (`quantize: true`) with that example's rank 16, batch 1 and 2000 steps.
 FLOW_PRESETS = {
     "flux1": {
         "quick": _flow_preset("Quick", 500, 8, 1),
         "balanced": _flow_preset("Balanced", 1000, 16, 1),
         "high_quality": _flow_preset("High quality", 2000, 32, 2),
+        "fp8_24gb": _flow_preset("24 GB (fp8)", 2000, 16, 1, fp8_base=True),
     },
     "sd3": {
         "quick": _flow_preset("Quick", 500, 8, 1),
@@ -63,8 +67,9 @@ FLOW_PRESETS = {
     },
 }
 PRESET_NOTES = {
-    "flux1": "FLUX.1 [dev]'s transformer alone takes 24 GB in bf16: its LoRAs need a larger "
-    "GPU (about 26-30 GB at 1024 px by the estimate; a 40-80 GB one leaves headroom). Its "
+    "flux1": "FLUX.1 [dev]'s transformer alone takes 24 GB in bf16: Quick, Balanced and High "
+    "quality need a larger GPU (about 26-30 GB at 1024 px by the estimate; a 40-80 GB one "
+    "leaves headroom); 24 GB (fp8) stores it in fp8 and fits a 24 GB GPU (about 16 GB). Its "
     "text encoders are not trained.",
     "sd3": "SD 3.5 Large at 1024 px: Quick and Balanced fit a 24 GB GPU (about 18 GB), "
     "High quality (batch 4, about 23 GB) is for an 80 GB one; SD 3.5 Medium's smaller "
@@ -76,6 +81,15 @@ def presets_for(family):
     """The presets a model of `family` trains with: its own for FLUX.1 and SD 3.x, SD's
     for the rest."""
     return FLOW_PRESETS.get(family, PRESETS)
+
+
+# Every preset's name and label, whichever families have it (a run records the name).
+PRESET_LABELS = {
+    name: preset["label"]
+    for presets in (PRESETS, *FLOW_PRESETS.values())
+    for name, preset in presets.items()
+}
+FP8_BASE_FAMILIES = frozenset(FLOW_PRESETS)  # whose transformer training can store in fp8
 
 
 class TrainingCanceled(Exception):
@@ -113,6 +127,8 @@ class TrainingRequest:
     sample_prompt: str = ""
     sample_every: int = 0
     sample_steps: int = 20
+    # FLUX.1 / SD 3.x: the frozen transformer's weights stored in fp8 (gpu_workers.flow_training)
+    fp8_base: bool = False
     metadata: dict = field(default_factory=dict)  # written into the LoRA file's header
 
 
@@ -163,28 +179,32 @@ _LOAD_S = 20  # loading the model
 # 400 TFLOP/s bf16 peak; a sample or class image is 20 transformer calls (SD 3.x: two rows,
 # CFG) at 1024 px; loading reads the bf16 weights from local disk. LoRA parameters per unit
 # of rank: the attention projections the studio trains (266 FLUX.1, 304 SD 3.5 Large
-# linears of width 3072 / 2432).
+# linears of width 3072 / 2432). With fp8 base weights the transformer counts 1 byte a
+# parameter, plus one block's weights cast up to bf16 while gradient checkpointing recomputes
+# it (FLUX.1's dual-stream block ~340 M parameters, SD 3.5 Large's ~215 M); the casts' time
+# (~0.1 TB of memory traffic a step) is left out beside a step's 2-3 s.
 _FLOW_COSTS = {
     "flux1": {
         "transformer": 23.8e9, "text_encoders": 9.8e9, "activations": 3.0e9,
-        "lora_per_rank": 1.63e6, "step_s": 2.7, "sample_s": 14, "load_s": 60,
+        "lora_per_rank": 1.63e6, "step_s": 2.7, "sample_s": 14, "load_s": 60, "block": 0.68e9,
     },
     "sd3": {
         "transformer": 16.2e9, "text_encoders": 11.1e9, "activations": 1.7e9,
-        "lora_per_rank": 1.48e6, "step_s": 1.8, "sample_s": 18, "load_s": 50,
+        "lora_per_rank": 1.48e6, "step_s": 1.8, "sample_s": 18, "load_s": 50, "block": 0.43e9,
     },
 }
 _FLOW_VAE = 0.17e9
 
 
 def estimate(*, family, resolution, steps, batch_size, rank, train_text_encoder,
-             prior_preservation, class_images, samples):
-    """Memory and time a run needs on a reference GPU; unknown families count as SD 1.x."""
+             prior_preservation, class_images, samples, fp8_base=False):
+    """Memory and time a run needs on a reference GPU; unknown families count as SD 1.x.
+    `fp8_base` (FLUX.1 and SD 3.x only) stores the frozen transformer in fp8."""
     if family in _FLOW_COSTS:
         return _flow_estimate(
             _FLOW_COSTS[family], resolution=resolution, steps=steps, batch_size=batch_size,
             rank=rank, prior_preservation=prior_preservation, class_images=class_images,
-            samples=samples,
+            samples=samples, fp8_base=fp8_base,
         )
     costs = _FAMILY_COSTS.get(family, _FAMILY_COSTS["sd15"])
     pixels = (resolution / 512) ** 2
@@ -209,17 +229,18 @@ def estimate(*, family, resolution, steps, batch_size, rank, train_text_encoder,
 
 
 def _flow_estimate(costs, *, resolution, steps, batch_size, rank, prior_preservation,
-                   class_images, samples):
+                   class_images, samples, fp8_base):
     """The larger of the two phases' memory (prompts encoded; transformer trained), and the
     time; flow families never train their text encoders."""
     pixels = (resolution / 1024) ** 2
     images_per_step = batch_size * (2 if prior_preservation else 1)
     slack = 1.0e9  # CUDA context and allocator slack
+    transformer = costs["transformer"] / 2 + costs["block"] if fp8_base else costs["transformer"]
     encoding = costs["text_encoders"] + _FLOW_VAE + slack
     if prior_preservation:
-        encoding += costs["transformer"] + 0.5e9 * pixels  # generating the class images
+        encoding += transformer + 0.5e9 * pixels  # generating the class images
     training = (
-        costs["transformer"]
+        transformer
         + _FLOW_VAE
         + costs["activations"] * pixels * images_per_step
         + rank * costs["lora_per_rank"] * 16  # fp32 weights, gradients and Adam's moments

@@ -216,6 +216,7 @@ def training_request(run):
         seed=run.seed,
         train_text_encoder=run.train_text_encoder,
         prior_preservation=run.prior_preservation,
+        fp8_base=run.fp8_base,
         class_images=run.class_images,
         sample_prompt=run.sample_prompt,
         sample_every=run.sample_every,

@@ -13,12 +13,10 @@ from django.urls import reverse
 from django.utils import timezone
 
 from generation.choices import JobStatus
-from gpu_workers.training_plan import PRESETS, duration_label
+from gpu_workers.training_plan import PRESET_LABELS, duration_label
 from studio.permissions import can
 
-PRESET_CHOICES = [(name, preset["label"]) for name, preset in PRESETS.items()] + [
-    ("custom", "Custom")
-]
+PRESET_CHOICES = [*PRESET_LABELS.items(), ("custom", "Custom")]
 LOSS_POINTS = 400  # the loss chart keeps this many points; older ones are thinned out
 
 
@@ -48,6 +46,7 @@ class TrainingRun(models.Model):
     seed = models.BigIntegerField()
     train_text_encoder = models.BooleanField(default=False)
     prior_preservation = models.BooleanField(default=False)
+    fp8_base = models.BooleanField(default=False)  # FLUX.1 / SD 3.x: transformer stored in fp8
     class_images = models.PositiveSmallIntegerField(default=0)
     sample_prompt = models.CharField(max_length=500)
     sample_every = models.PositiveIntegerField(default=0)

@@ -63,6 +63,7 @@ def training_estimate(model, params):
         train_text_encoder=params["train_text_encoder"],
         prior_preservation=params["prior_preservation"],
         class_images=params["class_images"] if params["prior_preservation"] else 0,
+        fp8_base=params["fp8_base"],
         samples=training_plan.sample_count(params["steps"], params["sample_every"]),
     )
 
@@ -103,6 +104,7 @@ def training_run_create(*, subject, project, user, params):
             seed=params["seed"] if params.get("seed") is not None else random.randrange(2**32),
             train_text_encoder=params["train_text_encoder"],
             prior_preservation=params["prior_preservation"],
+            fp8_base=params["fp8_base"],
             class_images=params["class_images"] if params["prior_preservation"] else 0,
             sample_prompt=params["sample_prompt"] or subject.instance_prompt(),
             sample_every=params["sample_every"],

@@ -3,6 +3,7 @@ steps run with the run's contract (progress, samples, evaluation loss, cancel), 
 file is in diffusers' layout, which FluxPipeline / StableDiffusion3Pipeline.load_lora_weights
 load and which changes a fixed-seed image."""
 
+import re
 import shutil
 from pathlib import Path
 from unittest import mock
@@ -86,6 +87,47 @@ def test_a_flow_lora_trains_and_changes_the_pipelines_image(flow_model, cpu_conf
         assert not np.array_equal(before, image(pipe, result.lora_path))
     finally:
         shutil.rmtree(Path(result.lora_path).parent)
+
+
+def test_fp8_base_weights_halve_the_frozen_layers_and_the_lora_still_trains(tiny_flux):
+    """The 24 GB preset's storage (TrainingRequest.fp8_base) on the tiny FLUX.1 in bf16 on the
+    CPU: the frozen layers' weights take half their bytes, gradients flow through their
+    casts into fp32 LoRA layers, and the LoRA loads in FluxPipeline and changes its image."""
+    config = WorkerConfig(device="cpu", dtype=torch.bfloat16)
+    lines = []
+    result = train_dreambooth_lora(
+        request_for(tiny_flux, fp8_base=True, sample_every=0), config=config,
+        on_log=lines.append,
+    )
+    try:
+        assert all(np.isfinite(result.losses)) and len(result.losses) == 4
+        assert result.evaluation_loss_after != result.evaluation_loss_before
+        stored = next(line for line in lines if line.startswith("Stored the frozen"))
+        bf16_bytes, fp8_bytes = (
+            int(number.replace(",", ""))
+            for number in re.match(r".*: ([\d,]+) bytes became ([\d,]+) ", stored).groups()
+        )
+        assert fp8_bytes > 0 and bf16_bytes == 2 * fp8_bytes
+        with safe_open(result.lora_path, "pt") as opened:
+            lora = {name: opened.get_tensor(name) for name in opened.keys()}
+        assert {tensor.dtype for tensor in lora.values()} == {torch.float32}
+        # Trained: the LoRA's up matrices (zero at the start) moved.
+        assert any(
+            tensor.abs().sum() > 0 for name, tensor in lora.items() if "lora_B" in name
+        )
+
+        pipe = pipelines._load(str(tiny_flux), WorkerConfig(device="cpu", dtype=torch.float32),
+                               None)
+        pipe.set_progress_bar_config(disable=True)
+        before = image(pipe)
+        assert not np.array_equal(before, image(pipe, result.lora_path))
+    finally:
+        shutil.rmtree(Path(result.lora_path).parent)
+
+
+def test_fp8_base_weights_are_refused_for_sd_models(tiny_sd15, cpu_config):
+    with pytest.raises(TrainingFailed, match="FP8 base weights are for FLUX.1 and SD 3.x"):
+        train_dreambooth_lora(request_for(tiny_sd15, fp8_base=True), config=cpu_config)
 
 
 def test_sd3_loras_name_kohyas_model_version(tiny_sd3, cpu_config):
