@@ -19,7 +19,14 @@ from diffusers import (
 from PIL import Image
 
 from gpu_workers.requests import GenerationRequest
-from tests.gpu_workers.engine_runs import mask_image, pixels, run_batch, source_image
+from tests.gpu_workers.engine_runs import (
+    mask_image,
+    pipeline_pixels,
+    pixels,
+    run_batch,
+    sd3_inpaint_pixels,
+    source_image,
+)
 
 PIPELINES = {
     ("flux", "img2img"): FluxImg2ImgPipeline,
@@ -51,36 +58,15 @@ def inpaint_request(img2img_request):
 
 
 def plain_pixels(family, flow_model_dir, request):
-    """What plain diffusers' img2img or inpaint pipeline makes for `request`.
-
-    StableDiffusion3InpaintPipeline decodes without the VAE's shift factor, unlike every
-    other SD3 pipeline and its own encoding (diffusers issue #13611, "Issue 1"): its latents
-    are decoded here as StableDiffusion3Pipeline decodes them."""
+    """What plain diffusers' img2img or inpaint pipeline makes for `request`."""
     pipe = PIPELINES[family, request.mode].from_pretrained(flow_model_dir, dtype=torch.float32)
-    pipe.set_progress_bar_config(disable=True)
     options = {"negative_prompt": request.negative_prompt} if family == "sd3" else {}
+    options.update(image=request.init_image, strength=request.strength)
     if request.mode == "inpaint":
         options["mask_image"] = request.mask_image
     if (family, request.mode) == ("sd3", "inpaint"):
-        options["output_type"] = "latent"
-    output = pipe(
-        prompt=request.prompt,
-        image=request.init_image,
-        strength=request.strength,
-        num_inference_steps=request.steps,
-        guidance_scale=request.guidance_scale,
-        width=request.width,
-        height=request.height,
-        generator=torch.Generator("cpu").manual_seed(request.seed),
-        **options,
-    )
-    if (family, request.mode) != ("sd3", "inpaint"):
-        return np.asarray(output.images[0])
-    vae = pipe.vae
-    latents = output.images / vae.config.scaling_factor + vae.config.shift_factor
-    with torch.no_grad():
-        image = vae.decode(latents, return_dict=False)[0]
-    return np.asarray(pipe.image_processor.postprocess(image, output_type="pil")[0])
+        return sd3_inpaint_pixels(pipe, request, **options)
+    return pipeline_pixels(pipe, request, **options)
 
 
 @pytest.mark.parametrize("strength", [0.75, 1.0])

@@ -28,7 +28,7 @@ from gpu_workers.tiny_models import (
     build_tiny_flux_ip_adapter,
     build_tiny_sd3_ip_adapter,
 )
-from tests.gpu_workers.engine_runs import pipeline_pixels, pixels, run_batch
+from tests.gpu_workers.engine_runs import pipeline_pixels, pixels, run_batch, sd3_inpaint_pixels
 
 pytestmark = pytest.mark.slow
 
@@ -76,10 +76,7 @@ PIPELINES = {
 
 
 def plain_pixels(request):
-    """What the plain pipeline makes for `request`. StableDiffusion3InpaintPipeline decodes
-    without the VAE's shift factor (diffusers issue #13611, "Issue 1"; see
-    tests/gpu_workers/test_flow_modes.py): its latents are decoded as
-    StableDiffusion3Pipeline decodes them."""
+    """What the plain pipeline makes for `request`."""
     adapter = request.ip_adapter.model_source
     pipe = PIPELINES[request.mode].from_pretrained(request.model_source)
     pipe.load_ip_adapter(
@@ -91,16 +88,10 @@ def plain_pixels(request):
     options = {"negative_prompt": request.negative_prompt}
     if request.mode != "txt2img":
         options.update(image=request.init_image, strength=request.strength)
+    options["ip_adapter_image"] = request.ip_adapter.image
     if request.mode == "inpaint":
-        options.update(mask_image=request.mask_image, output_type="latent")
-    output = pipeline_pixels(pipe, request, ip_adapter_image=request.ip_adapter.image, **options)
-    if request.mode != "inpaint":
-        return output
-    vae = pipe.vae
-    latents = torch.from_numpy(output)[None] / vae.config.scaling_factor + vae.config.shift_factor
-    with torch.no_grad():
-        image = vae.decode(latents, return_dict=False)[0]
-    return np.asarray(pipe.image_processor.postprocess(image, output_type="pil")[0])
+        return sd3_inpaint_pixels(pipe, request, mask_image=request.mask_image, **options)
+    return pipeline_pixels(pipe, request, **options)
 
 
 def test_instantx_tensors_are_read_as_an_sd3_adapter_with_a_siglip_encoder(adapters):
