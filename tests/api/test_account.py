@@ -172,6 +172,18 @@ class TrainingRunTests(ApiTestCase):
         # SD's high-quality preset trains the text encoder, which FLUX.1 runs refuse.
         self.assertFalse(run.train_text_encoder)
 
+    def test_the_flux_24_gb_preset_stores_the_base_in_fp8_and_is_refused_for_sd(self):
+        flux = DiffusionModel.objects.create(
+            name="flux", source="/m/flux", family="flux1", default_width=1024
+        )
+        response, _ = self.start(model=flux.pk, preset="fp8_24gb")
+        self.assertEqual(response.status_code, 201, response.content)
+        run = TrainingRun.objects.get()
+        self.assertEqual((run.preset, run.fp8_base, run.rank), ("fp8_24gb", True, 16))
+        self.assertLess(run.estimated_memory_bytes, 24 * 1024**3)
+        self.assert_problem(self.start(preset="fp8_24gb")[0], 422, "preset")
+        self.assertEqual(TrainingRun.objects.count(), 1)
+
     def test_bad_settings_name_their_field_and_queue_nothing(self):
         self.assert_problem(self.start(steps=0)[0], 422, "steps")
         self.assert_problem(self.start(preset="overnight")[0], 422, "preset")
