@@ -250,6 +250,9 @@ class TrainingRunIn(Schema):
     seed: int | None = None
     train_text_encoder: bool | None = None
     prior_preservation: bool | None = None
+    fp8_base: bool | None = Field(
+        None, description="FLUX.1 and SD 3.x: the frozen transformer stored in fp8 (less memory)."
+    )
     class_images: int | None = 50
     sample_prompt: str = ""
     sample_every: int = 100

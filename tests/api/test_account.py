@@ -184,6 +184,16 @@ class TrainingRunTests(ApiTestCase):
         self.assert_problem(self.start(preset="fp8_24gb")[0], 422, "preset")
         self.assertEqual(TrainingRun.objects.count(), 1)
 
+    def test_fp8_base_weights_can_be_asked_for_on_any_flow_preset(self):
+        sd3 = DiffusionModel.objects.create(
+            name="sd35", source="/m/sd35", family="sd3", default_width=1024
+        )
+        response, _ = self.start(model=sd3.pk, preset="quick", fp8_base=True)
+        self.assertEqual(response.status_code, 201, response.content)
+        self.assertTrue(TrainingRun.objects.get().fp8_base)
+        # Not for SD 1.x/2.x or SDXL, whose UNets are small enough.
+        self.assert_problem(self.start(fp8_base=True)[0], 422, "fp8_base")
+
     def test_bad_settings_name_their_field_and_queue_nothing(self):
         self.assert_problem(self.start(steps=0)[0], 422, "steps")
         self.assert_problem(self.start(preset="overnight")[0], 422, "preset")
