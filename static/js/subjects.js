@@ -30,8 +30,23 @@
     filling = false;
   }
 
+  // Only the chosen model's family's presets are offered (FLUX.1's "24 GB (fp8)" is its own);
+  // a preset the family lacks gives way to its "balanced" one.
+  function offerFamilyPresets() {
+    const offered = familyPresets();
+    form.querySelectorAll('input[name="preset"]').forEach(function (radio) {
+      const available = radio.value === "custom" || radio.value in offered;
+      radio.closest(".preset-choice").hidden = !available;
+      radio.disabled = !available;
+      if (!available && radio.checked && offered.balanced) {
+        form.querySelector('input[name="preset"][value="balanced"]').checked = true;
+      }
+    });
+  }
+
   form.addEventListener("change", function (event) {
     const target = event.target;
+    if (target.name === "model") offerFamilyPresets();
     const chosen = form.querySelector('input[name="preset"]:checked');
     if (target.name === "preset") {
       fill(target.value);
@@ -42,4 +57,5 @@
       if (custom) custom.checked = true;
     }
   });
+  offerFamilyPresets();
 })();

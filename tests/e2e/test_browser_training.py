@@ -68,6 +68,9 @@ def test_create_a_subject_train_it_and_watch_the_run(studio_processes, tiny_mode
         expect(page.get_by_text("crop 280px at 100, 0")).to_be_visible()
         page.screenshot(path=str(ARTIFACTS / "subject-detail.png"), full_page=True)
 
+        # Only the model's family's presets are offered: FLUX.1's fp8 one is not SD's.
+        expect(page.locator("label.preset-choice", has_text="24 GB (fp8)")).to_be_hidden()
+        expect(page.locator("label.preset-choice", has_text="Quick")).to_be_visible()
         # A preset fills the settings; changing one makes the run "Custom".
         page.locator("label.preset-choice", has_text="Quick").click()
         expect(page.get_by_label("Steps")).to_have_value("400")
