@@ -3,18 +3,19 @@ to the server, run by the worker (a Celery worker on Redis, or the embedded one)
 tiny FLUX.1 and SD3 models: txt2img, then img2img, inpaint, outpaint, hires fix, DPM++ 2M
 with a shift and the family's tiny ControlNet (FLUX.1's with hires fix too) from its image,
 the family's tiny IP-Adapter (FLUX.1: XLabs' layout; SD 3.x: InstantX's, with a SigLIP
-encoder) with its image as the image prompt, and an outpaint of it by the tiny FLUX.1 Fill
-model;
-what these families can't do yet is refused by the form, naming the family, and no job is
-made."""
+encoder) with its image as the image prompt, the family's tiny LoRA by its prompt tag, and an
+outpaint of it by the tiny FLUX.1 Fill model; what these families can't do yet is refused
+by the form, naming the family, and no job is made."""
 
 import io
 import urllib.error
 
 import pytest
+from django.core.files.uploadedfile import SimpleUploadedFile
 from PIL import Image as PILImage
 
 from gallery.models import Image
+from generation.loras.services import check_lora_upload, lora_create
 from generation.models import (
     DiffusionModel,
     GenerationJob,
@@ -26,6 +27,7 @@ from generation.models import (
 from studio.accounts.models import Membership, Project, Role, Team, User
 from tests.e2e.http import StudioClient
 from tests.e2e.test_every_mode_end_to_end import mask_data_url, wait_until_done
+from tests.lora_builders import flux_peft_lora_bytes, sd3_peft_lora_bytes
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
@@ -113,6 +115,14 @@ def test_flow_families_generate_txt2img_through_the_worker(
         except urllib.error.HTTPError as error:  # the form's refusal, as the page gets it
             return error.code, error.read().decode()
 
+    # Each family's tiny LoRA in the team's library (their width tells no family: chosen at
+    # upload, as a user would), called up by its tag in the prompt.
+    builders = {"flux": flux_peft_lora_bytes, "sd3": sd3_peft_lora_bytes}
+    for family, model in flow_models.items():
+        upload = SimpleUploadedFile(f"{family}.safetensors", builders[family](tiny=True, seed=3))
+        lora_create(team=team, user=user, checked=check_lora_upload(team=team, upload=upload),
+                    name=f"{family}-ink", family=model.family)
+
     jobs = {}
     for family, model in flow_models.items():
         status, body = post(model=model.pk, batch_size=2)
@@ -149,6 +159,7 @@ def test_flow_families_generate_txt2img_through_the_worker(
                            "control_image": source.pk, "control_scale": 1},
             "IP-Adapter": {"ip_adapter_model": flow_ip_adapters[family].pk,
                            "ip_adapter_image": source.pk, "ip_adapter_scale": 0.8},
+            "LoRA": {"prompt": f"a cat on the mat <lora:{family}-ink:0.8>"},
         }
         if family == "flux":  # SD 3.x's ControlNet runs for txt2img only
             modes["ControlNet hires fix"] = {**modes["ControlNet"], **modes["hires fix"]}
@@ -164,7 +175,7 @@ def test_flow_families_generate_txt2img_through_the_worker(
     sizes = {"img2img": (80, 64), "inpaint": (80, 64), "outpaint": (96, 64),
              "hires fix": (160, 128), "DPM++ 2M": (80, 64), "ControlNet": (80, 64),
              "ControlNet hires fix": (160, 128), "IP-Adapter": (80, 64),
-             "Fill outpaint": (96, 64)}
+             "Fill outpaint": (96, 64), "LoRA": (80, 64)}
     for (family, mode), job in by_mode.items():
         job = done[job.pk]
         assert job.status == JobStatus.FINISHED, (family, mode, job.error)
@@ -179,6 +190,8 @@ def test_flow_families_generate_txt2img_through_the_worker(
         assert "Sampler: DPM++ 2M" in parameters[family, "DPM++ 2M"]
         assert "Shift: 3" in parameters[family, "DPM++ 2M"]
         assert "ControlNet 0" in parameters[family, "ControlNet"]
+        assert f"<lora:{family}-ink:0.8>" in parameters[family, "LoRA"]
+        assert "Lora hashes: " in parameters[family, "LoRA"]
         ip_adapter_job = done[by_mode[family, "IP-Adapter"].pk]
         source = Image.objects.filter(job=jobs[family]).first()
         assert ip_adapter_job.ip_adapter_image_id == source.pk
