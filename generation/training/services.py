@@ -33,7 +33,8 @@ def trainable_models(user, project):
 
 def preset_choices(models):
     """What the training form's script fills a preset in from, for `models` (the form's
-    base models): each family's presets' values, and each model's family."""
+    base models): each family's presets' values, each model's family, and the families
+    whose runs may store the base in fp8 (the option is shown for those only)."""
     families = {model.pk: model.family for model in models}
     return {
         "families": {
@@ -44,6 +45,7 @@ def preset_choices(models):
             for family in set(families.values())
         },
         "models": families,
+        "fp8_families": sorted(training_plan.FP8_BASE_FAMILIES),
     }
 
 

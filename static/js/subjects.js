@@ -31,8 +31,16 @@
   }
 
   // Only the chosen model's family's presets are offered (FLUX.1's "24 GB (fp8)" is its own);
-  // a preset the family lacks gives way to its "balanced" one.
+  // a preset the family lacks gives way to its "balanced" one. FP8 base weights only for
+  // the families whose runs take them.
   function offerFamilyPresets() {
+    const model = form.elements.model;
+    const fp8 = form.elements.fp8_base;
+    if (fp8) {
+      const takesFp8 = presets.fp8_families.includes(presets.models[model ? model.value : ""]);
+      fp8.closest(".field").hidden = !takesFp8;
+      if (!takesFp8) fp8.checked = false;
+    }
     const offered = familyPresets();
     form.querySelectorAll('input[name="preset"]').forEach(function (radio) {
       const available = radio.value === "custom" || radio.value in offered;

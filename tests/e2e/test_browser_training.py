@@ -71,6 +71,7 @@ def test_create_a_subject_train_it_and_watch_the_run(studio_processes, tiny_mode
         # Only the model's family's presets are offered: FLUX.1's fp8 one is not SD's.
         expect(page.locator("label.preset-choice", has_text="24 GB (fp8)")).to_be_hidden()
         expect(page.locator("label.preset-choice", has_text="Quick")).to_be_visible()
+        expect(page.locator('input[name="fp8_base"]')).to_be_hidden()
         # A preset fills the settings; changing one makes the run "Custom".
         page.locator("label.preset-choice", has_text="Quick").click()
         expect(page.get_by_label("Steps")).to_have_value("400")
