@@ -94,3 +94,18 @@ def family(request):
 def flow_model_dir(family, tiny_flux, tiny_sd3):
     """The tiny model of `family`."""
     return {"flux": tiny_flux, "sd3": tiny_sd3}[family]
+
+
+@pytest.fixture
+def flow_request(family, flow_model_dir):
+    """A small txt2img request for the tiny model of `family`; tests replace what they vary."""
+    return GenerationRequest(
+        model_source=str(flow_model_dir),
+        prompt="a cat on the mat",
+        negative_prompt="blurry",
+        steps=4,
+        guidance_scale=3.5 if family == "flux" else 5.0,
+        width=64,
+        height=48,
+        seed=1234,
+    )

@@ -59,19 +59,9 @@ def controlnets(tmp_path_factory):
 
 
 @pytest.fixture
-def control_request(family, tiny_flux, tiny_sd3, controlnets):
-    model = {"flux": tiny_flux, "sd3": tiny_sd3}[family]
-    return GenerationRequest(
-        model_source=str(model),
-        prompt="a cat on the mat",
-        negative_prompt="blurry",
-        steps=4,
-        guidance_scale=3.5 if family == "flux" else 5.0,
-        width=64,
-        height=48,
-        seed=1234,
-        control=ControlRef(model_source=str(controlnets[family]), image=square()),
-    )
+def control_request(family, flow_request, controlnets):
+    control = ControlRef(model_source=str(controlnets[family]), image=square())
+    return dataclasses.replace(flow_request, control=control)
 
 
 def square(size=(64, 48), box=(16, 8, 48, 40)):

@@ -12,7 +12,7 @@ import dataclasses
 import numpy as np
 import pytest
 import torch
-from diffusers import FluxPipeline, StableDiffusion3Pipeline
+from diffusers import FluxPipeline
 
 from gpu_workers.requests import (
     EmbeddingRef,
@@ -22,21 +22,10 @@ from gpu_workers.requests import (
 )
 from tests.gpu_workers.engine_runs import flow_txt2img_pixels, pixels, run_batch
 
-PIPELINES = {"flux": FluxPipeline, "sd3": StableDiffusion3Pipeline}
-
 
 @pytest.fixture
-def flow_request(flow_model_dir, family):
-    return GenerationRequest(
-        model_source=str(flow_model_dir),
-        prompt="a cat on the mat",
-        negative_prompt="blurry",
-        steps=4,
-        guidance_scale=3.5 if family == "flux" else 5.0,
-        width=64,
-        height=64,
-        seed=1234,
-    )
+def flow_request(flow_request):
+    return dataclasses.replace(flow_request, height=64)
 
 
 def test_a_request_alone_is_the_pipelines_image(make_engine, family, flow_model_dir, flow_request):

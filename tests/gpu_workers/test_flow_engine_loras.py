@@ -8,14 +8,12 @@ import hashlib
 
 import numpy as np
 import pytest
-from diffusers import FluxPipeline, StableDiffusion3Pipeline
 
 from gpu_workers.engine import Engine
-from gpu_workers.requests import GenerationRequest, LoraRef
+from gpu_workers.requests import LoraRef
 from tests.gpu_workers.engine_runs import flow_txt2img_pixels, pixels
 from tests.lora_builders import flux_peft_lora_bytes, sd3_peft_lora_bytes
 
-PIPELINES = {"flux": FluxPipeline, "sd3": StableDiffusion3Pipeline}
 LORAS = {"flux": flux_peft_lora_bytes, "sd3": sd3_peft_lora_bytes}
 
 
@@ -42,17 +40,8 @@ def lora(family, tmp_path):
 
 
 @pytest.fixture
-def base_request(flow_model_dir, family):
-    return GenerationRequest(
-        model_source=str(flow_model_dir),
-        prompt="a lighthouse at dusk",
-        negative_prompt="blurry",
-        steps=3,
-        guidance_scale=3.5 if family == "flux" else 5.0,
-        width=64,
-        height=48,
-        seed=7,
-    )
+def base_request(flow_request):
+    return dataclasses.replace(flow_request, prompt="a lighthouse at dusk", steps=3, seed=7)
 
 
 def test_a_lora_changes_the_image_and_a_batch_without_it_is_the_base_image(

@@ -68,16 +68,10 @@ def noise_image(seed, size=(96, 80)):
 
 
 @pytest.fixture
-def ip_request(family, flow_model_dir, adapters):
-    return GenerationRequest(
-        model_source=str(flow_model_dir),
-        prompt="a cat on the mat",
-        negative_prompt="blurry" if family == "sd3" else "",
-        steps=4,
-        guidance_scale=5.0 if family == "sd3" else 3.5,
-        width=64,
-        height=48,
-        seed=1234,
+def ip_request(family, flow_request, adapters):
+    return dataclasses.replace(
+        flow_request,
+        negative_prompt=flow_request.negative_prompt if family == "sd3" else "",
         ip_adapter=IPAdapterRef(
             model_source=str(adapters[family]), image=noise_image(1), scale=0.8
         ),

@@ -18,7 +18,6 @@ from diffusers import (
 )
 from PIL import Image
 
-from gpu_workers.requests import GenerationRequest
 from tests.gpu_workers.engine_runs import (
     mask_image,
     pipeline_pixels,
@@ -37,19 +36,8 @@ PIPELINES = {
 
 
 @pytest.fixture
-def img2img_request(flow_model_dir, family):
-    return GenerationRequest(
-        model_source=str(flow_model_dir),
-        prompt="a cat on the mat",
-        negative_prompt="blurry",
-        steps=4,
-        guidance_scale=3.5 if family == "flux" else 5.0,
-        width=64,
-        height=48,
-        seed=1234,
-        init_image=source_image(),
-        strength=0.75,
-    )
+def img2img_request(flow_request):
+    return dataclasses.replace(flow_request, init_image=source_image(), strength=0.75)
 
 
 @pytest.fixture

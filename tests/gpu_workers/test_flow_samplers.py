@@ -11,29 +11,15 @@ import pytest
 from diffusers import (
     DPMSolverMultistepScheduler,
     FlowMatchEulerDiscreteScheduler,
-    FluxPipeline,
-    StableDiffusion3Pipeline,
 )
 
-from gpu_workers.requests import GenerationRequest
 from gpu_workers.samplers import FLOW_SAMPLERS, SAMPLERS
 from tests.gpu_workers.engine_runs import flow_txt2img_pixels, pixels, run_batch
 
-PIPELINES = {"flux": FluxPipeline, "sd3": StableDiffusion3Pipeline}
-
 
 @pytest.fixture
-def flow_request(flow_model_dir, family):
-    return GenerationRequest(
-        model_source=str(flow_model_dir),
-        prompt="a cat on the mat",
-        negative_prompt="blurry",
-        steps=5,
-        guidance_scale=3.5 if family == "flux" else 5.0,
-        width=64,
-        height=48,
-        seed=1234,
-    )
+def flow_request(flow_request):
+    return dataclasses.replace(flow_request, steps=5)
 
 
 def dpm_flow(config, **overrides):
