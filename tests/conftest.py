@@ -57,6 +57,22 @@ def tiny_model_dir(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
+def tiny_flux(tmp_path_factory):
+    """The tiny FLUX.1 [dev]-architecture folder shared by the whole test run."""
+    from gpu_workers.tiny_models import build_tiny_flux
+
+    return build_tiny_flux(tmp_path_factory.mktemp("models") / "tiny-flux1")
+
+
+@pytest.fixture(scope="session")
+def tiny_sd3(tmp_path_factory):
+    """The tiny Stable Diffusion 3.x-architecture folder shared by the whole test run."""
+    from gpu_workers.tiny_models import build_tiny_sd3
+
+    return build_tiny_sd3(tmp_path_factory.mktemp("models") / "tiny-sd3")
+
+
+@pytest.fixture(scope="session")
 def tiny_sdxl_model_dir(tmp_path_factory):
     """The tiny random-weight SDXL-architecture model, built once per test run."""
     from gpu_workers.tiny_models import build_tiny_sdxl

@@ -53,6 +53,23 @@ class SdapiTestCase(LiveApiTestCase):
                 **fields}
         return self.call("post", "/txt2img", secret, json=body)
 
+    def run_jobs_in_worker_threads(self):
+        """Dispatched jobs run by the worker's own code, each in a thread of its own as a GPU
+        worker would, while the request waits; the threads, to join."""
+        threads = []
+
+        def run_in_a_worker_thread(job_id):
+            def work():
+                with mock.patch("generation.execution.publish"):
+                    job_execute(job_id=job_id)
+                connection.close()
+
+            threads.append(threading.Thread(target=work))
+            threads[-1].start()
+
+        self.worker.side_effect = run_in_a_worker_thread
+        return threads
+
     def assert_refused(self, response, status, field=None):
         self.assertEqual(response.status_code, status, response.text)
         body = response.json()
@@ -167,18 +184,7 @@ class RealWorkerTests(SdapiTestCase):
 
     def test_txt2img_waits_for_a_real_run(self):
         DiffusionModel.objects.filter(pk=self.model.pk).update(source=str(self.tiny_model_dir))
-        threads = []
-
-        def run_in_a_worker_thread(job_id):
-            def work():
-                with mock.patch("generation.execution.publish"):
-                    job_execute(job_id=job_id)
-                connection.close()
-
-            threads.append(threading.Thread(target=work))
-            threads[-1].start()
-
-        self.worker.side_effect = run_in_a_worker_thread
+        threads = self.run_jobs_in_worker_threads()
         client = webuiapi.WebUIApi(baseurl=f"{self.live_server_url}/sdapi/v1")
         client.set_auth("carol", self.secret)
         result = client.txt2img(prompt="a red fox", seed=1234, steps=3, width=64, height=64,

@@ -6,15 +6,11 @@ test server with its stand-in worker."""
 import base64
 import io
 import json
-import threading
-from unittest import mock
 
 import pytest
-from django.db import connection
 from PIL import Image as PILImage
 
 from generation.choices import ModelFamily
-from generation.execution import job_execute
 from generation.models import DiffusionModel, GenerationJob, JobStatus
 from gpu_workers.samplers import FLOW_SAMPLERS
 from studio.accounts.models import Role
@@ -163,14 +159,6 @@ class FlowLibraryTests(FlowSdapiTestCase):
         self.assertEqual(decoded.size, (64, 64))
 
 
-@pytest.fixture(scope="module")
-def tiny_flux(tmp_path_factory):
-    """The tiny FLUX.1 [dev]-architecture folder (a slow fixture: tests/conftest.py)."""
-    from gpu_workers.tiny_models import build_tiny_flux
-
-    return build_tiny_flux(tmp_path_factory.mktemp("models") / "tiny-flux1")
-
-
 class FluxRealWorkerTests(FlowSdapiTestCase):
     """A FLUX.1 job run by the worker's own code on the tiny model, in a thread of its own
     as a GPU worker would, while the request waits."""
@@ -181,18 +169,7 @@ class FluxRealWorkerTests(FlowSdapiTestCase):
 
     def test_the_workers_image_carries_forges_infotext(self):
         DiffusionModel.objects.filter(pk=self.flux.pk).update(source=str(self.tiny_flux))
-        threads = []
-
-        def run_in_a_worker_thread(job_id):
-            def work():
-                with mock.patch("generation.execution.publish"):
-                    job_execute(job_id=job_id)
-                connection.close()
-
-            threads.append(threading.Thread(target=work))
-            threads[-1].start()
-
-        self.worker.side_effect = run_in_a_worker_thread
+        threads = self.run_jobs_in_worker_threads()
         response = self.txt2img_on(self.flux, prompt="a red fox", seed=1234, steps=3,
                                    cfg_scale=1, distilled_cfg_scale=2.5,
                                    sampler_name="Euler", scheduler="Simple")

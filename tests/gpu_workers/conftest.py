@@ -22,22 +22,6 @@ def cpu_config() -> WorkerConfig:
     return WorkerConfig(device="cpu", dtype=torch.float32)
 
 
-@pytest.fixture(scope="session")
-def tiny_flux(tmp_path_factory) -> Path:
-    """The tiny FLUX.1 [dev]-architecture folder shared by the whole test run."""
-    from gpu_workers.tiny_models import build_tiny_flux
-
-    return build_tiny_flux(tmp_path_factory.mktemp("models") / "tiny-flux1")
-
-
-@pytest.fixture(scope="session")
-def tiny_sd3(tmp_path_factory) -> Path:
-    """The tiny Stable Diffusion 3.x-architecture folder shared by the whole test run."""
-    from gpu_workers.tiny_models import build_tiny_sd3
-
-    return build_tiny_sd3(tmp_path_factory.mktemp("models") / "tiny-sd3")
-
-
 @pytest.fixture
 def tiny_request(tiny_sd15):
     return GenerationRequest(
