@@ -145,7 +145,7 @@ def section(rows, args, load):
         "other work too)",
         "",
         f"{args.users} locust users, {SPAWN_RATE} arriving a second (bench/load_users.py: "
-        "log in (the POST alone, 0.18 s of a core's CPU for the password hash by design; "
+        "log in (the POST alone: its Argon2 password hash is about 0.18 s of CPU by design; "
         "the dashboard it leads to is timed apart), then the studio and its "
         "job list, galleries, a team search, image pages, prompt history, Explore and now "
         f"and then a job, 1-3 s apart) for {args.minutes:g} minutes against uvicorn with "

@@ -129,7 +129,7 @@ if DATABASE_POOL_SIZE and DATABASES["default"]["ENGINE"] == "django.db.backends.
         "min_size": 1,
         "max_size": DATABASE_POOL_SIZE,
         # Waiting longer than this for a free connection answers 503 (UnavailableMiddleware):
-        # long enough to ride out a burst (log-ins hold theirs for the hasher's 0.5 s).
+        # long enough to ride out a burst (a log-in holds its own while its password hash runs).
         "timeout": 30,
     }
 
@@ -138,6 +138,16 @@ AUTH_USER_MODEL = "accounts.User"
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "dashboard"
 LOGOUT_REDIRECT_URL = "login"
+
+# Argon2 at Django's parameters (studio/accounts/hashers.py says why); passwords hashed
+# with Django's default PBKDF2 still log in and are rehashed with Argon2 when they do.
+PASSWORD_HASHERS = [
+    "studio.accounts.hashers.Argon2PasswordHasher",
+    "django.contrib.auth.hashers.PBKDF2PasswordHasher",
+    "django.contrib.auth.hashers.PBKDF2SHA1PasswordHasher",
+    "django.contrib.auth.hashers.BCryptSHA256PasswordHasher",
+    "django.contrib.auth.hashers.ScryptPasswordHasher",
+]
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},

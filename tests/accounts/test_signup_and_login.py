@@ -1,11 +1,12 @@
 from unittest import mock
 
-from django.contrib.auth.hashers import PBKDF2PasswordHasher
 from django.db import connection
 from django.test import override_settings
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
+from studio import settings as production
+from studio.accounts.hashers import Argon2PasswordHasher
 from studio.accounts.models import User
 from tests.base import StudioTestCase
 
@@ -39,16 +40,16 @@ class LoginLogoutTestCase(StudioTestCase):
         self.assertRedirects(self.client.post(reverse("logout")), reverse("login"))
         self.assertEqual(self.client.get(reverse("dashboard")).status_code, 302)
 
-    @override_settings(PASSWORD_HASHERS=["django.contrib.auth.hashers.PBKDF2PasswordHasher"])
+    @override_settings(PASSWORD_HASHERS=production.PASSWORD_HASHERS)
     def test_a_log_in_hashes_the_password_once(self):
-        """Issue #19: Django's hasher at full strength is a log-in's cost; the throttle, the
+        """Issue #19: the hasher at full strength is a log-in's cost; the throttle, the
         session and the signals add no second hash, and a password hashed as production
         hashes it is not rewritten."""
         alice = User.objects.get(username="alice")
         alice.set_password(self.password)
         alice.save(update_fields=["password"])
-        verify = PBKDF2PasswordHasher.verify
-        with mock.patch.object(PBKDF2PasswordHasher, "verify", autospec=True,
+        verify = Argon2PasswordHasher.verify
+        with mock.patch.object(Argon2PasswordHasher, "verify", autospec=True,
                                side_effect=verify) as hashed:
             with CaptureQueriesContext(connection) as queries:
                 response = self.client.post(reverse("login"), {"username": "alice",
