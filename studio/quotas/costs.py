@@ -2,6 +2,7 @@
 ControlNet and IP-Adapter weighted) times seconds per megapixel-step, as the workers
 measured it for the model's family, or from a table where none has yet."""
 
+import functools
 from datetime import timedelta
 
 from django.utils import timezone
@@ -55,35 +56,46 @@ def job_estimate(job, *, reports=None):
     return step_seconds(job.model.family, reports=reports) * job_work(job) * job.batch_size
 
 
+# The columns a job's work and step count are read from (job_work, total_steps): jobs alike
+# in these cost alike.
+WORK_FIELDS = (
+    "mode", "steps", "strength", "width", "height", "hires_scale", "hires_steps",
+    "hires_strength", "control_model_id", "ip_adapter_model_id", "batch_size",
+)
+
+
 def jobs_seconds_left(*, positions):
     """{job id: seconds until it is done} for every running job and every queued one in
     `positions` ({job id: place in line}, GenerationJob.objects.positions()): what is left
     of the running jobs, then of the queued ones up to each one's turn, at the speed the
-    workers measured (job_estimate), shared among the workers seen lately (at least one)."""
-    from generation.models import GenerationJob, JobStatus
+    workers measured (job_estimate), shared among the workers seen lately (at least one).
+
+    The studio asks at every poll of its job list, whatever the length of the queue: the
+    active jobs are read as plain columns, and each distinct recipe among them is worked
+    out once (a long queue holds few)."""
+    from generation.models import DiffusionModel, GenerationJob, JobStatus
 
     reports = recent_worker_reports()
 
-    def estimate(job):
-        return job_estimate(job, reports=reports)
+    @functools.cache
+    def estimate_and_steps(family, *work):
+        recipe = dict(zip(WORK_FIELDS, work, strict=True))
+        job = GenerationJob(model=DiffusionModel(family=family), **recipe)
+        return job_estimate(job, reports=reports), job.total_steps()
 
-    active = list(
-        GenerationJob.objects.filter(
-            status__in=[JobStatus.RUNNING, JobStatus.QUEUED]
-        ).select_related("model")
-    )
-    left = {}
-    for job in active:
-        if job.status == JobStatus.RUNNING:
-            total = job.total_steps()
-            left[job.pk] = estimate(job) * (1 - job.progress_step / total if total else 1)
-    queued = sorted(
-        (job for job in active if job.status == JobStatus.QUEUED and job.pk in positions),
-        key=lambda job: positions[job.pk],
-    )
+    active = GenerationJob.objects.filter(
+        status__in=[JobStatus.RUNNING, JobStatus.QUEUED]
+    ).values_list("pk", "status", "progress_step", "model__family", *WORK_FIELDS)
+    left, queued = {}, []
+    for pk, status, progress_step, family, *work in active:
+        estimate, total = estimate_and_steps(family, *work)
+        if status == JobStatus.RUNNING:
+            left[pk] = estimate * (1 - progress_step / total if total else 1)
+        elif pk in positions:
+            queued.append((positions[pk], pk, estimate))
     workers = max(1, len(reports))
     work_ahead = sum(left.values())
-    for job in queued:
-        work_ahead += estimate(job)
-        left[job.pk] = work_ahead / workers
+    for _, pk, estimate in sorted(queued):
+        work_ahead += estimate
+        left[pk] = work_ahead / workers
     return left
