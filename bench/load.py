@@ -35,6 +35,9 @@ ROOT = Path(__file__).resolve().parents[1]
 PASSWORD = "load test password 1"
 # Users arriving per second, each logging in first: 50 in 25 s, a morning's log-in rush.
 SPAWN_RATE = 2
+# Before measuring: enough users for a while that each web process serves every route.
+WARM_UP_USERS = 4
+WARM_UP_SECONDS = 15
 
 
 def parse_args(argv):
@@ -120,18 +123,31 @@ def bench_port():
     return free_port()
 
 
-def run_locust(args, url, world, folder):
+def run_locust(url, world, folder, *, name, users, spawn_rate, seconds):
+    """Locust's stats per route (and "Aggregated") of `users` simulated users for
+    `seconds`."""
     env = {**os.environ, "BENCH_LOAD_WORLD": json.dumps(world)}
-    seconds = int(args.minutes * 60)
     subprocess.run(
         [sys.executable, "-m", "locust", "-f", str(ROOT / "bench" / "load_users.py"),
-         "--headless", "--users", str(args.users), "--spawn-rate", str(SPAWN_RATE),
+         "--headless", "--users", str(users), "--spawn-rate", str(spawn_rate),
          "--run-time", f"{seconds}s", "--stop-timeout", "10", "--host", url,
-         "--csv", str(folder / "load"), "--only-summary", "--loglevel", "WARNING"],
+         "--csv", str(folder / name), "--only-summary", "--loglevel", "WARNING"],
         cwd=ROOT, env=env, check=False, timeout=seconds + 120,
     )
-    with open(folder / "load_stats.csv") as stats:
+    with open(folder / f"{name}_stats.csv") as stats:
         return list(csv.DictReader(stats))
+
+
+def warm_up(url, world, folder):
+    """A few users over every route first, not measured: a fresh web process's first
+    requests import and compile what every later one reuses (templates, URL patterns, the
+    hasher's library), which a server in service has long done. Without errors, or the
+    measured run would not be of a working server."""
+    rows = run_locust(url, world, folder, name="warm_up", users=WARM_UP_USERS,
+                      spawn_rate=WARM_UP_USERS, seconds=WARM_UP_SECONDS)
+    failures = sum(int(row["Failure Count"]) for row in rows if row["Name"] == "Aggregated")
+    if failures:
+        raise RuntimeError(f"{failures} requests failed while warming up the server")
 
 
 def section(rows, args, load):
@@ -144,6 +160,8 @@ def section(rows, args, load):
         f"average {load[0]:.1f} at the start, {load[1]:.1f} at the end (this machine runs "
         "other work too)",
         "",
+        f"After {WARM_UP_SECONDS} s of {WARM_UP_USERS} users warming the server up (not "
+        "measured), "
         f"{args.users} locust users, {SPAWN_RATE} arriving a second (bench/load_users.py: "
         "log in (the POST alone: its Argon2 password hash is about 0.18 s of CPU by design; "
         "the dashboard it leads to is timed apart), then the studio and its "
@@ -185,8 +203,10 @@ def main(argv=None):
             redis.start()
             with open(folder / "web.log", "w") as logs:
                 server, url = serve(args, media, redis.url(), logs)
+                warm_up(url, world, folder)
                 load_before = os.getloadavg()[0]
-                rows = run_locust(args, url, world, folder)
+                rows = run_locust(url, world, folder, name="load", users=args.users,
+                                  spawn_rate=SPAWN_RATE, seconds=int(args.minutes * 60))
                 load = (load_before, os.getloadavg()[0])
             if any(int(row["Failure Count"]) for row in rows):
                 print((folder / "web.log").read_text()[-4000:], file=sys.stderr)
