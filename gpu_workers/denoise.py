@@ -209,36 +209,12 @@ class RowConditioning:
 
     def alone_in(self, rows, padding=0):
         """The each_request_alone context of a model call on the UNet rows `rows` followed
-        by `padding` copies of the last one (batch buckets), which count as a request of
-        their own: the real rows compute as alone whatever the padding computes."""
+        by `padding` copies of the last one (batch buckets)."""
         key = (tuple(rows), padding)
         if key not in self._alone:
-            position = {row: n for n, row in enumerate(rows)}
-            in_call = [
-                [position[row] for row in request if row in position]
-                for request in self.request_rows
-            ]
-            in_call = [group for group in in_call if group]
-            if padding:
-                in_call.append(list(range(len(rows), len(rows) + padding)))
-            self._alone[key] = each_request_alone(in_call, self.device)
+            groups = requests_in_call(self.request_rows, rows, padding)
+            self._alone[key] = each_request_alone(groups, self.device)
         return self._alone[key]
-
-    def calls(self, members, largest):
-        """The UNet rows `members` (a group's) in model calls of at most `largest` rows,
-        each request's rows in one call (the shape they have alone), in row order."""
-        member_set = set(members)
-        calls, call = [], []
-        for request in self.request_rows:
-            rows = [row for row in request if row in member_set]
-            # A bucket smaller than a request's rows (largest 1 with CFG) splits them.
-            pieces = [rows] if len(rows) <= largest else [[row] for row in rows]
-            for piece in pieces:
-                if piece and len(call) + len(piece) > largest:
-                    calls.append(sorted(call))
-                    call = []
-                call += piece
-        return [*calls, sorted(call)] if call else calls
 
     def in_row_order(self, calls, predictions):
         """The model calls' outputs (`calls`: each call's UNet rows) as one batch in row
@@ -252,14 +228,53 @@ class RowConditioning:
         return torch.cat(predictions)[self._row_orders[order]]
 
 
-def _rows_of(value, rows):
-    """The UNet rows `rows` of a model input (a tensor, or a list or dict of them); rows
+def requests_in_call(request_rows, rows, padding=0):
+    """Each request's rows (`request_rows`: the batch's model rows of each request) among
+    a model call's rows `rows` followed by `padding` copies of the last one (batch
+    buckets), by position in the call, for each_request_alone: the padding counts as a
+    request of its own, so the real rows compute as alone whatever the padding computes."""
+    position = {row: n for n, row in enumerate(rows)}
+    in_call = [[position[row] for row in request if row in position] for request in request_rows]
+    in_call = [group for group in in_call if group]
+    if padding:
+        in_call.append(list(range(len(rows), len(rows) + padding)))
+    return in_call
+
+
+def bucket_calls(request_rows, members, largest):
+    """The model rows `members` in model calls of at most `largest` rows (the largest
+    batch bucket), each request's rows (`request_rows`) in one call (the shape they have
+    alone), in row order."""
+    member_set = set(members)
+    calls, call = [], []
+    for request in request_rows:
+        rows = [row for row in request if row in member_set]
+        # A bucket smaller than a request's rows (largest 1 with CFG) splits them.
+        pieces = [rows] if len(rows) <= largest else [[row] for row in rows]
+        for piece in pieces:
+            if piece and len(call) + len(piece) > largest:
+                calls.append(sorted(call))
+                call = []
+            call += piece
+    return [*calls, sorted(call)] if call else calls
+
+
+def padded_rows(rows, buckets):
+    """`rows` (indices into a model call's inputs, for rows_of) followed by copies of the
+    last one up to the bucket that holds them, and the number of copies; buckets (): `rows`
+    as they are, no copies."""
+    padding = bucket_for(len(rows), buckets) - len(rows) if buckets else 0
+    return [*rows, *rows[-1:] * padding], padding
+
+
+def rows_of(value, rows):
+    """The model rows `rows` of a model input (a tensor, or a list or dict of them); rows
     None: all of them, the input itself. Rows keep the batch's memory layout: kernels are
     chosen by layout."""
     if isinstance(value, dict):
-        return {key: _rows_of(item, rows) for key, item in value.items()}
+        return {key: rows_of(item, rows) for key, item in value.items()}
     if isinstance(value, list):
-        return [_rows_of(item, rows) for item in value]
+        return [rows_of(item, rows) for item in value]
     if rows is None or value is None:
         return value
     layout = torch.contiguous_format
@@ -695,41 +710,36 @@ class RunningBatch:
             members = list(range(unet_row_count)) if group is None else group
             group_calls = [members]
             if self.buckets:
-                group_calls = conditioning.calls(members, self.buckets[-1])
+                group_calls = bucket_calls(conditioning.request_rows, members, self.buckets[-1])
             position = {row: n for n, row in enumerate(members)}
             for real_rows in group_calls:
                 calls.append(real_rows)
-                padding = 0
-                if self.buckets:
-                    padding = bucket_for(len(real_rows), self.buckets) - len(real_rows)
                 # The call's UNet rows, then `padding` copies of its last one; None: the
                 # group's rows as they are (indexing would copy them).
+                positions, padding = padded_rows([position[row] for row in real_rows], self.buckets)
                 whole = real_rows == members and not padding
-                positions = None
-                if not whole:
-                    positions = [position[row] for row in real_rows]
-                    positions += positions[-1:] * padding
                 call_rows = group if whole else [members[p] for p in positions]
+                positions = None if whole else positions
                 inputs = {
-                    "encoder_hidden_states": _rows_of(text.embeds, positions),
-                    "added_cond_kwargs": _rows_of(added_cond_kwargs, call_rows),
+                    "encoder_hidden_states": rows_of(text.embeds, positions),
+                    "added_cond_kwargs": rows_of(added_cond_kwargs, call_rows),
                 }
                 if text.pooled is not None:
-                    inputs["added_cond_kwargs"]["text_embeds"] = _rows_of(text.pooled, positions)
-                call_input = _rows_of(latent_model_input, call_rows)
-                call_t = t if t.dim() == 0 else _rows_of(t, call_rows)
+                    inputs["added_cond_kwargs"]["text_embeds"] = rows_of(text.pooled, positions)
+                call_input = rows_of(latent_model_input, call_rows)
+                call_t = t if t.dim() == 0 else rows_of(t, call_rows)
                 alone = conditioning.alone_in(real_rows, padding)
                 residuals = {}
                 if control_images is not None:
                     scale = control_scale
                     if isinstance(scale, torch.Tensor):
-                        scale = _rows_of(scale, call_rows)
+                        scale = rows_of(scale, call_rows)
                     with alone:
                         down_block_res_samples, mid_block_res_sample = self.controlnet(
                             call_input,
                             call_t,
                             encoder_hidden_states=inputs["encoder_hidden_states"],
-                            controlnet_cond=_rows_of(control_images, call_rows),
+                            controlnet_cond=rows_of(control_images, call_rows),
                             # SDXL ControlNets take the pooled prompt and sizes as the UNet does.
                             added_cond_kwargs=inputs["added_cond_kwargs"] if sdxl else None,
                             conditioning_scale=scale,
@@ -744,7 +754,7 @@ class RunningBatch:
                 # pipelines'), the mask and the masked image for inpainting UNets.
                 if mask is not None:
                     call_input = torch.cat(
-                        [call_input, _rows_of(mask, call_rows), _rows_of(masked, call_rows)],
+                        [call_input, rows_of(mask, call_rows), rows_of(masked, call_rows)],
                         dim=1,
                     )
                 if self.cuda_graphs:
@@ -754,7 +764,7 @@ class RunningBatch:
                         call_input,
                         call_t,
                         **{**inputs, "added_cond_kwargs": inputs["added_cond_kwargs"] or None},
-                        timestep_cond=_rows_of(timestep_cond, call_rows),
+                        timestep_cond=rows_of(timestep_cond, call_rows),
                         return_dict=False,
                         **residuals,
                     )[0]
@@ -874,9 +884,8 @@ def warm_up_buckets(
     model compiles (and records its CUDA graphs) for each here, not in a job. Other sizes
     and longer prompts compile on their first batch. Returns the batch sizes run."""
     unet = pipe.unet
-    largest = bucket_for(min(max_rows, buckets[-1]), buckets)
-    unet_sizes = [size for size in buckets if size <= largest]
-    decode_sizes = [size for size in buckets if size <= bucket_for(decode_chunk, buckets)]
+    unet_sizes = buckets_up_to(max_rows, buckets)
+    decode_sizes = buckets_up_to(decode_chunk, buckets)
     side = unet.config.sample_size
     height, width = (side, side) if isinstance(side, int) else side
     dtype = unet.dtype
@@ -918,6 +927,13 @@ def warm_up_buckets(
 def bucket_for(rows: int, buckets: tuple[int, ...]) -> int:
     """The smallest bucket that holds `rows` (at most the largest bucket)."""
     return next(size for size in buckets if size >= rows)
+
+
+def buckets_up_to(rows: int, buckets: tuple[int, ...]) -> list[int]:
+    """The bucket sizes of model calls of up to `rows` rows: every bucket up to the one
+    that holds `rows` (larger batches are split into calls of the largest)."""
+    largest = bucket_for(min(rows, buckets[-1]), buckets)
+    return [size for size in buckets if size <= largest]
 
 
 def _latents_of(rows: list[Row]) -> torch.Tensor:

@@ -24,7 +24,7 @@ from PIL import Image
 from gpu_workers.config import WorkerConfig
 from gpu_workers.control import MAX_CONDITIONING_SCALE, MODULES, check_thresholds
 from gpu_workers.denoise import Row, RunningBatch, warm_up_buckets
-from gpu_workers.flow import FlowBatch, FlowRow, batch_refusal
+from gpu_workers.flow import FlowBatch, FlowRow, batch_refusal, warm_up_flow_buckets
 from gpu_workers.loras import activate_loras
 from gpu_workers.metrics import BATCH_SIZE, DENOISE_STEPS, WARMUP_SECONDS, gpu_memory_watch
 from gpu_workers.pipelines import (
@@ -251,26 +251,36 @@ class Engine:
         """With batch buckets (WorkerConfig.batch_buckets, on with STUDIO_COMPILE on CUDA):
         run a model call per bucket up to this engine's largest batch, so that compiling and
         recording CUDA graphs happen here, once per loaded model, not in a job; its seconds
-        (also the studio_worker_warmup_seconds gauge). 0: nothing to warm up."""
-        if not self.config.batch_buckets or pipeline_family(pipe) in FLOW_FAMILIES:
-            return 0.0
-        if pipe in self._warmed:
+        (also the studio_worker_warmup_seconds gauge). 0: nothing to warm up. FLUX.1's and
+        SD 3.x's transformers alike (gpu_workers.flow.warm_up_flow_buckets)."""
+        if not self.config.batch_buckets or pipe in self._warmed:
             return 0.0
         started = time.monotonic()
-        # As a batch without adapters runs; a batch with LoRAs (unfused) compiles its own.
-        unet_qkv_fused(pipe, self._fuse_qkv)
+        flow = pipeline_family(pipe) in FLOW_FAMILIES
+        if not flow:
+            # As a batch without adapters runs; a batch with LoRAs (unfused) compiles its own.
+            unet_qkv_fused(pipe, self._fuse_qkv)
         # Once, even if it fails: a warm-up that runs out of memory would again before every
         # batch. The buckets it did not reach compile in their first batch instead, whose
         # out-of-memory error splits it (_run_splitting_on_oom).
         self._warmed.add(pipe)
         try:
-            sizes = warm_up_buckets(
-                pipe,
-                self._device,
-                self.config.batch_buckets,
-                max_rows=2 * self.max_batch,  # a request with CFG is two UNet rows
-                decode_chunk=self.config.vae_decode_chunk,
-            )
+            if flow:
+                sizes = warm_up_flow_buckets(
+                    pipe,
+                    self._device,
+                    self.config.batch_buckets,
+                    max_requests=self.max_batch,
+                    cuda_graphs=self.config.cuda_graphs,
+                )
+            else:
+                sizes = warm_up_buckets(
+                    pipe,
+                    self._device,
+                    self.config.batch_buckets,
+                    max_rows=2 * self.max_batch,  # a request with CFG is two UNet rows
+                    decode_chunk=self.config.vae_decode_chunk,
+                )
         except torch.OutOfMemoryError:
             logger.warning(
                 "Out of memory warming %s up on %s for batches of %d requests: lower "
@@ -284,12 +294,14 @@ class Engine:
             return time.monotonic() - started
         seconds = time.monotonic() - started
         WARMUP_SECONDS.labels(device=str(self._device)).set(seconds)
+        denoiser = "transformer" if flow else "unet"
         logger.info(
-            "Warmed %s up on %s in %.1f s: UNet batches of %s rows, VAE decodes of %s",
+            "Warmed %s up on %s in %.1f s: %s batches of %s rows, VAE decodes of %s",
             source,
             self._device,
             seconds,
-            sizes["unet"],
+            denoiser,
+            sizes[denoiser],
             sizes["vae_decoder"],
         )
         return seconds
@@ -376,8 +388,8 @@ class Engine:
                 refusal = batch_refusal(pipe, jobs[0].request)
                 if refusal is not None:
                     raise GenerationFailed(refusal)
-            else:
-                self.warm_up(pipe, key.model_source)
+            self.warm_up(pipe, key.model_source)
+            if pipeline_family(pipe) not in FLOW_FAMILIES:
                 # LoRAs and IP-Adapters act on the separate projections.
                 adapters = bool(key.adapters) or key.ip_adapter is not None
                 unet_qkv_fused(pipe, self._fuse_qkv and not adapters)
@@ -443,6 +455,8 @@ class Engine:
                 controlnet=models["controlnet"],
                 ip_adapter=models["ip_adapter"],
                 ip_adapter_scale=ip_adapter_scale,
+                buckets=self.config.batch_buckets,
+                cuda_graphs=self.config.cuda_graphs,
             )
         else:
             batch = RunningBatch(

@@ -5,8 +5,9 @@ and their StableDiffusion3 counterparts' __call__ (diffusers 0.42).
 The same contract as gpu_workers.denoise.RunningBatch, which the engine drives alike: each
 request is a row with its own flow-matching scheduler (its sigmas and step index), noise
 generator, guidance and prompts; rows at different steps share one transformer call (a
-timestep per transformer row); a request alone gets the pipeline's image, and on the CPU a
-row in a batch gets its image alone, bitwise (gpu_workers.batch_invariance).
+timestep per transformer row; with batch buckets padded to a bucket's rows, as RunningBatch's
+UNet calls); a request alone gets the pipeline's image, and on the CPU a row in a batch gets
+its image alone, bitwise (gpu_workers.batch_invariance).
 
 - FLUX.1: CLIP's pooled prompt and T5's sequence; the latents packed 2×2 into tokens with
   their (text, row, column) ids; [dev] embeds the distilled guidance value, so no CFG rows
@@ -37,8 +38,8 @@ not read for these families yet, and prompt editing or alternation is refused. A
 longer than the family's limit is refused, never cut short.
 """
 
-from contextlib import ExitStack
-from dataclasses import dataclass
+from contextlib import ExitStack, nullcontext
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -52,7 +53,14 @@ from PIL import Image
 
 from gpu_workers.batch_invariance import each_request_alone
 from gpu_workers.control import control_image_from
-from gpu_workers.denoise import varied_noise
+from gpu_workers.denoise import (
+    bucket_calls,
+    buckets_up_to,
+    padded_rows,
+    requests_in_call,
+    rows_of,
+    varied_noise,
+)
 from gpu_workers.ip_adapters import LoadedIPAdapter, image_embeds, ip_adapter_active
 from gpu_workers.pipelines import FAMILY_NAMES, FLUX, SD, SD3, SDXL, pipeline_family
 from gpu_workers.prompt_syntax import prompt_schedule
@@ -181,6 +189,11 @@ def controlnet_family_name(controlnet: torch.nn.Module) -> str:
     return FAMILY_NAMES[SDXL if sdxl else SD]
 
 
+def compiled_in_place(module: torch.nn.Module) -> bool:
+    """Whether `module` was compiled by nn.Module.compile (WorkerConfig.compile)."""
+    return getattr(module, "_compiled_call_impl", None) is not None
+
+
 def noised(scheduler: SchedulerMixin, sample, timestep, noise):
     """`sample` noised to `timestep` along the flow: the pipelines' scale_noise, or, for
     DPM++ 2M's scheduler, its add_noise, which is the same on flow sigmas."""
@@ -200,9 +213,18 @@ class FlowBatch:
         controlnet: torch.nn.Module | None = None,
         ip_adapter: LoadedIPAdapter | None = None,
         ip_adapter_scale: float = 1.0,
+        *,
+        buckets: tuple[int, ...] = (),
+        cuda_graphs: bool = False,
     ):
+        """`buckets` and `cuda_graphs` as RunningBatch's: each transformer call is padded
+        to the next bucket with copies of its last row (split into calls of the largest
+        where it has more rows), so a compiled transformer sees no other batch size."""
         self.pipe = pipe
         self.device = device
+        self.buckets = buckets
+        self.cuda_graphs = cuda_graphs
+        self._transformer_compiled = compiled_in_place(pipe.transformer)
         # The batch's FluxControlNetModel or SD3ControlNetModel (BatchKey.control), or None.
         self.controlnet = controlnet
         # The batch's IP-Adapter and scale (BatchKey.ip_adapter), or None.
@@ -576,9 +598,9 @@ class FlowBatch:
 
     @torch.no_grad()
     def step(self) -> list[FlowRow]:
-        """One transformer call for every row, each row's scheduler stepped on its rows;
-        returns the rows whose step ended."""
-        pipe, rows = self.pipe, self.rows
+        """One transformer call for every row (with buckets: one per bucket-sized part),
+        each row's scheduler stepped on its rows; returns the rows whose step ended."""
+        rows = self.rows
         # Transformer rows: each request's rows together (its unconditional one, then its
         # conditional one with CFG): for a request alone exactly the pipeline's batch.
         groups, first = [], 0
@@ -591,6 +613,7 @@ class FlowBatch:
         timesteps = torch.cat([row.timestep.expand(row.model_rows) for row in rows])
         # One request: its latents as the pipeline passes them (a copy would be laid out anew).
         hidden_states = latents[0] if len(rows) == 1 else torch.cat(latents)
+        # The inputs with a value per transformer row; FLUX.1's ids are every row's.
         inputs = {
             "hidden_states": hidden_states,
             "encoder_hidden_states": torch.cat([row.prompt_embeds for row in rows]),
@@ -601,22 +624,20 @@ class FlowBatch:
             inputs["guidance"] = None
             if rows[0].guidance is not None:
                 inputs["guidance"] = torch.cat([row.guidance for row in rows])
-            inputs["txt_ids"] = self._text_ids
-            inputs["img_ids"] = self._image_ids
         else:
-            inputs["timestep"] = timesteps
+            # With buckets, in float32 whatever the sampler, as SD's (one graph per bucket);
+            # the transformer embeds them in float32 anyway.
+            inputs["timestep"] = timesteps.float() if self.buckets else timesteps
         if rows[0].ip_image_embeds is not None and self.family == FLUX:  # all rows have one
             embeds = torch.cat([row.ip_image_embeds for row in rows])
             inputs["joint_attention_kwargs"] = {"ip_adapter_image_embeds": [embeds]}
         elif rows[0].ip_image_embeds is not None:
             inputs["joint_attention_kwargs"] = self._sd3_image_prompt(rows, groups, timesteps)
-        # The few-row products (timestep, guidance and pooled-prompt embeddings, the blocks'
-        # modulations) on each request's rows alone; attention over hundreds of tokens
-        # rounds alike in any batch.
-        with each_request_alone(groups, self.device):
-            if rows[0].control is not None:
-                inputs.update(self._controlnet_residuals(rows, inputs))
-            prediction = pipe.transformer(**inputs, return_dict=False)[0]
+        calls = [list(range(len(timesteps)))]  # every transformer row
+        if self.buckets:
+            calls = bucket_calls(groups, calls[0], self.buckets[-1])
+        predictions = [self._transformer_call(rows, groups, inputs, call) for call in calls]
+        prediction = predictions[0] if len(predictions) == 1 else torch.cat(predictions)
         ended = []
         for row, group in zip(rows, groups, strict=True):
             noise_pred = prediction[group[0] : group[-1] + 1]
@@ -628,6 +649,33 @@ class FlowBatch:
             if self._step_row(row, noise_pred):
                 ended.append(row)
         return ended
+
+    def _transformer_call(self, rows, groups, inputs: dict, call: list[int]) -> torch.Tensor:
+        """The transformer's prediction for the transformer rows `call` (consecutive) of the
+        per-row `inputs`, padded to their bucket with copies of the last row."""
+        indices, padding = padded_rows(call, self.buckets)
+        if len(call) == len(inputs["hidden_states"]) and not padding:
+            indices = None  # every row as it is (indexing would copy them)
+        call_inputs = rows_of(inputs, indices)
+        if self.family == FLUX:
+            call_inputs = {**call_inputs, "txt_ids": self._text_ids, "img_ids": self._image_ids}
+        # The few-row products (timestep, guidance and pooled-prompt embeddings, the blocks'
+        # modulations) on each request's rows alone, the padding as a request of its own;
+        # attention over hundreds of tokens rounds alike in any batch.
+        alone = each_request_alone(requests_in_call(groups, call, padding), self.device)
+        if rows[0].control is not None:
+            with alone:
+                call_inputs.update(self._controlnet_residuals(rows, call_inputs, indices))
+        if self.cuda_graphs:
+            torch.compiler.cudagraph_mark_step_begin()
+        # A compiled transformer runs the kernels compiled for the call's shape whatever the
+        # context (gpu_workers.batch_invariance), and torch.compile can't trace its
+        # attention through it (Tensor.unflatten).
+        with nullcontext() if self._transformer_compiled else alone:
+            prediction = self.pipe.transformer(**call_inputs, return_dict=False)[0]
+        if self.cuda_graphs:
+            prediction = prediction.clone()  # the next replay overwrites it
+        return prediction[: len(call)] if padding else prediction
 
     def _sd3_image_prompt(self, rows: list[FlowRow], groups, timesteps) -> dict:
         """The SD 3.x adapter's image tokens and timestep embedding, as the transformer
@@ -643,23 +691,27 @@ class FlowBatch:
             embeddings.append(row_embedding)
         return {"ip_hidden_states": torch.cat(tokens), "temb": torch.cat(embeddings)}
 
-    def _controlnet_residuals(self, rows: list[FlowRow], inputs: dict) -> dict:
-        """The ControlNet's residuals for the transformer call `inputs`, each row's at its
-        own step's scale, as the family's ControlNet pipeline passes them."""
+    def _controlnet_residuals(self, rows: list[FlowRow], inputs: dict, indices) -> dict:
+        """The ControlNet's residuals for the transformer call `inputs` on the batch's
+        transformer rows `indices` (None: all), each row's at its own step's scale, as the
+        family's ControlNet pipeline passes them."""
         controlnet = self.controlnet
         scales = [row.control.scales[row.calls] for row in rows for _ in range(row.model_rows)]
+        if indices is not None:
+            scales = [scales[index] for index in indices]
         scale = scales[0]
         if len(set(scales)) > 1:
             # Rows at different steps of their spans: a scale per transformer row (the
             # residuals' dtype, as the float one multiplies them).
             scale = torch.tensor(scales, device=self.device, dtype=controlnet.dtype).view(-1, 1, 1)
-        images = torch.cat([row.control.images for row in rows])
+        images = rows_of(torch.cat([row.control.images for row in rows]), indices)
         if self.family == FLUX:
             guidance = None
-            if controlnet.config.guidance_embeds:
+            if controlnet.config.guidance_embeds:  # FLUX.1: one transformer row per request
                 guidance = torch.cat(
                     [torch.full([1], row.guidance_scale, device=self.device) for row in rows]
                 )
+                guidance = rows_of(guidance, indices)
             blocks, single_blocks = controlnet(
                 hidden_states=inputs["hidden_states"],
                 controlnet_cond=images,
@@ -737,6 +789,47 @@ class FlowBatch:
                     latents, row.request.height, row.request.width, pipe.vae_scale_factor
                 )
             latents = (latents / vae.config.scaling_factor) + vae.config.shift_factor
+            if self.cuda_graphs:
+                torch.compiler.cudagraph_mark_step_begin()
             image = vae.decode(latents, return_dict=False)[0]
             images += pipe.image_processor.postprocess(image, output_type="pil")
         return images
+
+
+@torch.no_grad()
+def warm_up_flow_buckets(
+    pipe, device: torch.device, buckets: tuple[int, ...], *, max_requests: int, cuda_graphs: bool
+) -> dict[str, list[int]]:
+    """warm_up_buckets for FLUX.1 and SD 3.x: one transformer call for every bucket up to
+    the one that holds `max_requests` requests' transformer rows (SD 3.x's CFG: two each)
+    and one VAE decode of one image (FlowBatch.decode's), made by a FlowBatch of a
+    one-step request at the model's default size padded to each bucket: shaped exactly as
+    in a job. Other sizes compile on their first batch. Returns the batch sizes run."""
+    rows_per_request = 2 if pipeline_family(pipe) == SD3 else 1
+    sizes = buckets_up_to(max_requests * rows_per_request, buckets)
+    side = pipe.default_sample_size * pipe.vae_scale_factor
+    # At guidance 1 SD 3.x runs no CFG: one transformer row, whatever the bucket.
+    request = GenerationRequest(
+        model_source=pipe.name_or_path,
+        prompt="",
+        negative_prompt="",
+        steps=1,
+        guidance_scale=1.0,
+        width=side,
+        height=side,
+        seed=0,
+    )
+    if is_flux_fill(pipe):  # it only inpaints
+        canvas = Image.new("RGB", (side, side))
+        request = replace(request, init_image=canvas, mask_image=canvas.convert("L"))
+    if batch_refusal(pipe, request) is not None:
+        return {"transformer": [], "vae_decoder": []}  # its jobs are refused
+    for size in sizes:
+        with FlowBatch(pipe, device, buckets=(size,), cuda_graphs=cuda_graphs) as batch:
+            row = batch.add(request)
+            batch.step()
+            if size == sizes[0]:
+                batch.decode([row])
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return {"transformer": sizes, "vae_decoder": [1]}

@@ -68,6 +68,21 @@ def make_engine(cpu_config):
         engine.shutdown()
 
 
+@pytest.fixture
+def engines():
+    """Engine(config, **options) for any config; not started. Shut down after the test."""
+    made = []
+
+    def make(config, **options):
+        engine = Engine(config, **options)
+        made.append(engine)
+        return engine
+
+    yield make
+    for engine in made:
+        engine.shutdown()
+
+
 @pytest.fixture(params=["flux", "sd3"])
 def family(request):
     """A flow family: a test that asks for it runs for FLUX.1 and for SD 3.x."""

@@ -1,6 +1,8 @@
 """What the engine tests share: requests run as one batch, and the pixels of the engine's
 images and of plain diffusers' pipelines, compared bitwise."""
 
+from contextlib import contextmanager
+
 import numpy as np
 import torch
 from diffusers import FluxPipeline, StableDiffusion3Pipeline
@@ -13,6 +15,22 @@ def run_batch(engine, requests, **callbacks):
     futures = [engine.submit(request, **callbacks) for request in requests]
     engine.start()
     return [future.result(timeout=300) for future in futures]
+
+
+@contextmanager
+def batch_sizes_seen(module):
+    """The batch size of every call of `module` (a UNet's sample, a transformer's
+    hidden_states, a VAE decoder's latents), in order."""
+    sizes = []
+
+    def seen(_, args, kwargs):
+        sizes.append((args[0] if args else kwargs["hidden_states"]).shape[0])
+
+    handle = module.register_forward_pre_hook(seen, with_kwargs=True)
+    try:
+        yield sizes
+    finally:
+        handle.remove()
 
 
 def pixels(result):

@@ -7,7 +7,6 @@ on the CPU every image stays bitwise the request's alone.
 """
 
 import dataclasses
-from contextlib import contextmanager
 
 import numpy as np
 import pytest
@@ -19,27 +18,11 @@ from torch.utils._python_dispatch import TorchDispatchMode
 
 from gpu_workers import engine as engine_module
 from gpu_workers.denoise import DecodedImages, RunningBatch, bucket_for, pil_images
-from gpu_workers.engine import Engine
 from gpu_workers.metrics import WARMUP_SECONDS
 from gpu_workers.pipelines import load_pipeline
 from gpu_workers.runner import default_max_batch
-from tests.gpu_workers.engine_runs import pixels, run_batch
+from tests.gpu_workers.engine_runs import batch_sizes_seen, pixels, run_batch
 from tests.gpu_workers.test_loras import build_lora
-
-
-@pytest.fixture
-def engines():
-    """Engine(config, **options), started, shut down after the test."""
-    started = []
-
-    def make(config, **options):
-        engine = Engine(config, **options)
-        started.append(engine)
-        return engine
-
-    yield make
-    for engine in started:
-        engine.shutdown()
 
 
 @pytest.fixture
@@ -53,17 +36,6 @@ def varied_requests(tiny_request):
         dataclasses.replace(tiny_request, prompt="a red car", guidance_scale=1.0, seed=8),
         dataclasses.replace(tiny_request, prompt="a tree, " * 40, guidance_scale=3.5, seed=9),
     ]
-
-
-@contextmanager
-def batch_sizes_seen(module):
-    """The batch size of every call of `module`, in order."""
-    sizes = []
-    handle = module.register_forward_pre_hook(lambda _, args: sizes.append(args[0].shape[0]))
-    try:
-        yield sizes
-    finally:
-        handle.remove()
 
 
 @pytest.mark.parametrize("buckets", [(1, 2, 4, 8, 16, 32), (1, 2, 4), (3,)])

@@ -175,7 +175,11 @@ def test_at_scale_0_a_controlnet_that_draws_no_noise_changes_nothing(
     assert np.array_equal(pixels(at_zero), pixels(without))
 
 
-def test_a_row_in_a_batch_is_its_image_alone(make_engine, control_request):
+# With batch buckets too: padded transformer and ControlNet calls leave each row as alone.
+@pytest.mark.parametrize("buckets", [(), (1, 2, 4, 8)])
+def test_a_row_in_a_batch_is_its_image_alone(
+    make_engine, engines, cpu_config, control_request, buckets
+):
     requests = [
         control_request,
         dataclasses.replace(control_request, prompt="the mat", seed=7, steps=6),
@@ -190,7 +194,8 @@ def test_a_row_in_a_batch_is_its_image_alone(make_engine, control_request):
             guidance_end=0.9,
         ),
     ]
-    batched = run_batch(make_engine(max_batch=4), requests)
+    config = dataclasses.replace(cpu_config, batch_buckets=buckets)
+    batched = run_batch(engines(config, max_batch=4), requests)
     alone = [run_batch(make_engine(), [request])[0] for request in requests]
 
     assert [result.batch_size for result in batched] != [1] * 4  # they did share calls

@@ -178,7 +178,11 @@ def test_the_image_prompt_changes_the_image(make_engine, ip_request):
     assert not np.array_equal(pixels(prompted), pixels(other))
 
 
-def test_a_request_in_a_batch_is_itself_alone(make_engine, ip_request):
+# With batch buckets too: padded transformer calls leave each row as alone.
+@pytest.mark.parametrize("buckets", [(), (1, 2, 4, 8)])
+def test_a_request_in_a_batch_is_itself_alone(
+    make_engine, engines, cpu_config, ip_request, buckets
+):
     requests = [
         ip_request,
         dataclasses.replace(
@@ -190,7 +194,8 @@ def test_a_request_in_a_batch_is_itself_alone(make_engine, ip_request):
             guidance_scale=1.0,
         ),
     ]
-    batched = run_batch(make_engine(max_batch=3), requests)
+    config = dataclasses.replace(cpu_config, batch_buckets=buckets)
+    batched = run_batch(engines(config, max_batch=3), requests)
     alone = [run_batch(make_engine(), [request])[0] for request in requests]
 
     assert [result.batch_size for result in batched] != [1] * 3  # they did share calls
