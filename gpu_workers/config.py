@@ -125,6 +125,14 @@ class WorkerConfig:
                 "STUDIO_FP8_TRANSFORMER=1 does not work with STUDIO_COMPILE=1; turn one off."
             )
         defaults = device_defaults(device, compile=compile_models)
+        batch_buckets = _buckets("STUDIO_BATCH_BUCKETS", default=defaults["batch_buckets"])
+        vae_decode_chunk = _count("STUDIO_VAE_DECODE_CHUNK", default=defaults["vae_decode_chunk"])
+        if batch_buckets and vae_decode_chunk > batch_buckets[-1]:
+            # A decode chunk is padded to a bucket like a model call: none would hold it.
+            raise ValueError(
+                f"STUDIO_VAE_DECODE_CHUNK={vae_decode_chunk} is larger than the largest of "
+                f"STUDIO_BATCH_BUCKETS ({batch_buckets[-1]}); make it at most that."
+            )
         return cls(
             device=device,
             dtype=dtype,
@@ -135,10 +143,8 @@ class WorkerConfig:
             fuse_qkv=_flag("STUDIO_FUSE_QKV", default=defaults["fuse_qkv"]),
             compile=compile_models,
             compile_mode=_choice("STUDIO_COMPILE_MODE", COMPILE_MODES, default="reduce-overhead"),
-            batch_buckets=_buckets("STUDIO_BATCH_BUCKETS", default=defaults["batch_buckets"]),
-            vae_decode_chunk=_count(
-                "STUDIO_VAE_DECODE_CHUNK", default=defaults["vae_decode_chunk"]
-            ),
+            batch_buckets=batch_buckets,
+            vae_decode_chunk=vae_decode_chunk,
             vae_slicing=_flag("STUDIO_VAE_SLICING", default=defaults["vae_slicing"]),
             vae_tiling=_flag("STUDIO_VAE_TILING", default=False),
             cpu_offload=cpu_offload,

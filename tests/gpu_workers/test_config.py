@@ -71,6 +71,17 @@ def test_bad_batch_buckets_are_refused_naming_the_variable(monkeypatch, value, m
         WorkerConfig.from_env()
 
 
+def test_a_decode_chunk_larger_than_every_bucket_is_refused(monkeypatch):
+    """A decode chunk is padded to a bucket: with none to hold it the decode would fail."""
+    monkeypatch.setenv("STUDIO_DEVICE", "cpu")
+    monkeypatch.setenv("STUDIO_BATCH_BUCKETS", "1,2,4")
+    monkeypatch.setenv("STUDIO_VAE_DECODE_CHUNK", "8")
+    with pytest.raises(ValueError, match=r"DECODE_CHUNK=8 .* STUDIO_BATCH_BUCKETS \(4\)"):
+        WorkerConfig.from_env()
+    monkeypatch.setenv("STUDIO_VAE_DECODE_CHUNK", "4")
+    assert WorkerConfig.from_env().vae_decode_chunk == 4
+
+
 def test_compile_mode_and_decode_chunk_from_the_environment(monkeypatch):
     monkeypatch.setenv("STUDIO_DEVICE", "cpu")
     monkeypatch.setenv("STUDIO_COMPILE_MODE", "max-autotune-no-cudagraphs")
