@@ -505,8 +505,9 @@ def bench_arch(arch_key: str, args, scratch: Path, matmul_rate: float, save=None
         "floor_s_per_image": floor_s,
         "max_batch": max(args.concurrency),
         "max_wait_ms": MAX_WAIT_MS,
-        # Seconds of the engine's warm-up at preload, by compile setting: a UNet call per
-        # batch bucket up to the max batch's rows, and VAE decodes (0: no buckets, none).
+        # Seconds of the engine's warm-up at preload, by compile setting: a UNet (or flow
+        # transformer) call per batch bucket up to the max batch's rows, and VAE decodes (0:
+        # no buckets, none).
         "warmup_s": {},
         "runs": runs,
         "arrivals": arrivals,
@@ -656,8 +657,8 @@ def _warmup_lines(result: dict) -> list[str]:
         return []
     times = ", ".join(f"{seconds:.1f} s compile {name}" for name, seconds in warmups.items())
     return [
-        "Engine warm-up at preload (a UNet call per batch bucket up to the max batch's rows, "
-        f"a VAE decode per bucket up to the decode chunk): {times}.",
+        "Engine warm-up at preload (a UNet or flow transformer call per batch bucket up to "
+        f"the max batch's rows, and VAE decodes): {times}.",
         "",
     ]
 
