@@ -5,7 +5,6 @@ import dataclasses
 import io
 import logging
 import threading
-import time
 
 from django.conf import settings
 from django.db import transaction
@@ -13,11 +12,12 @@ from PIL import Image as PILImage
 from PIL import ImageFilter
 
 from gallery.services import generated_pngs, image_create_from_png
-from generation.leases import TRANSIENT_ERRORS, claim
+from generation.leases import TRANSIENT_ERRORS, Standing, claim
 from generation.loras.embeddings.services import job_embedding_refs
 from generation.loras.services import job_lora_refs
 from generation.loras.syntax import prompt_without_lora_tags
 from generation.models import GenerationJob, JobMode, JobStatus
+from generation.progress import writer as progress_writer
 from generation.queue import service_order
 from generation.seeds import seed_after
 from generation.services import publish_queue_positions
@@ -79,22 +79,7 @@ def job_run(job_id, hold):
     publish(group, job.event_payload(type=EventType.JOB_STARTED))
     publish_queue_positions()
 
-    previews = {}
-    cancel = threading.Event()
-    last_report = [0.0]  # when progress was last written and published (monotonic)
-
-    def keep(renewed):
-        """Stop the run once another attempt holds the job or its owner asked to cancel.
-        Should the lease lapse anyway (a stalled worker) and the job be taken over, every
-        write finds nothing: a job is finished, its images saved and its end announced
-        exactly once."""
-        if not renewed:
-            logger.warning("Job %s was taken over by another attempt; stopping", job.pk)
-            cancel.set()
-            return False
-        if hold.cancel_requested():
-            cancel.set()
-        return True
+    progress = JobProgress(job, hold, group)
 
     def on_load(kind, source, loaded, total):
         # A cold model takes seconds to minutes to load: say which one, and how far along.
@@ -111,40 +96,15 @@ def job_run(job_id, hold):
             ),
         )
 
-    def progress(steps_before):
+    def callbacks(steps_before):
         """Callbacks for one pass; steps count on from the passes before it."""
-
-        def on_preview(step, image):
-            previews[steps_before + step] = preview_data_url(image)
-
-        def on_step(step, total):
-            step += steps_before
-            job.progress_step = step
-            now = time.monotonic()
-            first_or_last = step == 1 or step == job.total_steps()
-            if not first_or_last and now - last_report[0] < settings.STUDIO_PROGRESS_INTERVAL_S:
-                return
-            last_report[0] = now
-            if not keep(hold.worked_on(progress_step=step)):
-                return
-            event = job.event_payload(type=EventType.JOB_PROGRESS, step=step)
-            # The engine sends a step's preview just before the step, about 4 per second:
-            # the newest one up to this step goes with it.
-            shown = [made for made in previews if made <= step]
-            if shown:
-                event["preview"] = previews[max(shown)]
-                job.preview_keep(event["preview"])
-                for made in shown:
-                    del previews[made]
-            publish(group, event)
-
         return {
-            "on_step": on_step,
-            "on_preview": on_preview,
+            "on_step": lambda step, total: progress.on_step(steps_before + step),
+            "on_preview": lambda step, image: progress.on_preview(steps_before + step, image),
             "on_load": on_load,
-            "should_cancel": cancel.is_set,
+            "should_cancel": progress.cancel.is_set,
             # Loading a model or waiting for a batch can outlast the lease: renew it.
-            "on_wait": lambda: keep(hold.renew()),
+            "on_wait": lambda: progress.keep(hold.renewed()),
             "wait_interval_s": settings.STUDIO_JOB_LEASE_S / 4,
         }
 
@@ -159,13 +119,18 @@ def job_run(job_id, hold):
         return ended
 
     try:
-        requests = generation_requests(job)
-        results = generate_all(requests, **progress(0))
-        passes.append(results)
-        if job.has_hires_fix():
-            requests = hires_requests(job, requests, results)
-            results = generate_all(requests, **progress(job.first_pass_steps()))
+        try:
+            requests = generation_requests(job)
+            results = generate_all(requests, **callbacks(0))
             passes.append(results)
+            if job.has_hires_fix():
+                requests = hires_requests(job, requests, results)
+                results = generate_all(requests, **callbacks(job.first_pass_steps()))
+                passes.append(results)
+        finally:
+            # Before its end is written and announced (and before the transaction that
+            # holds its row, which another thread's write of progress would wait on).
+            progress.end()
         pngs = generated_pngs(
             job=job, images=[(image, result) for result in results for image in result.images]
         )
@@ -192,6 +157,61 @@ def job_run(job_id, hold):
             images=[image.event_payload() for image in images],
         ),
     )
+
+
+class JobProgress:
+    """One attempt's progress on a running job: its steps and previews come in on the job's
+    thread; its progress is written with that of every other job of this process
+    (generation.progress) and published by whichever thread writes it. `cancel` is set
+    once another attempt holds the job or its owner asked to cancel it."""
+
+    def __init__(self, job, hold, group):
+        self.job, self.hold, self.group = job, hold, group
+        self.cancel = threading.Event()
+        self._preview_lock = threading.Lock()
+        self._preview = None  # (step, data URL): the newest preview not yet sent
+
+    def keep(self, standing):
+        """Stop the run once another attempt holds the job or its owner asked to cancel.
+        Should the lease lapse anyway (a stalled worker) and the job be taken over, every
+        write finds nothing: a job is finished, its images saved and its end announced
+        exactly once. False once the job is lost."""
+        if standing is Standing.LOST:
+            logger.warning("Job %s was taken over by another attempt; stopping", self.job.pk)
+            self.cancel.set()
+            return False
+        if standing is Standing.CANCEL_REQUESTED:
+            self.cancel.set()
+        return True
+
+    def on_preview(self, step, image):
+        data_url = preview_data_url(image)
+        with self._preview_lock:
+            self._preview = (step, data_url)
+
+    def on_step(self, step):
+        self.job.progress_step = step
+        first_or_last = step == 1 or step == self.job.total_steps()
+        progress_writer.report(self.hold, step, self.written, due=first_or_last)
+
+    def written(self, step, standing):
+        """The step is written (generation.progress): publish it, as its row stands."""
+        if not self.keep(standing):
+            return
+        event = self.job.event_payload(type=EventType.JOB_PROGRESS, step=step)
+        # The engine sends a step's preview just before the step, about 4 per second: the
+        # newest one up to this step goes with it.
+        with self._preview_lock:
+            if self._preview is not None and self._preview[0] <= step:
+                event["preview"] = self._preview[1]
+                self._preview = None
+        if "preview" in event:
+            self.job.preview_keep(event["preview"])
+        publish(self.group, event)
+
+    def end(self):
+        """No more of its progress is written or published: the job's end follows."""
+        progress_writer.end(self.hold)
 
 
 def generation_requests(job):

@@ -11,16 +11,23 @@ status, claims, attempts, lease_expires_at, worker, cancel_requested_at).
   worker died, and the sweeper (generation.sweeper) hands the row to another.
 - `attempts` counts attempts that did work (reached a first step), so a worker killed
   while loading a model doesn't use up a job's attempts; `claims` bounds those too.
+- A worker renews the holds of all the jobs it runs together (`worked_on_together`): one
+  UPDATE and one query for all of them at each progress report, however many there are.
 """
 
+import enum
 import os
 import socket
+from collections import defaultdict
+from collections.abc import Mapping
 from datetime import datetime, timedelta
+from functools import reduce
+from operator import or_
 from typing import Any
 
 from django.conf import settings
 from django.db import InterfaceError, OperationalError
-from django.db.models import F, QuerySet
+from django.db.models import Case, F, Q, QuerySet, Value, When
 from django.utils import timezone
 
 from generation.choices import JobStatus
@@ -60,13 +67,23 @@ def claim(model: type[Leased], pk: int, **fields: Any) -> "Hold | None":
     return Hold(model, pk, claims)
 
 
+class Standing(enum.Enum):
+    """How a held row stands, as a renewal finds it."""
+
+    HELD = "held"
+    CANCEL_REQUESTED = "cancel requested"  # still ours; its owner asked to stop it
+    LOST = "lost"  # another attempt holds it now, or it ended
+
+
 class Hold:
     """One attempt's hold on a claimed row. Every write goes through it."""
 
     def __init__(self, model: type[Leased], pk: int, claims: int) -> None:
-        self.rows: QuerySet[Leased] = model.objects.filter(
-            pk=pk, status=JobStatus.RUNNING, claims=claims
-        )
+        self.model, self.pk, self.claims = model, pk, claims
+        # The row while this attempt's claim is its latest, and while it runs.
+        self.claimed_row = Q(pk=pk, claims=claims)
+        self.ours = self.claimed_row & Q(status=JobStatus.RUNNING)
+        self.rows: QuerySet[Leased] = model.objects.filter(self.ours)
         self.worked = False
 
     def renew(self, **fields: Any) -> bool:
@@ -83,9 +100,65 @@ class Hold:
     def cancel_requested(self) -> bool:
         return self.rows.filter(cancel_requested_at__isnull=False).exists()
 
+    def renewed(self) -> Standing:
+        """Renew the lease alone (no step made); how the row stands."""
+        if not self.renew():
+            return Standing.LOST
+        return Standing.CANCEL_REQUESTED if self.cancel_requested() else Standing.HELD
+
     def end(self, status: JobStatus, **fields: Any) -> bool:
         """Record how the attempt ended; False (nothing written) if the row isn't ours."""
         return bool(self.rows.update(status=status, finished_at=timezone.now(), **fields))
+
+
+def worked_on_together(steps: Mapping[Hold, int]) -> dict[Hold, Standing]:
+    """Renew many holds at a step of work, as `Hold.worked_on(progress_step=step)` does each:
+    one UPDATE per kind of row writes every row's own step and new lease (and counts the
+    attempt of each hold at its first step), each row only while its claim is the hold's;
+    then one query reads which rows are still held and which their owners asked to cancel."""
+    by_model: dict[type[Leased], dict[Hold, int]] = defaultdict(dict)
+    for hold, step in steps.items():
+        by_model[hold.model][hold] = step
+    standings: dict[Hold, Standing] = {}
+    for model, model_steps in by_model.items():
+        standings.update(_worked_on_together(model, model_steps))
+    return standings
+
+
+def _worked_on_together(model: type[Leased], steps: dict[Hold, int]) -> dict[Hold, Standing]:
+    ours = reduce(or_, (hold.ours for hold in steps))
+    fields: dict[str, Any] = {
+        "lease_expires_at": lease_deadline(),
+        "progress_step": Case(
+            *(When(hold.claimed_row, then=Value(step)) for hold, step in steps.items()),
+            default=F("progress_step"),
+            output_field=model._meta.get_field("progress_step"),
+        ),
+    }
+    first = [hold for hold in steps if not hold.worked]
+    if first:
+        fields["attempts"] = Case(
+            *(When(hold.claimed_row, then=F("attempts") + 1) for hold in first),
+            default=F("attempts"),
+            output_field=model._meta.get_field("attempts"),
+        )
+    model.objects.filter(ours).update(**fields)
+    for hold in first:
+        hold.worked = True
+    held = {
+        (pk, claims): cancel_requested_at is not None
+        for pk, claims, cancel_requested_at in model.objects.filter(ours).order_by().values_list(
+            "pk", "claims", "cancel_requested_at"
+        )
+    }
+    standings = {}
+    for hold in steps:
+        canceled = held.get((hold.pk, hold.claims))
+        if canceled is None:
+            standings[hold] = Standing.LOST
+        else:
+            standings[hold] = Standing.CANCEL_REQUESTED if canceled else Standing.HELD
+    return standings
 
 
 def lapsed(model: type[Leased]) -> QuerySet[Leased]:
