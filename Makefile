@@ -34,7 +34,8 @@ test: $(INSTALLED)
 	env MEDIA_ROOT=$(CURDIR)/var/media $(BIN)/mypy generation/leases.py generation/sweeper.py \
 		generation/recipe.py generation/services.py generation/admission.py studio/dispatch.py \
 		studio/permissions.py generation/choices.py generation/signals.py gallery/signals.py \
-		gallery/publication.py studio/accounts/project_cards.py
+		gallery/publication.py studio/accounts/project_cards.py generation/progress.py \
+		studio/accounts/hashers.py
 	$(BIN)/python -m pytest
 
 # The inner loop: lint and every test that runs neither the tiny models nor real processes

@@ -19,10 +19,10 @@ _hashing = threading.BoundedSemaphore(HASHES_AT_ONCE)
 
 
 class Argon2PasswordHasher(hashers.Argon2PasswordHasher):
-    def encode(self, password, salt):
+    def encode(self, password: str, salt: str) -> str:
         with _hashing:
             return super().encode(password, salt)
 
-    def verify(self, password, encoded):
+    def verify(self, password: str, encoded: str) -> bool:
         with _hashing:
             return super().verify(password, encoded)
