@@ -24,19 +24,17 @@ run but never refuse. The database is dropped at the end, also on failure.
 
 import argparse
 import os
-import platform
 import statistics
 import sys
 import tempfile
 import threading
 import time
-from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
 from unittest import mock
 
-from bench.database import create_database, drop_database, setup_django
-from gpu_workers.bench.report import cpu_model, write_section
+from bench.database import create_database, drop_database, machine, setup_django
+from gpu_workers.bench.report import write_section
 
 DATABASE = "studio_bench_api"
 SECTION = "api-overhead"
@@ -273,20 +271,6 @@ def measure_throughput(world, args):
 
 # -- Report ---------------------------------------------------------------------------
 
-
-def machine():
-    from django import get_version
-    from django.db import connection
-
-    with connection.cursor() as cursor:
-        cursor.execute("SHOW server_version")
-        postgres = cursor.fetchone()[0]
-    return {
-        "cpu": cpu_model(), "cores": os.cpu_count(), "postgres": postgres.split()[0],
-        "python": platform.python_version(), "django": get_version(),
-        "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
-        "load": os.getloadavg()[0],
-    }
 
 
 def section(results, throughput, info, args):

@@ -2,7 +2,11 @@
 production (DEBUG off, so no query log; no Redis: the in-memory channel layer and cache)."""
 
 import os
+import platform
 import secrets
+from datetime import UTC, datetime
+
+from gpu_workers.bench.report import cpu_model
 
 
 def admin_connection(server):
@@ -45,3 +49,20 @@ def setup_django(server, name, media_root, **environ):
     from django.core.management import call_command
 
     call_command("migrate", verbosity=0)
+
+
+def machine():
+    """The machine and the versions a PostgreSQL benchmark ran on (of the database that
+    setup_django connected to), and the load average as it starts."""
+    from django import get_version
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("SHOW server_version")
+        postgres = cursor.fetchone()[0]
+    return {
+        "cpu": cpu_model(), "cores": os.cpu_count(), "postgres": postgres.split()[0],
+        "python": platform.python_version(), "django": get_version(),
+        "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "load": os.getloadavg()[0],
+    }

@@ -15,7 +15,6 @@ dropped at the end, also on failure.
 import argparse
 import json
 import os
-import platform
 import random
 import secrets
 import statistics
@@ -25,8 +24,7 @@ import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from bench.database import create_database, drop_database, setup_django
-from gpu_workers.bench.report import cpu_model
+from bench.database import create_database, drop_database, machine, setup_django
 
 DATABASE = "studio_bench_gallery"
 SECTION = "gallery-postgres"
@@ -316,21 +314,6 @@ def scan_summary(scans):
 
 # -- Report ---------------------------------------------------------------------------
 
-
-def machine():
-    from django import get_version
-    from django.db import connection
-
-    cpu = cpu_model()
-    with connection.cursor() as cursor:
-        cursor.execute("SHOW server_version")
-        postgres = cursor.fetchone()[0]
-    return {
-        "cpu": cpu, "cores": os.cpu_count(), "postgres": postgres.split()[0],
-        "python": platform.python_version(), "django": get_version(),
-        "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
-        "load": os.getloadavg()[0],
-    }
 
 
 def section(results, info, args, counts, explore):
