@@ -53,19 +53,10 @@ def plain_pipeline(tiny_sd15):
 
 
 @pytest.fixture
-def make_engine(cpu_config):
+def make_engine(cpu_config, engines):
     """Engine(cpu_config, **options); not started, so that requests submitted before
     `start()` are all queued when the loop forms its first batch. Shut down after the test."""
-    engines = []
-
-    def make(**options):
-        engine = Engine(cpu_config, **options)
-        engines.append(engine)
-        return engine
-
-    yield make
-    for engine in engines:
-        engine.shutdown()
+    return lambda **options: engines(cpu_config, **options)
 
 
 @pytest.fixture
