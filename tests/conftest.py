@@ -11,16 +11,25 @@ from django.conf import settings
 # What makes a test slow: a real diffusion run on the tiny models, or real processes.
 SLOW_FIXTURES = {"tiny_model_dir", "tiny_sdxl_model_dir", "tiny_flux", "tiny_sd3", "flow_job"}
 SLOW_MARKERS = ("e2e", "browser", "faults")
+# The server and worker processes that live from the first test using them to the session's
+# end (tests/e2e/conftest.py).
+SESSION_PROCESSES_FIXTURE = "studio_processes"
 
 
 def pytest_collection_modifyitems(items):
     """Mark `slow` what runs the tiny models or real processes, so `make test-fast` (`-m "not
-    slow"`) leaves it out without anyone having to remember the marker."""
+    slow"`) leaves it out without anyone having to remember the marker.
+
+    The tests on the session's server and worker processes (tests/e2e) run last: that
+    worker consumes the test broker's queues against the test database until the session
+    ends, so any later test that committed a job or an image and sent its task would have
+    it run there, in the middle of its own work (a CI run deadlocked in a flush so)."""
     for item in items:
         if SLOW_FIXTURES & set(item.fixturenames) or any(
             item.get_closest_marker(name) for name in SLOW_MARKERS
         ):
             item.add_marker(pytest.mark.slow)
+    items.sort(key=lambda item: SESSION_PROCESSES_FIXTURE in item.fixturenames)  # stable
 
 
 @pytest.fixture(scope="session", autouse=True)
