@@ -60,8 +60,12 @@ class WorkerConfig:
     vae_tiling: bool = False  # decode large images in overlapping tiles: less memory, seams
     cpu_offload: str = "none"
     # Parameter bytes the model cache may keep on this device; None: 3/4 of the GPU's memory
-    # (the rest is for activations), no limit on a CPU.
+    # (the rest is for activations), no limit on a CPU. With cpu_offload it bounds what the
+    # offload keeps on the GPU at once, not the whole weights (pipelines.pipeline_cache_bytes).
     model_cache_bytes: int | None = None
+    # With cpu_offload: parameter bytes the model cache may keep in host memory, where the
+    # offloaded weights live; None: half the machine's physical memory.
+    model_cache_host_bytes: int | None = None
     # LoRA files are copied here, named by their SHA-256, before they are loaded.
     lora_cache_dir: str = str(Path.home() / ".cache" / "studio" / "loras")
     # Adapters kept loaded in a pipeline, so that switching between them is cheap.
@@ -92,7 +96,8 @@ class WorkerConfig:
         STUDIO_BATCH_BUCKETS: ascending UNet row counts such as 1,2,4,8,16,32, or none (the
         default, but for STUDIO_COMPILE on CUDA: 1,2,4,8,16,32); STUDIO_VAE_DECODE_CHUNK: an
         integer (default 1 on a CPU, 8 on CUDA); STUDIO_CPU_OFFLOAD: none|model|sequential;
-        STUDIO_MODEL_CACHE_BYTES: an integer; STUDIO_LORA_CACHE_DIR: a folder;
+        STUDIO_MODEL_CACHE_BYTES, STUDIO_MODEL_CACHE_HOST_BYTES (only with offload): integers;
+        STUDIO_LORA_CACHE_DIR: a folder;
         STUDIO_MAX_LOADED_LORAS, STUDIO_MAX_LORA_RANK: integers.
         """
         device = os.environ.get("STUDIO_DEVICE", "auto").strip().lower()
@@ -115,6 +120,13 @@ class WorkerConfig:
             raise ValueError(
                 f"STUDIO_CPU_OFFLOAD={cpu_offload!r} moves weights between CPU and GPU; "
                 "it needs STUDIO_DEVICE=cuda."
+            )
+        model_cache_host_bytes = _bytes("STUDIO_MODEL_CACHE_HOST_BYTES")
+        if model_cache_host_bytes is not None and cpu_offload == "none":
+            # Without offload the weights live on the device, within STUDIO_MODEL_CACHE_BYTES.
+            raise ValueError(
+                "STUDIO_MODEL_CACHE_HOST_BYTES bounds the host memory that offloaded weights "
+                "fill; it needs STUDIO_CPU_OFFLOAD=model or sequential."
             )
         compile_models = _flag("STUDIO_COMPILE", default=False)
         fp8_transformer = _flag("STUDIO_FP8_TRANSFORMER", default=False)
@@ -149,6 +161,7 @@ class WorkerConfig:
             vae_tiling=_flag("STUDIO_VAE_TILING", default=False),
             cpu_offload=cpu_offload,
             model_cache_bytes=_bytes("STUDIO_MODEL_CACHE_BYTES"),
+            model_cache_host_bytes=model_cache_host_bytes,
             lora_cache_dir=os.environ.get("STUDIO_LORA_CACHE_DIR", "").strip()
             or cls.lora_cache_dir,
             max_loaded_loras=_count("STUDIO_MAX_LOADED_LORAS", default=cls.max_loaded_loras),

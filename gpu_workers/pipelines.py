@@ -3,11 +3,14 @@
 The cache is an LRU bounded by a memory budget per device (`WorkerConfig.model_cache_bytes`,
 counted in bytes of parameters and buffers): loading a model (a pipeline, a ControlNet or
 an IP-Adapter) that does not fit evicts the least recently used ones on the same device
-first.
+first. With CPU offload a pipeline's weights live in host memory, bounded by a second budget
+(`WorkerConfig.model_cache_host_bytes`), and count on the device only for what the offload
+keeps there at once (`pipeline_cache_bytes`).
 """
 
 import json
 import logging
+import os
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass, field
@@ -77,7 +80,10 @@ FAMILY_NAMES = {SD: "Stable Diffusion", SDXL: "SDXL", FLUX: "FLUX.1", SD3: "Stab
 
 @dataclass
 class _Entry:
-    nbytes: int
+    # Bytes of its weights (parameters and buffers) on its config's device, and in host
+    # memory: 0 but for a pipeline with CPU offload, whose weights all live there.
+    device_bytes: int
+    host_bytes: int = 0
     # A checkpoint: mode → pipeline, all sharing one set of weights.
     pipelines: dict[str, DiffusionPipeline] = field(default_factory=dict)
     controlnet: ControlNetModel | None = None  # a ControlNet: its model
@@ -114,8 +120,11 @@ def load_pipeline(
             if config.fp8_transformer:
                 _store_transformer_in_fp8(pipe)  # before the count: it halves the weights
             # Still on the CPU: room is made on the device before the weights move there.
-            entry = _Entry(pipelines={"txt2img": pipe}, nbytes=pipeline_bytes(pipe))
-            _make_room(config, entry.nbytes, incoming=source)
+            device_bytes, host_bytes = pipeline_cache_bytes(pipe, config)
+            entry = _Entry(
+                pipelines={"txt2img": pipe}, device_bytes=device_bytes, host_bytes=host_bytes
+            )
+            _make_room(config, entry, incoming=source)
             _apply_options(pipe, config)
             _cache[key] = entry
         _cache.move_to_end(key)
@@ -368,8 +377,9 @@ def load_controlnet(source: str, config: WorkerConfig) -> torch.nn.Module:
                 raise GenerationFailed(
                     f"{source} is not a ControlNet model this worker can read: {error}"
                 ) from error
-            entry = _Entry(nbytes=module_bytes([controlnet]), controlnet=controlnet)
-            _make_room(config, entry.nbytes, incoming=source)
+            # Moved to the device whole, offload or not.
+            entry = _Entry(device_bytes=module_bytes([controlnet]), controlnet=controlnet)
+            _make_room(config, entry, incoming=source)
             # A flow family's ControlNet keeps its transformer's attention processors and
             # layout, as the flow pipelines' transformers do (_apply_options).
             if isinstance(controlnet, ControlNetModel):
@@ -393,8 +403,8 @@ def load_ip_adapter(source: str, config: WorkerConfig) -> LoadedIPAdapter:
         _count_lookup("ip_adapter", entry)
         if entry is None:
             adapter = read_ip_adapter(source, config.dtype)
-            entry = _Entry(nbytes=tensor_bytes(adapter.tensors()), ip_adapter=adapter)
-            _make_room(config, entry.nbytes, incoming=source)
+            entry = _Entry(device_bytes=tensor_bytes(adapter.tensors()), ip_adapter=adapter)
+            _make_room(config, entry, incoming=source)
             _cache[key] = entry
             adapter.to(torch.device(config.device))
         _cache.move_to_end(key)
@@ -423,6 +433,36 @@ def pipeline_bytes(pipe: DiffusionPipeline) -> int:
     )
 
 
+def pipeline_cache_bytes(pipe: DiffusionPipeline, config: WorkerConfig) -> tuple[int, int]:
+    """The bytes the model cache counts for `pipe` loaded with `config`: (on the device, in
+    host memory). Without CPU offload every weight is on the device; with it every weight
+    lives in host memory and the device holds what the offload moves there at once."""
+    weights = pipeline_bytes(pipe)
+    if config.cpu_offload == "none":
+        return weights, 0
+    models = [
+        component
+        for component in pipe.components.values()
+        if isinstance(component, torch.nn.Module)
+    ]
+    if config.cpu_offload == "model":
+        # diffusers moves a whole model to the GPU when it runs and the one before it in the
+        # pipeline back, so the largest model is the peak. The engine's continuous batching
+        # may leave a small one (a text encoder, the VAE) beside it until the batch ends:
+        # the quarter of the GPU kept from the budget for activations covers that.
+        return max(module_bytes([model]) for model in models), weights
+    # Sequential: accelerate moves each module's own parameters to the GPU for its forward
+    # only, so the largest layer's are the peak; buffers stay on the GPU throughout (it
+    # offloads them only for models with parameters of their own, which these have not).
+    largest_layer = max(
+        tensor_bytes(module.parameters(recurse=False))
+        for model in models
+        for module in model.modules()
+    )
+    buffers = tensor_bytes(buffer for model in models for buffer in model.buffers())
+    return largest_layer + buffers, weights
+
+
 def module_bytes(modules) -> int:
     """Bytes of every parameter and buffer of `modules`, shared tensors once."""
     return tensor_bytes(
@@ -437,6 +477,7 @@ def tensor_bytes(tensors) -> int:
 
 
 def cache_budget_bytes(config: WorkerConfig) -> int | None:
+    """Bytes of weights the model cache may keep on config's device; None: no limit."""
     if config.model_cache_bytes is not None:
         return config.model_cache_bytes
     if config.device.startswith("cuda"):
@@ -445,19 +486,57 @@ def cache_budget_bytes(config: WorkerConfig) -> int | None:
     return None
 
 
-def _make_room(config: WorkerConfig, nbytes: int, *, incoming: str) -> None:
-    """Evict least recently used models on config's device until `nbytes` more fit."""
-    budget = cache_budget_bytes(config)
+def host_cache_budget_bytes(config: WorkerConfig) -> int | None:
+    """Bytes of offloaded weights the model cache may keep in host memory; None: no offload,
+    so no weights of config's there."""
+    if config.cpu_offload == "none":
+        return None
+    if config.model_cache_host_bytes is not None:
+        return config.model_cache_host_bytes
+    # Half the machine's memory: the rest is for the system, the worker itself and the next
+    # model, which loads into host memory before the cache makes room for it.
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 2
+
+
+def _make_room(config: WorkerConfig, entry: _Entry, *, incoming: str) -> None:
+    """Evict least recently used models until `entry` fits: its device bytes in config's
+    device budget, and its host bytes (offloaded weights) in the host budget."""
+    _evict_until_fits(
+        [key for key in _cache if key[1].device == config.device],
+        lambda cached: cached.device_bytes,
+        entry.device_bytes,
+        budget=cache_budget_bytes(config),
+        memory=config.device,
+        incoming=incoming,
+    )
+    if entry.host_bytes:
+        # Every offloading config's weights share the one host memory, whatever their device.
+        _evict_until_fits(
+            [key for key in _cache if _cache[key].host_bytes],
+            lambda cached: cached.host_bytes,
+            entry.host_bytes,
+            budget=host_cache_budget_bytes(config),
+            memory="cpu",
+            incoming=incoming,
+        )
+    if config.device.startswith("cuda"):
+        torch.cuda.empty_cache()
+
+
+def _evict_until_fits(
+    keys: list, bytes_of, nbytes: int, *, budget: int | None, memory: str, incoming: str
+) -> None:
+    """Evict the models of `keys` (least recently used first) until `nbytes` more fit in
+    `budget`, counting each by `bytes_of` its entry."""
     if budget is None:
         return
-    on_device = [key for key in _cache if key[1].device == config.device]
-    used = sum(_cache[key].nbytes for key in on_device)
-    for key in on_device:
+    used = sum(bytes_of(_cache[key]) for key in keys)
+    for key in keys:
         if used + nbytes <= budget:
             break
-        used -= _cache.pop(key).nbytes
-        MODEL_CACHE_EVICTIONS.labels(device=config.device).inc()
-        logger.info("Evicted %s from %s to make room for %s", key[0], config.device, incoming)
+        used -= bytes_of(_cache.pop(key))
+        MODEL_CACHE_EVICTIONS.labels(device=memory).inc()
+        logger.info("Evicted %s from %s to make room for %s", key[0], memory, incoming)
     if used + nbytes > budget:
         # Refusing would leave the worker unable to run this model at all.
         logger.warning(
@@ -465,10 +544,8 @@ def _make_room(config: WorkerConfig, nbytes: int, *, incoming: str) -> None:
             incoming,
             nbytes,
             budget,
-            config.device,
+            memory,
         )
-    if config.device.startswith("cuda"):
-        torch.cuda.empty_cache()
 
 
 def _store_transformer_in_fp8(pipe: DiffusionPipeline) -> None:
