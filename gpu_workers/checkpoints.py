@@ -6,7 +6,9 @@ Two jobs, both without loading a model:
 
 - `checkpoint_architecture(path)` tells from the tensor names in the file's header which
   architecture a checkpoint has, so the worker and the library name it (or refuse a file
-  that is no model) before diffusers builds anything.
+  that is no model) before diffusers builds anything; `is_flux_fill_file` and
+  `is_flux_fill_folder` tell a FLUX.1 Fill model (inpaint and outpaint only) from the
+  transformer's input width, so the library records it.
 - `save_original_layout(pipe, path)` writes a diffusers SD 1.x or SDXL pipeline as one
   original-layout `.safetensors` file: the inverse of the conversion diffusers'
   `from_single_file` does. Tests and the offline demo use it to make a single-file
@@ -15,6 +17,7 @@ Two jobs, both without loading a model:
 Pickled checkpoints (`.ckpt`, `.pt`, `.bin`) are never opened: unpickling runs code.
 """
 
+import json
 from pathlib import Path
 
 from gpu_workers.safetensors_header import safetensors_header_read
@@ -55,6 +58,15 @@ _ARCHITECTURE_NAMES = {
     FLUX1: "FLUX.1", SD3: "Stable Diffusion 3", "flux2": "FLUX.2", "chroma": "Chroma"
 }
 UNSUPPORTED_ARCHITECTURES = frozenset({"flux2", "chroma"})
+
+# FLUX.1 Fill's transformer (FLUX.1-Fill-dev) reads 384 input channels: the packed latents,
+# the masked source's latents and the mask (gpu_workers.flow.FLUX_FILL_CHANNELS, repeated
+# here because web nodes read it without importing torch); it gives the latents' 64.
+FLUX_FILL_CHANNELS = 384
+FLUX_LATENT_CHANNELS = 64
+# The transformer's input projection, [inner width, input channels]: Black Forest Labs'
+# name and diffusers', each with or without ComfyUI's prefix.
+_FLUX_INPUT_PROJECTIONS = ("img_in.weight", "x_embedder.weight")
 
 
 class CheckpointError(ValueError):
@@ -126,6 +138,56 @@ def checkpoint_architecture(path: str | Path) -> str:
     raise CheckpointError(
         f"{Path(path).name} has a UNet but no text encoder this worker recognises."
     )
+
+
+def flux_input_channels(path: str | Path) -> int | None:
+    """The input channels of the FLUX.1 transformer in a `.safetensors` file, from its
+    input projection's shape in the header (no tensor is read); None without one."""
+    try:
+        header = safetensors_header_read(path)
+    except (OSError, ValueError) as error:  # SafetensorsHeaderError is a ValueError
+        raise CheckpointError(
+            f"{Path(path).name} is not a valid .safetensors file ({error})."
+        ) from error
+    for name in _FLUX_INPUT_PROJECTIONS:
+        for key in (name, UNET_PREFIX + name):
+            entry = header.get(key)
+            shape = entry.get("shape") if isinstance(entry, dict) else None
+            if isinstance(shape, list) and len(shape) == 2:
+                return shape[1]
+    return None
+
+
+def is_flux_fill_file(path: str | Path) -> bool:
+    """Whether a single-file checkpoint is a FLUX.1 Fill transformer (384 input channels);
+    a file that is no checkpoint raises CheckpointError."""
+    return (
+        checkpoint_architecture(path) == FLUX1
+        and flux_input_channels(path) == FLUX_FILL_CHANNELS
+    )
+
+
+def is_flux_fill_folder(folder: str | Path) -> bool:
+    """Whether a diffusers folder's transformer is FLUX.1 Fill's, from its
+    transformer/config.json; False when there is none to read."""
+    try:
+        config = json.loads((Path(folder) / "transformer" / "config.json").read_text("utf-8"))
+    except (OSError, ValueError):
+        return False
+    return (
+        isinstance(config, dict)
+        and config.get("_class_name") == "FluxTransformer2DModel"
+        and config.get("in_channels") == FLUX_FILL_CHANNELS
+    )
+
+
+def flux_transformer_overrides(path: str | Path) -> dict:
+    """What a single FLUX.1 transformer file's own shape changes in the config it loads
+    with: a Fill transformer loaded with FLUX.1 [dev]'s configs (as users have them) takes
+    384 channels in and gives 64, as FLUX.1-Fill-dev's config says; others keep theirs."""
+    if flux_input_channels(path) == FLUX_FILL_CHANNELS:
+        return {"in_channels": FLUX_FILL_CHANNELS, "out_channels": FLUX_LATENT_CHANNELS}
+    return {}
 
 
 # --- diffusers → original layout --------------------------------------------------------

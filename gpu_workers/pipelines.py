@@ -45,6 +45,7 @@ from gpu_workers.checkpoints import (
     PICKLE_SUFFIXES,
     CheckpointError,
     checkpoint_architecture,
+    flux_transformer_overrides,
     refuse_pickle,
     tensor_names,
 )
@@ -337,12 +338,15 @@ def _load_flow_single_file(
         )
     transformer_class = FluxTransformer2DModel if family == FLUX else SD3Transformer2DModel
     dtype = config.model_dtype(flow=True)
+    # A FLUX.1 Fill file runs with FLUX.1 [dev]'s configs too: its width is its own.
+    overrides = flux_transformer_overrides(path) if family == FLUX else {}
     transformer = transformer_class.from_single_file(
         str(path),
         config=model_config,
         subfolder="transformer",
         torch_dtype=dtype,
         local_files_only=hub_constants.HF_HUB_OFFLINE,
+        **overrides,
     )
     return FLOW_PIPELINES[family].from_pretrained(
         model_config, transformer=transformer, dtype=dtype
