@@ -8,7 +8,10 @@ The sources, tried in this order:
   text chunk of a PNG, or the EXIF UserComment of a JPEG or WebP;
   Civitai's `Hashes` and `Civitai resources` in that text pick the library's files;
 - Fooocus: its own JSON scheme in the same `parameters` chunk (or EXIF UserComment);
-- ComfyUI: the `prompt` chunk, its API-format graph (node id -> {class_type, inputs});
+- ComfyUI: the `prompt` chunk, its API-format graph (node id -> {class_type, inputs}), or
+  where a PNG has none its `workflow` chunk, the editor's UI-format graph, converted to the
+  API format as ComfyUI's frontend does (`comfyui_workflow.py`); a workflow .json (either
+  format) imports too;
 - InvokeAI: the `invokeai_metadata` chunk; NovelAI: the `Software` and `Comment` chunks.
 
 Values come back as GenerationForm field values; the form stays their one validator
@@ -20,6 +23,7 @@ ParameterImportError with a message for the user.
 
 from .a1111 import parse_a1111_infotext
 from .comfyui import parse_comfyui_prompt
+from .comfyui_workflow import parse_comfyui_json, parse_comfyui_workflow, workflow_to_prompt
 from .common import ImportedParameters, ParameterImportError, display_name, shorten
 from .files import read_png_parameters
 from .library import lora_hashes_match, match_model, model_hash_note
@@ -33,9 +37,12 @@ __all__ = [
     "match_model",
     "model_hash_note",
     "parse_a1111_infotext",
+    "parse_comfyui_json",
     "parse_comfyui_prompt",
+    "parse_comfyui_workflow",
     "parse_studio_metadata",
     "parse_studio_spec",
     "read_png_parameters",
     "shorten",
+    "workflow_to_prompt",
 ]

@@ -76,6 +76,9 @@ COMFY_LATENT_UPSCALE_NODES = ("LatentUpscale", "LatentUpscaleBy")
 # Nodes that only decode, save or show the result: nothing in them to apply.
 COMFY_OUTPUT_NODES = {"VAEDecode", "VAEDecodeTiled", "SaveImage", "PreviewImage"}
 MAX_LINK_DEPTH = 64
+# Far above the few hundred nodes of the largest shared workflows; the report of the nodes
+# not applied grows with the square of their number.
+MAX_NODES = 5000
 
 
 # Text encoders with a text input each: the prompt's first, the others after.
@@ -102,6 +105,11 @@ class _ComfyGraph:
         if not isinstance(graph, dict) or not graph:
             raise ParameterImportError(
                 "The ComfyUI prompt is not an API-format graph (node id → class_type, inputs)."
+            )
+        if len(graph) > MAX_NODES:
+            raise ParameterImportError(
+                f"The ComfyUI prompt has {len(graph):,} nodes; at most {MAX_NODES:,} can be "
+                "imported."
             )
         self.nodes = {}
         for node_id, node in graph.items():

@@ -8,6 +8,7 @@ from studio.uploads import ImageTooLarge, UploadRejected, image_open_bounded
 
 from .a1111 import parse_a1111_infotext
 from .comfyui import parse_comfyui_prompt
+from .comfyui_workflow import parse_comfyui_json, parse_comfyui_workflow
 from .common import ImportedParameters, ParameterImportError, load_json
 from .fooocus import is_fooocus, parse_fooocus_metadata
 from .invokeai import parse_invokeai_metadata
@@ -29,7 +30,8 @@ def png_info(*, parameters, spec):
 
 
 def read_png_parameters(file, *, max_bytes=None) -> ImportedParameters:
-    """The parameters embedded in an uploaded PNG, WebP or JPEG (a file object or bytes).
+    """The parameters embedded in an uploaded PNG, WebP or JPEG (a file object or bytes),
+    or those of a ComfyUI workflow .json (the UI format its Save writes, or the API format).
 
     Reads at most `max_bytes` (default: settings.STUDIO_MAX_UPLOAD_BYTES, the limit of
     every image upload) whatever the upload claims, and opens it with Pillow's PNG, WebP and
@@ -46,6 +48,8 @@ def read_png_parameters(file, *, max_bytes=None) -> ImportedParameters:
         raise ParameterImportError(f"The file is too large to import: at most {limit}.")
     if not data:
         raise ParameterImportError("The file is empty: choose a PNG, WebP or JPEG image.")
+    if data.lstrip(b"\xef\xbb\xbf \t\r\n").startswith(b"{"):
+        return parse_comfyui_json(_json_text(data))
     chunks = _metadata_chunks(data)
     if "studio" in chunks:
         return parse_studio_metadata(chunks["studio"], chunks.get("parameters"))
@@ -55,18 +59,24 @@ def read_png_parameters(file, *, max_bytes=None) -> ImportedParameters:
         return parse_invokeai_metadata(chunks["invokeai_metadata"])
     if is_novelai(chunks):
         return parse_novelai_chunks(chunks)
-    if "prompt" in chunks:
+    if "prompt" in chunks:  # what ComfyUI ran: preferred to the editor's workflow
         return parse_comfyui_prompt(chunks["prompt"])
     if "workflow" in chunks:
-        raise ParameterImportError(
-            "This ComfyUI image holds only its editor workflow, not the API-format prompt: "
-            "save it again with ComfyUI's Save Image node to import it."
-        )
+        return parse_comfyui_workflow(chunks["workflow"])
     raise ParameterImportError(
         "This image holds no generation parameters: only PNGs (or JPEG/WebP) saved by this "
         "studio, AUTOMATIC1111, ComfyUI, InvokeAI, NovelAI or Fooocus with their metadata "
         "can be imported."
     )
+
+
+def _json_text(data):
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        raise ParameterImportError(
+            "The file looks like a ComfyUI workflow .json but is not UTF-8 text."
+        ) from error
 
 
 def _parse_parameters(chunks):
@@ -100,7 +110,7 @@ def _metadata_chunks(data):
         if not _has_allowed_signature(data):
             raise ParameterImportError(
                 "This file is not a PNG, WebP or JPEG image: choose an image saved by this "
-                "studio, AUTOMATIC1111 or ComfyUI."
+                "studio, AUTOMATIC1111 or ComfyUI, or a ComfyUI workflow .json."
             ) from error
         raise ParameterImportError(DAMAGED) from error
     except (OSError, SyntaxError, ValueError, EOFError, TypeError, IndexError,

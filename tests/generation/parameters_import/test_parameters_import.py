@@ -501,7 +501,7 @@ class ImportViewTestCase(StudioTestCase):
             (b"", "The file is empty"),
             (png_bytes(), "This image holds no generation parameters"),
             (png_bytes({"Comment": "hello"}), "This image holds no generation parameters"),
-            (png_bytes({"workflow": "{}"}), "only its editor workflow"),
+            (png_bytes({"workflow": "{}"}), "not a UI-format workflow"),
             (png_bytes({"parameters": "x\nSteps: many, Sampler: Euler"}),
              "Steps: “many” is not a whole number."),
             (png_bytes({"studio": "{broken", "parameters": A1111_INFOTEXT}),
