@@ -20,6 +20,7 @@ from generation.models import (
     SAMPLER_CHOICES,
     DiffusionModel,
     GenerationJob,
+    JobMode,
     ModelFamily,
     ModelKind,
 )
@@ -82,6 +83,32 @@ class LibraryModelField(forms.ModelChoiceField):
                 "from the list.",
                 code="not_allowed",
             ) from None
+
+
+class StudioModelSelect(ModelSelect):
+    """ModelSelect, each option also saying the modes of a model that runs only some
+    (data-modes: a FLUX.1 Fill model's inpaint and outpaint), which the studio page shows
+    beside the menu (static/js/model_modes.js)."""
+
+    def create_option(self, name, value, *args, **kwargs):
+        option = super().create_option(name, value, *args, **kwargs)
+        instance = getattr(value, "instance", None)
+        if instance is not None and instance.modes() != list(JobMode):
+            option["attrs"]["data-modes"] = " ".join(instance.modes())
+        return option
+
+
+def form_mode(cleaned):
+    """The JobMode the form's values run in, as Recipe.mode tells it: a source image
+    redraws (img2img), with a mask only part of it (inpaint), with sides added its border
+    (outpaint)."""
+    if not (cleaned.get("source_image") or cleaned.get("source_upload")):
+        return JobMode.TXT2IMG
+    if cleaned.get("mask_data"):
+        return JobMode.INPAINT
+    if any(cleaned.get(side) for side in OUTPAINT_SIDES):
+        return JobMode.OUTPAINT
+    return JobMode.IMG2IMG
 
 
 def bounds(name):
@@ -168,7 +195,9 @@ class GenerationForm(forms.Form):
     model = LibraryModelField(
         queryset=DiffusionModel.objects.none(),
         empty_label=None,
-        widget=ModelSelect,  # each option says its family: the LoRA picker follows it
+        # Each option says its family (the LoRA picker follows it) and any modes it is
+        # limited to (the page says so).
+        widget=StudioModelSelect,
         error_messages={"invalid_choice": "Unknown model: choose one from the list."},
     )
     steps = forms.IntegerField(initial=25, **bounds("steps"))
@@ -539,7 +568,21 @@ class GenerationForm(forms.Form):
         clean_lora_stack(self, cleaned, self.project.team if self.project else None)
         self._clean_flow_family(cleaned)
         self._clean_shift(cleaned)
+        self._clean_model_modes(cleaned)
         return cleaned
+
+    def _clean_model_modes(self, cleaned):
+        """A model that runs only some modes (a FLUX.1 Fill model: inpaint and outpaint) is
+        refused in the others, here rather than by the worker."""
+        model = cleaned.get("model")
+        mode = form_mode(cleaned)
+        if model is None or mode in model.modes():
+            return
+        allowed = " and ".join(JobMode(each).label.lower() for each in model.modes())
+        self.add_error("model", f"“{model.name}” is a FLUX.1 Fill model: it can only "
+                                f"{allowed}, not {JobMode(mode).label.lower()}. Choose a "
+                                "source image and paint a mask (inpaint) or extend its sides "
+                                "(outpaint), or choose another model.")
 
     def _clean_shift(self, cleaned):
         """The shift belongs to flow matching: other families' schedules have none."""

@@ -143,6 +143,9 @@ class DiffusionModel(models.Model):
     # Of a single-file source, computed on the CPU queue (generation.library.hashes); blank
     # until then, and for folders and Hub ids, which A1111 has no hash for.
     sha256 = models.CharField("SHA-256", max_length=64, blank=True, editable=False)
+    # A FLUX.1 Fill model (a 384-channel transformer): it inpaints and outpaints only. Read
+    # from the source's files when it is saved (generation.library.sources.is_flux_fill).
+    is_flux_fill = models.BooleanField("FLUX.1 Fill", default=False, editable=False)
 
     objects = DiffusionModelQuerySet.as_manager()
 
@@ -158,6 +161,12 @@ class DiffusionModel(models.Model):
     def a1111_hash(self):
         """A1111's "Model hash" (its `shorthash`): the SHA-256's first 10 hex digits."""
         return self.sha256[:10] or None
+
+    def modes(self):
+        """The JobMode values it generates in: a Fill model redraws part of a source only."""
+        if self.is_flux_fill:
+            return [JobMode.INPAINT, JobMode.OUTPAINT]
+        return list(JobMode)
 
     def generates_in_studio(self):
         return self.kind == ModelKind.CHECKPOINT and self.family in GENERATION_FAMILIES

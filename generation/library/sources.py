@@ -11,12 +11,15 @@ import re
 from pathlib import Path
 
 from django.core.exceptions import ValidationError
+from huggingface_hub import try_to_load_from_cache
 
 from generation.models import ModelFamily, ModelKind, SourceKind
 from gpu_workers.checkpoints import (
     PICKLE_SUFFIXES,
     CheckpointError,
     checkpoint_architecture,
+    is_flux_fill_file,
+    is_flux_fill_folder,
     tensor_names,
 )
 
@@ -271,3 +274,19 @@ def validate_config_source(value):
             f"{folder} is not a diffusers folder (no model_index.json there)."
         )
     return str(folder)
+
+
+def is_flux_fill(source, *, source_kind):
+    """Whether a validated checkpoint source is a FLUX.1 Fill model (inpaint and outpaint
+    only): its transformer's input width, from a folder's transformer/config.json, a single
+    file's header or, for a Hub id, the config in this machine's Hugging Face cache (nothing
+    is downloaded; one not there is not known here, and the workers refuse its other modes)."""
+    if source_kind == SourceKind.FILE:
+        try:
+            return is_flux_fill_file(source)
+        except CheckpointError:
+            return False
+    if source_kind == SourceKind.FOLDER:
+        return is_flux_fill_folder(source)
+    cached = try_to_load_from_cache(source, "transformer/config.json")
+    return isinstance(cached, str) and is_flux_fill_folder(Path(cached).parent.parent)
