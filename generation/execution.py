@@ -195,9 +195,10 @@ class JobProgress:
         progress_writer.report(self.hold, step, self.written, due=first_or_last)
 
     def written(self, step, standing):
-        """The step is written (generation.progress): publish it, as its row stands."""
+        """The step is written (generation.progress): its event to publish, as its row
+        stands (none once the job is lost)."""
         if not self.keep(standing):
-            return
+            return None
         event = self.job.event_payload(type=EventType.JOB_PROGRESS, step=step)
         # The engine sends a step's preview just before the step, about 4 per second: the
         # newest one up to this step goes with it.
@@ -205,9 +206,7 @@ class JobProgress:
             if self._preview is not None and self._preview[0] <= step:
                 event["preview"] = self._preview[1]
                 self._preview = None
-        if "preview" in event:
-            self.job.preview_keep(event["preview"])
-        publish(self.group, event)
+        return self.group, event
 
     def end(self):
         """No more of its progress is written or published: the job's end follows."""

@@ -437,14 +437,24 @@ class GenerationJob(models.Model):
         """What the generation form needs to make this job again."""
         return self.recipe().form_initial()
 
-    def preview_keep(self, data_url):
-        """Keep the running job's latest preview (a JPEG data URL) for those who poll for
-        it rather than listen to the project's events (A1111's /sdapi/v1/progress)."""
-        cache.set(f"job-preview:{self.pk}", data_url, PREVIEW_KEPT_S)
+    @staticmethod
+    def _preview_key(job_id):
+        return f"job-preview:{job_id}"
+
+    @classmethod
+    def previews_keep(cls, previews):
+        """Keep running jobs' latest previews ({job id: JPEG data URL}), in one cache write,
+        for those who poll for them rather than listen to the project's events (A1111's
+        /sdapi/v1/progress)."""
+        if previews:
+            cache.set_many(
+                {cls._preview_key(job_id): url for job_id, url in previews.items()},
+                PREVIEW_KEPT_S,
+            )
 
     def latest_preview(self):
         """The running job's latest preview (a JPEG data URL), or None."""
-        return cache.get(f"job-preview:{self.pk}")
+        return cache.get(self._preview_key(self.pk))
 
     def progress_percent(self):
         if self.status == JobStatus.FINISHED:

@@ -5,8 +5,10 @@ STUDIO_PROGRESS_INTERVAL_S, and at once for a job's first and last step, one wri
 every job with a step not written yet: one UPDATE renews all their leases with each row's
 own step, one query says which rows are still held and which their owners asked to cancel
 (`generation.leases.worked_on_together`), then each job hears how its row stands and
-publishes its event. The job thread that finds a write due makes it, for all of them; the
-engine's loop never does (gpu_workers.runner calls back on each job's own thread).
+gives the event to publish, and the events go out together: one channel-layer send per
+project and one cache write for the previews. The job thread that finds a write due makes
+it, for all of them; the engine's loop never does (gpu_workers.runner calls back on each
+job's own thread).
 """
 
 import logging
@@ -20,11 +22,16 @@ from django.conf import settings
 from django.db import connection
 
 from generation.leases import TRANSIENT_ERRORS, Hold, Standing, worked_on_together
+from generation.models import GenerationJob
+from studio.realtime.events import publish_all
 
 logger = logging.getLogger(__name__)
 
-# Told the step written and how the job's row stands, on the thread that wrote it.
-Written = Callable[[int, Standing], None]
+# An event to publish: (group, payload).
+Published = tuple[str, dict]
+# Told the step written and how the job's row stands, on the thread that wrote it; gives
+# the event to publish, if any.
+Written = Callable[[int, Standing], Published | None]
 
 
 @dataclass
@@ -90,12 +97,31 @@ class ProgressWriter:
                 for hold, report in reports.items():
                     self._pending.setdefault(hold, report)  # unless a newer step came
             return
+        published = []
         for hold, report in reports.items():
             try:
-                report.written(report.step, standings[hold])
+                event = report.written(report.step, standings[hold])
             except Exception:
-                # One job's broken report (its preview cache, say) is no other job's.
+                # One job's broken report is no other job's.
                 logger.exception("Reporting step %d of a job failed", report.step)
+                continue
+            if event is not None:
+                published.append(event)
+        progress_publish(published)
+
+
+def progress_publish(published: list[Published]) -> None:
+    """Publish the events of one write together, their previews kept first for those who
+    poll for them (GenerationJob.latest_preview)."""
+    previews = {
+        payload["job_id"]: payload["preview"] for _, payload in published if "preview" in payload
+    }
+    try:
+        GenerationJob.previews_keep(previews)
+    except Exception:
+        # A cache away loses previews, as publishing loses events: never a job's failure.
+        logger.warning("Could not keep the previews of %d jobs", len(published), exc_info=True)
+    publish_all(published)
 
 
 # This process's writer: every job it runs reports through it.

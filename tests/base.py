@@ -1,3 +1,6 @@
+from contextlib import contextmanager
+from unittest import mock
+
 from django.test import TestCase
 
 from generation.models import DiffusionModel
@@ -109,3 +112,26 @@ def make_image(job):
     image.file.save("x.png", ContentFile(buffer.getvalue()), save=False)
     image.save()
     return image
+
+
+@contextmanager
+def published_events(on_event=None):
+    """Every event the worker publishes for jobs, in order, into the list yielded: those
+    of a job's own thread (generation.execution.publish) and its progress, published with
+    other jobs' (generation.progress.publish_all). on_event(payload), if given, sees each
+    as it is published."""
+    events = []
+
+    def publish(group, payload):
+        events.append(payload)
+        if on_event is not None:
+            on_event(payload)
+
+    def publish_all(messages):
+        for group, payload in messages:
+            publish(group, payload)
+
+    with mock.patch("generation.execution.publish", side_effect=publish), mock.patch(
+        "generation.progress.publish_all", side_effect=publish_all
+    ):
+        yield events

@@ -180,9 +180,12 @@ async def event_stream(request, project, user_id, first, select):
             if message is None:
                 yield KEEPALIVE
             elif message["type"] == EVENT_MESSAGE_TYPE:
-                payloads, ended = await select(message["payload"])
-                for payload in payloads:
-                    yield sse(payload)
+                for event in message["payloads"]:
+                    payloads, ended = await select(event)
+                    for payload in payloads:
+                        yield sse(payload)
+                    if ended:
+                        break
             elif not await still_allowed(request, message, project):
                 return
 

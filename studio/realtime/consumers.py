@@ -103,4 +103,5 @@ class ProjectEventsConsumer(AsyncJsonWebsocketConsumer):
             await self.close(code=CLOSE_SIGNED_OUT)
 
     async def studio_event(self, message):
-        await self.send_json(message["payload"])
+        for payload in message["payloads"]:
+            await self.send_json(payload)

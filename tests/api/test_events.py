@@ -20,6 +20,8 @@ from studio.accounts.services import membership_remove
 from studio.api.api import api
 from studio.api.models import ApiToken
 from studio.api.tokens import token_create, token_revoke
+from studio.realtime.event_types import EventType
+from studio.realtime.events import publish_all
 from tests.api.asgi_live import AsgiServer
 from tests.api.base import ApiTestCase
 from tests.base import StudioTestCase, make_job
@@ -172,6 +174,26 @@ class EventStreamTests(TransactionTestCase):
         services.jobs_cancel_queued(user=self.editor, by=self.admin, team=self.team)
         [event] = stream.events_until("job.canceled")
         self.assertEqual(event["job_id"], job.pk)
+        self.assertTrue(stream.ended())
+
+    def test_events_published_together_reach_the_stream_each_as_its_own(self):
+        """A worker's progress report goes out as one message per project
+        (studio.realtime.events.publish_all): the stream passes on this job's events of it,
+        each as an event, and ends at the job's last."""
+        job = make_job(self.project, self.editor, self.model)
+        other = make_job(self.project, self.editor, self.model)
+        stream = self.open(f"/jobs/{job.pk}/events", secret=self.token(self.editor))
+        self.assertEqual(stream.next()["type"], "job.queued")
+        group = self.project.events_group()
+        publish_all([
+            (group, other.event_payload(type=EventType.JOB_STARTED)),
+            (group, job.event_payload(type=EventType.JOB_STARTED)),
+            (group, job.event_payload(type=EventType.JOB_CANCELED)),
+            (group, other.event_payload(type=EventType.JOB_CANCELED)),
+        ])
+        events = stream.events_until("job.canceled")
+        self.assertEqual([(event["type"], event["job_id"]) for event in events],
+                         [("job.started", job.pk), ("job.canceled", job.pk)])
         self.assertTrue(stream.ended())
 
     def test_an_ended_job_sends_its_state_and_closes(self):

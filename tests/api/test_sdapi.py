@@ -361,7 +361,7 @@ class ProgressTests(SdapiTestCase):
         buffer = io.BytesIO()
         PILImage.new("RGB", (8, 8), (200, 30, 30)).save(buffer, format="JPEG")
         encoded = base64.b64encode(buffer.getvalue()).decode()
-        self.running.preview_keep(f"data:image/jpeg;base64,{encoded}")
+        GenerationJob.previews_keep({self.running.pk: f"data:image/jpeg;base64,{encoded}"})
         body = self.call("get", "/progress").json()
         self.assertEqual(body["current_image"], encoded)
         preview = PILImage.open(io.BytesIO(base64.b64decode(body["current_image"])))

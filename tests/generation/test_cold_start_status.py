@@ -11,6 +11,7 @@ from generation.models import DiffusionModel, GenerationJob
 from generation.tasks import run_generation_job
 from gpu_workers import pipelines
 from studio.accounts.models import Membership, Project, Role, Team, User
+from tests.base import published_events
 
 pytestmark = pytest.mark.django_db
 
@@ -34,9 +35,9 @@ def cold_models(monkeypatch):
 
 
 def run(job):
-    with mock.patch("generation.execution.publish") as publish:
+    with published_events() as events:
         job_execute(job_id=job.pk)
-    return [call.args[1] for call in publish.call_args_list]
+    return events
 
 
 def test_a_model_not_in_memory_is_announced_by_name_before_the_first_step(job, cold_models):

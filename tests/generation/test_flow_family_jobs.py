@@ -6,7 +6,6 @@ job the pipelines' two passes."""
 import base64
 import io
 import json
-from unittest import mock
 
 import numpy as np
 import pytest
@@ -25,7 +24,7 @@ from generation.execution import job_execute
 from generation.forms import MASK_DATA_PREFIX, GenerationForm
 from generation.models import DiffusionModel, GenerationJob, JobStatus, ModelFamily, SourceKind
 from studio.accounts.models import Membership, Project, Role, Team, User
-from tests.base import StudioTestCase
+from tests.base import StudioTestCase, published_events
 from tests.lora_builders import flux_peft_lora_bytes, make_lora
 
 
@@ -141,9 +140,8 @@ def flow_job(request, tmp_path_factory, db):
 
 def test_a_flow_job_makes_the_pipelines_image(flow_job):
     family, folder, job = flow_job
-    with mock.patch("generation.execution.publish") as publish:
+    with published_events() as events:
         job_execute(job_id=job.pk)
-    events = [payload for _, payload in (call.args for call in publish.call_args_list)]
 
     assert [e["step"] for e in events if e["type"] == "job.progress"] == [1, 2, 3, 4]
     assert events[-1]["type"] == "job.finished", events[-1]
@@ -171,9 +169,8 @@ def test_a_flow_hires_fix_job_is_the_pipelines_two_passes(flow_job):
     job.width, job.height = 64, 48
     job.hires_scale, job.hires_steps, job.hires_strength = 2.0, 4, 0.5
     job.save()
-    with mock.patch("generation.execution.publish") as publish:
+    with published_events() as events:
         job_execute(job_id=job.pk)
-    events = [payload for _, payload in (call.args for call in publish.call_args_list)]
 
     # 4 first-pass steps, then 4 × 0.5 = 2 of the hires pass.
     assert [e["step"] for e in events if e["type"] == "job.progress"] == [1, 2, 3, 4, 5, 6]

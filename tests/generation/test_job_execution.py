@@ -22,6 +22,7 @@ from generation.models import DiffusionModel, GenerationJob, JobMode, JobStatus
 from generation.tasks import run_generation_job
 from gpu_workers.pipelines import load_pipeline
 from studio.accounts.models import Membership, Project, Role, Team, User
+from tests.base import published_events
 
 pytestmark = pytest.mark.django_db
 
@@ -41,9 +42,9 @@ def job(tiny_model_dir):
 
 
 def run(job):
-    with mock.patch("generation.execution.publish") as publish:
+    with published_events() as events:
         job_execute(job_id=job.pk)
-    return [payload for _, payload in (call.args for call in publish.call_args_list)]
+    return events
 
 
 def test_runs_the_job_and_reports_every_step(job):
@@ -285,14 +286,12 @@ def test_a_message_for_an_ended_job_is_simply_done(job):
 
 
 def test_an_attempt_that_lost_the_job_to_another_drops_its_result(job):
-    def publish(group, payload):
+    def take_over_at_step_2(payload):
         if payload["type"] == "job.progress" and payload["step"] == 2:
             # Another worker took the job over (this attempt's lease had lapsed).
             GenerationJob.objects.filter(pk=job.pk).update(claims=F("claims") + 1)
-        events.append(payload)
 
-    events = []
-    with mock.patch("generation.execution.publish", side_effect=publish):
+    with published_events(on_event=take_over_at_step_2) as events:
         job_execute(job_id=job.pk)
 
     job.refresh_from_db()
@@ -343,13 +342,11 @@ def test_a_running_job_whose_worker_died_is_taken_back_and_finished_once(job):
 def test_a_running_job_canceled_by_its_owner_stops_within_a_step_or_two(job):
     GenerationJob.objects.filter(pk=job.pk).update(steps=40)
 
-    def publish(group, payload):
+    def cancel_at_step_2(payload):
         if payload["type"] == "job.progress" and payload["step"] == 2:
             GenerationJob.objects.filter(pk=job.pk).update(cancel_requested_at=timezone.now())
-        events.append(payload)
 
-    events = []
-    with mock.patch("generation.execution.publish", side_effect=publish):
+    with published_events(on_event=cancel_at_step_2) as events:
         job_execute(job_id=job.pk)
 
     job.refresh_from_db()

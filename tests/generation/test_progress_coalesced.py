@@ -20,7 +20,7 @@ from generation.leases import Standing, claim, worked_on_together
 from generation.models import DiffusionModel, GenerationJob, JobStatus
 from generation.progress import ProgressWriter
 from studio.accounts.models import Membership, Project, Role, Team, User
-from tests.base import make_job
+from tests.base import make_job, published_events
 
 pytestmark = pytest.mark.django_db
 
@@ -57,10 +57,7 @@ def writer(settings):
 
 @pytest.fixture
 def published():
-    events = []
-    with mock.patch(
-        "generation.execution.publish", side_effect=lambda group, event: events.append(event)
-    ):
+    with published_events() as events:
         yield events
 
 
@@ -106,6 +103,34 @@ def test_one_update_and_one_query_per_report_whatever_the_number_of_jobs(
     for job, step in zip(jobs, steps, strict=True):
         assert progress_of(published, job) == [1, step]
     assert not any(progress.cancel.is_set() for progress in progresses)
+
+
+def test_a_write_publishes_its_jobs_events_together_and_keeps_their_previews_at_once(
+    make_jobs, writer
+):
+    """One channel-layer send per project and one cache write for the previews, not one
+    of each per job (studio.realtime.events.publish_all, GenerationJob.previews_keep)."""
+    jobs = make_jobs(4)
+    with mock.patch("generation.progress.publish_all"):
+        progresses = started(jobs)
+    for n, progress in enumerate(progresses):
+        progress.on_preview(2, PILImage.new("RGB", (8, 8), (40 * n, 0, 0)))
+        progress.on_step(2)
+
+    with mock.patch("generation.progress.publish_all") as publish_all, mock.patch.object(
+        GenerationJob, "previews_keep", wraps=GenerationJob.previews_keep
+    ) as previews_keep:
+        progresses[0].on_step(STEPS)
+
+    [(messages,)] = [call.args for call in publish_all.call_args_list]
+    assert [(group, event["job_id"], event["step"]) for group, event in messages] == [
+        (job.project.events_group(), job.pk, STEPS if n == 0 else 2) for n, job in enumerate(jobs)
+    ]
+    [(previews,)] = [call.args for call in previews_keep.call_args_list]
+    assert previews == {event["job_id"]: event["preview"] for _, event in messages}
+    assert len(set(previews.values())) == 4
+    for job in jobs:
+        assert job.latest_preview() == previews[job.pk]
 
 
 def test_a_cancel_request_and_a_takeover_stop_their_jobs_only(make_jobs, writer, published):
@@ -169,9 +194,9 @@ def test_ending_waits_for_a_write_under_way_with_its_step(settings):
         return dict.fromkeys(steps, Standing.HELD)
 
     with mock.patch("generation.progress.worked_on_together", side_effect=held):
-        writer.report(other, 0, mock.Mock(), due=True)  # its first step: written at once
+        writer.report(other, 0, mock.Mock(return_value=None), due=True)  # its first step: written at once
         writer.report(ending, 3, published_slowly)  # waits for the next write
-        other_job = threading.Thread(target=writer.report, args=(other, STEPS, mock.Mock()),
+        other_job = threading.Thread(target=writer.report, args=(other, STEPS, mock.Mock(return_value=None)),
                                      kwargs={"due": True})
         other_job.start()
         assert publishing.wait(5)
@@ -252,10 +277,8 @@ def test_a_database_error_at_a_step_fails_no_job(tiny_jobs):
             raise OperationalError("the server closed the connection unexpectedly")
         return real_deadline()
 
-    events = []
     with mock.patch("generation.leases.lease_deadline", side_effect=deadline), \
-            mock.patch("generation.execution.publish",
-                       side_effect=lambda group, event: events.append(event)):
+            published_events() as events:
         job_execute(job_id=job.pk)
 
     job.refresh_from_db()
@@ -270,7 +293,7 @@ def test_jobs_running_together_share_each_write(tiny_jobs):
     progress is one UPDATE and one query, however many jobs it carries, each job's steps
     land in its row, and nothing of a job is published after its end."""
     jobs = tiny_jobs(4)
-    events, writes = [], []
+    writes = []
     real_write = worked_on_together
 
     def write(steps):
@@ -286,8 +309,7 @@ def test_jobs_running_together_share_each_write(tiny_jobs):
     # The images' committed thumbnail and scan tasks stay here: with a broker configured, a
     # worker elsewhere would write them into this database while the test's flush runs.
     with mock.patch("generation.progress.worked_on_together", side_effect=write), \
-            mock.patch("generation.execution.publish",
-                       side_effect=lambda group, event: events.append(event)), \
+            published_events() as events, \
             mock.patch("gallery.dispatch.send"), \
             mock.patch("studio.moderation.dispatch.send"):
         threads = [threading.Thread(target=work) for _ in jobs]

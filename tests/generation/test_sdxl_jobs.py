@@ -3,7 +3,6 @@ studio's job, the worker's engine on the tiny SDXL model, the PNG with its param
 
 import io
 import json
-from unittest import mock
 
 import numpy as np
 import pytest
@@ -22,6 +21,7 @@ from generation.models import (
 )
 from studio import __version__ as studio_version
 from studio.accounts.models import Membership, Project, Role, Team, User
+from tests.base import published_events
 
 pytestmark = pytest.mark.django_db
 
@@ -48,9 +48,9 @@ def sdxl_job(tiny_sdxl_model_dir):
 
 
 def run(job):
-    with mock.patch("generation.execution.publish") as publish:
+    with published_events() as events:
         job_execute(job_id=job.pk)
-    return [payload for _, payload in (call.args for call in publish.call_args_list)]
+    return events
 
 
 def test_an_sdxl_job_makes_the_pipelines_image_with_its_parameters(sdxl_job, tiny_sdxl_model_dir):
