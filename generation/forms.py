@@ -24,7 +24,7 @@ from generation.models import (
     ModelFamily,
     ModelKind,
 )
-from generation.recipe import LIMITS, MAX_PROMPT, OUTPAINT_SIDES, recipe_problems
+from generation.recipe import LIMITS, MAX_PROMPT, OUTPAINT_SIDES, flat_mode, recipe_problems
 from generation.seeds import random_seed
 from generation.services import fetched_team_setting, with_team_setting
 from generation.styles.applying import styled_prompts, team_styles
@@ -94,21 +94,13 @@ class StudioModelSelect(ModelSelect):
         option = super().create_option(name, value, *args, **kwargs)
         instance = getattr(value, "instance", None)
         if instance is not None and instance.modes() != list(JobMode):
-            option["attrs"]["data-modes"] = " ".join(instance.modes())
+            option["attrs"]["data-modes"] = modes_text(instance)
         return option
 
 
-def form_mode(cleaned):
-    """The JobMode the form's values run in, as Recipe.mode tells it: a source image
-    redraws (img2img), with a mask only part of it (inpaint), with sides added its border
-    (outpaint)."""
-    if not (cleaned.get("source_image") or cleaned.get("source_upload")):
-        return JobMode.TXT2IMG
-    if cleaned.get("mask_data"):
-        return JobMode.INPAINT
-    if any(cleaned.get(side) for side in OUTPAINT_SIDES):
-        return JobMode.OUTPAINT
-    return JobMode.IMG2IMG
+def modes_text(model):
+    """The modes the model runs in, as words: "inpaint and outpaint"."""
+    return " and ".join(JobMode(mode).label.lower() for mode in model.modes())
 
 
 def bounds(name):
@@ -575,12 +567,11 @@ class GenerationForm(forms.Form):
         """A model that runs only some modes (a FLUX.1 Fill model: inpaint and outpaint) is
         refused in the others, here rather than by the worker."""
         model = cleaned.get("model")
-        mode = form_mode(cleaned)
+        mode = flat_mode(cleaned)
         if model is None or mode in model.modes():
             return
-        allowed = " and ".join(JobMode(each).label.lower() for each in model.modes())
         self.add_error("model", f"“{model.name}” is a FLUX.1 Fill model: it can only "
-                                f"{allowed}, not {JobMode(mode).label.lower()}. Choose a "
+                                f"{modes_text(model)}, not {JobMode(mode).label.lower()}. Choose a "
                                 "source image and paint a mask (inpaint) or extend its sides "
                                 "(outpaint), or choose another model.")
 

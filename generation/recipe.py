@@ -194,13 +194,9 @@ class Recipe(Part):
     @property
     def mode(self) -> str:
         """The JobMode value the recipe runs in."""
-        if self.source is None:
-            return "txt2img"
-        if self.mask:
-            return "inpaint"
-        if self.outpaint is not None:
-            return "outpaint"
-        return "img2img"
+        return job_mode(
+            source=self.source is not None, mask=bool(self.mask), outpaint=self.outpaint is not None
+        )
 
     def canvas_size(self) -> tuple[int, int]:
         """The image's size: outpainting adds its sides to the source's."""
@@ -591,6 +587,28 @@ def hires_problems(values: Mapping[str, Any]) -> list[tuple[str, str]]:
         problems.append(("hires_strength", f"At {strength:g} of {hires_steps} steps the hires "
                                            "pass runs no step; raise it."))
     return problems
+
+
+def job_mode(*, source: bool, mask: bool, outpaint: bool) -> str:
+    """The JobMode value of a recipe or of flat values: a source image redraws (img2img),
+    with a mask only part of it (inpaint), with sides added its border (outpaint)."""
+    if not source:
+        return "txt2img"
+    if mask:
+        return "inpaint"
+    if outpaint:
+        return "outpaint"
+    return "img2img"
+
+
+def flat_mode(values: Mapping[str, Any]) -> str:
+    """The JobMode value flat values (the form's fields) run in."""
+    get = values.get
+    return job_mode(
+        source=bool(get("source_image") or get("source_upload")),
+        mask=bool(get("mask_data")),
+        outpaint=any(get(side) for side in OUTPAINT_SIDES),
+    )
 
 
 def image_mode_problems(values: Mapping[str, Any], has_source: Any) -> list[tuple[str, str]]:

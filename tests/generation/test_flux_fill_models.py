@@ -182,7 +182,7 @@ class FillModesTestCase(GenerateFormTestCase):
 
     def test_the_studio_page_says_which_modes_a_fill_model_runs(self):
         response = self.client.get(reverse("project_studio", args=[self.project.pk]))
-        self.assertContains(response, 'data-family="flux1" data-modes="inpaint outpaint">'
+        self.assertContains(response, 'data-family="flux1" data-modes="inpaint and outpaint">'
                                       "FLUX.1 Fill dev</option>")
         self.assertContains(response, 'data-family="flux1">FLUX.1 dev</option>')
         self.assertContains(response, "data-model-modes")
