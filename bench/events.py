@@ -5,6 +5,12 @@ channel layer, creates a throwaway project member, logs them in through the logi
 connects a websocket client to ws/projects/<id>/ and times
 `studio.realtime.events.publish(group, payload)` → receipt by the client.
 
+Then a GPU worker's progress report of N jobs of the project (REPORT_JOBS), each job's
+`job.progress` event with a preview, published both ways: one `events.publish` per job in
+a row (as workers did, a wait for each), and one `events.publish_all` (as
+generation/progress.py does). Timed from the start of publishing until the client has
+received all N, and the publisher's own time; every report checked complete and in order.
+
 - Redis layer (REDIS_URL set): daphne runs in a subprocess, as a web node does, and this
   process publishes through Redis, as a GPU worker does.
 - In-memory layer: it delivers only inside one process, so daphne runs in this process
@@ -26,6 +32,7 @@ import io
 import json
 import math
 import os
+import queue
 import random
 import re
 import secrets
@@ -50,6 +57,10 @@ from studio.realtime.event_types import EventType
 WARMUP_EVENTS = 10  # the first ones open connections and bind loops
 PREVIEW_EVERY = 4  # the engine sends about 4 previews per second, steps come faster
 RECEIVE_TIMEOUT_S = 10
+REPORT_JOBS = (8, 32)  # jobs in one progress report: a batch, and the engine's largest
+REPORT_PAUSE_S = 0.02  # between two reports, so each starts on a quiet server
+# How a report's events are published: the keys of the JSON's "reports" runs.
+REPORT_WAYS = ("publish", "publish_all")
 
 
 class BenchmarkError(Exception):
@@ -65,10 +76,18 @@ def parse_args(argv):
     parser.add_argument(
         "--interval-ms", type=float, default=5, help="pause between two publishes"
     )
+    parser.add_argument(
+        "--reports",
+        type=int,
+        default=200,
+        help="progress reports to time for each number of jobs and way of publishing",
+    )
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args(argv)
     if args.events < 1:
         parser.error("--events must be at least 1.")
+    if args.reports < 1:
+        parser.error("--reports must be at least 1.")
     return args
 
 
@@ -83,7 +102,9 @@ def main(argv=None):
 
     django.setup()
     try:
-        results = measure(events_count=args.events, interval_ms=args.interval_ms)
+        results = measure(
+            events_count=args.events, interval_ms=args.interval_ms, reports=args.reports
+        )
     except BenchmarkError as error:
         sys.exit(f"bench.events: {error}")
     if args.json:
@@ -96,10 +117,19 @@ def main(argv=None):
             f"p50 {numbers['p50_ms']:.2f} ms, p95 {numbers['p95_ms']:.2f} ms, "
             f"max {numbers['max_ms']:.2f} ms"
         )
+    for run in results["reports"]["runs"]:
+        print(
+            f"report of {run['jobs']} jobs, {run['way']}: {run['complete_in_order']}/"
+            f"{run['reports']} complete and in order, all received p50 "
+            f"{run['received_p50_ms']:.2f} ms, p95 {run['received_p95_ms']:.2f} ms; "
+            f"publisher p50 {run['publisher_p50_ms']:.2f} ms, "
+            f"p95 {run['publisher_p95_ms']:.2f} ms"
+        )
 
 
-def measure(*, events_count, interval_ms):
-    """Time `events_count` publishes to a throwaway member's socket, then delete the member."""
+def measure(*, events_count, interval_ms, reports):
+    """Time `events_count` publishes to a throwaway member's socket, then `reports`
+    progress reports of each size both ways, then delete the member."""
     layer = settings.CHANNEL_LAYERS["default"]["BACKEND"]
     password = secrets.token_urlsafe(12)
     user, team, project = _throwaway_member(password)
@@ -111,6 +141,7 @@ def measure(*, events_count, interval_ms):
         project=project,
         count=events_count,
         interval_s=interval_ms / 1000,
+        reports=reports,
     )
     try:
         if layer.endswith("InMemoryChannelLayer"):
@@ -118,14 +149,14 @@ def measure(*, events_count, interval_ms):
                 "It delivers only within a process, so daphne, the publisher (a thread, "
                 "as the embedded worker is) and the websocket client share one."
             )
-            payloads = _measure_in_process(client, port)
+            measured = _measure_in_process(client, port)
         else:
             mode = (
                 "daphne in its own process, as a web node; the publisher, as a worker, "
                 "and the websocket client in another; events go through the layer's "
                 "server (Redis)."
             )
-            payloads = _measure_with_server_process(client, port)
+            measured = _measure_with_server_process(client, port)
     finally:
         team.delete()
         user.delete()
@@ -135,7 +166,7 @@ def measure(*, events_count, interval_ms):
         "database": connection.vendor,
         "sent": events_count,
         "interval_ms": interval_ms,
-        "payloads": payloads,
+        **measured,
     }
 
 
@@ -168,7 +199,7 @@ def _measure_in_process(client, port):
     def measure():
         try:
             _wait_for_http(client.base_url + "/login/", alive=lambda: not server_stopped.is_set())
-            outcome["payloads"] = client.measure()
+            outcome["measured"] = client.measure()
         except BaseException as error:
             outcome["error"] = error
         finally:
@@ -181,7 +212,7 @@ def _measure_in_process(client, port):
     thread.join()
     if "error" in outcome:
         raise outcome["error"]
-    return outcome["payloads"]
+    return outcome["measured"]
 
 
 def _measure_with_server_process(client, port):
@@ -219,7 +250,7 @@ def _measure_with_server_process(client, port):
 class _Browser:
     """A logged-in browser tab on the project page, and the worker that publishes to it."""
 
-    def __init__(self, *, port, username, password, project, count, interval_s):
+    def __init__(self, *, port, username, password, project, count, interval_s, reports):
         self.base_url = f"http://127.0.0.1:{port}"
         self.socket_url = f"ws://127.0.0.1:{port}/ws/projects/{project.pk}/"
         self.username = username
@@ -227,9 +258,10 @@ class _Browser:
         self.group = project.events_group()
         self.count = count
         self.interval_s = interval_s
+        self.reports = reports
 
     def measure(self):
-        """Publish `count` events (every PREVIEW_EVERY-th with a preview) and time each."""
+        """{"payloads": latency of single events, "reports": progress reports' times}."""
         from websockets.sync.client import connect
 
         headers = {"Cookie": f"{settings.SESSION_COOKIE_NAME}={self._log_in()}"}
@@ -249,7 +281,11 @@ class _Browser:
                 events.publish(self.group, _payload(seq, with_preview=seq % PREVIEW_EVERY == 0))
                 time.sleep(self.interval_s)
             receiver.join()
+            reports = self._measure_reports(socket_)
+        return {"payloads": self._payload_numbers(latencies), "reports": reports}
 
+    def _payload_numbers(self, latencies):
+        """Latency of `count` events (every PREVIEW_EVERY-th with a preview) by payload."""
         payloads = {}
         for name, with_preview in (("job.progress", False), ("job.progress + preview", True)):
             sent = [seq for seq in range(self.count) if (seq % PREVIEW_EVERY == 0) == with_preview]
@@ -267,6 +303,99 @@ class _Browser:
                 "max_ms": max(received_ms),
             }
         return payloads
+
+    def _measure_reports(self, socket_):
+        """Publish `reports` progress reports of each size in REPORT_JOBS both ways (the
+        ways alternating, so drift in the machine's load falls on both), after one untimed
+        report of each, and time each report."""
+        received = queue.Queue()  # (receipt time, message text)
+        stop = threading.Event()
+        receiver = threading.Thread(
+            target=self._receive_all, args=(socket_, received, stop), name="bench-browser"
+        )
+        receiver.start()
+        timings = {(jobs, way): [] for jobs in REPORT_JOBS for way in REPORT_WAYS}
+        try:
+            number = 0
+            for round_ in range(-1, self.reports):  # round -1 warms each way up
+                ways = REPORT_WAYS if round_ % 2 == 0 else REPORT_WAYS[::-1]
+                for jobs in REPORT_JOBS:
+                    for way in ways:
+                        number += 1
+                        timing = self._time_report(number, jobs, way, received)
+                        if round_ >= 0:
+                            timings[jobs, way].append(timing)
+                        time.sleep(REPORT_PAUSE_S)
+        finally:
+            stop.set()
+            receiver.join()
+
+        runs = []
+        for (jobs, way), reports in timings.items():
+            complete = [timing for timing in reports if timing is not None]
+            if not complete:
+                raise BenchmarkError(
+                    f"None of the {len(reports)} reports of {jobs} jobs published with "
+                    f"{way} arrived complete and in order."
+                )
+            received_ms = [received_s * 1000 for received_s, _ in complete]
+            publisher_ms = [publisher_s * 1000 for _, publisher_s in complete]
+            runs.append(
+                {
+                    "jobs": jobs,
+                    "way": way,
+                    "reports": len(reports),
+                    "complete_in_order": len(complete),
+                    "received_p50_ms": _percentile(received_ms, 50),
+                    "received_p95_ms": _percentile(received_ms, 95),
+                    "received_max_ms": max(received_ms),
+                    "publisher_p50_ms": _percentile(publisher_ms, 50),
+                    "publisher_p95_ms": _percentile(publisher_ms, 95),
+                }
+            )
+        return {
+            "reports": self.reports,
+            "pause_ms": REPORT_PAUSE_S * 1000,
+            "event_bytes": len(json.dumps(_report_payloads(0, 1)[0])),
+            "runs": runs,
+        }
+
+    def _time_report(self, number, jobs, way, received):
+        """(start → all received, publisher's time) in seconds for one report of `jobs`
+        events, or None when one was lost or came out of order."""
+        messages = [(self.group, payload) for payload in _report_payloads(number, jobs)]
+        started = time.perf_counter()
+        if way == "publish":
+            for group, payload in messages:
+                events.publish(group, payload)
+        else:
+            events.publish_all(messages)
+        published = time.perf_counter()
+
+        arrived = []  # job ids of this report's events, in the order they arrived
+        last_received = None
+        while len(arrived) < jobs:
+            try:
+                received_at, text = received.get(timeout=RECEIVE_TIMEOUT_S)
+            except queue.Empty:
+                return None
+            message = json.loads(text)
+            if message.get("report") != number:
+                continue  # late from a report that timed out: not this one's
+            arrived.append(message["job_id"])
+            last_received = received_at
+        if arrived != list(range(jobs)):
+            return None
+        return last_received - started, published - started
+
+    def _receive_all(self, socket_, received, stop):
+        """Every message, with the time it came, until told to stop."""
+        while not stop.is_set():
+            try:
+                text = socket_.recv(timeout=0.1)
+            except TimeoutError:
+                continue
+            received.put((time.perf_counter(), text))
 
     def _receive(self, socket_, latencies):
         """Until every event arrived, or none came for RECEIVE_TIMEOUT_S (a lost event)."""
@@ -316,6 +445,16 @@ def _payload(seq, *, with_preview):
     if with_preview:
         payload["preview"] = _PREVIEW
     return payload
+
+
+def _report_payloads(number, jobs):
+    """One progress report's events: `jobs` jobs of the project, each at a step with a
+    preview (an upper bound: a job sends one about every fourth), marked with the
+    report's number."""
+    return [
+        {**_payload(0, with_preview=True), "job_id": job, "report": number}
+        for job in range(jobs)
+    ]
 
 
 def _preview_data_url():

@@ -179,6 +179,62 @@ def events_lines(events: dict) -> list[str]:
             f"| {name} | {numbers['received']} of {numbers['sent']} | {numbers['bytes']} "
             f"| {numbers['p50_ms']:.2f} | {numbers['p95_ms']:.2f} | {numbers['max_ms']:.2f} |"
         )
+    return [*lines, *event_report_lines(events)]
+
+
+REPORT_WAYS = {
+    "publish": "`publish` per job, in a row",
+    "publish_all": "one `publish_all`",
+}
+
+
+def event_report_lines(events: dict) -> list[str]:
+    """The progress-report table: a report's events published one by one vs together."""
+    reports = events.get("reports")
+    if not reports:
+        return []
+    lines = [
+        "",
+        "### A progress report of N jobs, worker → browser socket",
+        "",
+        "A GPU worker's progress report: N `job.progress` events, one per job of the same "
+        f"project, each with the preview above ({reports['event_bytes']} bytes an event; "
+        "a job sends one about every fourth report, so this is an upper bound), to the same "
+        "socket as above. Published either with one `studio.realtime.events.publish` per "
+        "job in a row, each waiting for its send, or with one "
+        "`studio.realtime.events.publish_all`, which sends the project's group one "
+        "channel-layer message carrying them all (what `generation/progress.py` does). "
+        "All received: from just before the first publish until the client has the N-th "
+        "event; publisher: until the publishing call returns. "
+        f"{reports['reports']} reports of each size each way, the two ways alternating, "
+        f"{reports['pause_ms']:g} ms apart; complete, in order: every event of the report "
+        "arrived, in the order published.",
+        "",
+        "| jobs | published with | complete, in order | all received p50 / p95 (ms) "
+        "| max (ms) | publisher p50 / p95 (ms) |",
+        "| ---: | --- | ---: | ---: | ---: | ---: |",
+    ]
+    for run in reports["runs"]:
+        lines.append(
+            f"| {run['jobs']} | {REPORT_WAYS.get(run['way'], run['way'])} "
+            f"| {run['complete_in_order']} of {run['reports']} "
+            f"| {run['received_p50_ms']:.2f} / {run['received_p95_ms']:.2f} "
+            f"| {run['received_max_ms']:.2f} "
+            f"| {run['publisher_p50_ms']:.2f} / {run['publisher_p95_ms']:.2f} |"
+        )
+    by_way = {(run["jobs"], run["way"]): run for run in reports["runs"]}
+    ratios = [
+        f"{jobs} jobs **{one_by_one['received_p50_ms'] / together['received_p50_ms']:.1f}x**"
+        for (jobs, way), one_by_one in by_way.items()
+        if way == "publish" and (together := by_way.get((jobs, "publish_all")))
+    ]
+    if ratios:
+        lines += [
+            "",
+            "All received p50, `publish` per job / one `publish_all`: "
+            + ", ".join(ratios)
+            + ".",
+        ]
     return lines
 
 

@@ -145,6 +145,17 @@ def test_report_writes_the_cpu_section_from_the_json_files(engine_results, tmp_p
                 "max_ms": 3.0,
             }
         },
+        "reports": {
+            "reports": 5,
+            "pause_ms": 20,
+            "event_bytes": 4014,
+            "runs": [
+                report_run(jobs=8, way="publish", complete=5, received_p50_ms=12.0),
+                report_run(jobs=8, way="publish_all", complete=5, received_p50_ms=3.0),
+                report_run(jobs=32, way="publish", complete=4, received_p50_ms=50.0),
+                report_run(jobs=32, way="publish_all", complete=5, received_p50_ms=5.0),
+            ],
+        },
     }
     (tmp_path / "engine.json").write_text(json.dumps(engine_results))
     (tmp_path / "events.json").write_text(json.dumps(events))
@@ -162,6 +173,41 @@ def test_report_writes_the_cpu_section_from_the_json_files(engine_results, tmp_p
     assert "| continuous batching (joins at the next step) |" in text
     assert "p95 latency, batch-at-a-time / continuous: **" in text
     assert "InMemoryChannelLayer" in text and "| job.progress | 4 of 4 |" in text
+    assert "### A progress report of N jobs, worker → browser socket" in text
+    assert "4014 bytes an event" in text and "5 reports of each size each way" in text
+    row = "| 8 | `publish` per job, in a row | 5 of 5 | 12.00 / 13.00 | 14.00 | 1.00 / 2.00 |"
+    assert row in text
+    assert "| 32 | one `publish_all` | 5 of 5 | 5.00 / 6.00 | 7.00 | 1.00 / 2.00 |" in text
+    assert "| 32 | `publish` per job, in a row | 4 of 5 |" in text
+    assert "one `publish_all`: 8 jobs **4.0x**, 32 jobs **10.0x**." in text
+
+
+def report_run(*, jobs, way, complete, received_p50_ms):
+    """A run of bench.events' "reports", its other times following from received_p50_ms."""
+    return {
+        "jobs": jobs,
+        "way": way,
+        "reports": 5,
+        "complete_in_order": complete,
+        "received_p50_ms": received_p50_ms,
+        "received_p95_ms": received_p50_ms + 1,
+        "received_max_ms": received_p50_ms + 2,
+        "publisher_p50_ms": 1.0,
+        "publisher_p95_ms": 2.0,
+    }
+
+
+def test_report_leaves_out_the_progress_report_table_of_events_without_it():
+    events = {
+        "layer": "channels.layers.InMemoryChannelLayer",
+        "mode": "In one process.",
+        "sent": 4,
+        "interval_ms": 5,
+        "payloads": {},
+    }
+    text = "\n".join(report.events_lines(events))
+    assert "### Event latency, worker → browser socket" in text
+    assert "progress report" not in text
 
 
 def test_bench_package_never_imports_django():
@@ -189,7 +235,17 @@ def test_bench_events_times_publish_to_a_logged_in_socket(tmp_path):
         "MEDIA_ROOT": str(settings.MEDIA_ROOT),
     }
     subprocess.run(
-        [sys.executable, "-m", "bench.events", "--events", "8", "--json", str(out)],
+        [
+            sys.executable,
+            "-m",
+            "bench.events",
+            "--events",
+            "8",
+            "--reports",
+            "2",
+            "--json",
+            str(out),
+        ],
         cwd=ROOT,
         env=env,
         check=True,
@@ -207,6 +263,17 @@ def test_bench_events_times_publish_to_a_logged_in_socket(tmp_path):
         assert numbers["received"] == numbers["sent"]
         assert 0 < numbers["p50_ms"] <= numbers["p95_ms"] <= numbers["max_ms"]
     assert payloads["job.progress + preview"]["bytes"] > payloads["job.progress"]["bytes"]
+
+    reports = results["reports"]
+    assert reports["reports"] == 2
+    assert reports["event_bytes"] > payloads["job.progress + preview"]["bytes"]
+    runs = {(run["jobs"], run["way"]): run for run in reports["runs"]}
+    assert runs.keys() == {(8, "publish"), (8, "publish_all"), (32, "publish"), (32, "publish_all")}
+    for run in runs.values():
+        # Every event of every report arrived, in the order published.
+        assert run["reports"] == run["complete_in_order"] == 2
+        assert 0 < run["received_p50_ms"] <= run["received_p95_ms"] <= run["received_max_ms"]
+        assert 0 < run["publisher_p50_ms"] <= run["publisher_p95_ms"]
 
 
 def _test_database_url():
