@@ -63,6 +63,11 @@ class DiffusionModelQuerySet(models.QuerySet):
     def usable(self):
         return self.filter(is_enabled=True)
 
+    def default(self):
+        """The model a new form starts with: the first by name, one that makes images from
+        text before a FLUX.1 Fill model (which only inpaints and outpaints)."""
+        return self.order_by("is_flux_fill", "name").first()
+
     def search(self, text="", family="", kind=""):
         """The library list's search (name or source contains `text`) and filters."""
         found = self

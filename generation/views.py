@@ -92,7 +92,7 @@ def studio_context(request, project, form=None, *, jobs=True, gallery=True):
     posts): each is a few queries and rows those answers never show."""
     # Only the models this user may generate with here, whichever way the form was made.
     models = DiffusionModel.objects.available_to(request.user, project)
-    default_model = models.first()
+    default_model = models.default()
     if form is None:
         form = GenerationForm(initial=initial_parameters(default_model), models=models)
     form.fields["model"].queryset = models
@@ -122,7 +122,7 @@ def project_studio(request, project_id):
     if "remix" in request.GET:
         # "Remix" on a gallery image the user may see (generation.remix says how much).
         image = remix_image_for(request.user, request.GET["remix"])
-        default_model = DiffusionModel.objects.available_to(request.user, project).first()
+        default_model = DiffusionModel.objects.available_to(request.user, project).default()
         initial, notice = remix_parameters(
             user=request.user, image=image, project=project, default_model=default_model
         )
@@ -152,7 +152,7 @@ def project_studio(request, project_id):
     elif "source" in request.GET:
         # "Use as source" on an image the user may see: img2img from it.
         image = source_image_for(request.user, request.GET["source"])
-        default_model = DiffusionModel.objects.available_to(request.user, project).first()
+        default_model = DiffusionModel.objects.available_to(request.user, project).default()
         initial = {
             **initial_parameters(default_model),
             "prompt": image.prompt,
@@ -395,7 +395,7 @@ class ImportUploadLimit(FileUploadHandler):
 
 def current_parameters(data, models):
     """What the form held when the user imported; kept wherever the image says nothing."""
-    default_model = models.first()
+    default_model = models.default()
     if "prompt" not in data:  # not posted from the form: start from the model's defaults
         return initial_parameters(default_model)
     values = {

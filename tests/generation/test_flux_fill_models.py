@@ -188,6 +188,16 @@ class FillModesTestCase(GenerateFormTestCase):
         self.assertContains(response, "data-model-modes")
         self.assertContains(response, "js/model_modes.js")
 
+    def test_a_new_form_starts_on_a_model_that_makes_images_from_text(self):
+        """The first model by name, passing over a Fill model, which would refuse the
+        form's first generation."""
+        DiffusionModel.objects.filter(pk=self.fill.pk).update(name="A Fill model")
+        studio = reverse("project_studio", args=[self.project.pk])
+        for query in ("", f"?source={self.source.pk}"):
+            with self.subTest(query=query):
+                response = self.client.get(studio + query)
+                self.assertEqual(response.context["form"].initial["model"], self.dev.pk)
+
     def test_other_users_cant_generate_with_it_in_the_project(self):
         """The Fill checks come after the project's: an outsider or a viewer learns nothing
         of the model and makes no job."""
