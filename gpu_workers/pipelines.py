@@ -52,7 +52,12 @@ from gpu_workers.checkpoints import (
 from gpu_workers.checkpoints import SD3 as CHECKPOINT_SD3
 from gpu_workers.config import WorkerConfig
 from gpu_workers.ip_adapters import LoadedIPAdapter, read_ip_adapter
-from gpu_workers.metrics import MODEL_CACHE_EVICTIONS, MODEL_CACHE_LOOKUPS
+from gpu_workers.metrics import (
+    MODEL_CACHE_EVICTIONS,
+    MODEL_CACHE_LOOKUPS,
+    ModelCacheUsage,
+    model_cache_watch,
+)
 from gpu_workers.requests import GenerationFailed
 
 logger = logging.getLogger(__name__)
@@ -90,11 +95,21 @@ class _Entry:
     controlnet: ControlNetModel | None = None  # a ControlNet: its model
     ip_adapter: LoadedIPAdapter | None = None  # an IP-Adapter: its weights and image encoder
 
+    @property
+    def kind(self) -> str:
+        """Its kind of model, as the cache's metrics label it."""
+        if self.controlnet is not None:
+            return "controlnet"
+        return "ip_adapter" if self.ip_adapter is not None else "pipeline"
+
 
 # (source, config) → entry, least recently used first.
 _cache: OrderedDict[tuple[str, WorkerConfig], _Entry] = OrderedDict()
 # Held while loading, so threads asking for the same model at once load it only once.
 _cache_lock = threading.Lock()
+# Held (inside _cache_lock) for each change to _cache, and by the metrics for each read of
+# it: a scrape never waits for a model to load, which can take minutes.
+_entries_lock = threading.Lock()
 
 
 def load_pipeline(
@@ -127,8 +142,7 @@ def load_pipeline(
             )
             _make_room(config, entry, incoming=source)
             _apply_options(pipe, config)
-            _cache[key] = entry
-        _cache.move_to_end(key)
+        _use(key, entry)
         if mode not in entry.pipelines:
             txt2img = entry.pipelines["txt2img"]
             family = pipeline_family(txt2img)
@@ -393,8 +407,7 @@ def load_controlnet(source: str, config: WorkerConfig) -> torch.nn.Module:
                     controlnet.to(memory_format=torch.channels_last)
             controlnet.to(config.device)
             controlnet.eval()
-            _cache[key] = entry
-        _cache.move_to_end(key)
+        _use(key, entry)
         return entry.controlnet
 
 
@@ -409,10 +422,16 @@ def load_ip_adapter(source: str, config: WorkerConfig) -> LoadedIPAdapter:
             adapter = read_ip_adapter(source, config.dtype)
             entry = _Entry(device_bytes=tensor_bytes(adapter.tensors()), ip_adapter=adapter)
             _make_room(config, entry, incoming=source)
-            _cache[key] = entry
             adapter.to(torch.device(config.device))
-        _cache.move_to_end(key)
+        _use(key, entry)
         return entry.ip_adapter
+
+
+def _use(key: tuple[str, WorkerConfig], entry: _Entry) -> None:
+    """Store `entry` under `key`, or keep it, as the most recently used model."""
+    with _entries_lock:
+        _cache[key] = entry
+        _cache.move_to_end(key)
 
 
 def _count_lookup(kind: str, entry: _Entry | None) -> None:
@@ -538,7 +557,9 @@ def _evict_until_fits(
     for key in keys:
         if used + nbytes <= budget:
             break
-        used -= bytes_of(_cache.pop(key))
+        with _entries_lock:
+            evicted = _cache.pop(key)
+        used -= bytes_of(evicted)
         MODEL_CACHE_EVICTIONS.labels(device=memory).inc()
         logger.info("Evicted %s from %s to make room for %s", key[0], memory, incoming)
     if used + nbytes > budget:
@@ -550,6 +571,29 @@ def _evict_until_fits(
             budget,
             memory,
         )
+
+
+def cache_usage() -> list[ModelCacheUsage]:
+    """What the model cache holds per device with models cached, read at each scrape: bytes
+    on the device and, for offloaded models, in host memory, within the budgets of the
+    device's most recently used model's config (a worker has one config per device)."""
+    with _entries_lock:
+        entries = list(_cache.items())
+    usage: dict[str, ModelCacheUsage] = {}
+    configs: dict[str, WorkerConfig] = {}
+    for (_, config), entry in entries:  # least recently used first: the last config stays
+        device = usage.setdefault(config.device, ModelCacheUsage(config.device))
+        configs[config.device] = config
+        device.device_bytes += entry.device_bytes
+        device.host_bytes += entry.host_bytes
+        device.models[entry.kind] += 1
+    for name, device in usage.items():
+        device.device_budget = cache_budget_bytes(configs[name])
+        device.host_budget = host_cache_budget_bytes(configs[name])
+    return list(usage.values())
+
+
+model_cache_watch(cache_usage)
 
 
 def _store_transformer_in_fp8(pipe: DiffusionPipeline) -> None:
