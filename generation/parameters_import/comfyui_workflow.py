@@ -9,7 +9,16 @@ ExecutableNodeDTO.resolveInput / resolveOutput): widget values by input name, li
 resolved through Reroute nodes and bypassed nodes, muted and bypassed nodes left out (and
 the inputs linked to a muted node with them), a PrimitiveNode's value written into the
 widget it feeds, Notes dropped.
+
+Subgraphs (the frontend's nodes collapsed into one, since 2025) are expanded as
+SubgraphNode.getInnerNodes does: the workflow's `definitions.subgraphs` hold each one's
+nodes, links and input and output slots, a node whose type is a subgraph's id is an
+instance of it, and its inner nodes run under the ids "instance:inner" ("12:5", nested
+"12:7:5"). Inside a definition, links from the node -10 come in through the instance's
+input of that slot and links to the node -20 leave by its output of that slot.
 """
+
+import re
 
 from .comfyui import COMFY_SAMPLER_NODES, MAX_LINK_DEPTH, MAX_NODES, parse_comfyui_prompt
 from .common import ImportedParameters, ParameterImportError, load_json, shorten
@@ -82,6 +91,18 @@ NOTE_NODES = ("Note", "MarkdownNote")
 # LiteGraph's node modes: 2 "never" (muted in ComfyUI), 4 bypassed.
 MODE_MUTED = 2
 MODE_BYPASSED = 4
+# The ids a subgraph's links give its input and output slots (LiteGraph's SUBGRAPH_INPUT_ID
+# and SUBGRAPH_OUTPUT_ID).
+SUBGRAPH_INPUT_ID = "-10"
+SUBGRAPH_OUTPUT_ID = -20
+# A subgraph's id, the type of its instances, is a UUID: a node of such a type that no
+# definition names is a subgraph whose definition is missing.
+SUBGRAPH_ID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}",
+                         re.IGNORECASE)
+# The group nodes subgraphs replaced (extra.groupNodes), typed "workflow>Name" (or
+# "workflow/Name" before 2024): expanding them needs each inner node's definition from the
+# server, so they are not read.
+GROUP_NODE_PREFIXES = ("workflow>", "workflow/")
 
 
 def is_ui_workflow(data):
@@ -126,32 +147,69 @@ class _Workflow:
                 f"The ComfyUI workflow has {len(nodes):,} nodes; at most {MAX_NODES:,} can be "
                 "imported."
             )
-        self.nodes = {}
-        for node in nodes:
-            node_id = _node_id(node)
-            if node_id in self.nodes:
-                raise ParameterImportError(
-                    f"The ComfyUI workflow is malformed: two nodes have the id {node_id}."
-                )
-            self.nodes[node_id] = node
         links = workflow.get("links") or []
         if not isinstance(links, list):
             raise ParameterImportError("The ComfyUI workflow is malformed: its links are not "
                                        "a list.")
-        self.links = dict(_link(item) for item in links)
+        self.root = _Graph(nodes, links, "the workflow")
+        self.definitions = _subgraph_definitions(workflow)
+        self.subgraphs = {}  # the definitions read, by id
+        # Every node of the graph with its subgraph instances expanded, by its id there.
+        self.nodes = {}
+        self.expand(self.root, (), None, True, ())
+
+    def subgraph(self, kind):
+        """The definition of the subgraph a node of this type is an instance of, or None."""
+        if kind not in self.definitions:
+            return None
+        if kind not in self.subgraphs:
+            self.subgraphs[kind] = _Subgraph(self.definitions[kind])
+        return self.subgraphs[kind]
+
+    def expand(self, graph, path, instance, runs, outer):
+        """Place the graph's nodes under the path of instance ids, and the inner nodes of
+        its subgraph instances after them (`outer`: the subgraphs around, to refuse one
+        inside itself)."""
+        for local_id, node in graph.nodes.items():
+            if len(self.nodes) >= MAX_NODES:
+                raise ParameterImportError(
+                    f"The ComfyUI workflow has more than {MAX_NODES:,} nodes once its "
+                    f"subgraphs are expanded; at most {MAX_NODES:,} can be imported."
+                )
+            node_id = ":".join((*path, local_id))
+            # A muted or bypassed instance runs none of its inner nodes.
+            node_runs = runs and node.get("mode") not in (MODE_MUTED, MODE_BYPASSED)
+            placed = _Placed(node_id, node, graph, path, instance, node_runs)
+            self.nodes[node_id] = placed
+            subgraph = self.subgraph(node["type"])
+            if subgraph is None:
+                continue
+            if subgraph.id in outer:
+                raise ParameterImportError(
+                    f"The ComfyUI workflow's {subgraph.where} contains itself (node "
+                    f"{node_id}): it cannot be expanded."
+                )
+            if len(outer) >= MAX_LINK_DEPTH:
+                raise ParameterImportError(
+                    f"The ComfyUI workflow nests subgraphs more than {MAX_LINK_DEPTH} deep "
+                    f"(node {node_id})."
+                )
+            self.expand(subgraph, (*path, local_id), placed, node_runs,
+                        (*outer, subgraph.id))
 
     def to_prompt(self):
         prompt = {}
-        for node_id, node in self.nodes.items():
+        for node_id, placed in self.nodes.items():
+            node = placed.node
             kind = node["type"]
-            if (kind in REROUTE_NODES + PRIMITIVE_NODES + NOTE_NODES
-                    or node.get("mode") in (MODE_MUTED, MODE_BYPASSED)):
+            if (kind in REROUTE_NODES + PRIMITIVE_NODES + NOTE_NODES or not placed.runs
+                    or kind in self.definitions):
                 continue
             inputs = self.widget_inputs(node_id, node)
             for slot, item in enumerate(_inputs(node)):
                 if item.get("link") is None:
                     continue
-                resolved = self.resolve_input(node_id, node, slot, item.get("type"), set())
+                resolved = self.resolve_input(placed, slot, item.get("type"))
                 if resolved is None:
                     continue
                 inputs[item["name"]] = (_widget_value(resolved[1]) if resolved[0] == "value"
@@ -202,59 +260,139 @@ class _Workflow:
             position += 1
         return inputs
 
-    def resolve_input(self, node_id, node, slot, wanted_type, visited):
+    def resolve_input(self, placed, slot, wanted_type):
         """Where a node's input slot takes its value from: ("link", origin id, origin
-        slot), ("value", value) for a PrimitiveNode's, or None where nothing is connected
-        (as ExecutableNodeDTO.resolveInput)."""
-        for _ in range(MAX_LINK_DEPTH):
-            if (node_id, slot) in visited:
+        slot), ("value", value) for a PrimitiveNode's or a subgraph instance's widget, or
+        None where nothing is connected (as ExecutableNodeDTO.resolveInput and
+        resolveOutput: through Reroutes, bypassed nodes, and into and out of subgraphs)."""
+        visited = set()
+        step = ("input", placed, slot)
+        # An input and the output it is linked to per node passed through.
+        for _ in range(2 * MAX_LINK_DEPTH):
+            side, placed, slot = step
+            if (side, placed.id, slot) in visited:
                 raise ParameterImportError(
-                    f"The ComfyUI workflow's links loop through node {node_id} "
-                    f"({shorten(node['type'])})."
+                    f"The ComfyUI workflow's links loop through node {placed.id} "
+                    f"({shorten(placed.node['type'])})."
                 )
-            visited.add((node_id, slot))
-            link_id = _inputs(node)[slot].get("link")
-            if link_id is None:
-                return None
-            link = self.links.get(link_id) if _is_id(link_id) else None
-            if link is None:
-                name = shorten(_inputs(node)[slot]["name"])
-                raise ParameterImportError(
-                    f"The ComfyUI workflow is malformed: input “{name}” of node {node_id} "
-                    f"names link {shorten(link_id)}, which is not in its links."
-                )
-            origin_id, origin_slot = link
-            origin = self.nodes.get(origin_id)
-            if origin is None:
-                raise ParameterImportError(
-                    f"The ComfyUI workflow is malformed: link {link_id} comes from node "
-                    f"{shorten(origin_id)}, which is not in the workflow."
-                )
-            kind = origin["type"]
-            if kind in PRIMITIVE_NODES:
-                values = origin.get("widgets_values")
-                if isinstance(values, list) and values:
-                    return ("value", values[0])
-                return None
-            if kind in NOTE_NODES:
-                return None
-            if kind in REROUTE_NODES:
-                next_slot = origin_slot
-            elif origin.get("mode") == MODE_BYPASSED:
-                next_slot = _bypass_slot(origin_id, origin, origin_slot, wanted_type)
-            else:
-                return ("link", origin_id, origin_slot)
-            if next_slot is None or next_slot >= len(_inputs(origin)):
-                return None
-            node_id, node, slot = origin_id, origin, next_slot
+            visited.add((side, placed.id, slot))
+            step = (self.follow_input(placed, slot) if side == "input"
+                    else self.follow_output(placed, slot, wanted_type))
+            if step is None or step[0] in ("link", "value"):
+                return step
         raise ParameterImportError(
-            f"The ComfyUI workflow's link into node {node_id} passes through more than "
-            f"{MAX_LINK_DEPTH} reroute or bypassed nodes."
+            f"The ComfyUI workflow's link into node {placed.id} passes through more than "
+            f"{MAX_LINK_DEPTH} reroute or bypassed nodes (or subgraph borders)."
         )
+
+    def follow_input(self, placed, slot):
+        """The output a node's input is linked to, or the instance's input a subgraph's
+        input slot stands for (or the value of its widget)."""
+        item = _inputs(placed.node)[slot]
+        link_id = item.get("link")
+        if link_id is None:
+            return None
+        link = placed.graph.links.get(link_id) if _is_id(link_id) else None
+        if link is None:
+            raise ParameterImportError(
+                f"The ComfyUI workflow is malformed: input “{shorten(item['name'])}” of node "
+                f"{placed.id} names link {shorten(link_id)}, which is not in its links."
+            )
+        origin_id, origin_slot = link
+        if origin_id == SUBGRAPH_INPUT_ID and placed.instance is not None:
+            return self.instance_input(placed.instance, origin_slot, link_id)
+        origin = self.nodes.get(":".join((*placed.path, origin_id)))
+        if origin is None:
+            raise ParameterImportError(
+                f"The ComfyUI workflow is malformed: link {link_id} comes from node "
+                f"{shorten(origin_id)}, which is not in {placed.graph.where}."
+            )
+        return ("output", origin, origin_slot)
+
+    def instance_input(self, instance, slot, link_id):
+        """What a subgraph's input slot takes in this instance: the instance's input of
+        that name where it is linked, else the value of its widget; None where it has
+        neither (the inner node's own widget value stands)."""
+        subgraph = self.subgraph(instance.node["type"])
+        if not 0 <= slot < len(subgraph.input_names):
+            raise ParameterImportError(
+                f"The ComfyUI workflow is malformed: link {link_id} in {subgraph.where} "
+                f"comes from its input {slot}, which it does not have."
+            )
+        # By name: the frontend leaves the unlinked widget inputs out of a saved node.
+        name = subgraph.input_names[slot]
+        inputs = _inputs(instance.node)
+        index = next((index for index, item in enumerate(inputs) if item["name"] == name),
+                     None)
+        if index is not None and inputs[index].get("link") is not None:
+            return ("input", instance, index)
+        # The instance's widgets_values hold its promoted widgets' values, in the order of
+        # the inputs they belong to. Where they do not match those (a newer frontend's
+        # promotions), the inner widget's value stands: the frontend copies the instance's
+        # values into the definition when it saves.
+        values = instance.node.get("widgets_values")
+        if (slot in subgraph.widget_inputs and isinstance(values, list)
+                and len(values) == len(subgraph.widget_inputs)):
+            return ("value", values[subgraph.widget_inputs.index(slot)])
+        return None
+
+    def follow_output(self, placed, slot, wanted_type):
+        """The node an output is produced by: the origin itself, or the input a Reroute,
+        a bypassed node or a subgraph's inner node passes on."""
+        node = placed.node
+        kind = node["type"]
+        if kind in PRIMITIVE_NODES:
+            values = node.get("widgets_values")
+            return ("value", values[0]) if isinstance(values, list) and values else None
+        if kind in NOTE_NODES:
+            return None
+        if kind in REROUTE_NODES:
+            next_slot = slot
+        elif node.get("mode") == MODE_BYPASSED:
+            next_slot = _bypass_slot(placed.id, node, slot, wanted_type)
+        elif kind in self.definitions:
+            return self.subgraph_output(placed, slot)
+        else:
+            return ("link", placed.id, slot)
+        if next_slot is None or next_slot >= len(_inputs(node)):
+            return None
+        return ("input", placed, next_slot)
+
+    def subgraph_output(self, instance, slot):
+        """The inner output a subgraph instance's output slot gives (None where nothing
+        inside is linked to it)."""
+        subgraph = self.subgraph(instance.node["type"])
+        link_id = subgraph.outputs.get(slot)
+        if link_id is None:
+            return None
+        origin_id, origin_slot = subgraph.links[link_id]
+        if origin_id == SUBGRAPH_INPUT_ID:  # an input passed straight out
+            return self.instance_input(instance, origin_slot, link_id)
+        origin = self.nodes.get(f"{instance.id}:{origin_id}")
+        if origin is None:
+            raise ParameterImportError(
+                f"The ComfyUI workflow is malformed: link {link_id} comes from node "
+                f"{shorten(origin_id)}, which is not in {subgraph.where}."
+            )
+        return ("output", origin, origin_slot)
 
     def refuse_without_sampler(self, prompt):
         unknown = sorted({node["class_type"] for node in prompt.values()
                           if node["class_type"] not in NODE_WIDGETS})
+        missing = [kind for kind in unknown if SUBGRAPH_ID.fullmatch(kind)]
+        if missing:
+            raise ParameterImportError(
+                "The ComfyUI workflow has no sampler node that can be read: one of its nodes "
+                "is a subgraph whose definition is missing from the file (subgraph "
+                f"{shorten(missing[0])}); save the workflow again in ComfyUI."
+            )
+        groups = [kind for kind in unknown if kind.startswith(GROUP_NODE_PREFIXES)]
+        if groups:
+            raise ParameterImportError(
+                f"The ComfyUI workflow has a group node ({shorten(groups[0])}), which is not "
+                "read here: convert the group node back to nodes in ComfyUI (or to a "
+                "subgraph) and save the workflow again."
+            )
         if not unknown:
             raise ParameterImportError(
                 "The ComfyUI workflow has no KSampler node (nor a SamplerCustomAdvanced) that "
@@ -267,6 +405,120 @@ class _Workflow:
             "KSamplerAdvanced or SamplerCustomAdvanced nodes; its custom nodes cannot be "
             f"read here: {names}{more}."
         )
+
+
+class _Graph:
+    """The nodes and links of the workflow, or of one subgraph's definition."""
+
+    def __init__(self, nodes, links, where):
+        self.where = where  # "the workflow" or "subgraph “Name”", for the messages
+        self.nodes = {}
+        inside = "" if where == "the workflow" else f" in {where}"
+        for node in nodes:
+            node_id = _node_id(node)
+            if node_id in self.nodes:
+                raise ParameterImportError(
+                    f"The ComfyUI workflow is malformed: two nodes have the id "
+                    f"{node_id}{inside}."
+                )
+            self.nodes[node_id] = node
+        self.links = {}  # link id: (origin node id, origin slot)
+        self.targets = {}  # link id: (target node id, target slot), as written
+        for item in links:
+            link_id, origin, target = _link(item)
+            self.links[link_id] = origin
+            self.targets[link_id] = target
+        # A subgraph's output slot: the link inside that ends at it (its one input).
+        self.outputs = {target[1]: link_id for link_id, target in self.targets.items()
+                        if target[0] == SUBGRAPH_OUTPUT_ID and _is_id(target[1])}
+
+
+class _Subgraph(_Graph):
+    """A subgraph's definition: its graph, and its input slots, by the names its
+    instances' inputs carry."""
+
+    def __init__(self, definition):
+        self.id = definition["id"]
+        name = definition.get("name")
+        self.name = shorten(name if isinstance(name, str) and name.strip() else self.id)
+        where = f"subgraph “{self.name}”"
+        nodes = definition.get("nodes")
+        links = definition.get("links") or []
+        if isinstance(links, dict):  # as the frontend's own test files have them
+            links = list(links.values())
+        if not isinstance(nodes, list) or not isinstance(links, list):
+            raise ParameterImportError(
+                f"The ComfyUI workflow is malformed: {where} has no list of nodes and links."
+            )
+        if len(nodes) > MAX_NODES:
+            raise ParameterImportError(
+                f"The ComfyUI workflow's {where} has {len(nodes):,} nodes; at most "
+                f"{MAX_NODES:,} can be imported."
+            )
+        super().__init__(nodes, links, where)
+        inputs = definition.get("inputs") or []
+        if not isinstance(inputs, list) or not all(
+            isinstance(item, dict) and isinstance(item.get("name"), str) for item in inputs
+        ):
+            raise ParameterImportError(
+                f"The ComfyUI workflow is malformed: the inputs of {where} are not a list "
+                "of named slots."
+            )
+        self.input_names = [item["name"] for item in inputs]
+        # The input slots an instance shows a widget for, in order (SubgraphNode's
+        # promoted widgets): those linked inside to a node's widget.
+        widget_slots = set()
+        for link_id, (origin_id, origin_slot) in self.links.items():
+            target_id, target_slot = self.targets[link_id]
+            target = self.nodes.get(str(target_id))
+            if origin_id != SUBGRAPH_INPUT_ID or target is None or not _is_id(target_slot):
+                continue
+            target_inputs = _inputs(target)
+            if (0 <= target_slot < len(target_inputs)
+                    and isinstance(target_inputs[target_slot].get("widget"), dict)):
+                widget_slots.add(origin_slot)
+        self.widget_inputs = sorted(widget_slots)
+
+
+class _Placed:
+    """A node where the expanded graph has it: its id there ("12:5" inside instance 12),
+    the graph that holds it, the subgraph instance around it, whether it runs."""
+
+    __slots__ = ("id", "node", "graph", "path", "instance", "runs")
+
+    def __init__(self, node_id, node, graph, path, instance, runs):
+        self.id, self.node, self.graph = node_id, node, graph
+        self.path, self.instance, self.runs = path, instance, runs
+
+
+def _subgraph_definitions(workflow):
+    """{subgraph id: definition} of the workflow's `definitions.subgraphs`, and of those
+    nested in a definition (as older frontends wrote them)."""
+    definitions = {}
+    pending = [workflow.get("definitions")]
+    while pending:
+        holder = pending.pop()
+        if holder is None:
+            continue
+        subgraphs = holder.get("subgraphs") if isinstance(holder, dict) else None
+        if not isinstance(subgraphs, list):
+            raise ParameterImportError(
+                "The ComfyUI workflow is malformed: its subgraph definitions are not a list."
+            )
+        for definition in subgraphs:
+            if not isinstance(definition, dict) or not isinstance(definition.get("id"), str):
+                raise ParameterImportError(
+                    "The ComfyUI workflow is malformed: a subgraph definition has no id."
+                )
+            if definition["id"] in definitions:
+                continue
+            if len(definitions) >= MAX_NODES:
+                raise ParameterImportError(
+                    f"The ComfyUI workflow defines more than {MAX_NODES:,} subgraphs."
+                )
+            definitions[definition["id"]] = definition
+            pending.append(definition.get("definitions"))
+    return definitions
 
 
 def _node_id(node):
@@ -304,8 +556,8 @@ def _inputs(node):
 
 
 def _link(item):
-    """(link id, (origin node id, origin slot)) of a links row: LiteGraph's array, or the
-    1.0 schema's object."""
+    """(link id, (origin node id, origin slot), (target node id, target slot)) of a links
+    row: LiteGraph's array, or the 1.0 schema's object (as a subgraph's links are)."""
     if isinstance(item, dict):
         item = [item.get(key) for key in ("id", "origin_id", "origin_slot", "target_id",
                                           "target_slot", "type")]
@@ -320,7 +572,7 @@ def _link(item):
             f"The ComfyUI workflow is malformed: a link is not [id, origin node, origin slot, "
             f"target node, target slot, type] ({shorten(item)})."
         )
-    return item[0], (str(item[1]), item[2])
+    return item[0], (str(item[1]), item[2]), (item[3], item[4])
 
 
 def _bypass_slot(node_id, node, output_slot, wanted_type):
