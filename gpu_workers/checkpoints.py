@@ -7,8 +7,10 @@ Two jobs, both without loading a model:
 - `checkpoint_architecture(path)` tells from the tensor names in the file's header which
   architecture a checkpoint has, so the worker and the library name it (or refuse a file
   that is no model) before diffusers builds anything; `is_flux_fill_file` and
-  `is_flux_fill_folder` tell a FLUX.1 Fill model (inpaint and outpaint only) from the
-  transformer's input width, so the library records it.
+  `is_flux_fill_folder` tell a FLUX.1 Fill model (inpaint and outpaint only), and
+  `is_flux_control_file` and `is_flux_control_folder` a FLUX.1 Depth or Canny [dev] model
+  (txt2img with a control image only), from the transformer's input width, so the library
+  records it.
 - `save_original_layout(pipe, path)` writes a diffusers SD 1.x or SDXL pipeline as one
   original-layout `.safetensors` file: the inverse of the conversion diffusers'
   `from_single_file` does. Tests and the offline demo use it to make a single-file
@@ -63,6 +65,9 @@ UNSUPPORTED_ARCHITECTURES = frozenset({"flux2", "chroma"})
 # the masked source's latents and the mask (gpu_workers.flow.FLUX_FILL_CHANNELS, repeated
 # here because web nodes read it without importing torch); it gives the latents' 64.
 FLUX_FILL_CHANNELS = 384
+# FLUX.1 Depth's and Canny's [dev] read 128: the packed latents and the control image's
+# (gpu_workers.flow.FLUX_CONTROL_CHANNELS).
+FLUX_CONTROL_CHANNELS = 128
 FLUX_LATENT_CHANNELS = 64
 # The transformer's input projection, [inner width, input channels]: Black Forest Labs'
 # name and diffusers', each with or without ComfyUI's prefix.
@@ -170,23 +175,44 @@ def is_flux_fill_file(path: str | Path) -> bool:
 def is_flux_fill_folder(folder: str | Path) -> bool:
     """Whether a diffusers folder's transformer is FLUX.1 Fill's, from its
     transformer/config.json; False when there is none to read."""
+    return _folder_flux_input_channels(folder) == FLUX_FILL_CHANNELS
+
+
+def is_flux_control_file(path: str | Path) -> bool:
+    """Whether a single-file checkpoint is a FLUX.1 Depth or Canny [dev] transformer (128
+    input channels); a file that is no checkpoint raises CheckpointError."""
+    return (
+        checkpoint_architecture(path) == FLUX1
+        and flux_input_channels(path) == FLUX_CONTROL_CHANNELS
+    )
+
+
+def is_flux_control_folder(folder: str | Path) -> bool:
+    """Whether a diffusers folder's transformer is FLUX.1 Depth's or Canny's [dev], from
+    its transformer/config.json; False when there is none to read."""
+    return _folder_flux_input_channels(folder) == FLUX_CONTROL_CHANNELS
+
+
+def _folder_flux_input_channels(folder: str | Path) -> int | None:
+    """The input channels of a diffusers folder's FLUX.1 transformer, from its
+    transformer/config.json; None when there is none to read."""
     try:
         config = json.loads((Path(folder) / "transformer" / "config.json").read_text("utf-8"))
     except (OSError, ValueError):
-        return False
-    return (
-        isinstance(config, dict)
-        and config.get("_class_name") == "FluxTransformer2DModel"
-        and config.get("in_channels") == FLUX_FILL_CHANNELS
-    )
+        return None
+    if not isinstance(config, dict) or config.get("_class_name") != "FluxTransformer2DModel":
+        return None
+    return config.get("in_channels")
 
 
 def flux_transformer_overrides(path: str | Path) -> dict:
     """What a single FLUX.1 transformer file's own shape changes in the config it loads
     with: a Fill transformer loaded with FLUX.1 [dev]'s configs (as users have them) takes
-    384 channels in and gives 64, as FLUX.1-Fill-dev's config says; others keep theirs."""
-    if flux_input_channels(path) == FLUX_FILL_CHANNELS:
-        return {"in_channels": FLUX_FILL_CHANNELS, "out_channels": FLUX_LATENT_CHANNELS}
+    384 channels in and gives 64, as FLUX.1-Fill-dev's config says, a Depth or Canny one 128
+    in and 64 out, as FLUX.1-Depth-dev's and FLUX.1-Canny-dev's say; others keep theirs."""
+    channels = flux_input_channels(path)
+    if channels in (FLUX_FILL_CHANNELS, FLUX_CONTROL_CHANNELS):
+        return {"in_channels": channels, "out_channels": FLUX_LATENT_CHANNELS}
     return {}
 
 

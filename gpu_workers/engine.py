@@ -88,7 +88,8 @@ class BatchKey:
             height=request.height,
             adapters=tuple((lora.sha256, lora.weight) for lora in request.loras),
             family=model_family(request.model_source),
-            control=None if request.control is None else request.control.model_source,
+            # A ControlRef without a model: FLUX.1 Depth or Canny reads the image itself.
+            control=(request.control and request.control.model_source) or None,
             ip_adapter=None
             if request.ip_adapter is None
             else (request.ip_adapter.model_source, request.ip_adapter.scale),

@@ -21,6 +21,9 @@ its image alone, bitwise (gpu_workers.batch_invariance).
   nothing: its 384-channel transformer reads the masked source's latents and the mask,
   packed, beside the latents at every step. Samplers: gpu_workers.samplers' FLOW_SAMPLERS,
   with the request's shift if it has one.
+- FLUX.1 Depth and Canny [dev] (FluxControlPipeline; txt2img only): their 128-channel
+  transformer reads the control image's VAE latents, packed, beside the latents at every
+  step; the request's ControlRef names no ControlNet (the model is its own).
 - ControlNet, after FluxControlNetPipeline (and its Img2Img and Inpaint siblings: every
   mode) and StableDiffusion3ControlNetPipeline (txt2img; diffusers has no SD 3.x img2img one):
   the batch's FluxControlNetModel / SD3ControlNetModel reads each row's control image through
@@ -65,7 +68,7 @@ from gpu_workers.ip_adapters import LoadedIPAdapter, image_embeds, ip_adapter_ac
 from gpu_workers.pipelines import FAMILY_NAMES, FLUX, SD, SD3, SDXL, pipeline_family
 from gpu_workers.prompt_syntax import prompt_schedule
 from gpu_workers.prompt_syntax import t5_token_limit as prompt_t5_token_limit
-from gpu_workers.requests import GenerationFailed, GenerationRequest
+from gpu_workers.requests import ControlRef, GenerationFailed, GenerationRequest
 from gpu_workers.samplers import FLOW_SAMPLERS, fresh_flow_scheduler
 
 # The transformer's input channels for FLUX.1's 16 latent channels packed 2×2 (the other
@@ -74,6 +77,9 @@ TRANSFORMER_CHANNELS = {FLUX: 64, SD3: 16}
 # FLUX.1 Fill's: the latents (64), the masked source's latents (64) and the mask packed 8×8
 # and 2×2 (256), all packed.
 FLUX_FILL_CHANNELS = 384
+# FLUX.1 Depth's and Canny's [dev] ("structural conditioning"): the latents (64) and the
+# control image's latents (64), both packed.
+FLUX_CONTROL_CHANNELS = 128
 # Each family's ControlNet class (FluxControlNetPipeline's, StableDiffusion3ControlNetPipeline's).
 FAMILY_CONTROLNETS = {FLUX: FluxControlNetModel, SD3: SD3ControlNetModel}
 
@@ -89,11 +95,13 @@ def t5_token_limit(pipe) -> int:
 def batch_refusal(pipe, request: GenerationRequest) -> str | None:
     """Why a batch of requests like `request` (BatchKey: IP-Adapter, embeddings) can't run
     on this flow model yet, or None. Every mode, LoRAs (gpu_workers.loras), ControlNet
-    (SD 3.x: for txt2img) and IP-Adapter run; FLUX.1 Fill inpaints (and outpaints)."""
+    (SD 3.x: for txt2img) and IP-Adapter run; FLUX.1 Fill inpaints (and outpaints), FLUX.1
+    Depth and Canny make images from text and a control image."""
     family = pipeline_family(pipe)
     channels = pipe.transformer.config.in_channels
     fill = is_flux_fill(pipe)
-    if channels != TRANSFORMER_CHANNELS[family] and not fill:
+    flux_control = is_flux_control(pipe)
+    if channels != TRANSFORMER_CHANNELS[family] and not (fill or flux_control):
         return (
             f"This {FAMILY_NAMES[family]} model's transformer takes {channels} input channels, "
             f"not {TRANSFORMER_CHANNELS[family]}: a variant (such as an SD 3.x inpainting "
@@ -101,6 +109,8 @@ def batch_refusal(pipe, request: GenerationRequest) -> str | None:
         )
     if fill and request.ip_adapter:  # FluxFillPipeline takes no image prompt
         return "FLUX.1 Fill models don't support IP-Adapter in the studio."
+    if flux_control and request.ip_adapter:  # nor does FluxControlPipeline
+        return "FLUX.1 Depth and Canny models don't support IP-Adapter in the studio."
     family = FAMILY_NAMES[family]
     unsupported = {
         # diffusers has no SD 3.x ControlNet img2img pipeline to follow.
@@ -118,6 +128,14 @@ def batch_refusal(pipe, request: GenerationRequest) -> str | None:
 def is_flux_fill(pipe) -> bool:
     return (
         pipeline_family(pipe) == FLUX and pipe.transformer.config.in_channels == FLUX_FILL_CHANNELS
+    )
+
+
+def is_flux_control(pipe) -> bool:
+    """Whether the model is FLUX.1 Depth or Canny [dev] (a 128-channel transformer)."""
+    return (
+        pipeline_family(pipe) == FLUX
+        and pipe.transformer.config.in_channels == FLUX_CONTROL_CHANNELS
     )
 
 
@@ -143,6 +161,8 @@ class FlowRow:
     ip_image_embeds: torch.Tensor | None = None
     # FLUX.1 Fill: the masked source's latents and the mask, packed, (1, tokens, 320).
     fill_condition: torch.Tensor | None = None
+    # FLUX.1 Depth and Canny: the control image's latents, packed, (1, tokens, 64).
+    control_condition: torch.Tensor | None = None
     calls: int = 0
     step: int = 0
     # After a step: the clean latents it predicts, (1, 16, h, w), for the step's preview.
@@ -232,6 +252,7 @@ class FlowBatch:
         self.ip_adapter_scale = ip_adapter_scale
         self.family = pipeline_family(pipe)
         self.fill = is_flux_fill(pipe)
+        self.flux_control = is_flux_control(pipe)
         self.rows: list[FlowRow] = []
         self._text_ids = None  # FLUX.1: T5's token ids, all zeros, one set for every row
         self._image_ids = None
@@ -287,7 +308,9 @@ class FlowBatch:
                     f"{family} models don't support prompt editing or alternation ([a:b:0.5], "
                     f"[a|b]) in the studio yet: the {name} uses it."
                 )
-        if request.control is not None:
+        if self.flux_control:
+            self._check_flux_control(request)
+        elif request.control is not None:
             self._check_controlnet(request)
         if self.fill and request.mode != "inpaint":
             raise GenerationFailed(
@@ -305,6 +328,27 @@ class FlowBatch:
                     f"The {name} is {tokens} T5 tokens long; {family} models read at most "
                     f"{limit}. Shorten it: the studio never cuts a prompt short."
                 )
+
+    def _check_flux_control(self, request: GenerationRequest) -> None:
+        """FLUX.1 Depth and Canny make images from text steered by a control image (a depth
+        map, edges) they read themselves: FluxControlPipeline's txt2img."""
+        if request.mode != "txt2img":
+            raise GenerationFailed(
+                "FLUX.1 Depth and Canny models only make images from text and a control "
+                f"image, not {request.mode}: leave out the source image, or choose another "
+                "FLUX.1 model."
+            )
+        if request.control is None:
+            raise GenerationFailed(
+                "FLUX.1 Depth and Canny models need a control image (a depth map or edges) "
+                "to follow: give one."
+            )
+        if request.control.model_source:
+            controlnet = request.control.name or request.control.model_source
+            raise GenerationFailed(
+                "FLUX.1 Depth and Canny models read their control image themselves: give the "
+                f"image without a ControlNet model (not {controlnet})."
+            )
 
     def _check_controlnet(self, request: GenerationRequest) -> None:
         """Refuse a ControlNet that is missing or made for another family or model size."""
@@ -359,10 +403,12 @@ class FlowBatch:
             prompt_embeds = torch.cat([negative, positive]) if cfg else positive
             pooled = torch.cat([negative_pooled, pooled]) if cfg else pooled
         timesteps = self._timesteps(scheduler, request)
-        control = None
-        if request.control is not None:
-            # Before the noise: FLUX.1's pipeline samples the control image's latents with
-            # the request's generator first.
+        control = control_condition = None
+        # Before the noise: FLUX.1's pipelines sample the control image's latents with the
+        # request's generator first.
+        if self.flux_control:
+            control_condition = self._control_condition(request, generator)
+        elif request.control is not None:
             control = self._control(request, generator, cfg, len(timesteps))
         latents, inpaint, fill_condition = self._latents(
             request, scheduler, timesteps, generator, prompt_embeds.dtype
@@ -393,7 +439,31 @@ class FlowBatch:
             control=control,
             ip_image_embeds=ip_image_embeds,
             fill_condition=fill_condition,
+            control_condition=control_condition,
         )
+
+    def _control_condition(self, request, generator) -> torch.Tensor:
+        """What FLUX.1 Depth's or Canny's transformer reads beside the row's latents: the
+        control image (with the ControlRef's preprocessor) through the VAE, sampled with the
+        row's generator, shifted, scaled and packed, as FluxControlPipeline prepares it."""
+        pipe, vae, control = self.pipe, self.pipe.vae, request.control
+        conditioning = control_image_from(
+            control.image,
+            request.width,
+            request.height,
+            module=control.module,
+            low_threshold=control.low_threshold,
+            high_threshold=control.high_threshold,
+        )
+        image = pipe.image_processor.preprocess(
+            conditioning, height=request.height, width=request.width
+        )
+        # The pipeline's repeat_interleave leaves it contiguous, whatever layout it had.
+        image = image.contiguous().to(device=self.device, dtype=vae.dtype)
+        latents = retrieve_latents(vae.encode(image), generator=generator[0])
+        latents = (latents - vae.config.shift_factor) * vae.config.scaling_factor
+        channels, height, width = latents.shape[1:]
+        return pipe._pack_latents(latents, 1, channels, height, width)
 
     def _control(self, request, generator, cfg: bool, steps: int) -> FlowControl:
         """The row's control image (made from the request's image: canny edges) through the
@@ -501,9 +571,9 @@ class FlowBatch:
         pipe, device = self.pipe, self.device
         flux = self.family == FLUX
         if flux:
-            # Fill's transformer reads more than the latents (FLUX_FILL_CHANNELS).
+            # Fill's and Depth's / Canny's transformers read more than the latents.
             channels = pipe.vae.config.latent_channels
-            if not self.fill:
+            if not (self.fill or self.flux_control):
                 channels = pipe.transformer.config.in_channels // 4
             height = 2 * (request.height // (pipe.vae_scale_factor * 2))
             width = 2 * (request.width // (pipe.vae_scale_factor * 2))
@@ -610,6 +680,8 @@ class FlowBatch:
         latents = [torch.cat([row.latents] * 2) if row.cfg else row.latents for row in rows]
         if self.fill:
             latents = [torch.cat((row.latents, row.fill_condition), dim=2) for row in rows]
+        if self.flux_control:
+            latents = [torch.cat((row.latents, row.control_condition), dim=2) for row in rows]
         timesteps = torch.cat([row.timestep.expand(row.model_rows) for row in rows])
         # One request: its latents as the pipeline passes them (a copy would be laid out anew).
         hidden_states = latents[0] if len(rows) == 1 else torch.cat(latents)
@@ -822,6 +894,9 @@ def warm_up_flow_buckets(
     if is_flux_fill(pipe):  # it only inpaints
         canvas = Image.new("RGB", (side, side))
         request = replace(request, init_image=canvas, mask_image=canvas.convert("L"))
+    if is_flux_control(pipe):  # it follows a control image
+        canvas = Image.new("RGB", (side, side))
+        request = replace(request, control=ControlRef(model_source="", image=canvas, module="none"))
     if batch_refusal(pipe, request) is not None:
         return {"transformer": [], "vae_decoder": []}  # its jobs are refused
     for size in sizes:

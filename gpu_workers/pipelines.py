@@ -166,7 +166,13 @@ SDXL_PIPELINES = frozenset(
     }
 )
 FLUX_PIPELINES = frozenset(
-    {"FluxPipeline", "FluxImg2ImgPipeline", "FluxInpaintPipeline", "FluxFillPipeline"}
+    {
+        "FluxPipeline",
+        "FluxImg2ImgPipeline",
+        "FluxInpaintPipeline",
+        "FluxFillPipeline",
+        "FluxControlPipeline",  # FLUX.1 Depth and Canny [dev]
+    }
 )
 SD3_PIPELINES = frozenset(
     {

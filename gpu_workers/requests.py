@@ -89,7 +89,8 @@ class ControlRef:
     two thresholds, or "none": the image is the conditioning already). `model_source`: a
     Hub id or local diffusers folder of a ControlNetModel. It acts with `conditioning_scale`
     (A1111's "Weight") from `guidance_start` to `guidance_end`, fractions of the steps run
-    (A1111's "Guidance Start/End")."""
+    (A1111's "Guidance Start/End"). With `model_source` "" the request's FLUX.1 Depth or
+    Canny [dev] model reads the conditioning image itself, with no scale or span."""
 
     model_source: str
     image: object

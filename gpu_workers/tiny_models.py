@@ -18,6 +18,7 @@ from diffusers import (
     EulerDiscreteScheduler,
     FlowMatchEulerDiscreteScheduler,
     FluxControlNetModel,
+    FluxControlPipeline,
     FluxFillPipeline,
     FluxPipeline,
     FluxTransformer2DModel,
@@ -334,6 +335,19 @@ def build_tiny_flux_fill(path: str | Path) -> Path:
     )
 
 
+def build_tiny_flux_control(path: str | Path) -> Path:
+    """Build the tiny FLUX.1 Depth / Canny [dev]-architecture pipeline (FluxControlPipeline)
+    as a diffusers folder at `path`: the tiny FLUX.1 [dev] one whose transformer takes 128
+    input channels, the packed latents (64) and the control image's packed latents (64), and
+    gives the 64 of the latents' velocity.
+
+    Idempotent: a folder that already has a model_index.json is returned untouched.
+    """
+    return _build_folder(
+        path, lambda build_dir: _tiny_flux_pipeline(build_dir, schnell=False, control=True)
+    )
+
+
 def build_tiny_sd3(path: str | Path) -> Path:
     """Build the tiny Stable Diffusion 3.x-architecture pipeline as a diffusers folder at
     `path`: two CLIP text encoders with projections (hidden states side by side, padded to
@@ -456,15 +470,18 @@ def _tiny_t5(tokenizer: T5Tokenizer, d_model: int) -> T5EncoderModel:
     )
 
 
-def _tiny_flux_pipeline(build_dir: Path, *, schnell: bool, fill: bool = False) -> FluxPipeline:
+def _tiny_flux_pipeline(
+    build_dir: Path, *, schnell: bool, fill: bool = False, control: bool = False
+) -> FluxPipeline:
     tokenizer = tiny_clip_tokenizer(build_dir / "tokenizer")
     tokenizer_2 = tiny_t5_tokenizer(build_dir / "tokenizer_2", model_max_length=512)
     text_encoder = _tiny_clip(tokenizer, 32, projection=False)
     text_encoder_2 = _tiny_t5(tokenizer_2, 32)
     transformer = FluxTransformer2DModel(
         patch_size=1,
-        in_channels=384 if fill else 64,  # 16 latent channels packed 2×2 (Fill: see above)
-        out_channels=64 if fill else None,  # None: as many as in
+        # 16 latent channels packed 2×2 (Fill, Depth / Canny: see above)
+        in_channels=384 if fill else 128 if control else 64,
+        out_channels=64 if fill or control else None,  # None: as many as in
         num_layers=1,
         num_single_layers=2,
         attention_head_dim=16,
@@ -488,7 +505,7 @@ def _tiny_flux_pipeline(build_dir: Path, *, schnell: bool, fill: bool = False) -
             base_image_seq_len=256,
             max_image_seq_len=4096,
         )
-    pipeline_class = FluxFillPipeline if fill else FluxPipeline
+    pipeline_class = FluxFillPipeline if fill else FluxControlPipeline if control else FluxPipeline
     return pipeline_class(
         scheduler=scheduler,
         vae=_tiny_vae(scaling_factor=0.3611, shift_factor=0.1159),

@@ -1,0 +1,113 @@
+"""A FLUX.1 Depth or Canny [dev] transformer as one `.safetensors` file
+(flux1-canny-dev.safetensors, as users download it): recognised from its input projection's
+width in the header (and a folder from its transformer's config), and loaded with the
+configs of FLUX.1 [dev] (the base model users have), its 128 input channels its own; it
+makes the control folder's image exactly, on the CPU in fp32 on the tiny models."""
+
+import dataclasses
+import json
+import shutil
+
+import numpy as np
+import pytest
+import torch
+
+from gpu_workers import flow, pipelines
+from gpu_workers.checkpoints import (
+    FLUX_CONTROL_CHANNELS,
+    flux_input_channels,
+    is_flux_control_file,
+    is_flux_control_folder,
+    is_flux_fill_file,
+    is_flux_fill_folder,
+)
+from gpu_workers.requests import ControlRef, GenerationRequest
+from gpu_workers.tiny_models import build_tiny_flux_control
+from tests.gpu_workers.engine_runs import pixels, run_batch, source_image
+
+pytestmark = pytest.mark.slow
+
+TRANSFORMER_FILE = "transformer/diffusion_pytorch_model.safetensors"
+
+
+@pytest.fixture(scope="module")
+def tiny_flux_control(tmp_path_factory):
+    return build_tiny_flux_control(tmp_path_factory.mktemp("models") / "tiny-flux1-control")
+
+
+@pytest.fixture
+def control_file(tiny_flux_control, tmp_path):
+    """The tiny control transformer alone in one file, in diffusers' layout."""
+    path = tmp_path / "flux1-canny-dev.safetensors"
+    shutil.copy(tiny_flux_control / TRANSFORMER_FILE, path)
+    return path
+
+
+@pytest.fixture
+def dev_configs(tiny_flux_control, tmp_path):
+    """The control folder's text encoders and VAE under FLUX.1 [dev]'s configs
+    (FluxPipeline, a transformer of 64 channels in and out)."""
+    folder = tmp_path / "flux1-dev-configs"
+    shutil.copytree(tiny_flux_control, folder)
+    index = json.loads((folder / "model_index.json").read_text())
+    (folder / "model_index.json").write_text(json.dumps({**index, "_class_name": "FluxPipeline"}))
+    config_path = folder / "transformer" / "config.json"
+    config = json.loads(config_path.read_text())
+    config_path.write_text(json.dumps({**config, "in_channels": 64, "out_channels": None}))
+    return folder
+
+
+def test_the_studio_reads_the_control_width_the_worker_runs():
+    assert FLUX_CONTROL_CHANNELS == flow.FLUX_CONTROL_CHANNELS
+
+
+def test_a_control_file_and_folder_are_told_from_flux_dev_and_fill(
+    tiny_flux_control, tiny_flux, control_file
+):
+    assert flux_input_channels(control_file) == 128
+    assert is_flux_control_file(control_file)
+    assert is_flux_control_folder(tiny_flux_control)
+    assert not is_flux_fill_file(control_file)
+    assert not is_flux_fill_folder(tiny_flux_control)
+    assert not is_flux_control_file(tiny_flux / TRANSFORMER_FILE)
+    assert not is_flux_control_folder(tiny_flux)
+
+
+def test_a_control_folder_is_a_flux_model(tiny_flux_control):
+    """Its model_index.json names FluxControlPipeline, as FLUX.1-Canny-dev's does."""
+    assert pipelines.model_family(str(tiny_flux_control)) == pipelines.FLUX
+
+
+@pytest.mark.usefixtures("empty_pipeline_cache")
+def test_a_single_control_file_loads_as_the_control_folder(
+    tiny_flux, tiny_flux_control, control_file, cpu_config
+):
+    """With FLUX.1 [dev]'s configs (64 channels in and out) the file's 128 input channels
+    are its own; diffusers refused it before (the x_embedder's shape did not match)."""
+    pipe = pipelines.load_pipeline(str(control_file), cpu_config, model_config=str(tiny_flux))
+
+    assert flow.is_flux_control(pipe)
+    assert (pipe.transformer.config.in_channels, pipe.transformer.config.out_channels) == (
+        128, 64
+    )
+    folder_pipe = pipelines.load_pipeline(str(tiny_flux_control), cpu_config)
+    loaded, original = pipe.transformer.state_dict(), folder_pipe.transformer.state_dict()
+    assert loaded.keys() == original.keys()
+    assert all(torch.equal(loaded[key], original[key]) for key in original)
+
+
+def test_the_single_file_makes_the_folders_image(
+    make_engine, dev_configs, tiny_flux_control, control_file
+):
+    request = GenerationRequest(
+        model_source=str(control_file), model_config=str(dev_configs), prompt="a cat on the mat",
+        negative_prompt="", steps=4, guidance_scale=30.0, width=64, height=48, seed=1234,
+        control=ControlRef(model_source="", image=source_image(), module="canny"),
+    )
+    folder_request = dataclasses.replace(
+        request, model_source=str(tiny_flux_control), model_config=None
+    )
+
+    from_file, from_folder = run_batch(make_engine(), [request, folder_request])
+
+    assert np.array_equal(pixels(from_file), pixels(from_folder))
