@@ -95,6 +95,8 @@ class StudioModelSelect(ModelSelect):
         instance = getattr(value, "instance", None)
         if instance is not None and instance.modes() != list(JobMode):
             option["attrs"]["data-modes"] = modes_text(instance)
+        if instance is not None and instance.is_flux_control:  # it follows a control image
+            option["attrs"]["data-control-image"] = ""
         return option
 
 
@@ -561,19 +563,45 @@ class GenerationForm(forms.Form):
         self._clean_flow_family(cleaned)
         self._clean_shift(cleaned)
         self._clean_model_modes(cleaned)
+        self._clean_flux_control(cleaned)
         return cleaned
 
     def _clean_model_modes(self, cleaned):
-        """A model that runs only some modes (a FLUX.1 Fill model: inpaint and outpaint) is
-        refused in the others, here rather than by the worker."""
+        """A model that runs only some modes (a FLUX.1 Fill model: inpaint and outpaint; a
+        Depth or Canny one: text to image) is refused in the others, here rather than by the
+        worker."""
         model = cleaned.get("model")
         mode = flat_mode(cleaned)
         if model is None or mode in model.modes():
+            return
+        if model.is_flux_control:
+            self.add_error("model", f"“{model.name}” is a FLUX.1 Depth or Canny model: it can "
+                                    f"only {modes_text(model)}, with a control image, not "
+                                    f"{JobMode(mode).label.lower()}. Remove the source image, "
+                                    "or choose another model.")
             return
         self.add_error("model", f"“{model.name}” is a FLUX.1 Fill model: it can only "
                                 f"{modes_text(model)}, not {JobMode(mode).label.lower()}. Choose a "
                                 "source image and paint a mask (inpaint) or extend its sides "
                                 "(outpaint), or choose another model.")
+
+    def _clean_flux_control(self, cleaned):
+        """A FLUX.1 Depth or Canny model makes images from text steered by a control image it
+        reads itself (a depth map, edges; as given): it needs the image, and takes no
+        ControlNet model and no hires fix (whose second pass redraws a source)."""
+        model = cleaned.get("model")
+        if model is None or not model.is_flux_control:
+            return
+        name = f"“{model.name}” is a FLUX.1 Depth or Canny model"
+        if not (cleaned.get("control_image") or cleaned.get("control_upload")):
+            self.add_error("control_upload", f"{name}: choose the control image it follows "
+                                             "(a depth map or an edge map).")
+        if cleaned.get("control_model"):
+            self.add_error("control_model", f"{name}: it reads the control image itself. "
+                                            "Leave the ControlNet model at None.")
+        if cleaned.get("hires_fix"):
+            self.add_error("hires_fix", f"{name}: it can only {modes_text(model)}, and hires "
+                                        "fix's second pass is image to image. Turn it off.")
 
     def _clean_shift(self, cleaned):
         """The shift belongs to flow matching: other families' schedules have none."""

@@ -65,8 +65,9 @@ class DiffusionModelQuerySet(models.QuerySet):
 
     def default(self):
         """The model a new form starts with: the first by name, one that makes images from
-        text before a FLUX.1 Fill model (which only inpaints and outpaints)."""
-        return self.order_by("is_flux_fill", "name").first()
+        text alone before a FLUX.1 Fill model (which only inpaints and outpaints) or a FLUX.1
+        Depth or Canny one (which needs a control image)."""
+        return self.order_by("is_flux_fill", "is_flux_control", "name").first()
 
     def search(self, text="", family="", kind=""):
         """The library list's search (name or source contains `text`) and filters."""
@@ -151,6 +152,11 @@ class DiffusionModel(models.Model):
     # A FLUX.1 Fill model (a 384-channel transformer): it inpaints and outpaints only. Read
     # from the source's files when it is saved (generation.library.sources.is_flux_fill).
     is_flux_fill = models.BooleanField("FLUX.1 Fill", default=False, editable=False)
+    # A FLUX.1 Depth or Canny [dev] model (a 128-channel transformer): it makes images from
+    # text and a control image only. Read as is_flux_fill is (sources.is_flux_control).
+    is_flux_control = models.BooleanField(
+        "FLUX.1 Depth / Canny", default=False, editable=False
+    )
 
     objects = DiffusionModelQuerySet.as_manager()
 
@@ -168,9 +174,12 @@ class DiffusionModel(models.Model):
         return self.sha256[:10] or None
 
     def modes(self):
-        """The JobMode values it generates in: a Fill model redraws part of a source only."""
+        """The JobMode values it generates in: a Fill model redraws part of a source only, a
+        Depth or Canny model makes images from text (and a control image) only."""
         if self.is_flux_fill:
             return [JobMode.INPAINT, JobMode.OUTPAINT]
+        if self.is_flux_control:
+            return [JobMode.TXT2IMG]
         return list(JobMode)
 
     def generates_in_studio(self):

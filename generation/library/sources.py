@@ -18,6 +18,8 @@ from gpu_workers.checkpoints import (
     PICKLE_SUFFIXES,
     CheckpointError,
     checkpoint_architecture,
+    is_flux_control_file,
+    is_flux_control_folder,
     is_flux_fill_file,
     is_flux_fill_folder,
     tensor_names,
@@ -290,3 +292,18 @@ def is_flux_fill(source, *, source_kind):
         return is_flux_fill_folder(source)
     cached = try_to_load_from_cache(source, "transformer/config.json")
     return isinstance(cached, str) and is_flux_fill_folder(Path(cached).parent.parent)
+
+
+def is_flux_control(source, *, source_kind):
+    """Whether a validated checkpoint source is a FLUX.1 Depth or Canny [dev] model (text to
+    image with a control image only): its transformer's input width, read as is_flux_fill
+    reads it (nothing is downloaded)."""
+    if source_kind == SourceKind.FILE:
+        try:
+            return is_flux_control_file(source)
+        except CheckpointError:
+            return False
+    if source_kind == SourceKind.FOLDER:
+        return is_flux_control_folder(source)
+    cached = try_to_load_from_cache(source, "transformer/config.json")
+    return isinstance(cached, str) and is_flux_control_folder(Path(cached).parent.parent)

@@ -1,7 +1,8 @@
 // The studio's model menu: a model that runs only some modes (a FLUX.1 Fill model: inpaint
 // and outpaint; generation.forms.StudioModelSelect's data-modes, in words) says so under the
-// menu and opens the "From an image" panel, where those modes start. The server refuses the
-// other modes too. Delegated: HTMX swaps the form.
+// menu and opens the "From an image" panel, where those modes start; a FLUX.1 Depth or
+// Canny model (text to image, data-control-image) opens the ControlNet panel, where its
+// control image goes. The server refuses the other modes too. Delegated: HTMX swaps the form.
 (() => {
   "use strict";
 
@@ -9,10 +10,20 @@
     const form = select.closest("form");
     const note = form?.querySelector("[data-model-modes]");
     if (!note) return;
-    const modes = select.selectedOptions[0]?.dataset.modes;
+    const option = select.selectedOptions[0];
+    const modes = option?.dataset.modes;
     note.hidden = !modes;
     if (!modes) {
       note.textContent = "";
+      return;
+    }
+    if (option.dataset.controlImage !== undefined) {
+      note.textContent =
+        `This model can only ${modes}, following a control image (a depth map or an edge ` +
+        "map, used as it is): choose it under “ControlNet” and leave the ControlNet model " +
+        "at None.";
+      const controlPanel = form.querySelector("details.control-panel");
+      if (controlPanel) controlPanel.open = true;
       return;
     }
     note.textContent =
