@@ -22,6 +22,7 @@ from generation.queue import service_order
 from generation.seeds import seed_after
 from generation.services import publish_queue_positions
 from generation.signals import job_ended
+from gpu_workers.control import NONE as IMAGE_AS_IS
 from gpu_workers.requests import (
     ControlRef,
     GenerationCanceled,
@@ -287,15 +288,21 @@ def hires_requests(job, first_requests, first_results):
 
 def control_ref(job):
     """The job's ControlNet for gpu_workers, or None: the control image at the job's size
-    (the worker takes its canny edges with the job's thresholds)."""
-    if job.control_model is None:
+    (the worker takes its canny edges with the job's thresholds). A FLUX.1 Depth or Canny
+    [dev] model reads the image itself, as it is (a depth map, edges): no ControlNet."""
+    reads_image = job.model.is_flux_control
+    if job.control_model is None and not reads_image:
         return None
     image = stored_image(job.control_upload or (job.control_image and job.control_image.file))
     if image is None:
-        raise GenerationFailed("Its ControlNet image was deleted before the job ran.")
+        what = "control image" if reads_image else "ControlNet image"
+        raise GenerationFailed(f"Its {what} was deleted before the job ran.")
+    image = image.resize((job.width, job.height), PILImage.Resampling.LANCZOS)
+    if reads_image:
+        return ControlRef(model_source="", image=image, module=IMAGE_AS_IS)
     return ControlRef(
         model_source=job.control_model.source,
-        image=image.resize((job.width, job.height), PILImage.Resampling.LANCZOS),
+        image=image,
         conditioning_scale=job.control_scale,
         low_threshold=job.control_low_threshold,
         high_threshold=job.control_high_threshold,

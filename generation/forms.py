@@ -24,7 +24,14 @@ from generation.models import (
     ModelFamily,
     ModelKind,
 )
-from generation.recipe import LIMITS, MAX_PROMPT, OUTPAINT_SIDES, flat_mode, recipe_problems
+from generation.recipe import (
+    LIMITS,
+    MAX_PROMPT,
+    OUTPAINT_SIDES,
+    controlnet_model_problems,
+    flat_mode,
+    recipe_problems,
+)
 from generation.seeds import random_seed
 from generation.services import fetched_team_setting, with_team_setting
 from generation.styles.applying import styled_prompts, team_styles
@@ -554,6 +561,12 @@ class GenerationForm(forms.Form):
         self._apply_styles(cleaned)
         # The rules between fields are the recipe's (generation.recipe), for every entry point.
         for field, message in recipe_problems(cleaned):
+            self.add_error(field, message)
+        # A control image without a ControlNet model is for a model that reads it itself.
+        model = cleaned.get("model")
+        for field, message in controlnet_model_problems(
+            cleaned, model_reads_control_image=bool(model and model.is_flux_control)
+        ):
             self.add_error(field, message)
         self._clean_family(cleaned, "control", "ControlNet")
         self._clean_family(cleaned, "ip_adapter", "IP-Adapter")

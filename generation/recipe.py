@@ -122,9 +122,12 @@ class Variation(Part):
 
 
 class ControlNet(Part):
-    """A library ControlNet (canny) steered by the edges of `image`."""
+    """A library ControlNet (canny) steered by the edges of `image`; without a `model`, the
+    control image a FLUX.1 Depth or Canny [dev] model reads itself, as it is (the recipe
+    knows its model by id only: the form refuses a control image without a ControlNet model
+    for every other model, `controlnet_model_problems`)."""
 
-    model: int
+    model: int | None = None
     image: ImageRef
     low_threshold: int = limited("control_low_threshold", DEFAULT_LOW_THRESHOLD)
     high_threshold: int = limited("control_high_threshold", DEFAULT_HIGH_THRESHOLD)
@@ -222,6 +225,7 @@ class Recipe(Part):
         get = values.get
         sides = {side.removeprefix("outpaint_"): get(side) or 0 for side in OUTPAINT_SIDES}
         control_model, adapter_model = get("control_model"), get("ip_adapter_model")
+        has_control_image = get("control_image") is not None or bool(get("control_upload"))
 
         def image_ref(image: Any, upload: str | None, *, needed: bool) -> ImageRef | None:
             if image is None and not upload:
@@ -271,7 +275,7 @@ class Recipe(Part):
                 ),
                 scale=default_if_none(get("control_scale"), 1.0),
             )
-            if control_model is not None
+            if control_model is not None or has_control_image
             else None,
             ip_adapter=make(
                 IPAdapter,
@@ -546,7 +550,9 @@ def recipe_problems(values: Mapping[str, Any]) -> list[tuple[str, str]]:
     problems += image_mode_problems(values, has_source)
     for field in ("prompt", "negative_prompt"):
         problems += prompt_problems(get(field) or "", field, steps or 1)
-    problems += part_image_problems(values, "control", "a ControlNet model")
+    # A control image may come without a ControlNet model (FLUX.1 Depth and Canny read it
+    # themselves): the form, which knows the model, checks that (controlnet_model_problems).
+    problems += part_image_problems(values, "control", None)
     problems += part_image_problems(values, "ip_adapter", "an IP-Adapter model")
     low, high = get("control_low_threshold"), get("control_high_threshold")
     if get("control_model") and low is not None and high is not None and low > high:
@@ -642,9 +648,10 @@ def image_mode_problems(values: Mapping[str, Any], has_source: Any) -> list[tupl
 
 
 def part_image_problems(
-    values: Mapping[str, Any], part: str, model_label: str
+    values: Mapping[str, Any], part: str, model_label: str | None
 ) -> list[tuple[str, str]]:
-    """A ControlNet or IP-Adapter needs its image, one of them, and the image its model."""
+    """A ControlNet or IP-Adapter needs its image, one of them, and the image its model
+    (`model_label`; None: the image may come without one)."""
     get = values.get
     image, upload = get(f"{part}_image"), get(f"{part}_upload")
     problems = []
@@ -653,7 +660,7 @@ def part_image_problems(
         problems.append((f"{part}_upload",
                          f"Use either an uploaded {kind} or a gallery image, not both."))
     if get(f"{part}_model") is None:
-        if image or upload:
+        if (image or upload) and model_label is not None:
             what = "the control image" if part == "control" else "the image prompt"
             problems.append((f"{part}_model", f"Choose {model_label} for {what}."))
     elif not (image or upload):
@@ -661,6 +668,18 @@ def part_image_problems(
                 else "Choose the image the IP-Adapter should follow.")
         problems.append((f"{part}_upload", need))
     return problems
+
+
+def controlnet_model_problems(
+    values: Mapping[str, Any], *, model_reads_control_image: bool
+) -> list[tuple[str, str]]:
+    """A control image needs a ControlNet model, unless the model reads the image itself
+    (FLUX.1 Depth or Canny [dev]: `model_reads_control_image`, which the form knows)."""
+    get = values.get
+    has_image = get("control_image") or get("control_upload")
+    if has_image and get("control_model") is None and not model_reads_control_image:
+        return [("control_model", "Choose a ControlNet model for the control image.")]
+    return []
 
 
 def lora_uses(items: Iterable[Any]) -> list["LoraUse"]:

@@ -387,9 +387,12 @@ def ip_adapter_unit(recipe, model):
 
 
 def controlnet_units(job, recipe):
-    """A1111's "ControlNet 0", "ControlNet 1": the ControlNet first, then the IP-Adapter."""
+    """A1111's "ControlNet 0", "ControlNet 1": the ControlNet first, then the IP-Adapter. A
+    control image without a ControlNet model (a FLUX.1 Depth or Canny [dev] model reads it
+    itself) is no unit: neither A1111 nor Forge runs such models, and "Model" names it."""
     units = [
-        controlnet_unit(recipe, job.control_model) if recipe.control else None,
+        controlnet_unit(recipe, job.control_model) if recipe.control and recipe.control.model
+        else None,
         ip_adapter_unit(recipe, job.ip_adapter_model) if recipe.ip_adapter else None,
     ]
     return [(f"ControlNet {number}", unit)

@@ -167,6 +167,9 @@ def _studio_controlnet(control, result):
         if control.get(key) is not None:
             result.values[f"control_{key}"] = int_value(control[key], f"ControlNet {key}")
     model = control.get("model")
+    if model is None and control.get("module") == "none":  # the model read the image itself
+        result.report("Control image", "not in the image: choose it again")
+        return
     name = model.get("name") if isinstance(model, dict) else model
     result.report(
         "ControlNet",
@@ -254,16 +257,7 @@ def recipe_spec(job, result):
             "source": job.model.source,
             "sha256": job.model.sha256 or None,
         },
-        "controlnet": {
-            "module": "canny",
-            "model": {"name": job.control_model.name, "source": job.control_model.source},
-            "image_id": control.image.image,
-            "weight": control.scale,
-            "low_threshold": control.low_threshold,
-            "high_threshold": control.high_threshold,
-        }
-        if control
-        else None,
+        "controlnet": controlnet_spec(job, control) if control else None,
         "ip_adapter": {
             "model": {"name": job.ip_adapter_model.name, "source": job.ip_adapter_model.source},
             "image_id": adapter.image.image,
@@ -292,6 +286,21 @@ def recipe_spec(job, result):
         "shift": recipe.shift,
         "scheduler": {"class": result.scheduler_class, "config": result.scheduler_config},
         "versions": library_versions(),
+    }
+
+
+def controlnet_spec(job, control):
+    """The ControlNet and its control image; a control image without a ControlNet model is
+    read by the model itself (FLUX.1 Depth or Canny [dev]), as it is."""
+    if control.model is None:
+        return {"module": "none", "model": None, "image_id": control.image.image}
+    return {
+        "module": "canny",
+        "model": {"name": job.control_model.name, "source": job.control_model.source},
+        "image_id": control.image.image,
+        "weight": control.scale,
+        "low_threshold": control.low_threshold,
+        "high_threshold": control.high_threshold,
     }
 
 
