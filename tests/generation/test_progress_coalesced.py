@@ -194,9 +194,10 @@ def test_ending_waits_for_a_write_under_way_with_its_step(settings):
         return dict.fromkeys(steps, Standing.HELD)
 
     with mock.patch("generation.progress.worked_on_together", side_effect=held):
-        writer.report(other, 0, mock.Mock(return_value=None), due=True)  # its first step: written at once
+        nothing_to_publish = mock.Mock(return_value=None)
+        writer.report(other, 0, nothing_to_publish, due=True)  # its first step: written at once
         writer.report(ending, 3, published_slowly)  # waits for the next write
-        other_job = threading.Thread(target=writer.report, args=(other, STEPS, mock.Mock(return_value=None)),
+        other_job = threading.Thread(target=writer.report, args=(other, STEPS, nothing_to_publish),
                                      kwargs={"due": True})
         other_job.start()
         assert publishing.wait(5)
