@@ -279,31 +279,33 @@ def validate_config_source(value):
 
 
 def is_flux_fill(source, *, source_kind):
-    """Whether a validated checkpoint source is a FLUX.1 Fill model (inpaint and outpaint
-    only): its transformer's input width, from a folder's transformer/config.json, a single
-    file's header or, for a Hub id, the config in this machine's Hugging Face cache (nothing
-    is downloaded; one not there is not known here, and the workers refuse its other modes)."""
-    if source_kind == SourceKind.FILE:
-        try:
-            return is_flux_fill_file(source)
-        except CheckpointError:
-            return False
-    if source_kind == SourceKind.FOLDER:
-        return is_flux_fill_folder(source)
-    cached = try_to_load_from_cache(source, "transformer/config.json")
-    return isinstance(cached, str) and is_flux_fill_folder(Path(cached).parent.parent)
+    """Whether a checkpoint source is a FLUX.1 Fill model (inpaint and outpaint only)."""
+    return _flux_transformer_is(source, source_kind, is_flux_fill_file, is_flux_fill_folder)
 
 
 def is_flux_control(source, *, source_kind):
-    """Whether a validated checkpoint source is a FLUX.1 Depth or Canny [dev] model (text to
-    image with a control image only): its transformer's input width, read as is_flux_fill
-    reads it (nothing is downloaded)."""
+    """Whether a checkpoint source is a FLUX.1 Depth or Canny [dev] model (text to image
+    with a control image only)."""
+    return _flux_transformer_is(
+        source, source_kind, is_flux_control_file, is_flux_control_folder
+    )
+
+
+def _flux_transformer_is(source, source_kind, file_is, folder_is):
+    """What file_is / folder_is say of the source's transformer (its input width): from a
+    single file's header, a folder's transformer/config.json or, for a Hub id, the config in
+    this machine's Hugging Face cache (nothing is downloaded; one not there is not known
+    here, and the workers refuse the modes the model can't run). False for what can't be
+    read, so that a row saved before sources were checked never stops a migration."""
     if source_kind == SourceKind.FILE:
         try:
-            return is_flux_control_file(source)
-        except CheckpointError:
+            return file_is(source)
+        except (CheckpointError, OSError):
             return False
     if source_kind == SourceKind.FOLDER:
-        return is_flux_control_folder(source)
-    cached = try_to_load_from_cache(source, "transformer/config.json")
-    return isinstance(cached, str) and is_flux_control_folder(Path(cached).parent.parent)
+        return folder_is(source)
+    try:
+        cached = try_to_load_from_cache(source, "transformer/config.json")
+    except ValueError:  # huggingface_hub's HFValidationError: no Hub id
+        return False
+    return isinstance(cached, str) and folder_is(Path(cached).parent.parent)

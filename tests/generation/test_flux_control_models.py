@@ -100,6 +100,12 @@ class ControlDetectionTestCase(GenerateFormTestCase):
         )
         gone = DiffusionModel.objects.create(name="Gone", family=ModelFamily.FLUX1,
                                              source_kind=SourceKind.FOLDER, source="/nowhere")
+        # Rows saved before sources were checked: a path as a Hub id, a file not there.
+        odd = [
+            DiffusionModel.objects.create(name=f"Odd {kind}", family=ModelFamily.FLUX1,
+                                          source_kind=kind, source="/nowhere/f.safetensors")
+            for kind in (SourceKind.HUB, SourceKind.FILE)
+        ]
         migration = importlib.import_module(
             "generation.migrations.0026_diffusionmodel_is_flux_control"
         )
@@ -107,6 +113,8 @@ class ControlDetectionTestCase(GenerateFormTestCase):
         canny.refresh_from_db()
         gone.refresh_from_db()
         self.assertEqual((canny.is_flux_control, gone.is_flux_control), (True, False))
+        self.assertFalse(any(model.is_flux_control for model in DiffusionModel.objects.filter(
+            pk__in=[model.pk for model in odd])))
 
 
 class ControlModesTestCase(GenerateFormTestCase):

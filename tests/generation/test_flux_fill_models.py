@@ -120,6 +120,12 @@ class FillDetectionTestCase(GenerateFormTestCase):
         )
         gone = DiffusionModel.objects.create(name="Gone", family=ModelFamily.FLUX1,
                                              source_kind=SourceKind.FOLDER, source="/nowhere")
+        # Rows saved before sources were checked: a path as a Hub id, a file not there.
+        odd = [
+            DiffusionModel.objects.create(name=f"Odd {kind}", family=ModelFamily.FLUX1,
+                                          source_kind=kind, source="/nowhere/f.safetensors")
+            for kind in (SourceKind.HUB, SourceKind.FILE)
+        ]
         migration = importlib.import_module(
             "generation.migrations.0025_diffusionmodel_is_flux_fill"
         )
@@ -127,6 +133,8 @@ class FillDetectionTestCase(GenerateFormTestCase):
         fill.refresh_from_db()
         gone.refresh_from_db()
         self.assertEqual((fill.is_flux_fill, gone.is_flux_fill), (True, False))
+        self.assertFalse(any(model.is_flux_fill for model in DiffusionModel.objects.filter(
+            pk__in=[model.pk for model in odd])))
 
 
 class FillModesTestCase(GenerateFormTestCase):
