@@ -588,8 +588,8 @@ class GenerationForm(forms.Form):
         if model is None or mode in model.modes():
             return
         if model.is_flux_control:
-            self.add_error("model", f"“{model.name}” is a FLUX.1 Depth or Canny model: it can "
-                                    f"only {modes_text(model)}, with a control image, not "
+            self.add_error("model", f"“{model.name}” is a FLUX.1 Depth or Canny model: it makes "
+                                    "images from text and a control image only, not "
                                     f"{JobMode(mode).label.lower()}. Remove the source image, "
                                     "or choose another model.")
             return

@@ -19,9 +19,9 @@
     }
     if (option.dataset.controlImage !== undefined) {
       note.textContent =
-        `This model can only ${modes}, following a control image (a depth map or an edge ` +
-        "map, used as it is): choose it under “ControlNet” and leave the ControlNet model " +
-        "at None.";
+        "This model makes images from text guided by a control image (a depth map or an " +
+        "edge map, used as it is): choose it under “ControlNet” and leave the ControlNet " +
+        "model at None.";
       const controlPanel = form.querySelector("details.control-panel");
       if (controlPanel) controlPanel.open = true;
       return;

@@ -155,8 +155,8 @@ class ControlModesTestCase(GenerateFormTestCase):
                 form = self.form(self.canny, control_image=self.source.pk, **values)
                 self.assertFalse(form.is_valid())
                 self.assertEqual(form.errors["model"], [
-                    "“FLUX.1 Canny dev” is a FLUX.1 Depth or Canny model: it can only text to "
-                    f"image, with a control image, not {mode}. Remove the source image, or "
+                    "“FLUX.1 Canny dev” is a FLUX.1 Depth or Canny model: it makes images from "
+                    f"text and a control image only, not {mode}. Remove the source image, or "
                     "choose another model."
                 ])
 
