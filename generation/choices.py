@@ -35,6 +35,15 @@ class ModelKind(models.TextChoices):
     IP_ADAPTER = "ip_adapter", "IP-Adapter"
 
 
+class FluxTransformer(models.TextChoices):
+    """What a FLUX.1 checkpoint's transformer reads beside its latents, told by its input
+    width when the model is saved (generation.library.sources.flux_transformer)."""
+
+    STANDARD = "", "Standard"
+    FILL = "fill", "FLUX.1 Fill (inpaints and outpaints)"
+    CONTROL = "control", "FLUX.1 Depth / Canny (follows a control image)"
+
+
 class SourceKind(models.TextChoices):
     HUB = "hub", "Hugging Face Hub id"
     FOLDER = "folder", "Diffusers folder"

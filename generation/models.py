@@ -10,6 +10,7 @@ from django.utils import timezone
 # models from its models module.
 from generation.choices import (
     GENERATION_FAMILIES,
+    FluxTransformer,
     JobMode,
     JobPriority,
     JobStatus,
@@ -67,7 +68,7 @@ class DiffusionModelQuerySet(models.QuerySet):
         """The model a new form starts with: the first by name, one that makes images from
         text alone before a FLUX.1 Fill model (which only inpaints and outpaints) or a FLUX.1
         Depth or Canny one (which needs a control image)."""
-        return self.order_by("is_flux_fill", "is_flux_control", "name").first()
+        return self.order_by("flux_transformer", "name").first()  # STANDARD is "": first
 
     def search(self, text="", family="", kind=""):
         """The library list's search (name or source contains `text`) and filters."""
@@ -149,13 +150,12 @@ class DiffusionModel(models.Model):
     # Of a single-file source, computed on the CPU queue (generation.library.hashes); blank
     # until then, and for folders and Hub ids, which A1111 has no hash for.
     sha256 = models.CharField("SHA-256", max_length=64, blank=True, editable=False)
-    # A FLUX.1 Fill model (a 384-channel transformer): it inpaints and outpaints only. Read
-    # from the source's files when it is saved (generation.library.sources.is_flux_fill).
-    is_flux_fill = models.BooleanField("FLUX.1 Fill", default=False, editable=False)
-    # A FLUX.1 Depth or Canny [dev] model (a 128-channel transformer): it makes images from
-    # text and a control image only. Read as is_flux_fill is (sources.is_flux_control).
-    is_flux_control = models.BooleanField(
-        "FLUX.1 Depth / Canny", default=False, editable=False
+    # A FLUX.1 Fill model (a 384-channel transformer) inpaints and outpaints only; a FLUX.1
+    # Depth or Canny [dev] one (128 channels) makes images from text and a control image
+    # only. Read from the source's files when it is saved (sources.flux_transformer).
+    flux_transformer = models.CharField(
+        "FLUX.1 transformer", max_length=10, choices=FluxTransformer.choices, blank=True,
+        default=FluxTransformer.STANDARD, editable=False,
     )
 
     objects = DiffusionModelQuerySet.as_manager()
@@ -172,6 +172,14 @@ class DiffusionModel(models.Model):
     def a1111_hash(self):
         """A1111's "Model hash" (its `shorthash`): the SHA-256's first 10 hex digits."""
         return self.sha256[:10] or None
+
+    @property
+    def is_flux_fill(self):
+        return self.flux_transformer == FluxTransformer.FILL
+
+    @property
+    def is_flux_control(self):
+        return self.flux_transformer == FluxTransformer.CONTROL
 
     def modes(self):
         """The JobMode values it generates in: a Fill model redraws part of a source only, a

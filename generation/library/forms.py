@@ -7,14 +7,14 @@ from django.core.exceptions import ValidationError
 from generation.forms import MAX_SIDE, MIN_SIDE
 from generation.library.hashes import model_hash_schedule
 from generation.library.sources import (
-    is_flux_control,
-    is_flux_fill,
+    flux_transformer,
     validate_config_source,
     validate_source,
 )
 from generation.models import (
     SAMPLER_CHOICES,
     DiffusionModel,
+    FluxTransformer,
     ModelFamily,
     ModelKind,
     SourceKind,
@@ -182,15 +182,14 @@ class DiffusionModelForm(forms.ModelForm):
     def save(self, commit=True):
         """The model, its A1111 hash cleared when its source changes and computed again
         (generation.library.hashes), and whether it is a FLUX.1 Fill, Depth or Canny model
-        read from its source."""
+        read from its source (a FluxTransformer)."""
         model = super().save(commit=False)
         if {"source", "source_kind"} & set(self.changed_data):
             model.sha256 = ""
-        model.is_flux_fill = model.kind == ModelKind.CHECKPOINT and is_flux_fill(
-            model.source, source_kind=model.source_kind
-        )
-        model.is_flux_control = model.kind == ModelKind.CHECKPOINT and is_flux_control(
-            model.source, source_kind=model.source_kind
+        model.flux_transformer = (
+            flux_transformer(model.source, source_kind=model.source_kind)
+            if model.kind == ModelKind.CHECKPOINT
+            else FluxTransformer.STANDARD
         )
         if commit:
             model.save()

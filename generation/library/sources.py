@@ -13,7 +13,7 @@ from pathlib import Path
 from django.core.exceptions import ValidationError
 from huggingface_hub import try_to_load_from_cache
 
-from generation.models import ModelFamily, ModelKind, SourceKind
+from generation.models import FluxTransformer, ModelFamily, ModelKind, SourceKind
 from gpu_workers.checkpoints import (
     PICKLE_SUFFIXES,
     CheckpointError,
@@ -278,17 +278,17 @@ def validate_config_source(value):
     return str(folder)
 
 
-def is_flux_fill(source, *, source_kind):
-    """Whether a checkpoint source is a FLUX.1 Fill model (inpaint and outpaint only)."""
-    return _flux_transformer_is(source, source_kind, is_flux_fill_file, is_flux_fill_folder)
-
-
-def is_flux_control(source, *, source_kind):
-    """Whether a checkpoint source is a FLUX.1 Depth or Canny [dev] model (text to image
-    with a control image only)."""
-    return _flux_transformer_is(
-        source, source_kind, is_flux_control_file, is_flux_control_folder
-    )
+def flux_transformer(source, *, source_kind):
+    """What a checkpoint source's FLUX.1 transformer reads beside its latents (a
+    FluxTransformer): a Fill model's source and mask, a Depth or Canny model's control
+    image, or nothing more (a standard model, and any source that isn't FLUX.1)."""
+    for variant, file_is, folder_is in (
+        (FluxTransformer.FILL, is_flux_fill_file, is_flux_fill_folder),
+        (FluxTransformer.CONTROL, is_flux_control_file, is_flux_control_folder),
+    ):
+        if _flux_transformer_is(source, source_kind, file_is, folder_is):
+            return variant
+    return FluxTransformer.STANDARD
 
 
 def _flux_transformer_is(source, source_kind, file_is, folder_is):

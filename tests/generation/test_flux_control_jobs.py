@@ -17,7 +17,14 @@ from PIL import Image as PILImage
 
 from gallery.models import Image
 from generation.execution import generation_requests, job_execute
-from generation.models import DiffusionModel, GenerationJob, JobStatus, ModelFamily, SourceKind
+from generation.models import (
+    DiffusionModel,
+    FluxTransformer,
+    GenerationJob,
+    JobStatus,
+    ModelFamily,
+    SourceKind,
+)
 from generation.parameters_import import match_model, parse_a1111_infotext, parse_studio_spec
 from generation.recipe import ControlNet, ImageRef, Recipe, RecipeInvalid
 from studio.accounts.models import Membership, Project, Role, Team, User
@@ -31,7 +38,7 @@ def flux_models():
     """A FLUX.1 Canny [dev] model and FLUX.1 [dev] beside it."""
     canny = DiffusionModel.objects.create(
         name="FLUX.1 Canny dev", source="/models/flux-canny", family=ModelFamily.FLUX1,
-        is_flux_control=True,
+        flux_transformer=FluxTransformer.CONTROL,
     )
     dev = DiffusionModel.objects.create(
         name="FLUX.1 dev", source="/models/flux-dev", family=ModelFamily.FLUX1
@@ -162,7 +169,7 @@ def control_job(tiny_flux_control, db):
     project = Project.objects.create(team=team, name="P")
     model = DiffusionModel.objects.create(
         name="tiny-flux-canny", source=str(tiny_flux_control), source_kind=SourceKind.FOLDER,
-        family=ModelFamily.FLUX1, is_flux_control=True,
+        family=ModelFamily.FLUX1, flux_transformer=FluxTransformer.CONTROL,
     )
     buffer = io.BytesIO()
     control_picture().save(buffer, format="PNG")

@@ -13,12 +13,21 @@ from django.apps import apps
 from django.urls import reverse
 
 from generation.forms import GenerationForm
-from generation.library.sources import is_flux_control, is_flux_fill
-from generation.models import DiffusionModel, JobMode, ModelFamily, ModelKind, SourceKind
+from generation.library.sources import flux_transformer
+from generation.models import (
+    DiffusionModel,
+    FluxTransformer,
+    JobMode,
+    ModelFamily,
+    ModelKind,
+    SourceKind,
+)
 from studio.accounts.models import Role, User
 from tests.base import GenerateFormTestCase, make_image, make_job
 from tests.generation.test_flux_fill_models import flux_file
 from tests.generation.test_inpaint_outpaint_jobs import mask_data_url
+
+STANDARD, FILL, CONTROL = FluxTransformer.STANDARD, FluxTransformer.FILL, FluxTransformer.CONTROL
 
 
 def flux_control_folder(parent, name, *, channels=128):
@@ -49,22 +58,23 @@ class ControlDetectionTestCase(GenerateFormTestCase):
     def test_control_is_read_from_a_folder_or_a_file_in_every_layout(self):
         control = flux_control_folder(self.tmp.name, "canny")
         dev = flux_control_folder(self.tmp.name, "dev", channels=64)
-        self.assertTrue(is_flux_control(str(control), source_kind=SourceKind.FOLDER))
-        self.assertFalse(is_flux_fill(str(control), source_kind=SourceKind.FOLDER))
-        self.assertFalse(is_flux_control(str(dev), source_kind=SourceKind.FOLDER))
+        folder, file, hub = SourceKind.FOLDER, SourceKind.FILE, SourceKind.HUB
+        self.assertEqual(flux_transformer(str(control), source_kind=folder), CONTROL)
+        self.assertEqual(flux_transformer(str(dev), source_kind=folder), STANDARD)
         for layout in ("bfl", "comfyui", "diffusers"):
             with self.subTest(layout=layout):
                 depth = flux_file(self.tmp.name, f"depth-{layout}.safetensors", channels=128,
                                   layout=layout)
                 fill = flux_file(self.tmp.name, f"fill-{layout}.safetensors", channels=384,
                                  layout=layout)
-                self.assertTrue(is_flux_control(str(depth), source_kind=SourceKind.FILE))
-                self.assertFalse(is_flux_control(str(fill), source_kind=SourceKind.FILE))
+                self.assertEqual(flux_transformer(str(depth), source_kind=file), CONTROL)
+                self.assertEqual(flux_transformer(str(fill), source_kind=file), FILL)
         not_a_model = Path(self.tmp.name) / "notes.safetensors"
         not_a_model.write_bytes(b"not a safetensors file")
-        self.assertFalse(is_flux_control(str(not_a_model), source_kind=SourceKind.FILE))
-        self.assertFalse(is_flux_control("black-forest-labs/FLUX.1-Canny-dev",
-                                         source_kind=SourceKind.HUB))
+        self.assertEqual(flux_transformer(str(not_a_model), source_kind=file), STANDARD)
+        self.assertEqual(
+            flux_transformer("black-forest-labs/FLUX.1-Canny-dev", source_kind=hub), STANDARD
+        )
 
     def save(self, url, **fields):
         data = {"name": "FLUX.1 Canny", "kind": "checkpoint", "family": ModelFamily.FLUX1,
@@ -107,9 +117,9 @@ class ControlDetectionTestCase(GenerateFormTestCase):
             for kind in (SourceKind.HUB, SourceKind.FILE)
         ]
         migration = importlib.import_module(
-            "generation.migrations.0026_diffusionmodel_is_flux_control"
+            "generation.migrations.0025_diffusionmodel_flux_transformer"
         )
-        migration.mark_flux_control_models(apps, None)
+        migration.read_flux_transformers(apps, None)
         canny.refresh_from_db()
         gone.refresh_from_db()
         self.assertEqual((canny.is_flux_control, gone.is_flux_control), (True, False))
@@ -125,7 +135,7 @@ class ControlModesTestCase(GenerateFormTestCase):
         super().setUpTestData()
         cls.canny = DiffusionModel.objects.create(
             name="FLUX.1 Canny dev", source="/models/flux-canny", family=ModelFamily.FLUX1,
-            is_flux_control=True,
+            flux_transformer=FluxTransformer.CONTROL,
         )
         cls.dev = DiffusionModel.objects.create(
             name="FLUX.1 dev", source="/models/flux-dev", family=ModelFamily.FLUX1

@@ -14,8 +14,15 @@ from django.urls import reverse
 from safetensors.numpy import save_file
 
 from generation.forms import GenerationForm
-from generation.library.sources import is_flux_fill
-from generation.models import DiffusionModel, GenerationJob, JobMode, ModelFamily, SourceKind
+from generation.library.sources import flux_transformer
+from generation.models import (
+    DiffusionModel,
+    FluxTransformer,
+    GenerationJob,
+    JobMode,
+    ModelFamily,
+    SourceKind,
+)
 from gpu_workers.checkpoints import is_flux_fill_file
 from studio.accounts.models import Role, User
 from tests.api.base import ApiTestCase
@@ -69,22 +76,27 @@ class FillDetectionTestCase(GenerateFormTestCase):
     def test_fill_is_read_from_a_folder_or_a_file_in_every_layout(self):
         fill, dev = (flux_folder(self.tmp.name, name, fill=name == "fill")
                      for name in ("fill", "dev"))
-        self.assertTrue(is_flux_fill(str(fill), source_kind=SourceKind.FOLDER))
-        self.assertFalse(is_flux_fill(str(dev), source_kind=SourceKind.FOLDER))
+        folder, file = SourceKind.FOLDER, SourceKind.FILE
+        self.assertEqual(flux_transformer(str(fill), source_kind=folder), FluxTransformer.FILL)
+        self.assertEqual(flux_transformer(str(dev), source_kind=folder), FluxTransformer.STANDARD)
         for layout in ("bfl", "comfyui", "diffusers"):
             with self.subTest(layout=layout):
                 fill_file = flux_file(self.tmp.name, f"fill-{layout}.safetensors",
                                       channels=384, layout=layout)
                 dev_file = flux_file(self.tmp.name, f"dev-{layout}.safetensors",
                                      channels=64, layout=layout)
-                self.assertTrue(is_flux_fill(str(fill_file), source_kind=SourceKind.FILE))
-                self.assertFalse(is_flux_fill(str(dev_file), source_kind=SourceKind.FILE))
+                self.assertEqual(flux_transformer(str(fill_file), source_kind=file),
+                                 FluxTransformer.FILL)
+                self.assertEqual(flux_transformer(str(dev_file), source_kind=file),
+                                 FluxTransformer.STANDARD)
         # FLUX.1 Depth's 128 channels are no Fill; a Hub id not in this machine's cache is
         # not known here.
         depth = flux_file(self.tmp.name, "depth.safetensors", channels=128)
         self.assertFalse(is_flux_fill_file(depth))
-        self.assertFalse(is_flux_fill("black-forest-labs/FLUX.1-Fill-dev",
-                                      source_kind=SourceKind.HUB))
+        self.assertEqual(
+            flux_transformer("black-forest-labs/FLUX.1-Fill-dev", source_kind=SourceKind.HUB),
+            FluxTransformer.STANDARD,
+        )
 
     def save(self, url, **fields):
         data = {"name": "FLUX.1 Fill", "kind": "checkpoint", "family": ModelFamily.FLUX1,
@@ -127,9 +139,9 @@ class FillDetectionTestCase(GenerateFormTestCase):
             for kind in (SourceKind.HUB, SourceKind.FILE)
         ]
         migration = importlib.import_module(
-            "generation.migrations.0025_diffusionmodel_is_flux_fill"
+            "generation.migrations.0025_diffusionmodel_flux_transformer"
         )
-        migration.mark_flux_fill_models(apps, None)
+        migration.read_flux_transformers(apps, None)
         fill.refresh_from_db()
         gone.refresh_from_db()
         self.assertEqual((fill.is_flux_fill, gone.is_flux_fill), (True, False))
@@ -145,7 +157,7 @@ class FillModesTestCase(GenerateFormTestCase):
         super().setUpTestData()
         cls.fill = DiffusionModel.objects.create(
             name="FLUX.1 Fill dev", source="/models/flux-fill", family=ModelFamily.FLUX1,
-            is_flux_fill=True,
+            flux_transformer=FluxTransformer.FILL,
         )
         cls.dev = DiffusionModel.objects.create(
             name="FLUX.1 dev", source="/models/flux-dev", family=ModelFamily.FLUX1
@@ -220,8 +232,10 @@ class FillModesTestCase(GenerateFormTestCase):
 
 class FillApiTestCase(ApiTestCase):
     def test_the_api_refuses_txt2img_on_the_model_field(self):
-        fill = DiffusionModel.objects.create(name="FLUX.1 Fill dev", source="/models/flux-fill",
-                                             family=ModelFamily.FLUX1, is_flux_fill=True)
+        fill = DiffusionModel.objects.create(
+            name="FLUX.1 Fill dev", source="/models/flux-fill", family=ModelFamily.FLUX1,
+            flux_transformer=FluxTransformer.FILL,
+        )
         secret = self.token(self.editor)
         response = self.api("post", f"/projects/{self.project.pk}/jobs", secret,
                             json={"prompt": "a fox", "model": fill.pk, "steps": 4,
