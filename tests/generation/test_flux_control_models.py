@@ -24,7 +24,7 @@ from generation.models import (
 )
 from studio.accounts.models import Role, User
 from tests.base import GenerateFormTestCase, make_image, make_job
-from tests.generation.test_flux_fill_models import flux_file
+from tests.generation.test_flux_fill_models import flux_file, flux_folder
 from tests.generation.test_inpaint_outpaint_jobs import mask_data_url
 
 STANDARD, FILL, CONTROL = FluxTransformer.STANDARD, FluxTransformer.FILL, FluxTransformer.CONTROL
@@ -104,12 +104,16 @@ class ControlDetectionTestCase(GenerateFormTestCase):
         self.assertEqual(model.modes(), list(JobMode))
 
     def test_models_registered_before_are_read_by_the_migration(self):
-        canny = DiffusionModel.objects.create(
-            name="Canny", family=ModelFamily.FLUX1, source_kind=SourceKind.FOLDER,
-            source=str(flux_control_folder(self.tmp.name, "canny")),
-        )
-        gone = DiffusionModel.objects.create(name="Gone", family=ModelFamily.FLUX1,
-                                             source_kind=SourceKind.FOLDER, source="/nowhere")
+        sources = {
+            FILL: str(flux_folder(self.tmp.name, "fill", fill=True)),
+            CONTROL: str(flux_control_folder(self.tmp.name, "canny")),
+            STANDARD: "/nowhere",
+        }
+        read = [
+            DiffusionModel.objects.create(name=f"Read {variant}", family=ModelFamily.FLUX1,
+                                          source_kind=SourceKind.FOLDER, source=source)
+            for variant, source in sources.items()
+        ]
         # Rows saved before sources were checked: a path as a Hub id, a file not there.
         odd = [
             DiffusionModel.objects.create(name=f"Odd {kind}", family=ModelFamily.FLUX1,
@@ -120,11 +124,10 @@ class ControlDetectionTestCase(GenerateFormTestCase):
             "generation.migrations.0025_diffusionmodel_flux_transformer"
         )
         migration.read_flux_transformers(apps, None)
-        canny.refresh_from_db()
-        gone.refresh_from_db()
-        self.assertEqual((canny.is_flux_control, gone.is_flux_control), (True, False))
-        self.assertFalse(any(model.is_flux_control for model in DiffusionModel.objects.filter(
-            pk__in=[model.pk for model in odd])))
+        self.assertEqual(
+            [DiffusionModel.objects.get(pk=model.pk).flux_transformer for model in read + odd],
+            [FILL, CONTROL, STANDARD, STANDARD, STANDARD],
+        )
 
 
 class ControlModesTestCase(GenerateFormTestCase):

@@ -3,13 +3,11 @@ transformer's 384 input channels, from a folder's transformer/config.json or a s
 header) when it is saved; the generate form, the studio page and the HTTP API then offer it
 inpaint and outpaint only, and refuse the other modes naming the model and what it does."""
 
-import importlib
 import json
 import tempfile
 from pathlib import Path
 
 import numpy as np
-from django.apps import apps
 from django.urls import reverse
 from safetensors.numpy import save_file
 
@@ -124,29 +122,6 @@ class FillDetectionTestCase(GenerateFormTestCase):
                           source=str(dev))
         self.assertFalse(model.is_flux_fill)
         self.assertEqual(model.modes(), list(JobMode))
-
-    def test_models_registered_before_are_read_by_the_migration(self):
-        fill = DiffusionModel.objects.create(
-            name="Fill", family=ModelFamily.FLUX1, source_kind=SourceKind.FOLDER,
-            source=str(flux_folder(self.tmp.name, "fill", fill=True)),
-        )
-        gone = DiffusionModel.objects.create(name="Gone", family=ModelFamily.FLUX1,
-                                             source_kind=SourceKind.FOLDER, source="/nowhere")
-        # Rows saved before sources were checked: a path as a Hub id, a file not there.
-        odd = [
-            DiffusionModel.objects.create(name=f"Odd {kind}", family=ModelFamily.FLUX1,
-                                          source_kind=kind, source="/nowhere/f.safetensors")
-            for kind in (SourceKind.HUB, SourceKind.FILE)
-        ]
-        migration = importlib.import_module(
-            "generation.migrations.0025_diffusionmodel_flux_transformer"
-        )
-        migration.read_flux_transformers(apps, None)
-        fill.refresh_from_db()
-        gone.refresh_from_db()
-        self.assertEqual((fill.is_flux_fill, gone.is_flux_fill), (True, False))
-        self.assertFalse(any(model.is_flux_fill for model in DiffusionModel.objects.filter(
-            pk__in=[model.pk for model in odd])))
 
 
 class FillModesTestCase(GenerateFormTestCase):
