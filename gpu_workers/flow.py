@@ -446,29 +446,16 @@ class FlowBatch:
         """What FLUX.1 Depth's or Canny's transformer reads beside the row's latents: the
         control image (with the ControlRef's preprocessor) through the VAE, sampled with the
         row's generator, shifted, scaled and packed, as FluxControlPipeline prepares it."""
-        pipe, vae, control = self.pipe, self.pipe.vae, request.control
-        conditioning = control_image_from(
-            control.image,
-            request.width,
-            request.height,
-            module=control.module,
-            low_threshold=control.low_threshold,
-            high_threshold=control.high_threshold,
-        )
-        image = pipe.image_processor.preprocess(
-            conditioning, height=request.height, width=request.width
-        )
-        # The pipeline's repeat_interleave leaves it contiguous, whatever layout it had.
-        image = image.contiguous().to(device=self.device, dtype=vae.dtype)
+        pipe, vae = self.pipe, self.pipe.vae
+        image = self._control_pixels(request).to(device=self.device, dtype=vae.dtype)
         latents = retrieve_latents(vae.encode(image), generator=generator[0])
         latents = (latents - vae.config.shift_factor) * vae.config.scaling_factor
         channels, height, width = latents.shape[1:]
         return pipe._pack_latents(latents, 1, channels, height, width)
 
-    def _control(self, request, generator, cfg: bool, steps: int) -> FlowControl:
-        """The row's control image (made from the request's image: canny edges) through the
-        VAE and each step's scale, as the family's ControlNet pipeline prepares them."""
-        pipe, device, vae = self.pipe, self.device, self.pipe.vae
+    def _control_pixels(self, request) -> torch.Tensor:
+        """The request's control image (made with its ControlRef's preprocessor: canny
+        edges, or the image as it is) as the pipelines preprocess it, on the CPU."""
         control = request.control
         conditioning = control_image_from(
             control.image,
@@ -478,11 +465,18 @@ class FlowBatch:
             low_threshold=control.low_threshold,
             high_threshold=control.high_threshold,
         )
-        image = pipe.image_processor.preprocess(
+        image = self.pipe.image_processor.preprocess(
             conditioning, height=request.height, width=request.width
         )
         # The pipelines' repeat_interleave leaves it contiguous, whatever layout it had.
-        image = image.contiguous()
+        return image.contiguous()
+
+    def _control(self, request, generator, cfg: bool, steps: int) -> FlowControl:
+        """The row's control image (made from the request's image: canny edges) through the
+        VAE and each step's scale, as the family's ControlNet pipeline prepares them."""
+        pipe, device, vae = self.pipe, self.device, self.pipe.vae
+        control = request.control
+        image = self._control_pixels(request)
         if self.family == FLUX:
             image = image.to(device=device, dtype=vae.dtype)
             if self.controlnet.input_hint_block is None:  # InstantX: packed VAE latents
