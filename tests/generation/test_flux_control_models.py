@@ -5,8 +5,6 @@ with a control image and without a ControlNet model or hires fix, refusing the r
 field that asks it, and the studio page says so under the model menu."""
 
 import importlib
-import json
-import tempfile
 from pathlib import Path
 
 from django.apps import apps
@@ -22,42 +20,25 @@ from generation.models import (
     ModelKind,
     SourceKind,
 )
-from studio.accounts.models import Role, User
 from tests.base import GenerateFormTestCase, make_image, make_job
-from tests.generation.test_flux_fill_models import flux_file, flux_folder
+from tests.generation.test_flux_fill_models import (
+    FluxModelSavingTestCase,
+    flux_file,
+    flux_folder,
+)
 from tests.generation.test_inpaint_outpaint_jobs import mask_data_url
 
 STANDARD, FILL, CONTROL = FluxTransformer.STANDARD, FluxTransformer.FILL, FluxTransformer.CONTROL
 
 
-def flux_control_folder(parent, name, *, channels=128):
-    """A diffusers folder as FLUX.1-Canny-dev's (or, with 64 channels, FLUX.1 [dev]'s): its
-    model index and its transformer's config."""
-    folder = Path(parent) / name
-    (folder / "transformer").mkdir(parents=True)
-    pipeline = "FluxControlPipeline" if channels == 128 else "FluxPipeline"
-    (folder / "model_index.json").write_text(json.dumps({"_class_name": pipeline}))
-    config = {"_class_name": "FluxTransformer2DModel", "in_channels": channels,
-              "out_channels": 64 if channels == 128 else None}
-    (folder / "transformer" / "config.json").write_text(json.dumps(config))
-    return folder
-
-
-class ControlDetectionTestCase(GenerateFormTestCase):
+class ControlDetectionTestCase(FluxModelSavingTestCase):
     """What the library reads, and what it records when staff save a model."""
 
-    @classmethod
-    def setUpTestData(cls):
-        super().setUpTestData()
-        cls.staff = User.objects.create_user("sam", "sam@example.org", cls.password, is_staff=True)
-
-    def setUp(self):
-        self.tmp = tempfile.TemporaryDirectory()
-        self.addCleanup(self.tmp.cleanup)
+    saved_name = "FLUX.1 Canny"
 
     def test_control_is_read_from_a_folder_or_a_file_in_every_layout(self):
-        control = flux_control_folder(self.tmp.name, "canny")
-        dev = flux_control_folder(self.tmp.name, "dev", channels=64)
+        control = flux_folder(self.tmp.name, "canny", channels=128)
+        dev = flux_folder(self.tmp.name, "dev")
         folder, file, hub = SourceKind.FOLDER, SourceKind.FILE, SourceKind.HUB
         self.assertEqual(flux_transformer(str(control), source_kind=folder), CONTROL)
         self.assertEqual(flux_transformer(str(dev), source_kind=folder), STANDARD)
@@ -76,19 +57,10 @@ class ControlDetectionTestCase(GenerateFormTestCase):
             flux_transformer("black-forest-labs/FLUX.1-Canny-dev", source_kind=hub), STANDARD
         )
 
-    def save(self, url, **fields):
-        data = {"name": "FLUX.1 Canny", "kind": "checkpoint", "family": ModelFamily.FLUX1,
-                "config_source": "", "description": "", "default_width": 1024,
-                "default_height": 1024, "default_steps": 28, "default_guidance_scale": 30,
-                "default_sampler": "", "min_role": Role.EDITOR, "is_enabled": "on", **fields}
-        response = self.client.post(url, data)
-        self.assertRedirects(response, reverse("model_library"))
-        return DiffusionModel.objects.get(name=data["name"])
-
     def test_saving_a_model_records_whether_it_is_a_control_model(self):
         self.client.force_login(self.staff)
-        control = flux_control_folder(self.tmp.name, "canny")
-        dev = flux_control_folder(self.tmp.name, "dev", channels=64)
+        control = flux_folder(self.tmp.name, "canny", channels=128)
+        dev = flux_folder(self.tmp.name, "dev")
         model = self.save(reverse("model_create"), source_kind=SourceKind.FOLDER,
                           source=str(control))
         self.assertEqual((model.is_flux_control, model.is_flux_fill), (True, False))
@@ -105,8 +77,8 @@ class ControlDetectionTestCase(GenerateFormTestCase):
 
     def test_models_registered_before_are_read_by_the_migration(self):
         sources = {
-            FILL: str(flux_folder(self.tmp.name, "fill", fill=True)),
-            CONTROL: str(flux_control_folder(self.tmp.name, "canny")),
+            FILL: str(flux_folder(self.tmp.name, "fill", channels=384)),
+            CONTROL: str(flux_folder(self.tmp.name, "canny", channels=128)),
             STANDARD: "/nowhere",
         }
         read = [

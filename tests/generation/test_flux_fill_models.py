@@ -27,16 +27,18 @@ from tests.api.base import ApiTestCase
 from tests.base import GenerateFormTestCase, make_image, make_job
 from tests.generation.test_inpaint_outpaint_jobs import mask_data_url
 
+# A FLUX.1 transformer's input channels, and the pipeline its diffusers folder names.
+FLUX_PIPELINES = {64: "FluxPipeline", 384: "FluxFillPipeline", 128: "FluxControlPipeline"}
 
-def flux_folder(parent, name, *, fill):
-    """A diffusers folder as FLUX.1 [dev]'s or FLUX.1-Fill-dev's: its model index and its
-    transformer's config."""
+
+def flux_folder(parent, name, *, channels=64):
+    """A diffusers folder as FLUX.1 [dev]'s (64 input channels), FLUX.1-Fill-dev's (384) or
+    FLUX.1-Depth-dev's (128): its model index and its transformer's config."""
     folder = Path(parent) / name
     (folder / "transformer").mkdir(parents=True)
-    index = {"_class_name": "FluxFillPipeline" if fill else "FluxPipeline"}
-    (folder / "model_index.json").write_text(json.dumps(index))
-    config = {"_class_name": "FluxTransformer2DModel", "in_channels": 384 if fill else 64,
-              "out_channels": 64 if fill else None}
+    (folder / "model_index.json").write_text(json.dumps({"_class_name": FLUX_PIPELINES[channels]}))
+    config = {"_class_name": "FluxTransformer2DModel", "in_channels": channels,
+              "out_channels": None if channels == 64 else 64}
     (folder / "transformer" / "config.json").write_text(json.dumps(config))
     return folder
 
@@ -59,8 +61,10 @@ def flux_file(parent, name, *, channels, layout="bfl"):
     return path
 
 
-class FillDetectionTestCase(GenerateFormTestCase):
-    """What the library reads, and what it records when staff save a model."""
+class FluxModelSavingTestCase(GenerateFormTestCase):
+    """Staff saving FLUX.1 models into the library from files in a temporary folder."""
+
+    saved_name = "FLUX.1 model"
 
     @classmethod
     def setUpTestData(cls):
@@ -71,8 +75,23 @@ class FillDetectionTestCase(GenerateFormTestCase):
         self.tmp = tempfile.TemporaryDirectory()
         self.addCleanup(self.tmp.cleanup)
 
+    def save(self, url, **fields):
+        data = {"name": self.saved_name, "kind": "checkpoint", "family": ModelFamily.FLUX1,
+                "config_source": "", "description": "", "default_width": 1024,
+                "default_height": 1024, "default_steps": 28, "default_guidance_scale": 30,
+                "default_sampler": "", "min_role": Role.EDITOR, "is_enabled": "on", **fields}
+        response = self.client.post(url, data)
+        self.assertRedirects(response, reverse("model_library"))
+        return DiffusionModel.objects.get(name=data["name"])
+
+
+class FillDetectionTestCase(FluxModelSavingTestCase):
+    """What the library reads, and what it records when staff save a model."""
+
+    saved_name = "FLUX.1 Fill"
+
     def test_fill_is_read_from_a_folder_or_a_file_in_every_layout(self):
-        fill, dev = (flux_folder(self.tmp.name, name, fill=name == "fill")
+        fill, dev = (flux_folder(self.tmp.name, name, channels=384 if name == "fill" else 64)
                      for name in ("fill", "dev"))
         folder, file = SourceKind.FOLDER, SourceKind.FILE
         self.assertEqual(flux_transformer(str(fill), source_kind=folder), FluxTransformer.FILL)
@@ -96,18 +115,9 @@ class FillDetectionTestCase(GenerateFormTestCase):
             FluxTransformer.STANDARD,
         )
 
-    def save(self, url, **fields):
-        data = {"name": "FLUX.1 Fill", "kind": "checkpoint", "family": ModelFamily.FLUX1,
-                "config_source": "", "description": "", "default_width": 1024,
-                "default_height": 1024, "default_steps": 28, "default_guidance_scale": 30,
-                "default_sampler": "", "min_role": Role.EDITOR, "is_enabled": "on", **fields}
-        response = self.client.post(url, data)
-        self.assertRedirects(response, reverse("model_library"))
-        return DiffusionModel.objects.get(name=data["name"])
-
     def test_saving_a_model_records_whether_it_is_a_fill_model(self):
         self.client.force_login(self.staff)
-        fill, dev = (flux_folder(self.tmp.name, name, fill=name == "fill")
+        fill, dev = (flux_folder(self.tmp.name, name, channels=384 if name == "fill" else 64)
                      for name in ("fill", "dev"))
         model = self.save(reverse("model_create"), source_kind=SourceKind.FOLDER,
                           source=str(fill))
