@@ -1,6 +1,8 @@
 """What the engine tests share: requests run as one batch, and the pixels of the engine's
 images and of plain diffusers' pipelines, compared bitwise."""
 
+import json
+import shutil
 from contextlib import contextmanager
 
 import numpy as np
@@ -92,3 +94,27 @@ def mask_image(box=(16, 16, 48, 40), size=(64, 48)):
     mask = Image.new("L", size, 0)
     mask.paste(255, box)
     return mask
+
+
+# Where a diffusers FLUX.1 folder keeps its transformer's weights.
+TRANSFORMER_FILE = "transformer/diffusion_pytorch_model.safetensors"
+
+
+def transformer_file(folder, path):
+    """A FLUX.1 folder's transformer alone in one file at `path`, in diffusers' layout (as
+    a user's single file of FLUX.1 Fill, Depth or Canny would be)."""
+    shutil.copy(folder / TRANSFORMER_FILE, path)
+    return path
+
+
+def under_dev_configs(folder, copy):
+    """A copy of a FLUX.1 variant's folder (Fill, Depth, Canny) at `copy`: its text encoders
+    and VAE under FLUX.1 [dev]'s configs (FluxPipeline, a transformer of 64 channels in and
+    out), as a user's FLUX.1 [dev] folder would be."""
+    shutil.copytree(folder, copy)
+    index = json.loads((copy / "model_index.json").read_text())
+    (copy / "model_index.json").write_text(json.dumps({**index, "_class_name": "FluxPipeline"}))
+    config_path = copy / "transformer" / "config.json"
+    config = json.loads(config_path.read_text())
+    config_path.write_text(json.dumps({**config, "in_channels": 64, "out_channels": None}))
+    return copy

@@ -5,8 +5,6 @@ configs of FLUX.1 [dev] (the base model users have), its 128 input channels its 
 makes the control folder's image exactly, on the CPU in fp32 on the tiny models."""
 
 import dataclasses
-import json
-import shutil
 
 import numpy as np
 import pytest
@@ -23,11 +21,16 @@ from gpu_workers.checkpoints import (
 )
 from gpu_workers.requests import ControlRef, GenerationRequest
 from gpu_workers.tiny_models import build_tiny_flux_control
-from tests.gpu_workers.engine_runs import pixels, run_batch, source_image
+from tests.gpu_workers.engine_runs import (
+    TRANSFORMER_FILE,
+    pixels,
+    run_batch,
+    source_image,
+    transformer_file,
+    under_dev_configs,
+)
 
 pytestmark = pytest.mark.slow
-
-TRANSFORMER_FILE = "transformer/diffusion_pytorch_model.safetensors"
 
 
 @pytest.fixture(scope="module")
@@ -37,24 +40,12 @@ def tiny_flux_control(tmp_path_factory):
 
 @pytest.fixture
 def control_file(tiny_flux_control, tmp_path):
-    """The tiny control transformer alone in one file, in diffusers' layout."""
-    path = tmp_path / "flux1-canny-dev.safetensors"
-    shutil.copy(tiny_flux_control / TRANSFORMER_FILE, path)
-    return path
+    return transformer_file(tiny_flux_control, tmp_path / "flux1-canny-dev.safetensors")
 
 
 @pytest.fixture
 def dev_configs(tiny_flux_control, tmp_path):
-    """The control folder's text encoders and VAE under FLUX.1 [dev]'s configs
-    (FluxPipeline, a transformer of 64 channels in and out)."""
-    folder = tmp_path / "flux1-dev-configs"
-    shutil.copytree(tiny_flux_control, folder)
-    index = json.loads((folder / "model_index.json").read_text())
-    (folder / "model_index.json").write_text(json.dumps({**index, "_class_name": "FluxPipeline"}))
-    config_path = folder / "transformer" / "config.json"
-    config = json.loads(config_path.read_text())
-    config_path.write_text(json.dumps({**config, "in_channels": 64, "out_channels": None}))
-    return folder
+    return under_dev_configs(tiny_flux_control, tmp_path / "flux1-dev-configs")
 
 
 def test_the_studio_reads_the_control_width_the_worker_runs():

@@ -5,8 +5,6 @@ its 384 input channels its own; it inpaints exactly as the Fill folder does, on 
 fp32 on the tiny models."""
 
 import dataclasses
-import json
-import shutil
 
 import numpy as np
 import pytest
@@ -21,11 +19,17 @@ from gpu_workers.checkpoints import (
 )
 from gpu_workers.requests import GenerationFailed, GenerationRequest
 from gpu_workers.tiny_models import build_tiny_flux_fill
-from tests.gpu_workers.engine_runs import mask_image, pixels, run_batch, source_image
+from tests.gpu_workers.engine_runs import (
+    TRANSFORMER_FILE,
+    mask_image,
+    pixels,
+    run_batch,
+    source_image,
+    transformer_file,
+    under_dev_configs,
+)
 
 pytestmark = pytest.mark.slow
-
-TRANSFORMER_FILE = "transformer/diffusion_pytorch_model.safetensors"
 
 
 @pytest.fixture(scope="module")
@@ -35,24 +39,12 @@ def tiny_flux_fill(tmp_path_factory):
 
 @pytest.fixture
 def fill_file(tiny_flux_fill, tmp_path):
-    """The tiny Fill transformer alone in one file, in diffusers' layout."""
-    path = tmp_path / "flux1-fill-dev.safetensors"
-    shutil.copy(tiny_flux_fill / TRANSFORMER_FILE, path)
-    return path
+    return transformer_file(tiny_flux_fill, tmp_path / "flux1-fill-dev.safetensors")
 
 
 @pytest.fixture
 def dev_configs(tiny_flux_fill, tmp_path):
-    """The Fill folder's text encoders and VAE under FLUX.1 [dev]'s configs (FluxPipeline,
-    a transformer of 64 channels in and out), as a user's FLUX.1 [dev] folder would be."""
-    folder = tmp_path / "flux1-dev-configs"
-    shutil.copytree(tiny_flux_fill, folder)
-    index = json.loads((folder / "model_index.json").read_text())
-    (folder / "model_index.json").write_text(json.dumps({**index, "_class_name": "FluxPipeline"}))
-    config_path = folder / "transformer" / "config.json"
-    config = json.loads(config_path.read_text())
-    config_path.write_text(json.dumps({**config, "in_channels": 64, "out_channels": None}))
-    return folder
+    return under_dev_configs(tiny_flux_fill, tmp_path / "flux1-dev-configs")
 
 
 def test_the_studio_reads_the_fill_width_the_worker_runs():
