@@ -9,7 +9,10 @@ import pytest
 from django.conf import settings
 
 # What makes a test slow: a real diffusion run on the tiny models, or real processes.
-SLOW_FIXTURES = {"tiny_model_dir", "tiny_sdxl_model_dir", "tiny_flux", "tiny_sd3", "flow_job"}
+SLOW_FIXTURES = {
+    "tiny_model_dir", "tiny_sdxl_model_dir", "tiny_flux", "tiny_flux_fill", "tiny_flux_control",
+    "tiny_sd3", "flow_job",
+}
 SLOW_MARKERS = ("e2e", "browser", "faults")
 # The server and worker processes that live from the first test using them to the session's
 # end (tests/e2e/conftest.py).
@@ -71,6 +74,23 @@ def tiny_flux(tmp_path_factory):
     from gpu_workers.tiny_models import build_tiny_flux
 
     return build_tiny_flux(tmp_path_factory.mktemp("models") / "tiny-flux1")
+
+
+@pytest.fixture(scope="session")
+def tiny_flux_fill(tmp_path_factory):
+    """The tiny FLUX.1 Fill folder (a 384-channel transformer) shared by the test run."""
+    from gpu_workers.tiny_models import build_tiny_flux_fill
+
+    return build_tiny_flux_fill(tmp_path_factory.mktemp("models") / "tiny-flux1-fill")
+
+
+@pytest.fixture(scope="session")
+def tiny_flux_control(tmp_path_factory):
+    """The tiny FLUX.1 Depth / Canny folder (a 128-channel transformer) shared by the test
+    run."""
+    from gpu_workers.tiny_models import build_tiny_flux_control
+
+    return build_tiny_flux_control(tmp_path_factory.mktemp("models") / "tiny-flux1-control")
 
 
 @pytest.fixture(scope="session")

@@ -144,13 +144,6 @@ class ControlJobApiTests(ApiTestCase):
 # --- a job end to end, in this process ---------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def tiny_flux_control(tmp_path_factory):
-    from gpu_workers.tiny_models import build_tiny_flux_control
-
-    return build_tiny_flux_control(tmp_path_factory.mktemp("models") / "tiny-flux1-control")
-
-
 def control_picture(size=(64, 48)):
     """A picture with some structure: a gradient and a bright square."""
     width, height = size

@@ -15,7 +15,7 @@ import torch
 from diffusers import FluxFillPipeline
 
 from gpu_workers.requests import GenerationFailed, GenerationRequest, IPAdapterRef
-from gpu_workers.tiny_models import build_tiny_flux_fill, build_tiny_flux_ip_adapter
+from gpu_workers.tiny_models import build_tiny_flux_ip_adapter
 from tests.gpu_workers.engine_runs import (
     mask_image,
     pipeline_pixels,
@@ -25,11 +25,6 @@ from tests.gpu_workers.engine_runs import (
 )
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture(scope="module")
-def tiny_flux_fill(tmp_path_factory):
-    return build_tiny_flux_fill(tmp_path_factory.mktemp("models") / "tiny-flux1-fill")
 
 
 @pytest.fixture

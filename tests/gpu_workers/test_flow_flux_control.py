@@ -18,7 +18,7 @@ from PIL import Image
 from gpu_workers.control import control_image_from
 from gpu_workers.flow import FlowBatch
 from gpu_workers.requests import ControlRef, GenerationFailed, GenerationRequest, IPAdapterRef
-from gpu_workers.tiny_models import build_tiny_flux_control, build_tiny_flux_ip_adapter
+from gpu_workers.tiny_models import build_tiny_flux_ip_adapter
 from tests.gpu_workers.engine_runs import (
     mask_image,
     pipeline_pixels,
@@ -28,11 +28,6 @@ from tests.gpu_workers.engine_runs import (
 )
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture(scope="module")
-def tiny_flux_control(tmp_path_factory):
-    return build_tiny_flux_control(tmp_path_factory.mktemp("models") / "tiny-flux1-control")
 
 
 @pytest.fixture

@@ -20,7 +20,6 @@ from gpu_workers.checkpoints import (
     is_flux_fill_folder,
 )
 from gpu_workers.requests import ControlRef, GenerationRequest
-from gpu_workers.tiny_models import build_tiny_flux_control
 from tests.gpu_workers.engine_runs import (
     TRANSFORMER_FILE,
     pixels,
@@ -31,11 +30,6 @@ from tests.gpu_workers.engine_runs import (
 )
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture(scope="module")
-def tiny_flux_control(tmp_path_factory):
-    return build_tiny_flux_control(tmp_path_factory.mktemp("models") / "tiny-flux1-control")
 
 
 @pytest.fixture

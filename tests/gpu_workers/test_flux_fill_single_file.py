@@ -18,7 +18,6 @@ from gpu_workers.checkpoints import (
     is_flux_fill_folder,
 )
 from gpu_workers.requests import GenerationFailed, GenerationRequest
-from gpu_workers.tiny_models import build_tiny_flux_fill
 from tests.gpu_workers.engine_runs import (
     TRANSFORMER_FILE,
     mask_image,
@@ -30,11 +29,6 @@ from tests.gpu_workers.engine_runs import (
 )
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture(scope="module")
-def tiny_flux_fill(tmp_path_factory):
-    return build_tiny_flux_fill(tmp_path_factory.mktemp("models") / "tiny-flux1-fill")
 
 
 @pytest.fixture
