@@ -29,6 +29,7 @@ from gpu_workers.loras import activate_loras
 from gpu_workers.metrics import BATCH_SIZE, DENOISE_STEPS, WARMUP_SECONDS, gpu_memory_watch
 from gpu_workers.pipelines import (
     FLOW_FAMILIES,
+    cache_serving,
     load_controlnet,
     load_ip_adapter,
     load_pipeline,
@@ -171,6 +172,7 @@ class Engine:
         self.continuous = continuous
         self._device = torch.device(config.device)
         gpu_memory_watch(self._device)
+        cache_serving(config)
         self._queue: list[_Job] = []
         self._wakeup = threading.Condition()
         self._stopping = False

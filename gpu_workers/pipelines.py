@@ -110,6 +110,9 @@ _cache_lock = threading.Lock()
 # Held (inside _cache_lock) for each change to _cache, and by the metrics for each read of
 # it: a scrape never waits for a model to load, which can take minutes.
 _entries_lock = threading.Lock()
+# The config each device's engine serves with (cache_serving), so that its budgets are
+# reported from the start, before a model is loaded, and after every one is evicted.
+_serving: dict[str, WorkerConfig] = {}
 
 
 def load_pipeline(
@@ -579,14 +582,22 @@ def _evict_until_fits(
         )
 
 
+def cache_serving(config: WorkerConfig) -> None:
+    """An engine serves with `config` on its device: report the cache's budgets there from
+    now on, empty or not."""
+    with _entries_lock:
+        _serving[config.device] = config
+
+
 def cache_usage() -> list[ModelCacheUsage]:
-    """What the model cache holds per device with models cached, read at each scrape: bytes
-    on the device and, for offloaded models, in host memory, within the budgets of the
-    device's most recently used model's config (a worker has one config per device)."""
+    """What the model cache holds per device an engine serves or with models cached, read
+    at each scrape: bytes on the device and, for offloaded models, in host memory, within
+    the budgets of the device's most recently used model's config, or else the engine's (a
+    worker has one config per device)."""
     with _entries_lock:
         entries = list(_cache.items())
-    usage: dict[str, ModelCacheUsage] = {}
-    configs: dict[str, WorkerConfig] = {}
+        configs = dict(_serving)
+    usage = {name: ModelCacheUsage(name) for name in configs}
     for (_, config), entry in entries:  # least recently used first: the last config stays
         device = usage.setdefault(config.device, ModelCacheUsage(config.device))
         configs[config.device] = config

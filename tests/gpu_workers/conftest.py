@@ -38,8 +38,10 @@ def tiny_request(tiny_sd15):
 
 @pytest.fixture
 def empty_pipeline_cache(monkeypatch):
-    """A fresh cache for this test only; the session's loaded pipelines come back after."""
+    """A fresh cache for this test only, served by no engine yet; the session's loaded
+    pipelines come back after."""
     monkeypatch.setattr(pipelines, "_cache", OrderedDict())
+    monkeypatch.setattr(pipelines, "_serving", {})
 
 
 @pytest.fixture(scope="session")

@@ -15,6 +15,7 @@ import torch
 from prometheus_client import REGISTRY
 
 from gpu_workers import pipelines
+from gpu_workers.engine import Engine
 from gpu_workers.pipelines import (
     _Entry,
     load_controlnet,
@@ -66,6 +67,14 @@ def no_device_moves(monkeypatch):
 def test_an_empty_cache_reports_no_device(cpu_config):
     assert cache_bytes("cpu", "device") is None
     assert models("cpu") == {"pipeline": None, "controlnet": None, "ip_adapter": None}
+
+
+def test_an_engines_device_reports_its_budget_before_any_model_loads(cpu_config):
+    config = dataclasses.replace(cpu_config, model_cache_bytes=10**9)
+    Engine(config)
+
+    assert (cache_bytes("cpu", "device"), budget("cpu", "device")) == (0, 10**9)
+    assert models("cpu") == {"pipeline": 0, "controlnet": 0, "ip_adapter": 0}
 
 
 def test_loaded_models_count_on_their_device_within_its_budget(tiny_sd15, tmp_path, cpu_config):
