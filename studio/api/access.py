@@ -8,7 +8,7 @@ from django.http import Http404
 from ninja.errors import AuthenticationError
 
 from gallery.models import Image
-from generation.models import DiffusionModel, GenerationJob
+from generation.models import DiffusionModel, FluxTransformer, GenerationJob
 from studio.accounts.models import ROLE_RANK, Membership, Project, Role, Team
 from studio.api.models import ApiToken
 from studio.api.tokens import token_can, token_projects
@@ -141,10 +141,12 @@ def checkpoints(request, project):
 
 
 def default_checkpoint(request, models):
-    """Of `models` (a list of checkpoints), the token's default model, else the first."""
+    """Of `models` (a list of checkpoints by name), the token's default model, else the
+    first that makes images from text alone, as the studio's form starts on one
+    (DiffusionModelQuerySet.default): not a FLUX.1 Fill, Depth or Canny model."""
     default = token_of(request).default_model
     if default is not None and default in models:
         return default
     if not models:
         raise PermissionDenied("No model is available to you in this project.")
-    return models[0]
+    return min(models, key=lambda model: model.flux_transformer != FluxTransformer.STANDARD)

@@ -251,13 +251,22 @@ def auxiliary_model(kind, name, field):
     return model
 
 
+def no_model(name):
+    """Whether a unit names no model: the extension's "None" (or nothing)."""
+    return str(name or "None").split(" [", 1)[0].strip() in ("None", "")
+
+
 def apply_controlnet(body, values):
     """The ControlNet extension's units: canny as the ControlNet, ip-adapter_* as the
-    IP-Adapter (the two the studio runs)."""
+    IP-Adapter (the two the studio runs), and an image with no module and no model as the
+    control image a FLUX.1 Depth or Canny checkpoint reads itself (the form refuses it for
+    any other checkpoint, naming the unit)."""
     for number, unit in controlnet_units(body):
         field = f"{CONTROLNET_FIELD}.{number}"
         module = str(unit.get("module") or "").lower()
-        if module == "canny":
+        if module in ("none", "") and no_model(unit.get("model")):
+            values["control_upload"] = unit_image(unit, field)
+        elif module == "canny":
             values["control_model"] = auxiliary_model(
                 ModelKind.CONTROLNET, unit.get("model"), f"{field}.model"
             ).pk
@@ -272,7 +281,11 @@ def apply_controlnet(body, values):
             values["ip_adapter_upload"] = unit_image(unit, field)
             values["ip_adapter_scale"] = unit.get("weight", 1.0)
         else:
-            raise refused(f"{field}.module", "Only the canny and ip-adapter modules run here.")
+            raise refused(
+                f"{field}.module",
+                "Only the canny and ip-adapter modules run here, and module none with model "
+                "None for a FLUX.1 Depth or Canny checkpoint's control image.",
+            )
 
 
 def guidance_scale_of(model, body):

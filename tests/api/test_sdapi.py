@@ -20,7 +20,14 @@ from django.utils import timezone
 from PIL import Image as PILImage
 
 from generation.execution import job_execute
-from generation.models import DiffusionModel, GenerationJob, JobStatus, ModelKind
+from generation.models import (
+    DiffusionModel,
+    FluxTransformer,
+    GenerationJob,
+    JobStatus,
+    ModelFamily,
+    ModelKind,
+)
 from studio.api.models import ApiToken
 from studio.moderation.models import Policy
 from studio.quotas.models import TeamLimits
@@ -161,6 +168,29 @@ class ExtensionTests(SdapiTestCase):
         self.assertEqual((job.ip_adapter_model, job.ip_adapter_scale), (adapter, 0.5))
         self.assertIn("ControlNet 0: \"Module: canny", json.loads(response.json()["info"])
                       ["infotexts"][0])
+
+    def test_a_unit_without_module_or_model_is_a_flux_control_checkpoints_image(self):
+        canny = DiffusionModel.objects.create(
+            name="flux1-canny-dev", source="/models/flux-canny", family=ModelFamily.FLUX1,
+            flux_transformer=FluxTransformer.CONTROL,
+        )
+        unit = {"module": "none", "model": "None", "image": png_base64()}
+        response = self.txt2img(
+            cfg_scale=1, override_settings={"sd_model_checkpoint": "flux1-canny-dev"},
+            alwayson_scripts={"controlnet": {"args": [unit]}},
+        )
+        self.assertEqual(response.status_code, 200, response.text)
+        job = GenerationJob.objects.get()
+        self.assertEqual((job.model, job.control_model), (canny, None))
+        self.assertTrue(job.control_upload)
+        # Any other checkpoint needs a ControlNet model for it: refused, naming the unit.
+        response = self.txt2img(alwayson_scripts={"controlnet": {"args": [unit]}})
+        self.assert_refused(response, 422, CONTROLNET_ARGS)
+        self.assertEqual(GenerationJob.objects.count(), 1)
+        # Named first, the control model is still no request's default: that is the first
+        # model that makes images from text alone.
+        self.assertEqual(self.txt2img().status_code, 200)
+        self.assertEqual(GenerationJob.objects.latest("pk").model, self.model)
 
     def test_a_lora_in_the_prompt_is_the_tokens_teams(self):
         make_lora(self.team, self.editor, "paper_cut")
