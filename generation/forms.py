@@ -310,7 +310,7 @@ class GenerationForm(forms.Form):
         required=False,
         label="Control image",
         widget=forms.ClearableFileInput(attrs={"accept": "image/png,image/jpeg,image/webp"}),
-        help_text="Its canny edges guide the image; it is resized to the chosen size.",
+        help_text="It guides the composition; it is resized to the chosen size.",
     )
     control_low_threshold = forms.IntegerField(
         required=False, label="Canny low threshold", initial=DEFAULT_LOW_THRESHOLD,

@@ -6,11 +6,26 @@
 (() => {
   "use strict";
 
+  // The ControlNet panel shows a ControlNet's fields, or for a model that reads the control
+  // image itself only the image (its thresholds, scale and edge preview would do nothing).
+  function showControlFields(form, readsImage) {
+    form.querySelectorAll("[data-controlnet-only]").forEach((part) => {
+      part.hidden = readsImage;
+    });
+    form.querySelectorAll("[data-control-image-only]").forEach((part) => {
+      part.hidden = !readsImage;
+    });
+    // A ControlNet chosen before stays out of the request: the model refuses one.
+    const controlnet = form.querySelector("select[name=control_model]");
+    if (readsImage && controlnet) controlnet.value = "";
+  }
+
   function refresh(select) {
     const form = select.closest("form");
     const note = form?.querySelector("[data-model-modes]");
     if (!note) return;
     const option = select.selectedOptions[0];
+    showControlFields(form, option?.dataset.controlImage !== undefined);
     const modes = option?.dataset.modes;
     note.hidden = !modes;
     if (!modes) {

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image as PILImage
 
-from generation.models import DiffusionModel, Embedding, JobStatus, ModelKind
+from generation.models import DiffusionModel, Embedding, FluxTransformer, JobStatus, ModelKind
 from studio.accounts.models import Membership, Project, Role, Team, User
 from tests.base import make_image, make_job
 from tests.e2e.test_browser_generate import ARTIFACTS, CHROMIUM, launch
@@ -48,6 +48,10 @@ def test_the_studio_in_every_mode(studio_processes, tiny_model_dir):
     DiffusionModel.objects.create(
         name="canny-sd15", source="/models/canny", kind=ModelKind.CONTROLNET
     )
+    for name, transformer in (("FLUX.1 Depth dev", FluxTransformer.CONTROL),
+                              ("FLUX.1 Fill dev", FluxTransformer.FILL)):
+        DiffusionModel.objects.create(name=name, source=f"/models/{name}", family="flux1",
+                                      flux_transformer=transformer)
     DiffusionModel.objects.create(
         name="ip-adapter-sd15", source="/models/ip-adapter", kind=ModelKind.IP_ADAPTER
     )
@@ -151,6 +155,28 @@ def test_the_studio_in_every_mode(studio_processes, tiny_model_dir):
         expect(page.locator("#control-preview img")).to_be_visible()
         shoot("controlnet")
 
+        # A FLUX.1 Depth or Canny model reads the control image itself: the panel keeps only
+        # the image, the ControlNet chosen above is let go, and the note says what it does.
+        page.get_by_label("Model", exact=True).select_option(label="FLUX.1 Depth dev")
+        expect(page.get_by_label("ControlNet model")).to_be_hidden()
+        expect(page.get_by_label("ControlNet model")).to_have_value("")
+        for label in ("Canny low threshold", "Canny high threshold", "Control weight"):
+            expect(page.get_by_label(label)).to_be_hidden()
+        expect(page.get_by_role("button", name="Preview edges")).to_be_hidden()
+        expect(page.locator("#control-preview img")).to_be_hidden()
+        expect(page.get_by_label("Control image")).to_be_visible()
+        expect(page.get_by_text("This model follows the image itself")).to_be_visible()
+        expect(page.get_by_text("This model makes images from text guided by")).to_be_visible()
+        shoot("flux-control")
+        page.get_by_label("Model", exact=True).select_option(label="tiny-sd15")
+        expect(page.get_by_label("ControlNet model")).to_be_visible()
+        expect(page.get_by_text("This model follows the image itself")).to_be_hidden()
+
+        # A FLUX.1 Fill model only redraws part of a source: "From an image" opens for it.
+        page.get_by_label("Model", exact=True).select_option(label="FLUX.1 Fill dev")
+        expect(page.get_by_text("This model can only inpaint and outpaint")).to_be_visible()
+        expect(page.locator("details.source-panel")).to_have_attribute("open", "")
+
         # IP-Adapter: the adapter, the image prompt and its weight.
         page.goto(studio)
         open_panel("Image prompt (IP-Adapter)")
@@ -168,5 +194,5 @@ def test_the_studio_in_every_mode(studio_processes, tiny_model_dir):
 
     shots = sorted(path.name for path in SHOTS.glob("studio-*.png"))
     modes = ["txt2img", "img2img", "inpaint", "outpaint", "variations", "hires-fix",
-             "controlnet", "ip-adapter"]
+             "controlnet", "flux-control", "ip-adapter"]
     assert all(f"studio-{mode}.png" in shots for mode in modes)
