@@ -1,5 +1,6 @@
 """Opening an uploaded image safely and finding the metadata it carries."""
 
+import re
 import struct
 
 from PIL import ExifTags, PngImagePlugin
@@ -16,6 +17,9 @@ from .novelai import is_novelai, parse_novelai_chunks
 from .studio import parse_studio_metadata, strict_json
 
 ALLOWED_FORMATS = ("PNG", "WEBP", "JPEG")
+# An A1111 infotext as text (pasted, or a .txt as Civitai's "Copy generation data" gives
+# it): its settings line starts with the steps.
+INFOTEXT_SETTINGS = re.compile(r"(?:^|\n)Steps: \d+")
 # The text chunks the importers read (NovelAI: Software, Description, Source, Comment).
 METADATA_CHUNKS = ("studio", "parameters", "prompt", "workflow", "invokeai_metadata",
                    "fooocus_scheme", "Software", "Description", "Source", "Comment")
@@ -31,7 +35,8 @@ def png_info(*, parameters, spec):
 
 def read_png_parameters(file, *, max_bytes=None) -> ImportedParameters:
     """The parameters embedded in an uploaded PNG, WebP or JPEG (a file object or bytes),
-    or those of a ComfyUI workflow .json (the UI format its Save writes, or the API format).
+    those of a ComfyUI workflow .json (the UI format its Save writes, or the API format),
+    or an A1111 infotext as plain text (what the studio's prompt box takes when pasted).
 
     Reads at most `max_bytes` (default: settings.STUDIO_MAX_UPLOAD_BYTES, the limit of
     every image upload) whatever the upload claims, and opens it with Pillow's PNG, WebP and
@@ -50,6 +55,9 @@ def read_png_parameters(file, *, max_bytes=None) -> ImportedParameters:
         raise ParameterImportError("The file is empty: choose a PNG, WebP or JPEG image.")
     if data.lstrip(b"\xef\xbb\xbf \t\r\n").startswith(b"{"):
         return parse_comfyui_json(_json_text(data))
+    infotext = _infotext(data)
+    if infotext is not None:
+        return parse_a1111_infotext(infotext)
     chunks = _metadata_chunks(data)
     if "studio" in chunks:
         return parse_studio_metadata(chunks["studio"], chunks.get("parameters"))
@@ -68,6 +76,17 @@ def read_png_parameters(file, *, max_bytes=None) -> ImportedParameters:
         "studio, AUTOMATIC1111, ComfyUI, InvokeAI, NovelAI or Fooocus with their metadata "
         "can be imported."
     )
+
+
+def _infotext(data):
+    """The A1111 infotext `data` is, as text; None when it is no such text (an image)."""
+    if _has_allowed_signature(data):
+        return None
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        return None
+    return text if INFOTEXT_SETTINGS.search(text) else None
 
 
 def _json_text(data):
@@ -110,7 +129,8 @@ def _metadata_chunks(data):
         if not _has_allowed_signature(data):
             raise ParameterImportError(
                 "This file is not a PNG, WebP or JPEG image: choose an image saved by this "
-                "studio, AUTOMATIC1111 or ComfyUI, or a ComfyUI workflow .json."
+                "studio, AUTOMATIC1111 or ComfyUI, a ComfyUI workflow .json, or AUTOMATIC1111's "
+                "parameters as text (a settings line starting with “Steps:”)."
             ) from error
         raise ParameterImportError(DAMAGED) from error
     except (OSError, SyntaxError, ValueError, EOFError, TypeError, IndexError,

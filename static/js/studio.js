@@ -367,6 +367,21 @@
     if (event.dataTransfer.files.length) importFile(event.dataTransfer.files[0]);
   });
 
+  // Parameters pasted into the prompt (A1111's infotext, as Civitai's "Copy generation
+  // data" gives it, or a ComfyUI workflow) fill the form instead, as A1111's "read
+  // generation parameters" button does: they go through the same import, as a text file.
+  const PASTED_INFOTEXT = /(^|\n)Steps: \d+/;
+  const PASTED_WORKFLOW = /^\s*\{[\s\S]*"(class_type|nodes)"/;
+  document.addEventListener("paste", function (event) {
+    const target = event.target;
+    if (!target.matches || !target.matches("#generate-form textarea[name=prompt]")) return;
+    const text = event.clipboardData ? event.clipboardData.getData("text/plain") : "";
+    if (!(PASTED_INFOTEXT.test(text) || PASTED_WORKFLOW.test(text))) return;
+    if (importInput() === null) return;
+    event.preventDefault();
+    importFile(new File([text], "pasted text", { type: "text/plain" }));
+  });
+
   // The new form cannot hold a file the server never saw: hand the source upload over.
   document.body.addEventListener("htmx:beforeSwap", function (event) {
     const config = event.detail.requestConfig;

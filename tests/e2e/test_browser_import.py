@@ -1,6 +1,7 @@
 """A person's view of the parameter import: pick an A1111 PNG with "Import from image", then
-drop a ComfyUI PNG on the page; the form fills, says what was not applied, and keeps the
-img2img source file the user had chosen. Screenshots land in test-artifacts/."""
+drop a ComfyUI PNG on the page, then paste A1111's parameters into the prompt; the form
+fills, says what was not applied, and keeps the img2img source file the user had chosen.
+Screenshots land in test-artifacts/."""
 
 import base64
 import io
@@ -35,6 +36,21 @@ async ([data, name, drop]) => {
   for (const type of drop ? ["dragenter", "dragover", "drop"] : ["dragenter", "dragover"]) {
     target.dispatchEvent(new DragEvent(type, {bubbles: true, cancelable: true,
                                                dataTransfer: transfer}));
+  }
+}
+"""
+
+# Pastes text into the focused element, as the clipboard does; where the page lets the paste
+# through, the text goes in at the end (Chromium inserts nothing for a synthetic event).
+PASTE = """
+(text) => {
+  const target = document.activeElement;
+  const transfer = new DataTransfer();
+  transfer.setData("text/plain", text);
+  const event = new ClipboardEvent("paste", {bubbles: true, cancelable: true,
+                                             clipboardData: transfer});
+  if (target.dispatchEvent(event)) {
+    target.value += text;
   }
 }
 """
@@ -105,6 +121,18 @@ def test_import_by_button_and_by_drop(studio_processes):
         )
         expect(page.get_by_label("Width")).to_have_value("512")
         expect(page.get_by_label("Clip skip")).to_have_value("2")
+
+        # A1111's parameters pasted into the prompt fill the form (as A1111's "read
+        # generation parameters" button does); ordinary text pastes as text.
+        prompt = page.get_by_label("Prompt", exact=True)
+        prompt.focus()
+        page.evaluate(PASTE, A1111_INFOTEXT)
+        expect(notice).to_contain_text("Imported from pasted text (AUTOMATIC1111 v1.10.1)")
+        expect(prompt).to_have_value("a castle, (masterpiece:1.2)")
+        expect(page.get_by_label("Seed", exact=True)).to_have_value("1234")
+        prompt.focus()
+        page.evaluate(PASTE, " and a moat")
+        expect(prompt).to_have_value("a castle, (masterpiece:1.2) and a moat")
 
         # A file that is no image: the form stays, the message says why.
         page.get_by_label("Import from image").set_input_files(

@@ -339,10 +339,11 @@ class ImportViewTestCase(StudioTestCase):
             "batch_count": 3,
         }
 
-    def post(self, data, name="image.png", **extra):
+    def post(self, data, name="image.png", content_type="image/png", **extra):
         return self.client.post(
             self.url,
-            {**self.form_values, "image": upload(data, name=name), **extra},
+            {**self.form_values, "image": upload(data, name=name, content_type=content_type),
+             **extra},
             headers={"HX-Request": "true"},
         )
 
@@ -426,6 +427,18 @@ class ImportViewTestCase(StudioTestCase):
         self.assertEqual(self.initial(response)["strength"], 0.35)
         self.assertContains(response, "Source image: none in the file")
         self.assertEqual(response.content.decode().count("Source image: none in the file"), 1)
+
+    def test_an_a1111_infotext_as_text_fills_the_form_as_its_png_does(self):
+        """Pasted into the prompt (studio.js sends it as a text file) or a .txt of Civitai's
+        "Copy generation data": the same values as the PNG carrying it."""
+        from_png = self.initial(self.post(png_bytes({"parameters": A1111_INFOTEXT})))
+        for encoding in ("utf-8", "utf-8-sig"):
+            with self.subTest(encoding=encoding):
+                response = self.post(A1111_INFOTEXT.replace("\n", "\r\n").encode(encoding),
+                                     name="pasted text", content_type="text/plain")
+                self.assertEqual(response.status_code, 200)
+                self.assertEqual(self.initial(response), from_png)
+                self.assertContains(response, "pasted text")
 
     def test_an_a1111_png_fills_the_form_and_lists_what_was_not_applied(self):
         sd15 = DiffusionModel.objects.create(name="v1-5-pruned-emaonly", source="/models/sd15")
