@@ -613,8 +613,9 @@ class GenerationForm(forms.Form):
             self.add_error("control_model", f"{name}: it reads the control image itself. "
                                             "Leave the ControlNet model at None.")
         if cleaned.get("hires_fix"):
-            self.add_error("hires_fix", f"{name}: it can only {modes_text(model)}, and hires "
-                                        "fix's second pass is image to image. Turn it off.")
+            self.add_error("hires_fix", f"{name}: it makes images from text and a control image "
+                                        "only, and hires fix's second pass is image to image. "
+                                        "Turn it off.")
 
     def _clean_shift(self, cleaned):
         """The shift belongs to flow matching: other families' schedules have none."""

@@ -6,11 +6,10 @@ Two jobs, both without loading a model:
 
 - `checkpoint_architecture(path)` tells from the tensor names in the file's header which
   architecture a checkpoint has, so the worker and the library name it (or refuse a file
-  that is no model) before diffusers builds anything; `is_flux_fill_file` and
-  `is_flux_fill_folder` tell a FLUX.1 Fill model (inpaint and outpaint only), and
-  `is_flux_control_file` and `is_flux_control_folder` a FLUX.1 Depth or Canny [dev] model
-  (txt2img with a control image only), from the transformer's input width, so the library
-  records it.
+  that is no model) before diffusers builds anything; `flux_file_input_channels` and
+  `folder_flux_input_channels` read a FLUX.1 transformer's input width, which tells a Fill
+  model (inpaint and outpaint only) and a Depth or Canny [dev] one (txt2img with a control
+  image only), so the library records it.
 - `save_original_layout(pipe, path)` writes a diffusers SD 1.x or SDXL pipeline as one
   original-layout `.safetensors` file: the inverse of the conversion diffusers'
   `from_single_file` does. Tests and the offline demo use it to make a single-file
@@ -163,37 +162,17 @@ def flux_input_channels(path: str | Path) -> int | None:
     return None
 
 
-def is_flux_fill_file(path: str | Path) -> bool:
-    """Whether a single-file checkpoint is a FLUX.1 Fill transformer (384 input channels);
-    a file that is no checkpoint raises CheckpointError."""
-    return (
-        checkpoint_architecture(path) == FLUX1
-        and flux_input_channels(path) == FLUX_FILL_CHANNELS
-    )
+def flux_file_input_channels(path: str | Path) -> int | None:
+    """The input channels of a single-file FLUX.1 checkpoint's transformer (64 for FLUX.1
+    [dev], FLUX_FILL_CHANNELS for Fill, FLUX_CONTROL_CHANNELS for Depth and Canny); None
+    for a checkpoint of another architecture. A file that is no checkpoint raises
+    CheckpointError."""
+    if checkpoint_architecture(path) != FLUX1:
+        return None
+    return flux_input_channels(path)
 
 
-def is_flux_fill_folder(folder: str | Path) -> bool:
-    """Whether a diffusers folder's transformer is FLUX.1 Fill's, from its
-    transformer/config.json; False when there is none to read."""
-    return _folder_flux_input_channels(folder) == FLUX_FILL_CHANNELS
-
-
-def is_flux_control_file(path: str | Path) -> bool:
-    """Whether a single-file checkpoint is a FLUX.1 Depth or Canny [dev] transformer (128
-    input channels); a file that is no checkpoint raises CheckpointError."""
-    return (
-        checkpoint_architecture(path) == FLUX1
-        and flux_input_channels(path) == FLUX_CONTROL_CHANNELS
-    )
-
-
-def is_flux_control_folder(folder: str | Path) -> bool:
-    """Whether a diffusers folder's transformer is FLUX.1 Depth's or Canny's [dev], from
-    its transformer/config.json; False when there is none to read."""
-    return _folder_flux_input_channels(folder) == FLUX_CONTROL_CHANNELS
-
-
-def _folder_flux_input_channels(folder: str | Path) -> int | None:
+def folder_flux_input_channels(folder: str | Path) -> int | None:
     """The input channels of a diffusers folder's FLUX.1 transformer, from its
     transformer/config.json; None when there is none to read."""
     try:

@@ -15,13 +15,13 @@ from huggingface_hub import try_to_load_from_cache
 
 from generation.models import FluxTransformer, ModelFamily, ModelKind, SourceKind
 from gpu_workers.checkpoints import (
+    FLUX_CONTROL_CHANNELS,
+    FLUX_FILL_CHANNELS,
     PICKLE_SUFFIXES,
     CheckpointError,
     checkpoint_architecture,
-    is_flux_control_file,
-    is_flux_control_folder,
-    is_flux_fill_file,
-    is_flux_fill_folder,
+    flux_file_input_channels,
+    folder_flux_input_channels,
     tensor_names,
 )
 
@@ -278,34 +278,38 @@ def validate_config_source(value):
     return str(folder)
 
 
+# A FLUX.1 transformer's input width → what it reads beside its latents.
+FLUX_TRANSFORMERS = {
+    FLUX_FILL_CHANNELS: FluxTransformer.FILL,
+    FLUX_CONTROL_CHANNELS: FluxTransformer.CONTROL,
+}
+
+
 def flux_transformer(source, *, source_kind):
     """What a checkpoint source's FLUX.1 transformer reads beside its latents (a
     FluxTransformer): a Fill model's source and mask, a Depth or Canny model's control
     image, or nothing more (a standard model, and any source that isn't FLUX.1)."""
-    for variant, file_is, folder_is in (
-        (FluxTransformer.FILL, is_flux_fill_file, is_flux_fill_folder),
-        (FluxTransformer.CONTROL, is_flux_control_file, is_flux_control_folder),
-    ):
-        if _flux_transformer_is(source, source_kind, file_is, folder_is):
-            return variant
-    return FluxTransformer.STANDARD
+    channels = _flux_input_channels(source, source_kind)
+    return FLUX_TRANSFORMERS.get(channels, FluxTransformer.STANDARD)
 
 
-def _flux_transformer_is(source, source_kind, file_is, folder_is):
-    """What file_is / folder_is say of the source's transformer (its input width): from a
-    single file's header, a folder's transformer/config.json or, for a Hub id, the config in
-    this machine's Hugging Face cache (nothing is downloaded; one not there is not known
-    here, and the workers refuse the modes the model can't run). False for what can't be
-    read, so that a row saved before sources were checked never stops a migration."""
+def _flux_input_channels(source, source_kind):
+    """The input width of the source's FLUX.1 transformer: from a single file's header, a
+    folder's transformer/config.json or, for a Hub id, the config in this machine's Hugging
+    Face cache (nothing is downloaded; one not there is not known here, and the workers
+    refuse the modes the model can't run). None for what can't be read, so that a row
+    saved before sources were checked never stops a migration."""
     if source_kind == SourceKind.FILE:
         try:
-            return file_is(source)
+            return flux_file_input_channels(source)
         except (CheckpointError, OSError):
-            return False
+            return None
     if source_kind == SourceKind.FOLDER:
-        return folder_is(source)
+        return folder_flux_input_channels(source)
     try:
         cached = try_to_load_from_cache(source, "transformer/config.json")
     except ValueError:  # huggingface_hub's HFValidationError: no Hub id
-        return False
-    return isinstance(cached, str) and folder_is(Path(cached).parent.parent)
+        return None
+    if not isinstance(cached, str):
+        return None
+    return folder_flux_input_channels(Path(cached).parent.parent)

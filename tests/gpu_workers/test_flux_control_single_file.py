@@ -13,11 +13,8 @@ import torch
 from gpu_workers import flow, pipelines
 from gpu_workers.checkpoints import (
     FLUX_CONTROL_CHANNELS,
-    flux_input_channels,
-    is_flux_control_file,
-    is_flux_control_folder,
-    is_flux_fill_file,
-    is_flux_fill_folder,
+    flux_file_input_channels,
+    folder_flux_input_channels,
 )
 from gpu_workers.requests import ControlRef, GenerationRequest
 from tests.gpu_workers.engine_runs import (
@@ -49,13 +46,10 @@ def test_the_studio_reads_the_control_width_the_worker_runs():
 def test_a_control_file_and_folder_are_told_from_flux_dev_and_fill(
     tiny_flux_control, tiny_flux, control_file
 ):
-    assert flux_input_channels(control_file) == 128
-    assert is_flux_control_file(control_file)
-    assert is_flux_control_folder(tiny_flux_control)
-    assert not is_flux_fill_file(control_file)
-    assert not is_flux_fill_folder(tiny_flux_control)
-    assert not is_flux_control_file(tiny_flux / TRANSFORMER_FILE)
-    assert not is_flux_control_folder(tiny_flux)
+    assert flux_file_input_channels(control_file) == FLUX_CONTROL_CHANNELS
+    assert folder_flux_input_channels(tiny_flux_control) == FLUX_CONTROL_CHANNELS
+    assert flux_file_input_channels(tiny_flux / TRANSFORMER_FILE) == 64
+    assert folder_flux_input_channels(tiny_flux) == 64
 
 
 def test_a_control_folder_is_a_flux_model(tiny_flux_control):

@@ -13,9 +13,8 @@ import torch
 from gpu_workers import flow, pipelines
 from gpu_workers.checkpoints import (
     FLUX_FILL_CHANNELS,
-    flux_input_channels,
-    is_flux_fill_file,
-    is_flux_fill_folder,
+    flux_file_input_channels,
+    folder_flux_input_channels,
 )
 from gpu_workers.requests import GenerationFailed, GenerationRequest
 from tests.gpu_workers.engine_runs import (
@@ -46,12 +45,10 @@ def test_the_studio_reads_the_fill_width_the_worker_runs():
 
 
 def test_a_fill_file_and_folder_are_told_from_flux_dev(tiny_flux_fill, tiny_flux, fill_file):
-    assert flux_input_channels(fill_file) == 384
-    assert is_flux_fill_file(fill_file)
-    assert is_flux_fill_folder(tiny_flux_fill)
-    assert flux_input_channels(tiny_flux / TRANSFORMER_FILE) == 64
-    assert not is_flux_fill_file(tiny_flux / TRANSFORMER_FILE)
-    assert not is_flux_fill_folder(tiny_flux)
+    assert flux_file_input_channels(fill_file) == FLUX_FILL_CHANNELS
+    assert folder_flux_input_channels(tiny_flux_fill) == FLUX_FILL_CHANNELS
+    assert flux_file_input_channels(tiny_flux / TRANSFORMER_FILE) == 64
+    assert folder_flux_input_channels(tiny_flux) == 64
 
 
 @pytest.mark.usefixtures("empty_pipeline_cache")
