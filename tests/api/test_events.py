@@ -128,6 +128,15 @@ class EventStreamTests(TransactionTestCase):
         self.assertEqual(response.headers["cache-control"], "no-cache")
         return EventStream(response)
 
+    def open_listening(self, path, **credentials):
+        """The stream once it listens: the server sends response headers before the body
+        joins its groups, so a change made before the first keep-alive (which comes after
+        the state, none here) could go unheard."""
+        with mock.patch("studio.api.events.KEEPALIVE_S", 0.2):
+            stream = self.open(path, **credentials)
+            self.assertEqual(stream.next(), "keep-alive")
+        return stream
+
     def test_a_job_streams_its_state_then_its_run_until_it_ends(self):
         secret = self.token(self.editor)
         created = self.http.post(
@@ -222,8 +231,8 @@ class EventStreamTests(TransactionTestCase):
         self.assertEqual(events[-1]["job_id"], waiting.pk)
 
     def test_a_member_removed_from_the_team_loses_the_stream(self):
-        stream = self.open(f"/projects/{self.project.pk}/events",
-                           secret=self.token(self.viewer))
+        stream = self.open_listening(f"/projects/{self.project.pk}/events",
+                                     secret=self.token(self.viewer))
         membership_remove(membership=Membership.objects.get(team=self.team, user=self.viewer))
         self.assertTrue(stream.ended())
 
@@ -242,13 +251,13 @@ class EventStreamTests(TransactionTestCase):
     def test_signing_out_ends_the_sessions_stream(self):
         self.client.login(username=self.viewer.username, password=self.password)
         cookies = {"sessionid": self.client.cookies["sessionid"].value}
-        stream = self.open(f"/projects/{self.project.pk}/events", cookies=cookies)
+        stream = self.open_listening(f"/projects/{self.project.pk}/events", cookies=cookies)
         self.client.logout()
         self.assertTrue(stream.ended())
 
     def test_a_revoked_token_loses_the_stream(self):
-        stream = self.open(f"/projects/{self.project.pk}/events",
-                           secret=self.token(self.viewer))
+        stream = self.open_listening(f"/projects/{self.project.pk}/events",
+                                     secret=self.token(self.viewer))
         token_revoke(token=ApiToken.objects.get(user=self.viewer), by=self.viewer)
         self.assertTrue(stream.ended())
 
